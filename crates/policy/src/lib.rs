@@ -1,0 +1,2 @@
+//! attestgate route policies: the file model API owners write, its compiler, and the route index.
+#![forbid(unsafe_code)]

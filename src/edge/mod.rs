@@ -1,0 +1,1 @@
+//! The Worker runtime adapter (wasm32 only).

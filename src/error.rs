@@ -1,0 +1,491 @@
+//! The one error type of a gateway decision, and its mapping to the wire (SPEC §4).
+//!
+//! Every refusal the gateway can make is a variant of [`Error`]. The variant names the failure
+//! precisely (for the log line, via [`Error::reason`]); [`Error::wire`] maps it, in this one place,
+//! to the HTTP status, the RFC 6750 `error` code, a fixed description and the `WWW-Authenticate`
+//! challenge. Nothing from the token or the request is ever part of the wire form.
+
+use core::fmt;
+
+/// Why a request was refused. `#[non_exhaustive]` so that adding a precise reason is not a
+/// breaking change for code that matches on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Error {
+    // ---- 400 invalid_request: the request itself is malformed -----------------------------
+    /// The path has `//`, `/./`, `/../`, or an encoded `/`, `\` or `.`.
+    UnnormalisedPath,
+    /// The same credential is present more than once (two headers, or a list value).
+    DuplicateCredential,
+    /// The credential header is not of the form the provider expects (scheme, spacing).
+    MalformedCredential,
+    /// A header or URL the gateway must read is not valid (non-ASCII, too long).
+    MalformedRequest,
+
+    // ---- 401 missing_token -------------------------------------------------------------
+    /// A token the route requires is absent.
+    MissingToken,
+
+    // ---- 401 invalid_token: the token's form ---------------------------------------------
+    /// The token is longer than the configured limit.
+    TokenTooLarge,
+    /// The compact form does not have exactly three segments (JWE, JSON serialisation, ...).
+    SegmentCount,
+    /// A segment is empty, or the token has characters outside the base64url alphabet and `.`.
+    MalformedSegment,
+    /// A segment is not strict base64url (padding, standard alphabet, non-canonical bits).
+    Base64,
+    /// A decoded segment is not UTF-8.
+    Utf8,
+    /// A decoded segment is not a JSON object (syntax, trailing data, nesting too deep, not an object).
+    Json,
+    /// A JSON object has the same member twice (at any depth).
+    DuplicateMember,
+    /// A JOSE header member has the wrong JSON type.
+    HeaderType,
+    /// `alg` is absent.
+    AlgMissing,
+    /// `alg` is not one this provider allows (includes `none` and every case variant).
+    AlgNotAllowed,
+    /// `typ` is absent, or not one the provider accepts.
+    TypNotAccepted,
+    /// `crit` is present: the gateway implements no JWS extensions.
+    CritUnsupported,
+    /// `b64` is present (RFC 7797 unencoded payloads are not JWTs).
+    B64Unsupported,
+    /// `enc`, `zip` or `cty` is present (JWE, compression, nested JWT).
+    UnsupportedHeader,
+
+    // ---- 401 invalid_token: key selection and signature ------------------------------------
+    /// No `kid` and the provider has more than one key for the algorithm.
+    KidMissing,
+    /// No key with this `kid` (after the one allowed refresh).
+    UnknownKey,
+    /// The selected key is bound to another algorithm or key type.
+    KeyAlgMismatch,
+    /// More than one key matches the `kid`.
+    AmbiguousKey,
+    /// The signature has the wrong length for the algorithm or key.
+    SignatureLength,
+    /// The signature does not verify.
+    BadSignature,
+
+    // ---- 401 invalid_token: claims ---------------------------------------------------------
+    /// A registered claim has the wrong type or is out of range (`exp` as a string, 1e400, ...).
+    ClaimType,
+    /// `iss` is absent or does not equal the provider's issuer exactly.
+    IssuerMismatch,
+    /// `aud` is absent or has none of the provider's audiences.
+    AudienceMismatch,
+    /// `exp` is absent.
+    ExpMissing,
+    /// `exp` is past (beyond the skew).
+    Expired,
+    /// `nbf` is in the future (beyond the skew).
+    NotYetValid,
+    /// `iat` is in the future (beyond the skew).
+    IssuedInFuture,
+    /// `exp - iat` (or `exp - now` without `iat`) exceeds `max_lifetime_secs`.
+    LifetimeTooLong,
+    /// A claim listed in `required_claims` is absent.
+    RequiredClaimMissing,
+    /// A claim the route forwards is not printable ASCII within 1 KiB.
+    UnforwardableClaim,
+    /// The token's `(iss, jti)` was seen before.
+    ReplayedToken,
+    /// The provider requires `jti` (replay protection) and the token has none.
+    JtiMissing,
+    /// The token binding claim (`pay`) does not match the hash of the bound header.
+    BindingMismatch,
+
+    // ---- 401 DPoP (RFC 9449) ---------------------------------------------------------------
+    /// The provider requires a DPoP proof and none was sent.
+    DpopProofMissing,
+    /// The DPoP proof is malformed, badly signed, or does not match the request or token.
+    DpopProofInvalid,
+    /// The DPoP proof has no nonce, or one that is unknown, expired or used.
+    DpopNonceRequired,
+
+    // ---- 401 attestation challenge ---------------------------------------------------------
+    /// The token must carry a challenge nonce and has none.
+    ChallengeMissing,
+    /// The challenge nonce was not issued by this gateway (bad MAC, bad format).
+    ChallengeUnknown,
+    /// The challenge nonce is older than `challenge_ttl_secs`.
+    ChallengeExpired,
+    /// The challenge nonce was already used.
+    ChallengeUsed,
+
+    // ---- 403 insufficient_scope -------------------------------------------------------------
+    /// The route's `require` is not met by the tokens presented (for `any`).
+    RequirementUnmet,
+    /// A scope the route requires is missing.
+    ScopeMissing,
+    /// A claim constraint of the route is not met.
+    ClaimConstraint,
+    /// The `act` chain is deeper than the route allows.
+    DelegationTooDeep,
+
+    // ---- 404 / 405 --------------------------------------------------------------------------
+    /// No route matches the request.
+    NoRoute,
+    /// The challenge endpoint was called with another method than POST.
+    MethodNotAllowed,
+
+    // ---- 5xx ----------------------------------------------------------------------------------
+    /// The issuer's JWKS could not be fetched and no usable cached keys remain.
+    KeysUnavailable,
+    /// The nonce / replay store could not be reached.
+    NonceStoreUnavailable,
+    /// A Worker secret the route needs is missing or unusable.
+    SecretUnavailable,
+    /// The policy compiled into the Worker could not be loaded.
+    PolicyUnavailable,
+    /// The origin could not be reached.
+    OriginUnreachable,
+}
+
+/// Which challenge scheme a 401 carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Bearer,
+    Dpop,
+}
+
+/// Which fresh nonce headers a refusal must carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreshNonce {
+    /// None.
+    No,
+    /// `DPoP-Nonce` (RFC 9449 §8).
+    Dpop,
+    /// `DPoP-Nonce` and `OAuth-Client-Attestation-Challenge`.
+    Attestation,
+}
+
+/// The wire form of a refusal. Built only by [`Error::wire`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wire {
+    pub status: u16,
+    /// RFC 6750 / RFC 9449 error code, also the `error` member of the JSON body.
+    pub code: &'static str,
+    /// Fixed text: never derived from the request.
+    pub description: &'static str,
+    /// The `WWW-Authenticate` value, if any.
+    pub www_authenticate: Option<String>,
+    /// `Retry-After` seconds, for 503.
+    pub retry_after: Option<u32>,
+    /// Which fresh nonce headers to add.
+    pub fresh_nonce: FreshNonce,
+}
+
+impl Error {
+    /// A stable snake_case reason code for logs and metrics (never sent to the client).
+    pub fn reason(self) -> &'static str {
+        use Error::*;
+        match self {
+            UnnormalisedPath => "unnormalised_path",
+            DuplicateCredential => "duplicate_credential",
+            MalformedCredential => "malformed_credential",
+            MalformedRequest => "malformed_request",
+            MissingToken => "missing_token",
+            TokenTooLarge => "token_too_large",
+            SegmentCount => "segment_count",
+            MalformedSegment => "malformed_segment",
+            Base64 => "base64",
+            Utf8 => "utf8",
+            Json => "json",
+            DuplicateMember => "duplicate_member",
+            HeaderType => "header_type",
+            AlgMissing => "alg_missing",
+            AlgNotAllowed => "alg_not_allowed",
+            TypNotAccepted => "typ_not_accepted",
+            CritUnsupported => "crit_unsupported",
+            B64Unsupported => "b64_unsupported",
+            UnsupportedHeader => "unsupported_header",
+            KidMissing => "kid_missing",
+            UnknownKey => "unknown_key",
+            KeyAlgMismatch => "key_alg_mismatch",
+            AmbiguousKey => "ambiguous_key",
+            SignatureLength => "signature_length",
+            BadSignature => "bad_signature",
+            ClaimType => "claim_type",
+            IssuerMismatch => "issuer_mismatch",
+            AudienceMismatch => "audience_mismatch",
+            ExpMissing => "exp_missing",
+            Expired => "expired",
+            NotYetValid => "not_yet_valid",
+            IssuedInFuture => "issued_in_future",
+            LifetimeTooLong => "lifetime_too_long",
+            RequiredClaimMissing => "required_claim_missing",
+            UnforwardableClaim => "unforwardable_claim",
+            ReplayedToken => "replayed_token",
+            JtiMissing => "jti_missing",
+            BindingMismatch => "binding_mismatch",
+            DpopProofMissing => "dpop_proof_missing",
+            DpopProofInvalid => "dpop_proof_invalid",
+            DpopNonceRequired => "dpop_nonce_required",
+            ChallengeMissing => "challenge_missing",
+            ChallengeUnknown => "challenge_unknown",
+            ChallengeExpired => "challenge_expired",
+            ChallengeUsed => "challenge_used",
+            RequirementUnmet => "requirement_unmet",
+            ScopeMissing => "scope_missing",
+            ClaimConstraint => "claim_constraint",
+            DelegationTooDeep => "delegation_too_deep",
+            NoRoute => "no_route",
+            MethodNotAllowed => "method_not_allowed",
+            KeysUnavailable => "keys_unavailable",
+            NonceStoreUnavailable => "nonce_store_unavailable",
+            SecretUnavailable => "secret_unavailable",
+            PolicyUnavailable => "policy_unavailable",
+            OriginUnreachable => "origin_unreachable",
+        }
+    }
+
+    /// The class of the error on the wire.
+    fn class(self) -> Class {
+        use Error::*;
+        match self {
+            UnnormalisedPath | DuplicateCredential | MalformedCredential | MalformedRequest => {
+                Class::InvalidRequest
+            }
+            MissingToken => Class::MissingToken,
+            TokenTooLarge | SegmentCount | MalformedSegment | Base64 | Utf8 | Json
+            | DuplicateMember | HeaderType | AlgMissing | AlgNotAllowed | TypNotAccepted
+            | CritUnsupported | B64Unsupported | UnsupportedHeader | KidMissing | UnknownKey
+            | KeyAlgMismatch | AmbiguousKey | SignatureLength | BadSignature | ClaimType
+            | IssuerMismatch | AudienceMismatch | ExpMissing | Expired | NotYetValid
+            | IssuedInFuture | LifetimeTooLong | RequiredClaimMissing | UnforwardableClaim
+            | ReplayedToken | JtiMissing | BindingMismatch => Class::InvalidToken,
+            DpopProofMissing | DpopProofInvalid => Class::InvalidDpopProof,
+            DpopNonceRequired => Class::UseDpopNonce,
+            ChallengeMissing | ChallengeUnknown | ChallengeExpired | ChallengeUsed => {
+                Class::UseAttestationChallenge
+            }
+            RequirementUnmet | ScopeMissing | ClaimConstraint | DelegationTooDeep => {
+                Class::InsufficientScope
+            }
+            NoRoute => Class::NotFound,
+            MethodNotAllowed => Class::MethodNotAllowed,
+            KeysUnavailable | NonceStoreUnavailable | SecretUnavailable | PolicyUnavailable => {
+                Class::Unavailable
+            }
+            OriginUnreachable => Class::BadGateway,
+        }
+    }
+
+    /// The fixed, client-safe description. Generic on purpose where the detail would help an
+    /// attacker (the log line has the precise [`Error::reason`]).
+    pub fn description(self) -> &'static str {
+        use Error::*;
+        match self {
+            UnnormalisedPath => "The request path is not in normal form.",
+            DuplicateCredential => "A credential was sent more than once.",
+            MalformedCredential => "A credential header is malformed.",
+            MalformedRequest => "The request is malformed.",
+            MissingToken => "A required token is missing.",
+            Expired => "The token has expired.",
+            NotYetValid | IssuedInFuture => "The token is not valid yet.",
+            ReplayedToken => "The token was already used.",
+            DpopProofMissing => "A DPoP proof is required.",
+            DpopProofInvalid => "The DPoP proof is invalid.",
+            DpopNonceRequired => "A fresh DPoP nonce is required.",
+            ChallengeMissing | ChallengeUnknown | ChallengeExpired | ChallengeUsed => {
+                "A fresh attestation challenge is required."
+            }
+            RequirementUnmet | ScopeMissing | ClaimConstraint | DelegationTooDeep => {
+                "The token does not grant access to this resource."
+            }
+            NoRoute => "No route matches the request.",
+            MethodNotAllowed => "Method not allowed.",
+            KeysUnavailable => "The token issuer's keys are temporarily unavailable.",
+            NonceStoreUnavailable => "The nonce store is temporarily unavailable.",
+            SecretUnavailable | PolicyUnavailable => "The gateway is not fully configured.",
+            OriginUnreachable => "The origin could not be reached.",
+            _ => "The token is invalid.",
+        }
+    }
+
+    /// The complete wire form. `realm` goes into `WWW-Authenticate`; it comes from the policy,
+    /// never from the request.
+    pub fn wire(self, realm: &str) -> Wire {
+        let class = self.class();
+        let realm = escape_quoted(realm);
+        let (status, code) = class.status_code();
+        let www_authenticate = match class {
+            Class::MissingToken => Some(format!("Bearer realm=\"{realm}\"")),
+            Class::InvalidToken | Class::InsufficientScope => {
+                Some(format!("Bearer realm=\"{realm}\", error=\"{code}\""))
+            }
+            Class::InvalidDpopProof | Class::UseDpopNonce => Some(format!(
+                "DPoP realm=\"{realm}\", error=\"{code}\", algs=\"ES256 EdDSA\""
+            )),
+            Class::UseAttestationChallenge => {
+                Some(format!("Bearer realm=\"{realm}\", error=\"{code}\""))
+            }
+            _ => None,
+        };
+        let fresh_nonce = match class {
+            Class::InvalidDpopProof | Class::UseDpopNonce => FreshNonce::Dpop,
+            Class::UseAttestationChallenge => FreshNonce::Attestation,
+            _ => FreshNonce::No,
+        };
+        let retry_after = (class == Class::Unavailable).then_some(5);
+        Wire {
+            status,
+            code,
+            description: self.description(),
+            www_authenticate,
+            retry_after,
+            fresh_nonce,
+        }
+    }
+
+    /// The challenge scheme for a missing token on a DPoP route: `DPoP` instead of `Bearer`.
+    pub fn wire_for_scheme(self, realm: &str, scheme: Scheme) -> Wire {
+        let mut wire = self.wire(realm);
+        if scheme == Scheme::Dpop {
+            if let Some(value) = wire.www_authenticate.take() {
+                wire.www_authenticate = Some(match value.strip_prefix("Bearer ") {
+                    Some(rest) => format!("DPoP {rest}, algs=\"ES256 EdDSA\""),
+                    None => value,
+                });
+            }
+        }
+        wire
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    InvalidRequest,
+    MissingToken,
+    InvalidToken,
+    InvalidDpopProof,
+    UseDpopNonce,
+    UseAttestationChallenge,
+    InsufficientScope,
+    NotFound,
+    MethodNotAllowed,
+    Unavailable,
+    BadGateway,
+}
+
+impl Class {
+    fn status_code(self) -> (u16, &'static str) {
+        match self {
+            Class::InvalidRequest => (400, "invalid_request"),
+            Class::MissingToken => (401, "missing_token"),
+            Class::InvalidToken => (401, "invalid_token"),
+            Class::InvalidDpopProof => (401, "invalid_dpop_proof"),
+            Class::UseDpopNonce => (401, "use_dpop_nonce"),
+            Class::UseAttestationChallenge => (401, "use_attestation_challenge"),
+            Class::InsufficientScope => (403, "insufficient_scope"),
+            Class::NotFound => (404, "not_found"),
+            Class::MethodNotAllowed => (405, "method_not_allowed"),
+            Class::Unavailable => (503, "temporarily_unavailable"),
+            Class::BadGateway => (502, "bad_gateway"),
+        }
+    }
+}
+
+/// Escape a value for an RFC 9110 quoted-string (the realm is configuration, but be exact).
+fn escape_quoted(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_ascii_graphic() || c == ' ' => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The JSON body of a refusal: `{"error", "error_description", "request_id"}`.
+pub fn body(wire: &Wire, request_id: &str) -> String {
+    serde_json::json!({
+        "error": wire.code,
+        "error_description": wire.description,
+        "request_id": request_id,
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_token_has_no_error_attribute() {
+        let w = Error::MissingToken.wire("api.example.com");
+        assert_eq!(w.status, 401);
+        assert_eq!(w.code, "missing_token");
+        assert_eq!(
+            w.www_authenticate.as_deref(),
+            Some("Bearer realm=\"api.example.com\"")
+        );
+    }
+
+    #[test]
+    fn statuses_follow_the_spec_table() {
+        let cases = [
+            (Error::UnnormalisedPath, 400, "invalid_request", false),
+            (Error::DuplicateCredential, 400, "invalid_request", false),
+            (Error::BadSignature, 401, "invalid_token", true),
+            (Error::ReplayedToken, 401, "invalid_token", true),
+            (Error::DpopProofInvalid, 401, "invalid_dpop_proof", true),
+            (Error::DpopNonceRequired, 401, "use_dpop_nonce", true),
+            (Error::ChallengeUsed, 401, "use_attestation_challenge", true),
+            (Error::ScopeMissing, 403, "insufficient_scope", true),
+            (Error::NoRoute, 404, "not_found", false),
+            (Error::KeysUnavailable, 503, "temporarily_unavailable", false),
+            (Error::NonceStoreUnavailable, 503, "temporarily_unavailable", false),
+        ];
+        for (e, status, code, challenge) in cases {
+            let w = e.wire("r");
+            assert_eq!((w.status, w.code), (status, code), "{e:?}");
+            assert_eq!(w.www_authenticate.is_some(), challenge, "{e:?}");
+            if let Some(h) = &w.www_authenticate {
+                if status != 401 || code != "missing_token" {
+                    assert!(h.contains(&format!("error=\"{code}\"")), "{h}");
+                }
+            }
+        }
+        assert_eq!(Error::KeysUnavailable.wire("r").retry_after, Some(5));
+        assert_eq!(Error::ChallengeUnknown.wire("r").fresh_nonce, FreshNonce::Attestation);
+        assert_eq!(Error::DpopNonceRequired.wire("r").fresh_nonce, FreshNonce::Dpop);
+        assert!(Error::DpopProofInvalid
+            .wire("r")
+            .www_authenticate
+            .unwrap_or_default()
+            .starts_with("DPoP "));
+    }
+
+    #[test]
+    fn realm_is_escaped() {
+        let w = Error::MissingToken.wire("a\"b\\c\r\n");
+        assert_eq!(w.www_authenticate.as_deref(), Some("Bearer realm=\"a\\\"b\\\\c\""));
+    }
+
+    #[test]
+    fn body_is_fixed_json() {
+        let w = Error::Expired.wire("r");
+        let v: serde_json::Value = serde_json::from_str(&body(&w, "req-1")).unwrap();
+        assert_eq!(v["error"], "invalid_token");
+        assert_eq!(v["error_description"], "The token has expired.");
+        assert_eq!(v["request_id"], "req-1");
+    }
+}

@@ -1,0 +1,1 @@
+//! JOSE for the gateway: compact JWS parsing, JWK/JWKS, signature verification, JWT claims.

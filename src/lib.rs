@@ -1,0 +1,21 @@
+//! attestgate: an edge gateway that verifies runtime-attestation and agent-identity tokens
+//! against per-route policies before a request reaches the origin.
+//!
+//! The crate has two layers:
+//! - a **pure core** that does no I/O and takes time and randomness as parameters:
+//!   [`jose`] (token parsing, keys, signatures, claims), [`gate`] (the decision pipeline,
+//!   nonces, header planning) and [`error`] (the one error type and its wire mapping). Route
+//!   policies come from the `attestgate-policy` crate. The core builds and tests natively.
+//! - a **thin runtime adapter**, `edge`, compiled only for `wasm32`: the Worker's fetch handler,
+//!   WebCrypto, the JWKS cache, the nonce-store Durable Object and forwarding.
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod gate;
+pub mod jose;
+
+#[cfg(target_arch = "wasm32")]
+mod edge;
+
+pub use attestgate_policy as policy;
+pub use error::Error;
