@@ -451,8 +451,18 @@ mod tests {
             (Error::ChallengeUsed, 401, "use_attestation_challenge", true),
             (Error::ScopeMissing, 403, "insufficient_scope", true),
             (Error::NoRoute, 404, "not_found", false),
-            (Error::KeysUnavailable, 503, "temporarily_unavailable", false),
-            (Error::NonceStoreUnavailable, 503, "temporarily_unavailable", false),
+            (
+                Error::KeysUnavailable,
+                503,
+                "temporarily_unavailable",
+                false,
+            ),
+            (
+                Error::NonceStoreUnavailable,
+                503,
+                "temporarily_unavailable",
+                false,
+            ),
         ];
         for (e, status, code, challenge) in cases {
             let w = e.wire("r");
@@ -465,8 +475,14 @@ mod tests {
             }
         }
         assert_eq!(Error::KeysUnavailable.wire("r").retry_after, Some(5));
-        assert_eq!(Error::ChallengeUnknown.wire("r").fresh_nonce, FreshNonce::Attestation);
-        assert_eq!(Error::DpopNonceRequired.wire("r").fresh_nonce, FreshNonce::Dpop);
+        assert_eq!(
+            Error::ChallengeUnknown.wire("r").fresh_nonce,
+            FreshNonce::Attestation
+        );
+        assert_eq!(
+            Error::DpopNonceRequired.wire("r").fresh_nonce,
+            FreshNonce::Dpop
+        );
         assert!(Error::DpopProofInvalid
             .wire("r")
             .www_authenticate
@@ -477,7 +493,10 @@ mod tests {
     #[test]
     fn realm_is_escaped() {
         let w = Error::MissingToken.wire("a\"b\\c\r\n");
-        assert_eq!(w.www_authenticate.as_deref(), Some("Bearer realm=\"a\\\"b\\\\c\""));
+        assert_eq!(
+            w.www_authenticate.as_deref(),
+            Some("Bearer realm=\"a\\\"b\\\\c\"")
+        );
     }
 
     #[test]

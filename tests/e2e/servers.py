@@ -1,0 +1,247 @@
+"""Local stand-ins for the two things attestgate talks to: an origin API and a token issuer.
+
+Both run on one loopback HTTP server:
+- ``/demo-issuer/jwks.json`` serves the issuer's public keys (JWKS). Tests rotate keys, count fetches
+  and simulate an outage.
+- every other path is the *origin*: it records each request it receives (method, path, headers,
+  body) and answers with a JSON echo, so tests can assert what reached it and what did not.
+
+Tokens are minted with joserfc, an independent JOSE library: the gateway's own code never signs
+anything in the end-to-end tests.
+
+Run standalone for the README demo: ``python tests/e2e/servers.py --port 8788``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import threading
+import time
+import warnings
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+from joserfc import jwk, jwt
+
+warnings.filterwarnings("ignore", message=".*deprecated.*")
+
+ISSUER_PATH = "/demo-issuer"
+
+
+class Issuer:
+    """A token issuer with a JWKS it can rotate and take offline."""
+
+    def __init__(self, issuer: str):
+        self.issuer = issuer
+        self.keys: dict[str, object] = {}
+        self.published: list[str] = []
+        self.lock = threading.Lock()
+        self.jwks_fetches = 0
+        self.outage = False
+        self.cache_control = "max-age=600"
+
+    def add_key(self, kind: str, kid: str, publish: bool = True):
+        if kind == "ES256":
+            key = jwk.ECKey.generate_key("P-256", parameters={"kid": kid}, private=True)
+        elif kind in ("EdDSA", "Ed25519"):
+            key = jwk.OKPKey.generate_key("Ed25519", parameters={"kid": kid}, private=True)
+        elif kind == "RS256":
+            key = jwk.RSAKey.generate_key(2048, parameters={"kid": kid}, private=True)
+        else:
+            raise ValueError(kind)
+        with self.lock:
+            self.keys[kid] = key
+            if publish:
+                self.published.append(kid)
+        return key
+
+    def publish(self, kid: str):
+        with self.lock:
+            if kid not in self.published:
+                self.published.append(kid)
+
+    def jwks(self) -> dict:
+        with self.lock:
+            return {
+                "keys": [self.keys[k].as_dict(private=False) for k in self.published]
+            }
+
+    def mint(
+        self,
+        kid: str,
+        alg: str | None = None,
+        typ: str | None = "at+jwt",
+        extra_header: dict | None = None,
+        **claims,
+    ) -> str:
+        key = self.keys[kid]
+        if alg is None:
+            alg = {"EC": "ES256", "OKP": "EdDSA", "RSA": "RS256"}[key.key_type]
+        header = {"alg": alg, "kid": kid}
+        if typ is not None:
+            header["typ"] = typ
+        if extra_header:
+            header.update(extra_header)
+        return sign(header, self.claims(**claims), key)
+
+    def claims(self, **claims) -> dict:
+        now = int(time.time())
+        base = {
+            "iss": self.issuer,
+            "aud": "https://api.example.com",
+            "sub": "user:alice",
+            "iat": now,
+            "exp": now + 300,
+            "jti": secrets.token_urlsafe(12),
+        }
+        for name, value in claims.items():
+            if value is None:
+                base.pop(name, None)
+            else:
+                base[name] = value
+        return base
+
+
+def sign(header: dict, claims: dict, key) -> str:
+    """Sign with joserfc, allowing exactly the algorithm in the header."""
+    return jwt.encode(header, claims, key, algorithms=[header["alg"]])
+
+
+def hmac_key(secret: bytes):
+    return jwk.OctKey.import_key(secret)
+
+
+class Recorder:
+    """Everything the origin received."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.requests: list[dict] = []
+
+    def add(self, entry: dict):
+        with self.lock:
+            self.requests.append(entry)
+
+    def snapshot(self) -> list[dict]:
+        with self.lock:
+            return list(self.requests)
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.requests)
+
+
+class LocalServers:
+    """The origin and the issuer on one loopback port, in a background thread."""
+
+    def __init__(self, port: int = 0, issuer_url: str | None = None):
+        self.recorder = Recorder()
+        servers = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _body(self) -> bytes:
+                length = int(self.headers.get("content-length") or 0)
+                return self.rfile.read(length) if length else b""
+
+            def _send(self, status: int, body: bytes, headers: dict | None = None):
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _handle(self):
+                path = urlsplit(self.path).path
+                if path.startswith(ISSUER_PATH + "/"):
+                    return servers._issuer(self, path[len(ISSUER_PATH):])
+                body = self._body()
+                entry = {
+                    "method": self.command,
+                    "path": self.path,
+                    "headers": [(k.lower(), v) for k, v in self.headers.items()],
+                    "body": body.decode("utf-8", "replace"),
+                }
+                servers.recorder.add(entry)
+                verified = {k: v for k, v in entry["headers"] if k.startswith("x-verified-")}
+                reply = {
+                    "origin": "demo-origin",
+                    "method": self.command,
+                    "path": self.path,
+                    "verified": verified,
+                    "body_bytes": len(body),
+                }
+                self._send(200, json.dumps(reply).encode())
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.issuer = Issuer(issuer_url or f"{self.base}{ISSUER_PATH}")
+        self.jwks_uri = f"{self.base}{ISSUER_PATH}/jwks.json"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def _issuer(self, handler, sub: str):
+        issuer = self.issuer
+        if sub == "/jwks.json":
+            with issuer.lock:
+                issuer.jwks_fetches += 1
+                outage = issuer.outage
+            if outage:
+                return handler._send(503, b'{"error":"down"}')
+            return handler._send(
+                200,
+                json.dumps(issuer.jwks()).encode(),
+                {"cache-control": issuer.cache_control},
+            )
+        if sub.startswith("/token"):
+            # Demo convenience: GET /demo-issuer/token?scope=..&act=..&kid=..
+            query = {k: v[-1] for k, v in parse_qs(urlsplit(handler.path).query).items()}
+            kid = query.pop("kid", next(iter(issuer.keys)))
+            claims = {}
+            if "scope" in query:
+                claims["scope"] = query.pop("scope")
+            if "act" in query:
+                claims["act"] = {"sub": query.pop("act")}
+            if "sub" in query:
+                claims["sub"] = query.pop("sub")
+            token = issuer.mint(kid, **claims)
+            return handler._send(200, token.encode(), {"content-type": "text/plain"})
+        return handler._send(404, b'{"error":"not_found"}')
+
+    def start(self) -> "LocalServers":
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def main():
+    parser = argparse.ArgumentParser(description="attestgate demo origin and issuer")
+    parser.add_argument("--port", type=int, default=8788)
+    args = parser.parse_args()
+    servers = LocalServers(port=args.port)
+    servers.issuer.add_key("ES256", "demo-es256")
+    servers.issuer.add_key("EdDSA", "demo-eddsa")
+    print(f"demo origin on {servers.base}/  issuer JWKS on {servers.jwks_uri}", flush=True)
+    print(f"mint a token: curl -s '{servers.base}{ISSUER_PATH}/token?scope=orders:read'", flush=True)
+    try:
+        servers.httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
