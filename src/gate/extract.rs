@@ -1,0 +1,163 @@
+//! Credential extraction: where a provider's token is, and refusing anything ambiguous.
+//!
+//! The Workers runtime joins repeated request headers with `", "` (Fetch `Headers.get`), and no
+//! compact JWS contains a comma or a space, so a comma in a credential header means the
+//! credential was sent more than once: `invalid_request`, never "take the first".
+
+use crate::Error;
+
+/// Longest credential header value read at all (the token limit is checked again in the parser).
+pub const MAX_CREDENTIAL_HEADER: usize = 16 * 1024;
+
+/// Read access to request headers, as the runtime exposes them (repeats joined by `", "`).
+pub trait HeaderSource {
+    /// The value of `name` (lowercase), or `None` when absent.
+    fn header(&self, name: &str) -> Option<String>;
+}
+
+/// Plain header pairs, joined as the runtime would join them. For native tests and tools.
+impl HeaderSource for [(String, String)] {
+    fn header(&self, name: &str) -> Option<String> {
+        let mut values = self
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str());
+        let first = values.next()?;
+        Some(values.fold(first.to_owned(), |mut acc, v| {
+            acc.push_str(", ");
+            acc.push_str(v);
+            acc
+        }))
+    }
+}
+
+impl HeaderSource for Vec<(String, String)> {
+    fn header(&self, name: &str) -> Option<String> {
+        self.as_slice().header(name)
+    }
+}
+
+/// Take the token from `header`, after `scheme` when one is configured.
+///
+/// - absent header -> `Ok(None)`;
+/// - a repeated credential (comma) -> [`Error::DuplicateCredential`];
+/// - wrong scheme, missing token, whitespace or control characters inside the token ->
+///   [`Error::MalformedCredential`].
+///
+/// The scheme is compared case-insensitively (RFC 9110 §11.1) and may be followed by one or more
+/// spaces (RFC 6750 §2.1 `1*SP`). Optional whitespace around the whole field value is trimmed by
+/// the HTTP layer; nothing inside the token is.
+pub fn credential(
+    headers: &(impl HeaderSource + ?Sized),
+    header: &str,
+    scheme: Option<&str>,
+) -> Result<Option<String>, Error> {
+    let Some(raw) = headers.header(header) else {
+        return Ok(None);
+    };
+    if raw.len() > MAX_CREDENTIAL_HEADER {
+        return Err(Error::TokenTooLarge);
+    }
+    if raw.contains(',') {
+        return Err(Error::DuplicateCredential);
+    }
+    let value = raw.trim_matches(|c| c == ' ' || c == '\t');
+    let token = match scheme {
+        Some(scheme) => {
+            let (name, rest) = value.split_once(' ').ok_or(Error::MalformedCredential)?;
+            if !name.eq_ignore_ascii_case(scheme) {
+                return Err(Error::MalformedCredential);
+            }
+            rest.trim_start_matches(' ')
+        }
+        None => value,
+    };
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::MalformedCredential);
+    }
+    Ok(Some(token.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_allows_1_sp() {
+        for v in [
+            "Bearer abc.def.ghi",
+            "bearer abc.def.ghi",
+            "BEARER  abc.def.ghi",
+        ] {
+            let got = credential(&h(&[("Authorization", v)]), "authorization", Some("Bearer"));
+            assert_eq!(got, Ok(Some("abc.def.ghi".into())), "{v}");
+        }
+    }
+
+    #[test]
+    fn absent_is_none() {
+        assert_eq!(
+            credential(&h(&[]), "authorization", Some("Bearer")),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn duplicates_are_refused() {
+        let two = h(&[
+            ("authorization", "Bearer a.b.c"),
+            ("authorization", "Bearer d.e.f"),
+        ]);
+        assert_eq!(
+            credential(&two, "authorization", Some("Bearer")),
+            Err(Error::DuplicateCredential)
+        );
+        let joined = h(&[("approov-token", "a.b.c, d.e.f")]);
+        assert_eq!(
+            credential(&joined, "approov-token", None),
+            Err(Error::DuplicateCredential)
+        );
+    }
+
+    #[test]
+    fn wrong_scheme_or_inner_whitespace_is_malformed() {
+        for v in [
+            "Basic abc",
+            "Bearer",
+            "Bearerabc.def.ghi",
+            "Bearer a.b c",
+            "Bearer a.b\tc",
+            "DPoP a.b.c",
+        ] {
+            assert_eq!(
+                credential(&h(&[("authorization", v)]), "authorization", Some("Bearer")),
+                Err(Error::MalformedCredential),
+                "{v}"
+            );
+        }
+        assert_eq!(
+            credential(&h(&[("x", "a.b\u{200b}.c")]), "x", None),
+            Err(Error::MalformedCredential)
+        );
+    }
+
+    #[test]
+    fn oversized_header_is_refused_before_parsing() {
+        let big = format!("Bearer {}", "a".repeat(MAX_CREDENTIAL_HEADER));
+        assert_eq!(
+            credential(
+                &h(&[("authorization", &big)]),
+                "authorization",
+                Some("Bearer")
+            ),
+            Err(Error::TokenTooLarge)
+        );
+    }
+}

@@ -1,0 +1,280 @@
+//! The JWKS cache's decisions, without the fetching: when to use cached keys, when to fetch,
+//! when stale keys may still serve, and when to give up with 503.
+//!
+//! The runtime adapter owns the I/O (network fetch, Cache API); it asks [`KeyCache::plan`] before
+//! every lookup and reports each fetch with [`KeyCache::fetched`] or [`KeyCache::failed`].
+//!
+//! Rules (SPEC §3 step 5, ATTACKS #9, #43, #44):
+//! - keys are fresh for `min(jwks_cache_secs, issuer max-age)` (never less than `MIN_MAX_AGE`);
+//! - an unknown `kid` asks for a refresh, granted at most once per `refresh_cooldown` per issuer,
+//!   so a flood of random `kid`s causes at most one fetch per cooldown;
+//! - a failed fetch is not retried before `retry_backoff`;
+//! - when the issuer is unreachable, the last good keys serve for at most `stale_window` past
+//!   their freshness, then lookups fail with 503;
+//! - a fetched set with no usable key never replaces a non-empty cached set.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Timing policy of the cache (seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheTimes {
+    pub max_age: i64,
+    pub refresh_cooldown: i64,
+    pub retry_backoff: i64,
+    pub stale_window: i64,
+}
+
+/// Shortest freshness accepted from an issuer's `Cache-Control`.
+pub const MIN_MAX_AGE: i64 = 30;
+
+impl CacheTimes {
+    /// Defaults for a provider with `jwks_cache_secs`.
+    pub fn for_provider(jwks_cache_secs: i64) -> Self {
+        Self {
+            max_age: jwks_cache_secs.max(MIN_MAX_AGE),
+            refresh_cooldown: 30,
+            retry_backoff: 5,
+            stale_window: 3600,
+        }
+    }
+}
+
+/// What to do for one lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan<K> {
+    /// Use these keys, no fetch.
+    Use(Arc<K>),
+    /// Fetch now; `fallback` is what to use if the fetch fails (stale keys within the window).
+    Fetch { fallback: Option<Arc<K>> },
+    /// No usable keys and no fetch allowed now: 503.
+    Unavailable,
+}
+
+#[derive(Debug)]
+struct Entry<K> {
+    keys: Option<Arc<K>>,
+    fresh_until: i64,
+    last_attempt: Option<i64>,
+    last_failed: bool,
+}
+
+impl<K> Default for Entry<K> {
+    fn default() -> Self {
+        Self {
+            keys: None,
+            fresh_until: i64::MIN,
+            last_attempt: None,
+            last_failed: false,
+        }
+    }
+}
+
+/// Per-issuer cache state, keyed by provider name.
+#[derive(Debug)]
+pub struct KeyCache<K> {
+    entries: HashMap<String, Entry<K>>,
+}
+
+impl<K> Default for KeyCache<K> {
+    fn default() -> Self {
+        Self {
+            entries: HashMap::new(),
+        }
+    }
+}
+
+impl<K> KeyCache<K> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Decide for one lookup. `want_refresh` is set after the cached keys did not have the
+    /// token's `kid`. A `Fetch` answer records the attempt, so concurrent lookups do not fetch too.
+    pub fn plan(
+        &mut self,
+        provider: &str,
+        times: &CacheTimes,
+        now: i64,
+        want_refresh: bool,
+    ) -> Plan<K> {
+        let entry = self.entries.entry(provider.to_owned()).or_default();
+        let since_attempt = entry.last_attempt.map(|t| now.saturating_sub(t));
+        let stale_ok = entry
+            .keys
+            .clone()
+            .filter(|_| now <= entry.fresh_until.saturating_add(times.stale_window));
+        let fresh = entry.keys.is_some() && now < entry.fresh_until;
+
+        let backing_off =
+            entry.last_failed && since_attempt.is_some_and(|s| s < times.retry_backoff);
+        let may_fetch = if fresh {
+            want_refresh && since_attempt.is_none_or(|s| s >= times.refresh_cooldown)
+        } else {
+            !backing_off
+        };
+
+        if may_fetch {
+            entry.last_attempt = Some(now);
+            return Plan::Fetch { fallback: stale_ok };
+        }
+        match (fresh, stale_ok) {
+            (true, Some(keys)) => Plan::Use(keys),
+            (false, Some(keys)) => Plan::Use(keys),
+            _ => Plan::Unavailable,
+        }
+    }
+
+    /// Record a successful fetch. `issuer_max_age` is the issuer's `Cache-Control: max-age`, if
+    /// any; `usable` is false when the set has no key the gateway can use (then a non-empty
+    /// cached set is kept, and the fetch counts as failed). Returns the keys to use now.
+    pub fn fetched(
+        &mut self,
+        provider: &str,
+        times: &CacheTimes,
+        now: i64,
+        keys: K,
+        usable: bool,
+        issuer_max_age: Option<i64>,
+    ) -> Option<Arc<K>> {
+        let entry = self.entries.entry(provider.to_owned()).or_default();
+        entry.last_attempt = Some(now);
+        if !usable && entry.keys.is_some() {
+            entry.last_failed = true;
+            return entry.keys.clone();
+        }
+        let max_age = issuer_max_age
+            .map(|m| m.clamp(MIN_MAX_AGE, times.max_age))
+            .unwrap_or(times.max_age);
+        entry.keys = Some(Arc::new(keys));
+        entry.fresh_until = now.saturating_add(max_age);
+        entry.last_failed = false;
+        entry.keys.clone()
+    }
+
+    /// Record a failed fetch; returns stale keys still inside the window, if any.
+    pub fn failed(&mut self, provider: &str, times: &CacheTimes, now: i64) -> Option<Arc<K>> {
+        let entry = self.entries.entry(provider.to_owned()).or_default();
+        entry.last_attempt = Some(now);
+        entry.last_failed = true;
+        entry
+            .keys
+            .clone()
+            .filter(|_| now <= entry.fresh_until.saturating_add(times.stale_window))
+    }
+}
+
+/// Parse `max-age` out of a `Cache-Control` value (`no-store`/`no-cache` count as 0).
+pub fn cache_control_max_age(value: &str) -> Option<i64> {
+    let mut max_age = None;
+    for directive in value.split(',') {
+        let directive = directive.trim().to_ascii_lowercase();
+        if directive == "no-store" || directive == "no-cache" {
+            return Some(0);
+        }
+        if let Some(v) = directive.strip_prefix("max-age=") {
+            max_age = v.trim_matches('"').parse::<i64>().ok();
+        }
+    }
+    max_age
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: CacheTimes = CacheTimes {
+        max_age: 600,
+        refresh_cooldown: 30,
+        retry_backoff: 5,
+        stale_window: 3600,
+    };
+
+    #[test]
+    fn cold_fetch_then_use() {
+        let mut c = KeyCache::new();
+        assert_eq!(c.plan("p", &T, 0, false), Plan::Fetch { fallback: None });
+        c.fetched("p", &T, 0, 1u32, true, None);
+        assert_eq!(c.plan("p", &T, 10, false), Plan::Use(Arc::new(1)));
+        assert_eq!(c.plan("p", &T, 599, false), Plan::Use(Arc::new(1)));
+        assert!(matches!(
+            c.plan("p", &T, 600, false),
+            Plan::Fetch { fallback: Some(_) }
+        ));
+    }
+
+    #[test]
+    fn unknown_kid_refresh_is_rate_limited() {
+        let mut c = KeyCache::new();
+        c.plan("p", &T, 0, false);
+        c.fetched("p", &T, 0, 1u32, true, None);
+        // 1000 random kids within the cooldown: one fetch.
+        let fetches = (40..1040)
+            .filter(|i| matches!(c.plan("p", &T, 40 + i / 100, true), Plan::Fetch { .. }))
+            .count();
+        assert_eq!(fetches, 1);
+        assert!(matches!(c.plan("p", &T, 40 + 30, true), Plan::Fetch { .. }));
+    }
+
+    #[test]
+    fn outage_serves_stale_within_window_then_unavailable() {
+        let mut c = KeyCache::new();
+        c.plan("p", &T, 0, false);
+        c.fetched("p", &T, 0, 1u32, true, None);
+        assert!(matches!(
+            c.plan("p", &T, 700, false),
+            Plan::Fetch { fallback: Some(_) }
+        ));
+        assert_eq!(c.failed("p", &T, 700), Some(Arc::new(1)));
+        // Within the backoff: stale keys, no fetch.
+        assert_eq!(c.plan("p", &T, 702, false), Plan::Use(Arc::new(1)));
+        // Past the stale window: a fetch is attempted; when it fails there is nothing left.
+        assert!(matches!(
+            c.plan("p", &T, 600 + 3601, false),
+            Plan::Fetch { fallback: None }
+        ));
+        assert_eq!(c.failed("p", &T, 600 + 3601), None);
+        assert_eq!(c.plan("p", &T, 600 + 3602, false), Plan::Unavailable);
+    }
+
+    #[test]
+    fn cold_failure_backs_off() {
+        let mut c: KeyCache<u32> = KeyCache::new();
+        c.plan("p", &T, 0, false);
+        assert_eq!(c.failed("p", &T, 0), None);
+        assert_eq!(c.plan("p", &T, 1, false), Plan::Unavailable);
+        assert!(matches!(c.plan("p", &T, 5, false), Plan::Fetch { .. }));
+    }
+
+    #[test]
+    fn empty_set_never_replaces_good_keys() {
+        let mut c = KeyCache::new();
+        c.plan("p", &T, 0, false);
+        c.fetched("p", &T, 0, 1u32, true, None);
+        assert_eq!(c.fetched("p", &T, 50, 0u32, false, None), Some(Arc::new(1)));
+        assert_eq!(c.plan("p", &T, 51, false), Plan::Use(Arc::new(1)));
+    }
+
+    #[test]
+    fn issuer_max_age_shortens_but_is_floored() {
+        let mut c = KeyCache::new();
+        c.plan("p", &T, 0, false);
+        c.fetched("p", &T, 0, 1u32, true, Some(60));
+        assert!(matches!(c.plan("p", &T, 61, false), Plan::Fetch { .. }));
+        c.fetched("p", &T, 100, 2u32, true, Some(0));
+        assert_eq!(
+            c.plan("p", &T, 100 + MIN_MAX_AGE - 1, false),
+            Plan::Use(Arc::new(2))
+        );
+        c.fetched("p", &T, 200, 3u32, true, Some(100_000));
+        assert_eq!(c.plan("p", &T, 799, false), Plan::Use(Arc::new(3)));
+    }
+
+    #[test]
+    fn cache_control_parsing() {
+        assert_eq!(cache_control_max_age("public, max-age=300"), Some(300));
+        assert_eq!(cache_control_max_age("no-store"), Some(0));
+        assert_eq!(cache_control_max_age("public"), None);
+        assert_eq!(cache_control_max_age("max-age=abc"), None);
+    }
+}
