@@ -1,13 +1,258 @@
-//! The Worker runtime adapter (wasm32 only).
+//! The Worker runtime adapter (wasm32 only): the fetch handler and the I/O behind the core's
+//! seams. Everything that decides lives in [`crate::gate`]; this module reads the request, calls
+//! the pipeline, and turns its answer into a forwarded request or a refusal.
 
+mod forward;
+mod keys;
 mod nonce_store;
+mod replay;
+mod webcrypto;
 
-use worker::{event, Context, Env, Request, Response, Result};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use worker::{event, Context, Date, Env, Method, Request, Response, Result};
+
+use crate::error::{self, FreshNonce};
+use crate::gate::log::DecisionLog;
+use crate::gate::nonce::{self, NonceKey};
+use crate::gate::pipeline::{self, RequestView};
+use crate::gate::Gate;
+use crate::Error;
+
+/// Per-isolate state: the compiled policy and the caches, built on the first request.
+struct Isolate {
+    gate: Gate,
+    keys: keys::EdgeKeyCache,
+    crypto: webcrypto::WebCrypto,
+    nonce_key: RefCell<Option<(String, Rc<NonceKey>)>>,
+}
+
+thread_local! {
+    static ISOLATE: RefCell<Option<Rc<Isolate>>> = const { RefCell::new(None) };
+}
+
+fn isolate() -> std::result::Result<Rc<Isolate>, Error> {
+    ISOLATE.with(|cell| {
+        if let Some(isolate) = cell.borrow().as_ref() {
+            return Ok(isolate.clone());
+        }
+        let gate = Gate::from_embedded()?;
+        let isolate = Rc::new(Isolate {
+            keys: keys::EdgeKeyCache::new(),
+            crypto: webcrypto::WebCrypto::new(),
+            nonce_key: RefCell::new(None),
+            gate,
+        });
+        *cell.borrow_mut() = Some(isolate.clone());
+        Ok(isolate)
+    })
+}
+
+/// The nonce MAC key from the `ATTESTGATE_NONCE_KEY` secret, decoded once per isolate (and again
+/// only if the secret's value changes).
+fn nonce_key(isolate: &Isolate, env: &Env) -> Option<Rc<NonceKey>> {
+    let text = read_secret(env, "ATTESTGATE_NONCE_KEY")?;
+    let mut cached = isolate.nonce_key.borrow_mut();
+    if let Some((seen, key)) = cached.as_ref() {
+        if *seen == text {
+            return Some(key.clone());
+        }
+    }
+    let key = Rc::new(NonceKey::from_base64(&text).ok()?);
+    *cached = Some((text, key.clone()));
+    Some(key)
+}
+
+/// A Worker secret (or, for local development, a plain var of the same name).
+pub(crate) fn read_secret(env: &Env, name: &str) -> Option<String> {
+    env.secret(name)
+        .map(|s| s.to_string())
+        .or_else(|_| env.var(name).map(|v| v.to_string()))
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+fn now_secs() -> i64 {
+    (Date::now().as_millis() / 1000) as i64
+}
+
+fn request_id() -> String {
+    let mut bytes = [0u8; 12];
+    if getrandom::fill(&mut bytes).is_err() {
+        return String::from("unknown");
+    }
+    crate::jose::b64::encode(&bytes)
+}
 
 #[event(fetch)]
-async fn fetch(_req: Request, _env: Env, _ctx: Context) -> Result<Response> {
-    let mut resp =
-        Response::from_json(&serde_json::json!({"error": "not_found"}))?.with_status(404);
-    resp.headers_mut().set("cache-control", "no-store")?;
-    Ok(resp)
+async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    let started = Date::now().as_millis();
+    let id = request_id();
+    let url = req.url()?;
+    let method = req.method().to_string();
+    let mut log = DecisionLog::new(&id, &method, url.path());
+
+    let response = match isolate() {
+        Err(e) => {
+            log.reason = Some(e.reason());
+            refusal(e, "attestgate", &id, None).await
+        }
+        Ok(isolate) => handle(&isolate, req, &url, &env, &id, &mut log).await,
+    };
+    let response = match response {
+        Ok(r) => r,
+        Err(e) => {
+            // A runtime error we did not map: fail closed, say nothing.
+            worker::console_error!("{{\"attestgate\":\"internal_error\",\"request_id\":\"{id}\",\"detail\":{:?}}}", e.to_string());
+            log.reason = Some("internal_error");
+            let mut r = Response::from_json(&serde_json::json!({
+                "error": "server_error",
+                "error_description": "Internal error.",
+                "request_id": id,
+            }))?
+            .with_status(500);
+            r.headers_mut().set("cache-control", "no-store")?;
+            r
+        }
+    };
+    log.status = response.status_code();
+    log.latency_ms = (Date::now().as_millis().saturating_sub(started)) as f64;
+    worker::console_log!("{}", log.to_line());
+    Ok(response)
+}
+
+async fn handle(
+    isolate: &Isolate,
+    req: Request,
+    url: &worker::Url,
+    env: &Env,
+    id: &str,
+    log: &mut DecisionLog,
+) -> Result<Response> {
+    let gate = &isolate.gate;
+    let now = now_secs();
+    let nonce_key = nonce_key(isolate, env);
+    let replay = replay::DoReplay { env };
+
+    // Step 1: the challenge endpoint.
+    if url.path() == gate.challenge_path {
+        log.route = Some(String::from("challenge"));
+        if req.method() != Method::Post {
+            log.reason = Some(Error::MethodNotAllowed.reason());
+            let mut r = refusal(Error::MethodNotAllowed, &gate.realm, id, None).await?;
+            r.headers_mut().set("allow", "POST")?;
+            return Ok(r);
+        }
+        return match issue_nonce(gate, nonce_key.as_deref(), &replay, now).await {
+            Ok(text) => {
+                log.verdict = "challenge";
+                let mut r = Response::from_json(&serde_json::json!({
+                    "nonce": text,
+                    "expires_in": gate.challenge_ttl_secs,
+                }))?;
+                let h = r.headers_mut();
+                h.set("cache-control", "no-store")?;
+                h.set("dpop-nonce", &text)?;
+                Ok(r)
+            }
+            Err(e) => {
+                log.reason = Some(e.reason());
+                refusal(e, &gate.realm, id, None).await
+            }
+        };
+    }
+
+    let host = url
+        .host_str()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let headers = forward::RuntimeHeaders(req.headers());
+    let htu = format!("{}{}", url.origin().ascii_serialization(), url.path());
+    let raw_path = req.path();
+    let view = RequestView {
+        method: &log.method.clone(),
+        host: &host,
+        raw_path: &raw_path,
+        htu: &htu,
+        headers: &headers,
+    };
+    let keys = keys::EdgeKeys {
+        env,
+        cache: &isolate.keys,
+    };
+    let seams = pipeline::Env {
+        keys: &keys,
+        verifier: &isolate.crypto,
+        replay: &replay,
+        nonce_key: nonce_key.as_deref(),
+        now,
+    };
+    match pipeline::decide(gate, &view, &seams, log).await {
+        Ok(plan) => match forward::send(req, url, gate, &plan).await {
+            Ok(resp) => Ok(resp),
+            Err(e) => {
+                log.verdict = "deny";
+                log.reason = Some(e.reason());
+                refusal(e, &gate.realm, id, None).await
+            }
+        },
+        Err(e) => {
+            log.reason = Some(e.reason());
+            let fresh = match e.wire(&gate.realm).fresh_nonce {
+                FreshNonce::No => None,
+                _ => issue_nonce(gate, nonce_key.as_deref(), &replay, now).await.ok(),
+            };
+            refusal_with(e, gate, id, fresh).await
+        }
+    }
+}
+
+/// Make a nonce and record it in its shard.
+async fn issue_nonce(
+    gate: &Gate,
+    key: Option<&NonceKey>,
+    replay: &replay::DoReplay<'_>,
+    now: i64,
+) -> std::result::Result<String, Error> {
+    let key = key.ok_or(Error::SecretUnavailable)?;
+    let mut random = [0u8; 16];
+    getrandom::fill(&mut random).map_err(|_| Error::NonceStoreUnavailable)?;
+    let issued = nonce::issue(key, gate.nonce_shards, now, gate.challenge_ttl_secs, random)?;
+    replay.issue(&issued.nonce).await?;
+    Ok(issued.text)
+}
+
+async fn refusal_with(e: Error, gate: &Gate, id: &str, fresh: Option<String>) -> Result<Response> {
+    let scheme = gate.challenge_scheme(e);
+    let wire = e.wire_for_scheme(&gate.realm, scheme);
+    respond(&wire, id, fresh)
+}
+
+async fn refusal(e: Error, realm: &str, id: &str, fresh: Option<String>) -> Result<Response> {
+    respond(&e.wire(realm), id, fresh)
+}
+
+fn respond(wire: &error::Wire, id: &str, fresh: Option<String>) -> Result<Response> {
+    let mut r = Response::ok(error::body(wire, id))?.with_status(wire.status);
+    let h = r.headers_mut();
+    h.set("content-type", "application/json")?;
+    h.set("cache-control", "no-store")?;
+    if let Some(value) = &wire.www_authenticate {
+        h.set("www-authenticate", value)?;
+    }
+    if let Some(secs) = wire.retry_after {
+        h.set("retry-after", &secs.to_string())?;
+    }
+    if let Some(nonce) = fresh {
+        match wire.fresh_nonce {
+            FreshNonce::Dpop => h.set("dpop-nonce", &nonce)?,
+            FreshNonce::Attestation => {
+                h.set("dpop-nonce", &nonce)?;
+                h.set("oauth-client-attestation-challenge", &nonce)?;
+            }
+            FreshNonce::No => {}
+        }
+    }
+    Ok(r)
 }

@@ -1,0 +1,69 @@
+//! Forwarding an allowed request to the origin (SPEC §3 step 10).
+//!
+//! The outbound headers are built from scratch: every inbound header is copied except those with
+//! the reserved claims prefix (always, also on public routes), the consumed token headers (unless
+//! the route keeps them) and hop-by-hop headers; then the route's verified-claims headers and
+//! `x-verified-route` are added. The body is streamed through, never buffered. Origin redirects
+//! are passed back to the client, not followed.
+
+use worker::{Fetch, Headers, Request, RequestInit, RequestRedirect, Response, Url};
+
+use crate::gate::extract::HeaderSource;
+use crate::gate::pipeline::Forward;
+use crate::gate::Gate;
+use crate::Error;
+
+/// Request headers as the runtime exposes them (repeats joined by `", "`).
+pub struct RuntimeHeaders<'a>(pub &'a Headers);
+
+impl HeaderSource for RuntimeHeaders<'_> {
+    fn header(&self, name: &str) -> Option<String> {
+        self.0.get(name).ok().flatten()
+    }
+}
+
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+pub async fn send(req: Request, url: &Url, gate: &Gate, fwd: &Forward) -> Result<Response, Error> {
+    let failed = |_| Error::OriginUnreachable;
+    let out = Headers::new();
+    for (name, value) in req.headers().entries() {
+        let name = name.to_ascii_lowercase();
+        if name.starts_with(&gate.claims_header_prefix)
+            || name == "host"
+            || HOP_BY_HOP.contains(&name.as_str())
+            || fwd.plan.strip.iter().any(|s| s.eq_ignore_ascii_case(&name))
+        {
+            continue;
+        }
+        out.append(&name, &value).map_err(failed)?;
+    }
+    for (name, value) in &fwd.plan.add {
+        out.set(name, value).map_err(|_| Error::UnforwardableClaim)?;
+    }
+
+    let mut target = format!("{}{}", fwd.origin.trim_end_matches('/'), url.path());
+    if let Some(query) = url.query() {
+        target.push('?');
+        target.push_str(query);
+    }
+    let mut init = RequestInit::new();
+    init.with_method(req.method())
+        .with_headers(out)
+        .with_redirect(RequestRedirect::Manual);
+    if let Some(body) = req.inner().body() {
+        init.with_body(Some(body.into()));
+    }
+    let outbound = Request::new_with_init(&target, &init).map_err(failed)?;
+    Fetch::Request(outbound).send().await.map_err(failed)
+}

@@ -1,0 +1,135 @@
+//! One structured JSON log line per decision (SPEC §5).
+//!
+//! Only identifiers go in: request id, route id, verdict, reason code, issuer, subject, the agent
+//! (`act.sub`) chain, device id, token `jti`s, latency. Never a token, a signature, a secret or a
+//! header value. Values that come from verified claims are bounded in length; JSON encoding
+//! escapes control characters, so a claim cannot forge or split a log line.
+
+use serde::Serialize;
+
+/// Longest claim-derived value written to the log.
+const MAX_FIELD: usize = 256;
+/// Most entries in a list field.
+const MAX_LIST: usize = 8;
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct DecisionLog {
+    pub attestgate: &'static str,
+    pub request_id: String,
+    pub method: String,
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// `allow`, `public`, `deny` or `challenge`.
+    pub verdict: &'static str,
+    pub status: u16,
+    /// The precise [`crate::Error::reason`] for a refusal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub issuer: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub agent: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub jti: Vec<String>,
+    pub latency_ms: f64,
+}
+
+impl DecisionLog {
+    pub fn new(request_id: &str, method: &str, path: &str) -> Self {
+        Self {
+            attestgate: "decision",
+            request_id: request_id.to_owned(),
+            method: bounded(method),
+            // The path only, never the query (it may carry credentials).
+            path: bounded(path.split('?').next().unwrap_or_default()),
+            verdict: "deny",
+            ..Self::default()
+        }
+    }
+
+    /// Record identifiers from one verified token's claims.
+    pub fn add_claims(&mut self, claims: &serde_json::Map<String, serde_json::Value>) {
+        if let Some(iss) = claims.get("iss").and_then(|v| v.as_str()) {
+            push_bounded(&mut self.issuer, iss);
+        }
+        if self.subject.is_none() {
+            self.subject = claims.get("sub").and_then(|v| v.as_str()).map(bounded);
+        }
+        if self.device.is_none() {
+            self.device = claims.get("did").and_then(|v| v.as_str()).map(bounded);
+        }
+        if let Some(jti) = claims.get("jti").and_then(|v| v.as_str()) {
+            push_bounded(&mut self.jti, jti);
+        }
+        let mut act = claims.get("act");
+        while let Some(serde_json::Value::Object(a)) = act {
+            if self.agent.len() >= MAX_LIST {
+                break;
+            }
+            if let Some(sub) = a.get("sub").and_then(|v| v.as_str()) {
+                self.agent.push(bounded(sub));
+            }
+            act = a.get("act");
+        }
+    }
+
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| String::from("{\"attestgate\":\"decision\"}"))
+    }
+}
+
+fn push_bounded(list: &mut Vec<String>, value: &str) {
+    if list.len() < MAX_LIST && !list.iter().any(|v| v == value) {
+        list.push(bounded(value));
+    }
+}
+
+fn bounded(value: &str) -> String {
+    if value.len() <= MAX_FIELD {
+        return value.to_owned();
+    }
+    let mut end = MAX_FIELD;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &value[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn identifiers_only_and_escaped() {
+        let mut log = DecisionLog::new("r1", "GET", "/v1/x?token=secret");
+        let claims = json!({
+            "iss": "https://idp", "sub": "user-1\r\n{\"forged\":1}", "jti": "j1", "did": "dev-9",
+            "act": {"sub": "agent:planner", "act": {"sub": "agent:root"}}
+        });
+        log.add_claims(claims.as_object().unwrap());
+        let line = log.to_line();
+        assert!(!line.contains('\n') && !line.contains('\r'));
+        assert!(!line.contains("secret"), "query must not be logged: {line}");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["path"], "/v1/x");
+        assert_eq!(v["agent"], json!(["agent:planner", "agent:root"]));
+        assert_eq!(v["device"], "dev-9");
+        assert_eq!(v["jti"], json!(["j1"]));
+    }
+
+    #[test]
+    fn long_values_are_bounded() {
+        let mut log = DecisionLog::new("r", "GET", "/");
+        let claims = json!({"sub": "é".repeat(1000)});
+        log.add_claims(claims.as_object().unwrap());
+        assert!(log.subject.unwrap().len() <= MAX_FIELD + 3);
+    }
+}
