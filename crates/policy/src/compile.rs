@@ -426,13 +426,13 @@ impl Cx {
                 );
             }
         }
-        if hmac && p.secret.is_none() {
+        if hmac && p.secret.is_none() && sources == 1 {
             self.error(
                 at("secret"),
                 "HS256 needs secret = \"NAME\" (the Worker secret holding the HMAC key); HMAC keys never come from a JWKS",
             );
         }
-        if p.secret.is_some() && !algorithms.is_empty() && !hmac {
+        if p.secret.is_some() && sources == 1 && !algorithms.is_empty() && !hmac {
             self.error(
                 at("algorithms"),
                 "a provider with a secret only allows HS256 (public-key algorithms need jwks_uri or jwks)",

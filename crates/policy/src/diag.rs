@@ -133,7 +133,7 @@ impl fmt::Display for PolicyError {
 
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}warning: {}", self.location, self.message)
+        write!(f, "{}{}", self.location, self.message)
     }
 }
 
@@ -165,7 +165,7 @@ mod tests {
         let w = Warning::new(Location::gateway("g.toml", "allow_insecure_http"), "on");
         assert_eq!(
             w.to_string(),
-            "g.toml: [gateway]: field \"allow_insecure_http\": warning: on"
+            "g.toml: [gateway]: field \"allow_insecure_http\": on"
         );
     }
 }
