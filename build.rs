@@ -1,1 +1,64 @@
-fn main() {}
+//! Compiles the route policies into the Worker (SPEC §1): reads every `*.toml` of the policy
+//! folder (`ATTESTGATE_POLICY_DIR`, default `policies`), checks it with the policy compiler and
+//! writes the validated model as `$OUT_DIR/policy.json`, which `src/lib.rs` embeds as
+//! `EMBEDDED_POLICY_JSON`. A policy error fails the build, naming file, route id and field.
+
+use std::path::{Path, PathBuf};
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=ATTESTGATE_POLICY_DIR");
+    println!("cargo:rerun-if-changed=build.rs");
+    let shown = std::env::var("ATTESTGATE_POLICY_DIR").unwrap_or_else(|_| "policies".to_owned());
+    // Relative folders are relative to the package root (where build scripts run).
+    let dir = PathBuf::from(&shown);
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
+    let absolute = match &manifest_dir {
+        Some(root) if dir.is_relative() => root.join(&dir),
+        _ => dir.clone(),
+    };
+
+    // Rebuild when the folder changes (files added or removed) or any policy file changes.
+    println!("cargo:rerun-if-changed={}", absolute.display());
+    if let Ok(files) = attestgate_policy::policy_files(&absolute) {
+        for file in files {
+            println!("cargo:rerun-if-changed={}", file.display());
+        }
+    }
+
+    // Load through the relative path when possible so that messages say `policies/routes.toml`.
+    let load_from: &Path = if manifest_dir.is_some() && dir.is_relative() {
+        match std::env::current_dir() {
+            Ok(cwd) if manifest_dir.as_deref() == Some(cwd.as_path()) => &dir,
+            _ => &absolute,
+        }
+    } else {
+        &dir
+    };
+
+    match attestgate_policy::load_dir(load_from) {
+        Ok((policy, warnings)) => {
+            for w in &warnings {
+                println!("cargo:warning={w}");
+            }
+            let Some(out_dir) = std::env::var_os("OUT_DIR") else {
+                panic!("OUT_DIR is not set (build.rs must run under cargo)");
+            };
+            let out = Path::new(&out_dir).join("policy.json");
+            if let Err(e) = std::fs::write(&out, policy.to_json()) {
+                panic!("cannot write {}: {e}", out.display());
+            }
+        }
+        Err(errors) => {
+            for e in &errors {
+                println!("cargo:warning=policy error: {e}");
+            }
+            let list: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+            panic!(
+                "the route policy in {shown} does not compile ({} error{}):\n{}\n(set ATTESTGATE_POLICY_DIR to build another policy folder)",
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" },
+                list.join("\n")
+            );
+        }
+    }
+}

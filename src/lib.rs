@@ -19,3 +19,5 @@ mod edge;
 
 pub use attestgate_policy as policy;
 pub use error::Error;
+
+pub const EMBEDDED_POLICY_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/policy.json"));

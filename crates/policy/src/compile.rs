@@ -1,0 +1,1220 @@
+//! The policy compiler: merges the files of the policy folder and checks everything that can be
+//! checked before deploy. Every problem is reported (not only the first), each naming the file, the
+//! route id or provider name and the field.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use crate::diag::{Location, PolicyError, Warning};
+use crate::matcher::{check_path, PathPattern, Segment};
+use crate::model::{
+    defaults, ConstraintConfig, GatewayConfig, ProviderConfig, RouteConfig, SourceFile,
+};
+use crate::policy::{
+    Access, Algorithm, Binding, ClaimPath, ClaimRule, Delegation, Forward, Gateway, KeySource,
+    Policy, Provider, Route, TokenLocation, ROUTE_HEADER,
+};
+
+/// Longest forwarded / token header name accepted.
+const MAX_HEADER_NAME: usize = 128;
+/// Deepest `act` chain a route may allow.
+pub const MAX_DELEGATION_DEPTH: u32 = 16;
+
+/// Compile the merged policy. On success the policy carries its warnings
+/// ([`Policy::warnings`]); on failure every error found is returned.
+pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
+    let mut cx = Cx::default();
+
+    // ---- [gateway]: exactly one ---------------------------------------------------------------
+    let gateways: Vec<(&str, &GatewayConfig)> = files
+        .iter()
+        .filter_map(|f| f.model.gateway.as_ref().map(|g| (f.name.as_str(), g)))
+        .collect();
+    let fallback = GatewayConfig {
+        origin: "https://origin.invalid".to_owned(),
+        realm: None,
+        clock_skew_secs: defaults::clock_skew_secs(),
+        claims_header_prefix: defaults::claims_header_prefix(),
+        challenge_path: defaults::challenge_path(),
+        challenge_ttl_secs: defaults::challenge_ttl_secs(),
+        allow_insecure_http: false,
+        nonce_shards: defaults::nonce_shards(),
+    };
+    let (gateway_file, gateway_config) = match gateways.as_slice() {
+        [] => {
+            let file = files.first().map_or("<policy>", |f| f.name.as_str());
+            cx.error(
+                Location::file(file),
+                "no [gateway] table in any policy file (exactly one is required)",
+            );
+            (file, &fallback)
+        }
+        [one] => *one,
+        [first, rest @ ..] => {
+            for (file, _) in rest {
+                cx.error(
+                    Location::file(file),
+                    format!(
+                        "second [gateway] table (the first is in {}); exactly one is allowed across all files",
+                        first.0
+                    ),
+                );
+            }
+            *first
+        }
+    };
+    let gateway = cx.gateway(gateway_file, gateway_config);
+
+    // ---- providers: unique names across files ------------------------------------------------
+    let mut providers: BTreeMap<String, Provider> = BTreeMap::new();
+    let mut provider_files: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut known: BTreeSet<&str> = BTreeSet::new();
+    for f in &files {
+        for name in f.model.provider.keys() {
+            if let Some(first) = provider_files.get(name.as_str()) {
+                cx.error(
+                    Location::provider(&f.name, name, "name"),
+                    format!("provider {name:?} is also defined in {first}; names are unique across files"),
+                );
+            } else {
+                provider_files.insert(name, &f.name);
+                known.insert(name);
+            }
+        }
+    }
+    for f in &files {
+        for (name, config) in &f.model.provider {
+            if provider_files.get(name.as_str()) != Some(&f.name.as_str()) {
+                continue;
+            }
+            if let Some(p) = cx.provider(&f.name, name, config, &gateway) {
+                providers.insert(name.clone(), p);
+            }
+        }
+    }
+
+    // ---- routes: unique ids across files -------------------------------------------------------
+    let mut routes: Vec<Route> = Vec::new();
+    let mut route_files: BTreeMap<&str, &str> = BTreeMap::new();
+    for f in &files {
+        for config in &f.model.route {
+            if let Some(first) = route_files.get(config.id.as_str()) {
+                cx.error(
+                    Location::route(&f.name, &config.id, "id"),
+                    format!(
+                        "route id {:?} is already used by {first}#{}; ids are unique across files",
+                        config.id, config.id
+                    ),
+                );
+                continue;
+            }
+            route_files.insert(&config.id, &f.name);
+            if let Some(route) = cx.route(&f.name, config, &gateway, &known, &providers) {
+                routes.push(route);
+            }
+        }
+    }
+
+    // ---- cross checks ---------------------------------------------------------------------------
+    let index = crate::matcher::RouteIndex::build(routes.iter().map(|r| &r.path));
+    for group in index.groups() {
+        for (i, &a) in group.iter().enumerate() {
+            for &b in &group[i + 1..] {
+                let (ra, rb) = (&routes[a as usize], &routes[b as usize]);
+                if let Some(overlap) = overlap(ra, rb) {
+                    cx.error(
+                        Location::route(&rb.file, &rb.id, "path"),
+                        format!(
+                            "routes {} and {} are ambiguous: both match {overlap} with the same specificity (pattern {}); change a path, or make methods or hosts disjoint",
+                            ra.qualified_name(),
+                            rb.qualified_name(),
+                            rb.path.shape()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    for r in &routes {
+        let literal_only = r
+            .path
+            .segments()
+            .iter()
+            .all(|s| matches!(s, Segment::Literal(_)));
+        if literal_only && r.path.as_str() == gateway.challenge_path {
+            cx.warning(
+                Location::route(&r.file, &r.id, "path"),
+                format!(
+                    "{} is the challenge_path: the challenge endpoint answers it first, this route never sees a request",
+                    r.path
+                ),
+            );
+        }
+    }
+    let used: BTreeSet<&str> = routes
+        .iter()
+        .flat_map(|r| r.access.providers().iter().map(String::as_str))
+        .collect();
+    for p in providers.values() {
+        if !used.contains(p.name.as_str()) {
+            cx.warning(
+                Location::provider(&p.file, &p.name, "name"),
+                "no route requires this provider",
+            );
+        }
+    }
+
+    if !cx.errors.is_empty() {
+        return Err(cx.errors);
+    }
+    Ok(Policy {
+        gateway,
+        providers: providers.into_values().collect(),
+        routes,
+        index,
+        sources: files,
+        warnings: cx.warnings,
+    })
+}
+
+/// What two routes of the same shape both match, if anything: `GET, POST on every host`.
+fn overlap(a: &Route, b: &Route) -> Option<String> {
+    let methods = match (&a.methods, &b.methods) {
+        (None, None) => "every method".to_owned(),
+        (Some(m), None) | (None, Some(m)) => m.join(", "),
+        (Some(x), Some(y)) => {
+            let common: Vec<&str> = x
+                .iter()
+                .filter(|m| y.contains(m))
+                .map(String::as_str)
+                .collect();
+            if common.is_empty() {
+                return None;
+            }
+            common.join(", ")
+        }
+    };
+    let hosts = match (&a.host, &b.host) {
+        (None, None) => "every host".to_owned(),
+        (Some(h), None) | (None, Some(h)) => format!("host {h}"),
+        (Some(x), Some(y)) if x == y => format!("host {x}"),
+        _ => return None,
+    };
+    Some(format!("{methods} on {hosts}"))
+}
+
+#[derive(Default)]
+struct Cx {
+    errors: Vec<PolicyError>,
+    warnings: Vec<Warning>,
+}
+
+impl Cx {
+    fn error(&mut self, location: Location, message: impl Into<String>) {
+        self.errors.push(PolicyError::new(location, message));
+    }
+
+    fn warning(&mut self, location: Location, message: impl Into<String>) {
+        self.warnings.push(Warning::new(location, message));
+    }
+
+    /// Check a URL field; `at` builds the location. Returns false on error.
+    fn url(
+        &mut self,
+        at: &dyn Fn() -> Location,
+        url: &str,
+        allow_insecure: bool,
+        allow_query: bool,
+    ) -> bool {
+        match check_url(url, allow_query) {
+            Err(m) => {
+                self.error(at(), m);
+                false
+            }
+            Ok(Scheme::Https) => true,
+            Ok(Scheme::Http) if allow_insecure => {
+                self.warning(
+                    at(),
+                    format!("{url:?} is plain http:// (allowed by allow_insecure_http; never in production)"),
+                );
+                true
+            }
+            Ok(Scheme::Http) => {
+                self.error(
+                    at(),
+                    format!("{url:?} is http://, which is refused: use https:// (allow_insecure_http = true in [gateway] is for local development only)"),
+                );
+                false
+            }
+        }
+    }
+
+    fn gateway(&mut self, file: &str, g: &GatewayConfig) -> Gateway {
+        let at = |field: &str| Location::gateway(file, field);
+        if g.allow_insecure_http {
+            self.warning(
+                at("allow_insecure_http"),
+                "allow_insecure_http = true: http:// JWKS and origin URLs are accepted; for local development and tests only, never deploy this",
+            );
+        }
+        self.url(&|| at("origin"), &g.origin, g.allow_insecure_http, false);
+        let realm = match &g.realm {
+            Some(r) => r.clone(),
+            None => url_host(&g.origin).unwrap_or_default().to_owned(),
+        };
+        if realm.is_empty()
+            || realm.len() > 256
+            || !realm
+                .bytes()
+                .all(|b| (0x20..=0x7e).contains(&b) && b != b'"' && b != b'\\')
+        {
+            self.error(
+                at("realm"),
+                format!(
+                    "{realm:?} must be 1 to 256 printable ASCII characters without '\"' or '\\'"
+                ),
+            );
+        }
+        if g.clock_skew_secs > 600 {
+            self.error(
+                at("clock_skew_secs"),
+                format!("{} is more than 600 seconds", g.clock_skew_secs),
+            );
+        }
+        let prefix = &g.claims_header_prefix;
+        if !is_lower_header_name(prefix) || !prefix.ends_with('-') || prefix.len() < 3 {
+            self.error(
+                at("claims_header_prefix"),
+                format!("{prefix:?} must be a lowercase header-name prefix of at least 3 characters ending with \"-\" (like \"x-verified-\")"),
+            );
+        }
+        let cp = &g.challenge_path;
+        match (check_path(cp), PathPattern::parse(cp)) {
+            (Ok(()), Ok(p))
+                if p.segments()
+                    .iter()
+                    .all(|s| matches!(s, Segment::Literal(_))) =>
+            {
+                if cp == "/" || cp.ends_with('/') {
+                    self.error(
+                        at("challenge_path"),
+                        format!("{cp:?} must name a resource, not \"/\" or a folder (no trailing \"/\")"),
+                    );
+                }
+            }
+            (Err(problem), _) => self.error(
+                at("challenge_path"),
+                format!("{cp:?} is not a normalised absolute path: {problem}"),
+            ),
+            _ => self.error(
+                at("challenge_path"),
+                format!("{cp:?} must be a literal path (no parameters or wildcards)"),
+            ),
+        }
+        if !(1..=3600).contains(&g.challenge_ttl_secs) {
+            self.error(
+                at("challenge_ttl_secs"),
+                format!("{} is not in 1..=3600", g.challenge_ttl_secs),
+            );
+        }
+        if !(1..=64).contains(&g.nonce_shards) {
+            self.error(
+                at("nonce_shards"),
+                format!("{} is not in 1..=64", g.nonce_shards),
+            );
+        }
+        Gateway {
+            file: file.to_owned(),
+            origin: g.origin.clone(),
+            realm,
+            clock_skew_secs: g.clock_skew_secs,
+            claims_header_prefix: prefix.clone(),
+            challenge_path: cp.clone(),
+            challenge_ttl_secs: g.challenge_ttl_secs,
+            allow_insecure_http: g.allow_insecure_http,
+            nonce_shards: g.nonce_shards,
+        }
+    }
+
+    fn provider(
+        &mut self,
+        file: &str,
+        name: &str,
+        p: &ProviderConfig,
+        gateway: &Gateway,
+    ) -> Option<Provider> {
+        let before = self.errors.len();
+        let at = |field: &str| Location::provider(file, name, field);
+
+        if !is_identifier(name) {
+            self.error(
+                at("name"),
+                format!("provider name {name:?} must be letters, digits, '_' or '-', starting with a letter, at most 64 characters"),
+            );
+        }
+        if p.kind != "jwt" {
+            self.error(
+                at("kind"),
+                format!("{:?} is not a known kind (only \"jwt\")", p.kind),
+            );
+        }
+
+        // algorithms
+        let mut algorithms: Vec<Algorithm> = Vec::new();
+        if p.algorithms.is_empty() {
+            self.error(at("algorithms"), "is empty: list the algorithms the issuer signs with (ES256, EdDSA, RS256 or HS256)");
+        }
+        for a in &p.algorithms {
+            match Algorithm::from_policy_name(a) {
+                Some(alg) => {
+                    if !algorithms.contains(&alg) {
+                        algorithms.push(alg);
+                    }
+                }
+                None => {
+                    let hint = if Algorithm::from_policy_name(&a.to_ascii_uppercase()).is_some()
+                        || a.eq_ignore_ascii_case("eddsa")
+                        || a.eq_ignore_ascii_case("ed25519")
+                    {
+                        " (names are case-sensitive)"
+                    } else {
+                        ""
+                    };
+                    self.error(
+                        at("algorithms"),
+                        format!("{a:?} is not a supported algorithm{hint}; use ES256, EdDSA (or Ed25519), RS256 or HS256"),
+                    );
+                }
+            }
+        }
+        let hmac = algorithms.iter().any(|a| a.is_hmac());
+        if hmac && algorithms.iter().any(|a| !a.is_hmac()) {
+            self.error(
+                at("algorithms"),
+                "HS256 cannot be mixed with public-key algorithms in one provider (make two providers)",
+            );
+        }
+
+        // key source: exactly one
+        let sources = [p.jwks_uri.is_some(), p.jwks.is_some(), p.secret.is_some()]
+            .iter()
+            .filter(|s| **s)
+            .count();
+        let mut keys = None;
+        if sources != 1 {
+            self.error(
+                at("jwks_uri"),
+                format!("exactly one key source is required: jwks_uri, jwks or secret ({sources} given)"),
+            );
+        } else if let Some(uri) = &p.jwks_uri {
+            if self.url(&|| at("jwks_uri"), uri, gateway.allow_insecure_http, true) {
+                keys = Some(KeySource::JwksUri(uri.clone()));
+            }
+        } else if let Some(jwks) = &p.jwks {
+            match check_inline_jwks(jwks) {
+                Ok(()) => keys = Some(KeySource::Jwks(jwks.clone())),
+                Err(m) => self.error(at("jwks"), m),
+            }
+        } else if let Some(secret) = &p.secret {
+            if is_secret_name(secret) {
+                keys = Some(KeySource::Secret(secret.clone()));
+            } else {
+                self.error(
+                    at("secret"),
+                    format!("{secret:?} is not a Worker secret name (letters, digits and '_', not starting with a digit)"),
+                );
+            }
+        }
+        if hmac && p.secret.is_none() && sources == 1 {
+            self.error(
+                at("secret"),
+                "HS256 needs secret = \"NAME\" (the Worker secret holding the HMAC key); HMAC keys never come from a JWKS",
+            );
+        }
+        if p.secret.is_some() && sources == 1 && !algorithms.is_empty() && !hmac {
+            self.error(
+                at("algorithms"),
+                "a provider with a secret only allows HS256 (public-key algorithms need jwks_uri or jwks)",
+            );
+        }
+
+        // issuer and audiences: required for public-key providers
+        let asymmetric = p.secret.is_none();
+        match &p.issuer {
+            Some(iss) if iss.is_empty() || !is_printable(iss) => self.error(
+                at("issuer"),
+                "must be a non-empty printable ASCII string (compared exactly with `iss`)",
+            ),
+            None if asymmetric => self.error(
+                at("issuer"),
+                "is required for a provider with public keys (jwks_uri or jwks); only secret (HMAC) providers may omit it",
+            ),
+            _ => {}
+        }
+        if p.audiences.is_empty() && asymmetric {
+            self.error(
+                at("audiences"),
+                "is required for a provider with public keys: list the `aud` values this gateway accepts",
+            );
+        }
+        for a in &p.audiences {
+            if a.is_empty() || !is_printable(a) {
+                self.error(
+                    at("audiences"),
+                    format!("{a:?} must be a non-empty printable ASCII string"),
+                );
+            }
+        }
+
+        if p.token_types.is_empty() {
+            self.error(
+                at("token_types"),
+                "is empty: omit it for the default [\"JWT\", \"at+jwt\"]",
+            );
+        }
+        for t in &p.token_types {
+            if t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic()) {
+                self.error(
+                    at("token_types"),
+                    format!("{t:?} is not a media type like \"at+jwt\""),
+                );
+            }
+        }
+
+        let header = p.from.header.to_ascii_lowercase();
+        if !is_header_name(&p.from.header) {
+            self.error(
+                at("from"),
+                format!("header {:?} is not a valid HTTP header name", p.from.header),
+            );
+        } else if header.starts_with(&gateway.claims_header_prefix) || header == ROUTE_HEADER {
+            self.error(
+                at("from"),
+                format!(
+                    "header {header:?} starts with the claims_header_prefix {:?}: those inbound headers are always stripped",
+                    gateway.claims_header_prefix
+                ),
+            );
+        }
+        if let Some(s) = &p.from.scheme {
+            if !is_token(s) {
+                self.error(
+                    at("from"),
+                    format!("scheme {s:?} is not a valid authentication scheme (like \"Bearer\" or \"DPoP\")"),
+                );
+            }
+        }
+
+        if !(1..=86_400).contains(&p.jwks_cache_secs) {
+            self.error(
+                at("jwks_cache_secs"),
+                format!("{} is not in 1..=86400", p.jwks_cache_secs),
+            );
+        }
+        if p.max_lifetime_secs == Some(0) {
+            self.error(
+                at("max_lifetime_secs"),
+                "0 would refuse every token; omit it for no limit",
+            );
+        }
+        let mut seen = BTreeSet::new();
+        for c in &p.required_claims {
+            if c.is_empty() {
+                self.error(at("required_claims"), "has an empty claim name");
+            } else if !seen.insert(c) {
+                self.error(at("required_claims"), format!("{c:?} is listed twice"));
+            }
+        }
+        let replay_jti = match p.replay.as_deref() {
+            None => false,
+            Some("jti") => true,
+            Some(other) => {
+                self.error(
+                    at("replay"),
+                    format!("{other:?} is not supported (only \"jti\")"),
+                );
+                false
+            }
+        };
+        let dpop = match p.proof.as_deref() {
+            None => false,
+            Some("dpop") => true,
+            Some(other) => {
+                self.error(
+                    at("proof"),
+                    format!("{other:?} is not supported (only \"dpop\")"),
+                );
+                false
+            }
+        };
+        let binding = p.binding.as_ref().map(|b| Binding {
+            claim: b.claim.clone(),
+            header: b.header.to_ascii_lowercase(),
+        });
+        if let Some(b) = &p.binding {
+            if b.claim.is_empty() {
+                self.error(at("binding"), "claim is empty");
+            }
+            if !is_header_name(&b.header) {
+                self.error(
+                    at("binding"),
+                    format!("header {:?} is not a valid HTTP header name", b.header),
+                );
+            }
+        }
+        if p.nonce_claim.as_deref() == Some("") {
+            self.error(at("nonce_claim"), "is empty");
+        }
+
+        if self.errors.len() != before {
+            return None;
+        }
+        Some(Provider {
+            name: name.to_owned(),
+            file: file.to_owned(),
+            issuer: p.issuer.clone(),
+            audiences: p.audiences.clone(),
+            algorithms,
+            token_types: p.token_types.clone(),
+            from: TokenLocation {
+                header,
+                scheme: p.from.scheme.clone(),
+            },
+            keys: keys?,
+            jwks_cache_secs: p.jwks_cache_secs,
+            max_lifetime_secs: p.max_lifetime_secs,
+            required_claims: p.required_claims.clone(),
+            replay_jti,
+            dpop,
+            binding,
+            nonce_claim: p.nonce_claim.clone(),
+        })
+    }
+
+    fn route(
+        &mut self,
+        file: &str,
+        r: &RouteConfig,
+        gateway: &Gateway,
+        known: &BTreeSet<&str>,
+        providers: &BTreeMap<String, Provider>,
+    ) -> Option<Route> {
+        let before = self.errors.len();
+        let id = r.id.as_str();
+        let at = |field: &str| Location::route(file, id, field);
+
+        if !is_route_id(id) {
+            self.error(
+                at("id"),
+                format!("{id:?} must be 1 to 128 characters: letters, digits, '-', '_', '.' or ':', starting with a letter or digit"),
+            );
+        }
+
+        // methods
+        let methods = match &r.methods {
+            None => None,
+            Some(list) if list.is_empty() => {
+                self.error(
+                    at("methods"),
+                    "is empty and would match nothing; omit it to allow every method",
+                );
+                None
+            }
+            Some(list) => {
+                let mut out: Vec<String> = Vec::new();
+                for m in list {
+                    if !is_token(m) || m.bytes().any(|b| b.is_ascii_lowercase()) {
+                        self.error(
+                            at("methods"),
+                            format!("{m:?} is not an uppercase HTTP method token (like \"GET\")"),
+                        );
+                    } else if out.contains(m) {
+                        self.error(at("methods"), format!("{m:?} is listed twice"));
+                    } else {
+                        out.push(m.clone());
+                    }
+                }
+                Some(out)
+            }
+        };
+
+        // host
+        let host = r.host.as_ref().map(|h| h.to_ascii_lowercase());
+        if let Some(h) = &host {
+            if let Err(m) = check_host(h) {
+                self.error(at("host"), format!("{h:?} {m}"));
+            }
+        }
+
+        // path
+        let path = match PathPattern::parse(&r.path) {
+            Ok(p) => Some(p),
+            Err(m) => {
+                self.error(at("path"), m);
+                None
+            }
+        };
+
+        // require / public
+        let public = r.public.unwrap_or(false);
+        let access = match (&r.require, public) {
+            (Some(_), true) => {
+                self.error(
+                    at("public"),
+                    "a route is either public = true or has require, not both",
+                );
+                None
+            }
+            (None, false) => {
+                let why = if r.public == Some(false) {
+                    "public = false needs a require table"
+                } else {
+                    "is missing"
+                };
+                self.error(
+                    at("require"),
+                    format!("{why}: set require = {{ all = [...] }} or {{ any = [...] }}, or public = true"),
+                );
+                None
+            }
+            (None, true) => Some(Access::Public),
+            (Some(req), false) => match (&req.all, &req.any) {
+                (Some(_), Some(_)) | (None, None) => {
+                    self.error(
+                        at("require"),
+                        "needs exactly one of all = [...] or any = [...]",
+                    );
+                    None
+                }
+                (Some(list), None) | (None, Some(list)) => {
+                    let mut ok = true;
+                    let mut out: Vec<String> = Vec::new();
+                    if list.is_empty() {
+                        self.error(at("require"), "lists no provider");
+                        ok = false;
+                    }
+                    for p in list {
+                        if !known.contains(p.as_str()) {
+                            self.error(at("require"), unknown_provider(p, known));
+                            ok = false;
+                        } else if out.contains(p) {
+                            self.error(at("require"), format!("provider {p:?} is listed twice"));
+                            ok = false;
+                        } else {
+                            out.push(p.clone());
+                        }
+                    }
+                    ok.then(|| {
+                        if req.all.is_some() {
+                            Access::All(out)
+                        } else {
+                            Access::Any(out)
+                        }
+                    })
+                }
+            },
+        };
+        let required: Vec<&str> = access
+            .as_ref()
+            .map(|a| a.providers().iter().map(String::as_str).collect())
+            .unwrap_or_default();
+
+        if public {
+            for (field, present) in [
+                ("scopes", !r.scopes.is_empty()),
+                ("claims", !r.claims.is_empty()),
+                ("forward", !r.forward.is_empty()),
+                ("delegation", r.delegation.is_some()),
+            ] {
+                if present {
+                    self.error(
+                        at(field),
+                        format!("a public route verifies no token, so it cannot have {field}"),
+                    );
+                }
+            }
+        }
+
+        // Two required providers reading the same header (and scheme) cannot be told apart.
+        for (i, a) in required.iter().enumerate() {
+            for b in &required[i + 1..] {
+                if let (Some(pa), Some(pb)) = (providers.get(*a), providers.get(*b)) {
+                    let same_scheme = match (&pa.from.scheme, &pb.from.scheme) {
+                        (Some(x), Some(y)) => x.eq_ignore_ascii_case(y),
+                        // One reads the whole value, the other a scheme in it: still the same header.
+                        _ => true,
+                    };
+                    if pa.from.header == pb.from.header && same_scheme {
+                        self.error(
+                            at("require"),
+                            format!(
+                                "providers {a:?} and {b:?} both read their token from header {:?}: a route cannot require both",
+                                pa.from.header
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+
+        // scopes
+        let mut scopes: Vec<String> = Vec::new();
+        for s in &r.scopes {
+            if s.is_empty()
+                || !s
+                    .bytes()
+                    .all(|b| b == 0x21 || ((0x23..=0x7e).contains(&b) && b != b'\\'))
+            {
+                self.error(
+                    at("scopes"),
+                    format!("{s:?} is not an OAuth scope token (printable ASCII, no space, '\"' or '\\')"),
+                );
+            } else if scopes.contains(s) {
+                self.error(at("scopes"), format!("{s:?} is listed twice"));
+            } else {
+                scopes.push(s.clone());
+            }
+        }
+
+        // claims
+        let mut claims = Vec::new();
+        for (key, c) in &r.claims {
+            let field = format!("claims.{key}");
+            match self.claim_path(&at("claims"), key, known, &required) {
+                None => {}
+                Some(path) => {
+                    if let Some(rule) = self.constraint(&at(&field), path, c) {
+                        claims.push(rule);
+                    }
+                }
+            }
+        }
+
+        // delegation
+        let delegation = r.delegation.as_ref().and_then(|d| {
+            let mut ok = true;
+            if !known.contains(d.provider.as_str()) {
+                self.error(at("delegation"), unknown_provider(&d.provider, known));
+                ok = false;
+            } else if !public && access.is_some() && !required.contains(&d.provider.as_str()) {
+                self.error(
+                    at("delegation"),
+                    format!(
+                        "provider {:?} is not in this route's require list",
+                        d.provider
+                    ),
+                );
+                ok = false;
+            }
+            if d.max_depth > MAX_DELEGATION_DEPTH {
+                self.error(
+                    at("delegation"),
+                    format!(
+                        "max_depth {} is more than {MAX_DELEGATION_DEPTH}",
+                        d.max_depth
+                    ),
+                );
+                ok = false;
+            }
+            ok.then(|| Delegation {
+                provider: d.provider.clone(),
+                max_depth: d.max_depth,
+            })
+        });
+
+        // forward
+        let mut forward = Vec::new();
+        let prefix = gateway.claims_header_prefix.as_str();
+        for (header, value) in &r.forward {
+            let mut ok = true;
+            if !is_header_name(header) {
+                self.error(
+                    at("forward"),
+                    format!("{header:?} is not a valid HTTP header name"),
+                );
+                ok = false;
+            } else if header.bytes().any(|b| b.is_ascii_uppercase()) {
+                self.error(
+                    at("forward"),
+                    format!(
+                        "header {header:?} must be lowercase (write {:?})",
+                        header.to_ascii_lowercase()
+                    ),
+                );
+                ok = false;
+            } else if header == ROUTE_HEADER {
+                self.error(
+                    at("forward"),
+                    format!("header {ROUTE_HEADER:?} is reserved: the gateway always sets it to the route id"),
+                );
+                ok = false;
+            } else if !header.starts_with(prefix) || header.len() == prefix.len() {
+                self.error(
+                    at("forward"),
+                    format!("header {header:?} must start with the claims_header_prefix {prefix:?} (so that clients can never supply it)"),
+                );
+                ok = false;
+            }
+            let claim = self.claim_path(&at("forward"), value, known, &required);
+            if let (true, Some(claim)) = (ok, claim) {
+                forward.push(Forward {
+                    header: header.clone(),
+                    claim,
+                });
+            }
+        }
+
+        // origin override
+        let origin = match &r.origin {
+            Some(o) => {
+                self.url(&|| at("origin"), o, gateway.allow_insecure_http, false);
+                o.clone()
+            }
+            None => gateway.origin.clone(),
+        };
+
+        if self.errors.len() != before {
+            return None;
+        }
+        let path = path?;
+        Some(Route {
+            id: id.to_owned(),
+            file: file.to_owned(),
+            methods,
+            host,
+            capture_names: path.capture_names(),
+            path,
+            access: access?,
+            scopes,
+            claims,
+            delegation,
+            forward,
+            forward_tokens: r.forward_tokens,
+            origin,
+        })
+    }
+
+    /// Parse a claim path and check that its provider is required by the route.
+    fn claim_path(
+        &mut self,
+        at: &Location,
+        source: &str,
+        known: &BTreeSet<&str>,
+        required: &[&str],
+    ) -> Option<ClaimPath> {
+        let path = match ClaimPath::parse(source) {
+            Ok(p) => p,
+            Err(m) => {
+                self.error(at.clone(), m);
+                return None;
+            }
+        };
+        if !known.contains(path.provider.as_str()) {
+            self.error(
+                at.clone(),
+                format!("{source:?}: {}", unknown_provider(&path.provider, known)),
+            );
+            return None;
+        }
+        if !required.is_empty() && !required.contains(&path.provider.as_str()) {
+            self.error(
+                at.clone(),
+                format!(
+                    "{source:?}: provider {:?} is not in this route's require list, so it has no verified claims here",
+                    path.provider
+                ),
+            );
+            return None;
+        }
+        Some(path)
+    }
+
+    fn constraint(
+        &mut self,
+        at: &Location,
+        claim: ClaimPath,
+        c: &ConstraintConfig,
+    ) -> Option<ClaimRule> {
+        let before = self.errors.len();
+        if c.equals.is_none() && c.one_of.is_none() && c.contains.is_none() {
+            self.error(
+                at.clone(),
+                "needs at least one of equals, one_of or contains",
+            );
+        }
+        if let Some(v) = &c.equals {
+            if !matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_)) {
+                self.error(at.clone(), "equals must be a string, number or boolean");
+            }
+        }
+        if let Some(list) = &c.one_of {
+            if list.is_empty() {
+                self.error(at.clone(), "one_of is empty and would refuse every token");
+            }
+            if list.iter().any(|g| g.is_empty()) {
+                self.error(at.clone(), "one_of has an empty pattern");
+            }
+        }
+        if c.contains.as_deref() == Some("") {
+            self.error(at.clone(), "contains is empty");
+        }
+        (self.errors.len() == before).then(|| ClaimRule {
+            claim,
+            equals: c.equals.clone(),
+            one_of: c.one_of.clone(),
+            contains: c.contains.clone(),
+        })
+    }
+}
+
+fn unknown_provider(name: &str, known: &BTreeSet<&str>) -> String {
+    let list: Vec<&str> = known.iter().copied().collect();
+    format!(
+        "unknown provider {name:?} (defined: {})",
+        if list.is_empty() {
+            "none".to_owned()
+        } else {
+            list.join(", ")
+        }
+    )
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Https,
+    Http,
+}
+
+/// `https://host[:port][/path][?query]`, ASCII, no userinfo, no fragment.
+fn check_url(url: &str, allow_query: bool) -> Result<Scheme, String> {
+    if !url.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "{url:?} has spaces, control or non-ASCII characters"
+        ));
+    }
+    let (scheme, rest) = if let Some(rest) = url.strip_prefix("https://") {
+        (Scheme::Https, rest)
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        (Scheme::Http, rest)
+    } else {
+        return Err(format!("{url:?} must be an https:// URL"));
+    };
+    if url.contains('#') {
+        return Err(format!("{url:?} must not have a fragment"));
+    }
+    if !allow_query && url.contains('?') {
+        return Err(format!("{url:?} must not have a query"));
+    }
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    if authority.contains('@') {
+        return Err(format!(
+            "{url:?} must not carry credentials (use a Worker secret)"
+        ));
+    }
+    let host = url_host(url).unwrap_or("");
+    if host.is_empty() {
+        return Err(format!("{url:?} has no host"));
+    }
+    check_host(host).map_err(|m| format!("{url:?}: host {m}"))?;
+    let after_host = &authority[host.len()..];
+    if let Some(port) = after_host.strip_prefix(':') {
+        match port.parse::<u16>() {
+            Ok(p) if p > 0 && !port.starts_with('0') => {}
+            _ => return Err(format!("{url:?} has an invalid port")),
+        }
+    } else if !after_host.is_empty() {
+        return Err(format!("{url:?} has an invalid authority"));
+    }
+    Ok(scheme)
+}
+
+/// The host of an `http(s)://` URL (lowercase is not enforced here).
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    if authority.starts_with('[') {
+        return authority.find(']').map(|i| &authority[..=i]);
+    }
+    Some(authority.split(':').next().unwrap_or(authority))
+}
+
+/// A host name (`api.example.com`), IPv4 address or bracketed IPv6 address; no port.
+fn check_host(h: &str) -> Result<(), &'static str> {
+    if let Some(inner) = h.strip_prefix('[') {
+        return match inner.strip_suffix(']') {
+            Some(a)
+                if !a.is_empty()
+                    && a.bytes()
+                        .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') =>
+            {
+                Ok(())
+            }
+            _ => Err("is not a valid bracketed IPv6 address"),
+        };
+    }
+    if h.is_empty() || h.len() > 253 {
+        return Err("must be a host name of 1 to 253 characters");
+    }
+    if h.contains(':') {
+        return Err("must not have a port (ports are ignored when matching)");
+    }
+    for label in h.split('.') {
+        if label.is_empty()
+            || label.len() > 63
+            || label.starts_with('-')
+            || label.ends_with('-')
+            || !label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err("is not a valid host name (letters, digits, '-' and '.', no empty label)");
+        }
+    }
+    Ok(())
+}
+
+/// `{"keys":[{...}, ...]}` with public keys only.
+fn check_inline_jwks(jwks: &str) -> Result<(), String> {
+    let value: Value = serde_json::from_str(jwks).map_err(|e| format!("is not valid JSON: {e}"))?;
+    let keys = value
+        .as_object()
+        .and_then(|o| o.get("keys"))
+        .and_then(Value::as_array)
+        .ok_or_else(|| "must be a JSON object {\"keys\": [...]}".to_owned())?;
+    if keys.is_empty() {
+        return Err("has no keys".to_owned());
+    }
+    for (i, k) in keys.iter().enumerate() {
+        let Some(k) = k.as_object() else {
+            return Err(format!("key {i} is not a JSON object"));
+        };
+        match k.get("kty").and_then(Value::as_str) {
+            Some("EC" | "OKP" | "RSA") => {}
+            Some("oct") => {
+                return Err(format!(
+                    "key {i} is a symmetric (oct) key: HMAC keys belong in a Worker secret, never in a policy file"
+                ))
+            }
+            _ => return Err(format!("key {i} has no supported kty (EC, OKP or RSA)")),
+        }
+        for private in ["d", "p", "q", "dp", "dq", "qi", "k"] {
+            if k.contains_key(private) {
+                return Err(format!(
+                    "key {i} contains private key material ({private:?}): publish only public keys"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// RFC 9110 tchar.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
+        )
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_tchar)
+}
+
+fn is_header_name(s: &str) -> bool {
+    is_token(s) && s.len() <= MAX_HEADER_NAME
+}
+
+fn is_lower_header_name(s: &str) -> bool {
+    is_header_name(s) && !s.bytes().any(|b| b.is_ascii_uppercase())
+}
+
+fn is_printable(s: &str) -> bool {
+    s.bytes().all(|b| (0x20..=0x7e).contains(&b))
+}
+
+fn is_identifier(s: &str) -> bool {
+    s.len() <= 64
+        && s.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn is_secret_name(s: &str) -> bool {
+    s.len() <= 128
+        && s.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn is_route_id(s: &str) -> bool {
+    s.len() <= 128
+        && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(check_url("https://a.example", false), Ok(Scheme::Https));
+        assert_eq!(
+            check_url("https://a.example:8443/x", false),
+            Ok(Scheme::Https)
+        );
+        assert_eq!(check_url("http://127.0.0.1:8788", false), Ok(Scheme::Http));
+        assert_eq!(check_url("https://[::1]:8443/", false), Ok(Scheme::Https));
+        assert_eq!(
+            check_url("https://i.example/jwks?v=1", true),
+            Ok(Scheme::Https)
+        );
+        for bad in [
+            "ftp://a",
+            "https://",
+            "https://u:p@a.example",
+            "https://a.example#f",
+            "https://a b",
+            "https://a.example:0",
+            "https://a.example:99999",
+            "https://a.example?x",
+            "//a.example",
+            "HTTPS://a.example",
+            "https://a..example",
+        ] {
+            assert!(check_url(bad, false).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn inline_jwks() {
+        assert!(check_inline_jwks(r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"abc"}]}"#).is_ok());
+        assert!(check_inline_jwks(r#"{"keys":[{"kty":"EC","d":"x"}]}"#)
+            .unwrap_err()
+            .contains("private"));
+        assert!(check_inline_jwks(r#"{"keys":[{"kty":"oct","k":"x"}]}"#).is_err());
+        assert!(check_inline_jwks(r#"{"keys":[]}"#).is_err());
+        assert!(check_inline_jwks("[").is_err());
+    }
+}

@@ -1,0 +1,240 @@
+//! The policy file model: what API owners write in `policies/*.toml` (SPEC §2).
+//!
+//! These structs are the *source* form. They are deliberately loose in their types (strings for
+//! algorithms, methods, paths, claim paths, ...) so that the compiler ([`crate::compile`]) can
+//! check every value and name the file, the route or provider and the field in its message.
+//! Unknown fields are refused everywhere (`deny_unknown_fields`): a typo is a build error, never a
+//! silently ignored rule.
+//!
+//! The same structs are the embedded form: the build serialises the validated model to JSON and
+//! the Worker re-compiles it once per isolate (no TOML parser in the Worker).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One policy file. All files of the policy folder are merged by the compiler.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    /// `[gateway]`: exactly one across all files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewayConfig>,
+    /// `[provider.NAME]`: names are unique across all files.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub provider: BTreeMap<String, ProviderConfig>,
+    /// `[[route]]`: ids are unique across all files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub route: Vec<RouteConfig>,
+}
+
+/// A named policy file, as read from the folder (the name is used in every message).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceFile {
+    /// Display name, normally the path as given (`policies/routes.toml`).
+    pub name: String,
+    /// The parsed content.
+    pub model: PolicyFile,
+}
+
+impl SourceFile {
+    pub fn new(name: impl Into<String>, model: PolicyFile) -> Self {
+        SourceFile {
+            name: name.into(),
+            model,
+        }
+    }
+}
+
+/// `[gateway]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Where allowed requests go (`https://host[:port][/prefix]`); a route may override it.
+    pub origin: String,
+    /// For `WWW-Authenticate`. Default: the host of `origin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realm: Option<String>,
+    #[serde(default = "defaults::clock_skew_secs")]
+    pub clock_skew_secs: u64,
+    #[serde(default = "defaults::claims_header_prefix")]
+    pub claims_header_prefix: String,
+    #[serde(default = "defaults::challenge_path")]
+    pub challenge_path: String,
+    #[serde(default = "defaults::challenge_ttl_secs")]
+    pub challenge_ttl_secs: u64,
+    #[serde(default)]
+    pub allow_insecure_http: bool,
+    /// Number of nonce-store Durable Object shards (1..=64).
+    #[serde(default = "defaults::nonce_shards")]
+    pub nonce_shards: u32,
+}
+
+/// `[provider.NAME]`: a JWT issuer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Only `"jwt"`.
+    #[serde(default = "defaults::kind")]
+    pub kind: String,
+    /// Exact match on `iss`. Required unless the provider uses a `secret`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// `aud` must contain one of these. Required unless the provider uses a `secret`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audiences: Vec<String>,
+    /// Allowlist: `ES256`, `EdDSA` (alias `Ed25519`), `RS256`, `HS256`.
+    pub algorithms: Vec<String>,
+    /// Accepted `typ` values, case-insensitive. Default `["JWT", "at+jwt"]`.
+    #[serde(default = "defaults::token_types")]
+    pub token_types: Vec<String>,
+    /// Where the token is. Default `{ header = "authorization", scheme = "Bearer" }`.
+    #[serde(default = "defaults::from")]
+    pub from: FromConfig,
+    /// Key source (exactly one of `jwks_uri`, `jwks`, `secret`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    /// Inline JWKS as a JSON string: `'{"keys":[...]}'`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<String>,
+    /// Name of the Worker secret holding the base64 HMAC key (HS256 only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    #[serde(default = "defaults::jwks_cache_secs")]
+    pub jwks_cache_secs: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lifetime_secs: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required_claims: Vec<String>,
+    /// Only `"jti"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<String>,
+    /// Only `"dpop"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<BindingConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce_claim: Option<String>,
+}
+
+/// `from = { header = "...", scheme = "..." }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FromConfig {
+    pub header: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+}
+
+/// `binding = { claim = "pay", header = "authorization" }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BindingConfig {
+    pub claim: String,
+    pub header: String,
+}
+
+/// `[[route]]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub id: String,
+    /// Absent: every method.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub methods: Option<Vec<String>>,
+    /// Absent: every host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require: Option<RequireConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public: Option<bool>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// `"provider.claim.path" = { equals | one_of | contains }`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub claims: BTreeMap<String, ConstraintConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegation: Option<DelegationConfig>,
+    /// `"x-verified-name" = "provider.claim.path"`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub forward: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forward_tokens: bool,
+    /// Overrides `[gateway] origin` for this route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+}
+
+/// `require = { all = [...] }` or `require = { any = [...] }` (exactly one of the two).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequireConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub any: Option<Vec<String>>,
+}
+
+/// A claim constraint. Every operator given must hold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConstraintConfig {
+    /// Exact equality with a string, number or boolean.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equals: Option<Value>,
+    /// The claim is a string equal to one of these (`*` matches any run of characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub one_of: Option<Vec<String>>,
+    /// The claim is an array containing this string, or a space-separated string with this word.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contains: Option<String>,
+}
+
+/// `delegation = { provider = "agent", max_depth = 2 }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DelegationConfig {
+    pub provider: String,
+    pub max_depth: u32,
+}
+
+/// Defaults of SPEC §2.
+pub mod defaults {
+    use super::FromConfig;
+
+    pub fn clock_skew_secs() -> u64 {
+        60
+    }
+    pub fn claims_header_prefix() -> String {
+        "x-verified-".to_owned()
+    }
+    pub fn challenge_path() -> String {
+        "/.well-known/attestgate/challenge".to_owned()
+    }
+    pub fn challenge_ttl_secs() -> u64 {
+        120
+    }
+    pub fn nonce_shards() -> u32 {
+        4
+    }
+    pub fn kind() -> String {
+        "jwt".to_owned()
+    }
+    pub fn token_types() -> Vec<String> {
+        vec!["JWT".to_owned(), "at+jwt".to_owned()]
+    }
+    pub fn from() -> FromConfig {
+        FromConfig {
+            header: "authorization".to_owned(),
+            scheme: Some("Bearer".to_owned()),
+        }
+    }
+    pub fn jwks_cache_secs() -> u64 {
+        600
+    }
+}

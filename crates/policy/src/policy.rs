@@ -1,0 +1,498 @@
+//! The compiled policy: checked, resolved and indexed. Built only by [`crate::compile`] (or
+//! [`Policy::from_json`], which re-runs the compiler on the embedded model).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::diag::{PolicyError, Warning};
+use crate::matcher::{host_without_port, Miss, PathPattern, RouteIndex};
+use crate::model::SourceFile;
+
+/// The header that always carries the matched route id to the origin.
+pub const ROUTE_HEADER: &str = "x-verified-route";
+
+/// The `[gateway]` table with defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gateway {
+    /// The file that defines `[gateway]`.
+    pub file: String,
+    pub origin: String,
+    pub realm: String,
+    pub clock_skew_secs: u64,
+    /// Lowercase. Inbound headers with this prefix are always stripped.
+    pub claims_header_prefix: String,
+    pub challenge_path: String,
+    pub challenge_ttl_secs: u64,
+    pub allow_insecure_http: bool,
+    pub nonce_shards: u32,
+}
+
+/// A JWS algorithm a provider may allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Algorithm {
+    /// ECDSA P-256 SHA-256.
+    ES256,
+    /// Ed25519 (`alg` value `EdDSA`, or its RFC 9864 fully-specified name `Ed25519`).
+    EdDSA,
+    /// RSASSA-PKCS1-v1_5 SHA-256.
+    RS256,
+    /// HMAC SHA-256 (only with a Worker `secret`).
+    HS256,
+}
+
+impl Algorithm {
+    /// The name as written in a policy (case-sensitive): `ES256`, `EdDSA`, `Ed25519`, `RS256`,
+    /// `HS256`.
+    pub fn from_policy_name(name: &str) -> Option<Algorithm> {
+        Self::from_jws_alg(name)
+    }
+
+    /// The algorithm a JWS `alg` header value names (case-sensitive, RFC 7515 §4.1.1). Both
+    /// `EdDSA` and `Ed25519` (RFC 9864) are [`Algorithm::EdDSA`]. `none` and everything else is
+    /// `None`.
+    pub fn from_jws_alg(alg: &str) -> Option<Algorithm> {
+        match alg {
+            "ES256" => Some(Algorithm::ES256),
+            "EdDSA" | "Ed25519" => Some(Algorithm::EdDSA),
+            "RS256" => Some(Algorithm::RS256),
+            "HS256" => Some(Algorithm::HS256),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::ES256 => "ES256",
+            Algorithm::EdDSA => "EdDSA",
+            Algorithm::RS256 => "RS256",
+            Algorithm::HS256 => "HS256",
+        }
+    }
+
+    pub fn is_hmac(self) -> bool {
+        self == Algorithm::HS256
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where a provider's keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// Fetched and cached (`jwks_cache_secs`).
+    JwksUri(String),
+    /// Inline JWKS JSON text (checked to be `{"keys":[...]}` with public keys only).
+    Jwks(String),
+    /// Name of the Worker secret holding the base64 HMAC key.
+    Secret(String),
+}
+
+/// Where a provider's token is in the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenLocation {
+    /// Lowercase header name.
+    pub header: String,
+    /// Authorization scheme (`Bearer`, `DPoP`), compared case-insensitively; None: the whole
+    /// header value is the token.
+    pub scheme: Option<String>,
+}
+
+/// `binding = { claim, header }`: `claim` = base64url(SHA-256(value of `header`)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    pub claim: String,
+    /// Lowercase header name.
+    pub header: String,
+}
+
+/// A compiled `[provider.NAME]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Provider {
+    pub name: String,
+    pub file: String,
+    /// None only for `secret` (HMAC) providers: then `iss` is not checked.
+    pub issuer: Option<String>,
+    /// Empty only for `secret` (HMAC) providers: then `aud` is not checked.
+    pub audiences: Vec<String>,
+    /// Deduplicated, in the order written (`Ed25519` is [`Algorithm::EdDSA`]).
+    pub algorithms: Vec<Algorithm>,
+    /// As written; compare with [`Provider::accepts_typ`].
+    pub token_types: Vec<String>,
+    pub from: TokenLocation,
+    pub keys: KeySource,
+    pub jwks_cache_secs: u64,
+    pub max_lifetime_secs: Option<u64>,
+    pub required_claims: Vec<String>,
+    /// `replay = "jti"`.
+    pub replay_jti: bool,
+    /// `proof = "dpop"`.
+    pub dpop: bool,
+    pub binding: Option<Binding>,
+    pub nonce_claim: Option<String>,
+}
+
+impl Provider {
+    /// Whether a JWS `alg` header value is allowed (exact, case-sensitive; `Ed25519` and `EdDSA`
+    /// are the same algorithm).
+    pub fn allows_alg(&self, alg: &str) -> bool {
+        Algorithm::from_jws_alg(alg).is_some_and(|a| self.algorithms.contains(&a))
+    }
+
+    /// Whether a JWS `typ` value is accepted: case-insensitive, and an `application/` prefix is
+    /// ignored on both sides (RFC 7515 §4.1.9).
+    pub fn accepts_typ(&self, typ: &str) -> bool {
+        let typ = strip_application(typ);
+        self.token_types
+            .iter()
+            .any(|t| strip_application(t).eq_ignore_ascii_case(typ))
+    }
+
+    /// The HMAC secret name, if this is a `secret` provider.
+    pub fn secret(&self) -> Option<&str> {
+        match &self.keys {
+            KeySource::Secret(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+fn strip_application(t: &str) -> &str {
+    match t.get(..12) {
+        Some(p) if p.eq_ignore_ascii_case("application/") => &t[12..],
+        _ => t,
+    }
+}
+
+/// What a route requires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// `public = true`: forwarded unverified (after header sanitising).
+    Public,
+    /// `require = { all = [...] }`: every provider's token must be present and valid.
+    All(Vec<String>),
+    /// `require = { any = [...] }`: at least one; every token presented must be valid.
+    Any(Vec<String>),
+}
+
+impl Access {
+    /// The providers whose tokens the route reads (empty for public routes).
+    pub fn providers(&self) -> &[String] {
+        match self {
+            Access::Public => &[],
+            Access::All(p) | Access::Any(p) => p,
+        }
+    }
+}
+
+impl fmt::Display for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Access::Public => f.write_str("public"),
+            Access::All(p) => write!(f, "all({})", p.join(", ")),
+            Access::Any(p) => write!(f, "any({})", p.join(", ")),
+        }
+    }
+}
+
+/// `provider.claim.path`: a claim of a provider's verified token. Segments with dots can be
+/// quoted: `agent."https://example.com/roles"`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClaimPath {
+    pub provider: String,
+    /// At least one segment, none empty.
+    pub path: Vec<String>,
+    source: String,
+}
+
+impl ClaimPath {
+    pub fn parse(source: &str) -> Result<ClaimPath, String> {
+        let mut segments: Vec<String> = Vec::new();
+        let mut rest = source;
+        loop {
+            let seg;
+            if let Some(r) = rest.strip_prefix('"') {
+                let Some(end) = r.find('"') else {
+                    return Err(format!("claim path {source:?} has an unterminated quote"));
+                };
+                seg = &r[..end];
+                rest = &r[end + 1..];
+            } else {
+                let end = rest.find('.').unwrap_or(rest.len());
+                seg = &rest[..end];
+                rest = &rest[end..];
+                if seg.contains('"') {
+                    return Err(format!(
+                        "claim path {source:?}: a quote may only enclose a whole segment"
+                    ));
+                }
+            }
+            if seg.is_empty() {
+                return Err(format!(
+                    "claim path {source:?} has an empty segment (write provider.claim[.member...])"
+                ));
+            }
+            segments.push(seg.to_owned());
+            if rest.is_empty() {
+                break;
+            }
+            match rest.strip_prefix('.') {
+                Some(r) if !r.is_empty() => rest = r,
+                Some(_) => return Err(format!("claim path {source:?} ends with \".\"")),
+                None => {
+                    return Err(format!(
+                        "claim path {source:?}: expected \".\" after a quoted segment"
+                    ))
+                }
+            }
+        }
+        if segments.len() < 2 {
+            return Err(format!(
+                "claim path {source:?} must be provider.claim (e.g. \"agent.sub\")"
+            ));
+        }
+        let provider = segments.remove(0);
+        Ok(ClaimPath {
+            provider,
+            path: segments,
+            source: source.to_owned(),
+        })
+    }
+
+    /// The path as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// The claim in a verified token's claims, following object members.
+    pub fn lookup<'a>(&self, claims: &'a serde_json::Map<String, Value>) -> Option<&'a Value> {
+        let (first, rest) = self.path.split_first()?;
+        let mut v = claims.get(first)?;
+        for seg in rest {
+            v = v.as_object()?.get(seg)?;
+        }
+        Some(v)
+    }
+}
+
+impl fmt::Display for ClaimPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+/// A claim constraint of a route. Every operator present must hold; a missing claim fails.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimRule {
+    pub claim: ClaimPath,
+    /// A string, number or boolean.
+    pub equals: Option<Value>,
+    /// Globs: `*` matches any run of characters; everything else is exact.
+    pub one_of: Option<Vec<String>>,
+    pub contains: Option<String>,
+}
+
+/// `delegation = { provider, max_depth }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delegation {
+    pub provider: String,
+    pub max_depth: u32,
+}
+
+/// One `forward` entry: header name (lowercase, with the claims prefix) and claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    pub header: String,
+    pub claim: ClaimPath,
+}
+
+/// A compiled `[[route]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub id: String,
+    pub file: String,
+    /// None: every method. Uppercase, compared exactly.
+    pub methods: Option<Vec<String>>,
+    /// None: every host. Lowercase, without port.
+    pub host: Option<String>,
+    pub path: PathPattern,
+    pub access: Access,
+    pub scopes: Vec<String>,
+    pub claims: Vec<ClaimRule>,
+    pub delegation: Option<Delegation>,
+    /// Sorted by header name.
+    pub forward: Vec<Forward>,
+    pub forward_tokens: bool,
+    /// Resolved: the route's `origin`, or the gateway's.
+    pub origin: String,
+    pub(crate) capture_names: Vec<Option<String>>,
+}
+
+impl Route {
+    pub fn is_public(&self) -> bool {
+        self.access == Access::Public
+    }
+
+    pub fn accepts_method(&self, method: &str) -> bool {
+        match &self.methods {
+            None => true,
+            Some(m) => m.iter().any(|m| m == method),
+        }
+    }
+
+    /// `host` is a `Host` value: case-insensitive, port ignored.
+    pub fn accepts_host(&self, host: &str) -> bool {
+        match &self.host {
+            None => true,
+            Some(h) => host_without_port(host).eq_ignore_ascii_case(h),
+        }
+    }
+
+    /// `file#id`, how messages name a route.
+    pub fn qualified_name(&self) -> String {
+        format!("{}#{}", self.file, self.id)
+    }
+}
+
+/// A route lookup result: the route and its `{param}` values (raw, still percent-encoded).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Matched<'r, 'p> {
+    pub route: &'r Route,
+    pub params: Vec<(&'r str, &'p str)>,
+}
+
+impl<'r, 'p> Matched<'r, 'p> {
+    pub fn param(&self, name: &str) -> Option<&'p str> {
+        self.params
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+    }
+}
+
+/// The compiled policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub(crate) gateway: Gateway,
+    /// Sorted by name.
+    pub(crate) providers: Vec<Provider>,
+    /// In file order (files in the order given, routes in the order written).
+    pub(crate) routes: Vec<Route>,
+    pub(crate) index: RouteIndex,
+    pub(crate) sources: Vec<SourceFile>,
+    pub(crate) warnings: Vec<Warning>,
+}
+
+/// The embedded form (`$OUT_DIR/policy.json`).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Embedded {
+    format: String,
+    files: Vec<SourceFile>,
+}
+
+const EMBEDDED_FORMAT: &str = "attestgate-policy/1";
+
+impl Policy {
+    pub fn gateway(&self) -> &Gateway {
+        &self.gateway
+    }
+
+    /// All providers, sorted by name.
+    pub fn providers(&self) -> &[Provider] {
+        &self.providers
+    }
+
+    pub fn provider(&self, name: &str) -> Option<&Provider> {
+        self.providers
+            .binary_search_by(|p| p.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.providers[i])
+    }
+
+    /// All routes, in file order.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    pub fn route(&self, id: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.id == id)
+    }
+
+    /// Warnings of the compilation (e.g. `allow_insecure_http`).
+    pub fn warnings(&self) -> &[Warning] {
+        &self.warnings
+    }
+
+    /// The source model this policy was compiled from.
+    pub fn sources(&self) -> &[SourceFile] {
+        &self.sources
+    }
+
+    /// Route lookup (SPEC §2 matching, §3 step 2). `host` is the request's `Host` (port and case
+    /// ignored); `raw_path` is the path exactly as received, before percent-decoding and without
+    /// the query. The most specific route that accepts the method and host wins.
+    pub fn match_route<'r, 'p>(
+        &'r self,
+        method: &str,
+        host: &str,
+        raw_path: &'p str,
+    ) -> Result<Matched<'r, 'p>, Miss> {
+        let routes = &self.routes;
+        let accepts = |i: u32| {
+            let r = &routes[i as usize];
+            r.accepts_method(method) && r.accepts_host(host)
+        };
+        let (i, captures) = self.index.lookup(raw_path, &accepts)?;
+        let route = &self.routes[i as usize];
+        let params = route
+            .capture_names
+            .iter()
+            .zip(captures)
+            .filter_map(|(name, value)| name.as_deref().map(|n| (n, value)))
+            .collect();
+        Ok(Matched { route, params })
+    }
+
+    /// The JSON form embedded in the Worker: the validated source model (not TOML).
+    pub fn to_json(&self) -> String {
+        let embedded = Embedded {
+            format: EMBEDDED_FORMAT.to_owned(),
+            files: self.sources.clone(),
+        };
+        // Serialising plain structs, strings and JSON values into a String cannot fail.
+        serde_json::to_string(&embedded).unwrap_or_default()
+    }
+
+    /// Re-compile a policy from its JSON form ([`Policy::to_json`]). Pure and cheap: the Worker
+    /// does it once per isolate.
+    pub fn from_json(json: &str) -> Result<Policy, Vec<PolicyError>> {
+        let embedded: Embedded = serde_json::from_str(json).map_err(|e| {
+            vec![PolicyError::new(
+                crate::diag::Location::file("<embedded policy>"),
+                format!("not a policy JSON document: {e}"),
+            )]
+        })?;
+        if embedded.format != EMBEDDED_FORMAT {
+            return Err(vec![PolicyError::new(
+                crate::diag::Location::file("<embedded policy>"),
+                format!(
+                    "format {:?} is not {EMBEDDED_FORMAT:?} (rebuild the Worker)",
+                    embedded.format
+                ),
+            )]);
+        }
+        crate::compile::compile(embedded.files)
+    }
+
+    /// The policy compiled into the Worker by `build.rs`:
+    /// `Policy::from_embedded(attestgate::EMBEDDED_POLICY_JSON)`. Same as [`Policy::from_json`].
+    pub fn from_embedded(json: &str) -> Result<Policy, Vec<PolicyError>> {
+        Self::from_json(json)
+    }
+}
