@@ -1,1 +1,5 @@
 //! JOSE for the gateway: compact JWS parsing, JWK/JWKS, signature verification, JWT claims.
+
+pub mod alg;
+pub mod b64;
+pub mod json;
