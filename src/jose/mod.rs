@@ -2,5 +2,6 @@
 
 pub mod alg;
 pub mod b64;
+pub mod crypto;
 pub mod json;
 pub mod jwk;
