@@ -5,3 +5,4 @@ pub mod b64;
 pub mod crypto;
 pub mod json;
 pub mod jwk;
+pub mod jws;
