@@ -1,2 +1,111 @@
 //! JOSE for the gateway: compact JWS parsing, JWK/JWKS, signature verification, JWT claims.
+//!
+//! Pure: no I/O, time comes in as `now` (unix seconds). Key *fetching* and caching are the
+//! gateway's job; this module only turns bytes into a [`KeySet`] and picks one key from it.
+//!
+//! The single-token check, [`verify_token`], runs in the order that keeps attacker-controlled
+//! bytes away from the expensive and dangerous parts for as long as possible (fail closed at every
+//! step): size limits → segments → strict base64url → strict JSON header → `alg`/`typ`/`crit`/...
+//! → one key by `(alg, kid)` → signature over the received `header.payload` bytes → only then
+//! decode and validate the claims. The decisions are written down in `docs/verification.md`.
+
+pub mod alg;
 pub mod b64;
+pub mod claims;
+pub mod crypto;
+pub mod json;
+pub mod jwk;
+pub mod jws;
+
+pub use alg::{Alg, UnknownAlg};
+pub use claims::{ClaimRules, Claims};
+pub use crypto::{block_on_ready, verify_native, NativeVerifier, SignatureVerifier};
+pub use jwk::{JwksLimits, JwksReport, Key, KeyMaterial, KeyRejection, KeySet, SkippedKey};
+pub use jws::{Header, Jws, Limits};
+
+use serde_json::{Map, Value};
+
+use crate::Error;
+
+/// Everything one provider requires of its tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    /// Allowed `alg` values (the allowlist; never empty in a valid configuration).
+    pub algs: Vec<Alg>,
+    /// Accepted `typ` values (case-insensitive, `application/` optional).
+    pub token_types: Vec<String>,
+    pub rules: ClaimRules,
+    pub limits: Limits,
+}
+
+impl Default for Profile {
+    /// ES256 and EdDSA, `typ` `JWT` or `at+jwt` (SPEC default), default rules and limits.
+    fn default() -> Self {
+        Profile {
+            algs: vec![Alg::Es256, Alg::EdDsa],
+            token_types: vec!["JWT".to_owned(), "at+jwt".to_owned()],
+            rules: ClaimRules::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Verifies one compact JWS token against a provider's profile and key set at time `now`, and
+/// returns its validated claims. `verifier` is the signature seam: [`NativeVerifier`] natively,
+/// a WebCrypto verifier in the Worker.
+pub async fn verify_token<V: SignatureVerifier>(
+    token: &str,
+    profile: &Profile,
+    keys: &KeySet,
+    verifier: &V,
+    now: i64,
+) -> Result<Claims, Error> {
+    let jws = jws::parse(token, &profile.algs, &profile.token_types, &profile.limits)?;
+    let key = keys.select(jws.header.alg, jws.header.kid.as_deref())?;
+    if key.alg() != jws.header.alg {
+        return Err(Error::KeyAlgMismatch);
+    }
+    verifier
+        .verify(key, jws.signing_input.as_bytes(), &jws.signature)
+        .await?;
+    claims::validate(jws.claims_b64, &profile.rules, now)
+}
+
+/// A DPoP proof (RFC 9449) whose signature verified with its own embedded key.
+#[derive(Debug, Clone)]
+pub struct DpopProof {
+    /// The header; `header.jwk` is the proof key (its thumbprint is what `cnf.jkt` must equal).
+    pub header: Header,
+    /// The proof's claims (strict JSON object), for the caller's `htm`, `htu`, `iat`, `jti`,
+    /// `ath` and `nonce` checks.
+    pub claims: Map<String, Value>,
+}
+
+impl DpopProof {
+    /// The RFC 7638 thumbprint of the proof key.
+    pub fn jkt(&self) -> Option<&str> {
+        self.header.jwk.as_ref().and_then(Key::thumbprint)
+    }
+}
+
+/// Parses a DPoP proof ([`jws::parse_dpop`]) and verifies its signature with the embedded key.
+/// This proves possession only; it never authenticates an issuer. Errors stay precise for the
+/// log line (e.g. [`Error::TypNotAccepted`], [`Error::BadSignature`], [`Error::DpopProofInvalid`]
+/// for a missing or unusable `jwk`); the caller reports any of them as `invalid_dpop_proof`.
+pub async fn verify_dpop_proof<V: SignatureVerifier>(
+    proof: &str,
+    algs: &[Alg],
+    limits: &Limits,
+    verifier: &V,
+) -> Result<DpopProof, Error> {
+    let jws = jws::parse_dpop(proof, algs, limits)?;
+    let key = jws.header.jwk.as_ref().ok_or(Error::DpopProofInvalid)?;
+    verifier
+        .verify(key, jws.signing_input.as_bytes(), &jws.signature)
+        .await?;
+    let claims = claims::decode(jws.claims_b64)?;
+    Ok(DpopProof {
+        header: jws.header,
+        claims,
+    })
+}

@@ -1,0 +1,146 @@
+//! The signature seam: one trait the pipeline calls, a pure-Rust implementation for native
+//! builds and tests, and (in the Worker) a WebCrypto implementation behind the same trait.
+//!
+//! Decisions (ATTACKS #17–#26):
+//! * ES256: exactly 64 bytes, parsed as IEEE P1363 `r‖s` with `Signature::from_slice` (which
+//!   refuses r or s = 0 or ≥ n). DER is never tried. High-S signatures are **accepted**: JWS does
+//!   not require low-S, the RFC 7515 A.3 example and most WebCrypto/OpenSSL signers produce them
+//!   (ATTACKS #19, *policy_accept*). Replay caches must therefore key on `(iss, jti)`, never on
+//!   the token text or the signature bytes.
+//! * EdDSA: exactly 64 bytes, `verify_strict` (refuses S ≥ L, non-canonical and small-order R,
+//!   small-order keys; weak keys are also refused when the key is loaded).
+//! * HS256: exactly 32 bytes (no truncated tags), constant-time comparison (`Mac::verify_slice`).
+//! * RS256: signature length equal to the modulus length, then a full EMSA-PKCS1-v1_5 block
+//!   comparison (`rsa` crate, natively only).
+
+use core::future::Future;
+use core::pin::pin;
+use core::task::{Context, Poll, Waker};
+
+use super::jwk::{Key, KeyMaterial};
+use crate::Error;
+
+/// Verifies a JWS signature with a key that was already selected for the token's `alg`.
+/// Implementations must check the length ([`check_signature_length`]) and return
+/// [`Error::SignatureLength`] or [`Error::BadSignature`], nothing else on a bad signature.
+#[allow(async_fn_in_trait)]
+pub trait SignatureVerifier {
+    async fn verify(&self, key: &Key, signing_input: &[u8], signature: &[u8]) -> Result<(), Error>;
+}
+
+/// Pure-Rust verification (`p256`, `ed25519-dalek`, `hmac`, and natively `rsa`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NativeVerifier;
+
+impl SignatureVerifier for NativeVerifier {
+    async fn verify(&self, key: &Key, signing_input: &[u8], signature: &[u8]) -> Result<(), Error> {
+        verify_native(key, signing_input, signature)
+    }
+}
+
+/// The exact signature length, in bytes, that `key` produces.
+pub fn signature_length(key: &Key) -> usize {
+    match key.material() {
+        KeyMaterial::Ec { .. } | KeyMaterial::Ed25519 { .. } => 64,
+        KeyMaterial::Hmac { .. } => 32,
+        KeyMaterial::Rsa { n, .. } => n.len(),
+    }
+}
+
+/// [`Error::SignatureLength`] unless `signature` has exactly [`signature_length`] bytes.
+pub fn check_signature_length(key: &Key, signature: &[u8]) -> Result<(), Error> {
+    if signature.len() == signature_length(key) {
+        Ok(())
+    } else {
+        Err(Error::SignatureLength)
+    }
+}
+
+/// Verifies `signature` over `signing_input` (the ASCII `header.payload` text) with `key`.
+///
+/// On wasm32 RS256 is not available natively and returns [`Error::AlgNotAllowed`]; the Worker
+/// verifies RS256 through WebCrypto instead.
+pub fn verify_native(key: &Key, signing_input: &[u8], signature: &[u8]) -> Result<(), Error> {
+    check_signature_length(key, signature)?;
+    match key.material() {
+        KeyMaterial::Ec { key, .. } => {
+            use p256::ecdsa::signature::Verifier;
+            let sig =
+                p256::ecdsa::Signature::from_slice(signature).map_err(|_| Error::BadSignature)?;
+            key.verify(signing_input, &sig)
+                .map_err(|_| Error::BadSignature)
+        }
+        KeyMaterial::Ed25519 { key, .. } => {
+            let sig =
+                ed25519_dalek::Signature::from_slice(signature).map_err(|_| Error::BadSignature)?;
+            key.verify_strict(signing_input, &sig)
+                .map_err(|_| Error::BadSignature)
+        }
+        KeyMaterial::Hmac { secret } => {
+            use hmac::{KeyInit, Mac};
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret)
+                .map_err(|_| Error::BadSignature)?;
+            mac.update(signing_input);
+            mac.verify_slice(signature).map_err(|_| Error::BadSignature)
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        KeyMaterial::Rsa { key, .. } => {
+            use sha2::Digest;
+            let hashed = sha2::Sha256::digest(signing_input);
+            key.verify(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), &hashed, signature)
+                .map_err(|_| Error::BadSignature)
+        }
+        #[cfg(target_arch = "wasm32")]
+        KeyMaterial::Rsa { .. } => Err(Error::AlgNotAllowed),
+    }
+}
+
+/// Drives a future that completes without waiting (like [`NativeVerifier::verify`]) to its
+/// result, by polling it once with a no-op waker. Only for futures that never actually wait:
+/// one that returns `Pending` is dropped and the call fails closed with
+/// [`Error::KeysUnavailable`] instead of blocking or panicking.
+pub fn block_on_ready<T, F>(future: F) -> Result<T, Error>
+where
+    F: Future<Output = Result<T, Error>>,
+{
+    let mut future = pin!(future);
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(out) => out,
+        Poll::Pending => Err(Error::KeysUnavailable),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_on_ready_fails_closed_on_pending() {
+        assert_eq!(block_on_ready(async { Ok::<_, Error>(7) }), Ok(7));
+        assert_eq!(
+            block_on_ready(core::future::pending::<Result<(), Error>>()),
+            Err(Error::KeysUnavailable)
+        );
+    }
+
+    #[test]
+    fn hmac_lengths() {
+        let key = Key::hs256(None, &[1; 32]).unwrap();
+        assert_eq!(
+            verify_native(&key, b"x", &[0; 31]),
+            Err(Error::SignatureLength)
+        );
+        assert_eq!(
+            verify_native(&key, b"x", &[0; 16]),
+            Err(Error::SignatureLength)
+        );
+        assert_eq!(verify_native(&key, b"x", &[]), Err(Error::SignatureLength));
+        assert_eq!(
+            verify_native(&key, b"x", &[0; 32]),
+            Err(Error::BadSignature)
+        );
+    }
+}
