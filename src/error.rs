@@ -145,13 +145,6 @@ pub enum Error {
     OriginUnreachable,
 }
 
-/// Which challenge scheme a 401 carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
-    Bearer,
-    Dpop,
-}
-
 /// Which fresh nonce headers a refusal must carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FreshNonce {
@@ -340,20 +333,6 @@ impl Error {
             retry_after,
             fresh_nonce,
         }
-    }
-
-    /// The challenge scheme for a missing token on a DPoP route: `DPoP` instead of `Bearer`.
-    pub fn wire_for_scheme(self, realm: &str, scheme: Scheme) -> Wire {
-        let mut wire = self.wire(realm);
-        if scheme == Scheme::Dpop {
-            if let Some(value) = wire.www_authenticate.take() {
-                wire.www_authenticate = Some(match value.strip_prefix("Bearer ") {
-                    Some(rest) => format!("DPoP {rest}, algs=\"ES256 EdDSA\""),
-                    None => value,
-                });
-            }
-        }
-        wire
     }
 }
 

@@ -42,14 +42,15 @@ pub async fn send(req: Request, url: &Url, gate: &Gate, fwd: &Forward) -> Result
         if name.starts_with(&gate.claims_header_prefix)
             || name == "host"
             || HOP_BY_HOP.contains(&name.as_str())
-            || fwd.plan.strip.iter().any(|s| s.eq_ignore_ascii_case(&name))
+            || fwd.plan.strips(&name)
         {
             continue;
         }
         out.append(&name, &value).map_err(failed)?;
     }
-    for (name, value) in &fwd.plan.add {
-        out.set(name, value).map_err(|_| Error::UnforwardableClaim)?;
+    for (name, value) in &fwd.plan.set {
+        out.set(name, value)
+            .map_err(|_| Error::UnforwardableClaim)?;
     }
 
     let mut target = format!("{}{}", fwd.origin.trim_end_matches('/'), url.path());

@@ -9,13 +9,15 @@ use std::time::Duration;
 
 use futures_util::future::{select, Either};
 use futures_util::StreamExt;
-use worker::{Cache, Delay, Env, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response};
+use worker::{
+    Cache, Delay, Env, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response,
+};
 
 use crate::gate::key_cache::{cache_control_max_age, KeyCache, Plan};
 use crate::gate::nonce::decode_any_base64;
 use crate::gate::pipeline::KeySource;
 use crate::gate::runtime::{KeySpec, ProviderRt};
-use crate::jose::KeySet;
+use crate::jose::{JwksLimits, KeySet};
 use crate::Error;
 
 /// Largest JWKS document read (ATTACKS #43).
@@ -49,21 +51,21 @@ impl KeySource for EdgeKeys<'_> {
             KeySpec::Inline(set) => Ok(set.clone()),
             KeySpec::Secret(name) => self.secret_keys(name),
             KeySpec::Jwks { uri, times } => {
-                let plan = self
-                    .cache
-                    .jwks
-                    .borrow_mut()
-                    .plan(&provider.name, times, self.now, refresh);
+                let plan =
+                    self.cache
+                        .jwks
+                        .borrow_mut()
+                        .plan(&provider.name, times, self.now, refresh);
                 match plan {
                     Plan::Use(keys) => Ok(keys),
                     Plan::Unavailable => Err(Error::KeysUnavailable),
                     Plan::Fetch { .. } => {
                         let fetched = fetch_jwks(uri, refresh).await;
                         let mut cache = self.cache.jwks.borrow_mut();
-                        let keys = match fetched
-                            .and_then(|(body, max_age)| {
-                                KeySet::from_jwks(&body).map(|(set, _)| (set, max_age))
-                            }) {
+                        let keys = match fetched.and_then(|(body, max_age)| {
+                            KeySet::from_jwks(&body, &JwksLimits::default())
+                                .map(|(set, _)| (set, max_age))
+                        }) {
                             Ok((set, max_age)) => {
                                 let usable = !set.is_empty();
                                 if !usable {

@@ -104,7 +104,10 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
         Ok(r) => r,
         Err(e) => {
             // A runtime error we did not map: fail closed, say nothing.
-            worker::console_error!("{{\"attestgate\":\"internal_error\",\"request_id\":\"{id}\",\"detail\":{:?}}}", e.to_string());
+            worker::console_error!(
+                "{{\"attestgate\":\"internal_error\",\"request_id\":\"{id}\",\"detail\":{:?}}}",
+                e.to_string()
+            );
             log.reason = Some("internal_error");
             let mut r = Response::from_json(&serde_json::json!({
                 "error": "server_error",
@@ -163,10 +166,7 @@ async fn handle(
         };
     }
 
-    let host = url
-        .host_str()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
     let headers = forward::RuntimeHeaders(req.headers());
     let htu = format!("{}{}", url.origin().ascii_serialization(), url.path());
     let raw_path = req.path();
@@ -180,6 +180,7 @@ async fn handle(
     let keys = keys::EdgeKeys {
         env,
         cache: &isolate.keys,
+        now,
     };
     let seams = pipeline::Env {
         keys: &keys,
@@ -201,9 +202,11 @@ async fn handle(
             log.reason = Some(e.reason());
             let fresh = match e.wire(&gate.realm).fresh_nonce {
                 FreshNonce::No => None,
-                _ => issue_nonce(gate, nonce_key.as_deref(), &replay, now).await.ok(),
+                _ => issue_nonce(gate, nonce_key.as_deref(), &replay, now)
+                    .await
+                    .ok(),
             };
-            refusal_with(e, gate, id, fresh).await
+            refusal(e, &gate.realm, id, fresh).await
         }
     }
 }
@@ -221,12 +224,6 @@ async fn issue_nonce(
     let issued = nonce::issue(key, gate.nonce_shards, now, gate.challenge_ttl_secs, random)?;
     replay.issue(&issued.nonce).await?;
     Ok(issued.text)
-}
-
-async fn refusal_with(e: Error, gate: &Gate, id: &str, fresh: Option<String>) -> Result<Response> {
-    let scheme = gate.challenge_scheme(e);
-    let wire = e.wire_for_scheme(&gate.realm, scheme);
-    respond(&wire, id, fresh)
 }
 
 async fn refusal(e: Error, realm: &str, id: &str, fresh: Option<String>) -> Result<Response> {

@@ -51,7 +51,11 @@ impl DoReplay<'_> {
     /// Record a freshly issued nonce in its shard.
     pub async fn issue(&self, nonce: &NonceRef) -> Result<(), Error> {
         let recorded = self
-            .call(nonce.shard, "issue", json!({"id": nonce.id, "exp": nonce.exp}))
+            .call(
+                nonce.shard,
+                "issue",
+                json!({"id": nonce.id, "exp": nonce.exp}),
+            )
             .await?;
         if recorded {
             Ok(())

@@ -92,7 +92,13 @@ impl WebCrypto {
             }
             KeyMaterial::Ed25519 { x, .. } => {
                 let data = js_sys::Uint8Array::from(&x[..]);
-                subtle_import_key("raw", &data, &object(&[("name", "Ed25519")]), false, &usages)
+                subtle_import_key(
+                    "raw",
+                    &data,
+                    &object(&[("name", "Ed25519")]),
+                    false,
+                    &usages,
+                )
             }
             KeyMaterial::Rsa { n, e, .. } => {
                 let jwk = object(&[

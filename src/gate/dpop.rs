@@ -118,7 +118,10 @@ mod tests {
     #[test]
     fn htu_normalisation() {
         let n = |s| normalise_htu(s);
-        assert_eq!(n("https://API.example.com:443/v1/x?q=1#f"), n("https://api.example.com/v1/x"));
+        assert_eq!(
+            n("https://API.example.com:443/v1/x?q=1#f"),
+            n("https://api.example.com/v1/x")
+        );
         assert_eq!(n("HTTP://h:80"), Some("http://h/".into()));
         assert_ne!(n("https://h/v1/x"), n("https://h/v1/y"));
         assert_ne!(n("https://h:8443/x"), n("https://h/x"));

@@ -81,7 +81,8 @@ impl DecisionLog {
     }
 
     pub fn to_line(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|_| String::from("{\"attestgate\":\"decision\"}"))
+        serde_json::to_string(self)
+            .unwrap_or_else(|_| String::from("{\"attestgate\":\"decision\"}"))
     }
 }
 

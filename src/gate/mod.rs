@@ -1,7 +1,21 @@
 //! The decision pipeline: from a request and a matched route to "forward with these headers"
 //! or a typed [`crate::Error`]. Pure: keys, replay state, time and randomness come in through seams.
+//!
+//! - [`extract`]: where each provider's credential is, duplicates refused;
+//! - [`pipeline`]: the authenticator (SPEC §3 steps 2–10) and its seams [`pipeline::KeySource`]
+//!   and [`pipeline::ReplayGuard`];
+//! - [`runtime`]: the compiled policy as the pipeline uses it, built once per isolate;
+//! - [`dpop`], [`binding`], [`nonce`]: proof-of-possession, token binding, challenge nonces;
+//! - [`key_cache`]: when to fetch a JWKS, when stale keys may serve, when to answer 503;
+//! - [`log`]: the one decision log line.
 
 pub mod binding;
+pub mod dpop;
 pub mod extract;
 pub mod key_cache;
+pub mod log;
 pub mod nonce;
+pub mod pipeline;
+pub mod runtime;
+
+pub use runtime::{Gate, KeySpec, ProviderRt};

@@ -12,14 +12,14 @@
 
 use std::sync::Arc;
 
+use crate::gate::binding;
 use crate::gate::dpop;
 use crate::gate::extract::{self, HeaderSource};
 use crate::gate::log::DecisionLog;
 use crate::gate::nonce::{self, NonceKey, NonceRef};
-use crate::gate::runtime::{Gate, ProviderRt, RouteRt};
-use crate::gate::binding;
+use crate::gate::runtime::{Gate, ProviderRt};
 use crate::jose::{self, Claims, KeySet, SignatureVerifier};
-use crate::policy::{Denial, HeaderPlan, Verified};
+use crate::policy::{Denial, HeaderPlan};
 use crate::Error;
 
 /// Where the keys of a provider come from (JWKS cache, inline JWKS, Worker secret).
@@ -94,12 +94,12 @@ where
     // Step 2: route lookup, fail closed.
     let route = gate.route(req.method, req.host, req.raw_path)?;
     log.route = Some(route.id.clone());
-    if route.public {
+    if route.is_public() {
         log.verdict = "public";
         return Ok(Forward {
             route_id: route.id.clone(),
             origin: route.origin.clone(),
-            plan: gate.public_plan(route),
+            plan: gate.evaluate(route, &()).map_err(denial_error)?,
         });
     }
 
@@ -112,7 +112,7 @@ where
             None => missing = true,
         }
     }
-    if presented.is_empty() || (missing && route.require_all) {
+    if presented.is_empty() || (missing && Gate::requires_all(route)) {
         return Err(Error::MissingToken);
     }
 
@@ -129,24 +129,24 @@ where
     log.provider = None;
 
     // Step 8: the route's requirement, scopes, claims, delegation, forward plan.
-    let tokens: Vec<Verified<'_>> = verified
+    let tokens: Vec<(&str, &serde_json::Map<String, serde_json::Value>)> = verified
         .iter()
-        .map(|(p, c)| Verified {
-            provider: p.name.as_str(),
-            claims: c.map(),
-        })
+        .map(|(p, c)| (p.name.as_str(), c.map()))
         .collect();
     let plan = gate
-        .evaluate(route, &tokens)
+        .evaluate(route, tokens.as_slice())
         .map_err(denial_error)?;
 
     // Step 9: single-use checks, only now.
     for check in single_use {
         let (fresh, refused) = match &check {
-            SingleUse::Challenge(n) => (env.replay.consume(n, env.now).await?, Error::ChallengeUsed),
-            SingleUse::DpopNonce(n) => {
-                (env.replay.consume(n, env.now).await?, Error::DpopNonceRequired)
+            SingleUse::Challenge(n) => {
+                (env.replay.consume(n, env.now).await?, Error::ChallengeUsed)
             }
+            SingleUse::DpopNonce(n) => (
+                env.replay.consume(n, env.now).await?,
+                Error::DpopNonceRequired,
+            ),
             SingleUse::Jti { shard, id, exp } => (
                 env.replay.first_seen(*shard, id, *exp, env.now).await?,
                 Error::ReplayedToken,
@@ -235,11 +235,16 @@ where
         single_use.push(SingleUse::DpopJti {
             shard,
             id,
-            exp: env.now.saturating_add(gate.challenge_ttl_secs.max(gate.skew_secs * 2)),
+            exp: env
+                .now
+                .saturating_add(gate.challenge_ttl_secs.max(gate.skew_secs * 2)),
         });
     }
     if let Some(bind) = &provider.binding {
-        binding::check(claims.get_path(&bind.claim), req.headers.header(&bind.header).as_deref())?;
+        binding::check(
+            claims.get_path(&bind.claim),
+            req.headers.header(&bind.header).as_deref(),
+        )?;
     }
     if let Some(claim) = &provider.nonce_claim {
         let key = env.nonce_key.ok_or(Error::SecretUnavailable)?;
@@ -259,7 +264,11 @@ where
     }
     if provider.replay_jti {
         let jti = claims.jti().ok_or(Error::JtiMissing)?;
-        let iss = claims.map().get("iss").and_then(|v| v.as_str()).unwrap_or("");
+        let iss = claims
+            .map()
+            .get("iss")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
         let (shard, id) = replay_id(gate, "jti", iss, jti);
         single_use.push(SingleUse::Jti {
             shard,

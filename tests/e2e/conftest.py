@@ -97,7 +97,7 @@ class Gateway:
                 "--inspector-port", str(free_port()),
                 "--persist-to", str(self.persist),
                 "--show-interactive-dev-session=false",
-                "--log-level", "info",
+                "--log-level", "log",
             ],
             cwd=self.workdir,
             env=env,
