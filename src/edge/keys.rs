@@ -13,7 +13,7 @@ use worker::{
     Cache, Delay, Env, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response,
 };
 
-use crate::gate::key_cache::{cache_control_max_age, KeyCache, Plan};
+use crate::gate::key_cache::{cache_control_max_age, CacheTimes, KeyCache, Plan};
 use crate::gate::nonce::decode_any_base64;
 use crate::gate::pipeline::KeySource;
 use crate::gate::runtime::{KeySpec, ProviderRt};
@@ -60,7 +60,7 @@ impl KeySource for EdgeKeys<'_> {
                     Plan::Use(keys) => Ok(keys),
                     Plan::Unavailable => Err(Error::KeysUnavailable),
                     Plan::Fetch { .. } => {
-                        let fetched = fetch_jwks(uri, refresh).await;
+                        let fetched = fetch_jwks(uri, refresh, times).await;
                         let mut cache = self.cache.jwks.borrow_mut();
                         let keys = match fetched.and_then(|(body, max_age)| {
                             KeySet::from_jwks(&body, &JwksLimits::default())
@@ -127,8 +127,13 @@ impl EdgeKeys<'_> {
 
 /// Fetch a JWKS document: the Cache API copy first (unless refreshing), else the network, with a
 /// timeout over the whole exchange, no redirects, and a size cap. Returns the body and the
-/// issuer's max-age.
-async fn fetch_jwks(uri: &str, refresh: bool) -> Result<(Vec<u8>, Option<i64>), Error> {
+/// issuer's max-age. The Cache API copy lives no longer than the isolate's own freshness, so it
+/// never hides an issuer outage beyond the configured times.
+async fn fetch_jwks(
+    uri: &str,
+    refresh: bool,
+    times: &CacheTimes,
+) -> Result<(Vec<u8>, Option<i64>), Error> {
     let cache = Cache::default();
     if !refresh {
         if let Ok(Some(mut hit)) = cache.get(uri, false).await {
@@ -168,7 +173,7 @@ async fn fetch_jwks(uri: &str, refresh: bool) -> Result<(Vec<u8>, Option<i64>), 
         let _ = headers.set("content-type", "application/json");
         let _ = headers.set(
             "cache-control",
-            &format!("max-age={}", max_age.unwrap_or(600).clamp(0, 86_400)),
+            &format!("max-age={}", times.effective_max_age(max_age)),
         );
         let _ = cache.put(uri, copy.with_headers(headers)).await;
     }

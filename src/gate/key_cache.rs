@@ -32,10 +32,22 @@ impl CacheTimes {
     /// Defaults for a provider with `jwks_cache_secs`.
     pub fn for_provider(jwks_cache_secs: i64) -> Self {
         Self {
-            max_age: jwks_cache_secs.max(MIN_MAX_AGE),
+            max_age: jwks_cache_secs.max(1),
             refresh_cooldown: 30,
             retry_backoff: 5,
             stale_window: 3600,
+        }
+    }
+}
+
+impl CacheTimes {
+    /// How long fetched keys stay fresh: the configured `max_age`, shortened by the issuer's
+    /// `Cache-Control: max-age` but never below [`MIN_MAX_AGE`] on the issuer's say-so alone
+    /// (and never above the configured value).
+    pub fn effective_max_age(&self, issuer_max_age: Option<i64>) -> i64 {
+        match issuer_max_age {
+            Some(m) => m.max(MIN_MAX_AGE).min(self.max_age),
+            None => self.max_age,
         }
     }
 }
@@ -143,9 +155,7 @@ impl<K> KeyCache<K> {
             entry.last_failed = true;
             return entry.keys.clone();
         }
-        let max_age = issuer_max_age
-            .map(|m| m.clamp(MIN_MAX_AGE, times.max_age))
-            .unwrap_or(times.max_age);
+        let max_age = times.effective_max_age(issuer_max_age);
         entry.keys = Some(Arc::new(keys));
         entry.fresh_until = now.saturating_add(max_age);
         entry.last_failed = false;
@@ -268,6 +278,16 @@ mod tests {
         );
         c.fetched("p", &T, 200, 3u32, true, Some(100_000));
         assert_eq!(c.plan("p", &T, 799, false), Plan::Use(Arc::new(3)));
+    }
+
+    #[test]
+    fn short_configured_freshness_is_never_lengthened() {
+        let t = CacheTimes::for_provider(2);
+        assert_eq!(t.max_age, 2);
+        assert_eq!(t.effective_max_age(Some(0)), 2);
+        assert_eq!(t.effective_max_age(Some(600)), 2);
+        assert_eq!(t.effective_max_age(None), 2);
+        assert_eq!(T.effective_max_age(Some(0)), MIN_MAX_AGE);
     }
 
     #[test]
