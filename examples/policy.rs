@@ -18,7 +18,8 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use attestgate::policy::{
-    load_dir, Access, Denial, HeaderPlan, KeySource, Miss, Policy, PolicyError, Provider, Route,
+    load_dir, split_request_url, Access, Denial, HeaderPlan, KeySource, Miss, Policy, PolicyError,
+    Provider, Route,
 };
 use base64ct::{Base64UrlUnpadded, Encoding};
 use serde_json::{Map, Value};
@@ -538,21 +539,16 @@ fn usage(message: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// `https://host:port/path?query` -> (host:port, /path); a bare `/path` has no host.
+/// `https://host:port/path?query` -> (host:port, /path), exactly as the gateway splits it; a bare
+/// `/path` has no host.
 fn split_url(url: &str) -> (String, String) {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
-    let (host, path) = match rest {
-        Some(rest) => {
-            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-            (&rest[..end], &rest[end..])
+    match split_request_url(url) {
+        Some((host, path)) => (host.to_owned(), path.to_owned()),
+        None => {
+            let path = url.split(['?', '#']).next().unwrap_or("");
+            (String::new(), path.to_owned())
         }
-        None => ("", url),
-    };
-    let path = path.split(['?', '#']).next().unwrap_or("");
-    let path = if path.is_empty() { "/" } else { path };
-    (host.to_owned(), path.to_owned())
+    }
 }
 
 fn decode_part(part: &str) -> Result<Map<String, Value>, String> {
