@@ -134,10 +134,18 @@ fn found(
 
 const H: &str = "api.example.com";
 
+/// (method, host, raw path, expected route id and params, or the miss)
+type Case = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Result<(&'static str, &'static [(&'static str, &'static str)]), Miss>,
+);
+
 #[test]
 fn precedence_table() {
     let p = policy();
-    let table: &[(&str, &str, &str, Result<(&str, &[(&str, &str)]), Miss>)] = &[
+    let table: &[Case] = &[
         ("GET", H, "/", Ok(("root", &[]))),
         ("GET", H, "/healthz", Ok(("health", &[]))),
         ("HEAD", H, "/healthz", Ok(("health", &[]))),

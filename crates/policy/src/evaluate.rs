@@ -274,7 +274,7 @@ fn run<T: VerifiedTokens + ?Sized, S: Sink>(
     // 1. requirement
     match &route.access {
         Access::Public => sink.step(
-            || "requirement: public".to_owned(),
+            || "requirement".to_owned(),
             Ok(()),
             || "public route: no token is verified".to_owned(),
         )?,

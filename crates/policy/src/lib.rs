@@ -27,7 +27,9 @@ pub use diag::{Location, PolicyError, Subject, Warning};
 pub use evaluate::{
     evaluate, explain, Denial, Explanation, HeaderPlan, Step, VerifiedTokens, MAX_FORWARD_VALUE,
 };
-pub use matcher::{check_path, host_without_port, Miss, PathPattern, PathProblem, Segment};
+pub use matcher::{
+    check_path, host_without_port, split_request_url, Miss, PathPattern, PathProblem, Segment,
+};
 pub use model::{PolicyFile, SourceFile};
 pub use policy::{
     Access, Algorithm, Binding, ClaimPath, ClaimRule, Delegation, Forward, Gateway, KeySource,
@@ -36,3 +38,13 @@ pub use policy::{
 
 #[cfg(feature = "toml")]
 pub use load::{load_dir, parse_toml, policy_files};
+
+#[cfg(test)]
+mod tests {
+    /// The Worker keeps one compiled policy per isolate in a `static OnceLock<Policy>`.
+    #[test]
+    fn policy_can_live_in_a_static() {
+        fn send_sync<T: Send + Sync + 'static>() {}
+        send_sync::<crate::Policy>();
+    }
+}

@@ -352,6 +352,32 @@ pub fn host_without_port(host: &str) -> &str {
     h.strip_suffix('.').unwrap_or(h)
 }
 
+/// Split an absolute request URL string (`https://host:port/raw/path?query`) into its authority
+/// (`host:port`, for the host filter) and its raw path, without any normalisation: the path is
+/// exactly as in the string, for [`check_path`] and route lookup. An empty path is `/`. Returns
+/// None if the string is not `scheme://authority...`.
+///
+/// Use it on the request URL *string*. A parsed URL (`url::Url::path()`, JS `new URL().pathname`)
+/// has already resolved `.`/`..` (also `%2E`), turned `\` into `/`: exactly the spellings the
+/// gateway must refuse, because the origin may not read them the same way.
+pub fn split_request_url(url: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    if scheme.is_empty()
+        || !scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    {
+        return None;
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let after = &rest[end..];
+    let path_end = after.find(['?', '#']).unwrap_or(after.len());
+    let path = &after[..path_end];
+    Some((authority, if path.is_empty() { "/" } else { path }))
+}
+
 /// Why no route was returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Miss {
@@ -548,6 +574,19 @@ mod tests {
         for (path, problem) in bad {
             assert_eq!(check_path(path), Err(problem), "{path:?}");
         }
+    }
+
+    #[test]
+    fn request_urls_split_without_normalising() {
+        assert_eq!(
+            split_request_url("https://api.example.com:8443/a/../b%2e?x=1#f"),
+            Some(("api.example.com:8443", "/a/../b%2e"))
+        );
+        assert_eq!(split_request_url("http://h"), Some(("h", "/")));
+        assert_eq!(split_request_url("http://h?q"), Some(("h", "/")));
+        assert_eq!(split_request_url("http://u@h/x\\y"), Some(("h", "/x\\y")));
+        assert_eq!(split_request_url("/just/a/path"), None);
+        assert_eq!(split_request_url("://h/x"), None);
     }
 
     #[test]
