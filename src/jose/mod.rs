@@ -62,6 +62,8 @@ pub async fn verify_token<V: SignatureVerifier>(
 ) -> Result<Claims, Error> {
     let jws = jws::parse(token, &profile.algs, &profile.token_types, &profile.limits)?;
     let key = keys.select(jws.header.alg, jws.header.kid.as_deref())?;
+    // `select` only returns keys bound to this alg; kept as a second, independent guard so a
+    // future change to key selection cannot route a key to another algorithm.
     if key.alg() != jws.header.alg {
         return Err(Error::KeyAlgMismatch);
     }
