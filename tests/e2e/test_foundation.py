@@ -76,3 +76,28 @@ def test_decision_log_line_has_no_token(gateway, servers):
     ]
     assert any(d.get("verdict") == "allow" and d.get("route") == "orders-read" for d in decisions)
     assert any(d.get("reason") == "bad_signature" for d in decisions)
+
+
+def test_request_body_is_streamed_to_the_origin(gateway, servers, origin):
+    token = servers.issuer.mint("k-eddsa", scope="files:write")
+    body = bytes(range(256)) * 4096  # 1 MiB, not text
+    resp = gateway.request(
+        "POST",
+        "/files/reports/2026/q3.bin?part=1",
+        {"authorization": f"Bearer {token}", "content-type": "application/octet-stream"},
+        body=body,
+    )
+    assert resp.status == 200, resp
+    assert resp.json()["body_bytes"] == len(body)
+    seen = origin.since()
+    assert len(seen) == 1
+    assert seen[0]["method"] == "POST"
+    assert seen[0]["path"] == "/files/reports/2026/q3.bin?part=1"
+    assert dict(seen[0]["headers"])["x-verified-route"] == "files"
+
+
+def test_origin_response_status_and_headers_pass_through(gateway, servers, origin):
+    resp = gateway.request("GET", "/healthz")
+    assert resp.status == 200
+    assert resp.headers.get("content-type") == "application/json"
+    assert resp.json()["origin"] == "demo-origin"
