@@ -13,7 +13,7 @@ use worker::{
     Cache, Delay, Env, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response,
 };
 
-use crate::gate::key_cache::{cache_control_max_age, KeyCache, Plan};
+use crate::gate::key_cache::{cache_control_max_age, shared_copy_max_age, KeyCache, Plan};
 use crate::gate::log::ascii_json;
 use crate::gate::nonce::decode_any_base64;
 use crate::gate::pipeline::KeySource;
@@ -73,7 +73,7 @@ impl KeySource for EdgeKeys<'_> {
                     Plan::Use(keys) => Ok(keys),
                     Plan::Unavailable | Plan::Wait => Err(Error::KeysUnavailable),
                     Plan::Fetch { .. } => {
-                        let parsed = fetch_jwks(uri, refresh).await.and_then(|doc| {
+                        let parsed = fetch_jwks(uri, refresh, self.now).await.and_then(|doc| {
                             KeySet::from_jwks(&doc.body, &JwksLimits::default())
                                 .map(|(set, report)| (doc, set, report))
                         });
@@ -92,8 +92,8 @@ impl KeySource for EdgeKeys<'_> {
                                 // Share with the other isolates of this location: only a document
                                 // that gave usable keys, and no longer than it is fresh here.
                                 if usable && !doc.from_cache {
-                                    share(uri, doc.body, times.effective_max_age(doc.max_age))
-                                        .await;
+                                    let max_age = times.effective_max_age(doc.max_age);
+                                    share(uri, doc.body, max_age, self.now).await;
                                 }
                                 keys.ok_or(Error::KeysUnavailable)
                             }
@@ -155,25 +155,36 @@ impl EdgeKeys<'_> {
 /// One JWKS document as read.
 struct Document {
     body: Vec<u8>,
-    /// The issuer's `Cache-Control: max-age` (for a Cache API copy: the remaining freshness).
+    /// The issuer's `Cache-Control: max-age`; for a Cache API copy, its remaining freshness.
     max_age: Option<i64>,
     from_cache: bool,
 }
 
+/// Header of a Cache API copy: when the fetching isolate's freshness ends (unix seconds).
+const FRESH_UNTIL: &str = "x-attestgate-fresh-until";
+
 /// Fetch a JWKS document: the Cache API copy first (unless refreshing), else the network, with a
-/// timeout over the whole exchange, no redirects, and a size cap. The Cache API copy lives no
-/// longer than the isolate's own freshness ([`share`]), so it never hides an issuer outage beyond
-/// the configured times.
-async fn fetch_jwks(uri: &str, refresh: bool) -> Result<Document, Error> {
+/// timeout over the whole exchange, no redirects, and a size cap. A Cache API copy is fresh only
+/// for what remains of the fetching isolate's freshness ([`shared_copy_max_age`]), so keys never
+/// outlive `jwks_cache_secs` by being passed between isolates, and an issuer outage is never
+/// hidden beyond the configured times.
+async fn fetch_jwks(uri: &str, refresh: bool, now: i64) -> Result<Document, Error> {
     if !refresh {
         if let Ok(Some(mut hit)) = Cache::default().get(uri, false).await {
-            let max_age = max_age_of(hit.headers());
-            if let Ok(body) = read_capped(&mut hit).await {
-                return Ok(Document {
-                    body,
-                    max_age,
-                    from_cache: true,
-                });
+            let fresh_until = hit
+                .headers()
+                .get(FRESH_UNTIL)
+                .ok()
+                .flatten()
+                .and_then(|v| v.parse::<i64>().ok());
+            if let Some(max_age) = shared_copy_max_age(fresh_until, now) {
+                if let Ok(body) = read_capped(&mut hit).await {
+                    return Ok(Document {
+                        body,
+                        max_age: Some(max_age),
+                        from_cache: true,
+                    });
+                }
             }
         }
     }
@@ -209,11 +220,12 @@ async fn fetch_jwks(uri: &str, refresh: bool) -> Result<Document, Error> {
 }
 
 /// Put a document that gave usable keys into the Cache API for `max_age` seconds. Best effort.
-async fn share(uri: &str, body: Vec<u8>, max_age: i64) {
+async fn share(uri: &str, body: Vec<u8>, max_age: i64, now: i64) {
     if let Ok(copy) = Response::from_bytes(body) {
         let headers = Headers::new();
         let _ = headers.set("content-type", "application/json");
         let _ = headers.set("cache-control", &format!("max-age={max_age}"));
+        let _ = headers.set(FRESH_UNTIL, &now.saturating_add(max_age).to_string());
         let _ = Cache::default().put(uri, copy.with_headers(headers)).await;
     }
 }

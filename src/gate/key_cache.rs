@@ -211,6 +211,17 @@ impl<K> KeyCache<K> {
     }
 }
 
+/// How long a JWKS copy that another isolate shared (Cache API) may be used as fresh: what remains
+/// of the sharing isolate's freshness. `None` (fetch from the issuer instead) when the copy has no
+/// expiry or less than [`MIN_MAX_AGE`] left: a copy must never restart the full freshness in each
+/// isolate that reads it (keys would outlive `jwks_cache_secs`), and its remaining time is used
+/// exactly, so it must not fall under the floor that [`CacheTimes::effective_max_age`] applies.
+pub fn shared_copy_max_age(fresh_until: Option<i64>, now: i64) -> Option<i64> {
+    fresh_until
+        .map(|until| until.saturating_sub(now))
+        .filter(|left| *left >= MIN_MAX_AGE)
+}
+
 /// Parse `max-age` out of a `Cache-Control` value (`no-store`/`no-cache` count as 0).
 pub fn cache_control_max_age(value: &str) -> Option<i64> {
     let mut max_age = None;
@@ -388,6 +399,31 @@ mod tests {
         assert_eq!(t.effective_max_age(Some(600)), 2);
         assert_eq!(t.effective_max_age(None), 2);
         assert_eq!(T.effective_max_age(Some(0)), MIN_MAX_AGE);
+    }
+
+    #[test]
+    fn a_shared_copy_is_fresh_only_for_what_remains() {
+        assert_eq!(shared_copy_max_age(Some(1000), 400), Some(600));
+        assert_eq!(
+            shared_copy_max_age(Some(1000), 1000 - MIN_MAX_AGE),
+            Some(MIN_MAX_AGE)
+        );
+        assert_eq!(
+            shared_copy_max_age(Some(1000), 1000 - MIN_MAX_AGE + 1),
+            None
+        );
+        assert_eq!(shared_copy_max_age(Some(1000), 2000), None);
+        assert_eq!(shared_copy_max_age(None, 0), None);
+        // Used as the issuer max-age of the copy, the remaining time is kept exactly.
+        let t = CacheTimes::for_provider(600);
+        assert_eq!(
+            t.effective_max_age(shared_copy_max_age(Some(1000), 400)),
+            600
+        );
+        assert_eq!(
+            t.effective_max_age(shared_copy_max_age(Some(1000), 900)),
+            100
+        );
     }
 
     #[test]

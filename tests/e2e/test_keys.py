@@ -109,6 +109,28 @@ def test_issuer_outage_stale_keys_then_503_then_recovery(gateway, servers, origi
         time.sleep(0.5)
 
 
+def test_cache_api_copy_never_extends_the_configured_freshness(gateway, servers, origin):
+    """jwks_cache_secs = 45. A restarted Worker (a new isolate, same local Cache API) reuses the
+    copy the first isolate shared, but only until the first isolate's freshness ends: keys are
+    never fresh for longer than jwks_cache_secs after they were fetched from the issuer (before
+    the fix, each isolate that read the copy restarted the full 45 s)."""
+    iss = servers.issuer_named("shared")
+    token = iss.mint("shared-es256")
+    fetched_at = time.time()
+    assert gateway.request("GET", "/keys/shared", bearer(token)).status == 200
+    assert iss.jwks_fetches == 1
+    gateway.restart()
+    time.sleep(max(0.0, fetched_at + 8 - time.time()))
+    assert time.time() - fetched_at < 12, "restart too slow for this scenario"
+    assert gateway.request("GET", "/keys/shared", bearer(token)).status == 200
+    assert iss.jwks_fetches == 1, "the new isolate should have used the shared copy"
+    # Fresh until fetched_at + 45 (not fetched_at + 8 + 45).
+    time.sleep(max(0.0, fetched_at + 48 - time.time()))
+    remark(origin, servers)
+    assert gateway.request("GET", "/keys/shared", bearer(token)).status == 200
+    assert iss.jwks_fetches == 2, "keys from the shared copy outlived jwks_cache_secs"
+
+
 def jwk_of(iss, kid: str, **extra) -> dict:
     return {**iss.keys[kid].as_dict(private=False), **extra}
 
