@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 fn main() {
     println!("cargo:rerun-if-env-changed=ATTESTGATE_POLICY_DIR");
     println!("cargo:rerun-if-changed=build.rs");
+    selftest_cfg();
     let shown = std::env::var("ATTESTGATE_POLICY_DIR").unwrap_or_else(|_| "policies".to_owned());
     // Relative folders are relative to the package root (where build scripts run).
     let dir = PathBuf::from(&shown);
@@ -60,5 +61,19 @@ fn main() {
                 list.join("\n")
             );
         }
+    }
+}
+
+/// `--cfg attestgate_selftest` exactly when `ATTESTGATE_SELFTEST=1`: the test-only WebCrypto
+/// self-test endpoint (`src/edge/selftest.rs`). The end-to-end harness sets it; nothing that
+/// builds a deployable Worker does, so production builds never contain the endpoint.
+fn selftest_cfg() {
+    println!("cargo:rustc-check-cfg=cfg(attestgate_selftest)");
+    println!("cargo:rerun-if-env-changed=ATTESTGATE_SELFTEST");
+    if std::env::var("ATTESTGATE_SELFTEST").as_deref() == Ok("1") {
+        println!("cargo:rustc-cfg=attestgate_selftest");
+        println!(
+            "cargo:warning=ATTESTGATE_SELFTEST=1: this build serves POST /__attestgate/selftest/verify (tests only, never deploy it)"
+        );
     }
 }

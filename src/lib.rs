@@ -21,3 +21,17 @@ pub use attestgate_policy as policy;
 pub use error::Error;
 
 pub const EMBEDDED_POLICY_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/policy.json"));
+
+#[cfg(test)]
+mod build_cfg_tests {
+    /// The test-only self-test endpoint (`src/edge/selftest.rs`) is compiled in exactly when the
+    /// build ran with `ATTESTGATE_SELFTEST=1`, so any build without it (`scripts/build.sh`,
+    /// `wrangler deploy`) has no such route.
+    #[test]
+    fn selftest_cfg_follows_the_env_var_and_is_off_by_default() {
+        assert_eq!(
+            cfg!(attestgate_selftest),
+            option_env!("ATTESTGATE_SELFTEST") == Some("1")
+        );
+    }
+}

@@ -13,17 +13,22 @@ use worker::{
     Cache, Delay, Env, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response,
 };
 
-use crate::gate::key_cache::{cache_control_max_age, CacheTimes, KeyCache, Plan};
+use crate::gate::key_cache::{cache_control_max_age, shared_copy_max_age, KeyCache, Plan};
+use crate::gate::log::ascii_json;
 use crate::gate::nonce::decode_any_base64;
 use crate::gate::pipeline::KeySource;
 use crate::gate::runtime::{KeySpec, ProviderRt};
-use crate::jose::{JwksLimits, KeySet};
+use crate::jose::{JwksLimits, JwksReport, KeyRejection, KeySet};
 use crate::Error;
 
 /// Largest JWKS document read (ATTACKS #43).
 pub const MAX_JWKS_BYTES: usize = 256 * 1024;
 /// Time allowed for the whole JWKS fetch, body included.
 pub const JWKS_TIMEOUT: Duration = Duration::from_secs(3);
+/// While another request's fetch is in flight ([`Plan::Wait`]): poll the cache this often, for at
+/// most [`WAIT_MAX`] (a little longer than the fetch timeout), then give up with 503.
+const WAIT_STEP: Duration = Duration::from_millis(20);
+const WAIT_MAX: Duration = Duration::from_millis(3500);
 
 pub struct EdgeKeyCache {
     jwks: RefCell<KeyCache<KeySet>>,
@@ -51,41 +56,63 @@ impl KeySource for EdgeKeys<'_> {
             KeySpec::Inline(set) => Ok(set.clone()),
             KeySpec::Secret(name) => self.secret_keys(name),
             KeySpec::Jwks { uri, times } => {
-                let plan =
-                    self.cache
-                        .jwks
-                        .borrow_mut()
-                        .plan(&provider.name, times, self.now, refresh);
+                let mut waited = Duration::ZERO;
+                let plan = loop {
+                    let plan =
+                        self.cache
+                            .jwks
+                            .borrow_mut()
+                            .plan(&provider.name, times, self.now, refresh);
+                    if !matches!(plan, Plan::Wait) || waited >= WAIT_MAX {
+                        break plan;
+                    }
+                    Delay::from(WAIT_STEP).await;
+                    waited += WAIT_STEP;
+                };
                 match plan {
                     Plan::Use(keys) => Ok(keys),
-                    Plan::Unavailable => Err(Error::KeysUnavailable),
+                    Plan::Unavailable | Plan::Wait => Err(Error::KeysUnavailable),
                     Plan::Fetch { .. } => {
-                        let fetched = fetch_jwks(uri, refresh, times).await;
-                        let mut cache = self.cache.jwks.borrow_mut();
-                        let keys = match fetched.and_then(|(body, max_age)| {
-                            KeySet::from_jwks(&body, &JwksLimits::default())
-                                .map(|(set, _)| (set, max_age))
-                        }) {
-                            Ok((set, max_age)) => {
+                        let parsed = fetch_jwks(uri, refresh, self.now).await.and_then(|doc| {
+                            KeySet::from_jwks(&doc.body, &JwksLimits::default())
+                                .map(|(set, report)| (doc, set, report))
+                        });
+                        match parsed {
+                            Ok((doc, set, report)) => {
+                                log_report(&provider.name, &report);
                                 let usable = !set.is_empty();
-                                if !usable {
-                                    worker::console_warn!(
-                                        "{{\"attestgate\":\"jwks_empty\",\"provider\":{:?}}}",
-                                        provider.name
-                                    );
+                                let keys = self.cache.jwks.borrow_mut().fetched(
+                                    &provider.name,
+                                    times,
+                                    self.now,
+                                    set,
+                                    usable,
+                                    doc.max_age,
+                                );
+                                // Share with the other isolates of this location: only a document
+                                // that gave usable keys, and no longer than it is fresh here.
+                                if usable && !doc.from_cache {
+                                    let max_age = times.effective_max_age(doc.max_age);
+                                    share(uri, doc.body, max_age, self.now).await;
                                 }
-                                cache.fetched(&provider.name, times, self.now, set, usable, max_age)
+                                keys.ok_or(Error::KeysUnavailable)
                             }
                             Err(e) => {
-                                worker::console_warn!(
-                                    "{{\"attestgate\":\"jwks_fetch_failed\",\"provider\":{:?},\"reason\":\"{}\"}}",
-                                    provider.name,
-                                    e.reason()
+                                log_line(
+                                    "warn",
+                                    serde_json::json!({
+                                        "attestgate": "jwks_fetch_failed",
+                                        "provider": provider.name,
+                                        "reason": e.reason(),
+                                    }),
                                 );
-                                cache.failed(&provider.name, times, self.now)
+                                self.cache
+                                    .jwks
+                                    .borrow_mut()
+                                    .failed(&provider.name, times, self.now)
+                                    .ok_or(Error::KeysUnavailable)
                             }
-                        };
-                        keys.ok_or(Error::KeysUnavailable)
+                        }
                     }
                 }
             }
@@ -125,21 +152,39 @@ impl EdgeKeys<'_> {
     }
 }
 
+/// One JWKS document as read.
+struct Document {
+    body: Vec<u8>,
+    /// The issuer's `Cache-Control: max-age`; for a Cache API copy, its remaining freshness.
+    max_age: Option<i64>,
+    from_cache: bool,
+}
+
+/// Header of a Cache API copy: when the fetching isolate's freshness ends (unix seconds).
+const FRESH_UNTIL: &str = "x-attestgate-fresh-until";
+
 /// Fetch a JWKS document: the Cache API copy first (unless refreshing), else the network, with a
-/// timeout over the whole exchange, no redirects, and a size cap. Returns the body and the
-/// issuer's max-age. The Cache API copy lives no longer than the isolate's own freshness, so it
-/// never hides an issuer outage beyond the configured times.
-async fn fetch_jwks(
-    uri: &str,
-    refresh: bool,
-    times: &CacheTimes,
-) -> Result<(Vec<u8>, Option<i64>), Error> {
-    let cache = Cache::default();
+/// timeout over the whole exchange, no redirects, and a size cap. A Cache API copy is fresh only
+/// for what remains of the fetching isolate's freshness ([`shared_copy_max_age`]), so keys never
+/// outlive `jwks_cache_secs` by being passed between isolates, and an issuer outage is never
+/// hidden beyond the configured times.
+async fn fetch_jwks(uri: &str, refresh: bool, now: i64) -> Result<Document, Error> {
     if !refresh {
-        if let Ok(Some(mut hit)) = cache.get(uri, false).await {
-            let max_age = max_age_of(hit.headers());
-            if let Ok(body) = read_capped(&mut hit).await {
-                return Ok((body, max_age));
+        if let Ok(Some(mut hit)) = Cache::default().get(uri, false).await {
+            let fresh_until = hit
+                .headers()
+                .get(FRESH_UNTIL)
+                .ok()
+                .flatten()
+                .and_then(|v| v.parse::<i64>().ok());
+            if let Some(max_age) = shared_copy_max_age(fresh_until, now) {
+                if let Ok(body) = read_capped(&mut hit).await {
+                    return Ok(Document {
+                        body,
+                        max_age: Some(max_age),
+                        from_cache: true,
+                    });
+                }
             }
         }
     }
@@ -167,17 +212,89 @@ async fn fetch_jwks(
         Either::Left((result, _)) => result?,
         Either::Right(_) => return Err(Error::KeysUnavailable),
     };
-    // Share with the other isolates of this location. Best effort.
-    if let Ok(copy) = Response::from_bytes(body.clone()) {
+    Ok(Document {
+        body,
+        max_age,
+        from_cache: false,
+    })
+}
+
+/// Put a document that gave usable keys into the Cache API for `max_age` seconds. Best effort.
+async fn share(uri: &str, body: Vec<u8>, max_age: i64, now: i64) {
+    if let Ok(copy) = Response::from_bytes(body) {
         let headers = Headers::new();
         let _ = headers.set("content-type", "application/json");
-        let _ = headers.set(
-            "cache-control",
-            &format!("max-age={}", times.effective_max_age(max_age)),
-        );
-        let _ = cache.put(uri, copy.with_headers(headers)).await;
+        let _ = headers.set("cache-control", &format!("max-age={max_age}"));
+        let _ = headers.set(FRESH_UNTIL, &now.saturating_add(max_age).to_string());
+        let _ = Cache::default().put(uri, copy.with_headers(headers)).await;
     }
-    Ok((body, max_age))
+}
+
+/// Most skipped keys listed in one log line.
+const MAX_LOGGED_SKIPS: usize = 16;
+
+/// Log what loading a JWKS skipped. A private key in a public JWKS means the issuer's key is
+/// exposed: that is an error-level alert (ATTACKS #42). Never logs key material.
+fn log_report(provider: &str, report: &JwksReport) {
+    if report.private_key_found() {
+        let kids: Vec<&str> = report
+            .skipped
+            .iter()
+            .filter(|s| s.reason == KeyRejection::PrivateKey)
+            .filter_map(|s| s.kid.as_deref())
+            .take(MAX_LOGGED_SKIPS)
+            .collect();
+        log_line(
+            "error",
+            serde_json::json!({
+                "attestgate": "jwks_private_key",
+                "provider": provider,
+                "kids": kids,
+            }),
+        );
+    }
+    if !report.skipped.is_empty() {
+        let skipped: Vec<serde_json::Value> = report
+            .skipped
+            .iter()
+            .take(MAX_LOGGED_SKIPS)
+            .map(|s| serde_json::json!({"index": s.index, "kid": s.kid, "reason": s.reason.reason()}))
+            .collect();
+        log_line(
+            "warn",
+            serde_json::json!({
+                "attestgate": "jwks_keys_skipped",
+                "provider": provider,
+                "loaded": report.loaded,
+                "skipped": skipped,
+            }),
+        );
+    }
+    if !report.duplicate_kids.is_empty() {
+        log_line(
+            "warn",
+            serde_json::json!({
+                "attestgate": "jwks_duplicate_kid",
+                "provider": provider,
+                "kids": report.duplicate_kids.iter().take(MAX_LOGGED_SKIPS).collect::<Vec<_>>(),
+            }),
+        );
+    }
+    if report.loaded == 0 {
+        log_line(
+            "warn",
+            serde_json::json!({"attestgate": "jwks_empty", "provider": provider}),
+        );
+    }
+}
+
+/// One JSON log line, ASCII only: a `kid` from the document cannot split or forge a line.
+fn log_line(level: &str, line: serde_json::Value) {
+    let line = ascii_json(&line.to_string());
+    match level {
+        "error" => worker::console_error!("{line}"),
+        _ => worker::console_warn!("{line}"),
+    }
 }
 
 fn max_age_of(headers: &Headers) -> Option<i64> {

@@ -6,6 +6,8 @@ mod forward;
 mod keys;
 mod nonce_store;
 mod replay;
+#[cfg(attestgate_selftest)]
+mod selftest;
 mod webcrypto;
 
 use std::cell::RefCell;
@@ -87,6 +89,10 @@ fn request_id() -> String {
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    #[cfg(attestgate_selftest)]
+    if req.path() == selftest::PATH {
+        return selftest::handle(req).await;
+    }
     let started = Date::now().as_millis();
     let id = request_id();
     let url = req.url()?;

@@ -7,6 +7,13 @@
 //!
 //! The same checks as the native path run first ([`check_signature_length`]); key validation
 //! (curve points, weak Ed25519 keys, RSA size and exponent) happened when the key was loaded.
+//!
+//! Ed25519 needs one more check in Rust: WebCrypto (BoringSSL's `ED25519_verify`) does not refuse
+//! a small-order `R`, which `verify_strict` on the native path does. The key's owner can make such
+//! signatures (R = identity, s = H(R‖A‖M)·a), a second valid spelling of a signed message. So `R`
+//! must decode to a point that is not of small order ([`ed25519_r_acceptable`]) before WebCrypto
+//! sees the signature. The self-test (`selftest.rs`, `tests/e2e/test_webcrypto_vectors.py`) checks
+//! that both paths give the same verdict on every vector.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -136,6 +143,9 @@ impl SignatureVerifier for WebCrypto {
         let algorithm = match key.material() {
             KeyMaterial::Hmac { .. } => return verify_native(key, signing_input, signature),
             KeyMaterial::Ec { .. } => &self.ecdsa,
+            KeyMaterial::Ed25519 { .. } if !ed25519_r_acceptable(signature) => {
+                return Err(Error::BadSignature)
+            }
             KeyMaterial::Ed25519 { .. } => &self.ed25519,
             KeyMaterial::Rsa { .. } => &self.rsa,
         };
@@ -147,4 +157,14 @@ impl SignatureVerifier for WebCrypto {
             _ => Err(Error::BadSignature),
         }
     }
+}
+
+/// Whether the `R` half of a 64-byte Ed25519 signature is a point on the curve that is not of
+/// small order, as `verify_strict` requires (one point decompression; no secret involved).
+fn ed25519_r_acceptable(signature: &[u8]) -> bool {
+    signature
+        .get(..32)
+        .and_then(|r| <[u8; 32]>::try_from(r).ok())
+        .and_then(|r| ed25519_dalek::VerifyingKey::from_bytes(&r).ok())
+        .is_some_and(|point| !point.is_weak())
 }

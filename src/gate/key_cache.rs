@@ -7,7 +7,12 @@
 //! Rules (SPEC §3 step 5, ATTACKS #9, #43, #44):
 //! - keys are fresh for `min(jwks_cache_secs, issuer max-age)` (never less than `MIN_MAX_AGE`);
 //! - an unknown `kid` asks for a refresh, granted at most once per `refresh_cooldown` per issuer,
-//!   so a flood of random `kid`s causes at most one fetch per cooldown;
+//!   so a flood of random `kid`s causes at most one fetch per cooldown. Only refreshes count
+//!   against the cooldown: a key the issuer published just after a scheduled fetch is found by the
+//!   first token that names it;
+//! - single flight: while a fetch is in flight no other starts; lookups use fresh or stale keys,
+//!   and wait ([`Plan::Wait`]) only when there are none or they asked for a refresh. A fetch that
+//!   never reports back is forgotten after [`IN_FLIGHT_MAX`];
 //! - a failed fetch is not retried before `retry_backoff`;
 //! - when the issuer is unreachable, the last good keys serve for at most `stale_window` past
 //!   their freshness, then lookups fail with 503;
@@ -27,6 +32,11 @@ pub struct CacheTimes {
 
 /// Shortest freshness accepted from an issuer's `Cache-Control`.
 pub const MIN_MAX_AGE: i64 = 30;
+
+/// After this many seconds a fetch that never reported back ([`KeyCache::fetched`] or
+/// [`KeyCache::failed`], e.g. its request was cancelled) no longer blocks a new one. Longer than
+/// the adapter's fetch timeout.
+pub const IN_FLIGHT_MAX: i64 = 10;
 
 impl CacheTimes {
     /// Defaults for a provider with `jwks_cache_secs`.
@@ -59,6 +69,9 @@ pub enum Plan<K> {
     Use(Arc<K>),
     /// Fetch now; `fallback` is what to use if the fetch fails (stale keys within the window).
     Fetch { fallback: Option<Arc<K>> },
+    /// Another lookup's fetch is in flight and nothing usable is cached (or a refresh was asked
+    /// for): wait a little and plan again.
+    Wait,
     /// No usable keys and no fetch allowed now: 503.
     Unavailable,
 }
@@ -69,6 +82,10 @@ struct Entry<K> {
     fresh_until: i64,
     last_attempt: Option<i64>,
     last_failed: bool,
+    /// When the last unknown-`kid` refresh was granted.
+    last_refresh: Option<i64>,
+    /// When the fetch now in flight started.
+    in_flight: Option<i64>,
 }
 
 impl<K> Default for Entry<K> {
@@ -78,6 +95,8 @@ impl<K> Default for Entry<K> {
             fresh_until: i64::MIN,
             last_attempt: None,
             last_failed: false,
+            last_refresh: None,
+            in_flight: None,
         }
     }
 }
@@ -102,7 +121,8 @@ impl<K> KeyCache<K> {
     }
 
     /// Decide for one lookup. `want_refresh` is set after the cached keys did not have the
-    /// token's `kid`. A `Fetch` answer records the attempt, so concurrent lookups do not fetch too.
+    /// token's `kid`. A `Fetch` answer marks a fetch in flight, so concurrent lookups do not fetch
+    /// too; the caller must report it with [`KeyCache::fetched`] or [`KeyCache::failed`].
     pub fn plan(
         &mut self,
         provider: &str,
@@ -111,6 +131,12 @@ impl<K> KeyCache<K> {
         want_refresh: bool,
     ) -> Plan<K> {
         let entry = self.entries.entry(provider.to_owned()).or_default();
+        if entry
+            .in_flight
+            .is_some_and(|t| now.saturating_sub(t) >= IN_FLIGHT_MAX)
+        {
+            entry.in_flight = None;
+        }
         let since_attempt = entry.last_attempt.map(|t| now.saturating_sub(t));
         let stale_ok = entry
             .keys
@@ -120,20 +146,29 @@ impl<K> KeyCache<K> {
 
         let backing_off =
             entry.last_failed && since_attempt.is_some_and(|s| s < times.retry_backoff);
-        let may_fetch = if fresh {
-            want_refresh && since_attempt.is_none_or(|s| s >= times.refresh_cooldown)
-        } else {
-            !backing_off
-        };
+        let may_fetch = entry.in_flight.is_none()
+            && if fresh {
+                want_refresh
+                    && entry
+                        .last_refresh
+                        .is_none_or(|t| now.saturating_sub(t) >= times.refresh_cooldown)
+            } else {
+                !backing_off
+            };
 
         if may_fetch {
             entry.last_attempt = Some(now);
+            entry.in_flight = Some(now);
+            if fresh {
+                entry.last_refresh = Some(now);
+            }
             return Plan::Fetch { fallback: stale_ok };
         }
-        match (fresh, stale_ok) {
-            (true, Some(keys)) => Plan::Use(keys),
-            (false, Some(keys)) => Plan::Use(keys),
-            _ => Plan::Unavailable,
+        match stale_ok {
+            _ if entry.in_flight.is_some() && want_refresh => Plan::Wait,
+            Some(keys) => Plan::Use(keys),
+            None if entry.in_flight.is_some() => Plan::Wait,
+            None => Plan::Unavailable,
         }
     }
 
@@ -151,6 +186,7 @@ impl<K> KeyCache<K> {
     ) -> Option<Arc<K>> {
         let entry = self.entries.entry(provider.to_owned()).or_default();
         entry.last_attempt = Some(now);
+        entry.in_flight = None;
         if !usable && entry.keys.is_some() {
             entry.last_failed = true;
             return entry.keys.clone();
@@ -167,11 +203,23 @@ impl<K> KeyCache<K> {
         let entry = self.entries.entry(provider.to_owned()).or_default();
         entry.last_attempt = Some(now);
         entry.last_failed = true;
+        entry.in_flight = None;
         entry
             .keys
             .clone()
             .filter(|_| now <= entry.fresh_until.saturating_add(times.stale_window))
     }
+}
+
+/// How long a JWKS copy that another isolate shared (Cache API) may be used as fresh: what remains
+/// of the sharing isolate's freshness. `None` (fetch from the issuer instead) when the copy has no
+/// expiry or less than [`MIN_MAX_AGE`] left: a copy must never restart the full freshness in each
+/// isolate that reads it (keys would outlive `jwks_cache_secs`), and its remaining time is used
+/// exactly, so it must not fall under the floor that [`CacheTimes::effective_max_age`] applies.
+pub fn shared_copy_max_age(fresh_until: Option<i64>, now: i64) -> Option<i64> {
+    fresh_until
+        .map(|until| until.saturating_sub(now))
+        .filter(|left| *left >= MIN_MAX_AGE)
 }
 
 /// Parse `max-age` out of a `Cache-Control` value (`no-store`/`no-cache` count as 0).
@@ -218,12 +266,75 @@ mod tests {
         let mut c = KeyCache::new();
         c.plan("p", &T, 0, false);
         c.fetched("p", &T, 0, 1u32, true, None);
-        // 1000 random kids within the cooldown: one fetch.
-        let fetches = (40..1040)
-            .filter(|i| matches!(c.plan("p", &T, 40 + i / 100, true), Plan::Fetch { .. }))
-            .count();
+        // 1000 random kids within the cooldown: one fetch (whether or not it has finished).
+        let mut fetches = 0;
+        for i in 40..1040 {
+            let now = 40 + i / 100;
+            if i == 500 {
+                c.fetched("p", &T, now, 1u32, true, None);
+            }
+            if let Plan::Fetch { .. } = c.plan("p", &T, now, true) {
+                fetches += 1;
+            }
+        }
         assert_eq!(fetches, 1);
         assert!(matches!(c.plan("p", &T, 40 + 30, true), Plan::Fetch { .. }));
+    }
+
+    #[test]
+    fn refresh_cooldown_counts_refreshes_not_scheduled_fetches() {
+        let mut c = KeyCache::new();
+        c.plan("p", &T, 0, false);
+        c.fetched("p", &T, 0, 1u32, true, None);
+        // The issuer publishes a new key right after the scheduled fetch: the first token naming
+        // it gets a refresh at once (this used to wait for the 30 s cooldown).
+        assert!(matches!(c.plan("p", &T, 5, true), Plan::Fetch { .. }));
+        c.fetched("p", &T, 5, 2u32, true, None);
+        // Further unknown kids within the cooldown: no fetch.
+        assert_eq!(c.plan("p", &T, 20, true), Plan::Use(Arc::new(2)));
+        assert!(matches!(c.plan("p", &T, 35, true), Plan::Fetch { .. }));
+    }
+
+    #[test]
+    fn single_flight() {
+        let mut c = KeyCache::new();
+        // Cold: one fetch; concurrent lookups wait for it instead of fetching too.
+        assert_eq!(c.plan("p", &T, 0, false), Plan::Fetch { fallback: None });
+        assert_eq!(c.plan("p", &T, 0, false), Plan::Wait);
+        assert_eq!(c.plan("p", &T, 0, true), Plan::Wait);
+        c.fetched("p", &T, 0, 1u32, true, None);
+        assert_eq!(c.plan("p", &T, 0, false), Plan::Use(Arc::new(1)));
+        // Expired: one refetch; meanwhile the others use the stale keys.
+        assert!(matches!(c.plan("p", &T, 600, false), Plan::Fetch { .. }));
+        assert_eq!(c.plan("p", &T, 600, false), Plan::Use(Arc::new(1)));
+        // An unknown kid while that fetch is in flight waits for its result.
+        assert_eq!(c.plan("p", &T, 601, true), Plan::Wait);
+        c.fetched("p", &T, 601, 2u32, true, None);
+        assert_eq!(c.plan("p", &T, 601, false), Plan::Use(Arc::new(2)));
+        // A fetch that never reports back stops blocking after IN_FLIGHT_MAX.
+        assert!(matches!(c.plan("p", &T, 1300, false), Plan::Fetch { .. }));
+        assert_eq!(c.plan("p", &T, 1301, false), Plan::Use(Arc::new(2)));
+        assert!(matches!(
+            c.plan("p", &T, 1300 + IN_FLIGHT_MAX, false),
+            Plan::Fetch { .. }
+        ));
+    }
+
+    #[test]
+    fn zero_stale_window_means_no_stale_keys() {
+        let t = CacheTimes {
+            stale_window: 0,
+            ..T
+        };
+        let mut c = KeyCache::new();
+        c.plan("p", &t, 0, false);
+        c.fetched("p", &t, 0, 1u32, true, None);
+        assert!(matches!(
+            c.plan("p", &t, 601, false),
+            Plan::Fetch { fallback: None }
+        ));
+        assert_eq!(c.failed("p", &t, 601), None);
+        assert_eq!(c.plan("p", &t, 602, false), Plan::Unavailable);
     }
 
     #[test]
@@ -288,6 +399,31 @@ mod tests {
         assert_eq!(t.effective_max_age(Some(600)), 2);
         assert_eq!(t.effective_max_age(None), 2);
         assert_eq!(T.effective_max_age(Some(0)), MIN_MAX_AGE);
+    }
+
+    #[test]
+    fn a_shared_copy_is_fresh_only_for_what_remains() {
+        assert_eq!(shared_copy_max_age(Some(1000), 400), Some(600));
+        assert_eq!(
+            shared_copy_max_age(Some(1000), 1000 - MIN_MAX_AGE),
+            Some(MIN_MAX_AGE)
+        );
+        assert_eq!(
+            shared_copy_max_age(Some(1000), 1000 - MIN_MAX_AGE + 1),
+            None
+        );
+        assert_eq!(shared_copy_max_age(Some(1000), 2000), None);
+        assert_eq!(shared_copy_max_age(None, 0), None);
+        // Used as the issuer max-age of the copy, the remaining time is kept exactly.
+        let t = CacheTimes::for_provider(600);
+        assert_eq!(
+            t.effective_max_age(shared_copy_max_age(Some(1000), 400)),
+            600
+        );
+        assert_eq!(
+            t.effective_max_age(shared_copy_max_age(Some(1000), 900)),
+            100
+        );
     }
 
     #[test]

@@ -80,10 +80,34 @@ impl DecisionLog {
         }
     }
 
+    /// The JSON line, ASCII only ([`ascii_json`]).
     pub fn to_line(&self) -> String {
-        serde_json::to_string(self)
-            .unwrap_or_else(|_| String::from("{\"attestgate\":\"decision\"}"))
+        match serde_json::to_string(self) {
+            Ok(json) => ascii_json(&json),
+            Err(_) => String::from("{\"attestgate\":\"decision\"}"),
+        }
     }
+}
+
+/// Rewrites every non-ASCII character of a JSON text as a `\uXXXX` escape (UTF-16; surrogate
+/// pairs above U+FFFF). serde_json writes non-ASCII only inside string literals, so the result is
+/// valid JSON with the same value, and a log line can never carry U+2028, U+2029, U+0085 or other
+/// characters that some log consumers treat as line breaks (verified claims such as `sub` end up
+/// in the line).
+pub fn ascii_json(json: &str) -> String {
+    use core::fmt::Write;
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                let _ = write!(out, "\\u{unit:04x}");
+            }
+        }
+    }
+    out
 }
 
 fn push_bounded(list: &mut Vec<String>, value: &str) {
@@ -124,6 +148,25 @@ mod tests {
         assert_eq!(v["agent"], json!(["agent:planner", "agent:root"]));
         assert_eq!(v["device"], "dev-9");
         assert_eq!(v["jti"], json!(["j1"]));
+    }
+
+    #[test]
+    fn line_is_ascii_so_unicode_line_breaks_cannot_split_it() {
+        let mut log = DecisionLog::new("r", "GET", "/é");
+        let sub =
+            "user\u{2028}{\"attestgate\":\"decision\",\"verdict\":\"allow\"}\u{2029}\u{85}é😀";
+        let claims = json!({ "sub": sub });
+        log.add_claims(claims.as_object().unwrap());
+        let line = log.to_line();
+        assert!(line.is_ascii(), "{line}");
+        assert_eq!(line.lines().count(), 1);
+        assert!(
+            line.contains("\\u2028") && line.contains("\\ud83d\\ude00"),
+            "{line}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["subject"], sub);
+        assert_eq!(v["path"], "/é");
     }
 
     #[test]

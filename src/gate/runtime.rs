@@ -138,7 +138,10 @@ fn provider_rt(p: &Provider, skew_secs: i64) -> Result<ProviderRt, Error> {
     let keys = match &p.keys {
         KeySource::JwksUri(uri) => KeySpec::Jwks {
             uri: uri.clone(),
-            times: CacheTimes::for_provider(secs(p.jwks_cache_secs)),
+            times: CacheTimes {
+                stale_window: secs(p.jwks_max_stale_secs),
+                ..CacheTimes::for_provider(secs(p.jwks_cache_secs))
+            },
         },
         KeySource::Jwks(json) => {
             let (set, _) = KeySet::from_jwks(json.as_bytes(), &JwksLimits::default())
@@ -175,4 +178,47 @@ fn provider_rt(p: &Provider, skew_secs: i64) -> Result<ProviderRt, Error> {
         replay_jti: p.replay_jti,
         keys,
     })
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::policy::{compile, parse_toml};
+
+    fn gate(provider_extra: &str) -> Gate {
+        let text = format!(
+            r#"
+[gateway]
+origin = "https://api.example.com"
+[provider.agent]
+issuer = "https://idp.example.com"
+audiences = ["https://api.example.com"]
+algorithms = ["ES256"]
+jwks_uri = "https://idp.example.com/jwks.json"
+{provider_extra}
+[[route]]
+id = "r"
+path = "/r"
+require = {{ all = ["agent"] }}
+"#
+        );
+        let file = parse_toml("p.toml", &text).expect("toml");
+        Gate::new(compile(vec![file]).expect("policy")).expect("gate")
+    }
+
+    fn times(g: &Gate) -> CacheTimes {
+        match g.provider("agent").map(|p| &p.keys) {
+            Some(KeySpec::Jwks { times, .. }) => *times,
+            other => panic!("not a JWKS provider: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn jwks_cache_and_stale_window_come_from_the_policy() {
+        let t = times(&gate(""));
+        assert_eq!((t.max_age, t.stale_window), (600, 3600));
+        let t = times(&gate("jwks_cache_secs = 2\njwks_max_stale_secs = 4"));
+        assert_eq!((t.max_age, t.stale_window), (2, 4));
+        assert_eq!(times(&gate("jwks_max_stale_secs = 0")).stale_window, 0);
+    }
 }

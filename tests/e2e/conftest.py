@@ -190,8 +190,11 @@ def built(servers, workdir):
         text = text.replace("{{ORIGIN}}", servers.base)
         text = text.replace("{{ISSUER}}", servers.issuer.issuer)
         text = text.replace("{{JWKS_URI}}", servers.jwks_uri)
+        text = text.replace("{{BASE}}", servers.base)
         (policy_dir / template.name).write_text(text)
-    env = dict(os.environ, ATTESTGATE_POLICY_DIR=str(policy_dir))
+    # ATTESTGATE_SELFTEST=1: compile in the test-only WebCrypto self-test endpoint
+    # (src/edge/selftest.rs, test_webcrypto_vectors.py). Never set for a deployable build.
+    env = dict(os.environ, ATTESTGATE_POLICY_DIR=str(policy_dir), ATTESTGATE_SELFTEST="1")
     started = time.time()
     result = subprocess.run(
         ["bash", str(ROOT / "scripts" / "build.sh")],

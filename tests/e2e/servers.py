@@ -3,6 +3,11 @@
 Both run on one loopback HTTP server:
 - ``/demo-issuer/jwks.json`` serves the issuer's public keys (JWKS). Tests rotate keys, count fetches
   and simulate an outage.
+- ``/issuers/<name>/jwks.json`` serves more issuers (created on first use, each with its own keys,
+  fetch counter, outage switch and optional custom JWKS body), so that key-cache scenarios do not
+  share state (the gateway caches keys per provider).
+- ``/trap/...`` records every request and answers with ``trap_jwks``: token headers such as ``jku``
+  or ``x5u`` point here, and a test proves the gateway never fetched them.
 - every other path is the *origin*: it records each request it receives (method, path, headers,
   body) and answers with a JSON echo, so tests can assert what reached it and what did not.
 
@@ -28,6 +33,8 @@ from joserfc import jwk, jwt
 warnings.filterwarnings("ignore", message=".*deprecated.*")
 
 ISSUER_PATH = "/demo-issuer"
+NAMED_ISSUERS_PATH = "/issuers"
+TRAP_PATH = "/trap"
 
 
 class Issuer:
@@ -41,6 +48,11 @@ class Issuer:
         self.jwks_fetches = 0
         self.outage = False
         self.cache_control = "max-age=600"
+        # A custom JWKS answer instead of jwks(): raw bytes, its status, and whether to send it
+        # chunked (no content-length), for the malformed / huge document scenarios.
+        self.body: bytes | None = None
+        self.status = 200
+        self.chunked = False
 
     def add_key(self, kind: str, kid: str, publish: bool = True):
         if kind == "ES256":
@@ -157,12 +169,35 @@ class LocalServers:
                 for name, value in (headers or {}).items():
                     self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client stopped reading (e.g. the gateway's JWKS size cap)
+
+            def _send_chunked(self, status: int, body: bytes, headers: dict | None = None):
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("transfer-encoding", "chunked")
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                try:
+                    for i in range(0, len(body), 16384):
+                        chunk = body[i:i + 16384]
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    self.wfile.write(b"0\r\n\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the gateway stopped reading (size cap): expected
 
             def _handle(self):
                 path = urlsplit(self.path).path
                 if path.startswith(ISSUER_PATH + "/"):
                     return servers._issuer(self, path[len(ISSUER_PATH):])
+                if path.startswith(NAMED_ISSUERS_PATH + "/"):
+                    name, _, sub = path[len(NAMED_ISSUERS_PATH) + 1:].partition("/")
+                    return servers._issuer(self, "/" + sub, servers.issuer_named(name))
+                if path.startswith(TRAP_PATH + "/"):
+                    return servers._trap(self, path)
                 body = self._body()
                 entry = {
                     "method": self.command,
@@ -183,6 +218,10 @@ class LocalServers:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
 
+        self.named: dict[str, Issuer] = {}
+        self.named_lock = threading.Lock()
+        self.trap_hits: list[dict] = []
+        self.trap_jwks: dict = {"keys": []}
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
@@ -191,19 +230,42 @@ class LocalServers:
         self.jwks_uri = f"{self.base}{ISSUER_PATH}/jwks.json"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def _issuer(self, handler, sub: str):
-        issuer = self.issuer
+    def issuer_named(self, name: str) -> Issuer:
+        """The issuer at ``/issuers/<name>`` (created with an ES256 and an EdDSA key on first use:
+        ``<name>-es256``, ``<name>-eddsa``)."""
+        with self.named_lock:
+            issuer = self.named.get(name)
+            if issuer is None:
+                issuer = Issuer(f"{self.base}{NAMED_ISSUERS_PATH}/{name}")
+                issuer.add_key("ES256", f"{name}-es256")
+                issuer.add_key("EdDSA", f"{name}-eddsa")
+                self.named[name] = issuer
+            return issuer
+
+    def jwks_uri_of(self, name: str) -> str:
+        return f"{self.base}{NAMED_ISSUERS_PATH}/{name}/jwks.json"
+
+    def _trap(self, handler, path: str):
+        with self.named_lock:
+            self.trap_hits.append({"method": handler.command, "path": handler.path})
+            body = json.dumps(self.trap_jwks).encode()
+        return handler._send(200, body)
+
+    def _issuer(self, handler, sub: str, issuer: Issuer | None = None):
+        issuer = issuer or self.issuer
         if sub == "/jwks.json":
             with issuer.lock:
                 issuer.jwks_fetches += 1
                 outage = issuer.outage
+                body, status, chunked = issuer.body, issuer.status, issuer.chunked
             if outage:
                 return handler._send(503, b'{"error":"down"}')
-            return handler._send(
-                200,
-                json.dumps(issuer.jwks()).encode(),
-                {"cache-control": issuer.cache_control},
-            )
+            headers = {"cache-control": issuer.cache_control}
+            if body is not None:
+                if chunked:
+                    return handler._send_chunked(status, body, headers)
+                return handler._send(status, body, headers)
+            return handler._send(200, json.dumps(issuer.jwks()).encode(), headers)
         if sub.startswith("/token"):
             # Demo convenience: GET /demo-issuer/token?scope=..&act=..&kid=..
             query = {k: v[-1] for k, v in parse_qs(urlsplit(handler.path).query).items()}

@@ -512,6 +512,12 @@ impl Cx {
                 format!("{} is not in 1..=86400", p.jwks_cache_secs),
             );
         }
+        if p.jwks_max_stale_secs > 86_400 {
+            self.error(
+                at("jwks_max_stale_secs"),
+                format!("{} is not in 0..=86400", p.jwks_max_stale_secs),
+            );
+        }
         if p.max_lifetime_secs == Some(0) {
             self.error(
                 at("max_lifetime_secs"),
@@ -583,6 +589,7 @@ impl Cx {
             },
             keys: keys?,
             jwks_cache_secs: p.jwks_cache_secs,
+            jwks_max_stale_secs: p.jwks_max_stale_secs,
             max_lifetime_secs: p.max_lifetime_secs,
             required_claims: p.required_claims.clone(),
             replay_jti,

@@ -104,6 +104,10 @@ pub struct ProviderConfig {
     pub secret: Option<String>,
     #[serde(default = "defaults::jwks_cache_secs")]
     pub jwks_cache_secs: u64,
+    /// How long past their freshness cached JWKS keys may still serve while the issuer is
+    /// unreachable; after that, 503. `0`: never serve stale keys.
+    #[serde(default = "defaults::jwks_max_stale_secs")]
+    pub jwks_max_stale_secs: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_lifetime_secs: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -236,5 +240,8 @@ pub mod defaults {
     }
     pub fn jwks_cache_secs() -> u64 {
         600
+    }
+    pub fn jwks_max_stale_secs() -> u64 {
+        3600
     }
 }

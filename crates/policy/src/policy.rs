@@ -127,6 +127,8 @@ pub struct Provider {
     pub from: TokenLocation,
     pub keys: KeySource,
     pub jwks_cache_secs: u64,
+    /// Stale window of the JWKS cache during an issuer outage (`0`: none).
+    pub jwks_max_stale_secs: u64,
     pub max_lifetime_secs: Option<u64>,
     pub required_claims: Vec<String>,
     /// `replay = "jti"`.
