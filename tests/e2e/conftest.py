@@ -196,8 +196,11 @@ def built(servers, workdir):
     # (src/edge/selftest.rs, test_webcrypto_vectors.py). Never set for a deployable build.
     env = dict(os.environ, ATTESTGATE_POLICY_DIR=str(policy_dir), ATTESTGATE_SELFTEST="1")
     started = time.time()
+    build_dir = workdir / "build"
+    # Into the scratch folder: the test build (self-test endpoint, test policies) never lands in
+    # the repository's build/, which `wrangler dev`/`deploy` use.
     result = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "build.sh")],
+        ["bash", str(ROOT / "scripts" / "build.sh"), "--out-dir", str(build_dir)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -205,8 +208,6 @@ def built(servers, workdir):
     )
     if result.returncode != 0:
         pytest.fail("worker build failed:\n" + result.stdout.decode(errors="replace")[-6000:])
-    build_dir = workdir / "build"
-    shutil.copytree(ROOT / "build", build_dir)
     print(f"\nworker built in {time.time() - started:.1f}s", file=sys.stderr)
     return build_dir
 
