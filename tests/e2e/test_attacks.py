@@ -325,11 +325,11 @@ def test_a11_b64_false(gateway, origin, ctx):
     raw = '{"sub":"admin"}'
     sig = raw_signature("ES256", ctx.ec, f"{h}.{raw}".encode())
     case(gateway, origin, f"{h}.{raw}.{b64u(sig)}", reasons="malformed_segment")
-    # With the whole claims set the raw payload has commas: refused as a repeated credential.
+    # With the whole claims set the raw payload has commas and quotes: still not base64url.
     raw = json.dumps(ctx.claims(), separators=(",", ":"))
     sig = raw_signature("ES256", ctx.ec, f"{h}.{raw}".encode())
     remark(origin, ctx.servers)
-    case(gateway, origin, f"{h}.{raw}.{b64u(sig)}", 400)
+    case(gateway, origin, f"{h}.{raw}.{b64u(sig)}", reasons=("segment_count", "malformed_segment"))
     remark(origin, ctx.servers)
     case(gateway, origin, ctx.signed(b64=False), reasons="b64_unsupported")
     remark(origin, ctx.servers)
@@ -380,8 +380,8 @@ def test_a14_json_serialization(gateway, origin, ctx):
     rfc = "".join(rfc_vector("rfc7515-A.7-flattened-json")["serialized"].split())
     for token in (flattened, mixed, rfc):
         remark(origin, ctx.servers)
-        # A compact JWS has no comma: a comma means a list of credentials (400).
-        case(gateway, origin, token, 400, "duplicate_credential")
+        # Only the compact form is a token: anything else is refused by the JWS parser.
+        case(gateway, origin, token, reasons=("segment_count", "malformed_segment"))
     remark(origin, ctx.servers)
     single = json.dumps({"protected": h}, separators=(",", ":"))
     case(gateway, origin, single, reasons=("segment_count", "malformed_segment"))
@@ -629,7 +629,7 @@ def test_a28_whitespace_and_duplicate_credentials(gateway, servers, origin, ctx)
     for value in (f"Bearer  {token}", f" Bearer {token} ", f"bearer {token}"):
         remark(origin, servers)
         case(gateway, origin, {"authorization": value}, 200)
-    # Anything inside the token is refused (never trimmed away).
+    # Anything inside the token is refused by the JWS parser (never trimmed away): 401.
     for value in (f"Bearer {h}.{p[:5]} {p[5:]}.{s}", f"Bearer {h}.{p}.\t{s}",
                   f"Bearer {h}.{p}.{s}\x00".encode("latin-1"), f"Bearer {h}.\u200b{p}.{s}".encode()):
         remark(origin, servers)
@@ -638,7 +638,7 @@ def test_a28_whitespace_and_duplicate_credentials(gateway, servers, origin, ctx)
             # The runtime itself refused the header bytes before the Worker ran.
             assert origin.since() == []
             continue
-        expect(gateway, origin, resp, 400, "malformed_credential")
+        expect(gateway, origin, resp, 401, ("malformed_segment", "token_too_large"))
     # Two Authorization headers, or a list in one: 400 invalid_request.
     for headers in ([("authorization", f"Bearer {token}"), ("authorization", f"Bearer {token}")],
                     [("authorization", f"Bearer {token}"), ("Authorization", f"Bearer {ctx.good()}")],
