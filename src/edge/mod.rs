@@ -197,6 +197,11 @@ async fn handle(
     };
     match pipeline::decide(gate, &view, &seams, log).await {
         Ok(plan) => match forward::send(req, url, gate, &plan).await {
+            Ok(resp) if plan.dpop => {
+                // RFC 9449 §8.2: the proof's nonce is spent; hand out the next one.
+                let fresh = issue_nonce(gate, nonce_key.as_deref(), &replay, now).await;
+                with_header(resp, "dpop-nonce", fresh.ok().as_deref())
+            }
             Ok(resp) => Ok(resp),
             Err(e) => {
                 log.verdict = "deny";
@@ -230,6 +235,19 @@ async fn issue_nonce(
     let issued = nonce::issue(key, gate.nonce_shards, now, gate.challenge_ttl_secs, random)?;
     replay.issue(&issued.nonce).await?;
     Ok(issued.text)
+}
+
+/// The origin's response with one header added (a fetched response's headers are immutable).
+fn with_header(resp: Response, name: &str, value: Option<&str>) -> Result<Response> {
+    let Some(value) = value else {
+        return Ok(resp);
+    };
+    let headers = worker::Headers::new();
+    for (n, v) in resp.headers().entries() {
+        headers.append(&n, &v)?;
+    }
+    headers.set(name, value)?;
+    Ok(resp.with_headers(headers))
 }
 
 async fn refusal(e: Error, realm: &str, id: &str, fresh: Option<String>) -> Result<Response> {

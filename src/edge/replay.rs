@@ -48,7 +48,9 @@ impl DoReplay<'_> {
         Ok(outcome.ok)
     }
 
-    /// Record a freshly issued nonce in its shard.
+    /// Record a freshly issued nonce in its shard. A full shard (`{"ok": false}`, see
+    /// `nonce_store::MAX_LIVE_NONCES`) is 503 like an unreachable one: no nonce is handed out
+    /// that the store could not make single use.
     pub async fn issue(&self, nonce: &NonceRef) -> Result<(), Error> {
         let recorded = self
             .call(

@@ -58,6 +58,9 @@ pub struct Forward {
     pub route_id: String,
     pub origin: String,
     pub plan: HeaderPlan,
+    /// A DPoP-bound token was accepted: the response should carry a fresh `DPoP-Nonce` (RFC 9449
+    /// §8.2), since the one in the proof is now spent.
+    pub dpop: bool,
 }
 
 /// The pipeline's seams and secrets for one request.
@@ -100,6 +103,7 @@ where
             route_id: route.id.clone(),
             origin: route.origin.clone(),
             plan: gate.evaluate(route, &()).map_err(denial_error)?,
+            dpop: false,
         });
     }
 
@@ -166,6 +170,7 @@ where
         route_id: route.id.clone(),
         origin: route.origin.clone(),
         plan,
+        dpop: verified.iter().any(|(p, _)| p.dpop),
     })
 }
 

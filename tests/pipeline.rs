@@ -1,0 +1,1225 @@
+//! The whole decision pipeline natively, with fakes behind its seams: inline keys (`KeySource`),
+//! the pure-Rust `NativeVerifier`, and an in-memory `ReplayGuard` that records every call and can
+//! be made unreachable. The policy is compiled from TOML text, as `build.rs` does.
+//!
+//! Tokens and DPoP proofs are signed here with `p256`, `ed25519-dalek` and `hmac` directly; RFC
+//! 7638 thumbprints are computed here too, independently of the gateway's own code.
+//!
+//! The property under test throughout: single-use state (challenge nonces, DPoP nonces, `jti`s)
+//! is touched only after signature, claims, bindings and the route's checks all passed, and
+//! nonces that are forged, expired or made with another key never cost a store call.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use base64ct::{Base64, Base64Url, Base64UrlUnpadded, Encoding};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use attestgate::error::FreshNonce;
+use attestgate::gate::log::DecisionLog;
+use attestgate::gate::nonce::{self, NonceKey, NonceRef};
+use attestgate::gate::pipeline::{decide, Env, Forward, KeySource, ReplayGuard, RequestView};
+use attestgate::gate::{Gate, KeySpec, ProviderRt};
+use attestgate::jose::{block_on_ready, KeySet, NativeVerifier};
+use attestgate::Error;
+
+const NOW: i64 = 1_700_000_000;
+const HOST: &str = "api.example.com";
+const AUD: &str = "https://api.example.com";
+const IDP: &str = "https://idp.example";
+const ATTESTER: &str = "https://attest.example";
+const TTL: i64 = 120;
+const SHARDS: u8 = 4;
+const APPROOV_SECRET: [u8; 32] = [0x5a; 32];
+
+// ------------------------------------------------------------------------------------------------
+// Signing keys, JWS minting and thumbprints (independent of the crate under test).
+
+enum Signer {
+    Es(p256::ecdsa::SigningKey),
+    Ed(ed25519_dalek::SigningKey),
+    Hs(Vec<u8>),
+}
+
+fn b64u(bytes: &[u8]) -> String {
+    Base64UrlUnpadded::encode_string(bytes)
+}
+
+impl Signer {
+    fn es(seed: u8) -> Self {
+        let mut bytes = [seed; 32];
+        bytes[0] = 1; // keep the scalar well below the group order
+        Signer::Es(p256::ecdsa::SigningKey::from_slice(&bytes).expect("P-256 scalar"))
+    }
+
+    fn ed(seed: u8) -> Self {
+        Signer::Ed(ed25519_dalek::SigningKey::from_bytes(&[seed; 32]))
+    }
+
+    fn alg(&self) -> &'static str {
+        match self {
+            Signer::Es(_) => "ES256",
+            Signer::Ed(_) => "EdDSA",
+            Signer::Hs(_) => "HS256",
+        }
+    }
+
+    fn sign(&self, input: &[u8]) -> Vec<u8> {
+        match self {
+            Signer::Es(k) => {
+                use p256::ecdsa::signature::Signer as _;
+                let sig: p256::ecdsa::Signature = k.sign(input);
+                sig.to_bytes().to_vec()
+            }
+            Signer::Ed(k) => {
+                use ed25519_dalek::Signer as _;
+                k.sign(input).to_bytes().to_vec()
+            }
+            Signer::Hs(secret) => {
+                use hmac::{KeyInit, Mac};
+                let mut mac = hmac::Hmac::<Sha256>::new_from_slice(secret).expect("hmac key");
+                mac.update(input);
+                mac.finalize().into_bytes().to_vec()
+            }
+        }
+    }
+
+    /// The public JWK, members in RFC 7638 order (so the thumbprint input is easy to build).
+    fn public_jwk(&self) -> Value {
+        match self {
+            Signer::Es(k) => {
+                let sec1 = k.verifying_key().to_sec1_bytes();
+                assert_eq!(sec1.len(), 65, "uncompressed SEC1 point");
+                json!({"crv": "P-256", "kty": "EC", "x": b64u(&sec1[1..33]), "y": b64u(&sec1[33..])})
+            }
+            Signer::Ed(k) => {
+                json!({"crv": "Ed25519", "kty": "OKP", "x": b64u(&k.verifying_key().to_bytes())})
+            }
+            Signer::Hs(_) => panic!("no public JWK for HMAC"),
+        }
+    }
+
+    /// RFC 7638: SHA-256 over the required members in lexicographic order, no whitespace.
+    fn thumbprint(&self) -> String {
+        let jwk = self.public_jwk();
+        let text = match self {
+            Signer::Es(_) => format!(
+                r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+                jwk["x"].as_str().unwrap(),
+                jwk["y"].as_str().unwrap()
+            ),
+            Signer::Ed(_) => format!(
+                r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
+                jwk["x"].as_str().unwrap()
+            ),
+            Signer::Hs(_) => unreachable!(),
+        };
+        b64u(&Sha256::digest(text.as_bytes()))
+    }
+
+    fn jwk_with_kid(&self, kid: &str) -> Value {
+        let mut jwk = self.public_jwk();
+        jwk["kid"] = json!(kid);
+        jwk
+    }
+}
+
+/// A compact JWS over exactly these header and claims objects.
+fn jws(header: &Value, claims: &Value, signer: &Signer) -> String {
+    let input = format!(
+        "{}.{}",
+        b64u(header.to_string().as_bytes()),
+        b64u(claims.to_string().as_bytes())
+    );
+    let sig = signer.sign(input.as_bytes());
+    format!("{input}.{}", b64u(&sig))
+}
+
+fn merge(mut base: Value, extra: Value) -> Value {
+    if let (Some(b), Value::Object(e)) = (base.as_object_mut(), extra) {
+        for (k, v) in e {
+            if v.is_null() {
+                b.remove(&k);
+            } else {
+                b.insert(k, v);
+            }
+        }
+    }
+    base
+}
+
+// ------------------------------------------------------------------------------------------------
+// The fakes.
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Call {
+    Consume { shard: u8, id: String },
+    Seen { shard: u8, id: String, exp: i64 },
+}
+
+/// In-memory nonce store with the Durable Object's semantics: `consume` deletes a live nonce
+/// (true once), `seen` records an id until `exp` (true the first time).
+#[derive(Default)]
+struct FakeReplay {
+    nonces: RefCell<HashMap<(u8, String), i64>>,
+    seen: RefCell<HashMap<(u8, String), i64>>,
+    calls: RefCell<Vec<Call>>,
+    unreachable: Cell<bool>,
+}
+
+impl FakeReplay {
+    fn record_issued(&self, n: &NonceRef) {
+        self.nonces
+            .borrow_mut()
+            .insert((n.shard, n.id.clone()), n.exp);
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.calls.borrow().clone()
+    }
+
+    fn clear_calls(&self) {
+        self.calls.borrow_mut().clear();
+    }
+}
+
+impl ReplayGuard for FakeReplay {
+    async fn consume(&self, nonce: &NonceRef, now: i64) -> Result<bool, Error> {
+        self.calls.borrow_mut().push(Call::Consume {
+            shard: nonce.shard,
+            id: nonce.id.clone(),
+        });
+        if self.unreachable.get() {
+            return Err(Error::NonceStoreUnavailable);
+        }
+        let mut nonces = self.nonces.borrow_mut();
+        match nonces.remove(&(nonce.shard, nonce.id.clone())) {
+            Some(exp) => Ok(exp >= now),
+            None => Ok(false),
+        }
+    }
+
+    async fn first_seen(&self, shard: u8, id: &str, exp: i64, now: i64) -> Result<bool, Error> {
+        self.calls.borrow_mut().push(Call::Seen {
+            shard,
+            id: id.to_owned(),
+            exp,
+        });
+        if self.unreachable.get() {
+            return Err(Error::NonceStoreUnavailable);
+        }
+        let mut seen = self.seen.borrow_mut();
+        let key = (shard, id.to_owned());
+        match seen.get(&key) {
+            Some(&until) if until >= now => Ok(false),
+            _ => {
+                seen.insert(key, exp);
+                Ok(true)
+            }
+        }
+    }
+}
+
+/// Inline JWKS as compiled; HMAC secrets from a map (the Worker reads them from secrets).
+struct FakeKeys {
+    secrets: HashMap<String, Vec<u8>>,
+}
+
+impl KeySource for FakeKeys {
+    async fn keys(&self, provider: &ProviderRt, _refresh: bool) -> Result<Arc<KeySet>, Error> {
+        match &provider.keys {
+            KeySpec::Inline(set) => Ok(set.clone()),
+            KeySpec::Secret(name) => {
+                let secret = self.secrets.get(name).ok_or(Error::SecretUnavailable)?;
+                Ok(Arc::new(KeySet::from_hmac_secret(secret, None)?))
+            }
+            KeySpec::Jwks { .. } => Err(Error::KeysUnavailable),
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// The world: one policy, the keys, the fakes.
+
+struct World {
+    gate: Gate,
+    keys: FakeKeys,
+    replay: FakeReplay,
+    nonce_key: NonceKey,
+    /// The issuer of agent, dpop and once tokens.
+    idp: Signer,
+    /// The attestation service that signs challenge-bound attestations.
+    attester: Signer,
+    approov: Signer,
+    counter: Cell<u64>,
+}
+
+fn policy_text(idp: &Signer, attester: &Signer) -> String {
+    let idp_jwks = json!({"keys": [idp.jwk_with_kid("idp-1")]}).to_string();
+    let attest_jwks = json!({"keys": [attester.jwk_with_kid("att-1")]}).to_string();
+    format!(
+        r#"
+[gateway]
+origin = "https://origin.example"
+realm = "api.example.com"
+clock_skew_secs = 60
+challenge_ttl_secs = {TTL}
+nonce_shards = {SHARDS}
+
+# A client attestation that must carry a challenge nonce issued by this gateway.
+[provider.attest]
+issuer = "{ATTESTER}"
+audiences = ["{AUD}"]
+algorithms = ["ES256"]
+token_types = ["JWT"]
+from = {{ header = "attestation" }}
+jwks = '{attest_jwks}'
+nonce_claim = "nonce"
+
+[provider.agent]
+issuer = "{IDP}"
+audiences = ["{AUD}"]
+algorithms = ["ES256"]
+token_types = ["at+jwt"]
+jwks = '{idp_jwks}'
+required_claims = ["sub"]
+
+[provider.once]
+issuer = "{IDP}"
+audiences = ["{AUD}"]
+algorithms = ["ES256"]
+token_types = ["at+jwt"]
+from = {{ header = "once-token" }}
+jwks = '{idp_jwks}'
+replay = "jti"
+
+[provider.dpop]
+issuer = "{IDP}"
+audiences = ["{AUD}"]
+algorithms = ["ES256"]
+token_types = ["at+jwt"]
+from = {{ header = "authorization", scheme = "DPoP" }}
+jwks = '{idp_jwks}'
+proof = "dpop"
+
+[provider.device]
+algorithms = ["HS256"]
+secret = "APPROOV_SECRET"
+from = {{ header = "approov-token" }}
+binding = {{ claim = "pay", header = "authorization" }}
+
+[[route]]
+id = "attest"
+methods = ["POST"]
+path = "/attest/{{op}}"
+require = {{ all = ["attest"] }}
+scopes = ["attest:use"]
+
+[[route]]
+id = "once"
+path = "/once"
+require = {{ all = ["once"] }}
+scopes = ["once:use"]
+
+[[route]]
+id = "dpop"
+path = "/dpop/resource"
+require = {{ all = ["dpop"] }}
+scopes = ["dpop:use"]
+
+[[route]]
+id = "approov"
+methods = ["POST"]
+path = "/approov/orders"
+require = {{ all = ["device", "agent"] }}
+forward = {{ "x-verified-device" = "device.did", "x-verified-user" = "agent.sub" }}
+"#
+    )
+}
+
+impl World {
+    fn new() -> Self {
+        let idp = Signer::es(0x11);
+        let attester = Signer::es(0x22);
+        let text = policy_text(&idp, &attester);
+        let file = attestgate::policy::parse_toml("pipeline.toml", &text).expect("policy parses");
+        let policy = attestgate::policy::compile(vec![file]).expect("policy compiles");
+        let gate = Gate::new(policy).expect("gate");
+        assert_eq!(gate.nonce_shards, SHARDS);
+        assert_eq!(gate.challenge_ttl_secs, TTL);
+        let mut secrets = HashMap::new();
+        secrets.insert("APPROOV_SECRET".to_owned(), APPROOV_SECRET.to_vec());
+        World {
+            gate,
+            keys: FakeKeys { secrets },
+            replay: FakeReplay::default(),
+            nonce_key: NonceKey::new(vec![0x42; 32]).unwrap(),
+            idp,
+            attester,
+            approov: Signer::Hs(APPROOV_SECRET.to_vec()),
+            counter: Cell::new(0),
+        }
+    }
+
+    fn fresh_id(&self, prefix: &str) -> String {
+        self.counter.set(self.counter.get() + 1);
+        format!("{prefix}-{}", self.counter.get())
+    }
+
+    /// A nonce as the challenge endpoint makes it: MAC'd text, recorded in its shard.
+    fn challenge_at(&self, issued_at: i64) -> String {
+        let mut random = [0u8; 16];
+        getrandom::fill(&mut random).unwrap();
+        let issued = nonce::issue(&self.nonce_key, SHARDS, issued_at, TTL, random).unwrap();
+        self.replay.record_issued(&issued.nonce);
+        issued.text
+    }
+
+    fn challenge(&self) -> String {
+        self.challenge_at(NOW)
+    }
+
+    fn run(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Result<Forward, Error> {
+        self.run_with(method, path, headers, Some(&self.nonce_key))
+    }
+
+    fn run_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        nonce_key: Option<&NonceKey>,
+    ) -> Result<Forward, Error> {
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        let htu = format!("https://{HOST}{path}");
+        let view = RequestView {
+            method,
+            host: HOST,
+            raw_path: path,
+            htu: &htu,
+            headers: &headers,
+        };
+        let env = Env {
+            keys: &self.keys,
+            verifier: &NativeVerifier,
+            replay: &self.replay,
+            nonce_key,
+            now: NOW,
+        };
+        let mut log = DecisionLog::new("req-test", method, path);
+        block_on_ready(decide(&self.gate, &view, &env, &mut log))
+    }
+
+    // ---- tokens ------------------------------------------------------------------------------
+
+    fn attestation(&self, extra: Value) -> String {
+        self.attestation_signed_by(&self.attester, extra)
+    }
+
+    fn attestation_signed_by(&self, signer: &Signer, extra: Value) -> String {
+        let claims = merge(
+            json!({
+                "iss": ATTESTER, "aud": AUD, "sub": "app:demo", "iat": NOW, "exp": NOW + 300,
+                "scope": "attest:use",
+            }),
+            extra,
+        );
+        jws(
+            &json!({"alg": "ES256", "typ": "JWT", "kid": "att-1"}),
+            &claims,
+            signer,
+        )
+    }
+
+    fn idp_token(&self, extra: Value) -> String {
+        let claims = merge(
+            json!({
+                "iss": IDP, "aud": AUD, "sub": "user:alice", "iat": NOW, "exp": NOW + 300,
+                "jti": self.fresh_id("jti"),
+            }),
+            extra,
+        );
+        jws(
+            &json!({"alg": "ES256", "typ": "at+jwt", "kid": "idp-1"}),
+            &claims,
+            &self.idp,
+        )
+    }
+
+    fn approov_token(&self, extra: Value) -> String {
+        let claims = merge(json!({"did": "device-7", "exp": NOW + 300}), extra);
+        jws(
+            &json!({"alg": "HS256", "typ": "JWT"}),
+            &claims,
+            &self.approov,
+        )
+    }
+}
+
+/// A DPoP proof with sensible defaults for `GET https://api.example.com/dpop/resource`.
+fn proof(key: &Signer, access_token: &str, extra: Value) -> String {
+    let claims = merge(
+        json!({
+            "jti": format!("proof-{}", rand_hex()),
+            "htm": "GET",
+            "htu": format!("https://{HOST}/dpop/resource"),
+            "iat": NOW,
+            "ath": b64u(&Sha256::digest(access_token.as_bytes())),
+        }),
+        extra,
+    );
+    jws(
+        &json!({"typ": "dpop+jwt", "alg": key.alg(), "jwk": key.public_jwk()}),
+        &claims,
+        key,
+    )
+}
+
+fn rand_hex() -> String {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).unwrap();
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn assert_no_store_calls(w: &World) {
+    assert_eq!(
+        w.replay.calls(),
+        vec![],
+        "the replay store must not be called"
+    );
+}
+
+fn consumes(w: &World) -> usize {
+    w.replay
+        .calls()
+        .iter()
+        .filter(|c| matches!(c, Call::Consume { .. }))
+        .count()
+}
+
+fn seens(w: &World) -> usize {
+    w.replay
+        .calls()
+        .iter()
+        .filter(|c| matches!(c, Call::Seen { .. }))
+        .count()
+}
+
+// ================================================================================================
+// Challenge nonces carried in a token claim (`nonce_claim`).
+
+#[test]
+fn challenge_nonce_in_attestation_is_accepted_once() {
+    let w = World::new();
+    let nonce = w.challenge();
+    let token = w.attestation(json!({ "nonce": nonce }));
+    let fwd = w
+        .run("POST", "/attest/pay", &[("attestation", &token)])
+        .expect("first use is allowed");
+    assert_eq!(fwd.route_id, "attest");
+    assert_eq!(consumes(&w), 1);
+
+    // The same nonce again, even in a freshly signed token, is refused.
+    let again = w.attestation(json!({ "nonce": nonce, "iat": NOW - 1 }));
+    assert_eq!(
+        w.run("POST", "/attest/pay", &[("attestation", &again)]),
+        Err(Error::ChallengeUsed)
+    );
+    assert_eq!(consumes(&w), 2);
+    let wire = Error::ChallengeUsed.wire("r");
+    assert_eq!(
+        (wire.status, wire.code, wire.fresh_nonce),
+        (401, "use_attestation_challenge", FreshNonce::Attestation)
+    );
+}
+
+#[test]
+fn two_nonces_are_independent() {
+    let w = World::new();
+    let (a, b) = (w.challenge(), w.challenge());
+    for n in [&a, &b] {
+        let token = w.attestation(json!({ "nonce": n }));
+        assert!(w
+            .run("POST", "/attest/x", &[("attestation", &token)])
+            .is_ok());
+    }
+}
+
+#[test]
+fn attestation_without_nonce_claim_is_challenge_missing_without_store_call() {
+    let w = World::new();
+    let token = w.attestation(json!({}));
+    assert_eq!(
+        w.run("POST", "/attest/pay", &[("attestation", &token)]),
+        Err(Error::ChallengeMissing)
+    );
+    let token = w.attestation(json!({ "nonce": 12345 }));
+    assert_eq!(
+        w.run("POST", "/attest/pay", &[("attestation", &token)]),
+        Err(Error::ChallengeMissing)
+    );
+    assert_no_store_calls(&w);
+}
+
+#[test]
+fn forged_nonce_is_refused_without_store_call() {
+    let w = World::new();
+    let real = w.challenge();
+    let mut forged = vec![
+        "A".repeat(nonce::NONCE_TEXT_LEN),
+        "not-a-nonce".to_owned(),
+        real[..real.len() - 1].to_owned(),
+    ];
+    // One character changed in the random part and one in the MAC.
+    for i in [20, nonce::NONCE_TEXT_LEN - 3] {
+        let mut bytes = real.clone().into_bytes();
+        bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+        forged.push(String::from_utf8(bytes).unwrap());
+    }
+    for text in forged {
+        let token = w.attestation(json!({ "nonce": text }));
+        assert_eq!(
+            w.run("POST", "/attest/pay", &[("attestation", &token)]),
+            Err(Error::ChallengeUnknown),
+            "{text}"
+        );
+    }
+    assert_no_store_calls(&w);
+    // The real nonce was not disturbed.
+    let token = w.attestation(json!({ "nonce": real }));
+    assert!(w
+        .run("POST", "/attest/pay", &[("attestation", &token)])
+        .is_ok());
+}
+
+#[test]
+fn nonce_made_with_another_key_is_refused_without_store_call() {
+    let w = World::new();
+    let other = NonceKey::new(vec![0x43; 32]).unwrap();
+    let issued = nonce::issue(&other, SHARDS, NOW, TTL, [3u8; 16]).unwrap();
+    // Even if the store knew the id, the MAC decides first.
+    w.replay.record_issued(&issued.nonce);
+    let token = w.attestation(json!({ "nonce": issued.text }));
+    assert_eq!(
+        w.run("POST", "/attest/pay", &[("attestation", &token)]),
+        Err(Error::ChallengeUnknown)
+    );
+    assert_no_store_calls(&w);
+}
+
+#[test]
+fn nonce_naming_a_shard_the_gateway_does_not_have_is_refused_without_store_call() {
+    let w = World::new();
+    let mut random = [0u8; 16];
+    random[0] = 15; // shard 15 of 16; this gateway has 4
+    let issued = nonce::issue(&w.nonce_key, 16, NOW, TTL, random).unwrap();
+    let token = w.attestation(json!({ "nonce": issued.text }));
+    assert_eq!(
+        w.run("POST", "/attest/pay", &[("attestation", &token)]),
+        Err(Error::ChallengeUnknown)
+    );
+    assert_no_store_calls(&w);
+}
+
+#[test]
+fn expired_nonce_is_refused_without_store_call() {
+    let w = World::new();
+    let old = w.challenge_at(NOW - TTL - 1);
+    let token = w.attestation(json!({ "nonce": old }));
+    assert_eq!(
+        w.run("POST", "/attest/pay", &[("attestation", &token)]),
+        Err(Error::ChallengeExpired)
+    );
+    // Issued in the future beyond the skew: also refused.
+    let future = w.challenge_at(NOW + 61);
+    let token = w.attestation(json!({ "nonce": future }));
+    assert_eq!(
+        w.run("POST", "/attest/pay", &[("attestation", &token)]),
+        Err(Error::ChallengeExpired)
+    );
+    assert_no_store_calls(&w);
+    // At the last second of its life a nonce still works.
+    let edge = w.challenge_at(NOW - TTL);
+    let token = w.attestation(json!({ "nonce": edge }));
+    assert!(w
+        .run("POST", "/attest/pay", &[("attestation", &token)])
+        .is_ok());
+}
+
+#[test]
+fn nonce_unknown_to_the_store_is_challenge_used() {
+    // Well-formed and MAC'd, but never recorded (e.g. the issue write was lost): single use
+    // cannot be proven, so it is refused.
+    let w = World::new();
+    let issued = nonce::issue(&w.nonce_key, SHARDS, NOW, TTL, [9u8; 16]).unwrap();
+    let token = w.attestation(json!({ "nonce": issued.text }));
+    assert_eq!(
+        w.run("POST", "/attest/pay", &[("attestation", &token)]),
+        Err(Error::ChallengeUsed)
+    );
+    assert_eq!(consumes(&w), 1);
+}
+
+#[test]
+fn missing_nonce_key_is_503_never_an_allow() {
+    let w = World::new();
+    let nonce = w.challenge();
+    let token = w.attestation(json!({ "nonce": nonce }));
+    let got = w.run_with("POST", "/attest/pay", &[("attestation", &token)], None);
+    assert_eq!(got, Err(Error::SecretUnavailable));
+    assert_eq!(Error::SecretUnavailable.wire("r").status, 503);
+    assert_no_store_calls(&w);
+}
+
+// ================================================================================================
+// Order: nothing single-use is touched before every other check passed.
+
+#[test]
+fn forged_attestation_signature_never_consumes_the_nonce() {
+    let w = World::new();
+    let nonce = w.challenge();
+    let mallory = Signer::es(0x66);
+    let forged = w.attestation_signed_by(&mallory, json!({ "nonce": nonce }));
+    assert_eq!(
+        w.run("POST", "/attest/pay", &[("attestation", &forged)]),
+        Err(Error::BadSignature)
+    );
+    // A signature from the right key over other claims, spliced onto these claims.
+    let good = w.attestation(json!({ "nonce": nonce, "sub": "app:other" }));
+    let parts: Vec<&str> = forged.split('.').collect();
+    let spliced = format!(
+        "{}.{}.{}",
+        parts[0],
+        parts[1],
+        good.rsplit('.').next().unwrap()
+    );
+    assert_eq!(
+        w.run("POST", "/attest/pay", &[("attestation", &spliced)]),
+        Err(Error::BadSignature)
+    );
+    assert_no_store_calls(&w);
+    // The nonce is still good for the honest client.
+    assert!(w
+        .run("POST", "/attest/pay", &[("attestation", &good)])
+        .is_ok());
+}
+
+#[test]
+fn failing_claims_never_consume_the_nonce() {
+    let w = World::new();
+    let nonce = w.challenge();
+    let cases = [
+        (
+            json!({ "nonce": nonce, "iat": NOW - 400, "exp": NOW - 120 }),
+            Error::Expired,
+        ),
+        (
+            json!({ "nonce": nonce, "aud": "https://elsewhere" }),
+            Error::AudienceMismatch,
+        ),
+        (
+            json!({ "nonce": nonce, "iss": "https://evil.example" }),
+            Error::IssuerMismatch,
+        ),
+    ];
+    for (claims, want) in cases {
+        let token = w.attestation(claims);
+        assert_eq!(
+            w.run("POST", "/attest/pay", &[("attestation", &token)]),
+            Err(want)
+        );
+    }
+    assert_no_store_calls(&w);
+}
+
+#[test]
+fn failing_route_checks_never_consume_the_nonce() {
+    let w = World::new();
+    let nonce = w.challenge();
+    let token = w.attestation(json!({ "nonce": nonce, "scope": "something:else" }));
+    assert_eq!(
+        w.run("POST", "/attest/pay", &[("attestation", &token)]),
+        Err(Error::ScopeMissing)
+    );
+    // Wrong method: no route, nothing read.
+    let ok = w.attestation(json!({ "nonce": nonce }));
+    assert_eq!(
+        w.run("GET", "/attest/pay", &[("attestation", &ok)]),
+        Err(Error::NoRoute)
+    );
+    assert_no_store_calls(&w);
+    assert!(w
+        .run("POST", "/attest/pay", &[("attestation", &ok)])
+        .is_ok());
+    assert_eq!(consumes(&w), 1);
+}
+
+#[test]
+fn forged_or_unauthorised_tokens_never_record_a_jti() {
+    let w = World::new();
+    let jti = "jti-fixed";
+    let mallory = Signer::es(0x66);
+    let claims = json!({
+        "iss": IDP, "aud": AUD, "sub": "user:alice", "iat": NOW, "exp": NOW + 300,
+        "jti": jti, "scope": "once:use",
+    });
+    let forged = jws(
+        &json!({"alg": "ES256", "typ": "at+jwt", "kid": "idp-1"}),
+        &claims,
+        &mallory,
+    );
+    assert_eq!(
+        w.run("GET", "/once", &[("once-token", &forged)]),
+        Err(Error::BadSignature)
+    );
+    let no_scope = w.idp_token(json!({ "jti": jti, "scope": "other" }));
+    assert_eq!(
+        w.run("GET", "/once", &[("once-token", &no_scope)]),
+        Err(Error::ScopeMissing)
+    );
+    assert_no_store_calls(&w);
+    // The honest token with that jti is still accepted once.
+    let honest = w.idp_token(json!({ "jti": jti, "scope": "once:use" }));
+    assert!(w.run("GET", "/once", &[("once-token", &honest)]).is_ok());
+    assert_eq!(seens(&w), 1);
+}
+
+#[test]
+fn store_unreachable_is_503_and_never_an_allow() {
+    let w = World::new();
+    w.replay.unreachable.set(true);
+    let nonce = w.challenge();
+    let token = w.attestation(json!({ "nonce": nonce }));
+    assert_eq!(
+        w.run("POST", "/attest/pay", &[("attestation", &token)]),
+        Err(Error::NonceStoreUnavailable)
+    );
+    let once = w.idp_token(json!({ "scope": "once:use" }));
+    assert_eq!(
+        w.run("GET", "/once", &[("once-token", &once)]),
+        Err(Error::NonceStoreUnavailable)
+    );
+    let wire = Error::NonceStoreUnavailable.wire("r");
+    assert_eq!((wire.status, wire.code), (503, "temporarily_unavailable"));
+    assert_eq!(wire.retry_after, Some(5));
+    assert_eq!(wire.fresh_nonce, FreshNonce::No);
+
+    // Back online: the nonce was not burnt by the outage.
+    w.replay.unreachable.set(false);
+    assert!(w
+        .run("POST", "/attest/pay", &[("attestation", &token)])
+        .is_ok());
+}
+
+#[test]
+fn store_unreachable_does_not_hide_an_earlier_refusal() {
+    // A bad token is refused for what it is, without asking the (unreachable) store.
+    let w = World::new();
+    w.replay.unreachable.set(true);
+    let token = w.attestation(json!({ "nonce": "forged" }));
+    assert_eq!(
+        w.run("POST", "/attest/pay", &[("attestation", &token)]),
+        Err(Error::ChallengeUnknown)
+    );
+    assert_no_store_calls(&w);
+}
+
+// ================================================================================================
+// `replay = "jti"`.
+
+#[test]
+fn replay_jti_token_is_accepted_once() {
+    let w = World::new();
+    let token = w.idp_token(json!({ "scope": "once:use" }));
+    assert!(w.run("GET", "/once", &[("once-token", &token)]).is_ok());
+    assert_eq!(
+        w.run("GET", "/once", &[("once-token", &token)]),
+        Err(Error::ReplayedToken)
+    );
+    let wire = Error::ReplayedToken.wire("r");
+    assert_eq!((wire.status, wire.code), (401, "invalid_token"));
+    // The record lives until the token's expiry plus the skew (then the token is dead anyway).
+    match &w.replay.calls()[0] {
+        Call::Seen { exp, .. } => assert_eq!(*exp, NOW + 300 + 60),
+        other => panic!("{other:?}"),
+    }
+    // Another jti from the same issuer is independent.
+    let other = w.idp_token(json!({ "scope": "once:use" }));
+    assert!(w.run("GET", "/once", &[("once-token", &other)]).is_ok());
+}
+
+#[test]
+fn replay_jti_token_without_jti_is_refused_without_store_call() {
+    let w = World::new();
+    let token = w.idp_token(json!({ "scope": "once:use", "jti": null }));
+    assert_eq!(
+        w.run("GET", "/once", &[("once-token", &token)]),
+        Err(Error::JtiMissing)
+    );
+    assert_no_store_calls(&w);
+}
+
+// ================================================================================================
+// DPoP (RFC 9449).
+
+struct Dpop<'a> {
+    w: &'a World,
+    key: Signer,
+    token: String,
+}
+
+impl<'a> Dpop<'a> {
+    fn new(w: &'a World, key: Signer) -> Self {
+        let token = w.idp_token(json!({ "scope": "dpop:use", "cnf": { "jkt": key.thumbprint() } }));
+        Dpop { w, key, token }
+    }
+
+    fn send(&self, method: &str, proof: &str) -> Result<Forward, Error> {
+        let auth = format!("DPoP {}", self.token);
+        self.w.run(
+            method,
+            "/dpop/resource",
+            &[("authorization", &auth), ("dpop", proof)],
+        )
+    }
+
+    fn proof(&self, extra: Value) -> String {
+        proof(&self.key, &self.token, extra)
+    }
+}
+
+fn dpop_happy_path(key: Signer) {
+    let w = World::new();
+    let d = Dpop::new(&w, key);
+    let nonce = w.challenge();
+    let p = d.proof(json!({ "nonce": nonce }));
+    let fwd = d
+        .send("GET", &p)
+        .expect("a bound token with a fresh proof is allowed");
+    assert_eq!(fwd.route_id, "dpop");
+    // One nonce consumed, one proof jti recorded: both after every other check.
+    assert_eq!((consumes(&w), seens(&w)), (1, 1));
+}
+
+#[test]
+fn dpop_happy_path_es256_proof_key() {
+    dpop_happy_path(Signer::es(0x31));
+}
+
+#[test]
+fn dpop_happy_path_eddsa_proof_key() {
+    dpop_happy_path(Signer::ed(0x32));
+}
+
+#[test]
+fn dpop_htu_matches_after_normalisation() {
+    let w = World::new();
+    let d = Dpop::new(&w, Signer::es(0x31));
+    let nonce = w.challenge();
+    let p = d.proof(json!({
+        "nonce": nonce,
+        "htu": format!("HTTPS://API.EXAMPLE.COM:443/dpop/resource?x=1#frag"),
+    }));
+    assert!(d.send("GET", &p).is_ok());
+}
+
+#[test]
+fn dpop_proof_without_nonce_is_use_dpop_nonce_without_store_call() {
+    let w = World::new();
+    let d = Dpop::new(&w, Signer::es(0x31));
+    let p = d.proof(json!({}));
+    assert_eq!(d.send("GET", &p), Err(Error::DpopNonceRequired));
+    let wire = Error::DpopNonceRequired.wire("api.example.com");
+    assert_eq!((wire.status, wire.code), (401, "use_dpop_nonce"));
+    assert_eq!(wire.fresh_nonce, FreshNonce::Dpop);
+    assert!(wire
+        .www_authenticate
+        .unwrap()
+        .starts_with("DPoP realm=\"api.example.com\", error=\"use_dpop_nonce\""));
+    assert_no_store_calls(&w);
+}
+
+#[test]
+fn dpop_proof_with_forged_or_expired_nonce_is_use_dpop_nonce_without_store_call() {
+    let w = World::new();
+    let d = Dpop::new(&w, Signer::ed(0x32));
+    let expired = w.challenge_at(NOW - TTL - 1);
+    for nonce in [json!("forged-nonce"), json!(expired), json!("A".repeat(56))] {
+        let p = d.proof(json!({ "nonce": nonce }));
+        assert_eq!(d.send("GET", &p), Err(Error::DpopNonceRequired));
+    }
+    assert_no_store_calls(&w);
+}
+
+#[test]
+fn dpop_proof_replayed_is_refused() {
+    let w = World::new();
+    let d = Dpop::new(&w, Signer::es(0x31));
+    let p = d.proof(json!({ "nonce": w.challenge() }));
+    assert!(d.send("GET", &p).is_ok());
+    // The same proof again: its nonce is spent.
+    assert_eq!(d.send("GET", &p), Err(Error::DpopNonceRequired));
+}
+
+#[test]
+fn dpop_proof_jti_reused_with_a_new_nonce_is_refused() {
+    let w = World::new();
+    let d = Dpop::new(&w, Signer::es(0x31));
+    let p1 = d.proof(json!({ "nonce": w.challenge(), "jti": "same-jti" }));
+    assert!(d.send("GET", &p1).is_ok());
+    let p2 = d.proof(json!({ "nonce": w.challenge(), "jti": "same-jti" }));
+    assert_eq!(d.send("GET", &p2), Err(Error::DpopProofInvalid));
+    let wire = Error::DpopProofInvalid.wire("r");
+    assert_eq!((wire.status, wire.code), (401, "invalid_dpop_proof"));
+    assert_eq!(wire.fresh_nonce, FreshNonce::Dpop);
+}
+
+/// Every mismatch is `invalid_dpop_proof`, and none of them touches the store (the nonce in the
+/// proof stays usable).
+#[test]
+fn dpop_mismatches_are_refused_without_store_call() {
+    let w = World::new();
+    let d = Dpop::new(&w, Signer::es(0x31));
+    let nonce = w.challenge();
+    let n = json!(nonce);
+    let cases: Vec<(&str, String)> = vec![
+        ("htm", d.proof(json!({ "nonce": n, "htm": "POST" }))),
+        ("htm case", d.proof(json!({ "nonce": n, "htm": "get" }))),
+        (
+            "htu path",
+            d.proof(json!({ "nonce": n, "htu": format!("https://{HOST}/dpop/other") })),
+        ),
+        (
+            "htu host",
+            d.proof(json!({ "nonce": n, "htu": "https://evil.example/dpop/resource" })),
+        ),
+        (
+            "htu scheme",
+            d.proof(json!({ "nonce": n, "htu": format!("http://{HOST}/dpop/resource") })),
+        ),
+        ("iat old", d.proof(json!({ "nonce": n, "iat": NOW - 61 }))),
+        (
+            "iat future",
+            d.proof(json!({ "nonce": n, "iat": NOW + 61 })),
+        ),
+        ("iat missing", d.proof(json!({ "nonce": n, "iat": null }))),
+        ("iat string", d.proof(json!({ "nonce": n, "iat": "now" }))),
+        ("jti missing", d.proof(json!({ "nonce": n, "jti": null }))),
+        ("jti empty", d.proof(json!({ "nonce": n, "jti": "" }))),
+        (
+            "ath other token",
+            d.proof(json!({ "nonce": n, "ath": b64u(&Sha256::digest(b"other")) })),
+        ),
+        ("ath missing", d.proof(json!({ "nonce": n, "ath": null }))),
+        ("nonce not a string", d.proof(json!({ "nonce": 7 }))),
+        (
+            "proof key not the one in cnf.jkt",
+            proof(&Signer::es(0x99), &d.token, json!({ "nonce": n })),
+        ),
+        ("not a JWS", "not.a.proof".to_owned()),
+    ];
+    for (what, p) in &cases {
+        assert_eq!(d.send("GET", p), Err(Error::DpopProofInvalid), "{what}");
+    }
+    // A proof signed by another key than the one in its own header.
+    let good = d.proof(json!({ "nonce": n }));
+    let other = proof(&Signer::es(0x99), &d.token, json!({ "nonce": n }));
+    let parts: Vec<&str> = good.split('.').collect();
+    let spliced = format!(
+        "{}.{}.{}",
+        parts[0],
+        parts[1],
+        other.rsplit('.').next().unwrap()
+    );
+    assert_eq!(d.send("GET", &spliced), Err(Error::DpopProofInvalid));
+    // A proof with the wrong typ.
+    let claims = json!({
+        "jti": "x", "htm": "GET", "htu": format!("https://{HOST}/dpop/resource"), "iat": NOW,
+        "ath": b64u(&Sha256::digest(d.token.as_bytes())), "nonce": nonce,
+    });
+    let bad_typ = jws(
+        &json!({"typ": "JWT", "alg": "ES256", "jwk": d.key.public_jwk()}),
+        &claims,
+        &d.key,
+    );
+    assert_eq!(d.send("GET", &bad_typ), Err(Error::DpopProofInvalid));
+    assert_no_store_calls(&w);
+
+    // The nonce was never consumed by any of those.
+    assert!(d.send("GET", &good).is_ok());
+}
+
+#[test]
+fn dpop_token_without_cnf_jkt_is_refused() {
+    let w = World::new();
+    let key = Signer::es(0x31);
+    let token = w.idp_token(json!({ "scope": "dpop:use" }));
+    let d = Dpop { w: &w, key, token };
+    let p = d.proof(json!({ "nonce": w.challenge() }));
+    assert_eq!(d.send("GET", &p), Err(Error::DpopProofInvalid));
+    assert_no_store_calls(&w);
+}
+
+#[test]
+fn dpop_proof_missing_is_invalid_dpop_proof() {
+    let w = World::new();
+    let d = Dpop::new(&w, Signer::es(0x31));
+    let auth = format!("DPoP {}", d.token);
+    assert_eq!(
+        w.run("GET", "/dpop/resource", &[("authorization", &auth)]),
+        Err(Error::DpopProofMissing)
+    );
+    assert_eq!(Error::DpopProofMissing.wire("r").code, "invalid_dpop_proof");
+    assert_no_store_calls(&w);
+}
+
+#[test]
+fn dpop_two_proof_headers_are_invalid_request() {
+    let w = World::new();
+    let d = Dpop::new(&w, Signer::es(0x31));
+    let p = d.proof(json!({ "nonce": w.challenge() }));
+    let auth = format!("DPoP {}", d.token);
+    assert_eq!(
+        w.run(
+            "GET",
+            "/dpop/resource",
+            &[("authorization", &auth), ("dpop", &p), ("dpop", &p)]
+        ),
+        Err(Error::DuplicateCredential)
+    );
+    assert_no_store_calls(&w);
+}
+
+#[test]
+fn dpop_bound_token_with_bearer_scheme_is_refused() {
+    let w = World::new();
+    let d = Dpop::new(&w, Signer::es(0x31));
+    let p = d.proof(json!({ "nonce": w.challenge() }));
+    let auth = format!("Bearer {}", d.token);
+    assert_eq!(
+        w.run(
+            "GET",
+            "/dpop/resource",
+            &[("authorization", &auth), ("dpop", &p)]
+        ),
+        Err(Error::MalformedCredential)
+    );
+    assert_no_store_calls(&w);
+}
+
+#[test]
+fn dpop_failing_route_check_never_consumes_the_nonce() {
+    let w = World::new();
+    let key = Signer::es(0x31);
+    let token = w.idp_token(json!({ "scope": "nothing", "cnf": { "jkt": key.thumbprint() } }));
+    let d = Dpop { w: &w, key, token };
+    let p = d.proof(json!({ "nonce": w.challenge() }));
+    assert_eq!(d.send("GET", &p), Err(Error::ScopeMissing));
+    assert_no_store_calls(&w);
+}
+
+#[test]
+fn dpop_store_unreachable_is_503() {
+    let w = World::new();
+    let d = Dpop::new(&w, Signer::ed(0x32));
+    let p = d.proof(json!({ "nonce": w.challenge() }));
+    w.replay.unreachable.set(true);
+    assert_eq!(d.send("GET", &p), Err(Error::NonceStoreUnavailable));
+    w.replay.unreachable.set(false);
+    w.replay.clear_calls();
+    assert!(d.send("GET", &p).is_ok());
+}
+
+// ================================================================================================
+// Token binding (`pay`, Approov style).
+
+fn pay_std(value: &str) -> String {
+    Base64::encode_string(&Sha256::digest(value.as_bytes()))
+}
+
+fn pay_url(value: &str) -> String {
+    Base64Url::encode_string(&Sha256::digest(value.as_bytes()))
+}
+
+fn pay_url_unpadded(value: &str) -> String {
+    Base64UrlUnpadded::encode_string(&Sha256::digest(value.as_bytes()))
+}
+
+#[test]
+fn pay_binding_matching_authorization_is_allowed_in_every_encoding() {
+    let w = World::new();
+    let agent = w.idp_token(json!({}));
+    let auth = format!("Bearer {agent}");
+    for pay in [pay_std(&auth), pay_url(&auth), pay_url_unpadded(&auth)] {
+        let device = w.approov_token(json!({ "pay": pay }));
+        let fwd = w
+            .run(
+                "POST",
+                "/approov/orders",
+                &[("approov-token", &device), ("authorization", &auth)],
+            )
+            .unwrap_or_else(|e| panic!("pay {pay}: {e:?}"));
+        assert_eq!(fwd.route_id, "approov");
+        assert!(fwd
+            .plan
+            .set
+            .iter()
+            .any(|(n, v)| n == "x-verified-device" && v == "device-7"));
+    }
+    assert_no_store_calls(&w);
+}
+
+#[test]
+fn pay_binding_mismatch_is_refused() {
+    let w = World::new();
+    let agent = w.idp_token(json!({}));
+    let auth = format!("Bearer {agent}");
+    let other = w.idp_token(json!({}));
+    let cases = [
+        json!({ "pay": pay_std(&format!("Bearer {other}")) }),
+        // The hash of the token alone, not of the header value.
+        json!({ "pay": pay_std(&agent) }),
+        json!({ "pay": "" }),
+        json!({ "pay": 42 }),
+        json!({}),
+    ];
+    for claims in cases {
+        let device = w.approov_token(claims.clone());
+        assert_eq!(
+            w.run(
+                "POST",
+                "/approov/orders",
+                &[("approov-token", &device), ("authorization", &auth)],
+            ),
+            Err(Error::BindingMismatch),
+            "{claims}"
+        );
+    }
+    let wire = Error::BindingMismatch.wire("r");
+    assert_eq!((wire.status, wire.code), (401, "invalid_token"));
+}
+
+#[test]
+fn approov_token_with_wrong_secret_is_bad_signature() {
+    let w = World::new();
+    let agent = w.idp_token(json!({}));
+    let auth = format!("Bearer {agent}");
+    let forged = jws(
+        &json!({"alg": "HS256", "typ": "JWT"}),
+        &json!({"did": "device-7", "exp": NOW + 300, "pay": pay_std(&auth)}),
+        &Signer::Hs(vec![0x11; 32]),
+    );
+    assert_eq!(
+        w.run(
+            "POST",
+            "/approov/orders",
+            &[("approov-token", &forged), ("authorization", &auth)],
+        ),
+        Err(Error::BadSignature)
+    );
+}
