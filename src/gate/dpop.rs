@@ -56,8 +56,9 @@ pub async fn verify<V: SignatureVerifier>(
         return Err(Error::DpopProofInvalid);
     }
     let htu = text("htu").ok_or(Error::DpopProofInvalid)?;
-    if normalise_htu(htu) != normalise_htu(expect.htu) || normalise_htu(htu).is_none() {
-        return Err(Error::DpopProofInvalid);
+    match normalise_htu(htu) {
+        Some(got) if Some(&got) == normalise_htu(expect.htu).as_ref() => {}
+        _ => return Err(Error::DpopProofInvalid),
     }
     let iat = claim("iat")
         .ok_or(Error::DpopProofInvalid)
