@@ -134,10 +134,18 @@ fn found(
 
 const H: &str = "api.example.com";
 
+/// (method, host, path, expected route id and captured parameters, or the miss).
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    Result<(&'a str, &'a [(&'a str, &'a str)]), Miss>,
+);
+
 #[test]
 fn precedence_table() {
     let p = policy();
-    let table: &[(&str, &str, &str, Result<(&str, &[(&str, &str)]), Miss>)] = &[
+    let table: &[Case] = &[
         ("GET", H, "/", Ok(("root", &[]))),
         ("GET", H, "/healthz", Ok(("health", &[]))),
         ("HEAD", H, "/healthz", Ok(("health", &[]))),
