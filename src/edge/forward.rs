@@ -6,7 +6,7 @@
 //! `x-verified-route` are added. The body is streamed through, never buffered. Origin redirects
 //! are passed back to the client, not followed.
 
-use worker::{Fetch, Headers, Request, RequestInit, RequestRedirect, Response, Url};
+use worker::{Fetch, Headers, Request, Response, Url};
 
 use crate::gate::extract::HeaderSource;
 use crate::gate::pipeline::Forward;
@@ -58,13 +58,9 @@ pub async fn send(req: Request, url: &Url, gate: &Gate, fwd: &Forward) -> Result
         target.push('?');
         target.push_str(query);
     }
-    let mut init = RequestInit::new();
-    init.with_method(req.method())
-        .with_headers(out)
-        .with_redirect(RequestRedirect::Manual);
-    if let Some(body) = req.inner().body() {
-        init.with_body(Some(body.into()));
-    }
-    let outbound = Request::new_with_init(&target, &init).map_err(failed)?;
+    let body = req.inner().body().map(wasm_bindgen::JsValue::from);
+    let method = req.inner().method();
+    let outbound =
+        super::new_request(&target, &method, &out, body.as_ref(), true).map_err(failed)?;
     Fetch::Request(outbound).send().await.map_err(failed)
 }

@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use futures_util::future::{select, Either};
 use futures_util::StreamExt;
-use worker::{
-    Cache, Delay, Env, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response,
-};
+use worker::{Cache, Delay, Env, Fetch, Headers, Response};
 
 use crate::gate::key_cache::{cache_control_max_age, shared_copy_max_age, KeyCache, Plan};
 use crate::gate::log::ascii_json;
@@ -189,13 +187,10 @@ async fn fetch_jwks(uri: &str, refresh: bool, now: i64) -> Result<Document, Erro
         }
     }
     let exchange = async {
-        let mut init = RequestInit::new();
-        init.with_method(Method::Get)
-            .with_redirect(RequestRedirect::Manual);
         let headers = Headers::new();
         let _ = headers.set("accept", "application/jwk-set+json, application/json");
-        init.with_headers(headers);
-        let req = Request::new_with_init(uri, &init).map_err(|_| Error::KeysUnavailable)?;
+        let req = super::new_request(uri, "GET", &headers, None, true)
+            .map_err(|_| Error::KeysUnavailable)?;
         let mut resp = Fetch::Request(req)
             .send()
             .await

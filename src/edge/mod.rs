@@ -66,6 +66,31 @@ fn nonce_key(isolate: &Isolate, env: &Env) -> Option<Rc<NonceKey>> {
     Some(key)
 }
 
+/// A `Request` made with the runtime's own `RequestInit`. `worker::RequestInit` would do the
+/// same, but it links its `cf`-properties conversion into the wasm (about 12 KB) although the
+/// gateway never sets `cf` (docs/performance.md, "Size").
+pub(crate) fn new_request(
+    url: &str,
+    method: &str,
+    headers: &worker::Headers,
+    body: Option<&wasm_bindgen::JsValue>,
+    manual_redirect: bool,
+) -> Result<Request> {
+    use worker::web_sys;
+    let init = web_sys::RequestInit::new();
+    init.set_method(method);
+    init.set_headers(headers.as_ref());
+    if manual_redirect {
+        init.set_redirect(web_sys::RequestRedirect::Manual);
+    }
+    if let Some(body) = body {
+        init.set_body(body);
+    }
+    Ok(Request::from(web_sys::Request::new_with_str_and_init(
+        url, &init,
+    )?))
+}
+
 /// A Worker secret (or, for local development, a plain var of the same name).
 pub(crate) fn read_secret(env: &Env, name: &str) -> Option<String> {
     env.secret(name)

@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 use serde_json::json;
-use worker::{Env, Headers, Method, Request, RequestInit};
+use worker::{Env, Headers};
 
 use crate::gate::nonce::NonceRef;
 use crate::gate::pipeline::ReplayGuard;
@@ -34,12 +34,15 @@ impl DoReplay<'_> {
         headers
             .set("content-type", "application/json")
             .map_err(unavailable)?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post)
-            .with_headers(headers)
-            .with_body(Some(body.to_string().into()));
-        let req = Request::new_with_init(&format!("https://nonce-store/{op}"), &init)
-            .map_err(unavailable)?;
+        let body = wasm_bindgen::JsValue::from_str(&body.to_string());
+        let req = super::new_request(
+            &format!("https://nonce-store/{op}"),
+            "POST",
+            &headers,
+            Some(&body),
+            false,
+        )
+        .map_err(unavailable)?;
         let mut resp = stub.fetch_with_request(req).await.map_err(unavailable)?;
         if resp.status_code() != 200 {
             return Err(Error::NonceStoreUnavailable);

@@ -76,13 +76,7 @@ pub fn verify_native(key: &Key, signing_input: &[u8], signature: &[u8]) -> Resul
             key.verify_strict(signing_input, &sig)
                 .map_err(|_| Error::BadSignature)
         }
-        KeyMaterial::Hmac { secret } => {
-            use hmac::{KeyInit, Mac};
-            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret)
-                .map_err(|_| Error::BadSignature)?;
-            mac.update(signing_input);
-            mac.verify_slice(signature).map_err(|_| Error::BadSignature)
-        }
+        KeyMaterial::Hmac { .. } => verify_hmac(key, signing_input, signature),
         #[cfg(not(target_arch = "wasm32"))]
         KeyMaterial::Rsa { key, .. } => {
             use sha2::Digest;
@@ -93,6 +87,22 @@ pub fn verify_native(key: &Key, signing_input: &[u8], signature: &[u8]) -> Resul
         #[cfg(target_arch = "wasm32")]
         KeyMaterial::Rsa { .. } => Err(Error::AlgNotAllowed),
     }
+}
+
+/// HS256 only: the part of [`verify_native`] the Worker needs (it verifies the public-key
+/// algorithms in WebCrypto). Calling this instead of [`verify_native`] keeps the pure-Rust
+/// P-256 and Ed25519 verification code out of the Worker's wasm. Any other key is
+/// [`Error::KeyAlgMismatch`].
+pub fn verify_hmac(key: &Key, signing_input: &[u8], signature: &[u8]) -> Result<(), Error> {
+    check_signature_length(key, signature)?;
+    let KeyMaterial::Hmac { secret } = key.material() else {
+        return Err(Error::KeyAlgMismatch);
+    };
+    use hmac::{KeyInit, Mac};
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).map_err(|_| Error::BadSignature)?;
+    mac.update(signing_input);
+    mac.verify_slice(signature).map_err(|_| Error::BadSignature)
 }
 
 /// Drives a future that completes without waiting (like [`NativeVerifier::verify`]) to its
@@ -142,5 +152,38 @@ mod tests {
             verify_native(&key, b"x", &[0; 32]),
             Err(Error::BadSignature)
         );
+    }
+
+    #[test]
+    fn verify_hmac_agrees_with_verify_native_and_refuses_other_keys() {
+        use hmac::{KeyInit, Mac};
+        let secret = [7u8; 32];
+        let key = Key::hs256(None, &secret).unwrap();
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&secret).unwrap();
+        mac.update(b"header.payload");
+        let tag = mac.finalize().into_bytes();
+        assert_eq!(verify_hmac(&key, b"header.payload", &tag), Ok(()));
+        assert_eq!(verify_native(&key, b"header.payload", &tag), Ok(()));
+        let mut bad = tag;
+        bad[0] ^= 1;
+        for input in [&b"header.payloaX"[..], b""] {
+            assert_eq!(
+                verify_hmac(&key, input, &tag),
+                verify_native(&key, input, &tag)
+            );
+        }
+        assert_eq!(
+            verify_hmac(&key, b"header.payload", &bad),
+            Err(Error::BadSignature)
+        );
+        assert_eq!(
+            verify_hmac(&key, b"x", &[0; 31]),
+            Err(Error::SignatureLength)
+        );
+
+        let jwk =
+            r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#;
+        let ed = Key::from_jwk(&serde_json::from_str(jwk).unwrap()).unwrap();
+        assert_eq!(verify_hmac(&ed, b"x", &[0; 64]), Err(Error::KeyAlgMismatch));
     }
 }
