@@ -301,13 +301,16 @@ def build_attestgate(policy_dir: Path, dest: Path) -> float:
     return time.perf_counter() - started
 
 
-def attestgate_config(workdir: Path, build_dir: Path) -> Path:
+def attestgate_config(workdir: Path, build_dir: Path, observability: bool) -> Path:
     d = workdir / "attestgate"
     d.mkdir(exist_ok=True)
     config = (ROOT / "wrangler.toml").read_text()
     config = config.replace('main = "build/index.js"', f'main = "{build_dir}/index.js"')
     # No [build] step: the build above (or --build-dir) is what runs.
     config = re.sub(r"(?ms)^\[build\]\n.*?(?=^\[|\Z)", "", config)
+    if not observability:
+        # The jose Worker and the floors have no [observability]: same runtime set-up for all.
+        config = re.sub(r"(?ms)^\[observability\]\n.*?(?=^\[|\Z)", "", config)
     (d / "wrangler.toml").write_text(config)
     nonce_key = base64.b64encode(secrets.token_bytes(32)).decode()
     (d / ".dev.vars").write_text(f'ATTESTGATE_NONCE_KEY="{nonce_key}"\n')
@@ -640,6 +643,12 @@ def report(res: dict) -> str:
                 f"| {fmt(row['ratio_raw'], 2)} | {fmt(row['ratio_net'], 2)} "
                 f"| {fmt(row['ratio_net_ex_log'], 2)} |"
             )
+        proxy = c.get("proxy_per_round_us", {})
+        if proxy:
+            lines.append("")
+            lines.append("wrangler's proxy workerd, not counted above (median us/request): " + "; ".join(
+                f"{g}: " + ", ".join(f"{n} {statistics.median(v):.0f}" for n, v in by.items() if v)
+                for g, by in proxy.items()))
         row = c["summary"].get("none")
         if row:
             lines.append("")
@@ -724,13 +733,16 @@ def main():
     ap.add_argument("--json", type=Path, help="write all results as JSON here")
     ap.add_argument("--max-minutes", type=float, default=50.0, help="stop after this long")
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    ap.add_argument("--observability", action="store_true",
+                    help="keep attestgate's [observability] section (off by default: the other "
+                         "Workers have none)")
     args = ap.parse_args()
     if args.quick:
         args.rounds, args.requests, args.warmup = 2, 200, 100
         args.load_duration, args.load_rounds, args.cold = 3, 1, 1
     deadline = time.time() + args.max_minutes * 60
 
-    res: dict = {"machine": machine_info(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    res: dict = {"observability": args.observability, "machine": machine_info(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     workdir = Path(tempfile.mkdtemp(prefix="attestgate-bench-"))
     servers = LocalServers(port=args.port)
     # http.server writes the head and the body in two sends: without TCP_NODELAY, Nagle and
@@ -753,7 +765,8 @@ def main():
         res["wasm_bytes"] = (build_dir / "index_bg.wasm").stat().st_size
 
         origin_vars = {"ORIGIN": servers.base}
-        workers["attestgate"] = Worker("attestgate", attestgate_config(workdir, build_dir), workdir)
+        workers["attestgate"] = Worker(
+            "attestgate", attestgate_config(workdir, build_dir, args.observability), workdir)
         workers["jose"] = Worker("jose", jose_config(workdir), workdir, dict(
             origin_vars, ISSUER=servers.issuer.issuer, JWKS_URI=servers.jwks_uri))
         workers["floor"] = Worker("floor", floor_config(workdir), workdir, origin_vars)
