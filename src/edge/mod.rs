@@ -201,8 +201,9 @@ async fn handle(
     let headers = forward::RuntimeHeaders(req.headers());
     let htu = format!("{}{}", url.origin().ascii_serialization(), url.path());
     let raw_path = req.path();
+    let method = req.method().to_string();
     let view = RequestView {
-        method: &log.method.clone(),
+        method: &method,
         host: &host,
         raw_path: &raw_path,
         htu: &htu,
