@@ -143,6 +143,9 @@ pub enum Error {
     PolicyUnavailable,
     /// The origin could not be reached.
     OriginUnreachable,
+    /// A runtime failure the adapter has no better name for (fail closed, details only in the
+    /// log).
+    Internal,
 }
 
 /// Which fresh nonce headers a refusal must carry.
@@ -233,6 +236,7 @@ impl Error {
             SecretUnavailable => "secret_unavailable",
             PolicyUnavailable => "policy_unavailable",
             OriginUnreachable => "origin_unreachable",
+            Internal => "internal_error",
         }
     }
 
@@ -265,6 +269,7 @@ impl Error {
                 Class::Unavailable
             }
             OriginUnreachable => Class::BadGateway,
+            Internal => Class::ServerError,
         }
     }
 
@@ -296,6 +301,7 @@ impl Error {
             NonceStoreUnavailable => "The nonce store is temporarily unavailable.",
             SecretUnavailable | PolicyUnavailable => "The gateway is not fully configured.",
             OriginUnreachable => "The origin could not be reached.",
+            Internal => "Internal error.",
             _ => "The token is invalid.",
         }
     }
@@ -357,6 +363,7 @@ enum Class {
     MethodNotAllowed,
     Unavailable,
     BadGateway,
+    ServerError,
 }
 
 impl Class {
@@ -373,6 +380,7 @@ impl Class {
             Class::MethodNotAllowed => (405, "method_not_allowed"),
             Class::Unavailable => (503, "temporarily_unavailable"),
             Class::BadGateway => (502, "bad_gateway"),
+            Class::ServerError => (500, "server_error"),
         }
     }
 }
@@ -442,6 +450,8 @@ mod tests {
                 "temporarily_unavailable",
                 false,
             ),
+            (Error::OriginUnreachable, 502, "bad_gateway", false),
+            (Error::Internal, 500, "server_error", false),
         ];
         for (e, status, code, challenge) in cases {
             let w = e.wire("r");

@@ -408,7 +408,7 @@ impl World {
             keys: &self.keys,
             verifier: &NativeVerifier,
             replay: &self.replay,
-            nonce_key,
+            nonce_key: &nonce_key,
             now: NOW,
         };
         let mut log = DecisionLog::new("req-test", method, path);

@@ -6,7 +6,9 @@
 //! `x-verified-route` are added. The body is streamed through, never buffered. Origin redirects
 //! are passed back to the client, not followed.
 
-use worker::{Fetch, Headers, Request, Response, Url};
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use worker::{web_sys, Headers, Method, Url};
 
 use crate::gate::extract::HeaderSource;
 use crate::gate::pipeline::Forward;
@@ -34,10 +36,19 @@ const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
-pub async fn send(req: Request, url: &Url, gate: &Gate, fwd: &Forward) -> Result<Response, Error> {
+/// Forward `req` (with `method`, the method its route was matched on) and return the origin's
+/// response as it came: status, status text, headers and body stream untouched.
+pub async fn send(
+    req: &web_sys::Request,
+    method: &Method,
+    inbound: &Headers,
+    url: &Url,
+    gate: &Gate,
+    fwd: &Forward,
+) -> Result<web_sys::Response, Error> {
     let failed = |_| Error::OriginUnreachable;
     let out = Headers::new();
-    for (name, value) in req.headers().entries() {
+    for (name, value) in inbound.entries() {
         let name = name.to_ascii_lowercase();
         if name.starts_with(&gate.claims_header_prefix)
             || name == "host"
@@ -58,9 +69,14 @@ pub async fn send(req: Request, url: &Url, gate: &Gate, fwd: &Forward) -> Result
         target.push('?');
         target.push_str(query);
     }
-    let body = req.inner().body().map(wasm_bindgen::JsValue::from);
-    let method = req.inner().method();
+    let body = req.body().map(wasm_bindgen::JsValue::from);
     let outbound =
-        super::new_request(&target, &method, &out, body.as_ref(), true).map_err(failed)?;
-    Fetch::Request(outbound).send().await.map_err(failed)
+        super::new_request(&target, method.as_ref(), &out, body.as_ref(), true).map_err(failed)?;
+    let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+    let response = JsFuture::from(global.fetch_with_request(outbound.inner()))
+        .await
+        .map_err(|_| Error::OriginUnreachable)?;
+    response
+        .dyn_into::<web_sys::Response>()
+        .map_err(|_| Error::OriginUnreachable)
 }

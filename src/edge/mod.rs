@@ -10,15 +10,15 @@ mod replay;
 mod selftest;
 mod webcrypto;
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
 
-use worker::{event, Context, Date, Env, Method, Request, Response, Result};
+use worker::{event, web_sys, Context, Date, Env, Method, Request, Result, Url};
 
 use crate::error::{self, FreshNonce};
 use crate::gate::log::DecisionLog;
 use crate::gate::nonce::{self, NonceKey};
-use crate::gate::pipeline::{self, RequestView};
+use crate::gate::pipeline::{self, NonceKeySource, RequestView};
 use crate::gate::Gate;
 use crate::Error;
 
@@ -66,6 +66,32 @@ fn nonce_key(isolate: &Isolate, env: &Env) -> Option<Rc<NonceKey>> {
     Some(key)
 }
 
+/// The nonce key for one request, read from the environment only if something asks for it:
+/// most routes check no nonce, and each secret read crosses into JavaScript.
+struct LazyNonceKey<'a> {
+    isolate: &'a Isolate,
+    env: &'a Env,
+    key: OnceCell<Option<Rc<NonceKey>>>,
+}
+
+impl<'a> LazyNonceKey<'a> {
+    fn new(isolate: &'a Isolate, env: &'a Env) -> Self {
+        LazyNonceKey {
+            isolate,
+            env,
+            key: OnceCell::new(),
+        }
+    }
+}
+
+impl NonceKeySource for LazyNonceKey<'_> {
+    fn nonce_key(&self) -> Option<&NonceKey> {
+        self.key
+            .get_or_init(|| nonce_key(self.isolate, self.env))
+            .as_deref()
+    }
+}
+
 /// A `Request` made with the runtime's own `RequestInit`. `worker::RequestInit` would do the
 /// same, but it links its `cf`-properties conversion into the wasm (about 12 KB) although the
 /// gateway never sets `cf` (docs/performance.md, "Size").
@@ -76,7 +102,6 @@ pub(crate) fn new_request(
     body: Option<&wasm_bindgen::JsValue>,
     manual_redirect: bool,
 ) -> Result<Request> {
-    use worker::web_sys;
     let init = web_sys::RequestInit::new();
     init.set_method(method);
     init.set_headers(headers.as_ref());
@@ -112,24 +137,29 @@ fn request_id() -> String {
     crate::jose::b64::encode(&bytes)
 }
 
+// The handler takes and returns the runtime's own Request and Response: `worker::Request`
+// would parse the URL a second time, and returning a `worker::Response` rebuilds the origin's
+// response (a new Response whose body is re-streamed through the wasm, without its
+// Content-Length) instead of passing it through.
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    #[cfg(attestgate_selftest)]
-    if req.path() == selftest::PATH {
-        return selftest::handle(req).await;
-    }
+async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<web_sys::Response> {
     let started = Date::now().as_millis();
+    let url = Url::parse(&req.url()).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    #[cfg(attestgate_selftest)]
+    if url.path() == selftest::PATH {
+        return selftest::handle(Request::from(req)).await.map(Into::into);
+    }
     let id = request_id();
-    let url = req.url()?;
-    let method = req.method().to_string();
-    let mut log = DecisionLog::new(&id, &method, url.path());
+    // Through worker's Method: the method the route is matched on is the one forwarded.
+    let method = Method::from(req.method());
+    let mut log = DecisionLog::new(&id, method.as_ref(), url.path());
 
     let response = match isolate() {
         Err(e) => {
             log.reason = Some(e.reason());
-            refusal(e, "attestgate", &id, None).await
+            refusal(e, "attestgate", &id, None)
         }
-        Ok(isolate) => handle(&isolate, req, &url, &env, &id, &mut log).await,
+        Ok(isolate) => handle(&isolate, &req, &method, &url, &env, &id, &mut log).await,
     };
     let response = match response {
         Ok(r) => r,
@@ -140,17 +170,10 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
                 e.to_string()
             );
             log.reason = Some("internal_error");
-            let mut r = Response::from_json(&serde_json::json!({
-                "error": "server_error",
-                "error_description": "Internal error.",
-                "request_id": id,
-            }))?
-            .with_status(500);
-            r.headers_mut().set("cache-control", "no-store")?;
-            r
+            respond(&Error::Internal.wire("attestgate"), &id, None)?
         }
     };
-    log.status = response.status_code();
+    log.status = response.status();
     log.latency_ms = (Date::now().as_millis().saturating_sub(started)) as f64;
     worker::console_log!("{}", log.to_line());
     Ok(response)
@@ -158,54 +181,53 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
 
 async fn handle(
     isolate: &Isolate,
-    req: Request,
-    url: &worker::Url,
+    req: &web_sys::Request,
+    method: &Method,
+    url: &Url,
     env: &Env,
     id: &str,
     log: &mut DecisionLog,
-) -> Result<Response> {
+) -> Result<web_sys::Response> {
     let gate = &isolate.gate;
     let now = now_secs();
-    let nonce_key = nonce_key(isolate, env);
+    let nonce_key = LazyNonceKey::new(isolate, env);
     let replay = replay::DoReplay { env };
 
     // Step 1: the challenge endpoint.
     if url.path() == gate.challenge_path {
         log.route = Some(String::from("challenge"));
-        if req.method() != Method::Post {
+        if *method != Method::Post {
             log.reason = Some(Error::MethodNotAllowed.reason());
-            let mut r = refusal(Error::MethodNotAllowed, &gate.realm, id, None).await?;
-            r.headers_mut().set("allow", "POST")?;
+            let r = refusal(Error::MethodNotAllowed, &gate.realm, id, None)?;
+            r.headers().set("allow", "POST")?;
             return Ok(r);
         }
-        return match issue_nonce(gate, nonce_key.as_deref(), &replay, now).await {
+        return match issue_nonce(gate, nonce_key.nonce_key(), &replay, now).await {
             Ok(text) => {
                 log.verdict = "challenge";
-                let mut r = Response::from_json(&serde_json::json!({
-                    "nonce": text,
-                    "expires_in": gate.challenge_ttl_secs,
-                }))?;
-                let h = r.headers_mut();
-                h.set("cache-control", "no-store")?;
-                h.set("dpop-nonce", &text)?;
+                let body = format!(
+                    "{{\"nonce\":\"{text}\",\"expires_in\":{}}}",
+                    gate.challenge_ttl_secs
+                );
+                let r = json_response(&body, 200)?;
+                r.headers().set("dpop-nonce", &text)?;
                 Ok(r)
             }
             Err(e) => {
                 log.reason = Some(e.reason());
-                refusal(e, &gate.realm, id, None).await
+                refusal(e, &gate.realm, id, None)
             }
         };
     }
 
     let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
-    let headers = forward::RuntimeHeaders(req.headers());
+    let inbound = worker::Headers(req.headers());
+    let headers = forward::RuntimeHeaders(&inbound);
     let htu = format!("{}{}", url.origin().ascii_serialization(), url.path());
-    let raw_path = req.path();
-    let method = req.method().to_string();
     let view = RequestView {
-        method: &method,
+        method: method.as_ref(),
         host: &host,
-        raw_path: &raw_path,
+        raw_path: url.path(),
         htu: &htu,
         headers: &headers,
     };
@@ -218,32 +240,32 @@ async fn handle(
         keys: &keys,
         verifier: &isolate.crypto,
         replay: &replay,
-        nonce_key: nonce_key.as_deref(),
+        nonce_key: &nonce_key,
         now,
     };
     match pipeline::decide(gate, &view, &seams, log).await {
-        Ok(plan) => match forward::send(req, url, gate, &plan).await {
+        Ok(plan) => match forward::send(req, method, &inbound, url, gate, &plan).await {
             Ok(resp) if plan.dpop => {
                 // RFC 9449 §8.2: the proof's nonce is spent; hand out the next one.
-                let fresh = issue_nonce(gate, nonce_key.as_deref(), &replay, now).await;
+                let fresh = issue_nonce(gate, nonce_key.nonce_key(), &replay, now).await;
                 with_header(resp, "dpop-nonce", fresh.ok().as_deref())
             }
             Ok(resp) => Ok(resp),
             Err(e) => {
                 log.verdict = "deny";
                 log.reason = Some(e.reason());
-                refusal(e, &gate.realm, id, None).await
+                refusal(e, &gate.realm, id, None)
             }
         },
         Err(e) => {
             log.reason = Some(e.reason());
             let fresh = match e.wire(&gate.realm).fresh_nonce {
                 FreshNonce::No => None,
-                _ => issue_nonce(gate, nonce_key.as_deref(), &replay, now)
+                _ => issue_nonce(gate, nonce_key.nonce_key(), &replay, now)
                     .await
                     .ok(),
             };
-            refusal(e, &gate.realm, id, fresh).await
+            refusal(e, &gate.realm, id, fresh)
         }
     }
 }
@@ -263,28 +285,49 @@ async fn issue_nonce(
     Ok(issued.text)
 }
 
-/// The origin's response with one header added (a fetched response's headers are immutable).
-fn with_header(resp: Response, name: &str, value: Option<&str>) -> Result<Response> {
+/// The origin's response with one header added. A fetched response's headers are immutable, so
+/// this makes a new Response around the same body stream, status, status text and headers.
+fn with_header(
+    resp: web_sys::Response,
+    name: &str,
+    value: Option<&str>,
+) -> Result<web_sys::Response> {
     let Some(value) = value else {
         return Ok(resp);
     };
-    let headers = worker::Headers::new();
-    for (n, v) in resp.headers().entries() {
-        headers.append(&n, &v)?;
-    }
+    let headers = web_sys::Headers::new_with_headers(&resp.headers())?;
     headers.set(name, value)?;
-    Ok(resp.with_headers(headers))
+    let init = web_sys::ResponseInit::new();
+    init.set_status(resp.status());
+    init.set_status_text(&resp.status_text());
+    init.set_headers(&headers);
+    Ok(web_sys::Response::new_with_opt_readable_stream_and_init(
+        resp.body().as_ref(),
+        &init,
+    )?)
 }
 
-async fn refusal(e: Error, realm: &str, id: &str, fresh: Option<String>) -> Result<Response> {
+/// A JSON response that no cache keeps.
+fn json_response(body: &str, status: u16) -> Result<web_sys::Response> {
+    let headers = web_sys::Headers::new()?;
+    headers.set("content-type", "application/json")?;
+    headers.set("cache-control", "no-store")?;
+    let init = web_sys::ResponseInit::new();
+    init.set_status(status);
+    init.set_headers(&headers);
+    Ok(web_sys::Response::new_with_opt_str_and_init(
+        Some(body),
+        &init,
+    )?)
+}
+
+fn refusal(e: Error, realm: &str, id: &str, fresh: Option<String>) -> Result<web_sys::Response> {
     respond(&e.wire(realm), id, fresh)
 }
 
-fn respond(wire: &error::Wire, id: &str, fresh: Option<String>) -> Result<Response> {
-    let mut r = Response::ok(error::body(wire, id))?.with_status(wire.status);
-    let h = r.headers_mut();
-    h.set("content-type", "application/json")?;
-    h.set("cache-control", "no-store")?;
+fn respond(wire: &error::Wire, id: &str, fresh: Option<String>) -> Result<web_sys::Response> {
+    let r = json_response(&error::body(wire, id), wire.status)?;
+    let h = r.headers();
     if let Some(value) = &wire.www_authenticate {
         h.set("www-authenticate", value)?;
     }

@@ -68,9 +68,21 @@ pub struct Env<'a, K, V, R> {
     pub keys: &'a K,
     pub verifier: &'a V,
     pub replay: &'a R,
-    /// `None` when `ATTESTGATE_NONCE_KEY` is missing or unusable.
-    pub nonce_key: Option<&'a NonceKey>,
+    /// The nonce MAC key, asked for only by routes that check a nonce (the Worker reads the
+    /// secret lazily). `None` when `ATTESTGATE_NONCE_KEY` is missing or unusable.
+    pub nonce_key: &'a dyn NonceKeySource,
     pub now: i64,
+}
+
+/// Where the nonce MAC key comes from.
+pub trait NonceKeySource {
+    fn nonce_key(&self) -> Option<&NonceKey>;
+}
+
+impl NonceKeySource for Option<&NonceKey> {
+    fn nonce_key(&self) -> Option<&NonceKey> {
+        *self
+    }
 }
 
 /// A pending single-use check, run only after every other check passed.
@@ -224,7 +236,7 @@ where
             env.verifier,
         )
         .await?;
-        let key = env.nonce_key.ok_or(Error::SecretUnavailable)?;
+        let key = env.nonce_key.nonce_key().ok_or(Error::SecretUnavailable)?;
         let nonce_text = checked.nonce.as_deref().ok_or(Error::DpopNonceRequired)?;
         let nonce = nonce::verify(
             key,
@@ -252,7 +264,7 @@ where
         )?;
     }
     if let Some(claim) = &provider.nonce_claim {
-        let key = env.nonce_key.ok_or(Error::SecretUnavailable)?;
+        let key = env.nonce_key.nonce_key().ok_or(Error::SecretUnavailable)?;
         let text = claims
             .get_path(claim)
             .and_then(|v| v.as_str())
