@@ -60,6 +60,7 @@ sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 from servers import LocalServers  # noqa: E402
 
 WRANGLER = ROOT / "node_modules" / ".bin" / "wrangler"
+WORKERD = ROOT / "node_modules" / ".bin" / "workerd"
 ORDER_PATH = "/v1/orders/42"
 AUDIENCE = "https://api.example.com"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -271,6 +272,101 @@ class Worker:
             pass
         self.proc = None
         self._log.close()
+
+
+class DirectWorker(Worker):
+    """The same Worker, bundled once by `wrangler deploy --dry-run` (exactly what would be
+    uploaded) and served by the `workerd` binary itself from a generated config: no wrangler
+    proxy Worker in front, no inspector attached, one process. Closer to production than
+    `wrangler dev`, whose dev machinery (the proxy hop, the inspector session that carries
+    console output) adds cost to every request."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.bundle: Path | None = None
+        self.log_path = self.workdir / f"workerd-{self.name}.log"
+
+    def _bundle(self) -> Path:
+        out = self.workdir / f"bundle-{self.name}"
+        if out.exists():
+            return out
+        env = dict(os.environ, SKIP_WORKER_BUILD="1", WRANGLER_SEND_METRICS="false",
+                   WRANGLER_LOG_PATH=str(self.workdir / "wrangler-logs"))
+        r = subprocess.run(
+            [str(WRANGLER), "deploy", "--dry-run", "--outdir", str(out), "--config",
+             str(self.config)],
+            cwd=self.config.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if r.returncode != 0:
+            raise RuntimeError(f"{self.name}: bundling failed:\n{r.stdout.decode()[-3000:]}")
+        return out
+
+    def _config(self, bundle: Path) -> Path:
+        modules = []
+        # embed paths are relative to the config file (an absolute path is looked up in the
+        # import roots instead).
+        for f in sorted(p.relative_to(self.workdir) for p in bundle.iterdir()):
+            if f.name == "index.js":
+                modules.insert(0, f'(name = "index.js", esModule = embed "{f}")')
+            elif f.suffix == ".js":
+                modules.append(f'(name = "{f.name}", esModule = embed "{f}")')
+            elif f.suffix == ".wasm":
+                modules.append(f'(name = "{f.name}", wasm = embed "{f}")')
+        bindings = [f'(name = "{k}", text = {json.dumps(v)})' for k, v in self.vars.items()]
+        extra = ""
+        services = ""
+        if "durable_objects" in self.config.read_text():
+            persist = self.workdir / f"persist-{self.name}"
+            persist.mkdir(exist_ok=True)
+            bindings.append('(name = "NONCE_STORE", durableObjectNamespace = "NonceStore")')
+            extra = (',\n  durableObjectNamespaces = [(className = "NonceStore", '
+                     'uniqueKey = "attestgate-NonceStore", enableSql = true)],\n'
+                     '  durableObjectStorage = (localDisk = "disk")')
+            services = f',\n    (name = "disk", disk = (path = "{persist}", writable = true))'
+        text = f"""using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [
+    (name = "main", worker = .worker),
+    (name = "internet", network = (allow = ["public", "private", "local"])){services}
+  ],
+  sockets = [(name = "http", address = "127.0.0.1:{self.port}", http = (), service = "main")]
+);
+const worker :Workerd.Worker = (
+  modules = [{", ".join(modules)}],
+  compatibilityDate = "2026-11-17",
+  bindings = [{", ".join(bindings)}],
+  globalOutbound = "internet"{extra}
+);
+"""
+        path = self.workdir / f"workerd-{self.name}.capnp"
+        path.write_text(text)
+        return path
+
+    def start(self, timeout: float = 90.0) -> "Worker":
+        self.bundle = self._bundle()
+        self.port = free_port()
+        config = self._config(self.bundle)
+        self._log = open(self.log_path, "ab")
+        started = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [str(WORKERD), "serve", str(config)],
+            cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=self._log,
+            stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name}: workerd exited:\n{self.tail()}")
+            try:
+                self.get("/__bench_readiness_probe", {}, timeout=5)
+                self.ready_s = time.perf_counter() - started
+                break
+            except (OSError, http.client.HTTPException):
+                self.close()
+                time.sleep(0.05)
+        else:
+            raise RuntimeError(f"{self.name}: workerd did not become ready:\n{self.tail()}")
+        self.user_pid = self.proc.pid
+        self.proxy_pid = 0
+        return self
 
 
 # ---------------------------------------------------------------------------------------------
@@ -733,6 +829,9 @@ def main():
     ap.add_argument("--json", type=Path, help="write all results as JSON here")
     ap.add_argument("--max-minutes", type=float, default=50.0, help="stop after this long")
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    ap.add_argument("--runtime", choices=["workerd", "wrangler"], default="workerd",
+                    help="workerd: each Worker bundled by wrangler and served by the workerd "
+                         "binary directly (default); wrangler: each in its own `wrangler dev`")
     ap.add_argument("--observability", action="store_true",
                     help="keep attestgate's [observability] section (off by default: the other "
                          "Workers have none)")
@@ -765,12 +864,17 @@ def main():
         res["wasm_bytes"] = (build_dir / "index_bg.wasm").stat().st_size
 
         origin_vars = {"ORIGIN": servers.base}
-        workers["attestgate"] = Worker(
-            "attestgate", attestgate_config(workdir, build_dir, args.observability), workdir)
-        workers["jose"] = Worker("jose", jose_config(workdir), workdir, dict(
+        Worker_ = DirectWorker if args.runtime == "workerd" else Worker
+        res["runtime"] = args.runtime
+        attestgate_vars = {"ATTESTGATE_LOG": "decisions", "ATTESTGATE_NONCE_KEY":
+                           base64.b64encode(secrets.token_bytes(32)).decode()}
+        workers["attestgate"] = Worker_(
+            "attestgate", attestgate_config(workdir, build_dir, args.observability), workdir,
+            attestgate_vars if args.runtime == "workerd" else None)
+        workers["jose"] = Worker_("jose", jose_config(workdir), workdir, dict(
             origin_vars, ISSUER=servers.issuer.issuer, JWKS_URI=servers.jwks_uri))
-        workers["floor"] = Worker("floor", floor_config(workdir), workdir, origin_vars)
-        workers["floor-log"] = Worker("floor-log", floor_config(workdir, with_log=True), workdir,
+        workers["floor"] = Worker_("floor", floor_config(workdir), workdir, origin_vars)
+        workers["floor-log"] = Worker_("floor-log", floor_config(workdir, with_log=True), workdir,
                                       origin_vars)
         for w in workers.values():
             w.start()

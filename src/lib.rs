@@ -12,6 +12,7 @@
 
 pub mod error;
 pub mod gate;
+pub mod handoff;
 pub mod jose;
 
 #[cfg(target_arch = "wasm32")]

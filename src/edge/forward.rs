@@ -1,17 +1,18 @@
 //! Forwarding an allowed request to the origin (SPEC §3 step 10).
 //!
-//! The outbound headers are built from scratch: every inbound header is copied except those with
-//! the reserved claims prefix (always, also on public routes), the consumed token headers (unless
-//! the route keeps them) and hop-by-hop headers; then the route's verified-claims headers and
+//! The outbound headers are the inbound ones minus those with the reserved claims prefix (always,
+//! also on public routes), the consumed token headers (unless the route keeps them), `host` and
+//! hop-by-hop headers; then the route's verified-claims headers and
 //! `x-verified-route` are added. The body is streamed through, never buffered. Origin redirects
 //! are passed back to the client, not followed.
 
-use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::JsFuture;
-use worker::{web_sys, Headers, Method, Url};
+use wasm_bindgen::prelude::*;
+use worker::{web_sys, Headers, Method};
 
+use crate::error;
 use crate::gate::extract::HeaderSource;
 use crate::gate::pipeline::Forward;
+use crate::gate::url::RequestUrl;
 use crate::gate::Gate;
 use crate::Error;
 
@@ -36,47 +37,78 @@ const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
-/// Forward `req` (with `method`, the method its route was matched on) and return the origin's
-/// response as it came: status, status text, headers and body stream untouched.
-pub async fn send(
+/// Forward `req` (with `method`, the method its route was matched on) and return the promise of
+/// the origin's response, which the runtime hands back as it comes: status, status text,
+/// headers and body stream untouched.
+///
+/// The outbound headers are one copy of the inbound ones (`new Headers(inbound)`), from which
+/// the headers to strip are deleted, then the plan's headers set: three calls into the runtime
+/// plus one per header removed or added, instead of a round trip per inbound header.
+pub fn send(
     req: &web_sys::Request,
     method: &Method,
     inbound: &Headers,
-    url: &Url,
+    url: &RequestUrl<'_>,
     gate: &Gate,
     fwd: &Forward,
-) -> Result<web_sys::Response, Error> {
+    id: &str,
+) -> Result<js_sys::Promise, Error> {
     let failed = |_| Error::OriginUnreachable;
-    let out = Headers::new();
-    for (name, value) in inbound.entries() {
-        let name = name.to_ascii_lowercase();
+    let out = web_sys::Headers::new_with_headers(&inbound.0).map_err(failed)?;
+    // Header names as the runtime lists them: lower case, each once.
+    let names: String = js_sys::Array::from(&inbound.0.keys()).join("\n").into();
+    for name in names.split('\n') {
         if name.starts_with(&gate.claims_header_prefix)
             || name == "host"
-            || HOP_BY_HOP.contains(&name.as_str())
-            || fwd.plan.strips(&name)
+            || HOP_BY_HOP.contains(&name)
+            || fwd.plan.strips(name)
         {
-            continue;
+            out.delete(name).map_err(failed)?;
         }
-        out.append(&name, &value).map_err(failed)?;
     }
     for (name, value) in &fwd.plan.set {
         out.set(name, value)
             .map_err(|_| Error::UnforwardableClaim)?;
     }
 
-    let mut target = format!("{}{}", fwd.origin.trim_end_matches('/'), url.path());
-    if let Some(query) = url.query() {
-        target.push('?');
-        target.push_str(query);
-    }
-    let body = req.body().map(wasm_bindgen::JsValue::from);
-    let outbound =
-        super::new_request(&target, method.as_ref(), &out, body.as_ref(), true).map_err(failed)?;
-    let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-    let response = JsFuture::from(global.fetch_with_request(outbound.inner()))
-        .await
-        .map_err(|_| Error::OriginUnreachable)?;
-    response
-        .dyn_into::<web_sys::Response>()
-        .map_err(|_| Error::OriginUnreachable)
+    let origin = fwd.origin.trim_end_matches('/');
+    let target = match url.query {
+        Some(query) => format!("{origin}{}?{query}", url.path),
+        None => format!("{origin}{}", url.path),
+    };
+    let bad_gateway = error::body(&Error::OriginUnreachable.wire(&gate.realm), id);
+    Ok(forward(
+        &target,
+        method.as_ref(),
+        &out,
+        req.body().as_ref(),
+        &bad_gateway,
+    ))
+}
+
+// The subrequest itself, in a few lines of JavaScript: `fetch(url, init)` with no Request object
+// in between, and an unreachable origin turned into the gateway's own 502 (and an error line
+// in the log) instead of the runtime's bare 500, without a Rust closure per request.
+#[wasm_bindgen(inline_js = r#"
+export function forward(url, method, headers, body, badGateway) {
+  const init = { method, headers, redirect: "manual" };
+  if (body) init.body = body;
+  return fetch(url, init).catch((e) => {
+    const { request_id } = JSON.parse(badGateway);
+    console.error(JSON.stringify({ attestgate: "origin_error", request_id, reason: "origin_unreachable", detail: String(e) }));
+    return new Response(badGateway, {
+      status: 502,
+      headers: { "content-type": "application/json", "cache-control": "no-store" },
+    });
+  });
+}
+"#)]
+extern "C" {
+    fn forward(
+        url: &str,
+        method: &str,
+        headers: &web_sys::Headers,
+        body: Option<&web_sys::ReadableStream>,
+        bad_gateway: &str,
+    ) -> js_sys::Promise;
 }

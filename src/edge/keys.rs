@@ -191,7 +191,7 @@ async fn fetch_jwks(uri: &str, refresh: bool, now: i64) -> Result<Document, Erro
         let _ = headers.set("accept", "application/jwk-set+json, application/json");
         let req = super::new_request(uri, "GET", &headers, None, true)
             .map_err(|_| Error::KeysUnavailable)?;
-        let mut resp = Fetch::Request(req)
+        let mut resp = Fetch::Request(req.into())
             .send()
             .await
             .map_err(|_| Error::KeysUnavailable)?;

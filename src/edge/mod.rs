@@ -3,6 +3,7 @@
 //! the pipeline, and turns its answer into a forwarded request or a refusal.
 
 mod forward;
+mod handoff;
 mod keys;
 mod nonce_store;
 mod replay;
@@ -13,12 +14,15 @@ mod webcrypto;
 use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
 
-use worker::{event, web_sys, Context, Date, Env, Method, Request, Result, Url};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use worker::{web_sys, Env, Method, Result};
 
 use crate::error::{self, FreshNonce};
 use crate::gate::log::DecisionLog;
 use crate::gate::nonce::{self, NonceKey};
 use crate::gate::pipeline::{self, NonceKeySource, RequestView};
+use crate::gate::url::{self, RequestUrl};
 use crate::gate::Gate;
 use crate::Error;
 
@@ -101,7 +105,7 @@ pub(crate) fn new_request(
     headers: &worker::Headers,
     body: Option<&wasm_bindgen::JsValue>,
     manual_redirect: bool,
-) -> Result<Request> {
+) -> Result<web_sys::Request> {
     let init = web_sys::RequestInit::new();
     init.set_method(method);
     init.set_headers(headers.as_ref());
@@ -111,9 +115,7 @@ pub(crate) fn new_request(
     if let Some(body) = body {
         init.set_body(body);
     }
-    Ok(Request::from(web_sys::Request::new_with_str_and_init(
-        url, &init,
-    )?))
+    Ok(web_sys::Request::new_with_str_and_init(url, &init)?)
 }
 
 /// A Worker secret (or, for local development, a plain var of the same name).
@@ -125,8 +127,14 @@ pub(crate) fn read_secret(env: &Env, name: &str) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+/// Milliseconds since the epoch. `js_sys::Date::now` is one call; `worker::Date::now` makes a
+/// Date object and asks it for the time (two).
+fn now_ms() -> f64 {
+    js_sys::Date::now()
+}
+
 fn now_secs() -> i64 {
-    (Date::now().as_millis() / 1000) as i64
+    (now_ms() / 1000.0) as i64
 }
 
 fn request_id() -> String {
@@ -137,70 +145,101 @@ fn request_id() -> String {
     crate::jose::b64::encode(&bytes)
 }
 
-// The handler takes and returns the runtime's own Request and Response: `worker::Request`
-// would parse the URL a second time, and returning a `worker::Response` rebuilds the origin's
-// response (a new Response whose body is re-streamed through the wasm, without its
-// Content-Length) instead of passing it through.
-#[event(fetch)]
-async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<web_sys::Response> {
-    let started = Date::now().as_millis();
-    let url = Url::parse(&req.url()).map_err(|e| worker::Error::RustError(e.to_string()))?;
+/// The Worker's `fetch` export (what `#[event(fetch)]` would generate, without its per-request
+/// cost). The request's future is polled once right here: a refusal or a public route is
+/// decided without ever reaching the JavaScript promise machinery, and only a request that
+/// really waits (WebCrypto, a key fetch, the nonce store) is handed to `future_to_promise`. An
+/// allowed request resolves to the origin's own `fetch` promise, not awaited in Rust: the
+/// runtime passes the origin's response through untouched.
+#[wasm_bindgen]
+pub fn fetch(req: web_sys::Request, env: Env, _ctx: JsValue) -> js_sys::Promise {
+    handoff::promise(run(req, env))
+}
+
+/// One request: a Response, or (for a forwarded request) the origin's response promise.
+async fn run(req: web_sys::Request, env: Env) -> std::result::Result<JsValue, JsValue> {
+    let started = now_ms();
+    let url_text = req.url();
+    let Some(url) = url::split(&url_text) else {
+        // The runtime always hands the Worker an absolute http(s) URL; anything else is refused.
+        return Ok(respond(
+            &Error::MalformedRequest.wire("attestgate"),
+            &request_id(),
+            None,
+        )?
+        .into());
+    };
     #[cfg(attestgate_selftest)]
-    if url.path() == selftest::PATH {
-        return selftest::handle(Request::from(req)).await.map(Into::into);
+    if url.path == selftest::PATH {
+        let r = selftest::handle(worker::Request::from(req)).await?;
+        return Ok(web_sys::Response::from(r).into());
     }
     let id = request_id();
     // Through worker's Method: the method the route is matched on is the one forwarded.
     let method = Method::from(req.method());
-    let mut log = DecisionLog::new(&id, method.as_ref(), url.path());
+    let mut log = DecisionLog::new(&id, method.as_ref(), url.path);
 
-    let response = match isolate() {
+    let outcome = match isolate() {
         Err(e) => {
             log.reason = Some(e.reason());
-            refusal(e, "attestgate", &id, None)
+            refusal(e, "attestgate", &id, None).map(Outcome::Answer)
         }
         Ok(isolate) => handle(&isolate, &req, &method, &url, &env, &id, &mut log).await,
     };
-    let response = match response {
-        Ok(r) => r,
-        Err(e) => {
-            // A runtime error we did not map: fail closed, say nothing.
-            worker::console_error!(
-                "{{\"attestgate\":\"internal_error\",\"request_id\":\"{id}\",\"detail\":{:?}}}",
-                e.to_string()
-            );
-            log.reason = Some("internal_error");
-            respond(&Error::Internal.wire("attestgate"), &id, None)?
+    let outcome = outcome.unwrap_or_else(|e| {
+        // A runtime error we did not map: fail closed, say nothing.
+        worker::console_error!(
+            "{{\"attestgate\":\"internal_error\",\"request_id\":\"{id}\",\"detail\":{:?}}}",
+            e.to_string()
+        );
+        log.verdict = "deny";
+        log.reason = Some(Error::Internal.reason());
+        match respond(&Error::Internal.wire("attestgate"), &id, None) {
+            Ok(r) => Outcome::Answer(r),
+            Err(_) => Outcome::Answer(web_sys::Response::error()),
         }
-    };
-    log.status = response.status();
-    log.latency_ms = (Date::now().as_millis().saturating_sub(started)) as f64;
+    });
+    if let Outcome::Answer(r) = &outcome {
+        log.status = Some(r.status());
+    }
+    log.latency_ms = (now_ms() - started).max(0.0).round();
     worker::console_log!("{}", log.to_line());
-    Ok(response)
+    Ok(match outcome {
+        Outcome::Answer(r) => r.into(),
+        Outcome::Forwarded(p) => p.into(),
+    })
+}
+
+/// What the handler hands back.
+enum Outcome {
+    /// The gateway's own answer (a refusal, the challenge endpoint, a DPoP response).
+    Answer(web_sys::Response),
+    /// The origin's response, still on its way.
+    Forwarded(js_sys::Promise),
 }
 
 async fn handle(
     isolate: &Isolate,
     req: &web_sys::Request,
     method: &Method,
-    url: &Url,
+    url: &RequestUrl<'_>,
     env: &Env,
     id: &str,
     log: &mut DecisionLog,
-) -> Result<web_sys::Response> {
+) -> Result<Outcome> {
     let gate = &isolate.gate;
     let now = now_secs();
     let nonce_key = LazyNonceKey::new(isolate, env);
     let replay = replay::DoReplay { env };
 
     // Step 1: the challenge endpoint.
-    if url.path() == gate.challenge_path {
+    if url.path == gate.challenge_path {
         log.route = Some(String::from("challenge"));
         if *method != Method::Post {
             log.reason = Some(Error::MethodNotAllowed.reason());
             let r = refusal(Error::MethodNotAllowed, &gate.realm, id, None)?;
             r.headers().set("allow", "POST")?;
-            return Ok(r);
+            return Ok(Outcome::Answer(r));
         }
         return match issue_nonce(gate, nonce_key.nonce_key(), &replay, now).await {
             Ok(text) => {
@@ -211,23 +250,23 @@ async fn handle(
                 );
                 let r = json_response(&body, 200)?;
                 r.headers().set("dpop-nonce", &text)?;
-                Ok(r)
+                Ok(Outcome::Answer(r))
             }
             Err(e) => {
                 log.reason = Some(e.reason());
-                refusal(e, &gate.realm, id, None)
+                refusal(e, &gate.realm, id, None).map(Outcome::Answer)
             }
         };
     }
 
-    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    let host = url.host.to_ascii_lowercase();
     let inbound = worker::Headers(req.headers());
     let headers = forward::RuntimeHeaders(&inbound);
-    let htu = format!("{}{}", url.origin().ascii_serialization(), url.path());
+    let htu = format!("{}{}", url.origin, url.path);
     let view = RequestView {
         method: method.as_ref(),
         host: &host,
-        raw_path: url.path(),
+        raw_path: url.path,
         htu: &htu,
         headers: &headers,
     };
@@ -244,19 +283,24 @@ async fn handle(
         now,
     };
     match pipeline::decide(gate, &view, &seams, log).await {
-        Ok(plan) => match forward::send(req, method, &inbound, url, gate, &plan).await {
-            Ok(resp) if plan.dpop => {
-                // RFC 9449 §8.2: the proof's nonce is spent; hand out the next one.
-                let fresh = issue_nonce(gate, nonce_key.nonce_key(), &replay, now).await;
-                with_header(resp, "dpop-nonce", fresh.ok().as_deref())
+        Ok(plan) => {
+            let sent = match forward::send(req, method, &inbound, url, gate, &plan, id) {
+                Ok(sent) => sent,
+                Err(e) => {
+                    log.verdict = "deny";
+                    log.reason = Some(e.reason());
+                    return refusal(e, &gate.realm, id, None).map(Outcome::Answer);
+                }
+            };
+            if !plan.dpop {
+                return Ok(Outcome::Forwarded(sent));
             }
-            Ok(resp) => Ok(resp),
-            Err(e) => {
-                log.verdict = "deny";
-                log.reason = Some(e.reason());
-                refusal(e, &gate.realm, id, None)
-            }
-        },
+            // RFC 9449 §8.2: the proof's nonce is spent; the response carries the next one.
+            // (An unreachable origin is already the gateway's 502; it gets the nonce too.)
+            let resp: web_sys::Response = JsFuture::from(sent).await?.unchecked_into();
+            let fresh = issue_nonce(gate, nonce_key.nonce_key(), &replay, now).await;
+            with_header(resp, "dpop-nonce", fresh.ok().as_deref()).map(Outcome::Answer)
+        }
         Err(e) => {
             log.reason = Some(e.reason());
             let fresh = match e.wire(&gate.realm).fresh_nonce {
@@ -265,7 +309,7 @@ async fn handle(
                     .await
                     .ok(),
             };
-            refusal(e, &gate.realm, id, fresh)
+            refusal(e, &gate.realm, id, fresh).map(Outcome::Answer)
         }
     }
 }
@@ -325,7 +369,11 @@ fn refusal(e: Error, realm: &str, id: &str, fresh: Option<String>) -> Result<web
     respond(&e.wire(realm), id, fresh)
 }
 
-fn respond(wire: &error::Wire, id: &str, fresh: Option<String>) -> Result<web_sys::Response> {
+pub(crate) fn respond(
+    wire: &error::Wire,
+    id: &str,
+    fresh: Option<String>,
+) -> Result<web_sys::Response> {
     let r = json_response(&error::body(wire, id), wire.status)?;
     let h = r.headers();
     if let Some(value) = &wire.www_authenticate {

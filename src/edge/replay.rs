@@ -43,7 +43,10 @@ impl DoReplay<'_> {
             false,
         )
         .map_err(unavailable)?;
-        let mut resp = stub.fetch_with_request(req).await.map_err(unavailable)?;
+        let mut resp = stub
+            .fetch_with_request(req.into())
+            .await
+            .map_err(unavailable)?;
         if resp.status_code() != 200 {
             return Err(Error::NonceStoreUnavailable);
         }

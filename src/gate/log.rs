@@ -22,7 +22,10 @@ pub struct DecisionLog {
     pub route: Option<String>,
     /// `allow`, `public`, `deny` or `challenge`.
     pub verdict: &'static str,
-    pub status: u16,
+    /// The gateway's own answer. Absent when the request was forwarded: the line is written
+    /// when the decision is made, and the origin's answer is the origin's to log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
     /// The precise [`crate::Error::reason`] for a refusal.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,

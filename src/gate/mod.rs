@@ -7,7 +7,8 @@
 //! - [`runtime`]: the compiled policy as the pipeline uses it, built once per isolate;
 //! - [`dpop`], [`binding`], [`nonce`]: proof-of-possession, token binding, challenge nonces;
 //! - [`key_cache`]: when to fetch a JWKS, when stale keys may serve, when to answer 503;
-//! - [`log`]: the one decision log line.
+//! - [`log`]: the one decision log line;
+//! - [`url`]: the parts of the request URL, split without a second parse.
 
 pub mod binding;
 pub mod dpop;
@@ -17,5 +18,6 @@ pub mod log;
 pub mod nonce;
 pub mod pipeline;
 pub mod runtime;
+pub mod url;
 
 pub use runtime::{Gate, KeySpec, ProviderRt};

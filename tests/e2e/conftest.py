@@ -180,6 +180,13 @@ def workdir():
         shutil.rmtree(path, ignore_errors=True)
 
 
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released): an origin that refuses."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture(scope="session")
 def built(servers, workdir):
     """Build the Worker once with the e2e policies compiled in; returns the build folder."""
@@ -191,6 +198,7 @@ def built(servers, workdir):
         text = text.replace("{{ISSUER}}", servers.issuer.issuer)
         text = text.replace("{{JWKS_URI}}", servers.jwks_uri)
         text = text.replace("{{BASE}}", servers.base)
+        text = text.replace("{{DEAD_ORIGIN}}", f"http://127.0.0.1:{closed_port()}")
         (policy_dir / template.name).write_text(text)
     # ATTESTGATE_SELFTEST=1: compile in the test-only WebCrypto self-test endpoint
     # (src/edge/selftest.rs, test_webcrypto_vectors.py). Never set for a deployable build.

@@ -2,6 +2,9 @@
 response back as it came and forwards method and body; the challenge endpoint still answers."""
 
 import json
+import time
+
+from jwstools import decision_line
 
 
 def test_origin_response_is_passed_through_unchanged(gateway, origin):
@@ -26,3 +29,39 @@ def test_challenge_endpoint_issues_and_refuses_other_methods(gateway):
     assert resp.json()["nonce"] == resp.headers["dpop-nonce"]
     resp = gateway.request("GET", "/.well-known/attestgate/challenge")
     assert resp.status == 405 and resp.headers["allow"] == "POST", resp
+
+
+def test_unreachable_origin_is_the_gateways_502(gateway, origin):
+    resp = gateway.request("GET", "/dead-origin")
+    assert resp.status == 502, resp
+    body = resp.json()
+    assert body["error"] == "bad_gateway" and body["request_id"], body
+    assert resp.headers["content-type"] == "application/json"
+    assert resp.headers["cache-control"] == "no-store"
+    # The decision (public, forwarded) is logged, and the failure after it on its own line.
+    line = decision_line(gateway, body["request_id"])
+    assert line is not None and json.loads(line)["verdict"] == "public", line
+    deadline = time.time() + 3
+    while '"origin_error"' not in gateway.logs() and time.time() < deadline:
+        time.sleep(0.05)
+    errors = [l for l in gateway.logs().splitlines() if '"origin_error"' in l and body["request_id"] in l]
+    assert errors, "no origin_error line for the request"
+
+
+def test_decision_line_has_the_gateways_status_only_for_its_own_answers(gateway):
+    refused = gateway.request("GET", "/v1/orders/1")
+    assert refused.status == 401, refused
+    line = json.loads(decision_line(gateway, refused.json()["request_id"]))
+    assert line["status"] == 401 and line["verdict"] == "deny" and "latency_ms" in line
+    # A forwarded request: the origin answers, so the line (written at decision time) has no
+    # status of its own. Its request id is not sent to the client: find the newest public line.
+    assert gateway.request("GET", "/healthz").status == 200
+    deadline = time.time() + 3
+    while True:
+        lines = [json.loads(l[l.index("{"):]) for l in gateway.logs().splitlines()
+                 if '"attestgate":"decision"' in l and '"route":"health"' in l]
+        if lines or time.time() > deadline:
+            break
+        time.sleep(0.05)
+    assert lines, "no decision line for the public route"
+    assert lines[-1]["verdict"] == "public" and "status" not in lines[-1], lines[-1]
