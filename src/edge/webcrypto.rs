@@ -12,8 +12,9 @@
 //! Ed25519 needs one more check in Rust: WebCrypto (BoringSSL's `ED25519_verify`) does not refuse
 //! a small-order `R`, which `verify_strict` on the native path does. The key's owner can make such
 //! signatures (R = identity, s = H(R‖A‖M)·a), a second valid spelling of a signed message. So `R`
-//! must decode to a point that is not of small order ([`ed25519_r_acceptable`]) before WebCrypto
-//! sees the signature. The self-test (`selftest.rs`, `tests/e2e/test_webcrypto_vectors.py`) checks
+//! must not be one of the small-order encodings before WebCrypto sees the signature
+//! ([`ed25519_small_order`]: a byte comparison with the seven encodings libsodium lists; an `R`
+//! that is no point at all, or not canonical, never verifies in WebCrypto anyway). The self-test (`selftest.rs`, `tests/e2e/test_webcrypto_vectors.py`) checks
 //! that both paths give the same verdict on every vector.
 
 use std::cell::RefCell;
@@ -23,7 +24,9 @@ use js_sys::{Array, Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::jose::crypto::{check_signature_length, verify_hmac, SignatureVerifier};
+use crate::jose::crypto::{
+    check_signature_length, ed25519_small_order, verify_hmac, SignatureVerifier,
+};
 use crate::jose::{b64, Key, KeyMaterial};
 use crate::Error;
 
@@ -144,7 +147,7 @@ impl SignatureVerifier for WebCrypto {
         let algorithm = match key.material() {
             KeyMaterial::Hmac { .. } => return verify_hmac(key, signing_input, signature),
             KeyMaterial::Ec { .. } => &self.ecdsa,
-            KeyMaterial::Ed25519 { .. } if !ed25519_r_acceptable(signature) => {
+            KeyMaterial::Ed25519 { .. } if signature.get(..32).is_none_or(ed25519_small_order) => {
                 return Err(Error::BadSignature)
             }
             KeyMaterial::Ed25519 { .. } => &self.ed25519,
@@ -158,14 +161,4 @@ impl SignatureVerifier for WebCrypto {
             _ => Err(Error::BadSignature),
         }
     }
-}
-
-/// Whether the `R` half of a 64-byte Ed25519 signature is a point on the curve that is not of
-/// small order, as `verify_strict` requires (one point decompression; no secret involved).
-fn ed25519_r_acceptable(signature: &[u8]) -> bool {
-    signature
-        .get(..32)
-        .and_then(|r| <[u8; 32]>::try_from(r).ok())
-        .and_then(|r| ed25519_dalek::VerifyingKey::from_bytes(&r).ok())
-        .is_some_and(|point| !point.is_weak())
 }

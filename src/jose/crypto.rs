@@ -123,6 +123,52 @@ where
     }
 }
 
+/// The encodings of the Ed25519 points of small order, sign bit cleared: the y-coordinates 0, 1,
+/// p − 1, the two of order 8, and the non-canonical p and p + 1 (the list libsodium checks).
+const SMALL_ORDER_Y: [[u8; 32]; 7] = {
+    let mut ys = [[0u8; 32]; 7];
+    // 0 (order 4) stays all zero.
+    ys[1][0] = 1; // 1 (order 1)
+    ys[2] = [
+        0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98,
+        0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53,
+        0xfc, 0x05,
+    ]; // order 8
+    ys[3] = [
+        0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67,
+        0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac,
+        0x03, 0x7a,
+    ]; // order 8
+       // p − 1, p, p + 1: 0xec / 0xed / 0xee, then 0xff ... 0xff, 0x7f.
+    let mut i = 4;
+    while i < 7 {
+        let mut j = 1;
+        while j < 31 {
+            ys[i][j] = 0xff;
+            j += 1;
+        }
+        ys[i][0] = 0xec + (i as u8 - 4);
+        ys[i][31] = 0x7f;
+        i += 1;
+    }
+    ys
+};
+
+/// Whether a 32-byte Ed25519 point encoding is one of the small-order points (either sign).
+///
+/// The WebCrypto path checks a signature's `R` with this before calling `crypto.subtle.verify`,
+/// so that it refuses small-order `R` as `verify_strict` does. A byte comparison is enough: an
+/// encoding that is not a point at all, or not canonical, never verifies in WebCrypto anyway
+/// (the verifier compares `R` with the canonical encoding of the point it computes).
+pub fn ed25519_small_order(encoding: &[u8]) -> bool {
+    let Ok(bytes) = <[u8; 32]>::try_from(encoding) else {
+        return false;
+    };
+    let mut y = bytes;
+    y[31] &= 0x7f;
+    SMALL_ORDER_Y.contains(&y)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,5 +231,35 @@ mod tests {
             r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#;
         let ed = Key::from_jwk(&serde_json::from_str(jwk).unwrap()).unwrap();
         assert_eq!(verify_hmac(&ed, b"x", &[0; 64]), Err(Error::KeyAlgMismatch));
+    }
+
+    #[test]
+    fn small_order_list_is_exactly_the_torsion_points() {
+        use curve25519_dalek::constants::EIGHT_TORSION;
+        use curve25519_dalek::edwards::CompressedEdwardsY;
+        // Every point of small order is on the list, with either sign bit.
+        for point in EIGHT_TORSION {
+            let mut enc = point.compress().to_bytes();
+            assert!(ed25519_small_order(&enc), "{enc:02x?}");
+            enc[31] ^= 0x80;
+            assert!(ed25519_small_order(&enc), "{enc:02x?}");
+        }
+        // Everything on the list is a small-order point (or no point at all) for dalek.
+        for y in SMALL_ORDER_Y {
+            for sign in [0u8, 0x80] {
+                let mut enc = y;
+                enc[31] |= sign;
+                if let Some(p) = CompressedEdwardsY(enc).decompress() {
+                    assert!(p.is_small_order(), "{enc:02x?}");
+                }
+            }
+        }
+        // And it agrees with dalek on encodings that are not on it: real keys' points.
+        for seed in 0u8..=255 {
+            let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]).verifying_key();
+            assert!(!ed25519_small_order(key.as_bytes()));
+            assert!(!key.is_weak());
+        }
+        assert!(!ed25519_small_order(&[0u8; 31]));
     }
 }

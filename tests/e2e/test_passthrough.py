@@ -65,3 +65,11 @@ def test_decision_line_has_the_gateways_status_only_for_its_own_answers(gateway)
         time.sleep(0.05)
     assert lines, "no decision line for the public route"
     assert lines[-1]["verdict"] == "public" and "status" not in lines[-1], lines[-1]
+
+
+def test_request_ids_are_distinct_and_random_looking(gateway):
+    # More than one batch of the Worker's id pool (64 ids per CSPRNG call).
+    ids = [gateway.request("GET", "/v1/orders/1").json()["request_id"] for _ in range(150)]
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 16 and set(i) <= set(
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") for i in ids), ids[:3]
