@@ -1,5 +1,5 @@
 //! The Worker's side of [`crate::handoff`]: a request's future as a JavaScript promise, already
-//! settled when the future finished within its first poll, else driven by `future_to_promise`.
+//! settled when the future finished within its first poll, else driven by [`super::task`].
 
 use std::future::Future;
 
@@ -11,6 +11,6 @@ pub fn promise(run: impl Future<Output = Result<JsValue, JsValue>> + 'static) ->
     match first_poll(run) {
         Ok(Ok(v)) => js_sys::Promise::resolve(&v),
         Ok(Err(e)) => js_sys::Promise::reject(&e),
-        Err(rest) => wasm_bindgen_futures::future_to_promise(rest),
+        Err(rest) => super::task::spawn(rest),
     }
 }

@@ -9,6 +9,7 @@ mod nonce_store;
 mod replay;
 #[cfg(attestgate_selftest)]
 mod selftest;
+mod task;
 mod webcrypto;
 
 use std::cell::{OnceCell, RefCell};

@@ -22,7 +22,8 @@ use std::collections::HashMap;
 
 use js_sys::{Array, Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::JsFuture;
+
+use super::task::Settled;
 
 use crate::jose::crypto::{
     check_signature_length, ed25519_small_order, verify_hmac, SignatureVerifier,
@@ -129,7 +130,7 @@ impl WebCrypto {
             KeyMaterial::Hmac { .. } => return Err(Error::KeyAlgMismatch),
         }
         .map_err(|_| Error::KeyAlgMismatch)?;
-        let imported = JsFuture::from(promise)
+        let imported = Settled::new(promise)
             .await
             .map_err(|_| Error::KeyAlgMismatch)?;
         let mut keys = self.keys.borrow_mut();
@@ -156,7 +157,7 @@ impl SignatureVerifier for WebCrypto {
         let crypto_key = self.crypto_key(key).await?;
         let promise = subtle_verify(algorithm, &crypto_key, signature, signing_input)
             .map_err(|_| Error::BadSignature)?;
-        match JsFuture::from(promise).await {
+        match Settled::new(promise).await {
             Ok(v) if v.as_bool() == Some(true) => Ok(()),
             _ => Err(Error::BadSignature),
         }
