@@ -80,6 +80,43 @@ export default {
 
 # The floor plus one console.log line shaped like attestgate's decision log (same fields, about
 # the same length): measures what writing one log line costs in this runtime.
+FLOOR_VERIFY_JS = """\
+// Benchmark lower bound for any verifier built on WebCrypto: the floor plus exactly one
+// crypto.subtle.verify of the token's signature with a key imported once per isolate. No claim,
+// header or policy checks at all: not a gateway, a measuring stick.
+let keys;
+const b64u = (s) => Uint8Array.from(atob(s.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
+async function loadKeys(env) {
+  const jwks = await (await fetch(env.JWKS_URI)).json();
+  const out = new Map();
+  for (const jwk of jwks.keys) {
+    const alg = jwk.crv === "P-256" ? { name: "ECDSA", namedCurve: "P-256" } : { name: "Ed25519" };
+    out.set(jwk.kid, [await crypto.subtle.importKey("jwk", jwk, alg, false, ["verify"]),
+                      jwk.crv === "P-256" ? { name: "ECDSA", hash: "SHA-256" } : { name: "Ed25519" }]);
+  }
+  return out;
+}
+export default {
+  async fetch(request, env) {
+    const token = (request.headers.get("authorization") || "").slice(7);
+    const dot = token.lastIndexOf(".");
+    if (dot < 0) return new Response("no token", { status: 401 });
+    const header = JSON.parse(new TextDecoder().decode(b64u(token.slice(0, token.indexOf(".")))));
+    keys ??= await loadKeys(env);
+    const [key, alg] = keys.get(header.kid) || [];
+    if (!key) return new Response("unknown key", { status: 401 });
+    const ok = await crypto.subtle.verify(alg, key, b64u(token.slice(dot + 1)),
+                                          new TextEncoder().encode(token.slice(0, dot)));
+    if (!ok) return new Response("bad signature", { status: 401 });
+    const url = new URL(request.url);
+    return fetch(env.ORIGIN + url.pathname + url.search, {
+      method: request.method,
+      headers: request.headers,
+    });
+  },
+};
+"""
+
 LOG_LINE = (
     "console.log(JSON.stringify({attestgate: 'decision', request_id: crypto.randomUUID(), "
     "method: request.method, path: url.pathname, route: 'orders-read', verdict: 'allow', "
@@ -418,11 +455,12 @@ def jose_config(workdir: Path) -> Path:
     return ROOT / "benches" / "jose-worker" / "wrangler.toml"
 
 
-def floor_config(workdir: Path, with_log: bool = False) -> Path:
-    name = "floor-log" if with_log else "floor"
+def floor_config(workdir: Path, with_log: bool = False, verify: bool = False) -> Path:
+    name = "floor-verify" if verify else "floor-log" if with_log else "floor"
     d = workdir / name
     d.mkdir(exist_ok=True)
-    (d / "floor.js").write_text(FLOOR_JS.replace("/*LOG*/", LOG_LINE if with_log else ""))
+    js = FLOOR_VERIFY_JS if verify else FLOOR_JS.replace("/*LOG*/", LOG_LINE if with_log else "")
+    (d / "floor.js").write_text(js)
     (d / "wrangler.toml").write_text(
         f'name = "bench-{name}"\nmain = "floor.js"\ncompatibility_date = "2026-11-17"\n'
     )
@@ -469,6 +507,14 @@ def sanity(workers: dict[str, Worker], tokens: dict[str, str]):
         status, _ = workers[name].get(ORDER_PATH, {})
         if status != 200:
             raise RuntimeError(f"{name}: got {status}")
+    fv = workers["floor-verify"]
+    for alg, token in tokens.items():
+        status, body = fv.get(ORDER_PATH, {"authorization": f"Bearer {token}"})
+        if status != 200:
+            raise RuntimeError(f"floor-verify {alg}: expected 200, got {status} {body[:200]!r}")
+        status, _ = fv.get(ORDER_PATH, {"authorization": f"Bearer {tamper(token)}"})
+        if status != 401:
+            raise RuntimeError(f"floor-verify {alg}: tampered token got {status}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -491,7 +537,7 @@ def cpu_rounds(workers, tokens, rounds, n, warmup, deadline) -> dict:
     wrangler's proxy process for reference)."""
     groups = {alg: tokens[alg] for alg in tokens}
     groups["none"] = None  # no verification: attestgate's public route, jose without a token
-    names = ["attestgate", "jose", "floor", "floor-log"]
+    names = ["attestgate", "jose", "floor", "floor-log", "floor-verify"]
 
     def target(name, group):
         if group == "none":
@@ -505,6 +551,7 @@ def cpu_rounds(workers, tokens, rounds, n, warmup, deadline) -> dict:
     expected = {
         ("attestgate", "none"): 200,
         ("jose", "none"): 401,
+        ("floor-verify", "none"): 401,
     }
 
     log(f"warm-up: {warmup} requests per Worker and token")
@@ -544,7 +591,8 @@ def cpu_rounds(workers, tokens, rounds, n, warmup, deadline) -> dict:
                     proxy[group][name].append(pns / n / 1000)
         line = "  ".join(
             f"{g}: att {results[g]['attestgate'][-1]:.0f} jose {results[g]['jose'][-1]:.0f} "
-            f"floor {results[g]['floor'][-1]:.0f} floor-log {results[g]['floor-log'][-1]:.0f}"
+            f"floor {results[g]['floor'][-1]:.0f} floor-log {results[g]['floor-log'][-1]:.0f} "
+            f"floor-verify {results[g]['floor-verify'][-1]:.0f}"
             for g in groups
         )
         log(f"round {r + 1}/{rounds} (us CPU/request)  {line}")
@@ -565,6 +613,11 @@ def cpu_rounds(workers, tokens, rounds, n, warmup, deadline) -> dict:
             row["ratio_net"] = summary([a / j for a, j in zip(net_a, net_j) if j > 0])
             row["ratio_raw"] = summary(
                 [a / j for a, j in zip(results[group]["attestgate"], results[group]["jose"])]
+            )
+            # The lower bound (floor + one WebCrypto verify) relative to jose: the best ratio any
+            # WebCrypto-based verifier could reach here.
+            row["ratio_floor_verify"] = summary(
+                [v / j for v, j in zip(results[group]["floor-verify"], results[group]["jose"])]
             )
         table[group] = row
     out["summary"] = table
@@ -724,23 +777,24 @@ def report(res: dict) -> str:
                      f"(min–max) over {c['rounds']} rounds x {c['requests']} requests "
                      f"[{', '.join(c['accounting'])}]")
         lines.append("")
-        lines.append("| token | attestgate | jose | floor | floor-log | attestgate − floor "
-                     "| attestgate − floor-log | jose − floor | ratio raw | ratio net "
-                     "| ratio net, log line excluded |")
-        lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        lines.append("| token | attestgate | jose | floor | floor-log | floor-verify "
+                     "| attestgate − floor | jose − floor | ratio raw | ratio net "
+                     "| ratio net, log line excluded | floor-verify / jose |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for g in ("ES256", "EdDSA"):
             row = c["summary"].get(g)
             if not row:
                 continue
             lines.append(
                 f"| {g} | {fmt(row['attestgate'])} | {fmt(row['jose'])} | {fmt(row['floor'])} "
-                f"| {fmt(row['floor-log'])} | {fmt(row['net_attestgate'])} "
-                f"| {fmt(row['net_attestgate_ex_log'])} | {fmt(row['net_jose'])} "
+                f"| {fmt(row['floor-log'])} | {fmt(row['floor-verify'])} "
+                f"| {fmt(row['net_attestgate'])} | {fmt(row['net_jose'])} "
                 f"| {fmt(row['ratio_raw'], 2)} | {fmt(row['ratio_net'], 2)} "
-                f"| {fmt(row['ratio_net_ex_log'], 2)} |"
+                f"| {fmt(row['ratio_net_ex_log'], 2)} | {fmt(row['ratio_floor_verify'], 2)} |"
             )
-        proxy = c.get("proxy_per_round_us", {})
-        if proxy:
+        proxy = {g: {n: v for n, v in by.items() if v}
+                 for g, by in c.get("proxy_per_round_us", {}).items()}
+        if any(proxy.values()):
             lines.append("")
             lines.append("wrangler's proxy workerd, not counted above (median us/request): " + "; ".join(
                 f"{g}: " + ", ".join(f"{n} {statistics.median(v):.0f}" for n, v in by.items() if v)
@@ -751,7 +805,8 @@ def report(res: dict) -> str:
             lines.append(
                 f"No verification: attestgate public route {fmt(row['attestgate'])}, jose 401 "
                 f"without token {fmt(row['jose'])}, floor {fmt(row['floor'])}, floor-log "
-                f"{fmt(row['floor-log'])} us/request"
+                f"{fmt(row['floor-log'])}, floor-verify 401 without token "
+                f"{fmt(row['floor-verify'])} us/request"
             )
     if "load" in res:
         lo = res["load"]
@@ -769,7 +824,8 @@ def report(res: dict) -> str:
                 )
     if "cold" in res:
         lines.append("")
-        lines.append("Cold start (median (min–max)): spawn `wrangler dev` → first answer; first "
+        start = "workerd" if res.get("runtime") == "workerd" else "`wrangler dev`"
+        lines.append(f"Cold start (median (min–max)): spawn {start} → first answer; first "
                      "verified request on the fresh isolate; then steady")
         lines.append("")
         lines.append("| Worker | ready s | first verified ms | steady ms |")
@@ -874,6 +930,8 @@ def main():
         workers["jose"] = Worker_("jose", jose_config(workdir), workdir, dict(
             origin_vars, ISSUER=servers.issuer.issuer, JWKS_URI=servers.jwks_uri))
         workers["floor"] = Worker_("floor", floor_config(workdir), workdir, origin_vars)
+        workers["floor-verify"] = Worker_("floor-verify", floor_config(workdir, verify=True),
+                                          workdir, dict(origin_vars, JWKS_URI=servers.jwks_uri))
         workers["floor-log"] = Worker_("floor-log", floor_config(workdir, with_log=True), workdir,
                                       origin_vars)
         for w in workers.values():
