@@ -226,22 +226,25 @@ class Worker:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        self.wait_ready(started, timeout, "wrangler dev")
+        self.find_workerd()
+        return self
+
+    def wait_ready(self, started: float, timeout: float, what: str):
+        """Until the Worker itself answers (any status: no route / no token, no origin
+        involved); records the time from `started`."""
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name}: wrangler dev exited:\n{self.tail()}")
+                raise RuntimeError(f"{self.name}: {what} exited:\n{self.tail()}")
             try:
-                # Any answer from the Worker itself (no route / no token: no origin involved).
                 self.get("/__bench_readiness_probe", {}, timeout=5)
                 self.ready_s = time.perf_counter() - started
-                break
+                return
             except (OSError, http.client.HTTPException):
                 self.close()
                 time.sleep(0.05)
-        else:
-            raise RuntimeError(f"{self.name}: wrangler dev did not become ready:\n{self.tail()}")
-        self.find_workerd()
-        return self
+        raise RuntimeError(f"{self.name}: {what} did not become ready:\n{self.tail()}")
 
     def tail(self) -> str:
         try:
@@ -388,19 +391,7 @@ const worker :Workerd.Worker = (
             [str(WORKERD), "serve", str(config)],
             cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=self._log,
             stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name}: workerd exited:\n{self.tail()}")
-            try:
-                self.get("/__bench_readiness_probe", {}, timeout=5)
-                self.ready_s = time.perf_counter() - started
-                break
-            except (OSError, http.client.HTTPException):
-                self.close()
-                time.sleep(0.05)
-        else:
-            raise RuntimeError(f"{self.name}: workerd did not become ready:\n{self.tail()}")
+        self.wait_ready(started, timeout, "workerd")
         self.user_pid = self.proc.pid
         self.proxy_pid = 0
         return self
