@@ -1096,11 +1096,24 @@ fn dpop_two_proof_headers_are_invalid_request() {
 }
 
 #[test]
-fn dpop_bound_token_with_bearer_scheme_is_refused() {
+fn dpop_bound_token_with_bearer_scheme_is_a_dpop_challenge() {
+    // RFC 9449 §7.1: 401 invalid_dpop_proof (DPoP challenge, fresh nonce), not 400.
     let w = World::new();
     let d = Dpop::new(&w, Signer::es(0x31));
     let p = d.proof(json!({ "nonce": w.challenge() }));
     let auth = format!("Bearer {}", d.token);
+    let got = w.run(
+        "GET",
+        "/dpop/resource",
+        &[("authorization", &auth), ("dpop", &p)],
+    );
+    assert_eq!(got, Err(Error::DpopProofMissing));
+    let wire = Error::DpopProofMissing.wire("r");
+    assert_eq!((wire.status, wire.code), (401, "invalid_dpop_proof"));
+    assert!(wire.www_authenticate.unwrap().starts_with("DPoP "));
+    assert_no_store_calls(&w);
+    // Any other wrong scheme stays a malformed request.
+    let auth = format!("Basic {}", d.token);
     assert_eq!(
         w.run(
             "GET",
@@ -1109,7 +1122,6 @@ fn dpop_bound_token_with_bearer_scheme_is_refused() {
         ),
         Err(Error::MalformedCredential)
     );
-    assert_no_store_calls(&w);
 }
 
 #[test]

@@ -82,6 +82,15 @@ pub fn credential(
     Ok(Some(token.to_owned()))
 }
 
+/// Whether `header` is present and uses authentication scheme `scheme` (case-insensitive).
+pub fn has_scheme(headers: &(impl HeaderSource + ?Sized), header: &str, scheme: &str) -> bool {
+    headers.header(header).is_some_and(|raw| {
+        raw.trim_matches(|c| c == ' ' || c == '\t')
+            .split_once(' ')
+            .is_some_and(|(name, _)| name.eq_ignore_ascii_case(scheme))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,5 +193,19 @@ mod tests {
             ),
             Err(Error::TokenTooLarge)
         );
+    }
+
+    #[test]
+    fn has_scheme_reads_the_scheme_only() {
+        let hv = |v: &str| h(&[("Authorization", v)]);
+        assert!(has_scheme(&hv("Bearer a.b.c"), "authorization", "bearer"));
+        assert!(has_scheme(
+            &hv("  bearer   a.b.c"),
+            "authorization",
+            "Bearer"
+        ));
+        assert!(!has_scheme(&hv("DPoP a.b.c"), "authorization", "Bearer"));
+        assert!(!has_scheme(&hv("Bearer"), "authorization", "Bearer"));
+        assert!(!has_scheme(&h(&[]), "authorization", "Bearer"));
     }
 }

@@ -123,7 +123,20 @@ where
     let mut presented: Vec<(&ProviderRt, String)> = Vec::new();
     let mut missing = false;
     for provider in gate.route_providers(route) {
-        match extract::credential(req.headers, &provider.header, provider.scheme.as_deref())? {
+        let found =
+            match extract::credential(req.headers, &provider.header, provider.scheme.as_deref()) {
+                // RFC 9449 §7.1: a DPoP-bound token sent as a bearer token is answered with a DPoP
+                // challenge (401 invalid_dpop_proof and a fresh nonce), so the client learns what to
+                // send, rather than 400.
+                Err(Error::MalformedCredential)
+                    if provider.dpop
+                        && extract::has_scheme(req.headers, &provider.header, "Bearer") =>
+                {
+                    return Err(Error::DpopProofMissing)
+                }
+                other => other?,
+            };
+        match found {
             Some(token) => presented.push((provider, token)),
             None => missing = true,
         }

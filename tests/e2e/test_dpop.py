@@ -121,8 +121,10 @@ def test_dpop_proof_checks(gateway, servers, origin):
     assert c.send(c.proof(nonce=nonce)).status == 200
 
 
-def test_dpop_bound_token_sent_as_bearer_is_refused(gateway, servers, origin):
+def test_dpop_bound_token_sent_as_bearer_gets_a_dpop_challenge(gateway, servers, origin):
+    # RFC 9449 §7.1: refused with a DPoP challenge (and a fresh nonce), so the client learns
+    # to use the DPoP scheme.
     c = Client(gateway, servers, "ES256")
     resp = c.send(c.proof(nonce=challenge(gateway)), scheme="Bearer")
-    assert resp.status in (400, 401), resp
-    assert origin.since() == []
+    assert resp.status == 401, resp
+    assert_dpop_refusal(resp, "invalid_dpop_proof", origin)
