@@ -187,7 +187,7 @@ fn check(args: &[String]) -> ExitCode {
 }
 
 fn print_provider(p: &Provider) {
-    let algs: Vec<&str> = p.algorithms.iter().map(|a| a.name()).collect();
+    let algs: Vec<&str> = p.algorithms.iter().map(|a| a.as_str()).collect();
     println!("  {} ({})", p.name, p.file);
     println!("    algorithms  {}", algs.join(", "));
     match &p.issuer {
@@ -612,7 +612,7 @@ fn token_checks(
             "alg {alg:?} in [{}]",
             p.algorithms
                 .iter()
-                .map(|a| a.name())
+                .map(|a| a.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
         ),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::gate::key_cache::CacheTimes;
 use crate::gate::nonce::MAX_SHARDS;
-use crate::jose::{Alg, ClaimRules, JwksLimits, KeySet, Limits, Profile};
+use crate::jose::{ClaimRules, JwksLimits, KeySet, Limits, Profile};
 use crate::policy::{
     Access, Binding, Denial, HeaderPlan, KeySource, Policy, Provider, Route, VerifiedTokens,
 };
@@ -127,11 +127,7 @@ impl Gate {
 }
 
 fn provider_rt(p: &Provider, skew_secs: i64) -> Result<ProviderRt, Error> {
-    let algs = p
-        .algorithms
-        .iter()
-        .filter_map(|a| Alg::from_header(a.name()))
-        .collect::<Vec<_>>();
+    let algs = p.algorithms.clone();
     if algs.is_empty() {
         return Err(Error::PolicyUnavailable);
     }

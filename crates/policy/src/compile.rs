@@ -6,14 +6,15 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
+use crate::alg::Alg;
 use crate::diag::{Location, PolicyError, Warning};
 use crate::matcher::{check_path, PathPattern, Segment};
 use crate::model::{
     defaults, ConstraintConfig, GatewayConfig, ProviderConfig, RouteConfig, SourceFile,
 };
 use crate::policy::{
-    Access, Algorithm, Binding, ClaimPath, ClaimRule, Delegation, Forward, Gateway, KeySource,
-    Policy, Provider, Route, TokenLocation, ROUTE_HEADER,
+    Access, Binding, ClaimPath, ClaimRule, Delegation, Forward, Gateway, KeySource, Policy,
+    Provider, Route, TokenLocation, ROUTE_HEADER,
 };
 
 /// Longest forwarded / token header name accepted.
@@ -361,19 +362,19 @@ impl Cx {
         }
 
         // algorithms
-        let mut algorithms: Vec<Algorithm> = Vec::new();
+        let mut algorithms: Vec<Alg> = Vec::new();
         if p.algorithms.is_empty() {
             self.error(at("algorithms"), "is empty: list the algorithms the issuer signs with (ES256, EdDSA, RS256 or HS256)");
         }
         for a in &p.algorithms {
-            match Algorithm::from_policy_name(a) {
+            match Alg::from_header(a) {
                 Some(alg) => {
                     if !algorithms.contains(&alg) {
                         algorithms.push(alg);
                     }
                 }
                 None => {
-                    let hint = if Algorithm::from_policy_name(&a.to_ascii_uppercase()).is_some()
+                    let hint = if Alg::from_header(&a.to_ascii_uppercase()).is_some()
                         || a.eq_ignore_ascii_case("eddsa")
                         || a.eq_ignore_ascii_case("ed25519")
                     {

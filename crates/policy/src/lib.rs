@@ -12,6 +12,7 @@
 //! Pure: no I/O except the optional folder loader, no clock, no randomness.
 #![forbid(unsafe_code)]
 
+pub mod alg;
 pub mod compile;
 pub mod diag;
 pub mod evaluate;
@@ -22,6 +23,7 @@ mod policy;
 #[cfg(feature = "toml")]
 mod load;
 
+pub use alg::{Alg, UnknownAlg};
 pub use compile::compile;
 pub use diag::{Location, PolicyError, Subject, Warning};
 pub use evaluate::{
@@ -32,8 +34,8 @@ pub use matcher::{
 };
 pub use model::{PolicyFile, SourceFile};
 pub use policy::{
-    Access, Algorithm, Binding, ClaimPath, ClaimRule, Delegation, Forward, Gateway, KeySource,
-    Matched, Policy, Provider, Route, TokenLocation, ROUTE_HEADER,
+    Access, Binding, ClaimPath, ClaimRule, Delegation, Forward, Gateway, KeySource, Matched,
+    Policy, Provider, Route, TokenLocation, ROUTE_HEADER,
 };
 
 #[cfg(feature = "toml")]

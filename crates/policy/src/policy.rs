@@ -6,6 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::alg::Alg;
 use crate::diag::{PolicyError, Warning};
 use crate::matcher::{host_without_port, Miss, PathPattern, RouteIndex};
 use crate::model::SourceFile;
@@ -27,59 +28,6 @@ pub struct Gateway {
     pub challenge_ttl_secs: u64,
     pub allow_insecure_http: bool,
     pub nonce_shards: u32,
-}
-
-/// A JWS algorithm a provider may allow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Algorithm {
-    /// ECDSA P-256 SHA-256.
-    ES256,
-    /// Ed25519 (`alg` value `EdDSA`, or its RFC 9864 fully-specified name `Ed25519`).
-    EdDSA,
-    /// RSASSA-PKCS1-v1_5 SHA-256.
-    RS256,
-    /// HMAC SHA-256 (only with a Worker `secret`).
-    HS256,
-}
-
-impl Algorithm {
-    /// The name as written in a policy (case-sensitive): `ES256`, `EdDSA`, `Ed25519`, `RS256`,
-    /// `HS256`.
-    pub fn from_policy_name(name: &str) -> Option<Algorithm> {
-        Self::from_jws_alg(name)
-    }
-
-    /// The algorithm a JWS `alg` header value names (case-sensitive, RFC 7515 §4.1.1). Both
-    /// `EdDSA` and `Ed25519` (RFC 9864) are [`Algorithm::EdDSA`]. `none` and everything else is
-    /// `None`.
-    pub fn from_jws_alg(alg: &str) -> Option<Algorithm> {
-        match alg {
-            "ES256" => Some(Algorithm::ES256),
-            "EdDSA" | "Ed25519" => Some(Algorithm::EdDSA),
-            "RS256" => Some(Algorithm::RS256),
-            "HS256" => Some(Algorithm::HS256),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Algorithm::ES256 => "ES256",
-            Algorithm::EdDSA => "EdDSA",
-            Algorithm::RS256 => "RS256",
-            Algorithm::HS256 => "HS256",
-        }
-    }
-
-    pub fn is_hmac(self) -> bool {
-        self == Algorithm::HS256
-    }
-}
-
-impl fmt::Display for Algorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
 }
 
 /// Where a provider's keys come from.
@@ -120,8 +68,8 @@ pub struct Provider {
     pub issuer: Option<String>,
     /// Empty only for `secret` (HMAC) providers: then `aud` is not checked.
     pub audiences: Vec<String>,
-    /// Deduplicated, in the order written (`Ed25519` is [`Algorithm::EdDSA`]).
-    pub algorithms: Vec<Algorithm>,
+    /// Deduplicated, in the order written (`Ed25519` is [`Alg::EdDsa`]).
+    pub algorithms: Vec<Alg>,
     /// As written; compare with [`Provider::accepts_typ`].
     pub token_types: Vec<String>,
     pub from: TokenLocation,
@@ -143,7 +91,7 @@ impl Provider {
     /// Whether a JWS `alg` header value is allowed (exact, case-sensitive; `Ed25519` and `EdDSA`
     /// are the same algorithm).
     pub fn allows_alg(&self, alg: &str) -> bool {
-        Algorithm::from_jws_alg(alg).is_some_and(|a| self.algorithms.contains(&a))
+        Alg::from_header(alg).is_some_and(|a| self.algorithms.contains(&a))
     }
 
     /// Whether a JWS `typ` value is accepted: case-insensitive, and an `application/` prefix is
