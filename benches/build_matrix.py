@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,6 +25,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benches" / "workerd.py"
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+
+from procs import free_port  # noqa: E402
 
 # name: (opt-level, lto, codegen-units, strip, wasm-opt level)
 VARIANTS = {
@@ -41,12 +41,6 @@ VARIANTS = {
     "s-fat-1-off": ("s", "fat", "1", "debuginfo", "off"),
     "s-fat-1-Oz-strip": ("s", "fat", "1", "symbols", "-Oz"),
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def log(msg: str):

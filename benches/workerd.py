@@ -46,7 +46,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -57,6 +56,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
+from procs import free_port, stop_group  # noqa: E402
 from servers import LocalServers  # noqa: E402
 
 WRANGLER = ROOT / "node_modules" / ".bin" / "wrangler"
@@ -128,12 +128,6 @@ LOG_LINE = (
 
 class Deadline(Exception):
     pass
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def log(msg: str):
@@ -301,15 +295,7 @@ class Worker:
         self.close()
         if self.proc is None:
             return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=10)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        stop_group(self.proc)
         self.proc = None
         self._log.close()
 

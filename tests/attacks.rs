@@ -16,7 +16,7 @@ use attestgate::jose::{
 };
 use attestgate::Error;
 use base64ct::Encoding;
-use common::{read_json, s};
+use common::{read_json, s, sign};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -137,24 +137,12 @@ enum Signer<'a> {
 impl Signer<'_> {
     fn sign(&self, input: &[u8]) -> Vec<u8> {
         match self {
-            Signer::Es(k) => {
-                use p256::ecdsa::signature::Signer as _;
-                let sig: p256::ecdsa::Signature = k.sign(input);
-                sig.to_bytes().to_vec()
-            }
-            Signer::Ed(k) => {
-                use ed25519_dalek::Signer as _;
-                k.sign(input).to_bytes().to_vec()
-            }
+            Signer::Es(k) => sign::es256(k, input),
+            Signer::Ed(k) => sign::ed25519(k, input),
             Signer::Rs(k) => k
                 .sign(rsa::Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(input))
                 .unwrap(),
-            Signer::Hs(secret) => {
-                use hmac::{KeyInit, Mac};
-                let mut mac = hmac::Hmac::<Sha256>::new_from_slice(secret).unwrap();
-                mac.update(input);
-                mac.finalize().into_bytes().to_vec()
-            }
+            Signer::Hs(secret) => sign::hs256(secret, input),
         }
     }
 }

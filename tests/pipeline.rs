@@ -9,6 +9,8 @@
 //! is touched only after signature, claims, bindings and the route's checks all passed, and
 //! nonces that are forged, expired or made with another key never cost a store call.
 
+mod common;
+
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,6 +26,7 @@ use attestgate::gate::pipeline::{decide, Env, Forward, KeySource, ReplayGuard, R
 use attestgate::gate::{Gate, KeySpec, ProviderRt};
 use attestgate::jose::{block_on_ready, KeySet, NativeVerifier};
 use attestgate::Error;
+use common::sign;
 
 const NOW: i64 = 1_700_000_000;
 const HOST: &str = "api.example.com";
@@ -68,21 +71,9 @@ impl Signer {
 
     fn sign(&self, input: &[u8]) -> Vec<u8> {
         match self {
-            Signer::Es(k) => {
-                use p256::ecdsa::signature::Signer as _;
-                let sig: p256::ecdsa::Signature = k.sign(input);
-                sig.to_bytes().to_vec()
-            }
-            Signer::Ed(k) => {
-                use ed25519_dalek::Signer as _;
-                k.sign(input).to_bytes().to_vec()
-            }
-            Signer::Hs(secret) => {
-                use hmac::{KeyInit, Mac};
-                let mut mac = hmac::Hmac::<Sha256>::new_from_slice(secret).expect("hmac key");
-                mac.update(input);
-                mac.finalize().into_bytes().to_vec()
-            }
+            Signer::Es(k) => sign::es256(k, input),
+            Signer::Ed(k) => sign::ed25519(k, input),
+            Signer::Hs(secret) => sign::hs256(secret, input),
         }
     }
 

@@ -41,3 +41,30 @@ pub fn s<'a>(v: &'a Value, name: &str) -> &'a str {
         .as_str()
         .unwrap_or_else(|| panic!("member {name} missing in {v}"))
 }
+
+/// Signing for the test token builders (an independent path from the verifiers under test:
+/// the signing halves of the same crates).
+pub mod sign {
+    use sha2::Sha256;
+
+    /// ES256: the 64-byte `r‖s` (P1363) signature.
+    pub fn es256(key: &p256::ecdsa::SigningKey, input: &[u8]) -> Vec<u8> {
+        use p256::ecdsa::signature::Signer as _;
+        let sig: p256::ecdsa::Signature = key.sign(input);
+        sig.to_bytes().to_vec()
+    }
+
+    /// EdDSA (Ed25519).
+    pub fn ed25519(key: &ed25519_dalek::SigningKey, input: &[u8]) -> Vec<u8> {
+        use ed25519_dalek::Signer as _;
+        key.sign(input).to_bytes().to_vec()
+    }
+
+    /// HS256: the full 32-byte tag.
+    pub fn hs256(secret: &[u8], input: &[u8]) -> Vec<u8> {
+        use hmac::{KeyInit, Mac};
+        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(secret).expect("any key length");
+        mac.update(input);
+        mac.finalize().into_bytes().to_vec()
+    }
+}

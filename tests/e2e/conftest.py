@@ -16,7 +16,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -31,16 +30,11 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE))
 
+from procs import free_port, stop_group  # noqa: E402
 from servers import LocalServers  # noqa: E402
 
 NONCE_KEY = base64.b64encode(secrets.token_bytes(32)).decode()
 APPROOV_SECRET = secrets.token_bytes(32)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Response:
@@ -123,15 +117,7 @@ class Gateway:
     def stop(self):
         if self.proc is None:
             return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=10)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        stop_group(self.proc)
         self.proc = None
         self.log.close()
 
@@ -180,13 +166,6 @@ def workdir():
         shutil.rmtree(path, ignore_errors=True)
 
 
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released): an origin that refuses."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def built(servers, workdir):
     """Build the Worker once with the e2e policies compiled in; returns the build folder."""
@@ -198,7 +177,8 @@ def built(servers, workdir):
         text = text.replace("{{ISSUER}}", servers.issuer.issuer)
         text = text.replace("{{JWKS_URI}}", servers.jwks_uri)
         text = text.replace("{{BASE}}", servers.base)
-        text = text.replace("{{DEAD_ORIGIN}}", f"http://127.0.0.1:{closed_port()}")
+        # A port nothing listens on: an origin that refuses connections.
+        text = text.replace("{{DEAD_ORIGIN}}", f"http://127.0.0.1:{free_port()}")
         (policy_dir / template.name).write_text(text)
     # ATTESTGATE_SELFTEST=1: compile in the test-only WebCrypto self-test endpoint
     # (src/edge/selftest.rs, test_webcrypto_vectors.py). Never set for a deployable build.

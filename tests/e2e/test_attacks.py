@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import datetime
-import hashlib
 import json
 import secrets
 import time
@@ -32,7 +31,6 @@ from jwstools import (
     P256_N, assert_refused, b64u, b64u_decode, bearer, der_signature, high_s_twin, jws,
     last_reason, raw_signature, remark, signing_input_of,
 )
-from servers import sign
 
 ROUTE = "/attacks/agent"
 DEVICE_ROUTE = "/files/attack"
