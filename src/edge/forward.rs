@@ -7,7 +7,7 @@
 //! are passed back to the client, not followed.
 
 use wasm_bindgen::prelude::*;
-use worker::{web_sys, Headers, Method};
+use worker::{web_sys, Headers};
 
 use crate::error;
 use crate::gate::extract::HeaderSource;
@@ -46,7 +46,7 @@ const HOP_BY_HOP: [&str; 9] = [
 /// plus one per header removed or added, instead of a round trip per inbound header.
 pub fn send(
     req: &web_sys::Request,
-    method: &Method,
+    method: &str,
     inbound: &Headers,
     url: &RequestUrl<'_>,
     gate: &Gate,
@@ -79,7 +79,7 @@ pub fn send(
     let bad_gateway = error::body(&Error::OriginUnreachable.wire(&gate.realm), id);
     Ok(forward(
         &target,
-        method.as_ref(),
+        method,
         &out,
         req.body().as_ref(),
         &bad_gateway,

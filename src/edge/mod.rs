@@ -17,7 +17,7 @@ use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
-use worker::{web_sys, Env, Method, Result};
+use worker::{web_sys, Env, Result};
 
 use crate::error::{self, FreshNonce};
 use crate::gate::log::DecisionLog;
@@ -165,7 +165,8 @@ fn request_id() -> String {
 /// The Worker's `fetch` export (what `#[event(fetch)]` would generate, without its per-request
 /// cost). The request's future is polled once right here: a refusal or a public route is
 /// decided without ever reaching the JavaScript promise machinery, and only a request that
-/// really waits (WebCrypto, a key fetch, the nonce store) is handed to `future_to_promise`. An
+/// really waits (WebCrypto, a key fetch, the nonce store) is handed to the executor
+/// ([`task`]). An
 /// allowed request resolves to the origin's own `fetch` promise, not awaited in Rust: the
 /// runtime passes the origin's response through untouched.
 #[wasm_bindgen]
@@ -192,9 +193,11 @@ async fn run(req: web_sys::Request, env: Env) -> std::result::Result<JsValue, Js
         return Ok(web_sys::Response::from(r).into());
     }
     let id = request_id();
-    // Through worker's Method: the method the route is matched on is the one forwarded.
-    let method = Method::from(req.method());
-    let mut log = DecisionLog::new(&id, method.as_ref(), url.path);
+    // The method exactly as received: routes match it exactly (case-sensitive, as policies
+    // write them) and it is forwarded unchanged. (worker::Method would turn an unknown method
+    // into GET and a lowercase `patch` into PATCH.)
+    let method = req.method();
+    let mut log = DecisionLog::new(&id, &method, url.path);
 
     let outcome = match isolate() {
         Err(e) => {
@@ -238,7 +241,7 @@ enum Outcome {
 async fn handle(
     isolate: &Isolate,
     req: &web_sys::Request,
-    method: &Method,
+    method: &str,
     url: &RequestUrl<'_>,
     env: &Env,
     id: &str,
@@ -252,7 +255,7 @@ async fn handle(
     // Step 1: the challenge endpoint.
     if url.path == gate.challenge_path {
         log.route = Some(String::from("challenge"));
-        if *method != Method::Post {
+        if method != "POST" {
             log.reason = Some(Error::MethodNotAllowed.reason());
             let r = refusal(Error::MethodNotAllowed, &gate.realm, id, None)?;
             r.headers().set("allow", "POST")?;
@@ -281,7 +284,7 @@ async fn handle(
     let headers = forward::RuntimeHeaders(&inbound);
     let htu = format!("{}{}", url.origin, url.path);
     let view = RequestView {
-        method: method.as_ref(),
+        method,
         host: &host,
         raw_path: url.path,
         htu: &htu,

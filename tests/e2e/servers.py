@@ -216,7 +216,7 @@ class LocalServers:
                 }
                 self._send(200, json.dumps(reply).encode())
 
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_PROPFIND = _handle
 
         self.named: dict[str, Issuer] = {}
         self.named_lock = threading.Lock()

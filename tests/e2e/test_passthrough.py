@@ -73,3 +73,15 @@ def test_request_ids_are_distinct_and_random_looking(gateway):
     assert len(set(ids)) == len(ids)
     assert all(len(i) == 16 and set(i) <= set(
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") for i in ids), ids[:3]
+
+
+def test_methods_are_matched_and_forwarded_exactly(gateway, origin):
+    # A method no route lists is no route (never silently matched as GET) ...
+    resp = gateway.request("PROPFIND", "/v1/orders/1")
+    assert resp.status == 404 and resp.json()["error"] == "not_found", resp
+    # ... and a route that accepts any method forwards the method unchanged.
+    before = len(origin.since())
+    resp = gateway.request("PROPFIND", "/healthz")
+    assert resp.status == 200, resp
+    seen = origin.since()
+    assert len(seen) == before + 1 and seen[-1]["method"] == "PROPFIND", seen[-1:]
