@@ -56,7 +56,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
-from procs import free_port, stop_group  # noqa: E402
+from procs import free_port, stop_group, wrangler_env  # noqa: E402
 from servers import LocalServers  # noqa: E402
 
 WRANGLER = ROOT / "node_modules" / ".bin" / "wrangler"
@@ -188,15 +188,7 @@ class Worker:
         self.port = free_port()
         persist = self.workdir / f"persist-{self.name}"
         persist.mkdir(exist_ok=True)
-        env = dict(os.environ)
-        env.update(
-            SKIP_WORKER_BUILD="1",
-            WRANGLER_SEND_METRICS="false",
-            WRANGLER_SEND_ERROR_REPORTS="false",
-            CLOUDFLARE_CF_FETCH_ENABLED="false",
-            WRANGLER_LOG_PATH=str(self.workdir / "wrangler-logs"),
-            PATH=f"{ROOT / 'node_modules' / '.bin'}:{env.get('PATH', '')}",
-        )
+        env = wrangler_env(ROOT, self.workdir / "wrangler-logs")
         args = [
             str(WRANGLER), "dev",
             "--config", str(self.config),
@@ -316,8 +308,7 @@ class DirectWorker(Worker):
         out = self.workdir / f"bundle-{self.name}"
         if out.exists():
             return out
-        env = dict(os.environ, SKIP_WORKER_BUILD="1", WRANGLER_SEND_METRICS="false",
-                   WRANGLER_LOG_PATH=str(self.workdir / "wrangler-logs"))
+        env = wrangler_env(ROOT, self.workdir / "wrangler-logs")
         r = subprocess.run(
             [str(WRANGLER), "deploy", "--dry-run", "--outdir", str(out), "--config",
              str(self.config)],

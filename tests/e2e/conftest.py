@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE))
 
-from procs import free_port, stop_group  # noqa: E402
+from procs import free_port, stop_group, wrangler_env  # noqa: E402
 from servers import LocalServers  # noqa: E402
 
 NONCE_KEY = base64.b64encode(secrets.token_bytes(32)).decode()
@@ -71,15 +71,7 @@ class Gateway:
             f'ATTESTGATE_NONCE_KEY="{NONCE_KEY}"\n'
             f'APPROOV_SECRET="{base64.b64encode(APPROOV_SECRET).decode()}"\n'
         )
-        env = dict(os.environ)
-        env.update(
-            SKIP_WORKER_BUILD="1",
-            WRANGLER_SEND_METRICS="false",
-            WRANGLER_SEND_ERROR_REPORTS="false",
-            CLOUDFLARE_CF_FETCH_ENABLED="false",
-            WRANGLER_LOG_PATH=str(self.workdir / "wrangler-logs"),
-            PATH=f"{ROOT / 'node_modules' / '.bin'}:{env.get('PATH', '')}",
-        )
+        env = wrangler_env(ROOT, self.workdir / "wrangler-logs")
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [
