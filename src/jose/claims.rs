@@ -76,7 +76,7 @@ pub struct Claims {
 /// Decodes a payload segment into a strict JSON object (no duplicate members at any depth).
 /// Call it only after the signature verified.
 pub fn decode(claims_b64: &str) -> Result<Map<String, Value>, Error> {
-    json::parse_object(&b64::decode(claims_b64)?)
+    json::parse_object(&b64::decode_public(claims_b64)?)
 }
 
 /// A NumericDate: a JSON integer within i64. Anything else is [`Error::ClaimType`].

@@ -143,9 +143,9 @@ fn parse_with<'a, T: AsRef<str>>(
     if header_b64.len() > limits.max_header_len || claims_b64.len() > limits.max_payload_len {
         return Err(Error::TokenTooLarge);
     }
-    let members = json::parse_object(&b64::decode(header_b64)?)?;
+    let members = json::parse_object(&b64::decode_public(header_b64)?)?;
     let header = check_header(&members, algs, mode)?;
-    let signature = b64::decode(signature_b64)?;
+    let signature = b64::decode_public(signature_b64)?;
     let signing_input = token
         .get(..header_b64.len() + 1 + claims_b64.len())
         .ok_or(Error::MalformedSegment)?;
