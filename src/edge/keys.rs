@@ -285,7 +285,7 @@ fn log_report(provider: &str, report: &JwksReport) {
 
 /// One JSON log line, ASCII only: a `kid` from the document cannot split or forge a line.
 fn log_line(level: &str, line: serde_json::Value) {
-    let line = ascii_json(&line.to_string());
+    let line = ascii_json(line.to_string());
     match level {
         "error" => worker::console_error!("{line}"),
         _ => worker::console_warn!("{line}"),

@@ -86,7 +86,7 @@ impl DecisionLog {
     /// The JSON line, ASCII only ([`ascii_json`]).
     pub fn to_line(&self) -> String {
         match serde_json::to_string(self) {
-            Ok(json) => ascii_json(&json),
+            Ok(json) => ascii_json(json),
             Err(_) => String::from("{\"attestgate\":\"decision\"}"),
         }
     }
@@ -97,8 +97,11 @@ impl DecisionLog {
 /// valid JSON with the same value, and a log line can never carry U+2028, U+2029, U+0085 or other
 /// characters that some log consumers treat as line breaks (verified claims such as `sub` end up
 /// in the line).
-pub fn ascii_json(json: &str) -> String {
+pub fn ascii_json(json: String) -> String {
     use core::fmt::Write;
+    if json.is_ascii() {
+        return json; // the usual case: nothing to rewrite, no copy
+    }
     let mut out = String::with_capacity(json.len());
     for c in json.chars() {
         if c.is_ascii() {
