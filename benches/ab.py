@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Paired A/B of attestgate builds: several builds and the jose Worker served by workerd side by
+side, requests interleaved one by one, CPU per request of each Worker's process per round.
+
+Two builds of the same source differ by up to ±2% per run here (measured: the same build twice);
+a change smaller than that needs several runs. Used for the "What changed" table of
+docs/performance.md.
+
+    source scripts/env.sh
+    .venv/bin/python benches/ab.py build before      # builds the working tree into benches/.ab/builds/before
+    # ... change the code ...
+    .venv/bin/python benches/ab.py build after
+    .venv/bin/python benches/ab.py run before after  # ratios to jose and to the first build
+
+Environment: ROUNDS (8), N requests per Worker per round and token (300), WARM (1500 warm-up
+requests per Worker and token), ALGS (ES256,EdDSA), AB_PORT (47123: the origin/issuer port,
+compiled into the builds' policies, so builds and runs must use the same).
+"""
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import shutil
+import statistics
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import workerd as B  # noqa: E402
+
+AB = HERE / ".ab"
+PORT = int(os.environ.get("AB_PORT", "47123"))
+
+
+def main() -> None:
+    if len(sys.argv) < 3 or sys.argv[1] not in ("build", "run"):
+        sys.exit(__doc__)
+    servers = B.LocalServers(port=PORT)
+    servers.httpd.RequestHandlerClass.disable_nagle_algorithm = True
+    servers.start()
+    workers: dict[str, B.Worker] = {}
+    try:
+        servers.issuer.add_key("ES256", "bench-es256")
+        servers.issuer.add_key("EdDSA", "bench-eddsa")
+        if sys.argv[1] == "build":
+            dest = AB / "builds" / sys.argv[2]
+            shutil.rmtree(dest, ignore_errors=True)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            secs = B.build_attestgate(B.fill_policies(servers, AB / "policies"), dest)
+            print(f"built {sys.argv[2]} in {secs:.0f} s")
+            return
+        names = sys.argv[2:]
+        rounds = int(os.environ.get("ROUNDS", "8"))
+        n = int(os.environ.get("N", "300"))
+        warm = int(os.environ.get("WARM", "1500"))
+        algs = os.environ.get("ALGS", "ES256,EdDSA").split(",")
+        tokens = B.mint_tokens(servers)
+        servers.recorder.add = lambda entry: None
+        work = AB / "work"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        nonce_key = {"ATTESTGATE_NONCE_KEY": base64.b64encode(secrets.token_bytes(32)).decode()}
+        for name in names:
+            (work / name).mkdir()
+            workers[name] = B.DirectWorker(
+                "attestgate", B.attestgate_config(work / name, AB / "builds" / name, False),
+                work / name, nonce_key)
+        (work / "jose").mkdir()
+        workers["jose"] = B.DirectWorker("jose", B.jose_config(work), work / "jose", dict(
+            ORIGIN=servers.base, ISSUER=servers.issuer.issuer, JWKS_URI=servers.jwks_uri))
+        for w in workers.values():
+            w.start()
+        headers = {alg: {"authorization": f"Bearer {tokens[alg]}"} for alg in algs}
+        for alg in algs:
+            for name, w in workers.items():
+                status, body = w.get(B.ORDER_PATH, headers[alg])
+                if status != 200:
+                    sys.exit(f"{name} {alg}: {status} {body[:200]!r}")
+        for _ in range(warm):
+            for alg in algs:
+                for w in workers.values():
+                    w.get(B.ORDER_PATH, headers[alg])
+        order = list(workers)
+        res = {alg: {name: [] for name in workers} for alg in algs}
+        for r in range(rounds):
+            for alg in algs:
+                turn = order[r % len(order):] + order[:r % len(order)]
+                before = {name: B.proc_cpu(workers[name].user_pid) for name in turn}
+                for _ in range(n):
+                    for name in turn:
+                        workers[name].get(B.ORDER_PATH, headers[alg])
+                after = {name: B.proc_cpu(workers[name].user_pid) for name in turn}
+                for name in turn:
+                    res[alg][name].append(B.cpu_delta_ns(before[name], after[name])[0] / n / 1000)
+            print(f"round {r + 1}/{rounds}", flush=True)
+        for alg in algs:
+            print(f"== {alg}: us CPU/request, ratio to jose, ratio to {names[0]} "
+                  f"(median (min-max) of {rounds} rounds)")
+            for name in workers:
+                vals = res[alg][name]
+                to_jose = [a / b for a, b in zip(vals, res[alg]["jose"])]
+                to_first = [a / b for a, b in zip(vals, res[alg][names[0]])]
+                print(f"  {name:14s} {statistics.median(vals):6.0f}  "
+                      f"{statistics.median(to_jose):.3f} ({min(to_jose):.3f}-{max(to_jose):.3f})  "
+                      f"{statistics.median(to_first):.3f} ({min(to_first):.3f}-{max(to_first):.3f})")
+    finally:
+        for w in workers.values():
+            try:
+                w.stop()
+            except Exception:  # noqa: BLE001 - best effort on the way out
+                pass
+        servers.stop()
+
+
+if __name__ == "__main__":
+    main()
