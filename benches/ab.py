@@ -87,13 +87,12 @@ def main() -> None:
         for r in range(rounds):
             for alg in algs:
                 turn = order[r % len(order):] + order[:r % len(order)]
-                before = {name: B.proc_cpu(workers[name].user_pid) for name in turn}
-                for _ in range(n):
-                    for name in turn:
-                        workers[name].get(B.ORDER_PATH, headers[alg])
-                after = {name: B.proc_cpu(workers[name].user_pid) for name in turn}
+                batch = B.interleaved_batch(
+                    [(name, workers[name], B.ORDER_PATH, headers[alg], 200) for name in turn], n)
+                if batch.unexpected:
+                    sys.exit(f"round {r + 1} {alg}: {batch.unexpected} answers other than 200")
                 for name in turn:
-                    res[alg][name].append(B.cpu_delta_ns(before[name], after[name])[0] / n / 1000)
+                    res[alg][name].append(batch.user_us[name])
             print(f"round {r + 1}/{rounds}", flush=True)
         for alg in algs:
             print(f"== {alg}: us CPU/request, ratio to jose, ratio to {names[0]} "

@@ -509,6 +509,41 @@ def summary(values: list[float]) -> dict:
     }
 
 
+class Batch:
+    """CPU of one interleaved batch: microseconds per request of each Worker's workerd (and of
+    wrangler's proxy workerd, where there is one), how it was counted, unexpected statuses."""
+
+    def __init__(self):
+        self.user_us: dict[str, float] = {}
+        self.proxy_us: dict[str, float] = {}
+        self.accounting: set[str] = set()
+        self.unexpected = 0
+
+
+def interleaved_batch(plan, n: int) -> Batch:
+    """N requests to each `(label, worker, path, headers, expected status)` of `plan`,
+    interleaved one by one in the plan's order, so drift and background load hit all alike.
+    Used by cpu_rounds and by benches/ab.py."""
+    def cpu(w):
+        return proc_cpu(w.user_pid), proc_cpu(w.proxy_pid) if w.proxy_pid else None
+
+    before = {label: cpu(w) for label, w, *_ in plan}
+    batch = Batch()
+    for _ in range(n):
+        for _label, w, path, headers, want in plan:
+            status, _ = w.get(path, headers)
+            batch.unexpected += status != want
+    after = {label: cpu(w) for label, w, *_ in plan}
+    for label, *_ in plan:
+        ns, how = cpu_delta_ns(before[label][0], after[label][0])
+        batch.accounting.add(how)
+        batch.user_us[label] = ns / n / 1000
+        if before[label][1] is not None:
+            pns, _ = cpu_delta_ns(before[label][1], after[label][1])
+            batch.proxy_us[label] = pns / n / 1000
+    return batch
+
+
 def cpu_rounds(workers, tokens, rounds, n, warmup, deadline) -> dict:
     """Per round and token: N requests to each Worker, interleaved one by one. Returns the
     per-round CPU microseconds per request of each Worker's workerd (user Worker process, and
@@ -547,26 +582,16 @@ def cpu_rounds(workers, tokens, rounds, n, warmup, deadline) -> dict:
             if time.time() > deadline:
                 raise Deadline()
             order = names[r % len(names):] + names[: r % len(names)]
-            plan = [(workers[name], *target(name, group), expected.get((name, group), 200))
-                    for name in order]
-            before = {w.name: (proc_cpu(w.user_pid), proc_cpu(w.proxy_pid) if w.proxy_pid else None)
-                      for w, *_ in plan}
-            bad = 0
-            for _ in range(n):
-                for w, path, headers, want in plan:
-                    status, _ = w.get(path, headers)
-                    bad += status != want
-            after = {w.name: (proc_cpu(w.user_pid), proc_cpu(w.proxy_pid) if w.proxy_pid else None)
-                     for w, *_ in plan}
-            if bad:
-                raise RuntimeError(f"round {r} {group}: {bad} unexpected statuses")
+            batch = interleaved_batch(
+                [(name, workers[name], *target(name, group), expected.get((name, group), 200))
+                 for name in order], n)
+            if batch.unexpected:
+                raise RuntimeError(f"round {r} {group}: {batch.unexpected} unexpected statuses")
+            methods.update(batch.accounting)
             for name in order:
-                ns, how = cpu_delta_ns(before[name][0], after[name][0])
-                methods.add(how)
-                results[group][name].append(ns / n / 1000)
-                if before[name][1] is not None:
-                    pns, _ = cpu_delta_ns(before[name][1], after[name][1])
-                    proxy[group][name].append(pns / n / 1000)
+                results[group][name].append(batch.user_us[name])
+                if name in batch.proxy_us:
+                    proxy[group][name].append(batch.proxy_us[name])
         line = "  ".join(
             f"{g}: att {results[g]['attestgate'][-1]:.0f} jose {results[g]['jose'][-1]:.0f} "
             f"floor {results[g]['floor'][-1]:.0f} floor-log {results[g]['floor-log'][-1]:.0f} "
@@ -589,11 +614,7 @@ def cpu_summary(results: dict) -> dict:
         if group != "none":
             net_a = [a - f for a, f in zip(results[group]["attestgate"], results[group]["floor"])]
             net_j = [j - f for j, f in zip(results[group]["jose"], results[group]["floor"])]
-            net_al = [a - f for a, f in
-                      zip(results[group]["attestgate"], results[group]["floor-log"])]
             row["net_attestgate"] = summary(net_a)
-            row["net_attestgate_ex_log"] = summary(net_al)
-            row["ratio_net_ex_log"] = summary([a / j for a, j in zip(net_al, net_j) if j > 0])
             row["net_jose"] = summary(net_j)
             row["ratio_net"] = summary([a / j for a, j in zip(net_a, net_j) if j > 0])
             row["ratio_raw"] = summary(
