@@ -8,7 +8,7 @@ use crate::Error;
 
 /// Is `b` one of the 64 characters of the base64url alphabet (`A-Z a-z 0-9 - _`)?
 pub fn is_alphabet(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+    DECODE[usize::from(b)] != INVALID
 }
 
 /// Decodes strict, unpadded base64url.
@@ -111,6 +111,15 @@ mod tests {
         }
         assert_eq!(encode(&[0xfb, 0xff]), "-_8");
         assert_eq!(decode("-_8").unwrap(), [0xfb, 0xff]);
+    }
+
+    /// The table is the URL alphabet and nothing else (`A-Z a-z 0-9 - _`).
+    #[test]
+    fn alphabet_is_exactly_the_url_alphabet() {
+        for b in 0..=255u8 {
+            let url = b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+            assert_eq!(is_alphabet(b), url, "{b:#04x}");
+        }
     }
 
     #[test]
