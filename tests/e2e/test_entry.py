@@ -7,6 +7,7 @@ the way out (run in Node on a module shaped like worker-build's minified output)
 refuses a shim it does not recognise instead of guessing.
 """
 import importlib.util
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -62,7 +63,6 @@ def test_entry_keeps_the_shims_semantics(tmp_path):
     result = subprocess.run([node, str(tmp_path / "run.mjs")], capture_output=True, text=True,
                             timeout=30)
     assert result.returncode == 0, result.stderr
-    import json
     got = json.loads(result.stdout.strip().splitlines()[-1])
     assert got["out"] == ["response", "rethrown", "critical=true", "after=false/1", "function"]
     assert got["calls"] == [
