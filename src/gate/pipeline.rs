@@ -58,6 +58,8 @@ pub struct Forward {
     pub route_id: String,
     pub origin: String,
     pub plan: HeaderPlan,
+    /// The route's `pass_headers` (override headers the client may still send; usually none).
+    pub pass_headers: Vec<String>,
     /// A DPoP-bound token was accepted: the response should carry a fresh `DPoP-Nonce` (RFC 9449
     /// §8.2), since the one in the proof is now spent.
     pub dpop: bool,
@@ -115,6 +117,7 @@ where
             route_id: route.id.clone(),
             origin: route.origin.clone(),
             plan: gate.evaluate(route, &()).map_err(denial_error)?,
+            pass_headers: route.pass_headers.clone(),
             dpop: false,
         });
     }
@@ -195,6 +198,7 @@ where
         route_id: route.id.clone(),
         origin: route.origin.clone(),
         plan,
+        pass_headers: route.pass_headers.clone(),
         dpop: verified.iter().any(|(p, _)| p.dpop),
     })
 }
