@@ -97,6 +97,9 @@ pub enum Error {
     JtiMissing,
     /// The token binding claim (`pay`) does not match the hash of the bound header.
     BindingMismatch,
+    /// The token is sender-constrained (`cnf`) but was checked by a provider without
+    /// `proof = "dpop"`: a bound token is never accepted as a bearer token (RFC 9449 §7.2).
+    SenderConstrained,
 
     // ---- 401 DPoP (RFC 9449) ---------------------------------------------------------------
     /// The provider requires a DPoP proof and none was sent.
@@ -218,6 +221,7 @@ impl Error {
             ReplayedToken => "replayed_token",
             JtiMissing => "jti_missing",
             BindingMismatch => "binding_mismatch",
+            SenderConstrained => "sender_constrained_token",
             DpopProofMissing => "dpop_proof_missing",
             DpopProofInvalid => "dpop_proof_invalid",
             DpopNonceRequired => "dpop_nonce_required",
@@ -254,7 +258,9 @@ impl Error {
             | KeyAlgMismatch | AmbiguousKey | SignatureLength | BadSignature | ClaimType
             | IssuerMismatch | AudienceMismatch | ExpMissing | Expired | NotYetValid
             | IssuedInFuture | LifetimeTooLong | RequiredClaimMissing | UnforwardableClaim
-            | ReplayedToken | JtiMissing | BindingMismatch => Class::InvalidToken,
+            | ReplayedToken | JtiMissing | BindingMismatch | SenderConstrained => {
+                Class::InvalidToken
+            }
             DpopProofMissing | DpopProofInvalid => Class::InvalidDpopProof,
             DpopNonceRequired => Class::UseDpopNonce,
             ChallengeMissing | ChallengeUnknown | ChallengeExpired | ChallengeUsed => {

@@ -320,6 +320,17 @@ path = "/dpop/resource"
 require = {{ all = ["dpop"] }}
 scopes = ["dpop:use"]
 
+# A Bearer-only route, and one that takes Bearer or DPoP tokens in `Authorization`.
+[[route]]
+id = "agent"
+path = "/agent"
+require = {{ all = ["agent"] }}
+
+[[route]]
+id = "mixed"
+path = "/mixed"
+require = {{ any = ["agent", "dpop"] }}
+
 [[route]]
 id = "approov"
 methods = ["POST"]
@@ -1224,5 +1235,44 @@ fn approov_token_with_wrong_secret_is_bad_signature() {
             &[("approov-token", &forged), ("authorization", &auth)],
         ),
         Err(Error::BadSignature)
+    );
+}
+
+// ================================================================================================
+// Sender-constrained tokens (`cnf`) on a provider without `proof = "dpop"` (RFC 9449 §7.2).
+
+#[test]
+fn cnf_bound_token_on_a_bearer_provider_is_refused() {
+    let w = World::new();
+    let jkt = Signer::es(0x31).thumbprint();
+    for cnf in [
+        json!({ "jkt": jkt }),
+        json!({ "x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2" }),
+        json!({}),
+    ] {
+        let token = w.idp_token(json!({ "cnf": cnf }));
+        let auth = format!("Bearer {token}");
+        assert_eq!(
+            w.run("GET", "/agent", &[("authorization", &auth)]),
+            Err(Error::SenderConstrained),
+            "{cnf}"
+        );
+    }
+    // On a `replay = "jti"` provider too, before its jti is recorded.
+    let token = w.idp_token(json!({ "scope": "once:use", "cnf": { "jkt": jkt } }));
+    assert_eq!(
+        w.run("GET", "/once", &[("once-token", &token)]),
+        Err(Error::SenderConstrained)
+    );
+    assert_no_store_calls(&w);
+    // Without cnf the same provider accepts it.
+    let token = w.idp_token(json!({}));
+    let auth = format!("Bearer {token}");
+    assert!(w.run("GET", "/agent", &[("authorization", &auth)]).is_ok());
+    let wire = Error::SenderConstrained.wire("api.example.com");
+    assert_eq!((wire.status, wire.code), (401, "invalid_token"));
+    assert_eq!(
+        Error::SenderConstrained.reason(),
+        "sender_constrained_token"
     );
 }

@@ -155,6 +155,11 @@ where
         log.provider = Some(provider.name.clone());
         let claims = verify_one(provider, token, env).await?;
         log.add_claims(claims.map());
+        // RFC 9449 §7.2: a sender-constrained token (`cnf`: DPoP `jkt`, mTLS `x5t#S256`, ...)
+        // is refused by a provider that cannot check the proof, never taken as a bearer token.
+        if !provider.dpop && claims.map().contains_key("cnf") {
+            return Err(Error::SenderConstrained);
+        }
         bindings(gate, provider, token, &claims, req, env, &mut single_use).await?;
         verified.push((provider, claims));
     }
