@@ -128,6 +128,13 @@ where
     for provider in gate.route_providers(route) {
         let found =
             match extract::credential(req.headers, &provider.header, provider.scheme.as_deref()) {
+                // A route that takes Bearer and DPoP tokens in the same header: the scheme sent
+                // is another provider's, so this one has no token.
+                Err(Error::MalformedCredential)
+                    if scheme_of_sibling(gate, route, provider, req.headers) =>
+                {
+                    None
+                }
                 // RFC 9449 §7.1: a DPoP-bound token sent as a bearer token is answered with a DPoP
                 // challenge (401 invalid_dpop_proof and a fresh nonce), so the client learns what to
                 // send, rather than 400.
@@ -205,6 +212,24 @@ where
         plan,
         pass_headers: route.pass_headers.clone(),
         dpop: verified.iter().any(|(p, _)| p.dpop),
+    })
+}
+
+/// Whether another provider of `route` reads `provider`'s header and the request uses that
+/// provider's scheme there.
+fn scheme_of_sibling<H: HeaderSource + ?Sized>(
+    gate: &Gate,
+    route: &crate::policy::Route,
+    provider: &ProviderRt,
+    headers: &H,
+) -> bool {
+    gate.route_providers(route).any(|other| {
+        other.name != provider.name
+            && other.header == provider.header
+            && other
+                .scheme
+                .as_deref()
+                .is_some_and(|s| extract::has_scheme(headers, &other.header, s))
     })
 }
 
