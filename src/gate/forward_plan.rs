@@ -2,7 +2,7 @@
 //! loses and which it gets. Pure; `src/edge/forward.rs` only executes it.
 //!
 //! Deleted from the copy of the inbound headers, each name compared ASCII-case-insensitively
-//! **and with `_` read as `-`**, because CGI-style servers (uWSGI, gunicorn, Puma, PHP-FPM, ...)
+//! **and with `_` read as `-`**, because CGI-style servers (uWSGI, older gunicorn, Puma, ...)
 //! read `x_verified_user` and `X-Verified-User` as the same variable:
 //!
 //! - every header that starts with the claims prefix, on public and protected routes alike;
