@@ -20,6 +20,7 @@ fn route(id: String, path: String, methods: Option<Vec<String>>) -> RouteConfig 
         delegation: None,
         forward: Default::default(),
         forward_tokens: false,
+        pass_headers: vec![],
         origin: None,
     }
 }

@@ -97,6 +97,9 @@ pub enum Error {
     JtiMissing,
     /// The token binding claim (`pay`) does not match the hash of the bound header.
     BindingMismatch,
+    /// The token is sender-constrained (`cnf`) but was checked by a provider without
+    /// `proof = "dpop"`: a bound token is never accepted as a bearer token (RFC 9449 §7.2).
+    SenderConstrained,
 
     // ---- 401 DPoP (RFC 9449) ---------------------------------------------------------------
     /// The provider requires a DPoP proof and none was sent.
@@ -218,6 +221,7 @@ impl Error {
             ReplayedToken => "replayed_token",
             JtiMissing => "jti_missing",
             BindingMismatch => "binding_mismatch",
+            SenderConstrained => "sender_constrained_token",
             DpopProofMissing => "dpop_proof_missing",
             DpopProofInvalid => "dpop_proof_invalid",
             DpopNonceRequired => "dpop_nonce_required",
@@ -254,7 +258,9 @@ impl Error {
             | KeyAlgMismatch | AmbiguousKey | SignatureLength | BadSignature | ClaimType
             | IssuerMismatch | AudienceMismatch | ExpMissing | Expired | NotYetValid
             | IssuedInFuture | LifetimeTooLong | RequiredClaimMissing | UnforwardableClaim
-            | ReplayedToken | JtiMissing | BindingMismatch => Class::InvalidToken,
+            | ReplayedToken | JtiMissing | BindingMismatch | SenderConstrained => {
+                Class::InvalidToken
+            }
             DpopProofMissing | DpopProofInvalid => Class::InvalidDpopProof,
             DpopNonceRequired => Class::UseDpopNonce,
             ChallengeMissing | ChallengeUnknown | ChallengeExpired | ChallengeUsed => {
@@ -306,22 +312,26 @@ impl Error {
         }
     }
 
-    /// The complete wire form. `realm` goes into `WWW-Authenticate`; it comes from the policy,
-    /// never from the request.
+    /// The complete wire form for a route whose providers take only `Bearer` (or no scheme):
+    /// [`Error::wire_for`] with [`Challenge::bearer`]. `realm` comes from the policy, never from
+    /// the request.
     pub fn wire(self, realm: &str) -> Wire {
+        self.wire_for(&Challenge::bearer(realm))
+    }
+
+    /// The complete wire form, with the `WWW-Authenticate` challenges of the route that refused
+    /// (SPEC §4): one challenge per scheme the route accepts, with the error code except for
+    /// `missing_token` (RFC 6750 §3.1); DPoP proof and nonce errors only in a `DPoP` challenge.
+    pub fn wire_for(self, challenge: &Challenge) -> Wire {
         let class = self.class();
-        let realm = escape_quoted(realm);
         let (status, code) = class.status_code();
         let www_authenticate = match class {
-            Class::MissingToken => Some(format!("Bearer realm=\"{realm}\"")),
-            Class::InvalidToken | Class::InsufficientScope => {
-                Some(format!("Bearer realm=\"{realm}\", error=\"{code}\""))
+            Class::MissingToken => Some(challenge.render(None, false)),
+            Class::InvalidToken | Class::InsufficientScope | Class::UseAttestationChallenge => {
+                Some(challenge.render(Some(code), false))
             }
-            Class::InvalidDpopProof | Class::UseDpopNonce => Some(format!(
-                "DPoP realm=\"{realm}\", error=\"{code}\", algs=\"ES256 EdDSA\""
-            )),
-            Class::UseAttestationChallenge => {
-                Some(format!("Bearer realm=\"{realm}\", error=\"{code}\""))
+            Class::InvalidDpopProof | Class::UseDpopNonce => {
+                Some(challenge.render(Some(code), true))
             }
             _ => None,
         };
@@ -349,6 +359,56 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// The `WWW-Authenticate` schemes of one route (RFC 9110 §11.6.1, RFC 6750 §3, RFC 9449 §7.1):
+/// `Bearer` when some provider it requires takes Bearer tokens, `DPoP` (with `algs`, every
+/// accepted proof algorithm name) when some takes DPoP, both when both. A route whose providers
+/// read their tokens from other headers gets `Bearer`: a 401 always carries a challenge. Built
+/// once per route when the gateway is built, never per request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    /// The realm, escaped for a quoted-string.
+    realm: String,
+    bearer: bool,
+    dpop: bool,
+}
+
+impl Challenge {
+    pub fn new(realm: &str, bearer: bool, dpop: bool) -> Self {
+        Challenge {
+            realm: escape_quoted(realm),
+            bearer: bearer || !dpop,
+            dpop,
+        }
+    }
+
+    /// A route that takes Bearer tokens only.
+    pub fn bearer(realm: &str) -> Self {
+        Self::new(realm, true, false)
+    }
+
+    /// The header value: `Bearer realm="r"[, error="e"]` and/or
+    /// `DPoP realm="r"[, error="e"], algs="..."`, joined by `, `. `dpop_only`: the error is about
+    /// the DPoP proof or nonce, so only the DPoP challenge is given.
+    fn render(&self, error: Option<&str>, dpop_only: bool) -> String {
+        let realm = &self.realm;
+        let error = error
+            .map(|e| format!(", error=\"{e}\""))
+            .unwrap_or_default();
+        let mut out = String::new();
+        if self.bearer && !dpop_only {
+            out.push_str(&format!("Bearer realm=\"{realm}\"{error}"));
+        }
+        if self.dpop || dpop_only {
+            if !out.is_empty() {
+                out.push_str(", ");
+            }
+            let algs = crate::gate::dpop::PROOF_ALG_NAMES;
+            out.push_str(&format!("DPoP realm=\"{realm}\"{error}, algs=\"{algs}\""));
+        }
+        out
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Class {
@@ -485,6 +545,33 @@ mod tests {
         assert_eq!(
             w.www_authenticate.as_deref(),
             Some("Bearer realm=\"a\\\"b\\\\c\"")
+        );
+    }
+
+    #[test]
+    fn route_challenges_name_each_scheme_once_with_an_escaped_realm() {
+        let algs = crate::gate::dpop::PROOF_ALG_NAMES;
+        let dpop = Challenge::new("a\"b", false, true);
+        assert_eq!(
+            Error::MissingToken
+                .wire_for(&dpop)
+                .www_authenticate
+                .as_deref(),
+            Some(format!("DPoP realm=\"a\\\"b\", algs=\"{algs}\"").as_str())
+        );
+        let both = Challenge::new("r", true, true);
+        assert_eq!(
+            Error::MissingToken
+                .wire_for(&both)
+                .www_authenticate
+                .as_deref(),
+            Some(format!("Bearer realm=\"r\", DPoP realm=\"r\", algs=\"{algs}\"").as_str())
+        );
+        // No scheme at all (tokens in custom headers): Bearer, a 401 always has a challenge.
+        assert_eq!(Challenge::new("r", false, false), Challenge::bearer("r"));
+        assert_eq!(
+            Error::Expired.wire_for(&Challenge::bearer("r")),
+            Error::Expired.wire("r")
         );
     }
 

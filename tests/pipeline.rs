@@ -320,6 +320,17 @@ path = "/dpop/resource"
 require = {{ all = ["dpop"] }}
 scopes = ["dpop:use"]
 
+# A Bearer-only route, and one that takes Bearer or DPoP tokens in `Authorization`.
+[[route]]
+id = "agent"
+path = "/agent"
+require = {{ all = ["agent"] }}
+
+[[route]]
+id = "mixed"
+path = "/mixed"
+require = {{ any = ["agent", "dpop"] }}
+
 [[route]]
 id = "approov"
 methods = ["POST"]
@@ -1225,4 +1236,188 @@ fn approov_token_with_wrong_secret_is_bad_signature() {
         ),
         Err(Error::BadSignature)
     );
+}
+
+// ================================================================================================
+// Sender-constrained tokens (`cnf`) on a provider without `proof = "dpop"` (RFC 9449 §7.2).
+
+#[test]
+fn cnf_bound_token_on_a_bearer_provider_is_refused() {
+    let w = World::new();
+    let jkt = Signer::es(0x31).thumbprint();
+    for cnf in [
+        json!({ "jkt": jkt }),
+        json!({ "x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2" }),
+        json!({}),
+    ] {
+        let token = w.idp_token(json!({ "cnf": cnf }));
+        let auth = format!("Bearer {token}");
+        assert_eq!(
+            w.run("GET", "/agent", &[("authorization", &auth)]),
+            Err(Error::SenderConstrained),
+            "{cnf}"
+        );
+    }
+    // On a `replay = "jti"` provider too, before its jti is recorded.
+    let token = w.idp_token(json!({ "scope": "once:use", "cnf": { "jkt": jkt } }));
+    assert_eq!(
+        w.run("GET", "/once", &[("once-token", &token)]),
+        Err(Error::SenderConstrained)
+    );
+    assert_no_store_calls(&w);
+    // Without cnf the same provider accepts it.
+    let token = w.idp_token(json!({}));
+    let auth = format!("Bearer {token}");
+    assert!(w.run("GET", "/agent", &[("authorization", &auth)]).is_ok());
+    let wire = Error::SenderConstrained.wire("api.example.com");
+    assert_eq!((wire.status, wire.code), (401, "invalid_token"));
+    assert_eq!(
+        Error::SenderConstrained.reason(),
+        "sender_constrained_token"
+    );
+}
+
+#[test]
+fn mixed_route_takes_bearer_and_dpop_and_refuses_a_bound_token_as_bearer() {
+    let w = World::new();
+    let bearer = format!("Bearer {}", w.idp_token(json!({})));
+    let fwd = w
+        .run("GET", "/mixed", &[("authorization", &bearer)])
+        .expect("a Bearer token on the route that also takes DPoP");
+    assert_eq!(fwd.route_id, "mixed");
+    assert!(!fwd.dpop);
+
+    let d = Dpop::new(&w, Signer::es(0x31));
+    let htu = format!("https://{HOST}/mixed");
+    let p = d.proof(json!({ "nonce": w.challenge(), "htu": htu }));
+    let auth = format!("DPoP {}", d.token);
+    let fwd = w
+        .run("GET", "/mixed", &[("authorization", &auth), ("dpop", &p)])
+        .expect("a DPoP token on the route that also takes Bearer");
+    assert!(fwd.dpop);
+
+    // The DPoP-bound token as a bearer token: the Bearer provider refuses it.
+    w.replay.clear_calls();
+    let auth = format!("Bearer {}", d.token);
+    let p = d.proof(json!({ "nonce": w.challenge(), "htu": htu }));
+    assert_eq!(
+        w.run("GET", "/mixed", &[("authorization", &auth), ("dpop", &p)]),
+        Err(Error::SenderConstrained)
+    );
+    assert_no_store_calls(&w);
+    // Another scheme is neither provider's: a malformed credential, as before.
+    let basic = format!("Basic {}", d.token);
+    assert_eq!(
+        w.run("GET", "/mixed", &[("authorization", &basic)]),
+        Err(Error::MalformedCredential)
+    );
+}
+
+// ================================================================================================
+// Challenges (SPEC §4, RFC 6750 §3, RFC 9449 §7.1): the schemes of the route that refused.
+
+const ALGS: &str = "ES256 EdDSA Ed25519";
+
+fn www(w: &World, route: &str, e: Error) -> String {
+    e.wire_for(w.gate.challenge(Some(route)))
+        .www_authenticate
+        .expect("a challenge")
+}
+
+#[test]
+fn missing_token_challenge_names_exactly_the_routes_schemes() {
+    let w = World::new();
+    let realm = "api.example.com";
+    let bearer = format!("Bearer realm=\"{realm}\"");
+    let dpop = format!("DPoP realm=\"{realm}\", algs=\"{ALGS}\"");
+    assert_eq!(
+        w.run("GET", "/dpop/resource", &[]),
+        Err(Error::MissingToken)
+    );
+    assert_eq!(www(&w, "dpop", Error::MissingToken), dpop);
+    assert_eq!(www(&w, "agent", Error::MissingToken), bearer);
+    assert_eq!(
+        www(&w, "mixed", Error::MissingToken),
+        format!("{bearer}, {dpop}")
+    );
+    // Tokens in other headers only (attestation, once-token): a 401 still carries a challenge.
+    assert_eq!(www(&w, "attest", Error::MissingToken), bearer);
+    assert_eq!(www(&w, "once", Error::MissingToken), bearer);
+    // A device token (own header) plus a Bearer agent token.
+    assert_eq!(www(&w, "approov", Error::MissingToken), bearer);
+    // Outside any route: the gateway's Bearer challenge.
+    assert_eq!(
+        Error::MissingToken
+            .wire_for(w.gate.challenge(None))
+            .www_authenticate
+            .as_deref(),
+        Some(bearer.as_str())
+    );
+}
+
+#[test]
+fn error_challenges_use_the_routes_schemes() {
+    let w = World::new();
+    let r = "realm=\"api.example.com\"";
+    assert_eq!(
+        www(&w, "dpop", Error::BadSignature),
+        format!("DPoP {r}, error=\"invalid_token\", algs=\"{ALGS}\"")
+    );
+    assert_eq!(
+        www(&w, "dpop", Error::ScopeMissing),
+        format!("DPoP {r}, error=\"insufficient_scope\", algs=\"{ALGS}\"")
+    );
+    assert_eq!(
+        www(&w, "agent", Error::BadSignature),
+        format!("Bearer {r}, error=\"invalid_token\"")
+    );
+    assert_eq!(
+        www(&w, "mixed", Error::SenderConstrained),
+        format!(
+            "Bearer {r}, error=\"invalid_token\", DPoP {r}, error=\"invalid_token\", algs=\"{ALGS}\""
+        )
+    );
+    assert_eq!(
+        www(&w, "attest", Error::ChallengeUsed),
+        format!("Bearer {r}, error=\"use_attestation_challenge\"")
+    );
+    // Proof and nonce errors are only ever about DPoP.
+    for route in ["dpop", "mixed", "agent"] {
+        assert_eq!(
+            www(&w, route, Error::DpopNonceRequired),
+            format!("DPoP {r}, error=\"use_dpop_nonce\", algs=\"{ALGS}\""),
+            "{route}"
+        );
+    }
+    // No challenge where SPEC §4 has none.
+    for e in [
+        Error::NoRoute,
+        Error::DuplicateCredential,
+        Error::KeysUnavailable,
+    ] {
+        assert_eq!(
+            e.wire_for(w.gate.challenge(Some("dpop"))).www_authenticate,
+            None
+        );
+    }
+}
+
+/// The challenge lists `Ed25519`: a proof with that `alg` name is accepted, like `EdDSA`.
+#[test]
+fn dpop_proof_with_alg_ed25519_is_accepted() {
+    let w = World::new();
+    let d = Dpop::new(&w, Signer::ed(0x32));
+    for alg in ["Ed25519", "EdDSA"] {
+        let claims = json!({
+            "jti": format!("proof-{}", rand_hex()), "htm": "GET",
+            "htu": format!("https://{HOST}/dpop/resource"), "iat": NOW,
+            "ath": b64u(&Sha256::digest(d.token.as_bytes())), "nonce": w.challenge(),
+        });
+        let p = jws(
+            &json!({"typ": "dpop+jwt", "alg": alg, "jwk": d.key.public_jwk()}),
+            &claims,
+            &d.key,
+        );
+        assert!(d.send("GET", &p).is_ok(), "{alg}");
+    }
 }

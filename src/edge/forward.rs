@@ -1,16 +1,16 @@
 //! Forwarding an allowed request to the origin (SPEC §3 step 10).
 //!
-//! The outbound headers are the inbound ones minus those with the reserved claims prefix (always,
-//! also on public routes), the consumed token headers (unless the route keeps them), `host` and
-//! hop-by-hop headers; then the route's verified-claims headers and
-//! `x-verified-route` are added. The body is streamed through, never buffered. Origin redirects
-//! are passed back to the client, not followed.
+//! What the outbound headers lose and gain is decided in the core
+//! ([`crate::gate::forward_plan`]); this executes it: a copy of the inbound headers, the plan's
+//! deletions, the plan's headers set. The body is streamed through, never buffered. Origin
+//! redirects are passed back to the client, not followed.
 
 use wasm_bindgen::prelude::*;
 use worker::{web_sys, Headers};
 
 use crate::error;
 use crate::gate::extract::HeaderSource;
+use crate::gate::forward_plan::{ForwardPlan, Seen};
 use crate::gate::pipeline::Forward;
 use crate::gate::url::RequestUrl;
 use crate::gate::Gate;
@@ -25,24 +25,12 @@ impl HeaderSource for RuntimeHeaders<'_> {
     }
 }
 
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
 /// Forward `req` (with `method`, the method its route was matched on) and return the promise of
 /// the origin's response, which the runtime hands back as it comes: status, status text,
 /// headers and body stream untouched.
 ///
 /// The outbound headers are one copy of the inbound ones (`new Headers(inbound)`), from which
-/// the headers to strip are deleted, then the plan's headers set: three calls into the runtime
+/// the plan's deletions are deleted, then the plan's headers set: a few calls into the runtime
 /// plus one per header removed or added, instead of a round trip per inbound header.
 pub fn send(
     req: &web_sys::Request,
@@ -57,16 +45,18 @@ pub fn send(
     let out = web_sys::Headers::new_with_headers(&inbound.0).map_err(failed)?;
     // Header names as the runtime lists them: lower case, each once.
     let names: String = js_sys::Array::from(&inbound.0.keys()).join("\n").into();
-    for name in names.split('\n') {
-        if name.starts_with(&gate.claims_header_prefix)
-            || name == "host"
-            || HOP_BY_HOP.contains(&name)
-            || fwd.plan.strips(name)
-        {
-            out.delete(name).map_err(failed)?;
-        }
+    let client = inbound.0.get("cf-connecting-ip").ok().flatten();
+    let (proto, authority) = url.origin.split_once("://").unwrap_or(("https", url.host));
+    let seen = Seen {
+        proto,
+        host: authority,
+        client: client.as_deref(),
+    };
+    let plan = ForwardPlan::new(&fwd.pass_headers, &fwd.plan, &seen);
+    for name in plan.deletes(names.split('\n')) {
+        out.delete(name).map_err(failed)?;
     }
-    for (name, value) in &fwd.plan.set {
+    for (name, value) in plan.sets() {
         out.set(name, value)
             .map_err(|_| Error::UnforwardableClaim)?;
     }

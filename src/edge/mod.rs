@@ -309,7 +309,8 @@ async fn handle(
                 Err(e) => {
                     log.verdict = "deny";
                     log.reason = Some(e.reason());
-                    return refusal(e, &gate.realm, id, None).map(Outcome::Answer);
+                    let wire = e.wire_for(gate.challenge(Some(&plan.route_id)));
+                    return respond(&wire, id, None).map(Outcome::Answer);
                 }
             };
             if !plan.dpop {
@@ -323,13 +324,15 @@ async fn handle(
         }
         Err(e) => {
             log.reason = Some(e.reason());
-            let fresh = match e.wire(&gate.realm).fresh_nonce {
+            // The challenges of the route that refused (SPEC §4).
+            let wire = e.wire_for(gate.challenge(log.route.as_deref()));
+            let fresh = match wire.fresh_nonce {
                 FreshNonce::No => None,
                 _ => issue_nonce(gate, nonce_key.nonce_key(), &replay, now)
                     .await
                     .ok(),
             };
-            refusal(e, &gate.realm, id, fresh).map(Outcome::Answer)
+            respond(&wire, id, fresh).map(Outcome::Answer)
         }
     }
 }

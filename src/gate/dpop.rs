@@ -15,6 +15,9 @@ use crate::Error;
 
 /// Algorithms accepted for proofs.
 pub const PROOF_ALGS: [Alg; 2] = [Alg::Es256, Alg::EdDsa];
+/// Every `alg` name a proof may carry for [`PROOF_ALGS`] (the `algs` of the `DPoP` challenge,
+/// RFC 9449 §7.1): Ed25519 under both its names (`EdDSA`, and `Ed25519` of RFC 9864).
+pub const PROOF_ALG_NAMES: &str = "ES256 EdDSA Ed25519";
 /// Longest `jti` accepted in a proof.
 pub const MAX_JTI: usize = 256;
 
@@ -115,6 +118,26 @@ pub fn normalise_htu(url: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proof_alg_names_are_exactly_the_accepted_names() {
+        let listed: Vec<&str> = PROOF_ALG_NAMES.split(' ').collect();
+        // Every JOSE name the gateway knows, and near misses: listed exactly when accepted.
+        let candidates = [
+            "ES256", "EdDSA", "Ed25519", "RS256", "HS256", "ES384", "PS256", "ed25519", "EDDSA",
+            "none",
+        ];
+        for name in candidates {
+            let accepted = Alg::from_header(name).is_some_and(|a| PROOF_ALGS.contains(&a));
+            assert_eq!(listed.contains(&name), accepted, "{name}");
+        }
+        for name in &listed {
+            assert!(candidates.contains(name), "{name}");
+        }
+        for alg in PROOF_ALGS {
+            assert!(listed.contains(&alg.as_str()), "{alg}");
+        }
+    }
 
     #[test]
     fn htu_normalisation() {

@@ -49,8 +49,10 @@ impl HeaderSource for Vec<(String, String)> {
 /// - wrong scheme, or no token after it -> [`Error::MalformedCredential`].
 ///
 /// The scheme is compared case-insensitively (RFC 9110 §11.1) and may be followed by one or more
-/// spaces (RFC 6750 §2.1 `1*SP`). Optional whitespace around the whole field value is trimmed by
-/// the HTTP layer; nothing inside the token is.
+/// spaces (RFC 6750 §2.1 `1*SP`). Leading and trailing SP and HTAB around the whole field value
+/// are trimmed: RFC 9110 §5.5 excludes that optional whitespace (OWS) from the field value (the
+/// runtime's `Headers` has already removed it). Nothing else is trimmed, and nothing inside the
+/// token: other whitespace stays and the JWS parser refuses it.
 pub fn credential(
     headers: &(impl HeaderSource + ?Sized),
     header: &str,
@@ -180,6 +182,55 @@ mod tests {
             credential(&h(&[("x", "a.b\u{200b}.c")]), "x", None),
             Ok(Some("a.b\u{200b}.c".into()))
         );
+    }
+
+    /// RFC 9110 §5.5: a field value does not include leading or trailing OWS (SP and HTAB), so
+    /// both are trimmed (the runtime's `Headers` already does; other sources may not). Nothing
+    /// else is OWS: other whitespace stays with the token and the JWS parser refuses it.
+    #[test]
+    fn only_ows_around_the_field_value_is_trimmed() {
+        let bearer =
+            |v: &str| credential(&h(&[("authorization", v)]), "authorization", Some("Bearer"));
+        for v in [
+            " Bearer a.b.c",
+            "Bearer a.b.c ",
+            "\tBearer a.b.c\t",
+            " \t Bearer  a.b.c \t ",
+        ] {
+            assert_eq!(bearer(v), Ok(Some("a.b.c".into())), "{v:?}");
+        }
+        assert_eq!(
+            credential(
+                &h(&[("approov-token", " \ta.b.c\t ")]),
+                "approov-token",
+                None
+            ),
+            Ok(Some("a.b.c".into()))
+        );
+        // Not OWS: kept, so the token is refused by the parser (never trimmed into a valid one).
+        for ws in [
+            "\u{b}", "\u{c}", "\r", "\n", "\u{a0}", "\u{3000}", "\u{200b}",
+        ] {
+            assert_eq!(
+                bearer(&format!("Bearer a.b.c{ws}")),
+                Ok(Some(format!("a.b.c{ws}"))),
+                "{ws:?}"
+            );
+            assert_eq!(
+                credential(&h(&[("x", &format!("{ws}a.b.c"))]), "x", None),
+                Ok(Some(format!("{ws}a.b.c"))),
+                "{ws:?}"
+            );
+            // Before the scheme it is part of the scheme name: malformed.
+            assert_eq!(
+                bearer(&format!("{ws}Bearer a.b.c")),
+                Err(Error::MalformedCredential),
+                "{ws:?}"
+            );
+        }
+        // Between scheme and token only SP separates (RFC 9110 §11.4 `1*SP`).
+        assert_eq!(bearer("Bearer\ta.b.c"), Err(Error::MalformedCredential));
+        assert_eq!(bearer("Bearer \ta.b.c"), Ok(Some("\ta.b.c".into())));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //!   and [`pipeline::ReplayGuard`];
 //! - [`runtime`]: the compiled policy as the pipeline uses it, built once per isolate;
 //! - [`dpop`], [`binding`], [`nonce`]: proof-of-possession, token binding, challenge nonces;
+//! - [`forward_plan`]: which inbound headers the origin request loses and which it gets;
 //! - [`key_cache`]: when to fetch a JWKS, when stale keys may serve, when to answer 503;
 //! - [`log`]: the one decision log line;
 //! - [`url`]: the parts of the request URL, split without a second parse.
@@ -13,6 +14,7 @@
 pub mod binding;
 pub mod dpop;
 pub mod extract;
+pub mod forward_plan;
 pub mod key_cache;
 pub mod log;
 pub mod nonce;

@@ -58,6 +58,8 @@ pub struct Forward {
     pub route_id: String,
     pub origin: String,
     pub plan: HeaderPlan,
+    /// The route's `pass_headers` (override headers the client may still send; usually none).
+    pub pass_headers: Vec<String>,
     /// A DPoP-bound token was accepted: the response should carry a fresh `DPoP-Nonce` (RFC 9449
     /// §8.2), since the one in the proof is now spent.
     pub dpop: bool,
@@ -115,6 +117,7 @@ where
             route_id: route.id.clone(),
             origin: route.origin.clone(),
             plan: gate.evaluate(route, &()).map_err(denial_error)?,
+            pass_headers: route.pass_headers.clone(),
             dpop: false,
         });
     }
@@ -125,6 +128,13 @@ where
     for provider in gate.route_providers(route) {
         let found =
             match extract::credential(req.headers, &provider.header, provider.scheme.as_deref()) {
+                // A route that takes Bearer and DPoP tokens in the same header: the scheme sent
+                // is another provider's, so this one has no token.
+                Err(Error::MalformedCredential)
+                    if scheme_of_sibling(gate, route, provider, req.headers) =>
+                {
+                    None
+                }
                 // RFC 9449 §7.1: a DPoP-bound token sent as a bearer token is answered with a DPoP
                 // challenge (401 invalid_dpop_proof and a fresh nonce), so the client learns what to
                 // send, rather than 400.
@@ -152,6 +162,11 @@ where
         log.provider = Some(provider.name.clone());
         let claims = verify_one(provider, token, env).await?;
         log.add_claims(claims.map());
+        // RFC 9449 §7.2: a sender-constrained token (`cnf`: DPoP `jkt`, mTLS `x5t#S256`, ...)
+        // is refused by a provider that cannot check the proof, never taken as a bearer token.
+        if !provider.dpop && claims.map().contains_key("cnf") {
+            return Err(Error::SenderConstrained);
+        }
         bindings(gate, provider, token, &claims, req, env, &mut single_use).await?;
         verified.push((provider, claims));
     }
@@ -195,7 +210,26 @@ where
         route_id: route.id.clone(),
         origin: route.origin.clone(),
         plan,
+        pass_headers: route.pass_headers.clone(),
         dpop: verified.iter().any(|(p, _)| p.dpop),
+    })
+}
+
+/// Whether another provider of `route` reads `provider`'s header and the request uses that
+/// provider's scheme there.
+fn scheme_of_sibling<H: HeaderSource + ?Sized>(
+    gate: &Gate,
+    route: &crate::policy::Route,
+    provider: &ProviderRt,
+    headers: &H,
+) -> bool {
+    gate.route_providers(route).any(|other| {
+        other.name != provider.name
+            && other.header == provider.header
+            && other
+                .scheme
+                .as_deref()
+                .is_some_and(|s| extract::has_scheme(headers, &other.header, s))
     })
 }
 

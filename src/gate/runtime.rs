@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::error::Challenge;
 use crate::gate::key_cache::CacheTimes;
 use crate::gate::nonce::MAX_SHARDS;
 use crate::jose::{ClaimRules, JwksLimits, KeySet, Limits, Profile};
@@ -50,6 +51,9 @@ pub struct Gate {
     pub challenge_ttl_secs: i64,
     pub nonce_shards: u8,
     pub claims_header_prefix: String,
+    /// Each route's `WWW-Authenticate` schemes, by route id (and the gateway-wide Bearer one).
+    challenges: HashMap<String, Challenge>,
+    default_challenge: Challenge,
 }
 
 fn secs(v: u64) -> i64 {
@@ -72,7 +76,14 @@ impl Gate {
             .iter()
             .map(|p| Ok((p.name.clone(), provider_rt(p, skew_secs)?)))
             .collect::<Result<HashMap<_, _>, Error>>()?;
+        let challenges = policy
+            .routes()
+            .iter()
+            .map(|r| (r.id.clone(), route_challenge(&gw.realm, r, &providers)))
+            .collect();
         Ok(Self {
+            challenges,
+            default_challenge: Challenge::bearer(&gw.realm),
             realm: gw.realm.clone(),
             skew_secs,
             challenge_path: gw.challenge_path.clone(),
@@ -112,6 +123,14 @@ impl Gate {
             .filter_map(|name| self.providers.get(name))
     }
 
+    /// The `WWW-Authenticate` challenges for a refusal on the route `route_id` (the Bearer one
+    /// for anything else).
+    pub fn challenge(&self, route_id: Option<&str>) -> &Challenge {
+        route_id
+            .and_then(|id| self.challenges.get(id))
+            .unwrap_or(&self.default_challenge)
+    }
+
     pub fn requires_all(route: &Route) -> bool {
         matches!(route.access, Access::All(_))
     }
@@ -124,6 +143,33 @@ impl Gate {
     ) -> Result<HeaderPlan, Denial> {
         self.policy.evaluate(route, tokens)
     }
+}
+
+/// The schemes a route's challenges name: `DPoP` if some required provider takes DPoP, `Bearer`
+/// if some takes Bearer (or none takes either).
+fn route_challenge(
+    realm: &str,
+    route: &Route,
+    providers: &HashMap<String, ProviderRt>,
+) -> Challenge {
+    let (mut bearer, mut dpop) = (false, false);
+    for p in route
+        .access
+        .providers()
+        .iter()
+        .filter_map(|n| providers.get(n))
+    {
+        if p.dpop {
+            dpop = true;
+        } else if p
+            .scheme
+            .as_deref()
+            .is_some_and(|s| s.eq_ignore_ascii_case("Bearer"))
+        {
+            bearer = true;
+        }
+    }
+    Challenge::new(realm, bearer, dpop)
 }
 
 fn provider_rt(p: &Provider, skew_secs: i64) -> Result<ProviderRt, Error> {

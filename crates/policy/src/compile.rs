@@ -14,7 +14,7 @@ use crate::model::{
 };
 use crate::policy::{
     Access, Binding, ClaimPath, ClaimRule, Delegation, Forward, Gateway, KeySource, Policy,
-    Provider, Route, TokenLocation, ROUTE_HEADER,
+    Provider, Route, TokenLocation, PASSABLE_HEADERS, ROUTE_HEADER, SET_FORWARDED,
 };
 
 /// Longest forwarded / token header name accepted.
@@ -873,6 +873,29 @@ impl Cx {
             }
         }
 
+        // pass_headers: opt back in to an override header the gateway strips by default.
+        let mut pass_headers: Vec<String> = Vec::new();
+        for name in &r.pass_headers {
+            let lower = name.to_ascii_lowercase();
+            let passable = PASSABLE_HEADERS.contains(&lower.as_str())
+                || (lower.starts_with("x-forwarded-") && is_header_name(&lower));
+            if SET_FORWARDED.contains(&lower.as_str()) {
+                self.error(at("pass_headers"), format!("{name:?} is always set by the gateway itself (from what it saw), never passed from the client"));
+            } else if !passable {
+                self.error(at("pass_headers"), format!("{name:?} is not an override header the gateway strips; only {} and x-forwarded-* can be listed", PASSABLE_HEADERS.join(", ")));
+            } else if *name != lower {
+                self.error(
+                    at("pass_headers"),
+                    format!("header {name:?} must be lowercase (write {lower:?})"),
+                );
+            } else if pass_headers.contains(&lower) {
+                self.error(at("pass_headers"), format!("{name:?} is listed twice"));
+            } else {
+                self.warning(at("pass_headers"), format!("{name:?} from the client reaches the origin: dangerous, the origin may act on a method, path, host or client the gateway never authorised"));
+                pass_headers.push(lower);
+            }
+        }
+
         // origin override
         let origin = match &r.origin {
             Some(o) => {
@@ -899,6 +922,7 @@ impl Cx {
             delegation,
             forward,
             forward_tokens: r.forward_tokens,
+            pass_headers,
             origin,
         })
     }

@@ -35,7 +35,7 @@ pub use matcher::{
 pub use model::{PolicyFile, SourceFile};
 pub use policy::{
     Access, Binding, ClaimPath, ClaimRule, Delegation, Forward, Gateway, KeySource, Matched,
-    Policy, Provider, Route, TokenLocation, ROUTE_HEADER,
+    Policy, Provider, Route, TokenLocation, PASSABLE_HEADERS, ROUTE_HEADER, SET_FORWARDED,
 };
 
 #[cfg(feature = "toml")]

@@ -169,6 +169,10 @@ pub struct RouteConfig {
     pub forward: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub forward_tokens: bool,
+    /// Override and forwarding headers (`x-http-method-override`, `forwarded`, `x-forwarded-*`,
+    /// ...) the client may still send to the origin. Stripped by default; each one is dangerous.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pass_headers: Vec<String>,
     /// Overrides `[gateway] origin` for this route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,

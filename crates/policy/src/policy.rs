@@ -14,6 +14,20 @@ use crate::model::SourceFile;
 /// The header that always carries the matched route id to the origin.
 pub const ROUTE_HEADER: &str = "x-verified-route";
 
+/// Method and URL override headers, and `forwarded`: stripped before forwarding unless a route
+/// lists one in `pass_headers` (so does every `x-forwarded-*` header, see [`SET_FORWARDED`]).
+pub const PASSABLE_HEADERS: [&str; 6] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
+    "forwarded",
+];
+
+/// The `x-forwarded-*` headers the gateway always sets itself (never passed from the client).
+pub const SET_FORWARDED: [&str; 3] = ["x-forwarded-host", "x-forwarded-proto", "x-forwarded-for"];
+
 /// The `[gateway]` table with defaults applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gateway {
@@ -278,6 +292,9 @@ pub struct Route {
     /// Sorted by header name.
     pub forward: Vec<Forward>,
     pub forward_tokens: bool,
+    /// Lowercase names from [`PASSABLE_HEADERS`] (or `x-forwarded-*` other than the three the
+    /// gateway sets) that the client's request may still carry to the origin.
+    pub pass_headers: Vec<String>,
     /// Resolved: the route's `origin`, or the gateway's.
     pub origin: String,
     pub(crate) capture_names: Vec<Option<String>>,

@@ -1,0 +1,355 @@
+//! The forward decision (SPEC §3 step 10) as data: which inbound headers the outbound request
+//! loses and which it gets. Pure; `src/edge/forward.rs` only executes it.
+//!
+//! Deleted from the copy of the inbound headers, each name compared ASCII-case-insensitively
+//! **and with `_` read as `-`**, because CGI-style servers (uWSGI, older gunicorn, Puma, ...)
+//! read `x_verified_user` and `X-Verified-User` as the same variable:
+//!
+//! - every header that starts with the claims prefix, on public and protected routes alike;
+//! - the method and URL override headers ([`PASSABLE_HEADERS`]: `x-http-method-override`,
+//!   `x-http-method`, `x-method-override`, `x-original-url`, `x-rewrite-url`, `forwarded`) and
+//!   every `x-forwarded-*`, unless the route lists that exact name in `pass_headers`;
+//! - the consumed credential headers of the [`HeaderPlan`] (`forward_tokens = false`);
+//! - `host` and the hop-by-hop headers.
+//!
+//! Set, after that: the plan's verified-claims headers and `x-verified-route`, then
+//! `x-forwarded-host` (the authority the request was sent to), `x-forwarded-proto` (its
+//! scheme) and `x-forwarded-for` (the runtime's client address, `CF-Connecting-IP`; omitted
+//! when the runtime gave none or it is not an IP literal). A header that is set is not also
+//! deleted: setting replaces every inbound value of that exact name.
+//!
+//! Everything else passes unchanged, `cf-connecting-ip` and the other `cf-*` headers included:
+//! Cloudflare sets them at its edge, replacing whatever the client sent.
+//!
+//! Cost: one pass over the names the runtime lists, a few byte comparisons per name, no
+//! allocation (deletions are a lazy filter over the names, the set list borrows the plan).
+
+use crate::policy::{HeaderPlan, PASSABLE_HEADERS};
+
+/// What the gateway saw of the request, for the `X-Forwarded-*` headers it sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen<'a> {
+    /// The request URL's scheme, `http` or `https`.
+    pub proto: &'a str,
+    /// The authority the request was sent to (the `Host`, with its port if it had one).
+    pub host: &'a str,
+    /// The runtime's client address (`CF-Connecting-IP`), if it gave one.
+    pub client: Option<&'a str>,
+}
+
+/// The headers the gateway always sets from what it saw.
+pub const X_FORWARDED_HOST: &str = "x-forwarded-host";
+pub const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
+
+const X_FORWARDED: &str = "x-forwarded-";
+
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Longest client address taken for `X-Forwarded-For` (an IPv6 literal with an IPv4 tail is 45).
+const MAX_CLIENT: usize = 45;
+
+/// The outbound headers of one allowed request, relative to a copy of the inbound ones.
+#[derive(Debug, Clone)]
+pub struct ForwardPlan<'a> {
+    headers: &'a HeaderPlan,
+    pass: &'a [String],
+    forwarded: [(&'static str, Option<&'a str>); 3],
+}
+
+impl<'a> ForwardPlan<'a> {
+    /// The plan for a route that passes `pass` (its `pass_headers`), with the verified header
+    /// plan `headers`, for a request the gateway saw as `seen`.
+    pub fn new(pass: &'a [String], headers: &'a HeaderPlan, seen: &Seen<'a>) -> Self {
+        let client = seen.client.filter(|c| is_ip_literal(c));
+        ForwardPlan {
+            headers,
+            pass,
+            forwarded: [
+                (X_FORWARDED_HOST, Some(seen.host)),
+                (X_FORWARDED_PROTO, Some(seen.proto)),
+                (X_FORWARDED_FOR, client),
+            ],
+        }
+    }
+
+    /// The inbound headers to delete, in the order given: `names` as the runtime lists them
+    /// (lowercase, each once). Lazy: one pass, no allocation.
+    pub fn deletes<'n, I>(&'n self, names: I) -> impl Iterator<Item = &'n str> + 'n
+    where
+        I: IntoIterator<Item = &'n str>,
+        I::IntoIter: 'n,
+    {
+        names
+            .into_iter()
+            .filter(move |name| self.deletes_name(name))
+    }
+
+    /// Whether the inbound header `name` is deleted before forwarding.
+    pub fn deletes_name(&self, name: &str) -> bool {
+        if self.sets_exactly(name) {
+            // Setting it replaces every inbound value of this name.
+            return false;
+        }
+        let n = name.as_bytes();
+        if starts_with_folded(n, self.headers.strip_prefix.as_bytes()) {
+            return true;
+        }
+        if starts_with_folded(n, X_FORWARDED.as_bytes())
+            || PASSABLE_HEADERS.iter().any(|h| eq_folded(n, h.as_bytes()))
+        {
+            return !self.pass.iter().any(|p| p.eq_ignore_ascii_case(name));
+        }
+        name.eq_ignore_ascii_case("host")
+            || HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+            || self
+                .headers
+                .strip
+                .iter()
+                .any(|s| eq_folded(n, s.as_bytes()))
+            || self
+                .headers
+                .set
+                .iter()
+                .any(|(s, _)| eq_folded(n, s.as_bytes()))
+    }
+
+    /// The headers to set (lowercase name, value), in order: the verified-claims headers and
+    /// `x-verified-route`, then `x-forwarded-host`, `-proto` and (when known) `-for`.
+    pub fn sets(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        let claims = self
+            .headers
+            .set
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()));
+        let forwarded = self
+            .forwarded
+            .iter()
+            .filter_map(|(n, v)| v.map(|v| (*n, v)));
+        claims.chain(forwarded)
+    }
+
+    /// Whether `name` is exactly (ASCII case aside) one of the headers set.
+    fn sets_exactly(&self, name: &str) -> bool {
+        self.forwarded
+            .iter()
+            .any(|(n, v)| v.is_some() && n.eq_ignore_ascii_case(name))
+            || self
+                .headers
+                .set
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(name))
+    }
+}
+
+/// One byte of a header name as CGI-style servers read it: lowercase, `_` as `-`.
+fn fold(b: u8) -> u8 {
+    match b {
+        b'_' => b'-',
+        b => b.to_ascii_lowercase(),
+    }
+}
+
+fn eq_folded(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| fold(*x) == fold(*y))
+}
+
+fn starts_with_folded(name: &[u8], prefix: &[u8]) -> bool {
+    name.get(..prefix.len())
+        .is_some_and(|head| eq_folded(head, prefix))
+}
+
+/// An IPv4 or IPv6 literal in shape (hex digits, `.` and `:`, at most 45 bytes): what a runtime
+/// puts in `CF-Connecting-IP`. Anything else is not forwarded as the client address.
+fn is_ip_literal(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_CLIENT
+        && s.bytes().any(|b| b.is_ascii_digit())
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b':')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header_plan() -> HeaderPlan {
+        HeaderPlan {
+            strip_prefix: "x-verified-".into(),
+            strip: vec![
+                "x-verified-route".into(),
+                "authorization".into(),
+                "approov-token".into(),
+            ],
+            set: vec![
+                ("x-verified-user".into(), "user:alice".into()),
+                ("x-verified-route".into(), "r".into()),
+            ],
+        }
+    }
+
+    const SEEN: Seen<'static> = Seen {
+        proto: "https",
+        host: "api.example.com",
+        client: Some("203.0.113.7"),
+    };
+
+    fn deleted<'a>(p: &'a ForwardPlan<'a>, names: &'a [&'a str]) -> Vec<&'a str> {
+        p.deletes(names.iter().copied()).collect()
+    }
+
+    #[test]
+    fn claims_prefix_spellings_are_deleted() {
+        let hp = header_plan();
+        let p = ForwardPlan::new(&[], &hp, &SEEN);
+        let names = [
+            "x-verified-admin",
+            "x_verified_user",
+            "x_verified-user",
+            "X_Verified-User",
+            "x-verified_agent",
+            "X-VERIFIED-DEVICE",
+            "x-verified-",
+            "x_verified_",
+        ];
+        assert_eq!(deleted(&p, &names), names);
+        // Set exactly by the gateway: replaced, not deleted first.
+        assert!(!p.deletes_name("x-verified-user"));
+        assert!(!p.deletes_name("x-verified-route"));
+        // Not the prefix.
+        for kept in ["x-verifie", "x-verifiedx", "xverified-user", "x-verified"] {
+            assert!(!p.deletes_name(kept), "{kept}");
+        }
+    }
+
+    #[test]
+    fn override_and_forwarding_headers_are_deleted_unless_passed() {
+        let hp = header_plan();
+        let p = ForwardPlan::new(&[], &hp, &SEEN);
+        for name in [
+            "x-http-method-override",
+            "x-http-method",
+            "x-method-override",
+            "x-original-url",
+            "x-rewrite-url",
+            "forwarded",
+            "x-forwarded-prefix",
+            "x-forwarded-port",
+            "x-forwarded-server",
+            "x_forwarded_for",
+            "x_http_method_override",
+            "X-Original-URL",
+        ] {
+            assert!(p.deletes_name(name), "{name}");
+        }
+        let pass = vec![
+            "x-http-method-override".to_owned(),
+            "x-forwarded-prefix".to_owned(),
+        ];
+        let p = ForwardPlan::new(&pass, &hp, &SEEN);
+        assert!(!p.deletes_name("x-http-method-override"));
+        assert!(!p.deletes_name("X-HTTP-Method-Override"));
+        assert!(!p.deletes_name("x-forwarded-prefix"));
+        // Only the exact name is passed: its underscore spelling still goes.
+        assert!(p.deletes_name("x_http_method_override"));
+        assert!(p.deletes_name("x-method-override"));
+        // The claims prefix is never passed.
+        let pass = vec!["x-verified-user".to_owned()];
+        assert!(ForwardPlan::new(&pass, &hp, &SEEN).deletes_name("x_verified_user"));
+    }
+
+    #[test]
+    fn consumed_credentials_host_and_hop_by_hop_are_deleted() {
+        let hp = header_plan();
+        let p = ForwardPlan::new(&[], &hp, &SEEN);
+        for name in [
+            "authorization",
+            "approov-token",
+            "approov_token",
+            "host",
+            "connection",
+            "te",
+            "upgrade",
+        ] {
+            assert!(p.deletes_name(name), "{name}");
+        }
+        for name in [
+            "accept",
+            "content-type",
+            "cf-connecting-ip",
+            "cf-ray",
+            "user-agent",
+            "dpop",
+        ] {
+            assert!(!p.deletes_name(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn the_gateway_sets_what_it_saw() {
+        let hp = header_plan();
+        let p = ForwardPlan::new(&[], &hp, &SEEN);
+        let set: Vec<_> = p.sets().collect();
+        assert_eq!(
+            set,
+            [
+                ("x-verified-user", "user:alice"),
+                ("x-verified-route", "r"),
+                ("x-forwarded-host", "api.example.com"),
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-for", "203.0.113.7"),
+            ]
+        );
+        // The client's values are replaced, so no delete is needed for the exact names.
+        for name in ["x-forwarded-host", "x-forwarded-proto", "x-forwarded-for"] {
+            assert!(!p.deletes_name(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn without_a_client_address_x_forwarded_for_is_removed_not_set() {
+        let hp = header_plan();
+        for client in [
+            None,
+            Some(""),
+            Some("evil, 1.2.3.4"),
+            Some("localhost"),
+            Some("1.2.3.4 "),
+        ] {
+            let seen = Seen { client, ..SEEN };
+            let p = ForwardPlan::new(&[], &hp, &seen);
+            assert!(p.sets().all(|(n, _)| n != "x-forwarded-for"), "{client:?}");
+            assert!(p.deletes_name("x-forwarded-for"), "{client:?}");
+        }
+        for client in ["127.0.0.1", "::1", "2001:db8::7", "::ffff:192.0.2.1"] {
+            let seen = Seen {
+                client: Some(client),
+                ..SEEN
+            };
+            let p = ForwardPlan::new(&[], &hp, &seen);
+            assert!(
+                p.sets().any(|s| s == ("x-forwarded-for", client)),
+                "{client}"
+            );
+        }
+    }
+
+    #[test]
+    fn deletes_keeps_the_runtime_order_in_one_pass() {
+        let hp = header_plan();
+        let p = ForwardPlan::new(&[], &hp, &SEEN);
+        let names = "accept\nauthorization\nhost\nx-forwarded-for\nx-other\nx_verified_user";
+        let got: Vec<&str> = p.deletes(names.split('\n')).collect();
+        assert_eq!(got, ["authorization", "host", "x_verified_user"]);
+    }
+}
