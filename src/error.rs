@@ -352,6 +352,21 @@ impl Error {
     }
 }
 
+/// A route check that failed (SPEC §3 step 8) as the gateway's refusal: the one place where the
+/// policy crate's denials meet the wire mapping.
+impl From<attestgate_policy::Denial> for Error {
+    fn from(denial: attestgate_policy::Denial) -> Self {
+        use attestgate_policy::Denial;
+        match denial {
+            Denial::RequirementUnmet => Error::RequirementUnmet,
+            Denial::ScopeMissing => Error::ScopeMissing,
+            Denial::ClaimConstraint => Error::ClaimConstraint,
+            Denial::DelegationTooDeep => Error::DelegationTooDeep,
+            Denial::UnforwardableClaim => Error::UnforwardableClaim,
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.reason())

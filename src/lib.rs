@@ -10,6 +10,7 @@
 //!   WebCrypto, the JWKS cache, the nonce-store Durable Object and forwarding.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod error;
 pub mod gate;
 pub mod handoff;

@@ -188,7 +188,7 @@ async fn run(req: web_sys::Request, env: Env) -> std::result::Result<JsValue, Js
         .into());
     };
     #[cfg(attestgate_selftest)]
-    if url.path == selftest::PATH {
+    if selftest::handles(url.path) {
         let r = selftest::handle(worker::Request::from(req)).await?;
         return Ok(web_sys::Response::from(r).into());
     }

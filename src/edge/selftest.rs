@@ -27,12 +27,22 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use worker::{Method, Request, Response, Result};
 
-use super::webcrypto::WebCrypto;
+use super::webcrypto::{WebCrypto, WebCryptoSigner};
 use crate::jose::crypto::{verify_native, SignatureVerifier};
-use crate::jose::{Alg, Key, KeyRejection};
+use crate::jose::{b64, Alg, Key, KeyRejection, Signer, SigningKey};
 use crate::Error;
 
 pub const PATH: &str = "/__attestgate/selftest/verify";
+/// `POST` with `{"jwk": "<private JWK text>", "msg_hex": "..."}`: the production signer
+/// ([`WebCryptoSigner`]) signs the message with the key, answering `{"signature": "<b64url>",
+/// "public_jwk": {...}}` or `{"error": "<reason>"}`, so the tests can verify the gateway's
+/// signatures with an independent library.
+pub const SIGN_PATH: &str = "/__attestgate/selftest/sign";
+
+/// Whether `path` is one of the self-test endpoints.
+pub fn handles(path: &str) -> bool {
+    path == PATH || path == SIGN_PATH
+}
 /// Most cases in one request.
 pub const MAX_CASES: usize = 1000;
 
@@ -74,9 +84,36 @@ struct Outcome {
     native: Option<String>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignCase {
+    jwk: String,
+    msg_hex: String,
+}
+
 pub async fn handle(mut req: Request) -> Result<Response> {
     if req.method() != Method::Post {
         return Response::error("POST only", 405);
+    }
+    if req.path() == SIGN_PATH {
+        let case: SignCase = match req.json().await {
+            Ok(c) => c,
+            Err(e) => return Response::error(format!("bad case: {e}"), 400),
+        };
+        let Some(msg) = hex(&case.msg_hex) else {
+            return Response::error("bad hex", 400);
+        };
+        let key = match SigningKey::from_jwk(&case.jwk) {
+            Ok(k) => k,
+            Err(r) => return Response::from_json(&serde_json::json!({ "error": r.reason() })),
+        };
+        return match WebCryptoSigner::new().sign(&key, &msg).await {
+            Ok(sig) => Response::from_json(&serde_json::json!({
+                "signature": b64::encode(&sig),
+                "public_jwk": key.public_jwk(),
+            })),
+            Err(e) => Response::from_json(&serde_json::json!({ "error": e.reason() })),
+        };
     }
     let batch: Batch = match req.json().await {
         Ok(b) => b,

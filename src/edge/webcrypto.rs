@@ -28,7 +28,7 @@ use super::task::Settled;
 use crate::jose::crypto::{
     check_signature_length, ed25519_small_order, verify_hmac, SignatureVerifier,
 };
-use crate::jose::{b64, Key, KeyMaterial};
+use crate::jose::{b64, Key, KeyMaterial, Signer, SigningKey};
 use crate::Error;
 
 #[wasm_bindgen]
@@ -41,6 +41,9 @@ extern "C" {
         extractable: bool,
         usages: &Array,
     ) -> Result<Promise, JsValue>;
+
+    #[wasm_bindgen(js_namespace = ["crypto", "subtle"], js_name = sign, catch)]
+    fn subtle_sign(algorithm: &JsValue, key: &JsValue, data: &[u8]) -> Result<Promise, JsValue>;
 
     #[wasm_bindgen(js_namespace = ["crypto", "subtle"], js_name = verify, catch)]
     fn subtle_verify(
@@ -161,5 +164,116 @@ impl SignatureVerifier for WebCrypto {
             Ok(v) if v.as_bool() == Some(true) => Ok(()),
             _ => Err(Error::BadSignature),
         }
+    }
+}
+
+/// The [`Signer`] seam on WebCrypto: the gateway's private key is imported once per isolate as a
+/// non-extractable `CryptoKey` (usages `sign` only) and cached by its public thumbprint. Before
+/// first use, a probe signature is verified with the key's public half, so a secret whose
+/// private and public halves do not match never signs anything (`SecretUnavailable`, 503).
+///
+/// Used by the self-test endpoint today and by the receipt and checkpoint signers next (issues
+/// 14 and 17); until then a production build does not link it.
+#[cfg_attr(not(attestgate_selftest), allow(dead_code))]
+pub struct WebCryptoSigner {
+    keys: RefCell<HashMap<String, JsValue>>,
+    verifier: WebCrypto,
+}
+
+/// What the probe signature covers (never sent anywhere).
+#[cfg_attr(not(attestgate_selftest), allow(dead_code))]
+const PROBE: &[u8] = b"attestgate signing key probe";
+
+#[cfg_attr(not(attestgate_selftest), allow(dead_code))]
+impl WebCryptoSigner {
+    pub fn new() -> Self {
+        Self {
+            keys: RefCell::new(HashMap::new()),
+            verifier: WebCrypto::new(),
+        }
+    }
+
+    fn algorithm(&self, key: &SigningKey) -> &JsValue {
+        match key.public_key().material() {
+            KeyMaterial::Ec { .. } => &self.verifier.ecdsa,
+            _ => &self.verifier.ed25519,
+        }
+    }
+
+    async fn raw_sign(
+        &self,
+        crypto_key: &JsValue,
+        key: &SigningKey,
+        input: &[u8],
+    ) -> Result<Vec<u8>, Error> {
+        let promise = subtle_sign(self.algorithm(key), crypto_key, input)
+            .map_err(|_| Error::SecretUnavailable)?;
+        let buffer = Settled::new(promise)
+            .await
+            .map_err(|_| Error::SecretUnavailable)?;
+        Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+    }
+
+    async fn private_key(&self, key: &SigningKey) -> Result<JsValue, Error> {
+        let id = key
+            .public_key()
+            .thumbprint()
+            .ok_or(Error::SecretUnavailable)?;
+        if let Some(k) = self.keys.borrow().get(id) {
+            return Ok(k.clone());
+        }
+        let public = key.public_jwk();
+        let member = |name: &str| public.get(name).and_then(|v| v.as_str()).unwrap_or("");
+        let d = b64::encode(key.secret_bytes());
+        let (jwk, algorithm) = match key.public_key().material() {
+            KeyMaterial::Ec { .. } => (
+                object(&[
+                    ("kty", "EC"),
+                    ("crv", "P-256"),
+                    ("x", member("x")),
+                    ("y", member("y")),
+                    ("d", &d),
+                ]),
+                object(&[("name", "ECDSA"), ("namedCurve", "P-256")]),
+            ),
+            KeyMaterial::Ed25519 { .. } => (
+                object(&[
+                    ("kty", "OKP"),
+                    ("crv", "Ed25519"),
+                    ("x", member("x")),
+                    ("d", &d),
+                ]),
+                object(&[("name", "Ed25519")]),
+            ),
+            _ => return Err(Error::SecretUnavailable),
+        };
+        let usages = Array::of1(&JsValue::from_str("sign"));
+        let promise = subtle_import_key("jwk", &jwk, &algorithm, false, &usages)
+            .map_err(|_| Error::SecretUnavailable)?;
+        let imported = Settled::new(promise)
+            .await
+            .map_err(|_| Error::SecretUnavailable)?;
+        let probe = self.raw_sign(&imported, key, PROBE).await?;
+        self.verifier
+            .verify(key.public_key(), PROBE, &probe)
+            .await
+            .map_err(|_| Error::SecretUnavailable)?;
+        let mut keys = self.keys.borrow_mut();
+        if keys.len() >= MAX_CACHED_KEYS {
+            keys.clear();
+        }
+        keys.insert(id.to_owned(), imported.clone());
+        Ok(imported)
+    }
+}
+
+impl Signer for WebCryptoSigner {
+    async fn sign(&self, key: &SigningKey, input: &[u8]) -> Result<Vec<u8>, Error> {
+        let crypto_key = self.private_key(key).await?;
+        let signature = self.raw_sign(&crypto_key, key, input).await?;
+        if signature.len() != 64 {
+            return Err(Error::SecretUnavailable);
+        }
+        Ok(signature)
     }
 }

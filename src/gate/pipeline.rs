@@ -358,11 +358,5 @@ fn replay_id(gate: &Gate, kind: &str, scope: &str, id: &str) -> (u8, String) {
 }
 
 fn denial_error(denial: Denial) -> Error {
-    match denial {
-        Denial::RequirementUnmet => Error::RequirementUnmet,
-        Denial::ScopeMissing => Error::ScopeMissing,
-        Denial::ClaimConstraint => Error::ClaimConstraint,
-        Denial::DelegationTooDeep => Error::DelegationTooDeep,
-        Denial::UnforwardableClaim => Error::UnforwardableClaim,
-    }
+    Error::from(denial)
 }

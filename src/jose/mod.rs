@@ -16,12 +16,16 @@ pub mod crypto;
 pub mod json;
 pub mod jwk;
 pub mod jws;
+pub mod sign;
 
 pub use alg::{Alg, UnknownAlg};
 pub use claims::{ClaimRules, Claims};
 pub use crypto::{block_on_ready, verify_native, NativeVerifier, SignatureVerifier};
 pub use jwk::{JwksLimits, JwksReport, Key, KeyMaterial, KeyRejection, KeySet, SkippedKey};
 pub use jws::{Header, Jws, Limits};
+#[cfg(not(target_arch = "wasm32"))]
+pub use sign::NativeSigner;
+pub use sign::{sign_compact, Signer, SigningKey};
 
 use serde_json::{Map, Value};
 

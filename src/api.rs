@@ -1,0 +1,239 @@
+//! The library API of the core: what the `attestgate` command-line tool, the native tests, the
+//! benches and any embedder use to run the gateway's real decision outside the Worker.
+//!
+//! Three steps, all pure (no I/O, the clock is a parameter):
+//!
+//! 1. compile a policy: [`compile_dir`] / [`compile_toml`] (natively; the Worker embeds the
+//!    compiled form at build time), or [`Policy::from_json`] for the embedded form;
+//! 2. build a [`Gateway`] from it (per isolate, once);
+//! 3. [`Gateway::decide`] one [`Request`] at a given time, with the seams supplied by the caller:
+//!    where keys come from ([`KeySource`]), how signatures are checked ([`SignatureVerifier`]),
+//!    single-use state ([`ReplayGuard`]) and the challenge-nonce MAC key. Ready-made in-memory
+//!    seams are here too: [`StaticKeys`], [`MemoryReplay`] and, natively, [`NativeVerifier`].
+//!
+//! The answer is a [`Decision`]: the outcome (forward, with what, or the typed refusal) and the
+//! decision record the Worker writes as its log line. [`Decision::wire`] gives a refusal's exact
+//! wire form (status, `error` code, `WWW-Authenticate`) through the gateway's one error mapping.
+//!
+//! This module is the stable surface: names here change only with a note in the changelog of
+//! the README; everything under [`crate::gate`] is internal and may move.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub use crate::error::{Error, Wire};
+pub use crate::gate::extract::HeaderSource;
+pub use crate::gate::log::DecisionLog;
+pub use crate::gate::nonce::{NonceKey, NonceRef};
+pub use crate::gate::pipeline::{Forward, KeySource, ReplayGuard};
+pub use crate::gate::{Gate, KeySpec, ProviderRt};
+#[cfg(not(target_arch = "wasm32"))]
+pub use crate::jose::NativeVerifier;
+pub use crate::jose::{block_on_ready, KeySet, SignatureVerifier};
+pub use crate::policy::{Policy, PolicyError, Warning};
+
+use crate::gate::pipeline::{self, Env, RequestView};
+use crate::gate::url;
+
+/// Compile every `*.toml` file of a policy folder, exactly as the Worker's build does.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn compile_dir(dir: impl AsRef<std::path::Path>) -> Result<Policy, Vec<PolicyError>> {
+    crate::policy::load_dir(dir.as_ref()).map(|(policy, _)| policy)
+}
+
+/// Compile one policy file given as text (`name` is used in every message).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn compile_toml(name: &str, text: &str) -> Result<Policy, Vec<PolicyError>> {
+    let file = crate::policy::parse_toml(name, text).map_err(|e| vec![e])?;
+    crate::policy::compile(vec![file])
+}
+
+/// One request as an embedder has it: the method exactly as received, the absolute URL
+/// (`https://host/path?query`, as the runtime hands it to a Worker) and the header pairs as
+/// received (repeats are joined with `", "`, as the runtime's `Headers.get` does).
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub method: &'a str,
+    pub url: &'a str,
+    pub headers: &'a [(String, String)],
+}
+
+/// The seams of one decision.
+pub struct Seams<'a, K, V, R> {
+    pub keys: &'a K,
+    pub verifier: &'a V,
+    pub replay: &'a R,
+    /// The challenge-nonce MAC key (`ATTESTGATE_NONCE_KEY`); `None` makes the routes that check
+    /// a nonce answer 503, as in the Worker.
+    pub nonce_key: Option<&'a NonceKey>,
+}
+
+/// The outcome of one request and its decision record.
+#[derive(Debug)]
+pub struct Decision {
+    /// Forward (to which origin, with which headers), or the refusal.
+    pub outcome: Result<Forward, Error>,
+    /// The record the Worker logs as one JSON line ([`DecisionLog::to_line`]).
+    pub record: DecisionLog,
+}
+
+impl Decision {
+    /// A refusal's wire form (status, code, fixed description, `WWW-Authenticate`), through
+    /// the gateway's one mapping; `None` when the request is forwarded.
+    pub fn wire(&self, realm: &str) -> Option<Wire> {
+        self.outcome.as_ref().err().map(|e| e.wire(realm))
+    }
+}
+
+/// The gateway's decision logic for one compiled policy.
+#[derive(Debug)]
+pub struct Gateway {
+    gate: Gate,
+}
+
+impl Gateway {
+    /// Prepare a compiled policy for deciding requests (what the Worker does once per isolate).
+    pub fn new(policy: Policy) -> Result<Self, Error> {
+        Ok(Gateway {
+            gate: Gate::new(policy)?,
+        })
+    }
+
+    /// The prepared policy and providers.
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    pub fn policy(&self) -> &Policy {
+        self.gate.policy()
+    }
+
+    /// Decide one request at `now` (unix seconds), exactly as the Worker does after its own
+    /// endpoints (the challenge endpoint is the Worker's): route, credentials, signatures,
+    /// claims, bindings, the route's requirements, then the single-use checks.
+    pub async fn decide<K, V, R>(
+        &self,
+        req: &Request<'_>,
+        seams: &Seams<'_, K, V, R>,
+        now: i64,
+        request_id: &str,
+    ) -> Decision
+    where
+        K: KeySource,
+        V: SignatureVerifier,
+        R: ReplayGuard,
+    {
+        let Some(parts) = url::split(req.url) else {
+            let path = req.url.split(['?', '#']).next().unwrap_or("");
+            return Decision {
+                outcome: Err(Error::MalformedRequest),
+                record: refused(
+                    DecisionLog::new(request_id, req.method, path),
+                    Error::MalformedRequest,
+                ),
+            };
+        };
+        let mut record = DecisionLog::new(request_id, req.method, parts.path);
+        let host = parts.host.to_ascii_lowercase();
+        let htu = format!("{}{}", parts.origin, parts.path);
+        let view = RequestView {
+            method: req.method,
+            host: &host,
+            raw_path: parts.path,
+            htu: &htu,
+            headers: req.headers,
+        };
+        let env = Env {
+            keys: seams.keys,
+            verifier: seams.verifier,
+            replay: seams.replay,
+            nonce_key: &seams.nonce_key,
+            now,
+        };
+        let outcome = pipeline::decide(&self.gate, &view, &env, &mut record).await;
+        if let Err(e) = &outcome {
+            record = refused(record, *e);
+        }
+        Decision { outcome, record }
+    }
+}
+
+fn refused(mut record: DecisionLog, e: Error) -> DecisionLog {
+    record.verdict = "deny";
+    record.reason = Some(e.reason());
+    record.status = Some(e.wire("").status);
+    record
+}
+
+/// Keys held in memory: a provider's inline JWKS as compiled, otherwise the key set given for
+/// the provider by name (a JWKS read from a file, an HMAC secret). A provider with neither is
+/// `KeysUnavailable`, as a Worker whose issuer cannot be reached.
+#[derive(Debug, Default, Clone)]
+pub struct StaticKeys {
+    sets: HashMap<String, Arc<KeySet>>,
+}
+
+impl StaticKeys {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Use `keys` for provider `provider`.
+    pub fn insert(&mut self, provider: &str, keys: KeySet) {
+        self.sets.insert(provider.to_owned(), Arc::new(keys));
+    }
+
+    /// Whether keys for `provider` are available (given here or inline in the policy).
+    pub fn has(&self, provider: &ProviderRt) -> bool {
+        self.sets.contains_key(&provider.name) || matches!(provider.keys, KeySpec::Inline(_))
+    }
+}
+
+impl KeySource for StaticKeys {
+    async fn keys(&self, provider: &ProviderRt, _refresh: bool) -> Result<Arc<KeySet>, Error> {
+        if let Some(set) = self.sets.get(&provider.name) {
+            return Ok(set.clone());
+        }
+        match &provider.keys {
+            KeySpec::Inline(set) => Ok(set.clone()),
+            KeySpec::Secret(..) => Err(Error::SecretUnavailable),
+            KeySpec::Jwks { .. } => Err(Error::KeysUnavailable),
+        }
+    }
+}
+
+/// Single-use state in memory, with the nonce store's semantics: a nonce (already verified by
+/// its MAC and expiry) is accepted the first time it is used; an id is accepted the first time
+/// it is seen, until its expiry.
+#[derive(Debug, Default)]
+pub struct MemoryReplay {
+    used: RefCell<HashMap<(u8, String), i64>>,
+}
+
+impl MemoryReplay {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn first_use(&self, shard: u8, id: &str, exp: i64, now: i64) -> bool {
+        let mut used = self.used.borrow_mut();
+        used.retain(|_, until| *until >= now);
+        let key = (shard, id.to_owned());
+        if used.contains_key(&key) {
+            return false;
+        }
+        used.insert(key, exp);
+        true
+    }
+}
+
+impl ReplayGuard for MemoryReplay {
+    async fn consume(&self, nonce: &NonceRef, now: i64) -> Result<bool, Error> {
+        Ok(nonce.exp >= now && self.first_use(nonce.shard, &nonce.id, nonce.exp, now))
+    }
+
+    async fn first_seen(&self, shard: u8, id: &str, exp: i64, now: i64) -> Result<bool, Error> {
+        Ok(self.first_use(shard, id, exp, now))
+    }
+}
