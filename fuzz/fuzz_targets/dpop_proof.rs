@@ -28,7 +28,11 @@ fn check_parse(proof: &str) {
         return;
     };
     assert_eq!(
-        format!("{}.{}", parsed.signing_input, b64::encode(&parsed.signature)),
+        format!(
+            "{}.{}",
+            parsed.signing_input,
+            b64::encode(&parsed.signature)
+        ),
         proof
     );
     assert!(typ_matches(&parsed.header.typ, jws::DPOP_TYP));
@@ -59,7 +63,10 @@ fn check_signed(claims: &[u8]) {
         r#"{{"typ":"dpop+jwt","alg":"EdDSA","jwk":{{"kty":"OKP","crv":"Ed25519","x":"{x}"}}}}"#
     );
     let input = format!("{}.{}", b64::encode(header.as_bytes()), b64::encode(claims));
-    let proof = format!("{input}.{}", b64::encode(&sk.sign(input.as_bytes()).to_bytes()));
+    let proof = format!(
+        "{input}.{}",
+        b64::encode(&sk.sign(input.as_bytes()).to_bytes())
+    );
     check_parse(&proof);
     let run = |e: &Expect<'_>| block_on_ready(dpop::verify(&proof, e, &NativeVerifier));
     let Ok(checked) = run(&expect(METHOD, HTU, ACCESS_TOKEN, &thumbprint)) else {
@@ -69,12 +76,25 @@ fn check_signed(claims: &[u8]) {
     assert!(!checked.jti.is_empty() && checked.jti.len() <= dpop::MAX_JTI);
     for other in [
         expect("GET", HTU, ACCESS_TOKEN, &thumbprint),
-        expect(METHOD, "https://api.example/v1/other", ACCESS_TOKEN, &thumbprint),
-        expect(METHOD, "https://evil.example/v1/orders", ACCESS_TOKEN, &thumbprint),
+        expect(
+            METHOD,
+            "https://api.example/v1/other",
+            ACCESS_TOKEN,
+            &thumbprint,
+        ),
+        expect(
+            METHOD,
+            "https://evil.example/v1/orders",
+            ACCESS_TOKEN,
+            &thumbprint,
+        ),
         expect(METHOD, HTU, "another.access.token", &thumbprint),
         expect(METHOD, HTU, ACCESS_TOKEN, "another-thumbprint"),
     ] {
-        assert!(run(&other).is_err(), "the proof is not bound to its request");
+        assert!(
+            run(&other).is_err(),
+            "the proof is not bound to its request"
+        );
     }
     let late = Expect {
         now: NOW + 3600,

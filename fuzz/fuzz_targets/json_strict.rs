@@ -93,13 +93,23 @@ fn check(data: &[u8]) {
     match (&strict, &loose) {
         (Ok(map), Ok(Value::Object(loose_map))) => {
             assert!(!has_duplicate(data), "a repeated member name was accepted");
-            assert_eq!(map, loose_map, "strict and serde_json read different objects");
+            assert_eq!(
+                map, loose_map,
+                "strict and serde_json read different objects"
+            );
             let text = serde_json::to_string(map).expect("a Value always serialises");
             let again = parse_object(text.as_bytes());
             if map.values().any(has_float) {
-                assert!(again.is_ok(), "re-serialised object does not read back: {again:?}");
+                assert!(
+                    again.is_ok(),
+                    "re-serialised object does not read back: {again:?}"
+                );
             } else {
-                assert_eq!(again.as_ref(), Ok(map), "re-serialised object reads back differently");
+                assert_eq!(
+                    again.as_ref(),
+                    Ok(map),
+                    "re-serialised object reads back differently"
+                );
             }
         }
         (Ok(_), other) => panic!("strict accepted what serde_json reads as {other:?}"),

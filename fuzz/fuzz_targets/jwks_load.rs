@@ -18,12 +18,17 @@ fn check(data: &[u8]) {
         return;
     };
     let doc: Value = serde_json::from_slice(data).expect("the strict reader accepted it");
-    let entries = doc["keys"].as_array().expect("accepted documents have a keys array");
+    let entries = doc["keys"]
+        .as_array()
+        .expect("accepted documents have a keys array");
     assert!(entries.len() <= limits.max_keys);
     assert_eq!(report.loaded, set.len());
     assert_eq!(set.len() + report.skipped.len(), entries.len());
     let mut indexes: Vec<usize> = report.skipped.iter().map(|s| s.index).collect();
-    assert!(indexes.windows(2).all(|w| w[0] < w[1]), "skipped keys out of order");
+    assert!(
+        indexes.windows(2).all(|w| w[0] < w[1]),
+        "skipped keys out of order"
+    );
     indexes.dedup();
     assert!(indexes.iter().all(|&i| i < entries.len()));
     let _ = report.private_key_found();
@@ -32,7 +37,11 @@ fn check(data: &[u8]) {
     }
     for key in set.keys() {
         let public = !matches!(key.material(), KeyMaterial::Hmac { .. });
-        assert_eq!(key.thumbprint().is_some(), public, "thumbprint iff public key");
+        assert_eq!(
+            key.thumbprint().is_some(),
+            public,
+            "thumbprint iff public key"
+        );
         let same = set
             .keys()
             .iter()
@@ -63,16 +72,13 @@ fn check(data: &[u8]) {
         }
     }
     for kid in &report.duplicate_kids {
-        assert!(set
-            .keys()
-            .iter()
-            .any(|k| k.kid() == Some(kid.as_str())
-                && set
-                    .keys()
-                    .iter()
-                    .filter(|o| o.alg() == k.alg() && o.kid() == k.kid())
-                    .count()
-                    > 1));
+        assert!(set.keys().iter().any(|k| k.kid() == Some(kid.as_str())
+            && set
+                .keys()
+                .iter()
+                .filter(|o| o.alg() == k.alg() && o.kid() == k.kid())
+                .count()
+                > 1));
     }
 }
 

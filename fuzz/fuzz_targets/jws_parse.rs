@@ -12,8 +12,8 @@
 #![no_main]
 
 use attestgate::jose::{
-    b64, block_on_ready, jws, jws::typ_matches, verify_token, Alg, ClaimRules, Key, KeySet,
-    Limits, NativeVerifier, Profile,
+    b64, block_on_ready, jws, jws::typ_matches, verify_token, Alg, ClaimRules, Key, KeySet, Limits,
+    NativeVerifier, Profile,
 };
 use hmac::{KeyInit, Mac};
 use libfuzzer_sys::fuzz_target;
@@ -30,19 +30,29 @@ fn check_parse(token: &str) {
         return;
     };
     assert_eq!(
-        format!("{}.{}", parsed.signing_input, b64::encode(&parsed.signature)),
+        format!(
+            "{}.{}",
+            parsed.signing_input,
+            b64::encode(&parsed.signature)
+        ),
         token,
         "an accepted token has exactly one spelling"
     );
     let mut parts = parsed.signing_input.split('.');
     let (Some(_header), Some(claims), None) = (parts.next(), parts.next(), parts.next()) else {
-        panic!("signing input is not header.payload: {:?}", parsed.signing_input);
+        panic!(
+            "signing input is not header.payload: {:?}",
+            parsed.signing_input
+        );
     };
     assert_eq!(claims, parsed.claims_b64);
     assert!(!parsed.signature.is_empty());
     assert!(ALGS.contains(&parsed.header.alg));
     assert!(TYPS.iter().any(|t| typ_matches(&parsed.header.typ, t)));
-    assert!(parsed.header.jwk.is_none(), "access tokens never carry a key");
+    assert!(
+        parsed.header.jwk.is_none(),
+        "access tokens never carry a key"
+    );
     assert!(parsed.header.kid.as_ref().is_none_or(|k| k.len() <= 256));
     // The DPoP parser refuses every access token (its typ is never dpop+jwt here).
     assert!(jws::parse_dpop(token, ALGS, &Limits::default()).is_err());
@@ -71,13 +81,8 @@ fn check_signed(header: &[u8], claims: &[u8]) {
     check_parse(&token);
     let keys = KeySet::from_keys(vec![Key::hs256(None, &SECRET).expect("32-byte secret")]);
     let profile = profile();
-    let Ok(claims) = block_on_ready(verify_token(
-        &token,
-        &profile,
-        &keys,
-        &NativeVerifier,
-        NOW,
-    )) else {
+    let Ok(claims) = block_on_ready(verify_token(&token, &profile, &keys, &NativeVerifier, NOW))
+    else {
         return;
     };
     assert!(claims.exp() > NOW - 60, "expired claims accepted");
@@ -94,7 +99,11 @@ fn check_signed(header: &[u8], claims: &[u8]) {
     assert!(claims.get_path("cnf.jkt").is_some_and(|v| !v.is_null()));
     // The same token with the first signature character changed is refused.
     let cut = input.len() + 1;
-    let first = if token.as_bytes()[cut] == b'A' { "B" } else { "A" };
+    let first = if token.as_bytes()[cut] == b'A' {
+        "B"
+    } else {
+        "A"
+    };
     let forged = format!("{}{first}{}", &token[..cut], &token[cut + 1..]);
     assert!(block_on_ready(verify_token(&forged, &profile, &keys, &NativeVerifier, NOW)).is_err());
 }

@@ -79,7 +79,11 @@ fn check_normal_path(path: &str) {
     }
     let url = format!("http://h.example{path}");
     let parsed = url::Url::parse(&url).unwrap_or_else(|e| panic!("{url}: {e}"));
-    assert_eq!(parsed.path(), path, "an accepted path is read differently by the origin");
+    assert_eq!(
+        parsed.path(),
+        path,
+        "an accepted path is read differently by the origin"
+    );
 }
 
 fn check_request_url(s: &str) {

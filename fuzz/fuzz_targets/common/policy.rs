@@ -37,7 +37,10 @@ fn request_for(route: &Route) -> (String, String, String) {
         .as_ref()
         .and_then(|m| m.first().cloned())
         .unwrap_or_else(|| "GET".to_owned());
-    let host = route.host.clone().unwrap_or_else(|| "any.example".to_owned());
+    let host = route
+        .host
+        .clone()
+        .unwrap_or_else(|| "any.example".to_owned());
     (method, host, concrete(&route.path))
 }
 
@@ -73,7 +76,10 @@ pub fn check_compiled(policy: &Policy) {
         .collect();
     for route in policy.routes() {
         // The fast evaluation and the explaining one agree.
-        assert_eq!(policy.evaluate(route, &()), policy.explain(route, &()).outcome);
+        assert_eq!(
+            policy.evaluate(route, &()),
+            policy.explain(route, &()).outcome
+        );
         assert_eq!(
             policy.evaluate(route, &everyone),
             policy.explain(route, &everyone).outcome
@@ -92,11 +98,9 @@ pub fn check_compiled(policy: &Policy) {
             Err(miss) => panic!("{method} {host} {path}: {miss} (route {})", route.id),
         };
         assert!(found.route.accepts_method(&method) && found.route.accepts_host(&host));
-        let captures = found
-            .route
-            .path
-            .matches(&path)
-            .unwrap_or_else(|| panic!("{path} matched {} whose pattern refuses it", found.route.id));
+        let captures = found.route.path.matches(&path).unwrap_or_else(|| {
+            panic!("{path} matched {} whose pattern refuses it", found.route.id)
+        });
         assert!(
             rank(&found.route.path) >= rank(&route.path),
             "{path}: {} won over the more specific {}",
