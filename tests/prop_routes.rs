@@ -83,7 +83,13 @@ impl RouteGen {
     fn shape(&self) -> Vec<Seg> {
         self.segs
             .iter()
-            .map(|s| if *s == Seg::Star { Seg::Param } else { s.clone() })
+            .map(|s| {
+                if *s == Seg::Star {
+                    Seg::Param
+                } else {
+                    s.clone()
+                }
+            })
             .collect()
     }
 
@@ -138,7 +144,8 @@ fn segment() -> impl Strategy<Value = Seg> {
 }
 
 fn route() -> impl Strategy<Value = RouteGen> {
-    let last = prop_oneof![4 => Just(None), 1 => Just(Some(Seg::Rest)), 1 => Just(Some(Seg::Slash))];
+    let last =
+        prop_oneof![4 => Just(None), 1 => Just(Some(Seg::Rest)), 1 => Just(Some(Seg::Slash))];
     let methods = prop::sample::select(vec![Methods::Any, Methods::Get, Methods::PostPut]);
     (
         prop::collection::vec(segment(), 0..4),
@@ -178,11 +185,7 @@ fn unambiguous(routes: Vec<RouteGen>) -> Vec<RouteGen> {
 fn policy(routes: &[RouteGen]) -> Result<Policy, String> {
     let mut text = String::from("[gateway]\norigin = \"https://o.example.com\"\n");
     for (i, r) in routes.iter().enumerate() {
-        let host = if r.host {
-            "host = \"h.example\"\n"
-        } else {
-            ""
-        };
+        let host = if r.host { "host = \"h.example\"\n" } else { "" };
         text.push_str(&format!(
             "[[route]]\nid = \"r{i}\"\n{}{host}path = \"{}\"\npublic = true\n",
             r.methods.toml(),
@@ -201,16 +204,12 @@ fn request_path() -> impl Strategy<Value = Vec<&'static str>> {
         3 => Just("x"),
         1 => prop::sample::select(vec!["..", ".", "%2e", "%41", ";p"]),
     ];
-    (
-        prop::collection::vec(part, 0..6),
-        prop::bool::weighted(0.2),
-    )
-        .prop_map(|(mut parts, slash)| {
-            if slash || parts.is_empty() {
-                parts.push("");
-            }
-            parts
-        })
+    (prop::collection::vec(part, 0..6), prop::bool::weighted(0.2)).prop_map(|(mut parts, slash)| {
+        if slash || parts.is_empty() {
+            parts.push("");
+        }
+        parts
+    })
 }
 
 type Want = Result<(String, Vec<(String, String)>), Miss>;
