@@ -38,6 +38,13 @@ if [ "$(cargo fuzz --version 2>/dev/null || true)" != "cargo-fuzz $CARGO_FUZZ_VE
   cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked
 fi
 
+# The CPU regression gate (scripts/insn-gate.sh) counts instructions with valgrind.
+if ! command -v valgrind >/dev/null 2>&1; then
+  step "apt-get install valgrind"
+  apt-get update
+  apt-get install -y --no-install-recommends valgrind
+fi
+
 # npm ci rejects the lock here (it omits platform packages the registry does not serve);
 # npm install with the committed lock gives the same tree and leaves the lock unchanged.
 if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
