@@ -10,7 +10,9 @@
 # fuzz/seeds/; what the fuzzers find is kept in fuzz/corpus/ (both ignored by git, so a local
 # corpus keeps growing between runs). A crash leaves its input in fuzz/artifacts/<target>/;
 # reproduce it with `cargo +nightly fuzz run -O -s none <target> <file>`, then fix it with a
-# regression test in the normal test suite.
+# regression test in the normal test suite. A local corpus that has grown large (every run
+# first replays it, within the time budget) shrinks with
+# `cargo +nightly fuzz cmin -O -s none <target>`.
 #
 # Build flags: -O with fuzz/Cargo.toml's release profile (optimised, debug assertions and
 # overflow checks on); no sanitizer (-s none): the project's code has no `unsafe` (forbidden),
