@@ -27,6 +27,24 @@ if ! wasm-bindgen --version 2>/dev/null | grep -q " $WASM_BINDGEN_VERSION\$"; th
   cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
 fi
 
+# Fuzzing (scripts/fuzz.sh): a nightly toolchain for cargo-fuzz's build flags, and cargo-fuzz.
+CARGO_FUZZ_VERSION=0.13.2
+if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+  step "rustup toolchain install nightly --profile minimal"
+  rustup toolchain install nightly --profile minimal
+fi
+if [ "$(cargo fuzz --version 2>/dev/null || true)" != "cargo-fuzz $CARGO_FUZZ_VERSION" ]; then
+  step "cargo install cargo-fuzz $CARGO_FUZZ_VERSION"
+  cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked
+fi
+
+# The CPU regression gate (scripts/insn-gate.sh) counts instructions with valgrind.
+if ! command -v valgrind >/dev/null 2>&1; then
+  step "apt-get install valgrind"
+  apt-get update
+  apt-get install -y --no-install-recommends valgrind
+fi
+
 # npm ci rejects the lock here (it omits platform packages the registry does not serve);
 # npm install with the committed lock gives the same tree and leaves the lock unchanged.
 if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then

@@ -363,6 +363,8 @@ fn embedded_json_round_trip_matches_the_same() {
 }
 
 // ---- cross-check of the index against a direct implementation --------------------------------
+// (tests/prop_routes.rs checks the same with proptest: wider route sets, host filters, its own
+// brute-force matcher instead of `PathPattern::matches`, and failures shrunk to a minimal case.)
 
 struct Lcg(u64);
 impl Lcg {

@@ -505,8 +505,9 @@ impl KeySet {
         report.loaded = keys.len();
         for (i, key) in keys.iter().enumerate() {
             if let Some(kid) = key.kid() {
-                let first = keys[..i]
+                let first = keys
                     .iter()
+                    .take(i)
                     .position(|k| k.kid() == Some(kid) && k.alg == key.alg);
                 let reported = report.duplicate_kids.iter().any(|d| d == kid);
                 if first.is_some() && !reported {

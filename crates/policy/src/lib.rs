@@ -11,13 +11,33 @@
 //!
 //! Pure: no I/O except the optional folder loader, no clock, no randomness.
 #![forbid(unsafe_code)]
+// No unwrap, expect, panic or unchecked indexing in shipped code (root Cargo.toml,
+// [workspace.lints]); test builds are exempt: there a failed unwrap is a failed test.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::indexing_slicing
+    )
+)]
 
 pub mod alg;
+// Indexes after explicit length checks (being split up, issue 13).
+#[allow(clippy::indexing_slicing)]
 pub mod compile;
 pub mod diag;
+// `glob_match` and `HeaderPlan::strips` index behind their own bounds checks.
+#[allow(clippy::indexing_slicing)]
 pub mod evaluate;
+// The trie indexes its own node vector by ids it created, and `check_path` bytes behind `i < len`.
+#[allow(clippy::indexing_slicing)]
 pub mod matcher;
 pub mod model;
+// Route and provider indexes from the trie and from `binary_search` on the same vectors.
+#[allow(clippy::indexing_slicing)]
 mod policy;
 
 #[cfg(feature = "toml")]
