@@ -382,6 +382,18 @@ fn explain(args: &[String]) -> ExitCode {
             println!("verdict   404 not_found (no_route)");
             return ExitCode::SUCCESS;
         }
+        Err(Miss::MethodNotAllowed(allow)) => {
+            println!("route     none: the most specific routes of this path do not take {method}");
+            println!("verdict   405 method_not_allowed, Allow: {allow}");
+            return ExitCode::SUCCESS;
+        }
+        Err(Miss::ProtectedVariant) => {
+            println!(
+                "route     none: the path differs only by case or a trailing slash from a more protected route"
+            );
+            println!("verdict   400 invalid_request (path_variant)");
+            return ExitCode::SUCCESS;
+        }
     };
     let route = matched.route;
     println!(

@@ -737,11 +737,13 @@ fn failing_route_checks_never_consume_the_nonce() {
         w.run("POST", "/attest/pay", &[("attestation", &token)]),
         Err(Error::ScopeMissing)
     );
-    // Wrong method: no route, nothing read.
+    // Wrong method: 405 with the route's methods, nothing read.
     let ok = w.attestation(json!({ "nonce": nonce }));
     assert_eq!(
         w.run("GET", "/attest/pay", &[("attestation", &ok)]),
-        Err(Error::NoRoute)
+        Err(Error::MethodNotAllowed(
+            attestgate::policy::Allow::from_static("POST")
+        ))
     );
     assert_no_store_calls(&w);
     assert!(w

@@ -94,12 +94,17 @@ impl Gate {
         self.providers.get(name)
     }
 
-    /// Step 2: the route for a request, or 400 (unnormalised path) / 404 (no route).
+    /// Step 2: the route for a request, or 400 (unnormalised path, or a case / trailing-slash
+    /// variant of a more protected route), 404 (no route), 405 (the path's routes do not take
+    /// the method; the error carries their `Allow`).
     pub fn route(&self, method: &str, host: &str, raw_path: &str) -> Result<&Route, Error> {
+        use crate::policy::Miss;
         match self.policy.match_route(method, host, raw_path) {
             Ok(m) => Ok(m.route),
-            Err(crate::policy::Miss::Unnormalised(_)) => Err(Error::UnnormalisedPath),
-            Err(crate::policy::Miss::NoRoute) => Err(Error::NoRoute),
+            Err(Miss::Unnormalised(_)) => Err(Error::UnnormalisedPath),
+            Err(Miss::NoRoute) => Err(Error::NoRoute),
+            Err(Miss::MethodNotAllowed(allow)) => Err(Error::MethodNotAllowed(allow)),
+            Err(Miss::ProtectedVariant) => Err(Error::PathVariant),
         }
     }
 

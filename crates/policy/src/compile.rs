@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::alg::Alg;
 use crate::diag::{Location, PolicyError, Warning};
-use crate::matcher::{check_path, PathPattern, Segment};
+use crate::matcher::{check_path, PathPattern, RouteIndex, Segment};
 use crate::model::{
     defaults, ConstraintConfig, GatewayConfig, ProviderConfig, RouteConfig, SourceFile,
 };
@@ -41,6 +41,7 @@ pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
         challenge_ttl_secs: defaults::challenge_ttl_secs(),
         allow_insecure_http: false,
         nonce_shards: defaults::nonce_shards(),
+        case_sensitive_paths: false,
     };
     let (gateway_file, gateway_config) = match gateways.as_slice() {
         [] => {
@@ -118,7 +119,7 @@ pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
     }
 
     // ---- cross checks ---------------------------------------------------------------------------
-    let index = crate::matcher::RouteIndex::build(routes.iter().map(|r| &r.path));
+    let index = RouteIndex::build(routes.iter().map(|r| &r.path));
     for group in index.groups() {
         for (i, &a) in group.iter().enumerate() {
             for &b in &group[i + 1..] {
@@ -137,6 +138,8 @@ pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
             }
         }
     }
+    variant_warnings(&mut cx, &routes, &index, !gateway.case_sensitive_paths);
+    host_warnings(&mut cx, &routes, &index);
     for r in &routes {
         let literal_only = r
             .path
@@ -169,7 +172,18 @@ pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
     if !cx.errors.is_empty() {
         return Err(cx.errors);
     }
+    let protected: Vec<&Route> = routes.iter().filter(|r| !r.is_public()).collect();
+    let folded = (!protected.is_empty()).then(|| {
+        let patterns: Vec<PathPattern> = routes
+            .iter()
+            .map(|r| r.path.folded(!gateway.case_sensitive_paths))
+            .collect();
+        crate::matcher::RouteIndex::build(&patterns)
+    });
     Ok(Policy {
+        protected_upper_literal: protected.iter().any(|r| r.path.has_upper_literal()),
+        protected_trailing_slash: protected.iter().any(|r| r.path.has_trailing_slash()),
+        folded,
         gateway,
         providers: providers.into_values().collect(),
         routes,
@@ -179,23 +193,108 @@ pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
     })
 }
 
-/// What two routes of the same shape both match, if anything: `GET, POST on every host`.
-fn overlap(a: &Route, b: &Route) -> Option<String> {
-    let methods = match (&a.methods, &b.methods) {
-        (None, None) => "every method".to_owned(),
-        (Some(m), None) | (None, Some(m)) => m.join(", "),
-        (Some(x), Some(y)) => {
-            let common: Vec<&str> = x
-                .iter()
-                .filter(|m| y.contains(m))
-                .map(String::as_str)
-                .collect();
-            if common.is_empty() {
-                return None;
+/// SPEC §2: a request that differs from a more protected route only by ASCII case or a trailing
+/// slash is never routed to a less protected one. The lookup refuses such requests; the compiler
+/// says where a weaker route would otherwise catch them (`public /**` next to `/admin/**`).
+fn variant_warnings(cx: &mut Cx, routes: &[Route], index: &RouteIndex, fold_case: bool) {
+    for p in routes.iter().filter(|r| !r.is_public()) {
+        for q in index.candidates(&p.path, fold_case) {
+            let q = &routes[q as usize];
+            if std::ptr::eq(p, q) || q.covers(p) || !hosts_overlap(p, q) {
+                continue;
             }
-            common.join(", ")
+            let (case, slash) = crate::matcher::variants(&p.path, &q.path, fold_case);
+            let what = match (case, slash) {
+                (true, true) => "ASCII case or a trailing slash",
+                (true, false) => "ASCII case",
+                (false, true) => "a trailing slash",
+                (false, false) => continue,
+            };
+            let hint = if case {
+                " (if the origin compares paths case-sensitively, set case_sensitive_paths = true in [gateway])"
+            } else {
+                ""
+            };
+            cx.warning(
+                Location::route(&p.file, &p.id, "path"),
+                format!(
+                    "requests that differ from {} only by {what} match the less protected route {} ({}); the gateway refuses them with 400 invalid_request, since an origin that ignores {what} would serve this route's resource{hint}",
+                    p.path,
+                    q.qualified_name(),
+                    q.path
+                ),
+            );
         }
+    }
+}
+
+/// Issue 12 item 3: the origin only sees the path (the gateway replaces `Host`), so routes for
+/// different hosts that send overlapping paths to one origin look the same to it.
+fn host_warnings(cx: &mut Cx, routes: &[Route], index: &RouteIndex) {
+    for (ai, a) in routes.iter().enumerate() {
+        let Some(host) = &a.host else { continue };
+        for qi in index.candidates(&a.path, false) {
+            let q = &routes[qi as usize];
+            let other_host = match &q.host {
+                Some(h) if h == host => continue,
+                // a pair of host-specific routes is reported once
+                Some(_) if (qi as usize) < ai => continue,
+                Some(h) => format!("host {h}"),
+                None => "every host".to_owned(),
+            };
+            if q.origin != a.origin
+                || methods_overlap(a, q).is_none()
+                || !crate::matcher::meet(a.path.segments(), q.path.segments(), false, false, false)
+            {
+                continue;
+            }
+            cx.warning(
+                Location::route(&a.file, &a.id, "host"),
+                format!(
+                    "routes {} (host {host}, {}) and {} ({other_host}, {}) send overlapping paths to the same origin {}, which cannot tell which host was authorised except by the X-Forwarded-Host header the gateway sets; give host-specific routes their own origin, or make the origin check X-Forwarded-Host",
+                    a.qualified_name(),
+                    a.path,
+                    q.qualified_name(),
+                    q.path,
+                    a.origin
+                ),
+            );
+        }
+    }
+}
+
+fn hosts_overlap(a: &Route, b: &Route) -> bool {
+    match (&a.host, &b.host) {
+        (Some(x), Some(y)) => x == y,
+        _ => true,
+    }
+}
+
+/// The methods two routes both take (GET implies HEAD), `None` if disjoint; `Some("every
+/// method")` when neither lists methods.
+fn methods_overlap(a: &Route, b: &Route) -> Option<String> {
+    let expand = |m: &Vec<String>| {
+        let mut out = m.clone();
+        if out.iter().any(|m| m == "GET") && !out.iter().any(|m| m == "HEAD") {
+            out.push("HEAD".to_owned());
+        }
+        out
     };
+    match (&a.methods, &b.methods) {
+        (None, None) => Some("every method".to_owned()),
+        (Some(m), None) | (None, Some(m)) => Some(expand(m).join(", ")),
+        (Some(x), Some(y)) => {
+            let y = expand(y);
+            let common: Vec<String> = expand(x).into_iter().filter(|m| y.contains(m)).collect();
+            (!common.is_empty()).then(|| common.join(", "))
+        }
+    }
+}
+
+/// What two routes of the same shape both match, if anything: `GET, POST on every host` (GET
+/// implies HEAD).
+fn overlap(a: &Route, b: &Route) -> Option<String> {
+    let methods = methods_overlap(a, b)?;
     let hosts = match (&a.host, &b.host) {
         (None, None) => "every host".to_owned(),
         (Some(h), None) | (None, Some(h)) => format!("host {h}"),
@@ -335,6 +434,7 @@ impl Cx {
             challenge_ttl_secs: g.challenge_ttl_secs,
             allow_insecure_http: g.allow_insecure_http,
             nonce_shards: g.nonce_shards,
+            case_sensitive_paths: g.case_sensitive_paths,
         }
     }
 

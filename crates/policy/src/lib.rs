@@ -30,7 +30,8 @@ pub use evaluate::{
     evaluate, explain, Denial, Explanation, HeaderPlan, Step, VerifiedTokens, MAX_FORWARD_VALUE,
 };
 pub use matcher::{
-    check_path, host_without_port, split_request_url, Miss, PathPattern, PathProblem, Segment,
+    check_path, host_without_port, split_request_url, Allow, Miss, PathPattern, PathProblem,
+    Segment,
 };
 pub use model::{PolicyFile, SourceFile};
 pub use policy::{

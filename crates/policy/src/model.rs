@@ -70,6 +70,11 @@ pub struct GatewayConfig {
     /// Number of nonce-store Durable Object shards (1..=64).
     #[serde(default = "defaults::nonce_shards")]
     pub nonce_shards: u32,
+    /// The origin compares paths case-sensitively, so a request that differs from a protected
+    /// route only by ASCII case is not refused. Default false: assume an origin that may ignore
+    /// case (Express, ASP.NET, IIS, ...).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub case_sensitive_paths: bool,
 }
 
 /// `[provider.NAME]`: a JWT issuer.

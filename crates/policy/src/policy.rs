@@ -8,7 +8,9 @@ use serde_json::Value;
 
 use crate::alg::Alg;
 use crate::diag::{PolicyError, Warning};
-use crate::matcher::{host_without_port, Miss, PathPattern, RouteIndex};
+use crate::matcher::{
+    check_path, fold_path, host_without_port, Allow, Miss, PathPattern, RouteIndex,
+};
 use crate::model::SourceFile;
 
 /// The header that always carries the matched route id to the origin.
@@ -28,6 +30,8 @@ pub struct Gateway {
     pub challenge_ttl_secs: u64,
     pub allow_insecure_http: bool,
     pub nonce_shards: u32,
+    /// The origin compares paths case-sensitively: case variants of a route are not refused.
+    pub case_sensitive_paths: bool,
 }
 
 /// Where a provider's keys come from.
@@ -288,11 +292,41 @@ impl Route {
         self.access == Access::Public
     }
 
+    /// Exact, case-sensitive; a route that lists `GET` also takes `HEAD` (origins answer HEAD
+    /// with the GET handler).
     pub fn accepts_method(&self, method: &str) -> bool {
         match &self.methods {
             None => true,
-            Some(m) => m.iter().any(|m| m == method),
+            Some(m) => m
+                .iter()
+                .any(|m| m == method || (m == "GET" && method == "HEAD")),
         }
+    }
+
+    /// Whether this route protects at least as much as `other`: `other` is public, or both
+    /// require the same providers the same way and this route asks for every scope, claim rule
+    /// and delegation limit `other` asks for. Anything else counts as weaker (fail closed): a
+    /// request that differs from `other`'s path only by case or a trailing slash is then never
+    /// given to this route.
+    pub fn covers(&self, other: &Route) -> bool {
+        let same_providers =
+            |a: &[String], b: &[String]| a.len() == b.len() && a.iter().all(|p| b.contains(p));
+        let access = match (&self.access, &other.access) {
+            (_, Access::Public) => return true,
+            (Access::All(a), Access::All(b)) | (Access::Any(a), Access::Any(b)) => {
+                same_providers(a, b)
+            }
+            _ => false,
+        };
+        let delegation = match (&self.delegation, &other.delegation) {
+            (_, None) => true,
+            (Some(s), Some(o)) => s.provider == o.provider && s.max_depth <= o.max_depth,
+            (None, Some(_)) => false,
+        };
+        access
+            && delegation
+            && other.scopes.iter().all(|s| self.scopes.contains(s))
+            && other.claims.iter().all(|c| self.claims.contains(c))
     }
 
     /// `host` is a `Host` value: case-insensitive, port ignored.
@@ -334,6 +368,13 @@ pub struct Policy {
     /// In file order (files in the order given, routes in the order written).
     pub(crate) routes: Vec<Route>,
     pub(crate) index: RouteIndex,
+    /// The same routes over folded patterns ([`PathPattern::folded`]); only when some route is
+    /// protected (otherwise no variant can be refused).
+    pub(crate) folded: Option<RouteIndex>,
+    /// A protected route has a literal with an upper-case letter (then a lower-case request can be
+    /// its variant) / ends with `/` (then a request without one can be).
+    pub(crate) protected_upper_literal: bool,
+    pub(crate) protected_trailing_slash: bool,
     pub(crate) sources: Vec<SourceFile>,
     pub(crate) warnings: Vec<Warning>,
 }
@@ -386,19 +427,62 @@ impl Policy {
 
     /// Route lookup (SPEC §2 matching, §3 step 2). `host` is the request's `Host` (port and case
     /// ignored); `raw_path` is the path exactly as received, before percent-decoding and without
-    /// the query. The most specific route that accepts the method and host wins.
+    /// the query.
+    ///
+    /// 1. The path must be in normal form ([`check_path`], no `;`), else
+    ///    [`Miss::Unnormalised`].
+    /// 2. The most specific slot of routes for the host: none, [`Miss::NoRoute`]; none of them
+    ///    takes the method (GET implies HEAD), [`Miss::MethodNotAllowed`] with their methods.
+    /// 3. Only when the request could be a variant (upper-case letters or a trailing `/` in the
+    ///    path, or protected routes that have them): the most specific slot of the *folded*
+    ///    index, which an origin that ignores case (unless `case_sensitive_paths`) or a trailing
+    ///    slash would serve. If one of its routes is a route the path does not match exactly and
+    ///    the matched route does not [`Route::covers`] it, [`Miss::ProtectedVariant`].
     pub fn match_route<'r, 'p>(
         &'r self,
         method: &str,
         host: &str,
         raw_path: &'p str,
     ) -> Result<Matched<'r, 'p>, Miss> {
+        check_path(raw_path).map_err(Miss::Unnormalised)?;
         let routes = &self.routes;
-        let accepts = |i: u32| {
-            let r = &routes[i as usize];
-            r.accepts_method(method) && r.accepts_host(host)
+        let host_ok = |i: u32| routes[i as usize].accepts_host(host);
+        let mut captures = Vec::new();
+        let slot = self
+            .index
+            .slot(raw_path, &host_ok, &mut captures)
+            .ok_or(Miss::NoRoute)?;
+        let Some(i) = slot
+            .iter()
+            .copied()
+            .find(|&i| host_ok(i) && routes[i as usize].accepts_method(method))
+        else {
+            return Err(Miss::MethodNotAllowed(Allow::from_methods(
+                slot.iter()
+                    .map(|&i| &routes[i as usize])
+                    .filter(|r| r.accepts_host(host))
+                    .flat_map(|r| r.methods.iter().flatten().map(String::as_str)),
+            )));
         };
-        let (i, captures) = self.index.lookup(raw_path, &accepts)?;
+        if let Some(folded) = &self.folded {
+            if self.may_be_variant(raw_path) {
+                let e = &routes[i as usize];
+                let path = fold_path(raw_path, !self.gateway.case_sensitive_paths);
+                let mut scratch = Vec::new();
+                if let Some(f) = folded.slot(&path, &host_ok, &mut scratch) {
+                    let weaker = f.iter().any(|&r| {
+                        let other = &routes[r as usize];
+                        r != i
+                            && host_ok(r)
+                            && !e.covers(other)
+                            && other.path.matches(raw_path).is_none()
+                    });
+                    if weaker {
+                        return Err(Miss::ProtectedVariant);
+                    }
+                }
+            }
+        }
         let route = &self.routes[i as usize];
         let params = route
             .capture_names
@@ -407,6 +491,15 @@ impl Policy {
             .filter_map(|(name, value)| name.as_deref().map(|n| (n, value)))
             .collect();
         Ok(Matched { route, params })
+    }
+
+    /// Whether a request path could be a case or trailing-slash variant of a protected route.
+    fn may_be_variant(&self, raw_path: &str) -> bool {
+        (raw_path.len() > 1 && raw_path.ends_with('/'))
+            || self.protected_trailing_slash
+            || (!self.gateway.case_sensitive_paths
+                && (self.protected_upper_literal
+                    || raw_path.bytes().any(|b| b.is_ascii_uppercase())))
     }
 
     /// The JSON form embedded in the Worker: the validated source model (not TOML).

@@ -1,0 +1,463 @@
+//! Issue 12, the policy side: paths the origin normalises, methods, host-specific routes,
+//! providers that accept the same tokens with different checks, one claim-path dialect, HMAC
+//! secrets with a `kid`, and the default token lifetime.
+//!
+//! The assertions compare the `Debug` form of a miss where they name a refusal, so each of them
+//! can be run against the code before the fix (where it fails).
+
+use attestgate::policy::{compile, parse_toml, Policy, PolicyError};
+
+const GATEWAY: &str = r#"
+[gateway]
+origin = "https://origin.example.com"
+"#;
+
+const AGENT: &str = r#"
+[provider.agent]
+issuer = "https://idp.example.com"
+audiences = ["https://api.example.com"]
+algorithms = ["ES256"]
+jwks_uri = "https://idp.example.com/jwks.json"
+"#;
+
+/// A public catch-all next to protected routes: the shape of every bypass of issue 12 item 1.
+const ROUTES: &str = r#"
+[[route]]
+id = "public-all"
+path = "/**"
+public = true
+
+[[route]]
+id = "admin"
+path = "/admin/**"
+require = { all = ["agent"] }
+
+[[route]]
+id = "orders-read"
+methods = ["GET"]
+path = "/v1/orders/{id}"
+require = { all = ["agent"] }
+scopes = ["orders:read"]
+
+[[route]]
+id = "orders-write"
+methods = ["PUT", "DELETE"]
+path = "/v1/orders/{order}"
+require = { all = ["agent"] }
+scopes = ["orders:write"]
+
+[[route]]
+id = "inbox"
+path = "/inbox/"
+require = { all = ["agent"] }
+
+[[route]]
+id = "health"
+methods = ["GET"]
+path = "/healthz"
+public = true
+"#;
+
+fn build(text: &str) -> Result<Policy, Vec<PolicyError>> {
+    compile(vec![parse_toml("p.toml", text).expect("parses")])
+}
+
+fn policy_with(gateway_extra: &str, routes: &str) -> Policy {
+    build(&format!("{GATEWAY}{gateway_extra}\n{AGENT}\n{routes}"))
+        .unwrap_or_else(|e| panic!("{}", e[0]))
+}
+
+fn policy() -> Policy {
+    policy_with("", ROUTES)
+}
+
+/// The route id, or the `Debug` form of the miss.
+fn lookup(p: &Policy, method: &str, path: &str) -> String {
+    match p.match_route(method, "api.example.com", path) {
+        Ok(m) => m.route.id.clone(),
+        Err(miss) => format!("{miss:?}"),
+    }
+}
+
+fn refused_as(p: &Policy, method: &str, path: &str, want: &str) {
+    let got = lookup(p, method, path);
+    assert!(
+        got.starts_with(want),
+        "{method} {path}: got {got}, want {want}"
+    );
+}
+
+// ---- item 1: paths the origin normalises ----------------------------------------------------
+
+#[test]
+fn semicolon_path_parameters_are_refused_before_matching() {
+    let p = policy();
+    for path in [
+        "/admin;jsessionid=x/users",
+        "/admin/users;x",
+        "/v1/orders;x/7",
+        "/v1/orders/7;",
+        "/x;",
+        "/admin%3bjsessionid=x/users",
+        "/admin%3Bx/users",
+    ] {
+        refused_as(&p, "GET", path, "Unnormalised(PathParameter)");
+    }
+    // the older, more specific problems keep their names
+    refused_as(&p, "GET", "/a/..;x/b", "Unnormalised(DotSegment)");
+    refused_as(&p, "GET", "/a/;x/b", "Unnormalised(EmptySegment)");
+}
+
+#[test]
+fn a_literal_with_a_semicolon_is_a_build_error() {
+    let e = build(&format!(
+        "{GATEWAY}\n[[route]]\nid = \"r\"\npath = \"/a;b\"\npublic = true\n"
+    ))
+    .expect_err("refused");
+    assert!(e[0].to_string().contains("field \"path\""), "{}", e[0]);
+    assert!(e[0].to_string().contains(';'), "{}", e[0]);
+}
+
+#[test]
+fn rest_covers_its_prefix() {
+    let p = policy();
+    assert_eq!(lookup(&p, "GET", "/admin"), "admin");
+    assert_eq!(lookup(&p, "GET", "/admin/"), "admin");
+    assert_eq!(lookup(&p, "GET", "/admin/users"), "admin");
+    assert_eq!(lookup(&p, "GET", "/admin/users/"), "admin");
+    assert_eq!(lookup(&p, "GET", "/administrator"), "public-all");
+    assert_eq!(lookup(&p, "GET", "/"), "public-all");
+}
+
+#[test]
+fn rest_covering_the_prefix_loses_to_an_exact_route() {
+    let p = policy_with(
+        "",
+        r#"
+[[route]]
+id = "files"
+path = "/files/**"
+require = { all = ["agent"] }
+
+[[route]]
+id = "files-index"
+path = "/files"
+public = true
+"#,
+    );
+    assert_eq!(lookup(&p, "GET", "/files"), "files-index");
+    assert_eq!(lookup(&p, "GET", "/files/"), "files");
+    assert_eq!(lookup(&p, "GET", "/files/a"), "files");
+}
+
+#[test]
+fn case_variants_of_a_protected_route_never_reach_a_weaker_one() {
+    let p = policy();
+    for path in [
+        "/ADMIN/users",
+        "/Admin",
+        "/aDmIn/",
+        "/V1/orders/7",
+        "/v1/ORDERS/7",
+        "/INBOX/",
+    ] {
+        refused_as(&p, "GET", path, "ProtectedVariant");
+    }
+    // the parameter segment is not a literal: any case is the same route
+    assert_eq!(lookup(&p, "GET", "/v1/orders/ABC"), "orders-read");
+    // variants of public routes are harmless: the catch-all takes them
+    assert_eq!(lookup(&p, "GET", "/HEALTHZ"), "public-all");
+    assert_eq!(lookup(&p, "GET", "/healthz/"), "public-all");
+    // paths that are nobody's variant
+    assert_eq!(lookup(&p, "GET", "/Other/Thing"), "public-all");
+    assert_eq!(lookup(&p, "GET", "/v1/orders"), "public-all");
+}
+
+#[test]
+fn trailing_slash_variants_of_a_protected_route_never_reach_a_weaker_one() {
+    let p = policy();
+    refused_as(&p, "GET", "/v1/orders/7/", "ProtectedVariant");
+    refused_as(&p, "PUT", "/v1/orders/7/", "ProtectedVariant");
+    // the route has the slash, the request has not
+    refused_as(&p, "GET", "/inbox", "ProtectedVariant");
+    assert_eq!(lookup(&p, "GET", "/inbox/"), "inbox");
+}
+
+#[test]
+fn a_variant_of_a_protected_route_whose_method_does_not_match_is_refused_too() {
+    // POST /V1/orders/7: the protected routes of that path take GET, PUT and DELETE only; an
+    // origin that ignores case would still hand it to their handler, not to the catch-all.
+    let p = policy();
+    refused_as(&p, "POST", "/V1/orders/7", "ProtectedVariant");
+    refused_as(&p, "POST", "/v1/orders/7/", "ProtectedVariant");
+}
+
+#[test]
+fn a_stronger_route_may_take_a_variant_of_a_weaker_one() {
+    let p = policy_with(
+        "",
+        r#"
+[[route]]
+id = "all"
+path = "/**"
+require = { all = ["agent"] }
+
+[[route]]
+id = "health"
+path = "/healthz"
+public = true
+"#,
+    );
+    assert_eq!(lookup(&p, "GET", "/HEALTHZ"), "all");
+    assert_eq!(lookup(&p, "GET", "/healthz/"), "all");
+    assert_eq!(lookup(&p, "GET", "/healthz"), "health");
+}
+
+#[test]
+fn routes_with_the_same_protection_share_their_variants() {
+    let p = policy_with(
+        "",
+        r#"
+[[route]]
+id = "all"
+path = "/**"
+require = { all = ["agent"] }
+scopes = ["read"]
+
+[[route]]
+id = "reports"
+path = "/reports/{id}"
+require = { all = ["agent"] }
+scopes = ["read"]
+forward = { "x-verified-user" = "agent.sub" }
+"#,
+    );
+    assert_eq!(lookup(&p, "GET", "/REPORTS/1"), "all");
+    assert_eq!(lookup(&p, "GET", "/reports/1/"), "all");
+}
+
+#[test]
+fn a_case_sensitive_origin_turns_the_case_rule_off() {
+    let p = policy_with("case_sensitive_paths = true", ROUTES);
+    assert_eq!(lookup(&p, "GET", "/ADMIN/users"), "public-all");
+    assert_eq!(lookup(&p, "GET", "/V1/orders/7"), "public-all");
+    // the trailing slash rule stays
+    refused_as(&p, "GET", "/v1/orders/7/", "ProtectedVariant");
+    refused_as(&p, "GET", "/inbox", "ProtectedVariant");
+    assert!(p.gateway().case_sensitive_paths);
+    assert!(!policy().gateway().case_sensitive_paths);
+}
+
+#[test]
+fn upper_case_literals_are_protected_in_every_spelling() {
+    let p = policy_with(
+        "",
+        r#"
+[[route]]
+id = "public-all"
+path = "/**"
+public = true
+
+[[route]]
+id = "reports"
+path = "/Reports/{id}"
+require = { all = ["agent"] }
+"#,
+    );
+    assert_eq!(lookup(&p, "GET", "/Reports/1"), "reports");
+    refused_as(&p, "GET", "/reports/1", "ProtectedVariant");
+    refused_as(&p, "GET", "/REPORTS/1", "ProtectedVariant");
+}
+
+fn warnings(p: &Policy) -> Vec<String> {
+    p.warnings().iter().map(ToString::to_string).collect()
+}
+
+#[test]
+fn the_compiler_warns_when_a_weaker_route_catches_variants() {
+    let w = warnings(&policy());
+    let about = |route: &str, weaker: &str| {
+        w.iter()
+            .filter(|m| m.contains(&format!("route \"{route}\"")) && m.contains(weaker))
+            .count()
+    };
+    // /ADMIN/x reaches the catch-all (case); /admin/x/ does not (** covers it)
+    assert_eq!(about("admin", "p.toml#public-all"), 1, "{w:#?}");
+    assert_eq!(about("orders-read", "p.toml#public-all"), 1, "{w:#?}");
+    assert_eq!(about("inbox", "p.toml#public-all"), 1, "{w:#?}");
+    // public routes have nothing to protect
+    assert_eq!(about("health", "p.toml#public-all"), 0, "{w:#?}");
+    let admin = w
+        .iter()
+        .find(|m| m.contains("route \"admin\""))
+        .expect("warning");
+    assert!(admin.contains("case"), "{admin}");
+    assert!(admin.contains("case_sensitive_paths"), "{admin}");
+    let orders = w
+        .iter()
+        .find(|m| m.contains("route \"orders-read\""))
+        .expect("warning");
+    assert!(orders.contains("trailing"), "{orders}");
+
+    // case-sensitive origin: only the trailing-slash variants are left
+    let w = warnings(&policy_with("case_sensitive_paths = true", ROUTES));
+    assert!(!w.iter().any(|m| m.contains("route \"admin\"")), "{w:#?}");
+    assert!(
+        w.iter().any(|m| m.contains("route \"orders-read\"")),
+        "{w:#?}"
+    );
+}
+
+#[test]
+fn no_variant_warning_without_a_weaker_route() {
+    let w = warnings(&policy_with(
+        "",
+        r#"
+[[route]]
+id = "orders"
+methods = ["GET"]
+path = "/v1/orders/{id}"
+require = { all = ["agent"] }
+
+[[route]]
+id = "health"
+path = "/healthz"
+public = true
+"#,
+    ));
+    assert!(w.is_empty(), "{w:#?}");
+}
+
+// ---- item 2: methods ------------------------------------------------------------------------
+
+#[test]
+fn get_implies_head() {
+    let p = policy();
+    assert_eq!(lookup(&p, "HEAD", "/v1/orders/7"), "orders-read");
+    assert_eq!(lookup(&p, "HEAD", "/healthz"), "health");
+    assert!(p
+        .route("orders-read")
+        .is_some_and(|r| r.accepts_method("HEAD")));
+    assert!(!p
+        .route("orders-write")
+        .is_some_and(|r| r.accepts_method("HEAD")));
+}
+
+#[test]
+fn a_method_the_most_specific_routes_do_not_list_is_405_with_allow() {
+    let p = policy();
+    // never handed to the public catch-all
+    refused_as(
+        &p,
+        "POST",
+        "/v1/orders/7",
+        "MethodNotAllowed(Allow(\"DELETE, GET, HEAD, PUT\"))",
+    );
+    refused_as(
+        &p,
+        "PATCH",
+        "/v1/orders/7",
+        "MethodNotAllowed(Allow(\"DELETE, GET, HEAD, PUT\"))",
+    );
+    refused_as(
+        &p,
+        "POST",
+        "/healthz",
+        "MethodNotAllowed(Allow(\"GET, HEAD\"))",
+    );
+    refused_as(
+        &p,
+        "get",
+        "/healthz",
+        "MethodNotAllowed(Allow(\"GET, HEAD\"))",
+    );
+    assert_eq!(lookup(&p, "DELETE", "/v1/orders/7"), "orders-write");
+    // a route without `methods` takes every method
+    assert_eq!(lookup(&p, "PROPFIND", "/admin/x"), "admin");
+}
+
+#[test]
+fn head_and_get_in_two_routes_of_one_shape_are_ambiguous() {
+    let e = build(&format!(
+        "{GATEWAY}\n[[route]]\nid = \"a\"\nmethods = [\"GET\"]\npath = \"/a\"\npublic = true\n\
+         [[route]]\nid = \"b\"\nmethods = [\"HEAD\"]\npath = \"/a\"\npublic = true\n"
+    ))
+    .expect_err("ambiguous");
+    assert!(e[0].to_string().contains("ambiguous"), "{}", e[0]);
+    assert!(e[0].to_string().contains("HEAD"), "{}", e[0]);
+}
+
+#[test]
+fn allow_follows_the_host_filter() {
+    let p = policy_with(
+        "",
+        r#"
+[[route]]
+id = "a-get"
+methods = ["GET"]
+host = "a.example.com"
+path = "/x"
+public = true
+
+[[route]]
+id = "any-post"
+methods = ["POST"]
+path = "/x"
+public = true
+"#,
+    );
+    let on = |host: &str, method: &str| match p.match_route(method, host, "/x") {
+        Ok(m) => m.route.id.clone(),
+        Err(miss) => format!("{miss:?}"),
+    };
+    assert_eq!(on("a.example.com", "GET"), "a-get");
+    assert_eq!(on("b.example.com", "POST"), "any-post");
+    assert_eq!(
+        on("a.example.com", "PUT"),
+        "MethodNotAllowed(Allow(\"GET, HEAD, POST\"))"
+    );
+    assert_eq!(
+        on("b.example.com", "GET"),
+        "MethodNotAllowed(Allow(\"POST\"))"
+    );
+}
+
+// ---- item 3: host-specific routes sharing an origin -----------------------------------------
+
+#[test]
+fn the_compiler_warns_when_host_specific_routes_share_an_origin() {
+    let routes = r#"
+[[route]]
+id = "admin-host"
+host = "admin.example.com"
+path = "/reports/**"
+require = { all = ["agent"] }
+
+[[route]]
+id = "public-host"
+host = "www.example.com"
+path = "/reports/{id}"
+public = true
+"#;
+    let w = warnings(&policy_with("", routes));
+    let shared: Vec<&String> = w
+        .iter()
+        .filter(|m| m.contains("X-Forwarded-Host"))
+        .collect();
+    assert_eq!(shared.len(), 1, "{w:#?}");
+    assert!(shared[0].contains("p.toml#admin-host") || shared[0].contains("route \"admin-host\""));
+    assert!(shared[0].contains("public-host"), "{}", shared[0]);
+
+    // their own origins: nothing to say
+    let separate = routes.replace(
+        "public = true",
+        "public = true\norigin = \"https://www.internal.example.com\"",
+    );
+    let w = warnings(&policy_with("", &separate));
+    assert!(!w.iter().any(|m| m.contains("X-Forwarded-Host")), "{w:#?}");
+
+    // disjoint paths: nothing to say
+    let disjoint = routes.replace("/reports/{id}", "/about");
+    let w = warnings(&policy_with("", &disjoint));
+    assert!(!w.iter().any(|m| m.contains("X-Forwarded-Host")), "{w:#?}");
+}
