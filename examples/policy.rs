@@ -217,7 +217,8 @@ fn print_provider(p: &Provider) {
         extra.push(format!("max lifetime {l}s"));
     }
     if !p.required_claims.is_empty() {
-        extra.push(format!("required claims {}", p.required_claims.join(", ")));
+        let names: Vec<&str> = p.required_claims.iter().map(|c| c.as_str()).collect();
+        extra.push(format!("required claims {}", names.join(", ")));
     }
     if p.replay_jti {
         extra.push("jti single use".to_owned());
@@ -704,8 +705,8 @@ fn token_checks(
     }
     for c in &p.required_claims {
         report(
-            claims.contains_key(c),
-            format!("required claim {c:?} present"),
+            c.lookup(claims).is_some_and(|v| !v.is_null()),
+            format!("required claim {} present", c.as_str()),
         );
     }
     if p.replay_jti {

@@ -461,3 +461,125 @@ public = true
     let w = warnings(&policy_with("", &disjoint));
     assert!(!w.iter().any(|m| m.contains("X-Forwarded-Host")), "{w:#?}");
 }
+
+// ---- item 8: one claim-path dialect ---------------------------------------------------------
+
+mod claim_paths {
+    use super::*;
+    use attestgate::gate::Gate;
+    use attestgate::jose::{b64, claims};
+    use serde_json::{json, Value};
+
+    const NOW: i64 = 1_700_000_000;
+
+    fn gate(required: &str) -> Gate {
+        let text = format!(
+            r#"{GATEWAY}
+[provider.p]
+issuer = "https://idp.example.com"
+audiences = ["https://api.example.com"]
+algorithms = ["ES256"]
+jwks_uri = "https://idp.example.com/jwks.json"
+required_claims = {required}
+
+[[route]]
+id = "r"
+path = "/r"
+require = {{ all = ["p"] }}
+"#
+        );
+        Gate::new(build(&text).unwrap_or_else(|e| panic!("{}", e[0]))).expect("gate")
+    }
+
+    fn check(g: &Gate, extra: Value) -> Result<(), attestgate::Error> {
+        let mut c = json!({
+            "iss": "https://idp.example.com",
+            "aud": "https://api.example.com",
+            "exp": NOW + 600,
+            "iat": NOW - 10,
+        });
+        if let (Some(m), Value::Object(e)) = (c.as_object_mut(), extra) {
+            m.extend(e);
+        }
+        let rules = &g.provider("p").expect("provider").profile.rules;
+        claims::validate(&b64::encode(c.to_string().as_bytes()), rules, NOW).map(|_| ())
+    }
+
+    #[test]
+    fn a_quoted_required_claim_is_one_top_level_claim() {
+        let g = gate(r#"['"https://example.com/roles"']"#);
+        assert_eq!(
+            check(&g, json!({"https://example.com/roles": ["admin"]})),
+            Ok(())
+        );
+        // the counter-example of issue 12 item 8: a nested object does not satisfy it
+        assert_eq!(
+            check(&g, json!({"https://example": {"com/roles": 1}})),
+            Err(attestgate::Error::RequiredClaimMissing)
+        );
+        assert_eq!(
+            check(&g, json!({})),
+            Err(attestgate::Error::RequiredClaimMissing)
+        );
+    }
+
+    #[test]
+    fn unquoted_dots_still_walk_into_objects() {
+        let g = gate(r#"["cnf.jkt", "sub"]"#);
+        assert_eq!(check(&g, json!({"sub": "u", "cnf": {"jkt": "t"}})), Ok(()));
+        assert_eq!(
+            check(&g, json!({"sub": "u", "cnf.jkt": "t"})),
+            Err(attestgate::Error::RequiredClaimMissing)
+        );
+        // a quoted segment inside a longer path
+        let g = gate(r#"['ext."https://example.com/tenant".id']"#);
+        assert_eq!(
+            check(
+                &g,
+                json!({"ext": {"https://example.com/tenant": {"id": 7}}})
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                &g,
+                json!({"ext": {"https://example": {"com/tenant": {"id": 7}}}})
+            ),
+            Err(attestgate::Error::RequiredClaimMissing)
+        );
+    }
+
+    #[test]
+    fn a_malformed_claim_path_is_a_build_error_in_every_field() {
+        for (field, line) in [
+            ("required_claims", r#"required_claims = ['"unterminated']"#),
+            ("required_claims", r#"required_claims = ["a..b"]"#),
+            ("nonce_claim", r#"nonce_claim = 'x."y'"#),
+            (
+                "binding",
+                r#"binding = { claim = "pay.", header = "authorization" }"#,
+            ),
+        ] {
+            let text = format!(
+                "{GATEWAY}\n[provider.p]\nissuer = \"https://i.example.com\"\naudiences = [\"a\"]\n\
+                 algorithms = [\"ES256\"]\njwks_uri = \"https://i.example.com/j\"\n{line}\n\
+                 [[route]]\nid = \"r\"\npath = \"/r\"\nrequire = {{ all = [\"p\"] }}\n"
+            );
+            let e = build(&text).expect_err(line);
+            assert!(
+                e.iter()
+                    .any(|e| e.to_string().contains(&format!("field \"{field}\""))),
+                "{line}: {e:?}"
+            );
+        }
+        // the same path twice, once quoted
+        let text = format!(
+            "{GATEWAY}\n[provider.p]\nissuer = \"https://i.example.com\"\naudiences = [\"a\"]\n\
+             algorithms = [\"ES256\"]\njwks_uri = \"https://i.example.com/j\"\n\
+             required_claims = ['sub', '\"sub\"']\n\
+             [[route]]\nid = \"r\"\npath = \"/r\"\nrequire = {{ all = [\"p\"] }}\n"
+        );
+        let e = build(&text).expect_err("listed twice");
+        assert!(e[0].to_string().contains("twice"), "{}", e[0]);
+    }
+}

@@ -8,7 +8,8 @@ use crate::gate::key_cache::CacheTimes;
 use crate::gate::nonce::MAX_SHARDS;
 use crate::jose::{ClaimRules, JwksLimits, KeySet, Limits, Profile};
 use crate::policy::{
-    Access, Binding, Denial, HeaderPlan, KeySource, Policy, Provider, Route, VerifiedTokens,
+    Access, Binding, Denial, HeaderPlan, KeySource, MemberPath, Policy, Provider, Route,
+    VerifiedTokens,
 };
 use crate::Error;
 
@@ -34,7 +35,7 @@ pub struct ProviderRt {
     /// An unknown `kid` may trigger a JWKS refresh.
     pub refreshable: bool,
     pub binding: Option<Binding>,
-    pub nonce_claim: Option<String>,
+    pub nonce_claim: Option<MemberPath>,
     pub replay_jti: bool,
     pub keys: KeySpec,
 }
@@ -169,7 +170,11 @@ fn provider_rt(p: &Provider, skew_secs: i64) -> Result<ProviderRt, Error> {
                 audiences: p.audiences.clone(),
                 skew_secs,
                 max_lifetime_secs: p.max_lifetime_secs.map(secs),
-                required: p.required_claims.clone(),
+                required: p
+                    .required_claims
+                    .iter()
+                    .map(|c| c.segments().to_vec())
+                    .collect(),
             },
             limits: Limits::default(),
         },

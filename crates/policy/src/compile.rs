@@ -13,8 +13,8 @@ use crate::model::{
     defaults, ConstraintConfig, GatewayConfig, ProviderConfig, RouteConfig, SourceFile,
 };
 use crate::policy::{
-    Access, Binding, ClaimPath, ClaimRule, Delegation, Forward, Gateway, KeySource, Policy,
-    Provider, Route, TokenLocation, ROUTE_HEADER,
+    Access, Binding, ClaimPath, ClaimRule, Delegation, Forward, Gateway, KeySource, MemberPath,
+    Policy, Provider, Route, TokenLocation, ROUTE_HEADER,
 };
 
 /// Longest forwarded / token header name accepted.
@@ -625,12 +625,18 @@ impl Cx {
                 "0 would refuse every token; omit it for no limit",
             );
         }
-        let mut seen = BTreeSet::new();
+        let mut required_claims: Vec<MemberPath> = Vec::new();
         for c in &p.required_claims {
-            if c.is_empty() {
-                self.error(at("required_claims"), "has an empty claim name");
-            } else if !seen.insert(c) {
-                self.error(at("required_claims"), format!("{c:?} is listed twice"));
+            match MemberPath::parse(c) {
+                Err(m) => self.error(at("required_claims"), m),
+                Ok(path)
+                    if required_claims
+                        .iter()
+                        .any(|r| r.segments() == path.segments()) =>
+                {
+                    self.error(at("required_claims"), format!("{c:?} is listed twice"))
+                }
+                Ok(path) => required_claims.push(path),
             }
         }
         let replay_jti = match p.replay.as_deref() {
@@ -655,13 +661,16 @@ impl Cx {
                 false
             }
         };
-        let binding = p.binding.as_ref().map(|b| Binding {
-            claim: b.claim.clone(),
-            header: b.header.to_ascii_lowercase(),
-        });
+        let mut binding = None;
         if let Some(b) = &p.binding {
-            if b.claim.is_empty() {
-                self.error(at("binding"), "claim is empty");
+            match MemberPath::parse(&b.claim) {
+                Ok(claim) => {
+                    binding = Some(Binding {
+                        claim,
+                        header: b.header.to_ascii_lowercase(),
+                    })
+                }
+                Err(m) => self.error(at("binding"), format!("claim: {m}")),
             }
             if !is_header_name(&b.header) {
                 self.error(
@@ -670,9 +679,14 @@ impl Cx {
                 );
             }
         }
-        if p.nonce_claim.as_deref() == Some("") {
-            self.error(at("nonce_claim"), "is empty");
-        }
+        let nonce_claim = match p.nonce_claim.as_deref().map(MemberPath::parse) {
+            None => None,
+            Some(Ok(path)) => Some(path),
+            Some(Err(m)) => {
+                self.error(at("nonce_claim"), m);
+                None
+            }
+        };
 
         if self.errors.len() != before {
             return None;
@@ -692,11 +706,11 @@ impl Cx {
             jwks_cache_secs: p.jwks_cache_secs,
             jwks_max_stale_secs: p.jwks_max_stale_secs,
             max_lifetime_secs: p.max_lifetime_secs,
-            required_claims: p.required_claims.clone(),
+            required_claims,
             replay_jti,
             dpop,
             binding,
-            nonce_claim: p.nonce_claim.clone(),
+            nonce_claim,
         })
     }
 

@@ -58,7 +58,7 @@ pub struct TokenLocation {
 /// `binding = { claim, header }`: `claim` = base64url(SHA-256(value of `header`)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Binding {
-    pub claim: String,
+    pub claim: MemberPath,
     /// Lowercase header name.
     pub header: String,
 }
@@ -82,13 +82,13 @@ pub struct Provider {
     /// Stale window of the JWKS cache during an issuer outage (`0`: none).
     pub jwks_max_stale_secs: u64,
     pub max_lifetime_secs: Option<u64>,
-    pub required_claims: Vec<String>,
+    pub required_claims: Vec<MemberPath>,
     /// `replay = "jti"`.
     pub replay_jti: bool,
     /// `proof = "dpop"`.
     pub dpop: bool,
     pub binding: Option<Binding>,
-    pub nonce_claim: Option<String>,
+    pub nonce_claim: Option<MemberPath>,
 }
 
 impl Provider {
@@ -166,45 +166,7 @@ pub struct ClaimPath {
 
 impl ClaimPath {
     pub fn parse(source: &str) -> Result<ClaimPath, String> {
-        let mut segments: Vec<String> = Vec::new();
-        let mut rest = source;
-        loop {
-            let seg;
-            if let Some(r) = rest.strip_prefix('"') {
-                let Some(end) = r.find('"') else {
-                    return Err(format!("claim path {source:?} has an unterminated quote"));
-                };
-                seg = &r[..end];
-                rest = &r[end + 1..];
-            } else {
-                let end = rest.find('.').unwrap_or(rest.len());
-                seg = &rest[..end];
-                rest = &rest[end..];
-                if seg.contains('"') {
-                    return Err(format!(
-                        "claim path {source:?}: a quote may only enclose a whole segment"
-                    ));
-                }
-            }
-            if seg.is_empty() {
-                return Err(format!(
-                    "claim path {source:?} has an empty segment (write provider.claim[.member...])"
-                ));
-            }
-            segments.push(seg.to_owned());
-            if rest.is_empty() {
-                break;
-            }
-            match rest.strip_prefix('.') {
-                Some(r) if !r.is_empty() => rest = r,
-                Some(_) => return Err(format!("claim path {source:?} ends with \".\"")),
-                None => {
-                    return Err(format!(
-                        "claim path {source:?}: expected \".\" after a quoted segment"
-                    ))
-                }
-            }
-        }
+        let mut segments = split_claim_path(source)?;
         if segments.len() < 2 {
             return Err(format!(
                 "claim path {source:?} must be provider.claim (e.g. \"agent.sub\")"
@@ -235,6 +197,96 @@ impl ClaimPath {
 }
 
 impl fmt::Display for ClaimPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+/// Split a claim path on the dots between segments; a segment in double quotes is taken as it is
+/// (`"https://example.com/roles"`, dots and all). No segment is empty.
+fn split_claim_path(source: &str) -> Result<Vec<String>, String> {
+    let mut segments: Vec<String> = Vec::new();
+    let mut rest = source;
+    loop {
+        let seg;
+        if let Some(r) = rest.strip_prefix('"') {
+            let Some(end) = r.find('"') else {
+                return Err(format!("claim path {source:?} has an unterminated quote"));
+            };
+            seg = &r[..end];
+            rest = &r[end + 1..];
+        } else {
+            let end = rest.find('.').unwrap_or(rest.len());
+            seg = &rest[..end];
+            rest = &rest[end..];
+            if seg.contains('"') {
+                return Err(format!(
+                    "claim path {source:?}: a quote may only enclose a whole segment"
+                ));
+            }
+        }
+        if seg.is_empty() {
+            return Err(format!(
+                "claim path {source:?} has an empty segment (quote a name that has dots: \"https://example.com/roles\")"
+            ));
+        }
+        segments.push(seg.to_owned());
+        if rest.is_empty() {
+            return Ok(segments);
+        }
+        match rest.strip_prefix('.') {
+            Some(r) if !r.is_empty() => rest = r,
+            Some(_) => return Err(format!("claim path {source:?} ends with \".\"")),
+            None => {
+                return Err(format!(
+                    "claim path {source:?}: expected \".\" after a quoted segment"
+                ))
+            }
+        }
+    }
+}
+
+/// A claim of one token (no provider prefix): `required_claims`, `binding.claim`,
+/// `nonce_claim`. The same dialect as route claim paths ([`ClaimPath`]): dots separate object
+/// members, and a member whose name has dots is quoted: `"https://example.com/roles"` is one
+/// top-level claim, `ext."https://example.com/tenant".id` three levels. Parsed once by the
+/// compiler; the JOSE code only ever sees the segments, never splits text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MemberPath {
+    segments: Vec<String>,
+    source: String,
+}
+
+impl MemberPath {
+    pub fn parse(source: &str) -> Result<MemberPath, String> {
+        Ok(MemberPath {
+            segments: split_claim_path(source)?,
+            source: source.to_owned(),
+        })
+    }
+
+    /// At least one, none empty.
+    pub fn segments(&self) -> &[String] {
+        &self.segments
+    }
+
+    /// The path as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// The claim in a token's claims, following object members.
+    pub fn lookup<'a>(&self, claims: &'a serde_json::Map<String, Value>) -> Option<&'a Value> {
+        let (first, rest) = self.segments.split_first()?;
+        let mut v = claims.get(first)?;
+        for seg in rest {
+            v = v.as_object()?.get(seg)?;
+        }
+        Some(v)
+    }
+}
+
+impl fmt::Display for MemberPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.source)
     }
