@@ -213,9 +213,7 @@ fn print_provider(p: &Provider) {
         KeySource::Secret(s) => println!("    keys        Worker secret {s}"),
     }
     let mut extra = Vec::new();
-    if let Some(l) = p.max_lifetime_secs {
-        extra.push(format!("max lifetime {l}s"));
-    }
+    extra.push(format!("max lifetime {}s", p.max_lifetime_secs));
     if !p.required_claims.is_empty() {
         let names: Vec<&str> = p.required_claims.iter().map(|c| c.as_str()).collect();
         extra.push(format!("required claims {}", names.join(", ")));
@@ -695,7 +693,7 @@ fn token_checks(
             format!("iat {iat} vs now {now}: {}", relative(iat - now)),
         );
     }
-    if let (Some(max), Some(exp)) = (p.max_lifetime_secs, time("exp")) {
+    if let (max, Some(exp)) = (p.max_lifetime_secs, time("exp")) {
         let start = time("iat").unwrap_or(now);
         let life = exp - start;
         report(

@@ -583,3 +583,94 @@ require = {{ all = ["p"] }}
         assert!(e[0].to_string().contains("twice"), "{}", e[0]);
     }
 }
+
+// ---- item 10: a default lifetime ------------------------------------------------------------
+
+mod lifetime {
+    use super::*;
+    use attestgate::gate::Gate;
+    use attestgate::jose::{b64, claims};
+    use attestgate::Error;
+    use serde_json::json;
+
+    const NOW: i64 = 1_700_000_000;
+
+    fn gate(extra: &str, hmac: bool) -> Gate {
+        let keys = if hmac {
+            "algorithms = [\"HS256\"]\nsecret = \"S\"\n".to_owned()
+        } else {
+            "issuer = \"https://i.example.com\"\naudiences = [\"a\"]\nalgorithms = [\"ES256\"]\n\
+             jwks_uri = \"https://i.example.com/j\"\n"
+                .to_owned()
+        };
+        let text = format!(
+            "{GATEWAY}\n[provider.p]\n{keys}{extra}\n\
+             [[route]]\nid = \"r\"\npath = \"/r\"\nrequire = {{ all = [\"p\"] }}\n"
+        );
+        Gate::new(build(&text).unwrap_or_else(|e| panic!("{}", e[0]))).expect("gate")
+    }
+
+    fn token(g: &Gate, hmac: bool, iat: Option<i64>, exp: i64) -> Result<(), Error> {
+        let mut c = json!({ "exp": exp });
+        if !hmac {
+            c["iss"] = json!("https://i.example.com");
+            c["aud"] = json!("a");
+        }
+        if let Some(iat) = iat {
+            c["iat"] = json!(iat);
+        }
+        let rules = &g.provider("p").expect("provider").profile.rules;
+        claims::validate(&b64::encode(c.to_string().as_bytes()), rules, NOW).map(|_| ())
+    }
+
+    #[test]
+    fn without_max_lifetime_secs_a_token_lives_at_most_a_day() {
+        for hmac in [false, true] {
+            let g = gate("", hmac);
+            assert_eq!(token(&g, hmac, None, i64::MAX), Err(Error::LifetimeTooLong));
+            assert_eq!(
+                token(&g, hmac, Some(NOW), i64::MAX),
+                Err(Error::LifetimeTooLong)
+            );
+            assert_eq!(token(&g, hmac, Some(NOW), NOW + 86_400), Ok(()));
+            assert_eq!(
+                token(&g, hmac, Some(NOW), NOW + 86_401),
+                Err(Error::LifetimeTooLong)
+            );
+            assert_eq!(
+                token(&g, hmac, None, NOW + 86_401),
+                Err(Error::LifetimeTooLong)
+            );
+        }
+    }
+
+    #[test]
+    fn a_policy_may_raise_or_lower_it_within_bounds() {
+        let g = gate("max_lifetime_secs = 604800", false);
+        assert_eq!(token(&g, false, Some(NOW), NOW + 2 * 86_400), Ok(()));
+        assert_eq!(
+            token(&g, false, Some(NOW), i64::MAX),
+            Err(Error::LifetimeTooLong)
+        );
+        let g = gate("max_lifetime_secs = 60", false);
+        assert_eq!(
+            token(&g, false, Some(NOW), NOW + 61),
+            Err(Error::LifetimeTooLong)
+        );
+        for bad in ["0", "31536001", "18446744073709551615"] {
+            let text = format!(
+                "{GATEWAY}\n[provider.p]\nalgorithms = [\"HS256\"]\nsecret = \"S\"\nmax_lifetime_secs = {bad}\n\
+                 [[route]]\nid = \"r\"\npath = \"/r\"\nrequire = {{ all = [\"p\"] }}\n"
+            );
+            let e = match parse_toml("p.toml", &text) {
+                Err(e) => vec![e],
+                Ok(f) => compile(vec![f]).expect_err(bad),
+            };
+            assert!(
+                e[0].to_string().contains("max_lifetime_secs"),
+                "{bad}: {}",
+                e[0]
+            );
+        }
+    }
+}

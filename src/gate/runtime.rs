@@ -169,7 +169,7 @@ fn provider_rt(p: &Provider, skew_secs: i64) -> Result<ProviderRt, Error> {
                 issuer: p.issuer.clone(),
                 audiences: p.audiences.clone(),
                 skew_secs,
-                max_lifetime_secs: p.max_lifetime_secs.map(secs),
+                max_lifetime_secs: Some(secs(p.max_lifetime_secs)),
                 required: p
                     .required_claims
                     .iter()

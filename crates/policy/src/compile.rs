@@ -21,6 +21,11 @@ use crate::policy::{
 const MAX_HEADER_NAME: usize = 128;
 /// Deepest `act` chain a route may allow.
 pub const MAX_DELEGATION_DEPTH: u32 = 16;
+/// `max_lifetime_secs` of a provider that does not set it: one day. Without a bound, a token with
+/// `exp` = i64::MAX would be valid forever.
+pub const DEFAULT_MAX_LIFETIME_SECS: u64 = 86_400;
+/// The largest `max_lifetime_secs` a policy may set: 365 days.
+pub const MAX_LIFETIME_SECS: u64 = 31_536_000;
 
 /// Compile the merged policy. On success the policy carries its warnings
 /// ([`Policy::warnings`]); on failure every error found is returned.
@@ -619,10 +624,16 @@ impl Cx {
                 format!("{} is not in 0..=86400", p.jwks_max_stale_secs),
             );
         }
-        if p.max_lifetime_secs == Some(0) {
+        let max_lifetime_secs = p.max_lifetime_secs.unwrap_or(DEFAULT_MAX_LIFETIME_SECS);
+        if max_lifetime_secs == 0 {
             self.error(
                 at("max_lifetime_secs"),
-                "0 would refuse every token; omit it for no limit",
+                format!("0 would refuse every token; omit it for the default of {DEFAULT_MAX_LIFETIME_SECS} s (one day)"),
+            );
+        } else if max_lifetime_secs > MAX_LIFETIME_SECS {
+            self.error(
+                at("max_lifetime_secs"),
+                format!("{max_lifetime_secs} is more than {MAX_LIFETIME_SECS} s (365 days)"),
             );
         }
         let mut required_claims: Vec<MemberPath> = Vec::new();
@@ -705,7 +716,7 @@ impl Cx {
             keys: keys?,
             jwks_cache_secs: p.jwks_cache_secs,
             jwks_max_stale_secs: p.jwks_max_stale_secs,
-            max_lifetime_secs: p.max_lifetime_secs,
+            max_lifetime_secs,
             required_claims,
             replay_jti,
             dpop,

@@ -81,7 +81,9 @@ pub struct Provider {
     pub jwks_cache_secs: u64,
     /// Stale window of the JWKS cache during an issuer outage (`0`: none).
     pub jwks_max_stale_secs: u64,
-    pub max_lifetime_secs: Option<u64>,
+    /// `exp - iat` (or `exp - now`) at most this; [`crate::compile::DEFAULT_MAX_LIFETIME_SECS`]
+    /// when the policy does not say.
+    pub max_lifetime_secs: u64,
     pub required_claims: Vec<MemberPath>,
     /// `replay = "jti"`.
     pub replay_jti: bool,
