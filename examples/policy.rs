@@ -210,7 +210,16 @@ fn print_provider(p: &Provider) {
     match &p.keys {
         KeySource::JwksUri(u) => println!("    keys        {u} (cached {}s)", p.jwks_cache_secs),
         KeySource::Jwks(_) => println!("    keys        inline jwks"),
-        KeySource::Secret(s) => println!("    keys        Worker secret {s}"),
+        KeySource::Secrets(list) => {
+            let names: Vec<String> = list
+                .iter()
+                .map(|s| match &s.kid {
+                    Some(kid) => format!("{} (kid {kid})", s.name),
+                    None => s.name.clone(),
+                })
+                .collect();
+            println!("    keys        Worker secret {}", names.join(", "));
+        }
     }
     let mut extra = Vec::new();
     extra.push(format!("max lifetime {}s", p.max_lifetime_secs));

@@ -10,11 +10,12 @@ use crate::alg::Alg;
 use crate::diag::{Location, PolicyError, Warning};
 use crate::matcher::{check_path, PathPattern, RouteIndex, Segment};
 use crate::model::{
-    defaults, ConstraintConfig, GatewayConfig, ProviderConfig, RouteConfig, SourceFile,
+    defaults, ConstraintConfig, GatewayConfig, ProviderConfig, RouteConfig, SecretConfig,
+    SourceFile,
 };
 use crate::policy::{
     Access, Binding, ClaimPath, ClaimRule, Delegation, Forward, Gateway, KeySource, MemberPath,
-    Policy, Provider, Route, TokenLocation, ROUTE_HEADER,
+    Policy, Provider, Route, Secret, TokenLocation, ROUTE_HEADER,
 };
 
 /// Longest forwarded / token header name accepted.
@@ -503,15 +504,21 @@ impl Cx {
         }
 
         // key source: exactly one
-        let sources = [p.jwks_uri.is_some(), p.jwks.is_some(), p.secret.is_some()]
-            .iter()
-            .filter(|s| **s)
-            .count();
+        let with_secret = p.secret.is_some() || !p.secrets.is_empty();
+        let sources = [
+            p.jwks_uri.is_some(),
+            p.jwks.is_some(),
+            p.secret.is_some(),
+            !p.secrets.is_empty(),
+        ]
+        .iter()
+        .filter(|s| **s)
+        .count();
         let mut keys = None;
         if sources != 1 {
             self.error(
                 at("jwks_uri"),
-                format!("exactly one key source is required: jwks_uri, jwks or secret ({sources} given)"),
+                format!("exactly one key source is required: jwks_uri, jwks, secret or secrets ({sources} given)"),
             );
         } else if let Some(uri) = &p.jwks_uri {
             if self.url(&|| at("jwks_uri"), uri, gateway.allow_insecure_http, true) {
@@ -524,21 +531,28 @@ impl Cx {
             }
         } else if let Some(secret) = &p.secret {
             if is_secret_name(secret) {
-                keys = Some(KeySource::Secret(secret.clone()));
+                keys = Some(KeySource::Secrets(vec![Secret {
+                    name: secret.clone(),
+                    kid: None,
+                }]));
             } else {
                 self.error(
                     at("secret"),
                     format!("{secret:?} is not a Worker secret name (letters, digits and '_', not starting with a digit)"),
                 );
             }
+        } else {
+            keys = self
+                .secrets(&at("secrets"), &p.secrets)
+                .map(KeySource::Secrets);
         }
-        if hmac && p.secret.is_none() && sources == 1 {
+        if hmac && !with_secret && sources == 1 {
             self.error(
                 at("secret"),
-                "HS256 needs secret = \"NAME\" (the Worker secret holding the HMAC key); HMAC keys never come from a JWKS",
+                "HS256 needs secret = \"NAME\" or secrets = [{ name = \"NAME\", kid = \"...\" }, ...] (Worker secrets holding the HMAC keys); HMAC keys never come from a JWKS",
             );
         }
-        if p.secret.is_some() && sources == 1 && !algorithms.is_empty() && !hmac {
+        if with_secret && sources == 1 && !algorithms.is_empty() && !hmac {
             self.error(
                 at("algorithms"),
                 "a provider with a secret only allows HS256 (public-key algorithms need jwks_uri or jwks)",
@@ -546,7 +560,7 @@ impl Cx {
         }
 
         // issuer and audiences: required for public-key providers
-        let asymmetric = p.secret.is_none();
+        let asymmetric = !with_secret;
         match &p.issuer {
             Some(iss) if iss.is_empty() || !is_printable(iss) => self.error(
                 at("issuer"),
@@ -1026,6 +1040,43 @@ impl Cx {
             forward_tokens: r.forward_tokens,
             origin,
         })
+    }
+
+    /// `secrets = [{ name, kid }, ...]`: valid names and kids, no name or kid twice, and a `kid`
+    /// on every entry when there are several (a token then names its key).
+    fn secrets(&mut self, at: &Location, list: &[SecretConfig]) -> Option<Vec<Secret>> {
+        let before = self.errors.len();
+        let mut out: Vec<Secret> = Vec::new();
+        for s in list {
+            if !is_secret_name(&s.name) {
+                self.error(
+                    at.clone(),
+                    format!("{:?} is not a Worker secret name (letters, digits and '_', not starting with a digit)", s.name),
+                );
+            } else if out.iter().any(|o| o.name == s.name) {
+                self.error(at.clone(), format!("secret {:?} is listed twice", s.name));
+            }
+            match &s.kid {
+                Some(kid) if kid.is_empty() || kid.len() > 256 || !is_printable(kid) => self.error(
+                    at.clone(),
+                    format!("kid {kid:?} of secret {:?} must be 1 to 256 printable ASCII characters", s.name),
+                ),
+                Some(kid) if out.iter().any(|o| o.kid.as_deref() == Some(kid)) => self.error(
+                    at.clone(),
+                    format!("kid {kid:?} is given to two secrets: a token could not name its key"),
+                ),
+                None if list.len() > 1 => self.error(
+                    at.clone(),
+                    format!("secret {:?} has no kid: with several secrets every one needs the kid of the tokens it signs", s.name),
+                ),
+                _ => {}
+            }
+            out.push(Secret {
+                name: s.name.clone(),
+                kid: s.kid.clone(),
+            });
+        }
+        (self.errors.len() == before).then_some(out)
     }
 
     /// Parse a claim path and check that its provider is required by the route.

@@ -36,7 +36,7 @@ pub use matcher::{
 pub use model::{PolicyFile, SourceFile};
 pub use policy::{
     Access, Binding, ClaimPath, ClaimRule, Delegation, Forward, Gateway, KeySource, Matched,
-    MemberPath, Policy, Provider, Route, TokenLocation, ROUTE_HEADER,
+    MemberPath, Policy, Provider, Route, Secret, TokenLocation, ROUTE_HEADER,
 };
 
 #[cfg(feature = "toml")]

@@ -41,8 +41,18 @@ pub enum KeySource {
     JwksUri(String),
     /// Inline JWKS JSON text (checked to be `{"keys":[...]}` with public keys only).
     Jwks(String),
-    /// Name of the Worker secret holding the base64 HMAC key.
-    Secret(String),
+    /// HMAC keys in Worker secrets (`secret = "NAME"`: one, without `kid`; `secrets = [...]`:
+    /// one or more, each with its `kid` when there are several). Never empty.
+    Secrets(Vec<Secret>),
+}
+
+/// One HMAC key of a provider: the Worker secret that holds it (base64) and the `kid` of the
+/// tokens it signs. A token's key is selected by `(alg, kid)` exactly (`jose::KeySet::select`):
+/// a token with a `kid` needs a secret with that `kid`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Secret {
+    pub name: String,
+    pub kid: Option<String>,
 }
 
 /// Where a provider's token is in the request.
@@ -109,11 +119,11 @@ impl Provider {
             .any(|t| strip_application(t).eq_ignore_ascii_case(typ))
     }
 
-    /// The HMAC secret name, if this is a `secret` provider.
-    pub fn secret(&self) -> Option<&str> {
+    /// The HMAC secrets, if this is a `secret`/`secrets` provider (else empty).
+    pub fn secrets(&self) -> &[Secret] {
         match &self.keys {
-            KeySource::Secret(s) => Some(s),
-            _ => None,
+            KeySource::Secrets(s) => s,
+            _ => &[],
         }
     }
 }
