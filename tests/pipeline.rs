@@ -284,6 +284,9 @@ algorithms = ["ES256"]
 token_types = ["at+jwt"]
 jwks = '{idp_jwks}'
 required_claims = ["sub"]
+# agent, once and dpop trust the same issuer with different checks: acknowledged (each test uses
+# one of them; a policy that means it would keep them apart by audience or token type).
+weakens = ["once", "dpop"]
 
 [provider.once]
 issuer = "{IDP}"
@@ -293,6 +296,7 @@ token_types = ["at+jwt"]
 from = {{ header = "once-token" }}
 jwks = '{idp_jwks}'
 replay = "jti"
+weakens = ["dpop"]
 
 [provider.dpop]
 issuer = "{IDP}"
@@ -302,6 +306,7 @@ token_types = ["at+jwt"]
 from = {{ header = "authorization", scheme = "DPoP" }}
 jwks = '{idp_jwks}'
 proof = "dpop"
+weakens = ["once"]
 
 [provider.device]
 algorithms = ["HS256"]

@@ -674,3 +674,143 @@ mod lifetime {
         }
     }
 }
+
+// ---- item 6, build part: providers that accept the same tokens with different checks --------
+
+mod token_state {
+    use super::*;
+
+    fn provider(name: &str, extra: &str) -> String {
+        format!(
+            "[provider.{name}]\nissuer = \"https://idp.example.com\"\naudiences = [\"https://api.example.com\"]\n\
+             algorithms = [\"ES256\", \"EdDSA\"]\ntoken_types = [\"at+jwt\"]\nfrom = {{ header = \"{name}-token\" }}\n\
+             jwks_uri = \"https://idp.example.com/jwks.json\"\n{extra}\n"
+        )
+    }
+
+    fn hmac(name: &str, extra: &str) -> String {
+        format!(
+            "[provider.{name}]\nalgorithms = [\"HS256\"]\nsecret = \"APPROOV_SECRET\"\n\
+             from = {{ header = \"{name}-token\" }}\n{extra}\n"
+        )
+    }
+
+    fn routes(names: &[&str]) -> String {
+        names
+            .iter()
+            .map(|n| {
+                format!("[[route]]\nid = \"{n}\"\npath = \"/{n}\"\nrequire = {{ all = [\"{n}\"] }}\n")
+            })
+            .collect()
+    }
+
+    fn errors(providers: &str, names: &[&str]) -> Vec<String> {
+        match build(&format!("{GATEWAY}\n{providers}\n{}", routes(names))) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn a_bearer_provider_next_to_a_dpop_provider_of_the_same_issuer_is_an_error() {
+        let e = errors(
+            &(provider("agent", "") + &provider("dpop_agent", "proof = \"dpop\"")),
+            &["agent", "dpop_agent"],
+        );
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert!(e[0].contains("provider \"agent\": field \"proof\""), "{}", e[0]);
+        assert!(e[0].contains("\"dpop_agent\""), "{}", e[0]);
+        assert!(e[0].contains("weakens = [\"dpop_agent\"]"), "{}", e[0]);
+    }
+
+    #[test]
+    fn every_token_state_field_counts() {
+        for (field, strict) in [
+            ("proof", "proof = \"dpop\""),
+            ("replay", "replay = \"jti\""),
+            ("binding", "binding = { claim = \"pay\", header = \"authorization\" }"),
+            ("nonce_claim", "nonce_claim = \"nonce\""),
+        ] {
+            let e = errors(&(provider("a", "") + &provider("b", strict)), &["a", "b"]);
+            assert_eq!(e.len(), 1, "{field}: {e:#?}");
+            assert!(e[0].contains(&format!("provider \"a\": field \"{field}\"")), "{}", e[0]);
+            // for HMAC providers, the same secret is the same issuer
+            let e = errors(&(hmac("a", "") + &hmac("b", strict)), &["a", "b"]);
+            assert_eq!(e.len(), 1, "{field}: {e:#?}");
+            assert!(e[0].contains("same HMAC secret"), "{}", e[0]);
+        }
+        // both check, differently: each lacks the other's check
+        let e = errors(
+            &(provider("a", "nonce_claim = \"nonce\"") + &provider("b", "nonce_claim = \"n2\"")),
+            &["a", "b"],
+        );
+        assert_eq!(e.len(), 2, "{e:#?}");
+        // the same checks: nothing to say
+        let same = provider("a", "replay = \"jti\"") + &provider("b", "replay = \"jti\"");
+        assert!(errors(&same, &["a", "b"]).is_empty());
+    }
+
+    #[test]
+    fn providers_that_cannot_share_a_token_do_not_conflict() {
+        let strict = provider("b", "proof = \"dpop\"");
+        for other in [
+            provider("a", "").replace("https://idp.example.com\"", "https://other.example.com\""),
+            provider("a", "").replace("[\"https://api.example.com\"]", "[\"https://else.example.com\"]"),
+            provider("a", "").replace("[\"ES256\", \"EdDSA\"]", "[\"RS256\"]"),
+            provider("a", "").replace("[\"at+jwt\"]", "[\"JWT\"]"),
+        ] {
+            assert!(errors(&(other.clone() + &strict), &["a", "b"]).is_empty(), "{other}");
+        }
+        let other_secret = hmac("a", "").replace("APPROOV_SECRET", "OTHER_SECRET");
+        assert!(errors(&(other_secret + &hmac("b", "nonce_claim = \"n\"")), &["a", "b"]).is_empty());
+        // an HMAC provider without issuer does not check iss: an issuer on the other is no help
+        let e = errors(
+            &(hmac("a", "") + &hmac("b", "issuer = \"x\"\nnonce_claim = \"n\"")),
+            &["a", "b"],
+        );
+        assert_eq!(e.len(), 1, "{e:#?}");
+    }
+
+    #[test]
+    fn weakens_acknowledges_it() {
+        let p = build(&format!(
+            "{GATEWAY}\n{}{}{}",
+            provider("agent", "weakens = [\"dpop_agent\"]"),
+            provider("dpop_agent", "proof = \"dpop\""),
+            routes(&["agent", "dpop_agent"])
+        ))
+        .unwrap_or_else(|e| panic!("{}", e[0]));
+        assert_eq!(
+            p.provider("agent").map(|a| a.weakens.clone()),
+            Some(vec!["dpop_agent".to_owned()])
+        );
+        // on the wrong side it acknowledges nothing
+        let e = errors(
+            &(provider("agent", "") + &provider("dpop_agent", "proof = \"dpop\"\nweakens = [\"agent\"]")),
+            &["agent", "dpop_agent"],
+        );
+        assert_eq!(e.len(), 1, "{e:#?}");
+    }
+
+    #[test]
+    fn weakens_must_name_a_provider_and_something_to_acknowledge() {
+        let e = errors(&provider("a", "weakens = [\"nobody\"]"), &["a"]);
+        assert!(e[0].contains("unknown provider \"nobody\""), "{}", e[0]);
+        let e = errors(&provider("a", "weakens = [\"a\"]"), &["a"]);
+        assert!(e[0].contains("cannot weaken itself"), "{}", e[0]);
+        let p = build(&format!(
+            "{GATEWAY}\n{}{}{}",
+            provider("a", "weakens = [\"b\"]"),
+            provider("b", ""),
+            routes(&["a", "b"])
+        ))
+        .expect("compiles");
+        assert!(
+            p.warnings()
+                .iter()
+                .any(|w| w.to_string().contains("nothing to acknowledge")),
+            "{:?}",
+            p.warnings()
+        );
+    }
+}

@@ -102,6 +102,8 @@ pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
         }
     }
 
+    token_state_conflicts(&mut cx, &providers, &files);
+
     // ---- routes: unique ids across files -------------------------------------------------------
     let mut routes: Vec<Route> = Vec::new();
     let mut route_files: BTreeMap<&str, &str> = BTreeMap::new();
@@ -197,6 +199,102 @@ pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
         sources: files,
         warnings: cx.warnings,
     })
+}
+
+/// Issue 12 item 6: a token's state (DPoP binding, single use, `pay` binding, challenge nonce)
+/// belongs to the token, not to the provider that happened to check it. Two providers that may
+/// accept the same tokens ([`Provider::may_accept_same_tokens`]) but differ in `proof`, `replay`,
+/// `binding` or `nonce_claim` are an error on the provider that lacks the other's setting,
+/// unless it lists the other in `weakens` (both, when both have the check with different
+/// values). `weakens` naming an unknown provider is an error; one with nothing to acknowledge, a
+/// warning.
+fn token_state_conflicts(
+    cx: &mut Cx,
+    providers: &BTreeMap<String, Provider>,
+    files: &[SourceFile],
+) {
+    let checks = |p: &Provider| -> [(&'static str, Option<String>); 4] {
+        [
+            ("proof", p.dpop.then(|| "proof = \"dpop\"".to_owned())),
+            ("replay", p.replay_jti.then(|| "replay = \"jti\"".to_owned())),
+            (
+                "binding",
+                p.binding.as_ref().map(|b| {
+                    format!(
+                        "binding = {{ claim = {:?}, header = {:?} }}",
+                        b.claim.as_str(),
+                        b.header
+                    )
+                }),
+            ),
+            (
+                "nonce_claim",
+                p.nonce_claim
+                    .as_ref()
+                    .map(|n| format!("nonce_claim = {:?}", n.as_str())),
+            ),
+        ]
+    };
+    for weak in providers.values() {
+        let at = |field: &str| Location::provider(&weak.file, &weak.name, field);
+        for listed in &weak.weakens {
+            match providers.get(listed) {
+                None if !files.iter().any(|f| f.model.provider.contains_key(listed)) => {
+                    let known: BTreeSet<&str> = providers.keys().map(String::as_str).collect();
+                    cx.error(at("weakens"), unknown_provider(listed, &known));
+                }
+                None => {}
+                Some(p) if p.name == weak.name => {
+                    cx.error(at("weakens"), "a provider cannot weaken itself")
+                }
+                Some(strong) => {
+                    let differs = checks(weak)
+                        .iter()
+                        .zip(checks(strong).iter())
+                        .any(|((_, w), (_, s))| s.is_some() && w != s);
+                    if !weak.may_accept_same_tokens(strong) || !differs {
+                        cx.warning(
+                            at("weakens"),
+                            format!("lists {listed:?}, but no token accepted by both lacks a check of {listed:?}: nothing to acknowledge"),
+                        );
+                    }
+                }
+            }
+        }
+        for strong in providers.values() {
+            if strong.name == weak.name || !weak.may_accept_same_tokens(strong) {
+                continue;
+            }
+            if weak.weakens.contains(&strong.name) {
+                continue;
+            }
+            for ((field, w), (_, s)) in checks(weak).iter().zip(checks(strong).iter()) {
+                let Some(stronger) = s else { continue };
+                if w == s {
+                    continue;
+                }
+                let own = match w {
+                    Some(w) => format!("has {w} instead"),
+                    None => "does not".to_owned(),
+                };
+                cx.error(
+                    at(field),
+                    format!(
+                        "providers {:?} and {:?} can accept the same tokens (same {}, overlapping audiences, algorithms and token types), but {:?} checks {stronger} and {:?} {own}: a token refused by {:?} would pass through {:?}; make the issuers, audiences or token types disjoint, give both the same check, or acknowledge the weakening with weakens = [{:?}] on provider {:?}",
+                        weak.name,
+                        strong.name,
+                        if weak.secrets().is_empty() { "issuer" } else { "HMAC secret" },
+                        strong.name,
+                        weak.name,
+                        strong.name,
+                        weak.name,
+                        strong.name,
+                        weak.name
+                    ),
+                );
+            }
+        }
+    }
 }
 
 /// SPEC §2: a request that differs from a more protected route only by ASCII case or a trailing
@@ -736,6 +834,7 @@ impl Cx {
             dpop,
             binding,
             nonce_claim,
+            weakens: p.weakens.clone(),
         })
     }
 

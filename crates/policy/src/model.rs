@@ -131,6 +131,12 @@ pub struct ProviderConfig {
     pub binding: Option<BindingConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce_claim: Option<String>,
+    /// **Weakening, acknowledged**: providers whose tokens this provider may also accept with
+    /// fewer of `proof`, `replay`, `binding`, `nonce_claim` (same issuer or HMAC secret,
+    /// overlapping audiences, algorithms and token types). Without it that overlap is a build
+    /// error.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weakens: Vec<String>,
 }
 
 /// One entry of `secrets = [...]`.

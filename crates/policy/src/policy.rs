@@ -101,9 +101,39 @@ pub struct Provider {
     pub dpop: bool,
     pub binding: Option<Binding>,
     pub nonce_claim: Option<MemberPath>,
+    /// `weakens = [...]`: the providers whose stricter checks this one is allowed to lack for
+    /// tokens both accept (checked by the compiler, see [`Provider::may_accept_same_tokens`]).
+    pub weakens: Vec<String>,
 }
 
 impl Provider {
+    /// Whether some token could be accepted by both providers, as far as the policy can tell:
+    /// the same `issuer` (public keys), or a shared HMAC secret with compatible issuers (an
+    /// HMAC provider without `issuer` does not check `iss`); overlapping audiences (two providers
+    /// without audiences both take tokens without `aud`); a common algorithm; a common token
+    /// type. Signatures are not considered: an issuer may sign for several providers.
+    pub fn may_accept_same_tokens(&self, other: &Provider) -> bool {
+        let keys = match (&self.keys, &other.keys) {
+            (KeySource::Secrets(a), KeySource::Secrets(b)) => {
+                a.iter().any(|s| b.iter().any(|t| t.name == s.name))
+                    && match (&self.issuer, &other.issuer) {
+                        (Some(x), Some(y)) => x == y,
+                        _ => true,
+                    }
+            }
+            (KeySource::Secrets(_), _) | (_, KeySource::Secrets(_)) => false,
+            _ => self.issuer.is_some() && self.issuer == other.issuer,
+        };
+        let audiences = if self.audiences.is_empty() || other.audiences.is_empty() {
+            self.audiences.is_empty() && other.audiences.is_empty()
+        } else {
+            self.audiences.iter().any(|a| other.audiences.contains(a))
+        };
+        keys && audiences
+            && self.algorithms.iter().any(|a| other.algorithms.contains(a))
+            && self.token_types.iter().any(|t| other.accepts_typ(t))
+    }
+
     /// Whether a JWS `alg` header value is allowed (exact, case-sensitive; `Ed25519` and `EdDSA`
     /// are the same algorithm).
     pub fn allows_alg(&self, alg: &str) -> bool {
