@@ -103,6 +103,14 @@ fn check(args: &[String]) -> ExitCode {
     );
     println!("  clock skew           {}s", g.clock_skew_secs);
     println!(
+        "  path variants        {}",
+        if g.case_sensitive_paths {
+            "trailing-slash variants of protected routes refused (case_sensitive_paths: case is the origin's)"
+        } else {
+            "case and trailing-slash variants of protected routes refused"
+        }
+    );
+    println!(
         "  allow_insecure_http  {}",
         if g.allow_insecure_http {
             "true  (development only!)"
@@ -241,6 +249,12 @@ fn print_provider(p: &Provider) {
     }
     if !extra.is_empty() {
         println!("    checks      {}", extra.join("; "));
+    }
+    if !p.weakens.is_empty() {
+        println!(
+            "    WEAKENS     {} (accepts their tokens without all of their checks)",
+            p.weakens.join(", ")
+        );
     }
 }
 

@@ -550,6 +550,25 @@ require = {{ all = ["p"] }}
     }
 
     #[test]
+    fn binding_and_nonce_claims_are_parsed_once_into_segments() {
+        let text = format!(
+            "{GATEWAY}\n[provider.p]\nalgorithms = [\"HS256\"]\nsecret = \"S\"\n\
+             binding = {{ claim = 'ext.\"https://example.com/pay\"', header = \"Authorization\" }}\n\
+             nonce_claim = '\"urn:example:nonce\"'\n\
+             [[route]]\nid = \"r\"\npath = \"/r\"\nrequire = {{ all = [\"p\"] }}\n"
+        );
+        let g = Gate::new(build(&text).unwrap_or_else(|e| panic!("{}", e[0]))).expect("gate");
+        let p = g.provider("p").expect("provider");
+        let binding = p.binding.as_ref().expect("binding");
+        assert_eq!(binding.claim.segments(), ["ext", "https://example.com/pay"]);
+        assert_eq!(binding.header, "authorization");
+        assert_eq!(
+            p.nonce_claim.as_ref().map(|n| n.segments().to_vec()),
+            Some(vec!["urn:example:nonce".to_owned()])
+        );
+    }
+
+    #[test]
     fn a_malformed_claim_path_is_a_build_error_in_every_field() {
         for (field, line) in [
             ("required_claims", r#"required_claims = ['"unterminated']"#),
@@ -699,7 +718,9 @@ mod token_state {
         names
             .iter()
             .map(|n| {
-                format!("[[route]]\nid = \"{n}\"\npath = \"/{n}\"\nrequire = {{ all = [\"{n}\"] }}\n")
+                format!(
+                    "[[route]]\nid = \"{n}\"\npath = \"/{n}\"\nrequire = {{ all = [\"{n}\"] }}\n"
+                )
             })
             .collect()
     }
@@ -718,7 +739,11 @@ mod token_state {
             &["agent", "dpop_agent"],
         );
         assert_eq!(e.len(), 1, "{e:#?}");
-        assert!(e[0].contains("provider \"agent\": field \"proof\""), "{}", e[0]);
+        assert!(
+            e[0].contains("provider \"agent\": field \"proof\""),
+            "{}",
+            e[0]
+        );
         assert!(e[0].contains("\"dpop_agent\""), "{}", e[0]);
         assert!(e[0].contains("weakens = [\"dpop_agent\"]"), "{}", e[0]);
     }
@@ -728,12 +753,19 @@ mod token_state {
         for (field, strict) in [
             ("proof", "proof = \"dpop\""),
             ("replay", "replay = \"jti\""),
-            ("binding", "binding = { claim = \"pay\", header = \"authorization\" }"),
+            (
+                "binding",
+                "binding = { claim = \"pay\", header = \"authorization\" }",
+            ),
             ("nonce_claim", "nonce_claim = \"nonce\""),
         ] {
             let e = errors(&(provider("a", "") + &provider("b", strict)), &["a", "b"]);
             assert_eq!(e.len(), 1, "{field}: {e:#?}");
-            assert!(e[0].contains(&format!("provider \"a\": field \"{field}\"")), "{}", e[0]);
+            assert!(
+                e[0].contains(&format!("provider \"a\": field \"{field}\"")),
+                "{}",
+                e[0]
+            );
             // for HMAC providers, the same secret is the same issuer
             let e = errors(&(hmac("a", "") + &hmac("b", strict)), &["a", "b"]);
             assert_eq!(e.len(), 1, "{field}: {e:#?}");
@@ -755,14 +787,24 @@ mod token_state {
         let strict = provider("b", "proof = \"dpop\"");
         for other in [
             provider("a", "").replace("https://idp.example.com\"", "https://other.example.com\""),
-            provider("a", "").replace("[\"https://api.example.com\"]", "[\"https://else.example.com\"]"),
+            provider("a", "").replace(
+                "[\"https://api.example.com\"]",
+                "[\"https://else.example.com\"]",
+            ),
             provider("a", "").replace("[\"ES256\", \"EdDSA\"]", "[\"RS256\"]"),
             provider("a", "").replace("[\"at+jwt\"]", "[\"JWT\"]"),
         ] {
-            assert!(errors(&(other.clone() + &strict), &["a", "b"]).is_empty(), "{other}");
+            assert!(
+                errors(&(other.clone() + &strict), &["a", "b"]).is_empty(),
+                "{other}"
+            );
         }
         let other_secret = hmac("a", "").replace("APPROOV_SECRET", "OTHER_SECRET");
-        assert!(errors(&(other_secret + &hmac("b", "nonce_claim = \"n\"")), &["a", "b"]).is_empty());
+        assert!(errors(
+            &(other_secret + &hmac("b", "nonce_claim = \"n\"")),
+            &["a", "b"]
+        )
+        .is_empty());
         // an HMAC provider without issuer does not check iss: an issuer on the other is no help
         let e = errors(
             &(hmac("a", "") + &hmac("b", "issuer = \"x\"\nnonce_claim = \"n\"")),
@@ -786,7 +828,8 @@ mod token_state {
         );
         // on the wrong side it acknowledges nothing
         let e = errors(
-            &(provider("agent", "") + &provider("dpop_agent", "proof = \"dpop\"\nweakens = [\"agent\"]")),
+            &(provider("agent", "")
+                + &provider("dpop_agent", "proof = \"dpop\"\nweakens = [\"agent\"]")),
             &["agent", "dpop_agent"],
         );
         assert_eq!(e.len(), 1, "{e:#?}");

@@ -216,7 +216,10 @@ fn token_state_conflicts(
     let checks = |p: &Provider| -> [(&'static str, Option<String>); 4] {
         [
             ("proof", p.dpop.then(|| "proof = \"dpop\"".to_owned())),
-            ("replay", p.replay_jti.then(|| "replay = \"jti\"".to_owned())),
+            (
+                "replay",
+                p.replay_jti.then(|| "replay = \"jti\"".to_owned()),
+            ),
             (
                 "binding",
                 p.binding.as_ref().map(|b| {

@@ -864,6 +864,63 @@ mod tests {
     }
 
     #[test]
+    fn folding_paths_and_patterns() {
+        assert_eq!(fold_path("/A/b/", true), "/a/b");
+        assert_eq!(fold_path("/A/b/", false), "/A/b");
+        assert_eq!(fold_path("/", true), "/");
+        assert!(matches!(
+            fold_path("/a/b", true),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        let p = PathPattern::parse("/Dir/{id}/").unwrap();
+        assert_eq!(p.folded(true).shape(), "/dir/*");
+        assert_eq!(p.folded(false).shape(), "/Dir/*");
+        assert_eq!(PathPattern::parse("/").unwrap().folded(true).shape(), "/");
+        assert!(p.has_upper_literal() && p.has_trailing_slash());
+        assert!(!PathPattern::parse("/").unwrap().has_trailing_slash());
+    }
+
+    #[test]
+    fn variant_analysis() {
+        let v = |p: &str, q: &str, ci: bool| {
+            variants(
+                &PathPattern::parse(p).unwrap(),
+                &PathPattern::parse(q).unwrap(),
+                ci,
+            )
+        };
+        // (case, slash)
+        assert_eq!(v("/admin/**", "/**", true), (true, false));
+        assert_eq!(v("/admin/**", "/**", false), (false, false));
+        assert_eq!(v("/v1/orders/{id}", "/**", true), (true, true));
+        assert_eq!(v("/v1/orders/{id}", "/**", false), (false, true));
+        assert_eq!(v("/inbox/", "/{x}", false), (false, true));
+        assert_eq!(v("/a/{id}", "/{x}/{y}", true), (true, false));
+        assert_eq!(v("/a/b", "/a/**", true), (true, true));
+        // the same shape and literals: no variant escapes
+        assert_eq!(v("/v1/orders/{id}", "/v1/orders/{o}", true), (false, false));
+        // a parameter or ** in the protected route takes every spelling itself
+        assert_eq!(v("/{id}", "/**", true), (false, true));
+        assert_eq!(v("/**", "/x/**", true), (false, false));
+        // disjoint paths
+        assert_eq!(v("/a/b", "/c/**", true), (false, false));
+        assert_eq!(v("/a/b", "/a", true), (false, false));
+        // another spelling of the literal is a variant; `/` itself has no slash variant
+        assert_eq!(v("/Reports/{id}", "/reports/{id}", true), (true, false));
+        assert_eq!(v("/", "/**", true), (false, false));
+    }
+
+    #[test]
+    fn allow_values_are_sorted_and_interned() {
+        let a = Allow::from_methods(["POST", "GET", "GET"]);
+        assert_eq!(a.as_str(), "GET, HEAD, POST");
+        let b = Allow::from_methods(["GET", "POST"]);
+        assert!(std::ptr::eq(a.as_str(), b.as_str()));
+        assert_eq!(Allow::from_methods(["PUT"]).as_str(), "PUT");
+        assert_eq!(Allow::from_static("POST").to_string(), "POST");
+    }
+
+    #[test]
     fn hosts_lose_their_port() {
         assert_eq!(host_without_port("api.example.com:8443"), "api.example.com");
         assert_eq!(host_without_port("API.example.com."), "API.example.com");
