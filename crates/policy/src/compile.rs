@@ -102,6 +102,7 @@ pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
         }
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     token_state_conflicts(&mut cx, &providers, &files);
 
     // ---- routes: unique ids across files -------------------------------------------------------
@@ -127,7 +128,7 @@ pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
     }
 
     // ---- cross checks ---------------------------------------------------------------------------
-    let index = RouteIndex::build(routes.iter().map(|r| &r.path));
+    let index = RouteIndex::build(&mut routes.iter().map(|r| &r.path));
     for group in index.groups() {
         for (i, &a) in group.iter().enumerate() {
             for &b in &group[i + 1..] {
@@ -146,8 +147,13 @@ pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
             }
         }
     }
-    variant_warnings(&mut cx, &routes, &index, !gateway.case_sensitive_paths);
-    host_warnings(&mut cx, &routes, &index);
+    // Build-time diagnostics only: the Worker re-compiles a policy the build already checked,
+    // and never shows warnings (keeps the analysis out of the wasm).
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        variant_warnings(&mut cx, &routes, &index, !gateway.case_sensitive_paths);
+        host_warnings(&mut cx, &routes, &index);
+    }
     for r in &routes {
         let literal_only = r
             .path
@@ -186,7 +192,7 @@ pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
             .iter()
             .map(|r| r.path.folded(!gateway.case_sensitive_paths))
             .collect();
-        crate::matcher::RouteIndex::build(&patterns)
+        RouteIndex::build(&mut patterns.iter())
     });
     Ok(Policy {
         protected_upper_literal: protected.iter().any(|r| r.path.has_upper_literal()),
@@ -208,6 +214,7 @@ pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
 /// unless it lists the other in `weakens` (both, when both have the check with different
 /// values). `weakens` naming an unknown provider is an error; one with nothing to acknowledge, a
 /// warning.
+#[cfg(not(target_arch = "wasm32"))]
 fn token_state_conflicts(
     cx: &mut Cx,
     providers: &BTreeMap<String, Provider>,
@@ -300,6 +307,7 @@ fn token_state_conflicts(
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// SPEC §2: a request that differs from a more protected route only by ASCII case or a trailing
 /// slash is never routed to a less protected one. The lookup refuses such requests; the compiler
 /// says where a weaker route would otherwise catch them (`public /**` next to `/admin/**`).
@@ -335,6 +343,7 @@ fn variant_warnings(cx: &mut Cx, routes: &[Route], index: &RouteIndex, fold_case
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Issue 12 item 3: the origin only sees the path (the gateway replaces `Host`), so routes for
 /// different hosts that send overlapping paths to one origin look the same to it.
 fn host_warnings(cx: &mut Cx, routes: &[Route], index: &RouteIndex) {
@@ -370,6 +379,7 @@ fn host_warnings(cx: &mut Cx, routes: &[Route], index: &RouteIndex) {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn hosts_overlap(a: &Route, b: &Route) -> bool {
     match (&a.host, &b.host) {
         (Some(x), Some(y)) => x == y,

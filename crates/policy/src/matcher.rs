@@ -21,7 +21,7 @@
 //! trailing-slash variant of a protected route, which route an origin that ignores case or a
 //! trailing slash would serve ([`crate::Policy::match_route`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
 
@@ -180,10 +180,34 @@ impl PathPattern {
         self.segments.len() > 1 && self.segments.last() == Some(&Segment::Literal(String::new()))
     }
 
+    /// Whether the pattern matches a raw path exactly (what [`PathPattern::matches`] says, without
+    /// collecting anything): how the variant check tells a variant from an exact match.
+    pub fn is_match(&self, raw_path: &str) -> bool {
+        let Some(body) = raw_path.strip_prefix('/') else {
+            return false;
+        };
+        let mut parts = body.split('/');
+        for seg in &self.segments {
+            match seg {
+                Segment::Rest => return true,
+                Segment::Literal(l) => {
+                    if parts.next() != Some(l.as_str()) {
+                        return false;
+                    }
+                }
+                Segment::Param(_) | Segment::Star => {
+                    if parts.next().is_none_or(str::is_empty) {
+                        return false;
+                    }
+                }
+            }
+        }
+        parts.next().is_none()
+    }
+
     /// Match one pattern against a raw path (which must already pass [`check_path`]); returns the
     /// `{param}` captures. A direct, linear implementation: the reference the index is tested
-    /// against, what `explain` uses to say why a route did not match, and how the variant check
-    /// tells a variant from an exact match.
+    /// against, and what `explain` uses to say why a route did not match.
     pub fn matches<'p>(&self, raw_path: &'p str) -> Option<Vec<(&str, &'p str)>> {
         let body = raw_path.strip_prefix('/')?;
         let parts: Vec<&str> = body.split('/').collect();
@@ -480,7 +504,7 @@ impl fmt::Display for Miss {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Allow(&'static str);
 
-static INTERNED: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+static INTERNED: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
 
 impl Allow {
     /// A fixed value, e.g. `Allow::from_static("POST")` for the challenge endpoint.
@@ -490,20 +514,30 @@ impl Allow {
 
     /// The sorted, deduplicated methods, with `HEAD` wherever `GET` is (GET implies HEAD).
     pub fn from_methods<'a>(methods: impl IntoIterator<Item = &'a str>) -> Allow {
-        let mut set: BTreeSet<&str> = BTreeSet::new();
+        let mut list: Vec<&str> = Vec::new();
         for m in methods {
-            set.insert(m);
-            if m == "GET" {
-                set.insert("HEAD");
+            for m in [Some(m), (m == "GET").then_some("HEAD")]
+                .into_iter()
+                .flatten()
+            {
+                if let Err(at) = list.binary_search(&m) {
+                    list.insert(at, m);
+                }
             }
         }
-        let value = set.into_iter().collect::<Vec<_>>().join(", ");
+        let mut value = String::new();
+        for m in list {
+            if !value.is_empty() {
+                value.push_str(", ");
+            }
+            value.push_str(m);
+        }
         let mut interned = INTERNED.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(&known) = interned.get(value.as_str()) {
+        if let Some(&known) = interned.iter().find(|k| **k == value) {
             return Allow(known);
         }
         let leaked: &'static str = Box::leak(value.into_boxed_str());
-        interned.insert(leaked);
+        interned.push(leaked);
         Allow(leaked)
     }
 
@@ -549,9 +583,9 @@ pub(crate) struct RouteIndex {
 }
 
 impl RouteIndex {
-    pub(crate) fn build<'a>(patterns: impl IntoIterator<Item = &'a PathPattern>) -> RouteIndex {
+    pub(crate) fn build(patterns: &mut dyn Iterator<Item = &PathPattern>) -> RouteIndex {
         let mut nodes = vec![Node::default()];
-        for (route, pattern) in patterns.into_iter().enumerate() {
+        for (route, pattern) in patterns.enumerate() {
             let route = route as u32;
             let mut at = 0usize;
             let mut ended_with_rest = false;
@@ -644,6 +678,7 @@ impl RouteIndex {
         pick(&n.rest).then_some(n.rest.as_slice())
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// For the compiler's pairwise checks: a superset of the routes whose pattern can match a path
     /// that `pattern` matches (with literals compared ASCII-case-insensitively when `fold_case`),
     /// or that path with its trailing `/` added or removed. Sorted, without repeats.
@@ -655,6 +690,7 @@ impl RouteIndex {
         out
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     fn collect(&self, node: usize, segs: &[Segment], fold_case: bool, out: &mut Vec<u32>) {
         let n = &self.nodes[node];
         // A `**` here covers whatever the pattern still has (also nothing).
@@ -702,6 +738,7 @@ impl RouteIndex {
     }
 
     /// Every route whose pattern passes through `node`.
+    #[cfg(not(target_arch = "wasm32"))]
     fn subtree(&self, node: usize, out: &mut Vec<u32>) {
         let n = &self.nodes[node];
         out.extend_from_slice(&n.leaf);
@@ -712,6 +749,7 @@ impl RouteIndex {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// What a request that varies a path of the protected pattern `protected` can reach through the
 /// pattern `other`: `(case, slash)`. `case`: some path of `other` differs from a path of
 /// `protected` only by ASCII case in a literal segment (asked only when `fold_case`); `slash`:
@@ -739,6 +777,7 @@ pub(crate) fn variants(
     (case, slash)
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Whether some path `v` matches `q` exactly and `p` with literals compared case-insensitively
 /// when `fold_case`; with `need_escape`, `v` must also differ from every path of `p` (a literal
 /// of `p` spelt in another case). `escaped`: that already happened at an earlier segment.

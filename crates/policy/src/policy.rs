@@ -566,10 +566,7 @@ impl Policy {
                 if let Some(f) = folded.slot(&path, &host_ok, &mut scratch) {
                     let weaker = f.iter().any(|&r| {
                         let other = &routes[r as usize];
-                        r != i
-                            && host_ok(r)
-                            && !e.covers(other)
-                            && other.path.matches(raw_path).is_none()
+                        r != i && host_ok(r) && !e.covers(other) && !other.path.is_match(raw_path)
                     });
                     if weaker {
                         return Err(Miss::ProtectedVariant);
