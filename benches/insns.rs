@@ -110,9 +110,9 @@ impl KeySource for Keys {
     async fn keys(&self, provider: &ProviderRt, _refresh: bool) -> Result<Arc<KeySet>, Error> {
         match &provider.keys {
             KeySpec::Inline(set) => Ok(set.clone()),
-            KeySpec::Secret(name) => self
-                .secrets
-                .get(name)
+            KeySpec::Secret(list) => list
+                .first()
+                .and_then(|secret| self.secrets.get(&secret.name))
                 .cloned()
                 .ok_or(Error::SecretUnavailable),
             KeySpec::Jwks { .. } => Err(Error::KeysUnavailable),

@@ -114,7 +114,7 @@ fn profile() -> Profile {
             audiences: vec!["https://api.example".into()],
             skew_secs: 60,
             max_lifetime_secs: Some(3600),
-            required: vec!["sub".into(), "jti".into()],
+            required: vec![vec!["sub".into()], vec!["jti".into()]],
         },
         limits: Limits::default(),
     }

@@ -60,6 +60,7 @@ fn policy(n: usize) -> Policy {
             challenge_ttl_secs: 120,
             allow_insecure_http: false,
             nonce_shards: 4,
+            case_sensitive_paths: false,
         }),
         provider: Default::default(),
         route: routes,

@@ -7,6 +7,8 @@
 
 use core::fmt;
 
+use crate::policy::Allow;
+
 /// Why a request was refused. `#[non_exhaustive]` so that adding a precise reason is not a
 /// breaking change for code that matches on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -21,6 +23,9 @@ pub enum Error {
     MalformedCredential,
     /// A header or URL the gateway must read is not valid (non-ASCII, too long).
     MalformedRequest,
+    /// The path differs only by ASCII case or a trailing slash from a more protected route than
+    /// the one it matches.
+    PathVariant,
 
     // ---- 401 missing_token -------------------------------------------------------------
     /// A token the route requires is absent.
@@ -132,8 +137,8 @@ pub enum Error {
     // ---- 404 / 405 --------------------------------------------------------------------------
     /// No route matches the request.
     NoRoute,
-    /// The challenge endpoint was called with another method than POST.
-    MethodNotAllowed,
+    /// The path's routes (or the challenge endpoint) do not take the method; the `Allow` value.
+    MethodNotAllowed(Allow),
 
     // ---- 5xx ----------------------------------------------------------------------------------
     /// The issuer's JWKS could not be fetched and no usable cached keys remain.
@@ -174,6 +179,8 @@ pub struct Wire {
     pub www_authenticate: Option<String>,
     /// `Retry-After` seconds, for 503.
     pub retry_after: Option<u32>,
+    /// The `Allow` value, for 405.
+    pub allow: Option<&'static str>,
     /// Which fresh nonce headers to add.
     pub fresh_nonce: FreshNonce,
 }
@@ -187,6 +194,7 @@ impl Error {
             DuplicateCredential => "duplicate_credential",
             MalformedCredential => "malformed_credential",
             MalformedRequest => "malformed_request",
+            PathVariant => "path_variant",
             MissingToken => "missing_token",
             TokenTooLarge => "token_too_large",
             SegmentCount => "segment_count",
@@ -234,7 +242,7 @@ impl Error {
             ClaimConstraint => "claim_constraint",
             DelegationTooDeep => "delegation_too_deep",
             NoRoute => "no_route",
-            MethodNotAllowed => "method_not_allowed",
+            MethodNotAllowed(_) => "method_not_allowed",
             KeysUnavailable => "keys_unavailable",
             NonceStoreUnavailable => "nonce_store_unavailable",
             SecretUnavailable => "secret_unavailable",
@@ -248,9 +256,8 @@ impl Error {
     fn class(self) -> Class {
         use Error::*;
         match self {
-            UnnormalisedPath | DuplicateCredential | MalformedCredential | MalformedRequest => {
-                Class::InvalidRequest
-            }
+            UnnormalisedPath | PathVariant | DuplicateCredential | MalformedCredential
+            | MalformedRequest => Class::InvalidRequest,
             MissingToken => Class::MissingToken,
             TokenTooLarge | SegmentCount | MalformedSegment | Base64 | Utf8 | Json
             | DuplicateMember | HeaderType | AlgMissing | AlgNotAllowed | TypNotAccepted
@@ -270,7 +277,7 @@ impl Error {
                 Class::InsufficientScope
             }
             NoRoute => Class::NotFound,
-            MethodNotAllowed => Class::MethodNotAllowed,
+            MethodNotAllowed(_) => Class::MethodNotAllowed,
             KeysUnavailable | NonceStoreUnavailable | SecretUnavailable | PolicyUnavailable => {
                 Class::Unavailable
             }
@@ -284,7 +291,7 @@ impl Error {
     pub fn description(self) -> &'static str {
         use Error::*;
         match self {
-            UnnormalisedPath => "The request path is not in normal form.",
+            UnnormalisedPath | PathVariant => "The request path is not in normal form.",
             DuplicateCredential => "A credential was sent more than once.",
             MalformedCredential => "A credential header is malformed.",
             MalformedRequest => "The request is malformed.",
@@ -302,7 +309,7 @@ impl Error {
                 "The token does not grant access to this resource."
             }
             NoRoute => "No route matches the request.",
-            MethodNotAllowed => "Method not allowed.",
+            MethodNotAllowed(_) => "Method not allowed.",
             KeysUnavailable => "The token issuer's keys are temporarily unavailable.",
             NonceStoreUnavailable => "The nonce store is temporarily unavailable.",
             SecretUnavailable | PolicyUnavailable => "The gateway is not fully configured.",
@@ -348,6 +355,10 @@ impl Error {
             www_authenticate,
             retry_after,
             fresh_nonce,
+            allow: match self {
+                Error::MethodNotAllowed(allow) => Some(allow.as_str()),
+                _ => None,
+            },
         }
     }
 }
@@ -539,6 +550,12 @@ mod tests {
             }
         }
         assert_eq!(Error::KeysUnavailable.wire("r").retry_after, Some(5));
+        let w = Error::MethodNotAllowed(Allow::from_static("GET, HEAD")).wire("r");
+        assert_eq!((w.status, w.code), (405, "method_not_allowed"));
+        assert_eq!((w.allow, w.www_authenticate), (Some("GET, HEAD"), None));
+        assert_eq!(Error::NoRoute.wire("r").allow, None);
+        let w = Error::PathVariant.wire("r");
+        assert_eq!((w.status, w.code, w.allow), (400, "invalid_request", None));
         assert_eq!(
             Error::ChallengeUnknown.wire("r").fresh_nonce,
             FreshNonce::Attestation

@@ -215,7 +215,7 @@ fn profile() -> Profile {
             audiences: vec![AUD.into()],
             skew_secs: 60,
             max_lifetime_secs: Some(3600),
-            required: vec!["sub".into()],
+            required: vec![vec!["sub".into()]],
         },
         limits: Limits::default(),
     }
@@ -1572,7 +1572,7 @@ fn a37_token_replay_policy() {
     // A provider that wants one-time use requires jti.
     let p = Profile {
         rules: ClaimRules {
-            required: vec!["jti".into()],
+            required: vec![vec!["jti".into()]],
             ..profile().rules
         },
         ..profile()

@@ -36,6 +36,8 @@ const ATTESTER: &str = "https://attest.example";
 const TTL: i64 = 120;
 const SHARDS: u8 = 4;
 const APPROOV_SECRET: [u8; 32] = [0x5a; 32];
+const ROT_NEW: [u8; 32] = [0x62; 32];
+const ROT_OLD: [u8; 32] = [0x61; 32];
 
 // ------------------------------------------------------------------------------------------------
 // Signing keys, JWS minting and thumbprints (independent of the crate under test).
@@ -213,18 +215,24 @@ impl ReplayGuard for FakeReplay {
     }
 }
 
-/// Inline JWKS as compiled; HMAC secrets from a map (the Worker reads them from secrets).
+/// Inline JWKS as compiled; HMAC secrets from a map of base64 texts, loaded by the core's
+/// `hmac_keys` as the Worker does with its secrets.
 struct FakeKeys {
-    secrets: HashMap<String, Vec<u8>>,
+    secrets: HashMap<String, String>,
 }
 
 impl KeySource for FakeKeys {
     async fn keys(&self, provider: &ProviderRt, _refresh: bool) -> Result<Arc<KeySet>, Error> {
         match &provider.keys {
             KeySpec::Inline(set) => Ok(set.clone()),
-            KeySpec::Secret(name) => {
-                let secret = self.secrets.get(name).ok_or(Error::SecretUnavailable)?;
-                Ok(Arc::new(KeySet::from_hmac_secret(secret, None)?))
+            KeySpec::Secret(list) => {
+                let values: Vec<Option<&str>> = list
+                    .iter()
+                    .map(|s| self.secrets.get(&s.name).map(String::as_str))
+                    .collect();
+                let set = attestgate::gate::runtime::hmac_keys(list, &values)
+                    .map_err(|_| Error::SecretUnavailable)?;
+                Ok(Arc::new(set))
             }
             KeySpec::Jwks { .. } => Err(Error::KeysUnavailable),
         }
@@ -276,6 +284,9 @@ algorithms = ["ES256"]
 token_types = ["at+jwt"]
 jwks = '{idp_jwks}'
 required_claims = ["sub"]
+# agent, once and dpop trust the same issuer with different checks: acknowledged (each test uses
+# one of them; a policy that means it would keep them apart by audience or token type).
+weakens = ["once", "dpop"]
 
 [provider.once]
 issuer = "{IDP}"
@@ -285,6 +296,7 @@ token_types = ["at+jwt"]
 from = {{ header = "once-token" }}
 jwks = '{idp_jwks}'
 replay = "jti"
+weakens = ["dpop"]
 
 [provider.dpop]
 issuer = "{IDP}"
@@ -294,12 +306,25 @@ token_types = ["at+jwt"]
 from = {{ header = "authorization", scheme = "DPoP" }}
 jwks = '{idp_jwks}'
 proof = "dpop"
+weakens = ["once"]
 
 [provider.device]
 algorithms = ["HS256"]
 secret = "APPROOV_SECRET"
 from = {{ header = "approov-token" }}
 binding = {{ claim = "pay", header = "authorization" }}
+
+# Key rotation: two HMAC keys, each with the kid of the tokens it signs.
+[provider.rotating]
+algorithms = ["HS256"]
+secrets = [{{ name = "ROT_NEW", kid = "k2" }}, {{ name = "ROT_OLD", kid = "k1" }}]
+from = {{ header = "rotating-token" }}
+
+# One of its two secrets is not set.
+[provider.half]
+algorithms = ["HS256"]
+secrets = [{{ name = "ROT_OLD", kid = "k1" }}, {{ name = "ROT_GONE", kid = "k9" }}]
+from = {{ header = "half-token" }}
 
 [[route]]
 id = "attest"
@@ -332,6 +357,16 @@ path = "/mixed"
 require = {{ any = ["agent", "dpop"] }}
 
 [[route]]
+id = "rotating"
+path = "/rotating"
+require = {{ all = ["rotating"] }}
+
+[[route]]
+id = "half"
+path = "/half"
+require = {{ all = ["half"] }}
+
+[[route]]
 id = "approov"
 methods = ["POST"]
 path = "/approov/orders"
@@ -352,7 +387,13 @@ impl World {
         assert_eq!(gate.nonce_shards, SHARDS);
         assert_eq!(gate.challenge_ttl_secs, TTL);
         let mut secrets = HashMap::new();
-        secrets.insert("APPROOV_SECRET".to_owned(), APPROOV_SECRET.to_vec());
+        for (name, bytes) in [
+            ("APPROOV_SECRET", APPROOV_SECRET),
+            ("ROT_NEW", ROT_NEW),
+            ("ROT_OLD", ROT_OLD),
+        ] {
+            secrets.insert(name.to_owned(), Base64::encode_string(&bytes));
+        }
         World {
             gate,
             keys: FakeKeys { secrets },
@@ -748,11 +789,13 @@ fn failing_route_checks_never_consume_the_nonce() {
         w.run("POST", "/attest/pay", &[("attestation", &token)]),
         Err(Error::ScopeMissing)
     );
-    // Wrong method: no route, nothing read.
+    // Wrong method: 405 with the route's methods, nothing read.
     let ok = w.attestation(json!({ "nonce": nonce }));
     assert_eq!(
         w.run("GET", "/attest/pay", &[("attestation", &ok)]),
-        Err(Error::NoRoute)
+        Err(Error::MethodNotAllowed(
+            attestgate::policy::Allow::from_static("POST")
+        ))
     );
     assert_no_store_calls(&w);
     assert!(w
@@ -1353,6 +1396,60 @@ fn missing_token_challenge_names_exactly_the_routes_schemes() {
             .as_deref(),
         Some(bearer.as_str())
     );
+}
+
+// ------------------------------------------------------------------------------------------------
+// HMAC secrets with a kid, several per provider (issue 12 item 9).
+
+fn hs_token(secret: &[u8], kid: Option<&str>) -> String {
+    let mut header = json!({"alg": "HS256", "typ": "JWT"});
+    if let Some(kid) = kid {
+        header["kid"] = json!(kid);
+    }
+    jws(
+        &header,
+        &json!({"did": "device-9", "exp": NOW + 300}),
+        &Signer::Hs(secret.to_vec()),
+    )
+}
+
+#[test]
+fn rotating_secrets_are_selected_by_kid() {
+    let w = World::new();
+    let run = |token: &str| {
+        w.run("GET", "/rotating", &[("rotating-token", token)])
+            .map(|f| f.route_id)
+    };
+    assert_eq!(
+        run(&hs_token(&ROT_NEW, Some("k2"))),
+        Ok("rotating".to_owned())
+    );
+    assert_eq!(
+        run(&hs_token(&ROT_OLD, Some("k1"))),
+        Ok("rotating".to_owned())
+    );
+    // the kid picks the key: another secret's signature under it does not verify
+    assert_eq!(
+        run(&hs_token(&ROT_NEW, Some("k1"))),
+        Err(Error::BadSignature)
+    );
+    assert_eq!(run(&hs_token(&ROT_NEW, Some("k3"))), Err(Error::UnknownKey));
+    // two keys: the token must say which
+    assert_eq!(run(&hs_token(&ROT_NEW, None)), Err(Error::KidMissing));
+    assert_eq!(
+        Error::UnknownKey.wire("r").status,
+        401,
+        "an unknown kid is a bad token"
+    );
+}
+
+#[test]
+fn one_missing_secret_of_several_makes_the_provider_unavailable() {
+    let w = World::new();
+    let token = hs_token(&ROT_OLD, Some("k1"));
+    let got = w.run("GET", "/half", &[("half-token", &token)]);
+    assert_eq!(got, Err(Error::SecretUnavailable));
+    assert_eq!(Error::SecretUnavailable.wire("r").status, 503);
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The example policies in `policies/` compile, and the Worker's embedded copy is the same policy.
 
-use attestgate::policy::{load_dir, parse_toml, Access, KeySource, Policy};
+use attestgate::policy::{load_dir, parse_toml, Access, KeySource, Miss, Policy, Secret};
 
 #[test]
 fn example_policies_compile() {
@@ -30,7 +30,13 @@ fn example_policies_compile() {
         Some(Access::All(vec!["device".into(), "agent".into()]))
     );
     let device = policy.provider("device").expect("device provider");
-    assert_eq!(device.keys, KeySource::Secret("APPROOV_SECRET".into()));
+    assert_eq!(
+        device.keys,
+        KeySource::Secrets(vec![Secret {
+            name: "APPROOV_SECRET".into(),
+            kid: None
+        }])
+    );
     assert_eq!(device.from.header, "approov-token");
     let agent = policy.provider("agent").expect("agent provider");
     assert!(agent.allows_alg("ES256") && agent.allows_alg("EdDSA") && agent.allows_alg("Ed25519"));
@@ -46,6 +52,47 @@ fn example_policies_compile() {
         .match_route("GET", "localhost", "/v1/orders")
         .expect("matches");
     assert_eq!(m.route.id, "orders-list");
+}
+
+/// Issue 12 item 1 and 2 on the example policy: the spellings an origin may normalise never
+/// reach a route, and a method a path's routes do not take is 405.
+#[test]
+fn example_routes_refuse_what_the_origin_would_normalise() {
+    let (policy, _) = load_dir("policies").expect("compiles");
+    let at = |method: &str, path: &str| match policy.match_route(method, "127.0.0.1:8787", path) {
+        Ok(m) => Ok(m.route.id.clone()),
+        Err(miss) => Err(miss),
+    };
+    for path in [
+        "/v1/orders;x/7",
+        "/v1/orders;x",
+        "/v1/orders%3Bx",
+        "/healthz;a=b",
+    ] {
+        assert!(
+            matches!(at("GET", path), Err(Miss::Unnormalised(_))),
+            "{path}: {:?}",
+            at("GET", path)
+        );
+    }
+    for path in [
+        "/V1/orders/7",
+        "/v1/orders/7/",
+        "/V1/orders",
+        "/v1/Orders",
+        "/v1/orders/",
+    ] {
+        assert_eq!(at("GET", path), Err(Miss::NoRoute), "{path}");
+        assert_eq!(at("POST", path), Err(Miss::NoRoute), "{path}");
+    }
+    assert_eq!(at("HEAD", "/v1/orders"), Ok("orders-list".to_owned()));
+    assert_eq!(at("HEAD", "/healthz"), Ok("health".to_owned()));
+    let allow = |path: &str| match at("DELETE", path) {
+        Err(Miss::MethodNotAllowed(a)) => a.as_str(),
+        other => panic!("{path}: {other:?}"),
+    };
+    assert_eq!(allow("/v1/orders"), "GET, HEAD, POST");
+    assert_eq!(allow("/healthz"), "GET, HEAD");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use attestgate::policy::{
-    compile, parse_toml, Miss, PathPattern, PathProblem, Policy, Segment, SourceFile,
+    compile, parse_toml, Allow, Miss, PathPattern, PathProblem, Policy, Route, Segment, SourceFile,
 };
 
 const ROUTES: &str = r#"
@@ -159,12 +159,27 @@ fn precedence_table() {
             "/users/42",
             Ok(("users-write", &[("user", "42")])),
         ),
-        // method filter: the more specific routes do not accept DELETE, ** does
-        ("DELETE", H, "/users/42", Ok(("users-rest", &[]))),
-        ("DELETE", H, "/users/me", Ok(("users-rest", &[]))),
+        // method filter: the most specific routes do not accept DELETE: 405 with their methods,
+        // never a fall-through to ** (SPEC §2)
+        (
+            "DELETE",
+            H,
+            "/users/42",
+            Err(Miss::MethodNotAllowed(Allow::from_static(
+                "GET, HEAD, PATCH, PUT",
+            ))),
+        ),
+        (
+            "DELETE",
+            H,
+            "/users/me",
+            Err(Miss::MethodNotAllowed(Allow::from_static("GET, HEAD"))),
+        ),
+        // GET implies HEAD
+        ("HEAD", H, "/users/me", Ok(("users-me", &[]))),
         ("GET", H, "/users/42/orders", Ok(("users-rest", &[]))),
-        // ** needs at least one segment
-        ("GET", H, "/users", Err(Miss::NoRoute)),
+        // ** also covers its prefix, with or without the slash
+        ("GET", H, "/users", Ok(("users-rest", &[]))),
         ("GET", H, "/users/", Ok(("users-rest", &[]))),
         // literal > param > ** at the first position where patterns differ
         (
@@ -185,7 +200,12 @@ fn precedence_table() {
             "/v1/orders/7/items/3/notes",
             Ok(("order-items", &[("id", "7")])),
         ),
-        ("GET", H, "/v1/orders/7/items", Err(Miss::NoRoute)),
+        (
+            "GET",
+            H,
+            "/v1/orders/7/items",
+            Ok(("order-items", &[("id", "7")])),
+        ),
         (
             "GET",
             H,
@@ -206,11 +226,24 @@ fn precedence_table() {
             "/s//t",
             Err(Miss::Unnormalised(PathProblem::EmptySegment)),
         ),
-        // trailing slash is significant
+        // both spellings have a route of their own (both public: neither is a weaker variant)
         ("GET", H, "/dir/", Ok(("dir", &[]))),
         ("GET", H, "/dir", Ok(("dir-noslash", &[]))),
-        // case-sensitive paths
+        // literals compare exactly; another spelling is no route at all here
         ("GET", H, "/HEALTHZ", Err(Miss::NoRoute)),
+        // ...and a case variant of a protected route is never given to a weaker one
+        (
+            "GET",
+            "catchall.example.com",
+            "/USERS/me",
+            Err(Miss::ProtectedVariant),
+        ),
+        (
+            "GET",
+            "catchall.example.com",
+            "/v1/orders/7/items/special/",
+            Ok(("order-items", &[("id", "7")])),
+        ),
         // raw values: parameters stay percent-encoded
         (
             "GET",
@@ -268,15 +301,26 @@ fn precedence_table() {
             "/users/me",
             Ok(("users-me", &[])),
         ),
+        // a path whose route does not take the method is 405, even next to a catch-all
         (
             "POST",
             "catchall.example.com",
             "/healthz",
-            Ok(("catch-all", &[])),
+            Err(Miss::MethodNotAllowed(Allow::from_static("GET, HEAD"))),
         ),
-        ("POST", H, "/healthz", Err(Miss::NoRoute)),
+        (
+            "POST",
+            H,
+            "/healthz",
+            Err(Miss::MethodNotAllowed(Allow::from_static("GET, HEAD"))),
+        ),
         // methods are case-sensitive tokens
-        ("get", H, "/healthz", Err(Miss::NoRoute)),
+        (
+            "get",
+            H,
+            "/healthz",
+            Err(Miss::MethodNotAllowed(Allow::from_static("GET, HEAD"))),
+        ),
     ];
     let mut failures = Vec::new();
     for (method, host, path, want) in table {
@@ -325,6 +369,9 @@ fn unnormalised_paths_are_refused_before_matching() {
         ("/users/a%00", PathProblem::EncodedControl),
         ("/users/a%", PathProblem::BadPercent),
         ("/users/me?x=1", PathProblem::QueryOrFragment),
+        ("/users;x/me", PathProblem::PathParameter),
+        ("/users/me;jsessionid=1", PathProblem::PathParameter),
+        ("/users/me%3Bx", PathProblem::PathParameter),
         ("users/me", PathProblem::NotAbsolute),
         ("*", PathProblem::NotAbsolute),
     ];
@@ -385,41 +432,118 @@ fn rank(s: &Segment) -> u8 {
     }
 }
 
-/// Among routes whose pattern, method and host match, the one whose segment kinds are greatest
-/// position by position (literal > param > **).
-fn reference<'p>(p: &'p Policy, method: &str, host: &str, path: &str) -> Option<&'p str> {
-    p.routes()
+/// Segment kinds position by position, then 4 for "the pattern ends": a pattern that ends where
+/// the path ends beats a `**` that covers nothing.
+fn key(p: &PathPattern) -> Vec<u8> {
+    let mut k: Vec<u8> = p.segments().iter().map(rank).collect();
+    k.push(4);
+    k
+}
+
+/// The most specific group of routes (greatest key) among those whose pattern matches `path` and
+/// whose host filter takes `host`, with `pattern` giving each route's pattern.
+fn most_specific<'p>(
+    p: &'p Policy,
+    host: &str,
+    path: &str,
+    pattern: &dyn Fn(&Route) -> PathPattern,
+) -> Vec<&'p Route> {
+    let matching: Vec<(&Route, Vec<u8>)> = p
+        .routes()
         .iter()
-        .filter(|r| {
-            r.accepts_method(method) && r.accepts_host(host) && r.path.matches(path).is_some()
-        })
-        .max_by(|a, b| {
-            let ka: Vec<u8> = a.path.segments().iter().map(rank).collect();
-            let kb: Vec<u8> = b.path.segments().iter().map(rank).collect();
-            ka.cmp(&kb)
-        })
-        .map(|r| r.id.as_str())
+        .filter(|r| r.accepts_host(host) && pattern(r).matches(path).is_some())
+        .map(|r| (r, key(&pattern(r))))
+        .collect();
+    let Some(best) = matching.iter().map(|(_, k)| k.clone()).max() else {
+        return Vec::new();
+    };
+    matching
+        .into_iter()
+        .filter(|(_, k)| *k == best)
+        .map(|(r, _)| r)
+        .collect()
+}
+
+/// `/A/b/` -> `/a/b` (lowercase unless case-sensitive, one trailing slash removed, except `/`).
+fn fold(text: &str, case_sensitive: bool) -> String {
+    let t = match text.strip_suffix('/') {
+        Some(t) if !t.is_empty() => t,
+        _ => text,
+    };
+    if case_sensitive {
+        t.to_owned()
+    } else {
+        t.to_ascii_lowercase()
+    }
+}
+
+/// SPEC §2 written out directly, route by route: the most specific group of routes for the host
+/// decides; none of them takes the method: 405; a more protected route that the folded path
+/// reaches first (and that the path does not match exactly) refuses it.
+fn reference<'p>(p: &'p Policy, method: &str, host: &str, path: &str) -> Result<&'p str, String> {
+    let group = most_specific(p, host, path, &|r| r.path.clone());
+    if group.is_empty() {
+        return Err("NoRoute".into());
+    }
+    let Some(e) = group.iter().find(|r| r.accepts_method(method)) else {
+        let mut allow: BTreeSet<&str> = BTreeSet::new();
+        for r in &group {
+            for m in r.methods.iter().flatten() {
+                allow.insert(m);
+                if m == "GET" {
+                    allow.insert("HEAD");
+                }
+            }
+        }
+        return Err(format!(
+            "405 {}",
+            allow.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+    };
+    let cs = p.gateway().case_sensitive_paths;
+    let folded = fold(path, cs);
+    let variants = most_specific(p, host, &folded, &|r| {
+        PathPattern::parse(&fold(r.path.as_str(), cs)).expect("folded pattern")
+    });
+    if variants
+        .iter()
+        .any(|r| r.id != e.id && !e.covers(r) && r.path.matches(path).is_none())
+    {
+        return Err("ProtectedVariant".into());
+    }
+    Ok(e.id.as_str())
 }
 
 #[test]
 fn index_agrees_with_direct_matching() {
     let mut rng = Lcg(7);
-    let words = ["a", "b", "c"];
+    let words = ["a", "b", "c", "B"];
+    let mut seen: std::collections::BTreeMap<String, usize> = Default::default();
     for round in 0..40 {
         let mut shapes = BTreeSet::new();
         let mut routes = String::from("[gateway]\norigin = \"https://o.example.com\"\n");
+        if round % 3 == 0 {
+            routes.push_str("case_sensitive_paths = true\n");
+        }
+        routes.push_str(
+            "[provider.agent]\nissuer = \"https://i.example.com\"\naudiences = [\"a\"]\n\
+             algorithms = [\"ES256\"]\njwks_uri = \"https://i.example.com/jwks\"\n",
+        );
         for i in 0..60 {
             let len = 1 + rng.next(4) as usize;
             let mut segs = Vec::new();
             for j in 0..len {
                 let seg = match rng.next(10) {
-                    0..=5 => words[rng.next(3) as usize].to_owned(),
+                    0..=5 => words[rng.next(4) as usize].to_owned(),
                     6 | 7 => format!("{{p{j}}}"),
                     8 => "*".to_owned(),
                     _ if j == len - 1 => "**".to_owned(),
                     _ => "b".to_owned(),
                 };
                 segs.push(seg);
+            }
+            if rng.next(6) == 0 && segs.last().is_some_and(|s| s != "**") {
+                segs.push(String::new());
             }
             let path = format!("/{}", segs.join("/"));
             let pattern = PathPattern::parse(&path).expect("generated pattern");
@@ -442,28 +566,49 @@ fn index_agrees_with_direct_matching() {
                 continue;
             }
             shapes.insert(key);
+            let access = match rng.next(4) {
+                0 => "public = true\n",
+                1 => "require = { all = [\"agent\"] }\n",
+                2 => "require = { all = [\"agent\"] }\nscopes = [\"x\"]\n",
+                _ => "require = { all = [\"agent\"] }\nscopes = [\"x\", \"y\"]\n",
+            };
             routes.push_str(&format!(
-                "[[route]]\nid = \"r{i}\"\n{methods}{host}path = \"{path}\"\npublic = true\n"
+                "[[route]]\nid = \"r{i}\"\n{methods}{host}path = \"{path}\"\n{access}"
             ));
         }
         let policy = compile(vec![parse_toml("gen.toml", &routes).expect("parses")])
             .unwrap_or_else(|e| panic!("round {round}: {}", e[0]));
         for _ in 0..300 {
             let len = 1 + rng.next(5) as usize;
-            let mut segs: Vec<&str> = (0..len).map(|_| words[rng.next(3) as usize]).collect();
+            let mut segs: Vec<&str> = (0..len)
+                .map(|_| ["a", "b", "c", "B", "A"][rng.next(5) as usize])
+                .collect();
             if rng.next(5) == 0 {
                 segs.push("");
             }
             let path = format!("/{}", segs.join("/"));
-            let method = ["GET", "POST", "PUT"][rng.next(3) as usize];
+            let method = ["GET", "POST", "PUT", "HEAD"][rng.next(4) as usize];
             let host = ["h.example.com", "other.example.com"][rng.next(2) as usize];
-            let got = policy
-                .match_route(method, host, &path)
-                .ok()
-                .map(|m| m.route.id.as_str());
+            let got = match policy.match_route(method, host, &path) {
+                Ok(m) => Ok(m.route.id.as_str()),
+                Err(Miss::NoRoute) => Err("NoRoute".to_owned()),
+                Err(Miss::MethodNotAllowed(allow)) => Err(format!("405 {allow}")),
+                Err(Miss::ProtectedVariant) => Err("ProtectedVariant".to_owned()),
+                Err(other) => Err(format!("{other:?}")),
+            };
             let want = reference(&policy, method, host, &path);
             assert_eq!(got, want, "round {round}: {method} {host} {path}\n{routes}");
+            let outcome = match &got {
+                Ok(_) => "route",
+                Err(e) if e.starts_with("405") => "405",
+                Err(e) => e.as_str(),
+            };
+            *seen.entry(outcome.to_owned()).or_default() += 1;
         }
+    }
+    // every outcome was exercised, many times
+    for outcome in ["route", "405", "NoRoute", "ProtectedVariant"] {
+        assert!(seen.get(outcome).copied().unwrap_or(0) > 100, "{seen:?}");
     }
 }
 

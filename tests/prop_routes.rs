@@ -1,14 +1,17 @@
 //! Property test of route matching, with shrinking: over random route sets (literal, `{param}`,
 //! `*` and `**` segments, trailing slashes, method and host filters) and random requests, the
-//! compiled trie (`Policy::match_route`) returns the route a brute-force search picks: of every
-//! route whose pattern, method and host accept the request, the one whose segment kinds are
-//! greatest position by position (literal > parameter > `**`, SPEC §2), with its captures.
+//! compiled trie (`Policy::match_route`) returns what a brute-force search of SPEC §2 finds: of
+//! every route whose pattern and host accept the request (`/x/**` also takes `/x` and `/x/`),
+//! the most specific ones — segment kinds greatest position by position (literal > parameter >
+//! `**`, and a pattern that ends exactly where the path ends beats `**`) — and among them the
+//! one that takes the method (GET implies HEAD), with its captures; when none of them takes it,
+//! 405 with their methods as `Allow`, never a broader route.
 //!
 //! The brute force here matches patterns itself (it does not use `PathPattern::matches`, which
 //! `tests/policy_matching.rs` already checks the index against with a fixed generator); a failure
 //! shrinks to the fewest routes and the shortest path that still disagree.
 
-use attestgate::policy::{check_path, compile, parse_toml, Miss, Policy};
+use attestgate::policy::{check_path, compile, parse_toml, Allow, Miss, Policy};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,13 +36,21 @@ impl Methods {
     fn accepts(self, method: &str) -> bool {
         match self {
             Methods::Any => true,
-            Methods::Get => method == "GET",
+            Methods::Get => method == "GET" || method == "HEAD",
             Methods::PostPut => method == "POST" || method == "PUT",
         }
     }
 
     fn overlaps(self, other: Methods) -> bool {
         self == other || self == Methods::Any || other == Methods::Any
+    }
+
+    fn listed(self) -> &'static [&'static str] {
+        match self {
+            Methods::Any => &[],
+            Methods::Get => &["GET"],
+            Methods::PostPut => &["POST", "PUT"],
+        }
     }
 
     fn toml(self) -> &'static str {
@@ -61,7 +72,7 @@ struct RouteGen {
 
 const WORDS: [&str; 3] = ["a", "b", "c"];
 const HOSTS: [&str; 4] = ["h.example", "H.Example:8443", "h.example.", "other.example"];
-const METHODS: [&str; 4] = ["GET", "POST", "PUT", "DELETE"];
+const METHODS: [&str; 5] = ["GET", "HEAD", "POST", "PUT", "DELETE"];
 
 impl RouteGen {
     fn pattern(&self) -> String {
@@ -93,6 +104,8 @@ impl RouteGen {
             .collect()
     }
 
+    /// Specificity, compared position by position; the pattern's end ranks above `**` (an
+    /// exact `/x` beats `/x/**` on the path `/x`).
     fn rank(&self) -> Vec<u8> {
         self.segs
             .iter()
@@ -101,6 +114,7 @@ impl RouteGen {
                 Seg::Param | Seg::Star => 2,
                 Seg::Rest => 1,
             })
+            .chain([4])
             .collect()
     }
 
@@ -111,7 +125,8 @@ impl RouteGen {
         for (i, seg) in self.segs.iter().enumerate() {
             let part = path.get(i);
             match seg {
-                Seg::Rest => return (path.len() > i).then_some(captures),
+                // `/x/**` covers `/x` too (SPEC §2).
+                Seg::Rest => return (path.len() >= i).then_some(captures),
                 Seg::Lit(w) if part == Some(w) => {}
                 Seg::Slash if part == Some(&"") => {}
                 Seg::Param if part.is_some_and(|p| !p.is_empty()) => {
@@ -213,20 +228,34 @@ fn request_path() -> impl Strategy<Value = Vec<&'static str>> {
 }
 
 type Want = Result<(String, Vec<(String, String)>), Miss>;
+/// A route that accepts the request's path and host: (index, route, captures).
+type Candidate<'r> = (usize, &'r RouteGen, Vec<(String, String)>);
 
 fn brute_force(routes: &[RouteGen], method: &str, host: &str, parts: &[&str]) -> Want {
     let path = format!("/{}", parts.join("/"));
     if let Err(problem) = check_path(&path) {
         return Err(Miss::Unnormalised(problem));
     }
-    routes
+    let candidates: Vec<Candidate> = routes
         .iter()
         .enumerate()
-        .filter(|(_, r)| r.methods.accepts(method) && r.accepts_host(host))
+        .filter(|(_, r)| r.accepts_host(host))
         .filter_map(|(i, r)| r.matches(parts).map(|c| (i, r, c)))
-        .max_by(|(_, a, _), (_, b, _)| a.rank().cmp(&b.rank()))
-        .map(|(i, _, captures)| (format!("r{i}"), captures))
-        .ok_or(Miss::NoRoute)
+        .collect();
+    let Some(best) = candidates.iter().map(|(_, r, _)| r.rank()).max() else {
+        return Err(Miss::NoRoute);
+    };
+    let slot: Vec<&Candidate> = candidates
+        .iter()
+        .filter(|(_, r, _)| r.rank() == best)
+        .collect();
+    match slot.iter().find(|(_, r, _)| r.methods.accepts(method)) {
+        Some((i, _, captures)) => Ok((format!("r{i}"), captures.clone())),
+        None => Err(Miss::MethodNotAllowed(Allow::from_methods(
+            slot.iter()
+                .flat_map(|(_, r, _)| r.methods.listed().iter().copied()),
+        ))),
+    }
 }
 
 fn config() -> ProptestConfig {

@@ -25,7 +25,7 @@ fn profile(alg: Alg) -> Profile {
             audiences: vec!["https://api.example".into()],
             skew_secs: 60,
             max_lifetime_secs: Some(3600),
-            required: vec!["sub".into()],
+            required: vec![vec!["sub".into()]],
         },
         limits: Limits::default(),
     }

@@ -13,10 +13,10 @@ use worker::{Cache, Delay, Env, Fetch, Headers, Response};
 
 use crate::gate::key_cache::{cache_control_max_age, shared_copy_max_age, KeyCache, Plan};
 use crate::gate::log::ascii_json;
-use crate::gate::nonce::decode_any_base64;
 use crate::gate::pipeline::KeySource;
-use crate::gate::runtime::{KeySpec, ProviderRt};
+use crate::gate::runtime::{hmac_keys, KeySpec, ProviderRt, SecretFault};
 use crate::jose::{JwksLimits, JwksReport, KeyRejection, KeySet};
+use crate::policy::Secret;
 use crate::Error;
 
 /// Largest JWKS document read (ATTACKS #43).
@@ -52,7 +52,7 @@ impl KeySource for EdgeKeys<'_> {
     async fn keys(&self, provider: &ProviderRt, refresh: bool) -> Result<Arc<KeySet>, Error> {
         match &provider.keys {
             KeySpec::Inline(set) => Ok(set.clone()),
-            KeySpec::Secret(name) => self.secret_keys(name),
+            KeySpec::Secret(secrets) => self.secret_keys(&provider.name, secrets),
             KeySpec::Jwks { uri, times } => {
                 let mut waited = Duration::ZERO;
                 let plan = loop {
@@ -119,33 +119,43 @@ impl KeySource for EdgeKeys<'_> {
 }
 
 impl EdgeKeys<'_> {
-    /// HMAC keys from a Worker secret (base64), decoded once per value.
-    fn secret_keys(&self, name: &str) -> Result<Arc<KeySet>, Error> {
-        let Some(value) = super::read_secret(self.env, name) else {
-            worker::console_error!(
-                "{{\"attestgate\":\"secret_missing\",\"secret\":{:?}}}",
-                name
-            );
-            return Err(Error::SecretUnavailable);
-        };
-        let mut secrets = self.cache.secrets.borrow_mut();
-        if let Some((seen, set)) = secrets.get(name) {
-            if *seen == value {
+    /// A provider's HMAC keys from its Worker secrets (base64), decoded once per set of values
+    /// (cached under the provider's name). Every listed secret must be there and usable
+    /// ([`hmac_keys`]); otherwise 503, and the log names the secret (never its value).
+    fn secret_keys(&self, provider: &str, secrets: &[Secret]) -> Result<Arc<KeySet>, Error> {
+        let values: Vec<Option<String>> = secrets
+            .iter()
+            .map(|s| super::read_secret(self.env, &s.name))
+            .collect();
+        // Change detection only: the values, length-prefixed so no two lists look alike.
+        let seen_key: String = values
+            .iter()
+            .map(|v| {
+                v.as_deref()
+                    .map_or_else(|| "-".to_owned(), |v| format!("{}:{v}", v.len()))
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cache = self.cache.secrets.borrow_mut();
+        if let Some((seen, set)) = cache.get(provider) {
+            if *seen == seen_key {
                 return Ok(set.clone());
             }
         }
-        let set = decode_any_base64(value.trim())
-            .ok_or(Error::SecretUnavailable)
-            .and_then(|bytes| KeySet::from_hmac_secret(&bytes, None))
-            .map_err(|_| {
-                worker::console_error!(
-                    "{{\"attestgate\":\"secret_unusable\",\"secret\":{:?}}}",
-                    name
-                );
-                Error::SecretUnavailable
-            })?;
+        let texts: Vec<Option<&str>> = values.iter().map(Option::as_deref).collect();
+        let set = hmac_keys(secrets, &texts).map_err(|fault| {
+            let (event, i) = match fault {
+                SecretFault::Missing(i) => ("secret_missing", i),
+                SecretFault::Unusable(i) => ("secret_unusable", i),
+            };
+            let name = secrets.get(i).map_or("", |s| s.name.as_str());
+            worker::console_error!(
+                "{{\"attestgate\":\"{event}\",\"provider\":{provider:?},\"secret\":{name:?}}}"
+            );
+            Error::SecretUnavailable
+        })?;
         let set = Arc::new(set);
-        secrets.insert(name.to_owned(), (value, set.clone()));
+        cache.insert(provider.to_owned(), (seen_key, set.clone()));
         Ok(set)
     }
 }

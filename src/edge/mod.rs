@@ -256,10 +256,9 @@ async fn handle(
     if url.path == gate.challenge_path {
         log.route = Some(String::from("challenge"));
         if method != "POST" {
-            log.reason = Some(Error::MethodNotAllowed.reason());
-            let r = refusal(Error::MethodNotAllowed, &gate.realm, id, None)?;
-            r.headers().set("allow", "POST")?;
-            return Ok(Outcome::Answer(r));
+            let e = Error::MethodNotAllowed(crate::policy::Allow::from_static("POST"));
+            log.reason = Some(e.reason());
+            return refusal(e, &gate.realm, id, None).map(Outcome::Answer);
         }
         return match issue_nonce(gate, nonce_key.nonce_key(), &replay, now).await {
             Ok(text) => {
@@ -404,6 +403,9 @@ pub(crate) fn respond(
     }
     if let Some(secs) = wire.retry_after {
         h.set("retry-after", &secs.to_string())?;
+    }
+    if let Some(allow) = wire.allow {
+        h.set("allow", allow)?;
     }
     if let Some(nonce) = fresh {
         match wire.fresh_nonce {

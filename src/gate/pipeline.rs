@@ -276,7 +276,7 @@ where
                 method: req.method,
                 htu: req.htu,
                 access_token: token,
-                jkt: claims.get_path("cnf.jkt").and_then(|v| v.as_str()),
+                jkt: claims.get_path(&["cnf", "jkt"]).and_then(|v| v.as_str()),
                 skew_secs: gate.skew_secs,
                 now: env.now,
             },
@@ -306,14 +306,14 @@ where
     }
     if let Some(bind) = &provider.binding {
         binding::check(
-            claims.get_path(&bind.claim),
+            claims.get_path(bind.claim.segments()),
             req.headers.header(&bind.header).as_deref(),
         )?;
     }
     if let Some(claim) = &provider.nonce_claim {
         let key = env.nonce_key.nonce_key().ok_or(Error::SecretUnavailable)?;
         let text = claims
-            .get_path(claim)
+            .get_path(claim.segments())
             .and_then(|v| v.as_str())
             .ok_or(Error::ChallengeMissing)?;
         let nonce = nonce::verify(

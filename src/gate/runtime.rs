@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use crate::error::Challenge;
 use crate::gate::key_cache::CacheTimes;
-use crate::gate::nonce::MAX_SHARDS;
-use crate::jose::{ClaimRules, JwksLimits, KeySet, Limits, Profile};
+use crate::gate::nonce::{decode_any_base64, MAX_SHARDS};
+use crate::jose::{ClaimRules, JwksLimits, Key, KeySet, Limits, Profile};
 use crate::policy::{
-    Access, Binding, Denial, HeaderPlan, KeySource, Policy, Provider, Route, VerifiedTokens,
+    Access, Binding, Denial, HeaderPlan, KeySource, MemberPath, Policy, Provider, Route, Secret,
+    VerifiedTokens,
 };
 use crate::Error;
 
@@ -20,8 +21,41 @@ pub enum KeySpec {
     Jwks { uri: String, times: CacheTimes },
     /// An inline JWKS, parsed once.
     Inline(Arc<KeySet>),
-    /// An HMAC key in the named Worker secret.
-    Secret(String),
+    /// HMAC keys in Worker secrets, each with its `kid` (see [`hmac_keys`]).
+    Secret(Vec<Secret>),
+}
+
+/// Why a provider's HMAC keys cannot be used: which listed secret (its index), and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretFault {
+    /// The Worker secret is not set (or empty).
+    Missing(usize),
+    /// Not base64, or shorter than 32 bytes once decoded.
+    Unusable(usize),
+}
+
+/// The HMAC key set of a `secret`/`secrets` provider from the values of its Worker secrets, in
+/// the order the policy lists them (`values[i]` is the text of `secrets[i]`, `None` when it is not
+/// set). Every listed secret must be present and usable, or the whole provider is unavailable
+/// (its routes answer 503 `temporarily_unavailable`): a half-loaded rotation is a configuration
+/// error to fix, never a reason to accept or refuse tokens by which secret happened to load.
+/// Each key carries its secret's `kid`; [`KeySet::select`] then picks by `(alg, kid)` exactly.
+pub fn hmac_keys(secrets: &[Secret], values: &[Option<&str>]) -> Result<KeySet, SecretFault> {
+    let mut keys = Vec::with_capacity(secrets.len());
+    for (i, secret) in secrets.iter().enumerate() {
+        let text = values
+            .get(i)
+            .copied()
+            .flatten()
+            .filter(|t| !t.trim().is_empty())
+            .ok_or(SecretFault::Missing(i))?;
+        let bytes = decode_any_base64(text.trim()).ok_or(SecretFault::Unusable(i))?;
+        keys.push(Key::hs256(secret.kid.clone(), &bytes).map_err(|_| SecretFault::Unusable(i))?);
+    }
+    if keys.is_empty() {
+        return Err(SecretFault::Missing(0));
+    }
+    Ok(KeySet::from_keys(keys))
 }
 
 /// One provider, ready for verification.
@@ -35,7 +69,7 @@ pub struct ProviderRt {
     /// An unknown `kid` may trigger a JWKS refresh.
     pub refreshable: bool,
     pub binding: Option<Binding>,
-    pub nonce_claim: Option<String>,
+    pub nonce_claim: Option<MemberPath>,
     pub replay_jti: bool,
     pub keys: KeySpec,
 }
@@ -105,12 +139,17 @@ impl Gate {
         self.providers.get(name)
     }
 
-    /// Step 2: the route for a request, or 400 (unnormalised path) / 404 (no route).
+    /// Step 2: the route for a request, or 400 (unnormalised path, or a case / trailing-slash
+    /// variant of a more protected route), 404 (no route), 405 (the path's routes do not take
+    /// the method; the error carries their `Allow`).
     pub fn route(&self, method: &str, host: &str, raw_path: &str) -> Result<&Route, Error> {
+        use crate::policy::Miss;
         match self.policy.match_route(method, host, raw_path) {
             Ok(m) => Ok(m.route),
-            Err(crate::policy::Miss::Unnormalised(_)) => Err(Error::UnnormalisedPath),
-            Err(crate::policy::Miss::NoRoute) => Err(Error::NoRoute),
+            Err(Miss::Unnormalised(_)) => Err(Error::UnnormalisedPath),
+            Err(Miss::NoRoute) => Err(Error::NoRoute),
+            Err(Miss::MethodNotAllowed(allow)) => Err(Error::MethodNotAllowed(allow)),
+            Err(Miss::ProtectedVariant) => Err(Error::PathVariant),
         }
     }
 
@@ -190,7 +229,7 @@ fn provider_rt(p: &Provider, skew_secs: i64) -> Result<ProviderRt, Error> {
                 .map_err(|_| Error::PolicyUnavailable)?;
             KeySpec::Inline(Arc::new(set))
         }
-        KeySource::Secret(name) => KeySpec::Secret(name.clone()),
+        KeySource::Secrets(list) => KeySpec::Secret(list.clone()),
     };
     let scheme = if p.dpop {
         Some(String::from("DPoP"))
@@ -209,8 +248,12 @@ fn provider_rt(p: &Provider, skew_secs: i64) -> Result<ProviderRt, Error> {
                 issuer: p.issuer.clone(),
                 audiences: p.audiences.clone(),
                 skew_secs,
-                max_lifetime_secs: p.max_lifetime_secs.map(secs),
-                required: p.required_claims.clone(),
+                max_lifetime_secs: Some(secs(p.max_lifetime_secs)),
+                required: p
+                    .required_claims
+                    .iter()
+                    .map(|c| c.segments().to_vec())
+                    .collect(),
             },
             limits: Limits::default(),
         },
@@ -253,6 +296,66 @@ require = {{ all = ["agent"] }}
             Some(KeySpec::Jwks { times, .. }) => *times,
             other => panic!("not a JWKS provider: {other:?}"),
         }
+    }
+
+    #[test]
+    fn hmac_keys_carry_their_kids_and_need_every_secret() {
+        use crate::jose::Alg;
+        let secrets = [
+            Secret {
+                name: "NEW".into(),
+                kid: Some("k2".into()),
+            },
+            Secret {
+                name: "OLD".into(),
+                kid: Some("k1".into()),
+            },
+        ];
+        let new = crate::jose::b64::encode(&[2u8; 32]);
+        let old = crate::jose::b64::encode(&[1u8; 32]);
+        let set = hmac_keys(&secrets, &[Some(&new), Some(&old)]).expect("keys");
+        let secret_of = |kid| match set.select(Alg::Hs256, Some(kid)).map(|k| k.material()) {
+            Ok(crate::jose::KeyMaterial::Hmac { secret }) => Ok(secret.clone()),
+            Ok(_) => panic!("not an HMAC key"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(secret_of("k2"), Ok(vec![2u8; 32]));
+        assert_eq!(secret_of("k1"), Ok(vec![1u8; 32]));
+        assert_eq!(secret_of("k3"), Err(Error::UnknownKey));
+        // two keys: a token must name its key
+        assert_eq!(
+            set.select(Alg::Hs256, None).map(|_| ()),
+            Err(Error::KidMissing)
+        );
+        // one missing or unusable of several: the provider is unavailable, naming which
+        assert_eq!(
+            hmac_keys(&secrets, &[Some(&new), None]).map(|_| ()),
+            Err(SecretFault::Missing(1))
+        );
+        assert_eq!(
+            hmac_keys(&secrets, &[Some(" "), Some(&old)]).map(|_| ()),
+            Err(SecretFault::Missing(0))
+        );
+        let short = crate::jose::b64::encode(&[1u8; 16]);
+        assert_eq!(
+            hmac_keys(&secrets, &[Some(&new), Some(&short)]).map(|_| ()),
+            Err(SecretFault::Unusable(1))
+        );
+        assert_eq!(
+            hmac_keys(&secrets, &[Some("not base64!"), Some(&old)]).map(|_| ()),
+            Err(SecretFault::Unusable(0))
+        );
+        // `secret = "NAME"`: one key without kid, for tokens without kid
+        let one = [Secret {
+            name: "S".into(),
+            kid: None,
+        }];
+        let set = hmac_keys(&one, &[Some(&old)]).expect("keys");
+        assert!(set.select(Alg::Hs256, None).is_ok());
+        assert_eq!(
+            set.select(Alg::Hs256, Some("k1")).map(|_| ()),
+            Err(Error::UnknownKey)
+        );
     }
 
     #[test]

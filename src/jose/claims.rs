@@ -23,7 +23,10 @@
 //!   itself in `aud` must reject).
 //! * `sub` and `jti`, when present, must be strings. `act` (RFC 8693), when present, must be
 //!   an object with a string `sub` at every level, nested at most [`MAX_ACT_DEPTH`] deep.
-//! * `required` claims (dotted paths allowed, e.g. `cnf.jkt`) must be present and not `null`.
+//! * `required` claims must be present and not `null`. Each is a path of object members given as
+//!   segments (`["cnf", "jkt"]`, `["https://example.com/roles"]`): the policy compiler parses the
+//!   quoted claim-path syntax once (`policy::MemberPath`); nothing here splits text on dots, so a
+//!   claim whose name has dots is found only as itself, never as a nested object.
 
 use serde_json::{Map, Value};
 
@@ -44,8 +47,8 @@ pub struct ClaimRules {
     pub skew_secs: i64,
     /// Longest allowed `exp - iat` (or `exp - now`).
     pub max_lifetime_secs: Option<i64>,
-    /// Claims (dotted paths) that must be present.
-    pub required: Vec<String>,
+    /// Claims that must be present, each a path of member names (`["cnf", "jkt"]`).
+    pub required: Vec<Vec<String>>,
 }
 
 impl Default for ClaimRules {
@@ -191,14 +194,14 @@ impl Claims {
         self.map.get(name)
     }
 
-    /// A claim by dotted path into nested objects (`act.sub`, `cnf.jkt`). Each segment is one
-    /// member name: a claim whose *name* contains a dot cannot be addressed this way, so a path
-    /// always has exactly one meaning.
-    pub fn get_path(&self, path: &str) -> Option<&Value> {
-        let mut segments = path.split('.');
-        let mut value = self.map.get(segments.next()?)?;
-        for segment in segments {
-            value = value.as_object()?.get(segment)?;
+    /// A claim by its path of member names into nested objects: `&["act", "sub"]`,
+    /// `&["cnf", "jkt"]`, `&["https://example.com/roles"]` (one top-level claim whose name has
+    /// dots). Each segment is exactly one member name; an empty path is `None`.
+    pub fn get_path<S: AsRef<str>>(&self, path: &[S]) -> Option<&Value> {
+        let (first, rest) = path.split_first()?;
+        let mut value = self.map.get(first.as_ref())?;
+        for segment in rest {
+            value = value.as_object()?.get(segment.as_ref())?;
         }
         Some(value)
     }
@@ -484,7 +487,7 @@ mod tests {
     #[test]
     fn required_and_paths() {
         let r = ClaimRules {
-            required: vec!["sub".into(), "cnf.jkt".into()],
+            required: vec![vec!["sub".into()], vec!["cnf".into(), "jkt".into()]],
             ..rules()
         };
         assert_eq!(
@@ -495,13 +498,34 @@ mod tests {
         b["sub"] = json!("u");
         b["cnf"] = json!({"jkt": "t"});
         let c = validate(&enc(&b), &r, NOW).unwrap();
-        assert_eq!(c.get_path("cnf.jkt"), Some(&json!("t")));
-        assert_eq!(c.get_path("cnf.x"), None);
-        assert_eq!(c.get_path("sub.x"), None);
+        assert_eq!(c.get_path(&["cnf", "jkt"]), Some(&json!("t")));
+        assert_eq!(c.get_path(&["cnf", "x"]), None);
+        assert_eq!(c.get_path(&["sub", "x"]), None);
+        assert_eq!(c.get_path::<&str>(&[]), None);
+        // a dotted text is one member name, never split
+        assert_eq!(c.get_path(&["cnf.jkt"]), None);
         b["sub"] = json!(null);
         assert_eq!(
             validate(&enc(&b), &r, NOW).map(|_| ()),
             Err(Error::ClaimType)
+        );
+    }
+
+    #[test]
+    fn a_required_claim_with_dots_in_its_name_is_one_top_level_claim() {
+        let r = ClaimRules {
+            required: vec![vec!["https://example.com/roles".into()]],
+            ..rules()
+        };
+        let mut b = base();
+        b["https://example.com/roles"] = json!(["admin"]);
+        assert!(validate(&enc(&b), &r, NOW).is_ok());
+        // issue 12 item 8: the nested spelling does not satisfy it
+        let mut b = base();
+        b["https://example"] = json!({"com/roles": 1});
+        assert_eq!(
+            validate(&enc(&b), &r, NOW).map(|_| ()),
+            Err(Error::RequiredClaimMissing)
         );
     }
 
@@ -515,7 +539,7 @@ mod tests {
         assert_eq!(c.scopes(), ["a", "b", "c"]);
         assert_eq!(c.act_chain(), ["agent:1", "agent:2"]);
         assert_eq!(c.delegation_depth(), 2);
-        assert_eq!(c.get_path("act.act.sub"), Some(&json!("agent:2")));
+        assert_eq!(c.get_path(&["act", "act", "sub"]), Some(&json!("agent:2")));
         assert_eq!(
             check(&with("act", json!("x"))).map(|_| ()),
             Err(Error::ClaimType)

@@ -35,6 +35,8 @@ from servers import LocalServers  # noqa: E402
 
 NONCE_KEY = base64.b64encode(secrets.token_bytes(32)).decode()
 APPROOV_SECRET = secrets.token_bytes(32)
+# Two HMAC keys of one provider (test_hardening_routes.py): kid k1 and k2.
+HR_SECRETS = {"k1": secrets.token_bytes(32), "k2": secrets.token_bytes(32)}
 
 
 class Response:
@@ -70,6 +72,8 @@ class Gateway:
         (self.workdir / ".dev.vars").write_text(
             f'ATTESTGATE_NONCE_KEY="{NONCE_KEY}"\n'
             f'APPROOV_SECRET="{base64.b64encode(APPROOV_SECRET).decode()}"\n'
+            f'HR_SECRET="{base64.b64encode(HR_SECRETS["k1"]).decode()}"\n'
+            f'HR_SECRET_2026="{base64.b64encode(HR_SECRETS["k2"]).decode()}"\n'
         )
         env = wrangler_env(ROOT, self.workdir / "wrangler-logs")
         self.log = open(self.log_path, "ab")
@@ -218,3 +222,8 @@ def origin(servers):
 @pytest.fixture
 def approov_secret():
     return APPROOV_SECRET
+
+
+@pytest.fixture
+def hr_secrets():
+    return HR_SECRETS

@@ -76,9 +76,11 @@ def test_request_ids_are_distinct_and_random_looking(gateway):
 
 
 def test_methods_are_matched_and_forwarded_exactly(gateway, origin):
-    # A method no route lists is no route (never silently matched as GET) ...
+    # A method the path's route does not list is 405 with Allow (SPEC §2; never silently matched
+    # as GET, never handed to a broader route) ...
     resp = gateway.request("PROPFIND", "/v1/orders/1")
-    assert resp.status == 404 and resp.json()["error"] == "not_found", resp
+    assert resp.status == 405 and resp.json()["error"] == "method_not_allowed", resp
+    assert resp.headers["allow"] == "GET, HEAD", resp.headers
     # ... and a route that accepts any method forwards the method unchanged.
     before = len(origin.since())
     resp = gateway.request("PROPFIND", "/healthz")

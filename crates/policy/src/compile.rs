@@ -8,19 +8,25 @@ use serde_json::Value;
 
 use crate::alg::Alg;
 use crate::diag::{Location, PolicyError, Warning};
-use crate::matcher::{check_path, PathPattern, Segment};
+use crate::matcher::{check_path, PathPattern, RouteIndex, Segment};
 use crate::model::{
-    defaults, ConstraintConfig, GatewayConfig, ProviderConfig, RouteConfig, SourceFile,
+    defaults, ConstraintConfig, GatewayConfig, ProviderConfig, RouteConfig, SecretConfig,
+    SourceFile,
 };
 use crate::policy::{
-    Access, Binding, ClaimPath, ClaimRule, Delegation, Forward, Gateway, KeySource, Policy,
-    Provider, Route, TokenLocation, PASSABLE_HEADERS, ROUTE_HEADER, SET_FORWARDED,
+    Access, Binding, ClaimPath, ClaimRule, Delegation, Forward, Gateway, KeySource, MemberPath,
+    Policy, Provider, Route, Secret, TokenLocation, PASSABLE_HEADERS, ROUTE_HEADER, SET_FORWARDED,
 };
 
 /// Longest forwarded / token header name accepted.
 const MAX_HEADER_NAME: usize = 128;
 /// Deepest `act` chain a route may allow.
 pub const MAX_DELEGATION_DEPTH: u32 = 16;
+/// `max_lifetime_secs` of a provider that does not set it: one day. Without a bound, a token with
+/// `exp` = i64::MAX would be valid forever.
+pub const DEFAULT_MAX_LIFETIME_SECS: u64 = 86_400;
+/// The largest `max_lifetime_secs` a policy may set: 365 days.
+pub const MAX_LIFETIME_SECS: u64 = 31_536_000;
 
 /// Compile the merged policy. On success the policy carries its warnings
 /// ([`Policy::warnings`]); on failure every error found is returned.
@@ -41,6 +47,7 @@ pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
         challenge_ttl_secs: defaults::challenge_ttl_secs(),
         allow_insecure_http: false,
         nonce_shards: defaults::nonce_shards(),
+        case_sensitive_paths: false,
     };
     let (gateway_file, gateway_config) = match gateways.as_slice() {
         [] => {
@@ -95,6 +102,9 @@ pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
         }
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
+    token_state_conflicts(&mut cx, &providers, &files);
+
     // ---- routes: unique ids across files -------------------------------------------------------
     let mut routes: Vec<Route> = Vec::new();
     let mut route_files: BTreeMap<&str, &str> = BTreeMap::new();
@@ -118,7 +128,7 @@ pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
     }
 
     // ---- cross checks ---------------------------------------------------------------------------
-    let index = crate::matcher::RouteIndex::build(routes.iter().map(|r| &r.path));
+    let index = RouteIndex::build(&mut routes.iter().map(|r| &r.path));
     for group in index.groups() {
         for (i, &a) in group.iter().enumerate() {
             for &b in &group[i + 1..] {
@@ -136,6 +146,13 @@ pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
                 }
             }
         }
+    }
+    // Build-time diagnostics only: the Worker re-compiles a policy the build already checked,
+    // and never shows warnings (keeps the analysis out of the wasm).
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        variant_warnings(&mut cx, &routes, &index, !gateway.case_sensitive_paths);
+        host_warnings(&mut cx, &routes, &index);
     }
     for r in &routes {
         let literal_only = r
@@ -169,7 +186,18 @@ pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
     if !cx.errors.is_empty() {
         return Err(cx.errors);
     }
+    let protected: Vec<&Route> = routes.iter().filter(|r| !r.is_public()).collect();
+    let folded = (!protected.is_empty()).then(|| {
+        let patterns: Vec<PathPattern> = routes
+            .iter()
+            .map(|r| r.path.folded(!gateway.case_sensitive_paths))
+            .collect();
+        RouteIndex::build(&mut patterns.iter())
+    });
     Ok(Policy {
+        protected_upper_literal: protected.iter().any(|r| r.path.has_upper_literal()),
+        protected_trailing_slash: protected.iter().any(|r| r.path.has_trailing_slash()),
+        folded,
         gateway,
         providers: providers.into_values().collect(),
         routes,
@@ -179,23 +207,211 @@ pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
     })
 }
 
-/// What two routes of the same shape both match, if anything: `GET, POST on every host`.
-fn overlap(a: &Route, b: &Route) -> Option<String> {
-    let methods = match (&a.methods, &b.methods) {
-        (None, None) => "every method".to_owned(),
-        (Some(m), None) | (None, Some(m)) => m.join(", "),
-        (Some(x), Some(y)) => {
-            let common: Vec<&str> = x
-                .iter()
-                .filter(|m| y.contains(m))
-                .map(String::as_str)
-                .collect();
-            if common.is_empty() {
-                return None;
-            }
-            common.join(", ")
-        }
+/// Issue 12 item 6: a token's state (DPoP binding, single use, `pay` binding, challenge nonce)
+/// belongs to the token, not to the provider that happened to check it. Two providers that may
+/// accept the same tokens ([`Provider::may_accept_same_tokens`]) but differ in `proof`, `replay`,
+/// `binding` or `nonce_claim` are an error on the provider that lacks the other's setting,
+/// unless it lists the other in `weakens` (both, when both have the check with different
+/// values). `weakens` naming an unknown provider is an error; one with nothing to acknowledge, a
+/// warning.
+#[cfg(not(target_arch = "wasm32"))]
+fn token_state_conflicts(
+    cx: &mut Cx,
+    providers: &BTreeMap<String, Provider>,
+    files: &[SourceFile],
+) {
+    let checks = |p: &Provider| -> [(&'static str, Option<String>); 4] {
+        [
+            ("proof", p.dpop.then(|| "proof = \"dpop\"".to_owned())),
+            (
+                "replay",
+                p.replay_jti.then(|| "replay = \"jti\"".to_owned()),
+            ),
+            (
+                "binding",
+                p.binding.as_ref().map(|b| {
+                    format!(
+                        "binding = {{ claim = {:?}, header = {:?} }}",
+                        b.claim.as_str(),
+                        b.header
+                    )
+                }),
+            ),
+            (
+                "nonce_claim",
+                p.nonce_claim
+                    .as_ref()
+                    .map(|n| format!("nonce_claim = {:?}", n.as_str())),
+            ),
+        ]
     };
+    for weak in providers.values() {
+        let at = |field: &str| Location::provider(&weak.file, &weak.name, field);
+        for listed in &weak.weakens {
+            match providers.get(listed) {
+                None if !files.iter().any(|f| f.model.provider.contains_key(listed)) => {
+                    let known: BTreeSet<&str> = providers.keys().map(String::as_str).collect();
+                    cx.error(at("weakens"), unknown_provider(listed, &known));
+                }
+                None => {}
+                Some(p) if p.name == weak.name => {
+                    cx.error(at("weakens"), "a provider cannot weaken itself")
+                }
+                Some(strong) => {
+                    let differs = checks(weak)
+                        .iter()
+                        .zip(checks(strong).iter())
+                        .any(|((_, w), (_, s))| s.is_some() && w != s);
+                    if !weak.may_accept_same_tokens(strong) || !differs {
+                        cx.warning(
+                            at("weakens"),
+                            format!("lists {listed:?}, but no token accepted by both lacks a check of {listed:?}: nothing to acknowledge"),
+                        );
+                    }
+                }
+            }
+        }
+        for strong in providers.values() {
+            if strong.name == weak.name || !weak.may_accept_same_tokens(strong) {
+                continue;
+            }
+            if weak.weakens.contains(&strong.name) {
+                continue;
+            }
+            for ((field, w), (_, s)) in checks(weak).iter().zip(checks(strong).iter()) {
+                let Some(stronger) = s else { continue };
+                if w == s {
+                    continue;
+                }
+                let own = match w {
+                    Some(w) => format!("has {w} instead"),
+                    None => "does not".to_owned(),
+                };
+                cx.error(
+                    at(field),
+                    format!(
+                        "providers {:?} and {:?} can accept the same tokens (same {}, overlapping audiences, algorithms and token types), but {:?} checks {stronger} and {:?} {own}: a token refused by {:?} would pass through {:?}; make the issuers, audiences or token types disjoint, give both the same check, or acknowledge the weakening with weakens = [{:?}] on provider {:?}",
+                        weak.name,
+                        strong.name,
+                        if weak.secrets().is_empty() { "issuer" } else { "HMAC secret" },
+                        strong.name,
+                        weak.name,
+                        strong.name,
+                        weak.name,
+                        strong.name,
+                        weak.name
+                    ),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+/// SPEC §2: a request that differs from a more protected route only by ASCII case or a trailing
+/// slash is never routed to a less protected one. The lookup refuses such requests; the compiler
+/// says where a weaker route would otherwise catch them (`public /**` next to `/admin/**`).
+fn variant_warnings(cx: &mut Cx, routes: &[Route], index: &RouteIndex, fold_case: bool) {
+    for p in routes.iter().filter(|r| !r.is_public()) {
+        for q in index.candidates(&p.path, fold_case) {
+            let q = &routes[q as usize];
+            if std::ptr::eq(p, q) || q.covers(p) || !hosts_overlap(p, q) {
+                continue;
+            }
+            let (case, slash) = crate::matcher::variants(&p.path, &q.path, fold_case);
+            let what = match (case, slash) {
+                (true, true) => "ASCII case or a trailing slash",
+                (true, false) => "ASCII case",
+                (false, true) => "a trailing slash",
+                (false, false) => continue,
+            };
+            let hint = if case {
+                " (if the origin compares paths case-sensitively, set case_sensitive_paths = true in [gateway])"
+            } else {
+                ""
+            };
+            cx.warning(
+                Location::route(&p.file, &p.id, "path"),
+                format!(
+                    "requests that differ from {} only by {what} match the less protected route {} ({}); the gateway refuses them with 400 invalid_request, since an origin that ignores {what} would serve this route's resource{hint}",
+                    p.path,
+                    q.qualified_name(),
+                    q.path
+                ),
+            );
+        }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+/// Issue 12 item 3: the origin only sees the path (the gateway replaces `Host`), so routes for
+/// different hosts that send overlapping paths to one origin look the same to it.
+fn host_warnings(cx: &mut Cx, routes: &[Route], index: &RouteIndex) {
+    for (ai, a) in routes.iter().enumerate() {
+        let Some(host) = &a.host else { continue };
+        for qi in index.candidates(&a.path, false) {
+            let q = &routes[qi as usize];
+            let other_host = match &q.host {
+                Some(h) if h == host => continue,
+                // a pair of host-specific routes is reported once
+                Some(_) if (qi as usize) < ai => continue,
+                Some(h) => format!("host {h}"),
+                None => "every host".to_owned(),
+            };
+            if q.origin != a.origin
+                || methods_overlap(a, q).is_none()
+                || !crate::matcher::meet(a.path.segments(), q.path.segments(), false, false, false)
+            {
+                continue;
+            }
+            cx.warning(
+                Location::route(&a.file, &a.id, "host"),
+                format!(
+                    "routes {} (host {host}, {}) and {} ({other_host}, {}) send overlapping paths to the same origin {}, which cannot tell which host was authorised except by the X-Forwarded-Host header the gateway sets; give host-specific routes their own origin, or make the origin check X-Forwarded-Host",
+                    a.qualified_name(),
+                    a.path,
+                    q.qualified_name(),
+                    q.path,
+                    a.origin
+                ),
+            );
+        }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn hosts_overlap(a: &Route, b: &Route) -> bool {
+    match (&a.host, &b.host) {
+        (Some(x), Some(y)) => x == y,
+        _ => true,
+    }
+}
+
+/// The methods two routes both take (GET implies HEAD), `None` if disjoint; `Some("every
+/// method")` when neither lists methods.
+fn methods_overlap(a: &Route, b: &Route) -> Option<String> {
+    let expand = |m: &Vec<String>| {
+        let mut out = m.clone();
+        if out.iter().any(|m| m == "GET") && !out.iter().any(|m| m == "HEAD") {
+            out.push("HEAD".to_owned());
+        }
+        out
+    };
+    match (&a.methods, &b.methods) {
+        (None, None) => Some("every method".to_owned()),
+        (Some(m), None) | (None, Some(m)) => Some(expand(m).join(", ")),
+        (Some(x), Some(y)) => {
+            let y = expand(y);
+            let common: Vec<String> = expand(x).into_iter().filter(|m| y.contains(m)).collect();
+            (!common.is_empty()).then(|| common.join(", "))
+        }
+    }
+}
+
+/// What two routes of the same shape both match, if anything: `GET, POST on every host` (GET
+/// implies HEAD).
+fn overlap(a: &Route, b: &Route) -> Option<String> {
+    let methods = methods_overlap(a, b)?;
     let hosts = match (&a.host, &b.host) {
         (None, None) => "every host".to_owned(),
         (Some(h), None) | (None, Some(h)) => format!("host {h}"),
@@ -335,6 +551,7 @@ impl Cx {
             challenge_ttl_secs: g.challenge_ttl_secs,
             allow_insecure_http: g.allow_insecure_http,
             nonce_shards: g.nonce_shards,
+            case_sensitive_paths: g.case_sensitive_paths,
         }
     }
 
@@ -398,15 +615,21 @@ impl Cx {
         }
 
         // key source: exactly one
-        let sources = [p.jwks_uri.is_some(), p.jwks.is_some(), p.secret.is_some()]
-            .iter()
-            .filter(|s| **s)
-            .count();
+        let with_secret = p.secret.is_some() || !p.secrets.is_empty();
+        let sources = [
+            p.jwks_uri.is_some(),
+            p.jwks.is_some(),
+            p.secret.is_some(),
+            !p.secrets.is_empty(),
+        ]
+        .iter()
+        .filter(|s| **s)
+        .count();
         let mut keys = None;
         if sources != 1 {
             self.error(
                 at("jwks_uri"),
-                format!("exactly one key source is required: jwks_uri, jwks or secret ({sources} given)"),
+                format!("exactly one key source is required: jwks_uri, jwks, secret or secrets ({sources} given)"),
             );
         } else if let Some(uri) = &p.jwks_uri {
             if self.url(&|| at("jwks_uri"), uri, gateway.allow_insecure_http, true) {
@@ -419,21 +642,28 @@ impl Cx {
             }
         } else if let Some(secret) = &p.secret {
             if is_secret_name(secret) {
-                keys = Some(KeySource::Secret(secret.clone()));
+                keys = Some(KeySource::Secrets(vec![Secret {
+                    name: secret.clone(),
+                    kid: None,
+                }]));
             } else {
                 self.error(
                     at("secret"),
                     format!("{secret:?} is not a Worker secret name (letters, digits and '_', not starting with a digit)"),
                 );
             }
+        } else {
+            keys = self
+                .secrets(&at("secrets"), &p.secrets)
+                .map(KeySource::Secrets);
         }
-        if hmac && p.secret.is_none() && sources == 1 {
+        if hmac && !with_secret && sources == 1 {
             self.error(
                 at("secret"),
-                "HS256 needs secret = \"NAME\" (the Worker secret holding the HMAC key); HMAC keys never come from a JWKS",
+                "HS256 needs secret = \"NAME\" or secrets = [{ name = \"NAME\", kid = \"...\" }, ...] (Worker secrets holding the HMAC keys); HMAC keys never come from a JWKS",
             );
         }
-        if p.secret.is_some() && sources == 1 && !algorithms.is_empty() && !hmac {
+        if with_secret && sources == 1 && !algorithms.is_empty() && !hmac {
             self.error(
                 at("algorithms"),
                 "a provider with a secret only allows HS256 (public-key algorithms need jwks_uri or jwks)",
@@ -441,7 +671,7 @@ impl Cx {
         }
 
         // issuer and audiences: required for public-key providers
-        let asymmetric = p.secret.is_none();
+        let asymmetric = !with_secret;
         match &p.issuer {
             Some(iss) if iss.is_empty() || !is_printable(iss) => self.error(
                 at("issuer"),
@@ -519,18 +749,30 @@ impl Cx {
                 format!("{} is not in 0..=86400", p.jwks_max_stale_secs),
             );
         }
-        if p.max_lifetime_secs == Some(0) {
+        let max_lifetime_secs = p.max_lifetime_secs.unwrap_or(DEFAULT_MAX_LIFETIME_SECS);
+        if max_lifetime_secs == 0 {
             self.error(
                 at("max_lifetime_secs"),
-                "0 would refuse every token; omit it for no limit",
+                format!("0 would refuse every token; omit it for the default of {DEFAULT_MAX_LIFETIME_SECS} s (one day)"),
+            );
+        } else if max_lifetime_secs > MAX_LIFETIME_SECS {
+            self.error(
+                at("max_lifetime_secs"),
+                format!("{max_lifetime_secs} is more than {MAX_LIFETIME_SECS} s (365 days)"),
             );
         }
-        let mut seen = BTreeSet::new();
+        let mut required_claims: Vec<MemberPath> = Vec::new();
         for c in &p.required_claims {
-            if c.is_empty() {
-                self.error(at("required_claims"), "has an empty claim name");
-            } else if !seen.insert(c) {
-                self.error(at("required_claims"), format!("{c:?} is listed twice"));
+            match MemberPath::parse(c) {
+                Err(m) => self.error(at("required_claims"), m),
+                Ok(path)
+                    if required_claims
+                        .iter()
+                        .any(|r| r.segments() == path.segments()) =>
+                {
+                    self.error(at("required_claims"), format!("{c:?} is listed twice"))
+                }
+                Ok(path) => required_claims.push(path),
             }
         }
         let replay_jti = match p.replay.as_deref() {
@@ -555,13 +797,16 @@ impl Cx {
                 false
             }
         };
-        let binding = p.binding.as_ref().map(|b| Binding {
-            claim: b.claim.clone(),
-            header: b.header.to_ascii_lowercase(),
-        });
+        let mut binding = None;
         if let Some(b) = &p.binding {
-            if b.claim.is_empty() {
-                self.error(at("binding"), "claim is empty");
+            match MemberPath::parse(&b.claim) {
+                Ok(claim) => {
+                    binding = Some(Binding {
+                        claim,
+                        header: b.header.to_ascii_lowercase(),
+                    })
+                }
+                Err(m) => self.error(at("binding"), format!("claim: {m}")),
             }
             if !is_header_name(&b.header) {
                 self.error(
@@ -570,9 +815,14 @@ impl Cx {
                 );
             }
         }
-        if p.nonce_claim.as_deref() == Some("") {
-            self.error(at("nonce_claim"), "is empty");
-        }
+        let nonce_claim = match p.nonce_claim.as_deref().map(MemberPath::parse) {
+            None => None,
+            Some(Ok(path)) => Some(path),
+            Some(Err(m)) => {
+                self.error(at("nonce_claim"), m);
+                None
+            }
+        };
 
         if self.errors.len() != before {
             return None;
@@ -591,12 +841,13 @@ impl Cx {
             keys: keys?,
             jwks_cache_secs: p.jwks_cache_secs,
             jwks_max_stale_secs: p.jwks_max_stale_secs,
-            max_lifetime_secs: p.max_lifetime_secs,
-            required_claims: p.required_claims.clone(),
+            max_lifetime_secs,
+            required_claims,
             replay_jti,
             dpop,
             binding,
-            nonce_claim: p.nonce_claim.clone(),
+            nonce_claim,
+            weakens: p.weakens.clone(),
         })
     }
 
@@ -925,6 +1176,43 @@ impl Cx {
             pass_headers,
             origin,
         })
+    }
+
+    /// `secrets = [{ name, kid }, ...]`: valid names and kids, no name or kid twice, and a `kid`
+    /// on every entry when there are several (a token then names its key).
+    fn secrets(&mut self, at: &Location, list: &[SecretConfig]) -> Option<Vec<Secret>> {
+        let before = self.errors.len();
+        let mut out: Vec<Secret> = Vec::new();
+        for s in list {
+            if !is_secret_name(&s.name) {
+                self.error(
+                    at.clone(),
+                    format!("{:?} is not a Worker secret name (letters, digits and '_', not starting with a digit)", s.name),
+                );
+            } else if out.iter().any(|o| o.name == s.name) {
+                self.error(at.clone(), format!("secret {:?} is listed twice", s.name));
+            }
+            match &s.kid {
+                Some(kid) if kid.is_empty() || kid.len() > 256 || !is_printable(kid) => self.error(
+                    at.clone(),
+                    format!("kid {kid:?} of secret {:?} must be 1 to 256 printable ASCII characters", s.name),
+                ),
+                Some(kid) if out.iter().any(|o| o.kid.as_deref() == Some(kid)) => self.error(
+                    at.clone(),
+                    format!("kid {kid:?} is given to two secrets: a token could not name its key"),
+                ),
+                None if list.len() > 1 => self.error(
+                    at.clone(),
+                    format!("secret {:?} has no kid: with several secrets every one needs the kid of the tokens it signs", s.name),
+                ),
+                _ => {}
+            }
+            out.push(Secret {
+                name: s.name.clone(),
+                kid: s.kid.clone(),
+            });
+        }
+        (self.errors.len() == before).then_some(out)
     }
 
     /// Parse a claim path and check that its provider is required by the route.

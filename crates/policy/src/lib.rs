@@ -50,12 +50,14 @@ pub use evaluate::{
     evaluate, explain, Denial, Explanation, HeaderPlan, Step, VerifiedTokens, MAX_FORWARD_VALUE,
 };
 pub use matcher::{
-    check_path, host_without_port, split_request_url, Miss, PathPattern, PathProblem, Segment,
+    check_path, host_without_port, split_request_url, Allow, Miss, PathPattern, PathProblem,
+    Segment,
 };
 pub use model::{PolicyFile, SourceFile};
 pub use policy::{
     Access, Binding, ClaimPath, ClaimRule, Delegation, Forward, Gateway, KeySource, Matched,
-    Policy, Provider, Route, TokenLocation, PASSABLE_HEADERS, ROUTE_HEADER, SET_FORWARDED,
+    MemberPath, Policy, Provider, Route, Secret, TokenLocation, PASSABLE_HEADERS, ROUTE_HEADER,
+    SET_FORWARDED,
 };
 
 #[cfg(feature = "toml")]

@@ -70,6 +70,11 @@ pub struct GatewayConfig {
     /// Number of nonce-store Durable Object shards (1..=64).
     #[serde(default = "defaults::nonce_shards")]
     pub nonce_shards: u32,
+    /// The origin compares paths case-sensitively, so a request that differs from a protected
+    /// route only by ASCII case is not refused. Default false: assume an origin that may ignore
+    /// case (Express, ASP.NET, IIS, ...).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub case_sensitive_paths: bool,
 }
 
 /// `[provider.NAME]`: a JWT issuer.
@@ -99,9 +104,13 @@ pub struct ProviderConfig {
     /// Inline JWKS as a JSON string: `'{"keys":[...]}'`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks: Option<String>,
-    /// Name of the Worker secret holding the base64 HMAC key (HS256 only).
+    /// Name of the Worker secret holding the base64 HMAC key (HS256 only); the key has no `kid`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// Several HMAC keys, each in its Worker secret and with its `kid` (HS256 only; key
+    /// rotation): `secrets = [{ name = "APPROOV_SECRET_2026", kid = "k2" }, ...]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretConfig>,
     #[serde(default = "defaults::jwks_cache_secs")]
     pub jwks_cache_secs: u64,
     /// How long past their freshness cached JWKS keys may still serve while the issuer is
@@ -122,6 +131,23 @@ pub struct ProviderConfig {
     pub binding: Option<BindingConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce_claim: Option<String>,
+    /// **Weakening, acknowledged**: providers whose tokens this provider may also accept with
+    /// fewer of `proof`, `replay`, `binding`, `nonce_claim` (same issuer or HMAC secret,
+    /// overlapping audiences, algorithms and token types). Without it that overlap is a build
+    /// error.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weakens: Vec<String>,
+}
+
+/// One entry of `secrets = [...]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretConfig {
+    /// Name of the Worker secret holding the base64 HMAC key.
+    pub name: String,
+    /// The `kid` of tokens signed with this key. Required when a provider lists several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
 }
 
 /// `from = { header = "...", scheme = "..." }`.

@@ -8,7 +8,9 @@ use serde_json::Value;
 
 use crate::alg::Alg;
 use crate::diag::{PolicyError, Warning};
-use crate::matcher::{host_without_port, Miss, PathPattern, RouteIndex};
+use crate::matcher::{
+    check_path, fold_path, host_without_port, Allow, Miss, PathPattern, RouteIndex,
+};
 use crate::model::SourceFile;
 
 /// The header that always carries the matched route id to the origin.
@@ -42,6 +44,8 @@ pub struct Gateway {
     pub challenge_ttl_secs: u64,
     pub allow_insecure_http: bool,
     pub nonce_shards: u32,
+    /// The origin compares paths case-sensitively: case variants of a route are not refused.
+    pub case_sensitive_paths: bool,
 }
 
 /// Where a provider's keys come from.
@@ -51,8 +55,18 @@ pub enum KeySource {
     JwksUri(String),
     /// Inline JWKS JSON text (checked to be `{"keys":[...]}` with public keys only).
     Jwks(String),
-    /// Name of the Worker secret holding the base64 HMAC key.
-    Secret(String),
+    /// HMAC keys in Worker secrets (`secret = "NAME"`: one, without `kid`; `secrets = [...]`:
+    /// one or more, each with its `kid` when there are several). Never empty.
+    Secrets(Vec<Secret>),
+}
+
+/// One HMAC key of a provider: the Worker secret that holds it (base64) and the `kid` of the
+/// tokens it signs. A token's key is selected by `(alg, kid)` exactly (`jose::KeySet::select`):
+/// a token with a `kid` needs a secret with that `kid`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Secret {
+    pub name: String,
+    pub kid: Option<String>,
 }
 
 /// Where a provider's token is in the request.
@@ -68,7 +82,7 @@ pub struct TokenLocation {
 /// `binding = { claim, header }`: `claim` = base64url(SHA-256(value of `header`)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Binding {
-    pub claim: String,
+    pub claim: MemberPath,
     /// Lowercase header name.
     pub header: String,
 }
@@ -91,17 +105,49 @@ pub struct Provider {
     pub jwks_cache_secs: u64,
     /// Stale window of the JWKS cache during an issuer outage (`0`: none).
     pub jwks_max_stale_secs: u64,
-    pub max_lifetime_secs: Option<u64>,
-    pub required_claims: Vec<String>,
+    /// `exp - iat` (or `exp - now`) at most this; [`crate::compile::DEFAULT_MAX_LIFETIME_SECS`]
+    /// when the policy does not say.
+    pub max_lifetime_secs: u64,
+    pub required_claims: Vec<MemberPath>,
     /// `replay = "jti"`.
     pub replay_jti: bool,
     /// `proof = "dpop"`.
     pub dpop: bool,
     pub binding: Option<Binding>,
-    pub nonce_claim: Option<String>,
+    pub nonce_claim: Option<MemberPath>,
+    /// `weakens = [...]`: the providers whose stricter checks this one is allowed to lack for
+    /// tokens both accept (checked by the compiler, see [`Provider::may_accept_same_tokens`]).
+    pub weakens: Vec<String>,
 }
 
 impl Provider {
+    /// Whether some token could be accepted by both providers, as far as the policy can tell:
+    /// the same `issuer` (public keys), or a shared HMAC secret with compatible issuers (an
+    /// HMAC provider without `issuer` does not check `iss`); overlapping audiences (two providers
+    /// without audiences both take tokens without `aud`); a common algorithm; a common token
+    /// type. Signatures are not considered: an issuer may sign for several providers.
+    pub fn may_accept_same_tokens(&self, other: &Provider) -> bool {
+        let keys = match (&self.keys, &other.keys) {
+            (KeySource::Secrets(a), KeySource::Secrets(b)) => {
+                a.iter().any(|s| b.iter().any(|t| t.name == s.name))
+                    && match (&self.issuer, &other.issuer) {
+                        (Some(x), Some(y)) => x == y,
+                        _ => true,
+                    }
+            }
+            (KeySource::Secrets(_), _) | (_, KeySource::Secrets(_)) => false,
+            _ => self.issuer.is_some() && self.issuer == other.issuer,
+        };
+        let audiences = if self.audiences.is_empty() || other.audiences.is_empty() {
+            self.audiences.is_empty() && other.audiences.is_empty()
+        } else {
+            self.audiences.iter().any(|a| other.audiences.contains(a))
+        };
+        keys && audiences
+            && self.algorithms.iter().any(|a| other.algorithms.contains(a))
+            && self.token_types.iter().any(|t| other.accepts_typ(t))
+    }
+
     /// Whether a JWS `alg` header value is allowed (exact, case-sensitive; `Ed25519` and `EdDSA`
     /// are the same algorithm).
     pub fn allows_alg(&self, alg: &str) -> bool {
@@ -117,11 +163,11 @@ impl Provider {
             .any(|t| strip_application(t).eq_ignore_ascii_case(typ))
     }
 
-    /// The HMAC secret name, if this is a `secret` provider.
-    pub fn secret(&self) -> Option<&str> {
+    /// The HMAC secrets, if this is a `secret`/`secrets` provider (else empty).
+    pub fn secrets(&self) -> &[Secret] {
         match &self.keys {
-            KeySource::Secret(s) => Some(s),
-            _ => None,
+            KeySource::Secrets(s) => s,
+            _ => &[],
         }
     }
 }
@@ -176,45 +222,7 @@ pub struct ClaimPath {
 
 impl ClaimPath {
     pub fn parse(source: &str) -> Result<ClaimPath, String> {
-        let mut segments: Vec<String> = Vec::new();
-        let mut rest = source;
-        loop {
-            let seg;
-            if let Some(r) = rest.strip_prefix('"') {
-                let Some(end) = r.find('"') else {
-                    return Err(format!("claim path {source:?} has an unterminated quote"));
-                };
-                seg = &r[..end];
-                rest = &r[end + 1..];
-            } else {
-                let end = rest.find('.').unwrap_or(rest.len());
-                seg = &rest[..end];
-                rest = &rest[end..];
-                if seg.contains('"') {
-                    return Err(format!(
-                        "claim path {source:?}: a quote may only enclose a whole segment"
-                    ));
-                }
-            }
-            if seg.is_empty() {
-                return Err(format!(
-                    "claim path {source:?} has an empty segment (write provider.claim[.member...])"
-                ));
-            }
-            segments.push(seg.to_owned());
-            if rest.is_empty() {
-                break;
-            }
-            match rest.strip_prefix('.') {
-                Some(r) if !r.is_empty() => rest = r,
-                Some(_) => return Err(format!("claim path {source:?} ends with \".\"")),
-                None => {
-                    return Err(format!(
-                        "claim path {source:?}: expected \".\" after a quoted segment"
-                    ))
-                }
-            }
-        }
+        let mut segments = split_claim_path(source)?;
         if segments.len() < 2 {
             return Err(format!(
                 "claim path {source:?} must be provider.claim (e.g. \"agent.sub\")"
@@ -245,6 +253,96 @@ impl ClaimPath {
 }
 
 impl fmt::Display for ClaimPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+/// Split a claim path on the dots between segments; a segment in double quotes is taken as it is
+/// (`"https://example.com/roles"`, dots and all). No segment is empty.
+fn split_claim_path(source: &str) -> Result<Vec<String>, String> {
+    let mut segments: Vec<String> = Vec::new();
+    let mut rest = source;
+    loop {
+        let seg;
+        if let Some(r) = rest.strip_prefix('"') {
+            let Some(end) = r.find('"') else {
+                return Err(format!("claim path {source:?} has an unterminated quote"));
+            };
+            seg = &r[..end];
+            rest = &r[end + 1..];
+        } else {
+            let end = rest.find('.').unwrap_or(rest.len());
+            seg = &rest[..end];
+            rest = &rest[end..];
+            if seg.contains('"') {
+                return Err(format!(
+                    "claim path {source:?}: a quote may only enclose a whole segment"
+                ));
+            }
+        }
+        if seg.is_empty() {
+            return Err(format!(
+                "claim path {source:?} has an empty segment (quote a name that has dots: \"https://example.com/roles\")"
+            ));
+        }
+        segments.push(seg.to_owned());
+        if rest.is_empty() {
+            return Ok(segments);
+        }
+        match rest.strip_prefix('.') {
+            Some(r) if !r.is_empty() => rest = r,
+            Some(_) => return Err(format!("claim path {source:?} ends with \".\"")),
+            None => {
+                return Err(format!(
+                    "claim path {source:?}: expected \".\" after a quoted segment"
+                ))
+            }
+        }
+    }
+}
+
+/// A claim of one token (no provider prefix): `required_claims`, `binding.claim`,
+/// `nonce_claim`. The same dialect as route claim paths ([`ClaimPath`]): dots separate object
+/// members, and a member whose name has dots is quoted: `"https://example.com/roles"` is one
+/// top-level claim, `ext."https://example.com/tenant".id` three levels. Parsed once by the
+/// compiler; the JOSE code only ever sees the segments, never splits text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MemberPath {
+    segments: Vec<String>,
+    source: String,
+}
+
+impl MemberPath {
+    pub fn parse(source: &str) -> Result<MemberPath, String> {
+        Ok(MemberPath {
+            segments: split_claim_path(source)?,
+            source: source.to_owned(),
+        })
+    }
+
+    /// At least one, none empty.
+    pub fn segments(&self) -> &[String] {
+        &self.segments
+    }
+
+    /// The path as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// The claim in a token's claims, following object members.
+    pub fn lookup<'a>(&self, claims: &'a serde_json::Map<String, Value>) -> Option<&'a Value> {
+        let (first, rest) = self.segments.split_first()?;
+        let mut v = claims.get(first)?;
+        for seg in rest {
+            v = v.as_object()?.get(seg)?;
+        }
+        Some(v)
+    }
+}
+
+impl fmt::Display for MemberPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.source)
     }
@@ -305,11 +403,41 @@ impl Route {
         self.access == Access::Public
     }
 
+    /// Exact, case-sensitive; a route that lists `GET` also takes `HEAD` (origins answer HEAD
+    /// with the GET handler).
     pub fn accepts_method(&self, method: &str) -> bool {
         match &self.methods {
             None => true,
-            Some(m) => m.iter().any(|m| m == method),
+            Some(m) => m
+                .iter()
+                .any(|m| m == method || (m == "GET" && method == "HEAD")),
         }
+    }
+
+    /// Whether this route protects at least as much as `other`: `other` is public, or both
+    /// require the same providers the same way and this route asks for every scope, claim rule
+    /// and delegation limit `other` asks for. Anything else counts as weaker (fail closed): a
+    /// request that differs from `other`'s path only by case or a trailing slash is then never
+    /// given to this route.
+    pub fn covers(&self, other: &Route) -> bool {
+        let same_providers =
+            |a: &[String], b: &[String]| a.len() == b.len() && a.iter().all(|p| b.contains(p));
+        let access = match (&self.access, &other.access) {
+            (_, Access::Public) => return true,
+            (Access::All(a), Access::All(b)) | (Access::Any(a), Access::Any(b)) => {
+                same_providers(a, b)
+            }
+            _ => false,
+        };
+        let delegation = match (&self.delegation, &other.delegation) {
+            (_, None) => true,
+            (Some(s), Some(o)) => s.provider == o.provider && s.max_depth <= o.max_depth,
+            (None, Some(_)) => false,
+        };
+        access
+            && delegation
+            && other.scopes.iter().all(|s| self.scopes.contains(s))
+            && other.claims.iter().all(|c| self.claims.contains(c))
     }
 
     /// `host` is a `Host` value: case-insensitive, port ignored.
@@ -351,6 +479,13 @@ pub struct Policy {
     /// In file order (files in the order given, routes in the order written).
     pub(crate) routes: Vec<Route>,
     pub(crate) index: RouteIndex,
+    /// The same routes over folded patterns ([`PathPattern::folded`]); only when some route is
+    /// protected (otherwise no variant can be refused).
+    pub(crate) folded: Option<RouteIndex>,
+    /// A protected route has a literal with an upper-case letter (then a lower-case request can be
+    /// its variant) / ends with `/` (then a request without one can be).
+    pub(crate) protected_upper_literal: bool,
+    pub(crate) protected_trailing_slash: bool,
     pub(crate) sources: Vec<SourceFile>,
     pub(crate) warnings: Vec<Warning>,
 }
@@ -403,19 +538,59 @@ impl Policy {
 
     /// Route lookup (SPEC §2 matching, §3 step 2). `host` is the request's `Host` (port and case
     /// ignored); `raw_path` is the path exactly as received, before percent-decoding and without
-    /// the query. The most specific route that accepts the method and host wins.
+    /// the query.
+    ///
+    /// 1. The path must be in normal form ([`check_path`], no `;`), else
+    ///    [`Miss::Unnormalised`].
+    /// 2. The most specific slot of routes for the host: none, [`Miss::NoRoute`]; none of them
+    ///    takes the method (GET implies HEAD), [`Miss::MethodNotAllowed`] with their methods.
+    /// 3. Only when the request could be a variant (upper-case letters or a trailing `/` in the
+    ///    path, or protected routes that have them): the most specific slot of the *folded*
+    ///    index, which an origin that ignores case (unless `case_sensitive_paths`) or a trailing
+    ///    slash would serve. If one of its routes is a route the path does not match exactly and
+    ///    the matched route does not [`Route::covers`] it, [`Miss::ProtectedVariant`].
     pub fn match_route<'r, 'p>(
         &'r self,
         method: &str,
         host: &str,
         raw_path: &'p str,
     ) -> Result<Matched<'r, 'p>, Miss> {
+        check_path(raw_path).map_err(Miss::Unnormalised)?;
         let routes = &self.routes;
-        let accepts = |i: u32| {
-            let r = &routes[i as usize];
-            r.accepts_method(method) && r.accepts_host(host)
+        let host_ok = |i: u32| routes[i as usize].accepts_host(host);
+        let mut captures = Vec::new();
+        let slot = self
+            .index
+            .slot(raw_path, &host_ok, &mut captures)
+            .ok_or(Miss::NoRoute)?;
+        let Some(i) = slot
+            .iter()
+            .copied()
+            .find(|&i| host_ok(i) && routes[i as usize].accepts_method(method))
+        else {
+            return Err(Miss::MethodNotAllowed(Allow::from_methods(
+                slot.iter()
+                    .map(|&i| &routes[i as usize])
+                    .filter(|r| r.accepts_host(host))
+                    .flat_map(|r| r.methods.iter().flatten().map(String::as_str)),
+            )));
         };
-        let (i, captures) = self.index.lookup(raw_path, &accepts)?;
+        if let Some(folded) = &self.folded {
+            if self.may_be_variant(raw_path) {
+                let e = &routes[i as usize];
+                let path = fold_path(raw_path, !self.gateway.case_sensitive_paths);
+                let mut scratch = Vec::new();
+                if let Some(f) = folded.slot(&path, &host_ok, &mut scratch) {
+                    let weaker = f.iter().any(|&r| {
+                        let other = &routes[r as usize];
+                        r != i && host_ok(r) && !e.covers(other) && !other.path.is_match(raw_path)
+                    });
+                    if weaker {
+                        return Err(Miss::ProtectedVariant);
+                    }
+                }
+            }
+        }
         let route = &self.routes[i as usize];
         let params = route
             .capture_names
@@ -424,6 +599,15 @@ impl Policy {
             .filter_map(|(name, value)| name.as_deref().map(|n| (n, value)))
             .collect();
         Ok(Matched { route, params })
+    }
+
+    /// Whether a request path could be a case or trailing-slash variant of a protected route.
+    fn may_be_variant(&self, raw_path: &str) -> bool {
+        (raw_path.len() > 1 && raw_path.ends_with('/'))
+            || self.protected_trailing_slash
+            || (!self.gateway.case_sensitive_paths
+                && (self.protected_upper_literal
+                    || raw_path.bytes().any(|b| b.is_ascii_uppercase())))
     }
 
     /// The JSON form embedded in the Worker: the validated source model (not TOML).

@@ -59,6 +59,14 @@ pub fn check(args: &[String]) -> ExitCode {
     );
     println!("  clock skew           {}s", g.clock_skew_secs);
     println!(
+        "  path variants        {}",
+        if g.case_sensitive_paths {
+            "trailing-slash variants of protected routes refused (case_sensitive_paths: case is the origin's)"
+        } else {
+            "case and trailing-slash variants of protected routes refused"
+        }
+    );
+    println!(
         "  allow_insecure_http  {}",
         if g.allow_insecure_http {
             "true  (development only!)"
@@ -166,14 +174,22 @@ fn print_provider(p: &Provider) {
     match &p.keys {
         KeySource::JwksUri(u) => println!("    keys        {u} (cached {}s)", p.jwks_cache_secs),
         KeySource::Jwks(_) => println!("    keys        inline jwks"),
-        KeySource::Secret(s) => println!("    keys        Worker secret {s}"),
+        KeySource::Secrets(list) => {
+            let names: Vec<String> = list
+                .iter()
+                .map(|s| match &s.kid {
+                    Some(kid) => format!("{} (kid {kid})", s.name),
+                    None => s.name.clone(),
+                })
+                .collect();
+            println!("    keys        Worker secret {}", names.join(", "));
+        }
     }
     let mut extra = Vec::new();
-    if let Some(l) = p.max_lifetime_secs {
-        extra.push(format!("max lifetime {l}s"));
-    }
+    extra.push(format!("max lifetime {}s", p.max_lifetime_secs));
     if !p.required_claims.is_empty() {
-        extra.push(format!("required claims {}", p.required_claims.join(", ")));
+        let names: Vec<&str> = p.required_claims.iter().map(|c| c.as_str()).collect();
+        extra.push(format!("required claims {}", names.join(", ")));
     }
     if p.replay_jti {
         extra.push("jti single use".to_owned());
@@ -189,6 +205,12 @@ fn print_provider(p: &Provider) {
     }
     if !extra.is_empty() {
         println!("    checks      {}", extra.join("; "));
+    }
+    if !p.weakens.is_empty() {
+        println!(
+            "    WEAKENS     {} (accepts their tokens without all of their checks)",
+            p.weakens.join(", ")
+        );
     }
 }
 

@@ -12,8 +12,10 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use attestgate::api::{
-    self, block_on_ready, Gateway, KeySet, MemoryReplay, NativeVerifier, Request, Seams, StaticKeys,
+    self, block_on_ready, Gateway, KeySet, KeySpec, MemoryReplay, NativeVerifier, Request, Seams,
+    StaticKeys,
 };
+use attestgate::gate::runtime::hmac_keys;
 use attestgate::jose::{self, JwksLimits};
 use attestgate::policy::Route;
 use attestgate::Error;
@@ -163,13 +165,34 @@ pub fn explain(args: &[String]) -> ExitCode {
             Err(e) => return usage(&format!("--jwks {name}={file}: not a usable JWKS ({e})")),
         }
     }
-    for (name, b64) in &args.secrets {
-        let set = attestgate::gate::nonce::decode_any_base64(b64)
-            .ok_or(Error::SecretUnavailable)
-            .and_then(|bytes| KeySet::from_hmac_secret(&bytes, None));
-        match set {
-            Ok(set) => keys.insert(name, set),
-            Err(e) => return usage(&format!("--secret {name}: not a usable HMAC secret ({e})")),
+    // HMAC providers: their Worker secrets by name, as the Worker reads them.
+    for p in policy.providers() {
+        let Some(rt) = gate.provider(&p.name) else {
+            continue;
+        };
+        let KeySpec::Secret(list) = &rt.keys else {
+            continue;
+        };
+        let values: Vec<Option<&str>> = list
+            .iter()
+            .map(|s| {
+                args.secrets
+                    .iter()
+                    .find(|(n, _)| *n == s.name)
+                    .map(|(_, v)| v.as_str())
+            })
+            .collect();
+        if values.iter().all(Option::is_none) {
+            continue;
+        }
+        match hmac_keys(list, &values) {
+            Ok(set) => keys.insert(&p.name, set),
+            Err(fault) => {
+                return usage(&format!(
+                    "--secret: provider {} needs every secret it lists, usable ({fault:?})",
+                    p.name
+                ))
+            }
         }
     }
 
@@ -242,7 +265,7 @@ pub fn explain(args: &[String]) -> ExitCode {
             );
         } else {
             println!(
-                "  [--] signature NOT verified: no keys for {name} (pass --jwks {name}=FILE or --secret {name}=BASE64)"
+                "  [--] signature NOT verified: no keys for {name} (pass --jwks {name}=FILE, or --secret SECRET_NAME=BASE64 for HMAC providers)"
             );
         }
         if let Some(r) = route {

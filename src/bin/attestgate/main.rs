@@ -3,7 +3,7 @@
 //! ```text
 //! attestgate check [DIR]
 //! attestgate explain METHOD URL [--dir DIR] [--token NAME=JWT ...] [--header NAME=VALUE ...]
-//!                    [--jwks NAME=FILE ...] [--secret NAME=BASE64 ...] [--now UNIX]
+//!                    [--jwks NAME=FILE ...] [--secret SECRET=BASE64 ...] [--now UNIX]
 //! ```
 //!
 //! Install with `cargo install --path .` (or run with `cargo run --bin attestgate --`). Both
@@ -21,7 +21,7 @@ use std::process::ExitCode;
 const USAGE: &str = "usage:
   attestgate check [DIR]
   attestgate explain METHOD URL [--dir DIR] [--token NAME=JWT ...] [--header NAME=VALUE ...]
-                     [--jwks NAME=FILE ...] [--secret NAME=BASE64 ...] [--now UNIX]
+                     [--jwks NAME=FILE ...] [--secret SECRET=BASE64 ...] [--now UNIX]
 
   check    compile the policy folder (default: policies) as the Worker's build does, and list
            the gateway, providers and routes; exit status 1 on any policy error
@@ -29,7 +29,8 @@ const USAGE: &str = "usage:
            --token NAME=JWT    a token for provider NAME, placed where that provider reads it
            --header NAME=VALUE any other request header (DPoP proofs, bound headers)
            --jwks NAME=FILE    the keys of provider NAME (a JWKS file), so signatures are verified
-           --secret NAME=B64   the HMAC secret of provider NAME (base64)
+           --secret SECRET=B64 the value of the Worker secret SECRET that an HMAC provider
+                               names (`secret`/`secrets`), base64
            --now UNIX          the clock (default: now)
            Providers with inline keys are verified too. Without keys for a provider, its
            tokens are checked in every way but the signature, and the output says so.";
