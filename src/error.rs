@@ -132,6 +132,10 @@ pub enum Error {
     /// The challenge endpoint was called with another method than POST.
     MethodNotAllowed,
 
+    // ---- 429 ----------------------------------------------------------------------------------
+    /// The client address asked for more challenges than its budget allows.
+    RateLimited,
+
     // ---- 5xx ----------------------------------------------------------------------------------
     /// The issuer's JWKS could not be fetched and no usable cached keys remain.
     KeysUnavailable,
@@ -143,6 +147,11 @@ pub enum Error {
     PolicyUnavailable,
     /// The origin could not be reached.
     OriginUnreachable,
+    /// The origin sent no response headers within the gateway's origin timeout.
+    OriginTimeout,
+    /// The gateway's WebAssembly instance trapped while this request was in flight; it is
+    /// being reset (the answer is made by the JavaScript entry, `src/edge/task.js`).
+    InstanceReset,
     /// A runtime failure the adapter has no better name for (fail closed, details only in the
     /// log).
     Internal,
@@ -231,11 +240,14 @@ impl Error {
             DelegationTooDeep => "delegation_too_deep",
             NoRoute => "no_route",
             MethodNotAllowed => "method_not_allowed",
+            RateLimited => "rate_limited",
             KeysUnavailable => "keys_unavailable",
             NonceStoreUnavailable => "nonce_store_unavailable",
             SecretUnavailable => "secret_unavailable",
             PolicyUnavailable => "policy_unavailable",
             OriginUnreachable => "origin_unreachable",
+            OriginTimeout => "origin_timeout",
+            InstanceReset => "instance_reset",
             Internal => "internal_error",
         }
     }
@@ -265,10 +277,14 @@ impl Error {
             }
             NoRoute => Class::NotFound,
             MethodNotAllowed => Class::MethodNotAllowed,
-            KeysUnavailable | NonceStoreUnavailable | SecretUnavailable | PolicyUnavailable => {
-                Class::Unavailable
-            }
+            RateLimited => Class::RateLimited,
+            KeysUnavailable
+            | NonceStoreUnavailable
+            | SecretUnavailable
+            | PolicyUnavailable
+            | InstanceReset => Class::Unavailable,
             OriginUnreachable => Class::BadGateway,
+            OriginTimeout => Class::GatewayTimeout,
             Internal => Class::ServerError,
         }
     }
@@ -297,10 +313,13 @@ impl Error {
             }
             NoRoute => "No route matches the request.",
             MethodNotAllowed => "Method not allowed.",
+            RateLimited => "Too many requests; retry later.",
             KeysUnavailable => "The token issuer's keys are temporarily unavailable.",
             NonceStoreUnavailable => "The nonce store is temporarily unavailable.",
             SecretUnavailable | PolicyUnavailable => "The gateway is not fully configured.",
             OriginUnreachable => "The origin could not be reached.",
+            OriginTimeout => "The origin did not answer in time.",
+            InstanceReset => "The gateway is restarting; retry shortly.",
             Internal => "Internal error.",
             _ => "The token is invalid.",
         }
@@ -330,7 +349,12 @@ impl Error {
             Class::UseAttestationChallenge => FreshNonce::Attestation,
             _ => FreshNonce::No,
         };
-        let retry_after = (class == Class::Unavailable).then_some(5);
+        // 429: the caller replaces this with the limiter's exact wait.
+        let retry_after = match class {
+            Class::Unavailable => Some(5),
+            Class::RateLimited => Some(1),
+            _ => None,
+        };
         Wire {
             status,
             code,
@@ -361,8 +385,10 @@ enum Class {
     InsufficientScope,
     NotFound,
     MethodNotAllowed,
+    RateLimited,
     Unavailable,
     BadGateway,
+    GatewayTimeout,
     ServerError,
 }
 
@@ -378,8 +404,10 @@ impl Class {
             Class::InsufficientScope => (403, "insufficient_scope"),
             Class::NotFound => (404, "not_found"),
             Class::MethodNotAllowed => (405, "method_not_allowed"),
+            Class::RateLimited => (429, "rate_limited"),
             Class::Unavailable => (503, "temporarily_unavailable"),
             Class::BadGateway => (502, "bad_gateway"),
+            Class::GatewayTimeout => (504, "gateway_timeout"),
             Class::ServerError => (500, "server_error"),
         }
     }
@@ -451,6 +479,9 @@ mod tests {
                 false,
             ),
             (Error::OriginUnreachable, 502, "bad_gateway", false),
+            (Error::RateLimited, 429, "rate_limited", false),
+            (Error::OriginTimeout, 504, "gateway_timeout", false),
+            (Error::InstanceReset, 503, "temporarily_unavailable", false),
             (Error::Internal, 500, "server_error", false),
         ];
         for (e, status, code, challenge) in cases {
@@ -464,6 +495,9 @@ mod tests {
             }
         }
         assert_eq!(Error::KeysUnavailable.wire("r").retry_after, Some(5));
+        assert_eq!(Error::InstanceReset.wire("r").retry_after, Some(5));
+        assert_eq!(Error::RateLimited.wire("r").retry_after, Some(1));
+        assert_eq!(Error::OriginTimeout.wire("r").retry_after, None);
         assert_eq!(
             Error::ChallengeUnknown.wire("r").fresh_nonce,
             FreshNonce::Attestation
