@@ -8,7 +8,9 @@
 //! - [`dpop`], [`binding`], [`nonce`]: proof-of-possession, token binding, challenge nonces;
 //! - [`key_cache`]: when to fetch a JWKS, when stale keys may serve, when to answer 503;
 //! - [`log`]: the one decision log line;
-//! - [`url`]: the parts of the request URL, split without a second parse.
+//! - [`url`]: the parts of the request URL, split without a second parse;
+//! - [`rate_limit`]: the challenge endpoint's per-client token buckets;
+//! - [`store`]: the nonce store's wire protocol and its checks, shared by Worker and object.
 
 pub mod binding;
 pub mod dpop;
@@ -17,7 +19,9 @@ pub mod key_cache;
 pub mod log;
 pub mod nonce;
 pub mod pipeline;
+pub mod rate_limit;
 pub mod runtime;
+pub mod store;
 pub mod url;
 
 pub use runtime::{Gate, KeySpec, ProviderRt};
