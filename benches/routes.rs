@@ -59,6 +59,7 @@ fn policy(n: usize) -> Policy {
             challenge_ttl_secs: 120,
             allow_insecure_http: false,
             nonce_shards: 4,
+            origin_timeout_secs: 100,
         }),
         provider: Default::default(),
         route: routes,

@@ -50,6 +50,8 @@ pub struct Gate {
     pub challenge_ttl_secs: i64,
     pub nonce_shards: u8,
     pub claims_header_prefix: String,
+    /// Seconds the origin has to send its response headers.
+    pub origin_timeout_secs: u32,
 }
 
 fn secs(v: u64) -> i64 {
@@ -81,6 +83,7 @@ impl Gate {
                 .unwrap_or(MAX_SHARDS)
                 .clamp(1, MAX_SHARDS),
             claims_header_prefix: gw.claims_header_prefix.clone(),
+            origin_timeout_secs: u32::try_from(gw.origin_timeout_secs).unwrap_or(900),
             providers,
             policy,
         })
@@ -207,6 +210,11 @@ require = {{ all = ["agent"] }}
             Some(KeySpec::Jwks { times, .. }) => *times,
             other => panic!("not a JWKS provider: {other:?}"),
         }
+    }
+
+    #[test]
+    fn origin_timeout_defaults_to_100_seconds() {
+        assert_eq!(gate("").origin_timeout_secs, 100);
     }
 
     #[test]

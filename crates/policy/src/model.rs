@@ -70,6 +70,9 @@ pub struct GatewayConfig {
     /// Number of nonce-store Durable Object shards (1..=64).
     #[serde(default = "defaults::nonce_shards")]
     pub nonce_shards: u32,
+    /// Seconds the origin has to send its response headers (1..=900); then 504.
+    #[serde(default = "defaults::origin_timeout_secs")]
+    pub origin_timeout_secs: u64,
 }
 
 /// `[provider.NAME]`: a JWT issuer.
@@ -225,6 +228,9 @@ pub mod defaults {
     }
     pub fn nonce_shards() -> u32 {
         4
+    }
+    pub fn origin_timeout_secs() -> u64 {
+        100
     }
     pub fn kind() -> String {
         "jwt".to_owned()

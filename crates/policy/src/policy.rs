@@ -28,6 +28,7 @@ pub struct Gateway {
     pub challenge_ttl_secs: u64,
     pub allow_insecure_http: bool,
     pub nonce_shards: u32,
+    pub origin_timeout_secs: u64,
 }
 
 /// Where a provider's keys come from.
