@@ -86,13 +86,15 @@ impl DurableObject for NonceStore {
         let Some(op) = Op::from_path(&req.path()) else {
             return Response::error("unknown operation", 404);
         };
-        let body = req.bytes().await?;
+        let body = req.text().await?;
         let row = match store::accept(&body, now_ms() / 1000) {
             Ok(row) => row,
-            Err(refusal) => return Response::error(format!("bad request: {refusal:?}"), 400),
+            Err(_) => return Response::error("bad request", 400),
         };
         let ok = self.record(op, row).await?;
-        Response::from_json(&Answer { ok })
+        let headers = worker::Headers::new();
+        headers.set("content-type", "application/json")?;
+        Ok(Response::ok(Answer { ok }.to_json())?.with_headers(headers))
     }
 
     async fn alarm(&self) -> Result<Response> {

@@ -37,8 +37,7 @@ impl DoReplay<'_> {
         headers
             .set("content-type", "application/json")
             .map_err(unavailable)?;
-        let body = serde_json::to_string(record).map_err(|_| Error::NonceStoreUnavailable)?;
-        let body = wasm_bindgen::JsValue::from_str(&body);
+        let body = wasm_bindgen::JsValue::from_str(&record.to_json());
         let req = super::new_request(op.url(), "POST", &headers, Some(&body), false)
             .map_err(unavailable)?;
         let exchange = async move {
@@ -49,8 +48,10 @@ impl DoReplay<'_> {
             if resp.status_code() != 200 {
                 return Err(Error::NonceStoreUnavailable);
             }
-            let answer: Answer = resp.json().await.map_err(unavailable)?;
-            Ok(answer.ok)
+            let text = resp.text().await.map_err(unavailable)?;
+            Answer::from_json(&text)
+                .map(|answer| answer.ok)
+                .ok_or(Error::NonceStoreUnavailable)
         };
         super::task::within(STORE_TIMEOUT, exchange)
             .await

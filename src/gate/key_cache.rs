@@ -24,10 +24,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use hmac::{Hmac, KeyInit, Mac};
+use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::gate::nonce::NonceKey;
+use crate::gate::nonce::{hmac_sha256, NonceKey};
 
 /// Timing policy of the cache (seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,14 +245,17 @@ impl CopyKey {
 
     /// `None` never happens in practice (HMAC takes keys of any length).
     fn mac(&self, uri: &str, fresh_until: i64, body: &[u8]) -> Option<Hmac<Sha256>> {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).ok()?;
-        mac.update(b"attestgate/jwks-cache-copy/v1");
-        mac.update(&(uri.len() as u64).to_be_bytes());
-        mac.update(uri.as_bytes());
-        mac.update(&fresh_until.to_be_bytes());
-        mac.update(&(body.len() as u64).to_be_bytes());
-        mac.update(body);
-        Some(mac)
+        hmac_sha256(
+            &self.0,
+            &[
+                b"attestgate/jwks-cache-copy/v1",
+                &(uri.len() as u64).to_be_bytes(),
+                uri.as_bytes(),
+                &fresh_until.to_be_bytes(),
+                &(body.len() as u64).to_be_bytes(),
+                body,
+            ],
+        )
     }
 }
 

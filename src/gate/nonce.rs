@@ -52,21 +52,27 @@ impl NonceKey {
     /// no nonce MAC input can equal (those start with the nonce domain label).
     pub fn derive(&self, label: &[u8]) -> [u8; 32] {
         let mut out = [0u8; 32];
-        if let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0) {
-            mac.update(b"attestgate/derived-key/");
-            mac.update(label);
+        if let Some(mac) = hmac_sha256(&self.0, &[b"attestgate/derived-key/", label]) {
             out.copy_from_slice(&mac.finalize().into_bytes());
         }
         out
     }
 
     fn mac(&self, body: &[u8]) -> Result<Hmac<Sha256>, Error> {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0)
-            .map_err(|_| Error::SecretUnavailable)?;
-        mac.update(DOMAIN);
-        mac.update(body);
-        Ok(mac)
+        hmac_sha256(&self.0, &[DOMAIN, body]).ok_or(Error::SecretUnavailable)
     }
+}
+
+/// HMAC-SHA-256 with `key` over the concatenation of `parts`, ready to finalize or verify. One
+/// function for every MAC of the gateway (nonces, derived keys, JWKS copies), so the wasm holds
+/// one copy of it. `None` never happens in practice (HMAC takes keys of any length).
+#[inline(never)]
+pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Option<Hmac<Sha256>> {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).ok()?;
+    for part in parts {
+        mac.update(part);
+    }
+    Some(mac)
 }
 
 impl core::fmt::Debug for NonceKey {

@@ -11,9 +11,6 @@
 //! whole /64, so keying on the full address would give a client 2^64 buckets). An address that
 //! does not parse shares one bucket (on Cloudflare the runtime always sets `CF-Connecting-IP`).
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-
 /// A token bucket: `burst` requests at once, refilled at one request per `interval_ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit {
@@ -44,18 +41,136 @@ pub enum ClientKey {
 
 impl ClientKey {
     /// From the `CF-Connecting-IP` header value (absent or unparsable: [`ClientKey::Unknown`]).
+    /// A small parser of its own (the standard library's address parser is several KB of
+    /// wasm): dotted IPv4, and IPv6 with `::` and an embedded IPv4 tail.
     pub fn from_header(value: Option<&str>) -> Self {
-        match value.and_then(|v| v.trim().parse::<IpAddr>().ok()) {
-            Some(IpAddr::V4(a)) => ClientKey::V4(a.octets()),
-            Some(IpAddr::V6(a)) => match a.to_ipv4_mapped() {
-                Some(v4) => ClientKey::V4(v4.octets()),
-                None => {
-                    let o = a.octets();
-                    ClientKey::V6([o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7]])
+        let Some(text) = value.map(str::trim) else {
+            return ClientKey::Unknown;
+        };
+        if text.len() > 45 {
+            return ClientKey::Unknown;
+        }
+        if let Some(v4) = parse_v4(text.as_bytes()) {
+            return ClientKey::V4(v4);
+        }
+        match parse_v6(text.as_bytes()) {
+            // ::ffff:a.b.c.d is an IPv4 client.
+            Some([0, 0, 0, 0, 0, 0xffff, hi, lo]) => {
+                let [a, b] = hi.to_be_bytes();
+                let [c, d] = lo.to_be_bytes();
+                ClientKey::V4([a, b, c, d])
+            }
+            Some(g) => {
+                let mut prefix = [0u8; 8];
+                for (pair, group) in prefix.chunks_exact_mut(2).zip(g) {
+                    pair.copy_from_slice(&group.to_be_bytes());
                 }
-            },
+                ClientKey::V6(prefix)
+            }
             None => ClientKey::Unknown,
         }
+    }
+
+    fn code(self) -> u128 {
+        match self {
+            ClientKey::Unknown => 0,
+            ClientKey::V4(a) => 1 << 64 | u128::from(u32::from_be_bytes(a)),
+            ClientKey::V6(p) => 2 << 64 | u128::from(u64::from_be_bytes(p)),
+        }
+    }
+}
+
+/// `a.b.c.d`, each part 1–3 decimal digits up to 255, no leading zero (as the standard
+/// library: `01` could be read as octal), nothing after.
+fn parse_v4(t: &[u8]) -> Option<[u8; 4]> {
+    let mut out = [0u8; 4];
+    let mut i = 0;
+    for (n, slot) in out.iter_mut().enumerate() {
+        if n > 0 {
+            if t.get(i) != Some(&b'.') {
+                return None;
+            }
+            i += 1;
+        }
+        let start = i;
+        let mut value = 0u32;
+        while let Some(d) = t.get(i).filter(|b| b.is_ascii_digit()) {
+            value = value * 10 + u32::from(d - b'0');
+            i += 1;
+            if i - start > 3 {
+                return None;
+            }
+        }
+        let leading_zero = i - start > 1 && t.get(start) == Some(&b'0');
+        if i == start || value > 255 || leading_zero {
+            return None;
+        }
+        *slot = value as u8;
+    }
+    (i == t.len()).then_some(out)
+}
+
+/// Eight 16-bit groups of 1–4 hex digits, `::` standing for one or more zero groups (once),
+/// the last 32 bits optionally as an IPv4 tail.
+fn parse_v6(t: &[u8]) -> Option<[u16; 8]> {
+    let mut groups = [0u16; 8];
+    let mut n = 0;
+    let mut gap = None;
+    let mut i = 0;
+    if t.starts_with(b"::") {
+        gap = Some(0);
+        i = 2;
+        if i == t.len() {
+            return Some(groups);
+        }
+    }
+    loop {
+        if let Some([a, b, c, d]) = t.get(i..).and_then(parse_v4) {
+            let pair = groups.get_mut(n..n + 2)?;
+            pair.copy_from_slice(&[u16::from_be_bytes([a, b]), u16::from_be_bytes([c, d])]);
+            n += 2;
+            break;
+        }
+        let start = i;
+        let mut value = 0u32;
+        while let Some(h) = t.get(i).and_then(|b| char::from(*b).to_digit(16)) {
+            value = value * 16 + h;
+            i += 1;
+            if i - start > 4 {
+                return None;
+            }
+        }
+        if i == start {
+            return None;
+        }
+        *groups.get_mut(n)? = value as u16;
+        n += 1;
+        match t.get(i) {
+            None => break,
+            Some(b':') if t.get(i + 1) == Some(&b':') => {
+                if gap.is_some() {
+                    return None;
+                }
+                gap = Some(n);
+                i += 2;
+                if i == t.len() {
+                    break;
+                }
+            }
+            Some(b':') if i + 1 < t.len() => i += 1,
+            _ => return None,
+        }
+    }
+    match gap {
+        None if n == 8 => Some(groups),
+        Some(g) if n < 8 => {
+            let mut out = [0u16; 8];
+            out.get_mut(..g)?.copy_from_slice(groups.get(..g)?);
+            out.get_mut(8 - (n - g)..)?
+                .copy_from_slice(groups.get(g..n)?);
+            Some(out)
+        }
+        _ => None,
     }
 }
 
@@ -69,13 +184,14 @@ pub enum Verdict {
     },
 }
 
-/// Buckets for at most `capacity` clients.
+/// Buckets for at most `capacity` clients: a plain table scanned in full (a few thousand entries,
+/// on the challenge endpoint only), which keeps the wasm small.
 #[derive(Debug)]
 pub struct RateLimiter {
     limit: Limit,
     capacity: usize,
-    /// Theoretical arrival time per client, unix milliseconds.
-    tat: HashMap<ClientKey, i64>,
+    /// (client, theoretical arrival time in unix milliseconds).
+    tat: Vec<(u128, i64)>,
 }
 
 impl RateLimiter {
@@ -86,7 +202,7 @@ impl RateLimiter {
                 interval_ms: limit.interval_ms.max(1),
             },
             capacity: capacity.max(1),
-            tat: HashMap::new(),
+            tat: Vec::new(),
         }
     }
 
@@ -102,19 +218,24 @@ impl RateLimiter {
 
     /// Count one request of `key` at `now_ms`.
     pub fn check(&mut self, key: ClientKey, now_ms: i64) -> Verdict {
+        let key = key.code();
         let interval = self.limit.interval_ms;
         let tolerance = interval.saturating_mul(i64::from(self.limit.burst) - 1);
+        let slot = self.tat.iter().position(|(k, _)| *k == key);
         // Never behind now (a full bucket), never further ahead than an empty one: a clock that
         // jumps back cannot lock a client out for longer than the limit itself does.
-        let tat = self.tat.get(&key).copied().unwrap_or(now_ms).clamp(
-            now_ms,
-            now_ms.saturating_add(tolerance).saturating_add(interval),
-        );
+        let tat = slot
+            .and_then(|i| self.tat.get(i))
+            .map_or(now_ms, |(_, t)| *t)
+            .clamp(
+                now_ms,
+                now_ms.saturating_add(tolerance).saturating_add(interval),
+            );
         let ahead = tat.saturating_sub(now_ms);
         if ahead > tolerance {
             // Keep the clamped time, so a clock jump back is forgotten after one interval.
-            if let Some(slot) = self.tat.get_mut(&key) {
-                *slot = tat;
+            if let Some(entry) = slot.and_then(|i| self.tat.get_mut(i)) {
+                entry.1 = tat;
             }
             let wait_ms = ahead - tolerance;
             let secs = (wait_ms.saturating_add(999) / 1000).clamp(1, i64::from(u32::MAX));
@@ -122,27 +243,34 @@ impl RateLimiter {
                 retry_after_secs: u32::try_from(secs).unwrap_or(u32::MAX),
             };
         }
-        if !self.tat.contains_key(&key) && self.tat.len() >= self.capacity {
-            self.evict(now_ms);
+        let next = tat.saturating_add(interval);
+        match slot.and_then(|i| self.tat.get_mut(i)) {
+            Some(entry) => entry.1 = next,
+            None => {
+                if self.tat.len() >= self.capacity {
+                    self.evict(now_ms);
+                }
+                self.tat.push((key, next));
+            }
         }
-        self.tat.insert(key, tat.saturating_add(interval));
         Verdict::Allow
     }
 
     /// Make room for one entry: drop every client whose bucket is full again (the same as not
     /// being tracked); if none is, drop the one nearest to full (it loses the least).
     fn evict(&mut self, now_ms: i64) {
-        self.tat.retain(|_, tat| *tat > now_ms);
+        self.tat.retain(|(_, tat)| *tat > now_ms);
         if self.tat.len() < self.capacity {
             return;
         }
-        if let Some(key) = self
+        let nearest = self
             .tat
             .iter()
-            .min_by_key(|(_, tat)| **tat)
-            .map(|(key, _)| *key)
-        {
-            self.tat.remove(&key);
+            .enumerate()
+            .min_by_key(|(_, (_, tat))| *tat)
+            .map(|(i, _)| i);
+        if let Some(i) = nearest {
+            self.tat.swap_remove(i);
         }
     }
 }
@@ -300,6 +428,95 @@ mod tests {
         assert_eq!(a, ClientKey::V6([0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 2]));
         for junk in [None, Some(""), Some("unknown"), Some("1.2.3.4, 5.6.7.8")] {
             assert_eq!(ClientKey::from_header(junk), ClientKey::Unknown);
+        }
+    }
+
+    #[test]
+    fn the_address_parser_agrees_with_the_standard_library() {
+        use std::net::IpAddr;
+        let cases = [
+            "0.0.0.0",
+            "255.255.255.255",
+            "192.0.2.1",
+            "01.2.3.4",
+            "1.2.3",
+            "1.2.3.4.5",
+            "256.1.1.1",
+            "1..2.3",
+            " 1.2.3.4",
+            "+1.2.3.4",
+            "::",
+            "::1",
+            "1::",
+            "2001:db8::1",
+            "2001:0db8:0000:0000:0000:0000:0000:0001",
+            "2001:db8:1:2:3:4:5:6",
+            "2001:db8:1:2:3:4:5:6:7",
+            "2001:db8:1:2:3:4:5",
+            "1:2:3:4:5:6:7::",
+            "::2:3:4:5:6:7:8",
+            "1::2::3",
+            ":::",
+            "1:::2",
+            "12345::",
+            "g::",
+            "+1::",
+            "1:+2::",
+            "::ffff:192.0.2.7",
+            "::ffff:c000:0207",
+            "64:ff9b::192.0.2.7",
+            "::192.0.2.7",
+            "1:2:3:4:5:6:1.2.3.4",
+            "1:2:3:4:5:6:7:1.2.3.4",
+            "1.2.3.4:1::",
+            "::1.2.3",
+            "1.2.3.4::",
+            "fe80::1%eth0",
+            "[::1]",
+            "2001:DB8::A",
+            ":1::",
+            "1::2:",
+            "::1.2.3.4:5",
+        ];
+        fn standard(text: &str) -> ClientKey {
+            match text.trim().parse::<IpAddr>() {
+                Ok(IpAddr::V4(a)) => ClientKey::V4(a.octets()),
+                Ok(IpAddr::V6(a)) => match a.to_ipv4_mapped() {
+                    Some(v4) => ClientKey::V4(v4.octets()),
+                    None => {
+                        let o = a.octets();
+                        ClientKey::V6([o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7]])
+                    }
+                },
+                Err(_) => ClientKey::Unknown,
+            }
+        }
+        for text in cases {
+            assert_eq!(
+                ClientKey::from_header(Some(text)),
+                standard(text),
+                "{text:?}"
+            );
+        }
+        // And on 200,000 random strings over the characters addresses are made of.
+        let alphabet = b"0123456789abcdefABCDEF:.:.::f0";
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..200_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 40) as usize;
+            let text: String = (0..len)
+                .map(|i| {
+                    let r = seed.rotate_left(i as u32 * 5) ^ (i as u64).wrapping_mul(0x9e37);
+                    char::from(alphabet[(r % alphabet.len() as u64) as usize])
+                })
+                .collect();
+            assert_eq!(
+                ClientKey::from_header(Some(&text)),
+                standard(&text),
+                "{text:?}"
+            );
         }
     }
 }

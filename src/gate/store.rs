@@ -14,7 +14,8 @@
 //! stored is capped ([`keep_until`]), so the sweep alarm is always a valid time whatever `exp`
 //! says.
 
-use serde::{Deserialize, Serialize};
+#[cfg(test)]
+use serde::Serialize;
 
 /// The object's base URL (its host is never resolved: a stub's fetch goes to the object).
 pub const BASE_URL: &str = "https://nonce-store/";
@@ -74,18 +75,48 @@ impl Op {
 }
 
 /// One request: record `id` until `exp`; `now` is the Worker's time (unix seconds).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(Serialize))]
 pub struct Record {
     pub id: String,
     pub exp: i64,
     pub now: i64,
 }
 
+impl Record {
+    /// The JSON body (what serde would write; written by hand to keep another serializer out of
+    /// the wasm). `id` is written as it is: the Worker's ids are base64url, and [`accept`]
+    /// refuses anything else.
+    pub fn to_json(&self) -> String {
+        format!(
+            "{{\"id\":\"{}\",\"exp\":{},\"now\":{}}}",
+            self.id, self.exp, self.now
+        )
+    }
+}
+
 /// The answer: `ok` is true the first time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Answer {
     pub ok: bool,
+}
+
+impl Answer {
+    /// `{"ok":true}` or `{"ok":false}`.
+    pub fn to_json(self) -> &'static str {
+        if self.ok {
+            r#"{"ok":true}"#
+        } else {
+            r#"{"ok":false}"#
+        }
+    }
+
+    /// Exactly `{"ok": <bool>}` (strict JSON, any spacing); anything else is `None`.
+    pub fn from_json(body: &str) -> Option<Answer> {
+        let map = crate::jose::json::parse_object(body.as_bytes()).ok()?;
+        let ok = map.get("ok")?.as_bool()?;
+        (map.len() == 1).then_some(Answer { ok })
+    }
 }
 
 /// Why the store refused a request (answered 400; the Worker then fails closed with 503).
@@ -111,9 +142,24 @@ pub struct Row {
     pub now: i64,
 }
 
+/// The body as a [`Record`]: a JSON object with exactly the three members, no duplicate, `id` a
+/// string and `exp`, `now` integers within i64 (read with the strict parser of the JOSE core,
+/// so no second JSON deserializer is compiled into the wasm).
+fn record(body: &str) -> Option<Record> {
+    let map = crate::jose::json::parse_object(body.as_bytes()).ok()?;
+    if map.len() != 3 {
+        return None;
+    }
+    Some(Record {
+        id: map.get("id")?.as_str()?.to_owned(),
+        exp: map.get("exp")?.as_i64()?,
+        now: map.get("now")?.as_i64()?,
+    })
+}
+
 /// Check a request body against the store's clock (`store_now`, unix seconds).
-pub fn accept(body: &[u8], store_now: i64) -> Result<Row, Refusal> {
-    let record: Record = serde_json::from_slice(body).map_err(|_| Refusal::Body)?;
+pub fn accept(body: &str, store_now: i64) -> Result<Row, Refusal> {
+    let record = record(body).ok_or(Refusal::Body)?;
     let id_ok = !record.id.is_empty()
         && record.id.len() <= MAX_ID
         && record
@@ -162,13 +208,15 @@ mod tests {
 
     const NOW: i64 = 1_700_000_000;
 
-    fn body(id: &str, exp: i64, now: i64) -> Vec<u8> {
-        serde_json::to_vec(&Record {
+    fn body(id: &str, exp: i64, now: i64) -> String {
+        let record = Record {
             id: id.into(),
             exp,
             now,
-        })
-        .unwrap()
+        };
+        // The hand-written form is exactly serde's.
+        assert_eq!(record.to_json(), serde_json::to_string(&record).unwrap());
+        record.to_json()
     }
 
     #[test]
@@ -201,11 +249,14 @@ mod tests {
             r#"{"id":"a","exp":1e30,"now":1700000000}"#,
             r#"{"id":"a","exp":1700000100,"now":1700000000,"extra":1}"#,
             r#"{"id":1,"exp":1700000100,"now":1700000000}"#,
+            r#"{"id":"a","exp":1700000100,"now":1700000000,"now":1700000000}"#,
+            r#"{"id":"a","exp":18446744073709551615,"now":1700000000}"#,
+            r#"{"id":"a","exp":1700000100,"now":1700000000} x"#,
             r#"[]"#,
             "",
             "not json",
         ] {
-            assert_eq!(accept(text.as_bytes(), NOW), Err(Refusal::Body), "{text}");
+            assert_eq!(accept(text, NOW), Err(Refusal::Body), "{text}");
         }
     }
 
@@ -269,6 +320,30 @@ mod tests {
         // A sweep at the alarm time deletes the row (exp < sweep_before(alarm time)).
         let alarm_secs = sweep_at_ms(NOW, 5_000) / 1000;
         assert!(NOW < sweep_before(alarm_secs));
+    }
+
+    #[test]
+    fn answers_round_trip_and_nothing_else_is_one() {
+        for ok in [true, false] {
+            let text = Answer { ok }.to_json();
+            assert_eq!(Answer::from_json(text), Some(Answer { ok }));
+            assert_eq!(text, serde_json::json!({ "ok": ok }).to_string());
+        }
+        assert_eq!(
+            Answer::from_json(r#"{ "ok" : true }"#),
+            Some(Answer { ok: true })
+        );
+        for bad in [
+            "",
+            "true",
+            r#"{"ok":1}"#,
+            r#"{"ok":"true"}"#,
+            r#"{"ok":true,"x":1}"#,
+            r#"{"ok":true,"ok":false}"#,
+            r#"{}"#,
+        ] {
+            assert_eq!(Answer::from_json(bad), None, "{bad}");
+        }
     }
 
     #[test]
