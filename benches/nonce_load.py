@@ -10,7 +10,7 @@ benches/nonce_load/policy (`nonce_shards` filled in, via ATTESTGATE_POLICY_DIR),
 `wrangler dev` on loopback with a throw-away --persist-to, and drives three phases with a bounded
 number of requests, a bounded time and a fixed number of concurrent keep-alive connections:
 
-- issue:    POST {challenge_path}                     (one Durable Object write per request)
+- issue:    POST {challenge_path}                     (no store write since issue 12)
 - consume:  GET /bench/consume, HS256 token whose `nonce` claim is one of the issued nonces
             (verify + one Durable Object consume + forward to a local origin)
 - baseline: GET /bench/baseline, the same HS256 token kind without a nonce
@@ -178,8 +178,11 @@ def bench_one(shards, build_dir, workdir, args):
         phase = Phase(gw.port, args.concurrency, args.max_seconds)
         exp = int(time.time()) + 3000
 
-        def issue(_):
-            return "POST", CHALLENGE_PATH, {}
+        def issue(i):
+            # One client address per request: the challenge endpoint is rate-limited per
+            # address (docs/nonces.md); `wrangler dev` keeps a CF-Connecting-IP the client sent.
+            address = f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"
+            return "POST", CHALLENGE_PATH, {"cf-connecting-ip": address}
 
         def got_nonce(resp, body):
             if resp.status != 200:

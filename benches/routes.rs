@@ -61,6 +61,7 @@ fn policy(n: usize) -> Policy {
             allow_insecure_http: false,
             nonce_shards: 4,
             case_sensitive_paths: false,
+            origin_timeout_secs: 100,
         }),
         provider: Default::default(),
         route: routes,

@@ -14,6 +14,17 @@ trap marked critical on the way out (`handleMaybeCritical`) — and makes it the
 The class, its Proxy and every other export (the `NonceStore` Durable Object) stay as
 worker-build wrote them.
 
+Traps and requests in flight (issue 12): a request that waits (WebCrypto, a key fetch, the
+nonce store, a DPoP route's origin) is a task of the executor in `src/edge/task.rs`, whose
+JavaScript half (`src/edge/task.js`) holds every pending task. When an instance traps, those
+requests can never be answered by it. So the entry
+- registers `handleMaybeCritical` as `globalThis[Symbol.for("attestgate.markCritical")]`, which
+  `task.js` calls when a trap happens inside a promise reaction or microtask (outside this
+  entry), so that the next request re-initialises the instance;
+- after a synchronous trap, calls `globalThis[Symbol.for("attestgate.resetTasks")]`, which
+  answers every pending task at once with the gateway's 503 `temporarily_unavailable` (the
+  trapping request itself is rethrown, as before: the runtime answers it with its 500).
+
 The minified names differ per build, so the pieces are found by their shape. If any is missing
 (another worker-build version), the build fails here rather than ship an unknown entry.
 """
@@ -47,7 +58,9 @@ def patch(text: str) -> str:
     # Parameter names no minifier picks, so they cannot shadow the three functions called.
     entry = (f"var {ENTRY}={{fetch($request,$env,$ctx){{{reinit_fn}();"
              f"try{{return {wasm_fetch}($request,$env,$ctx)}}"
-             f"catch($error){{throw {critical_fn}($error),$error}}}}}};")
+             f"catch($error){{throw {critical_fn}($error),"
+             f"globalThis[Symbol.for(\"attestgate.resetTasks\")]?.($error),$error}}}}}};"
+             f"globalThis[Symbol.for(\"attestgate.markCritical\")]={critical_fn};")
     start, end = default.span()
     export = re.sub(rf"(?<![\w$]){re.escape(default.group(1))} as default\b", f"{ENTRY} as default",
                     text[start:end])

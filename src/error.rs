@@ -140,6 +140,10 @@ pub enum Error {
     /// The path's routes (or the challenge endpoint) do not take the method; the `Allow` value.
     MethodNotAllowed(Allow),
 
+    // ---- 429 ----------------------------------------------------------------------------------
+    /// The client address asked for more challenges than its budget allows.
+    RateLimited,
+
     // ---- 5xx ----------------------------------------------------------------------------------
     /// The issuer's JWKS could not be fetched and no usable cached keys remain.
     KeysUnavailable,
@@ -151,6 +155,11 @@ pub enum Error {
     PolicyUnavailable,
     /// The origin could not be reached.
     OriginUnreachable,
+    /// The origin sent no response headers within the gateway's origin timeout.
+    OriginTimeout,
+    /// The gateway's WebAssembly instance trapped while this request was in flight; it is
+    /// being reset (the answer is made by the JavaScript entry, `src/edge/task.js`).
+    InstanceReset,
     /// A runtime failure the adapter has no better name for (fail closed, details only in the
     /// log).
     Internal,
@@ -243,11 +252,14 @@ impl Error {
             DelegationTooDeep => "delegation_too_deep",
             NoRoute => "no_route",
             MethodNotAllowed(_) => "method_not_allowed",
+            RateLimited => "rate_limited",
             KeysUnavailable => "keys_unavailable",
             NonceStoreUnavailable => "nonce_store_unavailable",
             SecretUnavailable => "secret_unavailable",
             PolicyUnavailable => "policy_unavailable",
             OriginUnreachable => "origin_unreachable",
+            OriginTimeout => "origin_timeout",
+            InstanceReset => "instance_reset",
             Internal => "internal_error",
         }
     }
@@ -278,10 +290,14 @@ impl Error {
             }
             NoRoute => Class::NotFound,
             MethodNotAllowed(_) => Class::MethodNotAllowed,
-            KeysUnavailable | NonceStoreUnavailable | SecretUnavailable | PolicyUnavailable => {
-                Class::Unavailable
-            }
+            RateLimited => Class::RateLimited,
+            KeysUnavailable
+            | NonceStoreUnavailable
+            | SecretUnavailable
+            | PolicyUnavailable
+            | InstanceReset => Class::Unavailable,
             OriginUnreachable => Class::BadGateway,
+            OriginTimeout => Class::GatewayTimeout,
             Internal => Class::ServerError,
         }
     }
@@ -310,10 +326,13 @@ impl Error {
             }
             NoRoute => "No route matches the request.",
             MethodNotAllowed(_) => "Method not allowed.",
+            RateLimited => "Too many requests; retry later.",
             KeysUnavailable => "The token issuer's keys are temporarily unavailable.",
             NonceStoreUnavailable => "The nonce store is temporarily unavailable.",
             SecretUnavailable | PolicyUnavailable => "The gateway is not fully configured.",
             OriginUnreachable => "The origin could not be reached.",
+            OriginTimeout => "The origin did not answer in time.",
+            InstanceReset => "The gateway is restarting; retry shortly.",
             Internal => "Internal error.",
             _ => "The token is invalid.",
         }
@@ -347,7 +366,12 @@ impl Error {
             Class::UseAttestationChallenge => FreshNonce::Attestation,
             _ => FreshNonce::No,
         };
-        let retry_after = (class == Class::Unavailable).then_some(5);
+        // 429: the caller replaces this with the limiter's exact wait.
+        let retry_after = match class {
+            Class::Unavailable => Some(5),
+            Class::RateLimited => Some(1),
+            _ => None,
+        };
         Wire {
             status,
             code,
@@ -447,8 +471,10 @@ enum Class {
     InsufficientScope,
     NotFound,
     MethodNotAllowed,
+    RateLimited,
     Unavailable,
     BadGateway,
+    GatewayTimeout,
     ServerError,
 }
 
@@ -464,8 +490,10 @@ impl Class {
             Class::InsufficientScope => (403, "insufficient_scope"),
             Class::NotFound => (404, "not_found"),
             Class::MethodNotAllowed => (405, "method_not_allowed"),
+            Class::RateLimited => (429, "rate_limited"),
             Class::Unavailable => (503, "temporarily_unavailable"),
             Class::BadGateway => (502, "bad_gateway"),
+            Class::GatewayTimeout => (504, "gateway_timeout"),
             Class::ServerError => (500, "server_error"),
         }
     }
@@ -537,6 +565,9 @@ mod tests {
                 false,
             ),
             (Error::OriginUnreachable, 502, "bad_gateway", false),
+            (Error::RateLimited, 429, "rate_limited", false),
+            (Error::OriginTimeout, 504, "gateway_timeout", false),
+            (Error::InstanceReset, 503, "temporarily_unavailable", false),
             (Error::Internal, 500, "server_error", false),
         ];
         for (e, status, code, challenge) in cases {
@@ -556,6 +587,9 @@ mod tests {
         assert_eq!(Error::NoRoute.wire("r").allow, None);
         let w = Error::PathVariant.wire("r");
         assert_eq!((w.status, w.code, w.allow), (400, "invalid_request", None));
+        assert_eq!(Error::InstanceReset.wire("r").retry_after, Some(5));
+        assert_eq!(Error::RateLimited.wire("r").retry_after, Some(1));
+        assert_eq!(Error::OriginTimeout.wire("r").retry_after, None);
         assert_eq!(
             Error::ChallengeUnknown.wire("r").fresh_nonce,
             FreshNonce::Attestation

@@ -152,8 +152,9 @@ enum Call {
     Seen { shard: u8, id: String, exp: i64 },
 }
 
-/// In-memory nonce store with the Durable Object's semantics: `consume` deletes a live nonce
-/// (true once), `seen` records an id until `exp` (true the first time).
+/// In-memory nonce store with the Durable Object's semantics (`src/gate/store.rs`): nothing is
+/// stored when a nonce is issued; `consume` records a nonce's first use (true once), `seen`
+/// records an id until `exp` (true the first time).
 #[derive(Default)]
 struct FakeReplay {
     nonces: RefCell<HashMap<(u8, String), i64>>,
@@ -163,12 +164,6 @@ struct FakeReplay {
 }
 
 impl FakeReplay {
-    fn record_issued(&self, n: &NonceRef) {
-        self.nonces
-            .borrow_mut()
-            .insert((n.shard, n.id.clone()), n.exp);
-    }
-
     fn calls(&self) -> Vec<Call> {
         self.calls.borrow().clone()
     }
@@ -187,11 +182,12 @@ impl ReplayGuard for FakeReplay {
         if self.unreachable.get() {
             return Err(Error::NonceStoreUnavailable);
         }
-        let mut nonces = self.nonces.borrow_mut();
-        match nonces.remove(&(nonce.shard, nonce.id.clone())) {
-            Some(exp) => Ok(exp >= now),
-            None => Ok(false),
-        }
+        // The pipeline only consumes nonces it verified as live.
+        assert!(nonce.exp >= now, "an expired nonce reached the store");
+        let mut used = self.nonces.borrow_mut();
+        Ok(used
+            .insert((nonce.shard, nonce.id.clone()), nonce.exp)
+            .is_none())
     }
 
     async fn first_seen(&self, shard: u8, id: &str, exp: i64, now: i64) -> Result<bool, Error> {
@@ -411,12 +407,11 @@ impl World {
         format!("{prefix}-{}", self.counter.get())
     }
 
-    /// A nonce as the challenge endpoint makes it: MAC'd text, recorded in its shard.
+    /// A nonce as the challenge endpoint makes it: MAC'd text, nothing stored.
     fn challenge_at(&self, issued_at: i64) -> String {
         let mut random = [0u8; 16];
         getrandom::fill(&mut random).unwrap();
         let issued = nonce::issue(&self.nonce_key, SHARDS, issued_at, TTL, random).unwrap();
-        self.replay.record_issued(&issued.nonce);
         issued.text
     }
 
@@ -645,8 +640,7 @@ fn nonce_made_with_another_key_is_refused_without_store_call() {
     let w = World::new();
     let other = NonceKey::new(vec![0x43; 32]).unwrap();
     let issued = nonce::issue(&other, SHARDS, NOW, TTL, [3u8; 16]).unwrap();
-    // Even if the store knew the id, the MAC decides first.
-    w.replay.record_issued(&issued.nonce);
+    // The MAC decides before any store call.
     let token = w.attestation(json!({ "nonce": issued.text }));
     assert_eq!(
         w.run("POST", "/attest/pay", &[("attestation", &token)]),
@@ -695,17 +689,36 @@ fn expired_nonce_is_refused_without_store_call() {
 }
 
 #[test]
-fn nonce_unknown_to_the_store_is_challenge_used() {
-    // Well-formed and MAC'd, but never recorded (e.g. the issue write was lost): single use
-    // cannot be proven, so it is refused.
+fn a_nonce_is_recorded_at_its_first_use_only_and_kept_until_it_expires() {
+    // Issuing stores nothing (the MAC proves the gateway made it); the first use records its
+    // id in its shard until the nonce's own expiry, and every later use finds the record.
     let w = World::new();
-    let issued = nonce::issue(&w.nonce_key, SHARDS, NOW, TTL, [9u8; 16]).unwrap();
+    let issued = nonce::issue(&w.nonce_key, SHARDS, NOW - 10, TTL, [9u8; 16]).unwrap();
+    assert_no_store_calls(&w);
     let token = w.attestation(json!({ "nonce": issued.text }));
+    assert!(w
+        .run("POST", "/attest/pay", &[("attestation", &token)])
+        .is_ok());
     assert_eq!(
-        w.run("POST", "/attest/pay", &[("attestation", &token)]),
+        w.replay.calls(),
+        vec![Call::Consume {
+            shard: issued.nonce.shard,
+            id: issued.nonce.id.clone()
+        }]
+    );
+    assert_eq!(
+        w.replay
+            .nonces
+            .borrow()
+            .get(&(issued.nonce.shard, issued.nonce.id.clone())),
+        Some(&(NOW - 10 + TTL))
+    );
+    let again = w.attestation(json!({ "nonce": issued.text }));
+    assert_eq!(
+        w.run("POST", "/attest/pay", &[("attestation", &again)]),
         Err(Error::ChallengeUsed)
     );
-    assert_eq!(consumes(&w), 1);
+    assert_eq!(consumes(&w), 2);
 }
 
 #[test]
@@ -896,6 +909,30 @@ fn replay_jti_token_is_accepted_once() {
     // Another jti from the same issuer is independent.
     let other = w.idp_token(json!({ "scope": "once:use" }));
     assert!(w.run("GET", "/once", &[("once-token", &other)]).is_ok());
+}
+
+#[test]
+fn replay_jti_token_that_outlives_the_store_record_is_refused() {
+    // The store keeps a record at most MAX_RECORD_SECS (so its sweep alarm is always valid):
+    // a one-time token that would still be valid after that could be replayed then.
+    let w = World::new();
+    let limit = NOW + attestgate::gate::store::MAX_RECORD_SECS;
+    for exp in [limit, i64::MAX] {
+        let token = w.idp_token(json!({ "scope": "once:use", "exp": exp }));
+        assert_eq!(
+            w.run("GET", "/once", &[("once-token", &token)]),
+            Err(Error::LifetimeTooLong),
+            "{exp}"
+        );
+    }
+    assert_no_store_calls(&w);
+    // The providers' own lifetime bound (at most 365 days, `max_lifetime_secs`) is inside the
+    // store's, so the store cap is a second line: a token within its provider's lifetime is
+    // accepted and recorded until its expiry.
+    let token = w.idp_token(json!({ "scope": "once:use", "exp": NOW + 300 }));
+    assert!(w.run("GET", "/once", &[("once-token", &token)]).is_ok());
+    assert_eq!(seens(&w), 1);
+    const { assert!(attestgate::gate::store::MAX_RECORD_SECS > 365 * 86_400 + 60) };
 }
 
 #[test]

@@ -76,24 +76,53 @@ pub fn send(
     ))
 }
 
+/// Set once per isolate: the origin timeout and the wire form of its 504 (`src/error.rs`).
+pub fn configure(gate: &Gate) {
+    let wire = Error::OriginTimeout.wire(&gate.realm);
+    configure_timeout(
+        f64::from(gate.origin_timeout_secs) * 1000.0,
+        wire.status,
+        wire.code,
+        wire.description,
+    );
+}
+
 // The subrequest itself, in a few lines of JavaScript: `fetch(url, init)` with no Request object
 // in between, and an unreachable origin turned into the gateway's own 502 (and an error line
-// in the log) instead of the runtime's bare 500, without a Rust closure per request.
+// in the log) instead of the runtime's bare 500, without a Rust closure per request. The
+// response headers must arrive within the origin timeout (`origin_timeout_secs`), else the
+// subrequest is aborted and the answer is the gateway's 504; the body streams with no limit.
 #[wasm_bindgen(inline_js = r#"
+let timeout = { ms: 100000, status: 504, code: "gateway_timeout", description: "" };
+export function configureTimeout(ms, status, code, description) {
+  timeout = { ms, status, code, description };
+}
 export function forward(url, method, headers, body, badGateway) {
-  const init = { method, headers, redirect: "manual" };
+  const abort = new AbortController();
+  const init = { method, headers, redirect: "manual", signal: abort.signal };
   if (body) init.body = body;
-  return fetch(url, init).catch((e) => {
+  let timedOut = false;
+  const timer = setTimeout(() => { timedOut = true; abort.abort(); }, timeout.ms);
+  return fetch(url, init).then((r) => { clearTimeout(timer); return r; }, (e) => {
+    clearTimeout(timer);
     const { request_id } = JSON.parse(badGateway);
-    console.error(JSON.stringify({ attestgate: "origin_error", request_id, reason: "origin_unreachable", detail: String(e) }));
-    return new Response(badGateway, {
-      status: 502,
+    console.error(JSON.stringify(timedOut
+      ? { attestgate: "origin_timeout", request_id, reason: "origin_timeout", timeout_ms: timeout.ms }
+      : { attestgate: "origin_error", request_id, reason: "origin_unreachable", detail: String(e) }));
+    const answer = timedOut
+      ? JSON.stringify({ error: timeout.code, error_description: timeout.description, request_id })
+      : badGateway;
+    return new Response(answer, {
+      status: timedOut ? timeout.status : 502,
       headers: { "content-type": "application/json", "cache-control": "no-store" },
     });
   });
 }
 "#)]
 extern "C" {
+    #[wasm_bindgen(js_name = configureTimeout)]
+    fn configure_timeout(ms: f64, status: u16, code: &str, description: &str);
+
     fn forward(
         url: &str,
         method: &str,

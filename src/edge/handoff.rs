@@ -1,5 +1,7 @@
 //! The Worker's side of [`crate::handoff`]: a request's future as a JavaScript promise, already
-//! settled when the future finished within its first poll, else driven by [`super::task`].
+//! settled when the future finished within its first poll, else driven by [`super::task`]
+//! (under the task id its first poll ran as, so that `task.js` knows which request waits on
+//! what the first poll started).
 
 use std::future::Future;
 
@@ -8,9 +10,9 @@ use wasm_bindgen::JsValue;
 use crate::handoff::first_poll;
 
 pub fn promise(run: impl Future<Output = Result<JsValue, JsValue>> + 'static) -> js_sys::Promise {
-    match first_poll(run) {
-        Ok(Ok(v)) => js_sys::Promise::resolve(&v),
-        Ok(Err(e)) => js_sys::Promise::reject(&e),
-        Err(rest) => super::task::spawn(rest),
+    match super::task::first_poll_as_task(|| first_poll(run)) {
+        (_, Ok(Ok(v))) => js_sys::Promise::resolve(&v),
+        (_, Ok(Err(e))) => js_sys::Promise::reject(&e),
+        (id, Err(rest)) => super::task::spawn(id, rest),
     }
 }

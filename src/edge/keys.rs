@@ -1,18 +1,25 @@
 //! The [`KeySource`] seam in the Worker: JWKS fetched from `jwks_uri` (with a timeout, a size cap,
-//! no redirects) and cached in isolate memory and in the Cache API; inline JWKS; HMAC secrets from
-//! Worker secrets. When to fetch is decided by the pure [`KeyCache`].
+//! no redirects) and cached in isolate memory and in the Cache API (copies sealed with a MAC,
+//! [`verify_shared_copy`]); inline JWKS; HMAC secrets from Worker secrets. When to fetch is
+//! decided by the pure [`KeyCache`].
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::{select, Either};
 use futures_util::StreamExt;
-use worker::{Cache, Delay, Env, Fetch, Headers, Response};
+use worker::{Cache, Env, Fetch, Headers, Response};
 
-use crate::gate::key_cache::{cache_control_max_age, shared_copy_max_age, KeyCache, Plan};
+use super::task::{sleep, within};
+
+use crate::gate::key_cache::{
+    cache_control_max_age, seal_shared_copy, shared_copy_max_age, verify_shared_copy, CopyKey,
+    KeyCache, Plan,
+};
 use crate::gate::log::ascii_json;
+use crate::gate::nonce::NonceKey;
 use crate::gate::pipeline::KeySource;
 use crate::gate::runtime::{hmac_keys, KeySpec, ProviderRt, SecretFault};
 use crate::jose::{JwksLimits, JwksReport, KeyRejection, KeySet};
@@ -23,6 +30,9 @@ use crate::Error;
 pub const MAX_JWKS_BYTES: usize = 256 * 1024;
 /// Time allowed for the whole JWKS fetch, body included.
 pub const JWKS_TIMEOUT: Duration = Duration::from_secs(3);
+/// Time allowed for reading (body included) or writing a Cache API copy; past it, a read is a
+/// miss and a write is abandoned.
+pub const CACHE_API_TIMEOUT: Duration = Duration::from_secs(1);
 /// While another request's fetch is in flight ([`Plan::Wait`]): poll the cache this often, for at
 /// most [`WAIT_MAX`] (a little longer than the fetch timeout), then give up with 503.
 const WAIT_STEP: Duration = Duration::from_millis(20);
@@ -31,6 +41,9 @@ const WAIT_MAX: Duration = Duration::from_millis(3500);
 pub struct EdgeKeyCache {
     jwks: RefCell<KeyCache<KeySet>>,
     secrets: RefCell<HashMap<String, (String, Arc<KeySet>)>>,
+    /// The Cache API copy key, derived from `ATTESTGATE_NONCE_KEY` (and the secret text it was
+    /// derived from, so a changed secret derives again).
+    copy_key: RefCell<Option<(String, Rc<CopyKey>)>>,
 }
 
 impl EdgeKeyCache {
@@ -38,6 +51,7 @@ impl EdgeKeyCache {
         Self {
             jwks: RefCell::new(KeyCache::new()),
             secrets: RefCell::new(HashMap::new()),
+            copy_key: RefCell::new(None),
         }
     }
 }
@@ -64,17 +78,20 @@ impl KeySource for EdgeKeys<'_> {
                     if !matches!(plan, Plan::Wait) || waited >= WAIT_MAX {
                         break plan;
                     }
-                    Delay::from(WAIT_STEP).await;
+                    sleep(WAIT_STEP).await;
                     waited += WAIT_STEP;
                 };
                 match plan {
                     Plan::Use(keys) => Ok(keys),
                     Plan::Unavailable | Plan::Wait => Err(Error::KeysUnavailable),
                     Plan::Fetch { .. } => {
-                        let parsed = fetch_jwks(uri, refresh, self.now).await.and_then(|doc| {
-                            KeySet::from_jwks(&doc.body, &JwksLimits::default())
-                                .map(|(set, report)| (doc, set, report))
-                        });
+                        let copy_key = self.copy_key();
+                        let parsed = fetch_jwks(uri, refresh, self.now, copy_key.as_deref())
+                            .await
+                            .and_then(|doc| {
+                                KeySet::from_jwks(&doc.body, &JwksLimits::default())
+                                    .map(|(set, report)| (doc, set, report))
+                            });
                         match parsed {
                             Ok((doc, set, report)) => {
                                 log_report(&provider.name, &report);
@@ -89,9 +106,11 @@ impl KeySource for EdgeKeys<'_> {
                                 );
                                 // Share with the other isolates of this location: only a document
                                 // that gave usable keys, and no longer than it is fresh here.
-                                if usable && !doc.from_cache {
+                                if let (true, false, Some(key)) =
+                                    (usable, doc.from_cache, copy_key.as_deref())
+                                {
                                     let max_age = times.effective_max_age(doc.max_age);
-                                    share(uri, doc.body, max_age, self.now).await;
+                                    share(uri, doc.body, max_age, self.now, key).await;
                                 }
                                 keys.ok_or(Error::KeysUnavailable)
                             }
@@ -119,6 +138,22 @@ impl KeySource for EdgeKeys<'_> {
 }
 
 impl EdgeKeys<'_> {
+    /// The key that seals Cache API copies, derived from `ATTESTGATE_NONCE_KEY`. `None` without
+    /// a usable secret: then no copy is read or written (an unsealed copy could be planted by
+    /// any Worker on the zone). Asked for only when a fetch is due, not per request.
+    fn copy_key(&self) -> Option<Rc<CopyKey>> {
+        let text = super::read_secret(self.env, "ATTESTGATE_NONCE_KEY")?;
+        let mut cached = self.cache.copy_key.borrow_mut();
+        if let Some((seen, key)) = cached.as_ref() {
+            if *seen == text {
+                return Some(key.clone());
+            }
+        }
+        let key = Rc::new(CopyKey::derive(&NonceKey::from_base64(&text).ok()?));
+        *cached = Some((text, key.clone()));
+        Some(key)
+    }
+
     /// A provider's HMAC keys from its Worker secrets (base64), decoded once per set of values
     /// (cached under the provider's name). Every listed secret must be there and usable
     /// ([`hmac_keys`]); otherwise 503, and the log names the secret (never its value).
@@ -170,30 +205,48 @@ struct Document {
 
 /// Header of a Cache API copy: when the fetching isolate's freshness ends (unix seconds).
 const FRESH_UNTIL: &str = "x-attestgate-fresh-until";
+/// Header of a Cache API copy: its MAC ([`seal_shared_copy`]).
+const COPY_MAC: &str = "x-attestgate-copy-mac";
 
-/// Fetch a JWKS document: the Cache API copy first (unless refreshing), else the network, with a
-/// timeout over the whole exchange, no redirects, and a size cap. A Cache API copy is fresh only
-/// for what remains of the fetching isolate's freshness ([`shared_copy_max_age`]), so keys never
-/// outlive `jwks_cache_secs` by being passed between isolates, and an issuer outage is never
-/// hidden beyond the configured times.
-async fn fetch_jwks(uri: &str, refresh: bool, now: i64) -> Result<Document, Error> {
-    if !refresh {
-        if let Ok(Some(mut hit)) = Cache::default().get(uri, false).await {
-            let fresh_until = hit
-                .headers()
-                .get(FRESH_UNTIL)
-                .ok()
-                .flatten()
-                .and_then(|v| v.parse::<i64>().ok());
-            if let Some(max_age) = shared_copy_max_age(fresh_until, now) {
-                if let Ok(body) = read_capped(&mut hit).await {
-                    return Ok(Document {
-                        body,
-                        max_age: Some(max_age),
-                        from_cache: true,
-                    });
-                }
-            }
+/// A Cache API copy of `uri`'s document, if there is one that this gateway sealed (its MAC over
+/// the uri, the stamp and the body verifies) and that is still fresh; else `None` (fetch from
+/// the issuer).
+async fn shared_copy(uri: &str, now: i64, key: &CopyKey) -> Option<Document> {
+    let mut hit = Cache::default().get(uri, false).await.ok()??;
+    let header = |name| hit.headers().get(name).ok().flatten();
+    let fresh_until = header(FRESH_UNTIL).and_then(|v| v.parse::<i64>().ok())?;
+    let tag = header(COPY_MAC);
+    let max_age = shared_copy_max_age(Some(fresh_until), now)?;
+    let body = read_capped(&mut hit).await.ok()?;
+    if !verify_shared_copy(key, uri, fresh_until, &body, tag.as_deref()) {
+        log_line(
+            "warn",
+            serde_json::json!({"attestgate": "jwks_copy_refused", "reason": "copy_mac"}),
+        );
+        return None;
+    }
+    Some(Document {
+        body,
+        max_age: Some(max_age),
+        from_cache: true,
+    })
+}
+
+/// Fetch a JWKS document: the Cache API copy first (unless refreshing, or without a copy key),
+/// else the network, with a timeout over the whole exchange, no redirects, and a size cap. A
+/// Cache API copy is used only if its MAC verifies, and is fresh only for what remains of the
+/// fetching isolate's freshness ([`shared_copy_max_age`]), so keys never outlive
+/// `jwks_cache_secs` by being passed between isolates, and an issuer outage is never hidden
+/// beyond the configured times.
+async fn fetch_jwks(
+    uri: &str,
+    refresh: bool,
+    now: i64,
+    copy_key: Option<&CopyKey>,
+) -> Result<Document, Error> {
+    if let (false, Some(key)) = (refresh, copy_key) {
+        if let Some(Some(doc)) = within(CACHE_API_TIMEOUT, shared_copy(uri, now, key)).await {
+            return Ok(doc);
         }
     }
     let exchange = async {
@@ -212,11 +265,9 @@ async fn fetch_jwks(uri: &str, refresh: bool, now: i64) -> Result<Document, Erro
         let body = read_capped(&mut resp).await?;
         Ok((body, max_age))
     };
-    let timeout = Delay::from(JWKS_TIMEOUT);
-    let (body, max_age) = match select(Box::pin(exchange), timeout).await {
-        Either::Left((result, _)) => result?,
-        Either::Right(_) => return Err(Error::KeysUnavailable),
-    };
+    let (body, max_age) = within(JWKS_TIMEOUT, exchange)
+        .await
+        .ok_or(Error::KeysUnavailable)??;
     Ok(Document {
         body,
         max_age,
@@ -224,14 +275,25 @@ async fn fetch_jwks(uri: &str, refresh: bool, now: i64) -> Result<Document, Erro
     })
 }
 
-/// Put a document that gave usable keys into the Cache API for `max_age` seconds. Best effort.
-async fn share(uri: &str, body: Vec<u8>, max_age: i64, now: i64) {
+/// Put a document that gave usable keys into the Cache API for `max_age` seconds, sealed with
+/// its MAC. Best effort, and never longer than [`CACHE_API_TIMEOUT`].
+async fn share(uri: &str, body: Vec<u8>, max_age: i64, now: i64, key: &CopyKey) {
+    let fresh_until = now.saturating_add(max_age);
+    let Some(tag) = seal_shared_copy(key, uri, fresh_until, &body) else {
+        return;
+    };
     if let Ok(copy) = Response::from_bytes(body) {
         let headers = Headers::new();
         let _ = headers.set("content-type", "application/json");
         let _ = headers.set("cache-control", &format!("max-age={max_age}"));
-        let _ = headers.set(FRESH_UNTIL, &now.saturating_add(max_age).to_string());
-        let _ = Cache::default().put(uri, copy.with_headers(headers)).await;
+        let _ = headers.set(FRESH_UNTIL, &fresh_until.to_string());
+        let _ = headers.set(COPY_MAC, &tag);
+        let cache = Cache::default();
+        let _ = within(
+            CACHE_API_TIMEOUT,
+            cache.put(uri, copy.with_headers(headers)),
+        )
+        .await;
     }
 }
 

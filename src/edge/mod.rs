@@ -2,6 +2,8 @@
 //! seams. Everything that decides lives in [`crate::gate`]; this module reads the request, calls
 //! the pipeline, and turns its answer into a forwarded request or a refusal.
 
+#[cfg(attestgate_selftest)]
+mod fault_test;
 mod forward;
 mod handoff;
 mod keys;
@@ -16,13 +18,13 @@ use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::JsFuture;
 use worker::{web_sys, Env, Result};
 
 use crate::error::{self, FreshNonce};
 use crate::gate::log::DecisionLog;
 use crate::gate::nonce::{self, NonceKey};
 use crate::gate::pipeline::{self, NonceKeySource, RequestView};
+use crate::gate::rate_limit::{ClientKey, RateLimiter, Verdict};
 use crate::gate::url::{self, RequestUrl};
 use crate::gate::Gate;
 use crate::Error;
@@ -33,6 +35,8 @@ struct Isolate {
     keys: keys::EdgeKeyCache,
     crypto: webcrypto::WebCrypto,
     nonce_key: RefCell<Option<(String, Rc<NonceKey>)>>,
+    /// Challenge requests per client address (`CF-Connecting-IP`), bounded.
+    challenges: RefCell<RateLimiter>,
 }
 
 thread_local! {
@@ -45,10 +49,12 @@ fn isolate() -> std::result::Result<Rc<Isolate>, Error> {
             return Ok(isolate.clone());
         }
         let gate = Gate::from_embedded()?;
+        forward::configure(&gate);
         let isolate = Rc::new(Isolate {
             keys: keys::EdgeKeyCache::new(),
             crypto: webcrypto::WebCrypto::new(),
             nonce_key: RefCell::new(None),
+            challenges: RefCell::new(RateLimiter::for_challenges()),
             gate,
         });
         *cell.borrow_mut() = Some(isolate.clone());
@@ -188,6 +194,10 @@ async fn run(req: web_sys::Request, env: Env) -> std::result::Result<JsValue, Js
         .into());
     };
     #[cfg(attestgate_selftest)]
+    if let Some(answer) = fault_test::handle(&req, &req.method(), &url).await {
+        return answer;
+    }
+    #[cfg(attestgate_selftest)]
     if selftest::handles(url.path) {
         let r = selftest::handle(worker::Request::from(req)).await?;
         return Ok(web_sys::Response::from(r).into());
@@ -252,7 +262,8 @@ async fn handle(
     let nonce_key = LazyNonceKey::new(isolate, env);
     let replay = replay::DoReplay { env };
 
-    // Step 1: the challenge endpoint.
+    // Step 1: the challenge endpoint. Issuing is stateless (the nonce is MACed; it is recorded
+    // only when first used), so this costs no store call; it is rate-limited per client.
     if url.path == gate.challenge_path {
         log.route = Some(String::from("challenge"));
         if method != "POST" {
@@ -260,7 +271,18 @@ async fn handle(
             log.reason = Some(e.reason());
             return refusal(e, &gate.realm, id, None).map(Outcome::Answer);
         }
-        return match issue_nonce(gate, nonce_key.nonce_key(), &replay, now).await {
+        let client = ClientKey::from_header(req.headers().get("cf-connecting-ip")?.as_deref());
+        let verdict = isolate
+            .challenges
+            .borrow_mut()
+            .check(client, now_ms() as i64);
+        if let Verdict::Limited { retry_after_secs } = verdict {
+            log.reason = Some(Error::RateLimited.reason());
+            let mut wire = Error::RateLimited.wire(&gate.realm);
+            wire.retry_after = Some(retry_after_secs);
+            return respond(&wire, id, None).map(Outcome::Answer);
+        }
+        return match issue_nonce(gate, nonce_key.nonce_key(), now) {
             Ok(text) => {
                 log.verdict = "challenge";
                 let body = format!(
@@ -317,8 +339,8 @@ async fn handle(
             }
             // RFC 9449 §8.2: the proof's nonce is spent; the response carries the next one.
             // (An unreachable origin is already the gateway's 502; it gets the nonce too.)
-            let resp: web_sys::Response = JsFuture::from(sent).await?.unchecked_into();
-            let fresh = issue_nonce(gate, nonce_key.nonce_key(), &replay, now).await;
+            let resp: web_sys::Response = task::Settled::new(sent).await?.unchecked_into();
+            let fresh = issue_nonce(gate, nonce_key.nonce_key(), now);
             with_header(resp, "dpop-nonce", fresh.ok().as_deref()).map(Outcome::Answer)
         }
         Err(e) => {
@@ -327,27 +349,24 @@ async fn handle(
             let wire = e.wire_for(gate.challenge(log.route.as_deref()));
             let fresh = match wire.fresh_nonce {
                 FreshNonce::No => None,
-                _ => issue_nonce(gate, nonce_key.nonce_key(), &replay, now)
-                    .await
-                    .ok(),
+                _ => issue_nonce(gate, nonce_key.nonce_key(), now).ok(),
             };
             respond(&wire, id, fresh).map(Outcome::Answer)
         }
     }
 }
 
-/// Make a nonce and record it in its shard.
-async fn issue_nonce(
+/// Make a nonce. Nothing is stored: the MAC proves it is ours, and the store records it only
+/// when it is first used (`src/gate/store.rs`).
+fn issue_nonce(
     gate: &Gate,
     key: Option<&NonceKey>,
-    replay: &replay::DoReplay<'_>,
     now: i64,
 ) -> std::result::Result<String, Error> {
     let key = key.ok_or(Error::SecretUnavailable)?;
     let mut random = [0u8; 16];
-    getrandom::fill(&mut random).map_err(|_| Error::NonceStoreUnavailable)?;
+    getrandom::fill(&mut random).map_err(|_| Error::Internal)?;
     let issued = nonce::issue(key, gate.nonce_shards, now, gate.challenge_ttl_secs, random)?;
-    replay.issue(&issued.nonce).await?;
     Ok(issued.text)
 }
 

@@ -1,41 +1,39 @@
-//! The nonce-store Durable Object: single-use challenge nonces and first-seen records (`(iss,
-//! jti)` of `replay = "jti"` providers, DPoP proof `jti`s), on the object's own SQLite database.
+//! The nonce-store Durable Object: the first use of each challenge / DPoP nonce, and first-seen
+//! records (`(iss, jti)` of `replay = "jti"` providers, DPoP proof `jti`s), on the object's own
+//! SQLite database. The protocol and its checks are in `src/gate/store.rs` (shared with the
+//! Worker's side, `replay.rs`, and tested natively).
+//!
+//! Nothing is written when a nonce is issued (it is MACed): `consume` inserts the nonce's id if
+//! absent and keeps it until the nonce's expiry, so only a request whose tokens all verified
+//! can make the object write (the pipeline consumes last, `src/gate/pipeline.rs`).
 //!
 //! Exactly once: a Durable Object delivers one event at a time and only interleaves events at an
 //! `await`; SQLite calls are synchronous. Each check-and-set below is a single SQL statement with
-//! no `await` between the check and the write (`DELETE ... RETURNING`, `INSERT ... ON CONFLICT
-//! ... RETURNING`), so of any number of concurrent consumers of one nonce exactly one wins. The
-//! runtime's output gate holds each response until its write is durable.
+//! no `await` between the check and the write (`INSERT ... ON CONFLICT ... RETURNING`), so of any
+//! number of concurrent users of one nonce exactly one wins. The runtime's output gate holds
+//! each response until its write is durable.
 //!
-//! Bounded storage: every row has an expiry (`exp`, unix seconds, indexed). An alarm, scheduled
-//! for shortly after the earliest expiry, deletes expired rows in batches and re-arms itself while
-//! rows remain. Independently of the sweep, the number of live issued nonces per shard is capped
-//! ([`MAX_LIVE_NONCES`]): the challenge endpoint is unauthenticated, so a flood of `issue` calls
-//! is refused (503) rather than allowed to grow the table without limit.
+//! Bounded storage: every row has an end (`exp`, unix seconds, indexed), capped at
+//! `store::MAX_RECORD_SECS` ahead, so the sweep alarm is always a valid time. An alarm, scheduled
+//! for shortly after the earliest end (plus `store::CLOCK_MARGIN_SECS`), deletes ended rows in
+//! batches and re-arms itself while rows remain.
 //!
-//! Wire protocol (internal, Worker -> object): `POST https://nonce-store/<op>` with a JSON body.
-//! - `issue`   `{"id": "...", "exp": unix}`              -> `{"ok": bool}` (false: shard full)
-//! - `consume` `{"id": "...", "now": unix}`              -> `{"ok": bool}` (true exactly once)
-//! - `seen`    `{"id": "...", "exp": unix, "now": unix}` -> `{"ok": bool}` (true the first time)
-//!
-//! Anything else (unknown operation, bad body) is a non-200 answer, which the Worker treats as
-//! "store unavailable" and refuses with 503.
+//! Anything malformed (unknown operation, a body that is not exactly a `store::Record`, an
+//! implausible `now`, a past `exp`) is a 400 answer, which the Worker treats as "store
+//! unavailable" and refuses with 503: never a default value.
 
 use std::cell::Cell;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, State};
 
-/// How long after the earliest expiry the sweep runs (lets one alarm delete many rows).
+use crate::gate::store::{self, Answer, Op, Row};
+
+/// How long after the earliest end the sweep runs (lets one alarm delete many rows).
 const SWEEP_SLACK_MS: i64 = 5_000;
 /// Rows deleted per table per alarm run; when a batch is full the alarm re-arms at once, so a
 /// large backlog never blocks the object (and its consumers) for long.
 const SWEEP_BATCH: i64 = 2_000;
-/// Most live issued nonces in one shard. At 120 s TTL that is over 8,000 challenges per second
-/// per shard; beyond it `issue` answers `{"ok": false}` and the challenge endpoint 503.
-pub const MAX_LIVE_NONCES: i64 = 1_000_000;
-/// Longest store key accepted (nonce ids are 22 characters, replay ids 43).
-const MAX_ID: usize = 128;
 
 #[durable_object]
 pub struct NonceStore {
@@ -44,26 +42,11 @@ pub struct NonceStore {
     /// The alarm time (ms) as this instance last set or read it: `None` not known yet,
     /// `Some(None)` no alarm. Only this object sets its alarm, so the copy stays exact.
     alarm_at: Cell<Option<Option<i64>>>,
-    /// Live rows in `nonces`, counted once per instance and then kept up to date.
-    live_nonces: Cell<Option<i64>>,
-}
-
-#[derive(Deserialize)]
-struct Op {
-    id: String,
-    #[serde(default)]
-    exp: i64,
-    #[serde(default)]
-    now: i64,
-}
-
-#[derive(Serialize)]
-struct Outcome {
-    ok: bool,
 }
 
 #[derive(Deserialize)]
 struct Count {
+    #[allow(dead_code)]
     n: i64,
 }
 
@@ -72,12 +55,18 @@ struct NextExpiry {
     exp: Option<i64>,
 }
 
-const SCHEMA: [&str; 4] = [
-    "CREATE TABLE IF NOT EXISTS nonces (id TEXT PRIMARY KEY, exp INTEGER NOT NULL) WITHOUT ROWID;",
-    "CREATE INDEX IF NOT EXISTS nonces_exp ON nonces (exp);",
+const SCHEMA: [&str; 5] = [
+    // Version 1 stored every issued nonce here (and deleted it at use); nothing reads it now.
+    "DROP TABLE IF EXISTS nonces;",
+    "CREATE TABLE IF NOT EXISTS used_nonces (id TEXT PRIMARY KEY, exp INTEGER NOT NULL) WITHOUT ROWID;",
+    "CREATE INDEX IF NOT EXISTS used_nonces_exp ON used_nonces (exp);",
     "CREATE TABLE IF NOT EXISTS seen (id TEXT PRIMARY KEY, exp INTEGER NOT NULL) WITHOUT ROWID;",
     "CREATE INDEX IF NOT EXISTS seen_exp ON seen (exp);",
 ];
+
+fn now_ms() -> i64 {
+    worker::Date::now().as_millis() as i64
+}
 
 impl DurableObject for NonceStore {
     fn new(state: State, _env: Env) -> Self {
@@ -90,46 +79,45 @@ impl DurableObject for NonceStore {
             state,
             sql,
             alarm_at: Cell::new(None),
-            live_nonces: Cell::new(None),
         }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let op_name = req.path();
-        let op: Op = req.json().await?;
-        if op.id.is_empty() || op.id.len() > MAX_ID {
-            return Response::error("bad id", 400);
-        }
-        let ok = match op_name.as_str() {
-            "/issue" => self.issue(op).await?,
-            "/consume" => self.consume(op)?,
-            "/seen" => self.seen(op).await?,
-            _ => return Response::error("unknown operation", 404),
+        let Some(op) = Op::from_path(&req.path()) else {
+            return Response::error("unknown operation", 404);
         };
-        Response::from_json(&Outcome { ok })
+        let body = req.text().await?;
+        let row = match store::accept(&body, now_ms() / 1000) {
+            Ok(row) => row,
+            Err(_) => return Response::error("bad request", 400),
+        };
+        let ok = self.record(op, row).await?;
+        let headers = worker::Headers::new();
+        headers.set("content-type", "application/json")?;
+        Ok(Response::ok(Answer { ok }.to_json())?.with_headers(headers))
     }
 
     async fn alarm(&self) -> Result<Response> {
-        let now_ms = worker::Date::now().as_millis() as i64;
-        let now = now_ms / 1000;
+        let now_ms = now_ms();
+        let before = store::sweep_before(now_ms / 1000);
         let mut full = false;
-        for table in ["nonces", "seen"] {
-            let deleted = self.sweep(table, now)?;
+        for op in [Op::Consume, Op::Seen] {
+            let deleted = self.sweep(op.table(), before)?;
             full |= deleted >= SWEEP_BATCH;
         }
-        // Re-count while here: keeps the cap exact whatever happened before.
-        self.live_nonces.set(Some(self.count_nonces()?));
         let next = if full {
             Some(now_ms)
         } else {
             let rows: Vec<NextExpiry> = self
                 .sql
                 .exec(
-                    "SELECT MIN(exp) AS exp FROM (SELECT MIN(exp) AS exp FROM nonces UNION ALL SELECT MIN(exp) AS exp FROM seen);",
+                    "SELECT MIN(exp) AS exp FROM (SELECT MIN(exp) AS exp FROM used_nonces UNION ALL SELECT MIN(exp) AS exp FROM seen);",
                     None,
                 )?
                 .to_array()?;
-            rows.first().and_then(|r| r.exp).map(sweep_time)
+            rows.first()
+                .and_then(|r| r.exp)
+                .map(|exp| store::sweep_at_ms(exp, SWEEP_SLACK_MS))
         };
         match next {
             Some(at) => {
@@ -143,76 +131,34 @@ impl DurableObject for NonceStore {
     }
 }
 
-/// When to sweep a row that expires at `exp` (unix seconds): just after it, plus the slack.
-fn sweep_time(exp: i64) -> i64 {
-    exp.saturating_add(1)
-        .saturating_mul(1000)
-        .saturating_add(SWEEP_SLACK_MS)
-}
-
 impl NonceStore {
-    /// Record a freshly issued nonce, unless the shard is full.
-    async fn issue(&self, op: Op) -> Result<bool> {
-        let live = match self.live_nonces.get() {
-            Some(n) => n,
-            None => self.count_nonces()?,
-        };
-        if live >= MAX_LIVE_NONCES {
-            self.live_nonces.set(Some(live));
-            return Ok(false);
-        }
-        let inserted = !self
-            .sql
-            .exec(
-                "INSERT INTO nonces (id, exp) VALUES (?, ?) ON CONFLICT (id) DO NOTHING RETURNING 1 AS n;",
-                vec![op.id.into(), op.exp.into()],
-            )?
-            .to_array::<Count>()?
-            .is_empty();
-        self.live_nonces.set(Some(live + i64::from(inserted)));
-        self.ensure_alarm(op.exp).await?;
-        Ok(true)
-    }
-
-    /// Delete a live nonce: true exactly once. An expired row is left to the sweep.
-    fn consume(&self, op: Op) -> Result<bool> {
-        let consumed = !self
-            .sql
-            .exec(
-                "DELETE FROM nonces WHERE id = ? AND exp >= ? RETURNING 1 AS n;",
-                vec![op.id.into(), op.now.into()],
-            )?
-            .to_array::<Count>()?
-            .is_empty();
-        if consumed {
-            if let Some(n) = self.live_nonces.get() {
-                self.live_nonces.set(Some((n - 1).max(0)));
-            }
-        }
-        Ok(consumed)
-    }
-
-    /// Record an id until `exp`: true the first time. A stale record (expired, not yet swept)
-    /// does not count: it is overwritten in the same statement.
-    async fn seen(&self, op: Op) -> Result<bool> {
+    /// Record `row` in the operation's table: true the first time. A record that has ended at
+    /// the Worker's `now` (expired, not yet swept) does not count: it is overwritten in the same
+    /// statement. (A nonce reaches the store only while it is live, so for nonces this is plain
+    /// "insert if absent".)
+    async fn record(&self, op: Op, row: Row) -> Result<bool> {
+        let table = op.table();
         let first = !self
             .sql
             .exec(
-                "INSERT INTO seen (id, exp) VALUES (?, ?) \
-                 ON CONFLICT (id) DO UPDATE SET exp = excluded.exp WHERE seen.exp < ? \
-                 RETURNING 1 AS n;",
-                vec![op.id.into(), op.exp.into(), op.now.into()],
+                &format!(
+                    "INSERT INTO {table} (id, exp) VALUES (?, ?) \
+                     ON CONFLICT (id) DO UPDATE SET exp = excluded.exp WHERE {table}.exp < ? \
+                     RETURNING 1 AS n;"
+                ),
+                vec![row.id.into(), row.exp.into(), row.now.into()],
             )?
             .to_array::<Count>()?
             .is_empty();
         if first {
-            self.ensure_alarm(op.exp).await?;
+            self.ensure_alarm(row.exp).await?;
         }
         Ok(first)
     }
 
-    /// Delete at most [`SWEEP_BATCH`] expired rows of `table`, oldest first; returns how many.
-    fn sweep(&self, table: &str, now: i64) -> Result<i64> {
+    /// Delete at most [`SWEEP_BATCH`] rows of `table` that ended before `before`, oldest first;
+    /// returns how many.
+    fn sweep(&self, table: &str, before: i64) -> Result<i64> {
         let deleted = self
             .sql
             .exec(
@@ -220,26 +166,18 @@ impl NonceStore {
                     "DELETE FROM {table} WHERE id IN \
                      (SELECT id FROM {table} WHERE exp < ? ORDER BY exp LIMIT ?) RETURNING 1 AS n;"
                 ),
-                vec![now.into(), SWEEP_BATCH.into()],
+                vec![before.into(), SWEEP_BATCH.into()],
             )?
             .to_array::<Count>()?
             .len();
         Ok(i64::try_from(deleted).unwrap_or(i64::MAX))
     }
 
-    fn count_nonces(&self) -> Result<i64> {
-        Ok(self
-            .sql
-            .exec("SELECT COUNT(*) AS n FROM nonces;", None)?
-            .one::<Count>()?
-            .n)
-    }
-
-    /// Make sure an alarm will sweep a row expiring at `exp` (unix seconds): set one when there is
-    /// none, or when the one set is later than this row needs. No storage call in the common case
-    /// (an earlier alarm is already set).
+    /// Make sure an alarm will sweep a row ending at `exp` (unix seconds, already capped): set
+    /// one when there is none, or when the one set is later than this row needs. No storage call
+    /// in the common case (an earlier alarm is already set).
     async fn ensure_alarm(&self, exp: i64) -> Result<()> {
-        let want = sweep_time(exp);
+        let want = store::sweep_at_ms(exp, SWEEP_SLACK_MS);
         let storage = self.state.storage();
         let current = match self.alarm_at.get() {
             Some(known) => known,
@@ -252,9 +190,8 @@ impl NonceStore {
         if current.is_some_and(|at| at <= want) {
             return Ok(());
         }
-        let now_ms = worker::Date::now().as_millis() as i64;
         storage
-            .set_alarm(want.saturating_sub(now_ms).max(0))
+            .set_alarm(want.saturating_sub(now_ms()).max(0))
             .await?;
         self.alarm_at.set(Some(Some(want)));
         Ok(())

@@ -1,29 +1,32 @@
-//! The [`ReplayGuard`] seam on the nonce-store Durable Object (see `nonce_store.rs`).
+//! The [`ReplayGuard`] seam on the nonce-store Durable Object (see `nonce_store.rs`; the protocol
+//! is `src/gate/store.rs`, the same types on both sides).
 //!
-//! Shard `n` is the object named `nonce-shard-n`. Any failure to reach it, or an answer that is
-//! not the expected JSON, is [`Error::NonceStoreUnavailable`]: fail closed with 503.
+//! Shard `n` is the object named `nonce-shard-n`. Any failure to reach it, an answer later than
+//! [`STORE_TIMEOUT`], or an answer that is not the expected JSON, is
+//! [`Error::NonceStoreUnavailable`]: fail closed with 503.
 
-use serde::Deserialize;
-use serde_json::json;
+use std::time::Duration;
+
 use worker::{Env, Headers};
 
 use crate::gate::nonce::NonceRef;
 use crate::gate::pipeline::ReplayGuard;
+use crate::gate::store::{Answer, Op, Record};
 use crate::Error;
 
 pub const BINDING: &str = "NONCE_STORE";
+
+/// Time allowed for one store call, answer included. A store operation is one SQLite statement
+/// (milliseconds, plus the object's start when it was idle); past this the request is 503
+/// rather than held open.
+pub const STORE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct DoReplay<'a> {
     pub env: &'a Env,
 }
 
-#[derive(Deserialize)]
-struct Outcome {
-    ok: bool,
-}
-
 impl DoReplay<'_> {
-    async fn call(&self, shard: u8, op: &str, body: serde_json::Value) -> Result<bool, Error> {
+    async fn call(&self, shard: u8, op: Op, record: &Record) -> Result<bool, Error> {
         let unavailable = |_| Error::NonceStoreUnavailable;
         let namespace = self.env.durable_object(BINDING).map_err(unavailable)?;
         let stub = namespace
@@ -34,53 +37,44 @@ impl DoReplay<'_> {
         headers
             .set("content-type", "application/json")
             .map_err(unavailable)?;
-        let body = wasm_bindgen::JsValue::from_str(&body.to_string());
-        let req = super::new_request(
-            &format!("https://nonce-store/{op}"),
-            "POST",
-            &headers,
-            Some(&body),
-            false,
-        )
-        .map_err(unavailable)?;
-        let mut resp = stub
-            .fetch_with_request(req.into())
-            .await
+        let body = wasm_bindgen::JsValue::from_str(&record.to_json());
+        let req = super::new_request(op.url(), "POST", &headers, Some(&body), false)
             .map_err(unavailable)?;
-        if resp.status_code() != 200 {
-            return Err(Error::NonceStoreUnavailable);
-        }
-        let outcome: Outcome = resp.json().await.map_err(unavailable)?;
-        Ok(outcome.ok)
-    }
-
-    /// Record a freshly issued nonce in its shard. A full shard (`{"ok": false}`, see
-    /// `nonce_store::MAX_LIVE_NONCES`) is 503 like an unreachable one: no nonce is handed out
-    /// that the store could not make single use.
-    pub async fn issue(&self, nonce: &NonceRef) -> Result<(), Error> {
-        let recorded = self
-            .call(
-                nonce.shard,
-                "issue",
-                json!({"id": nonce.id, "exp": nonce.exp}),
-            )
-            .await?;
-        if recorded {
-            Ok(())
-        } else {
-            Err(Error::NonceStoreUnavailable)
-        }
+        let exchange = async move {
+            let mut resp = stub
+                .fetch_with_request(req.into())
+                .await
+                .map_err(unavailable)?;
+            if resp.status_code() != 200 {
+                return Err(Error::NonceStoreUnavailable);
+            }
+            let text = resp.text().await.map_err(unavailable)?;
+            Answer::from_json(&text)
+                .map(|answer| answer.ok)
+                .ok_or(Error::NonceStoreUnavailable)
+        };
+        super::task::within(STORE_TIMEOUT, exchange)
+            .await
+            .unwrap_or(Err(Error::NonceStoreUnavailable))
     }
 }
 
 impl ReplayGuard for DoReplay<'_> {
     async fn consume(&self, nonce: &NonceRef, now: i64) -> Result<bool, Error> {
-        self.call(nonce.shard, "consume", json!({"id": nonce.id, "now": now}))
-            .await
+        let record = Record {
+            id: nonce.id.clone(),
+            exp: nonce.exp,
+            now,
+        };
+        self.call(nonce.shard, Op::Consume, &record).await
     }
 
     async fn first_seen(&self, shard: u8, id: &str, exp: i64, now: i64) -> Result<bool, Error> {
-        self.call(shard, "seen", json!({"id": id, "exp": exp, "now": now}))
-            .await
+        let record = Record {
+            id: id.to_owned(),
+            exp,
+            now,
+        };
+        self.call(shard, Op::Seen, &record).await
     }
 }

@@ -10,7 +10,14 @@
 //!   of JavaScript; a wake from a settled promise polls the task right away, any other wake in a
 //!   microtask (if the task is being polled, it is polled once more after);
 //! - [`Settled`] awaits a JavaScript promise through one closure made once per isolate: the
-//!   promise's reactions are plain JavaScript arrow functions that call it with the future's id.
+//!   promise's reactions are plain JavaScript arrow functions that call it with the future's id;
+//! - the JavaScript half (`task.js`) guards every call back into the wasm: if one traps, the
+//!   trapped instance is never called again (worker-build's shim builds a fresh one for the next
+//!   request) and each of its pending tasks is answered with the gateway's 503
+//!   (`Error::InstanceReset`) at its own next event, instead of never. For that, every wait a
+//!   task can be stuck in must pass through `task.js`: promises through [`Settled`] (which tells
+//!   it which task waits), timers through [`sleep`], and every subrequest is raced against a
+//!   [`sleep`] timeout.
 //!
 //! Ids are never reused within an isolate (a `u32` counter), so a late settle or wake for a
 //! finished task or a dropped future finds nothing and does nothing.
@@ -26,22 +33,7 @@ use wasm_bindgen::prelude::*;
 
 type Run = Pin<Box<dyn Future<Output = Result<JsValue, JsValue>>>>;
 
-#[wasm_bindgen(inline_js = r#"
-const tasks = new Map();
-export function taskPromise(id) {
-  return new Promise((resolve, reject) => { tasks.set(id, [resolve, reject]); });
-}
-export function taskSettle(id, value, ok) {
-  const r = tasks.get(id);
-  if (r) { tasks.delete(id); r[ok ? 0 : 1](value); }
-}
-export function schedule(cb, id) {
-  queueMicrotask(() => cb(id));
-}
-export function settleInto(promise, cb, id) {
-  promise.then((v) => cb(id, v, true), (e) => cb(id, e, false));
-}
-"#)]
+#[wasm_bindgen(module = "/src/edge/task.js")]
 extern "C" {
     #[wasm_bindgen(js_name = taskPromise)]
     fn task_promise(id: u32) -> js_sys::Promise;
@@ -49,7 +41,18 @@ extern "C" {
     fn task_settle(id: u32, value: &JsValue, ok: bool);
     fn schedule(cb: &Closure<dyn FnMut(u32)>, id: u32);
     #[wasm_bindgen(js_name = settleInto)]
-    fn settle_into(promise: &js_sys::Promise, cb: &Closure<dyn FnMut(u32, JsValue, bool)>, id: u32);
+    fn settle_into(
+        promise: &js_sys::Promise,
+        cb: &Closure<dyn FnMut(u32, JsValue, bool)>,
+        id: u32,
+        task: u32,
+    );
+    #[wasm_bindgen(js_name = configureReset)]
+    fn configure_reset(status: u16, code: &str, description: &str, retry_after: u32);
+    #[wasm_bindgen(js_name = sleep)]
+    fn sleep_promise(ms: f64) -> js_sys::Promise;
+    #[wasm_bindgen(js_name = cancelSleep)]
+    fn cancel_sleep(promise: &js_sys::Promise);
 }
 
 struct Task {
@@ -75,16 +78,25 @@ struct Runtime {
     /// may be called before its future's state says it is ready (`worker::Delay` wakes, then
     /// sets its flag).
     sync_wake: std::cell::Cell<bool>,
+    /// The task being polled (0: none), so that `task.js` knows which task a promise belongs
+    /// to. During a request's first poll it is the id the task will get if it has to wait.
+    current: std::cell::Cell<u32>,
 }
 
 thread_local! {
-    static RT: Runtime = Runtime {
+    static RT: Runtime = {
+        // What the JavaScript side answers every pending task with if this instance traps.
+        let wire = crate::Error::InstanceReset.wire("");
+        configure_reset(wire.status, wire.code, wire.description, wire.retry_after.unwrap_or(5));
+        Runtime {
         next_id: std::cell::Cell::new(0),
         tasks: RefCell::new(HashMap::new()),
         settles: RefCell::new(HashMap::new()),
         on_settle: Closure::new(on_settle),
         run_task: Closure::new(run),
         sync_wake: std::cell::Cell::new(false),
+        current: std::cell::Cell::new(0),
+        }
     };
 }
 
@@ -116,10 +128,26 @@ impl Wake for TaskWaker {
     }
 }
 
-/// A promise for `run`, which is driven from here on by this executor.
-pub fn spawn(run: impl Future<Output = Result<JsValue, JsValue>> + 'static) -> js_sys::Promise {
-    let id = RT.with(|rt| {
+/// An id for a request's task, reserved before its first poll, and `f` (the first poll) run as
+/// that task: what it waits on is attributed to the task it becomes if it has to wait
+/// ([`spawn`]).
+pub fn first_poll_as_task<T>(f: impl FnOnce() -> T) -> (u32, T) {
+    let (id, previous) = RT.with(|rt| {
         let id = next_id(rt);
+        (id, rt.current.replace(id))
+    });
+    let out = f();
+    RT.with(|rt| rt.current.set(previous));
+    (id, out)
+}
+
+/// A promise for `run` (a request's future after its first poll, with the id reserved by
+/// [`first_poll_as_task`]), which is driven from here on by this executor.
+pub fn spawn(
+    id: u32,
+    run: impl Future<Output = Result<JsValue, JsValue>> + 'static,
+) -> js_sys::Promise {
+    RT.with(|rt| {
         rt.tasks.borrow_mut().insert(
             id,
             Task {
@@ -129,7 +157,6 @@ pub fn spawn(run: impl Future<Output = Result<JsValue, JsValue>> + 'static) -> j
                 woken: false,
             },
         );
-        id
     });
     let promise = task_promise(id);
     self::run(id);
@@ -154,7 +181,9 @@ fn run(id: u32) {
         let Some((mut fut, waker)) = taken else {
             return;
         };
+        let previous = RT.with(|rt| rt.current.replace(id));
         let poll = fut.as_mut().poll(&mut Context::from_waker(&waker));
+        RT.with(|rt| rt.current.set(previous));
         let again = RT.with(|rt| {
             let mut tasks = rt.tasks.borrow_mut();
             match poll {
@@ -229,7 +258,7 @@ impl Future for Settled {
                         waker: Some(cx.waker().clone()),
                     },
                 );
-                settle_into(&promise, &rt.on_settle, id);
+                settle_into(&promise, &rt.on_settle, id, rt.current.get());
                 return Poll::Pending;
             }
             let mut settles = rt.settles.borrow_mut();
@@ -257,5 +286,54 @@ impl Drop for Settled {
             let id = self.id;
             RT.with(|rt| rt.settles.borrow_mut().remove(&id));
         }
+    }
+}
+
+/// Wait `duration`, through `task.js` (so a task that waits only on a timer is still answered
+/// if its instance traps). Dropping it clears the timer.
+pub fn sleep(duration: std::time::Duration) -> Sleep {
+    let promise = sleep_promise(duration.as_millis() as f64);
+    Sleep {
+        settled: Settled::new(promise.clone()),
+        promise,
+        done: false,
+    }
+}
+
+pub struct Sleep {
+    settled: Settled,
+    promise: js_sys::Promise,
+    done: bool,
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.settled).poll(cx) {
+            Poll::Ready(_) => {
+                this.done = true;
+                Poll::Ready(())
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if !self.done {
+            cancel_sleep(&self.promise);
+        }
+    }
+}
+
+/// `future`'s output, or `None` when it takes longer than `limit` (a [`sleep`]).
+pub async fn within<T>(limit: std::time::Duration, future: impl Future<Output = T>) -> Option<T> {
+    use futures_util::future::{select, Either};
+    match select(Box::pin(future), sleep(limit)).await {
+        Either::Left((out, _)) => Some(out),
+        Either::Right(_) => None,
     }
 }

@@ -16,10 +16,18 @@
 //! - a failed fetch is not retried before `retry_backoff`;
 //! - when the issuer is unreachable, the last good keys serve for at most `stale_window` past
 //!   their freshness, then lookups fail with 503;
-//! - a fetched set with no usable key never replaces a non-empty cached set.
+//! - a fetched set with no usable key never replaces a non-empty cached set;
+//! - a copy shared with other isolates through the Cache API is used only if its MAC verifies
+//!   ([`verify_shared_copy`]): the Cache API is shared with every Worker on the zone, so an
+//!   unauthenticated copy could be a planted key set.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::gate::nonce::{hmac_sha256, NonceKey};
 
 /// Timing policy of the cache (seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,6 +228,64 @@ pub fn shared_copy_max_age(fresh_until: Option<i64>, now: i64) -> Option<i64> {
     fresh_until
         .map(|until| until.saturating_sub(now))
         .filter(|left| *left >= MIN_MAX_AGE)
+}
+
+/// The key that seals JWKS copies in the Cache API: derived from `ATTESTGATE_NONCE_KEY` (a
+/// secret only this gateway's Workers hold) under its own label, so it is never the nonce MAC
+/// key itself. Without that secret no copy is written or read.
+pub struct CopyKey([u8; 32]);
+
+impl CopyKey {
+    /// The derivation label (see [`NonceKey::derive`]).
+    pub const LABEL: &'static [u8] = b"jwks-cache-copy/v1";
+
+    pub fn derive(secret: &NonceKey) -> Self {
+        Self(secret.derive(Self::LABEL))
+    }
+
+    /// `None` never happens in practice (HMAC takes keys of any length).
+    fn mac(&self, uri: &str, fresh_until: i64, body: &[u8]) -> Option<Hmac<Sha256>> {
+        hmac_sha256(
+            &self.0,
+            &[
+                b"attestgate/jwks-cache-copy/v1",
+                &(uri.len() as u64).to_be_bytes(),
+                uri.as_bytes(),
+                &fresh_until.to_be_bytes(),
+                &(body.len() as u64).to_be_bytes(),
+                body,
+            ],
+        )
+    }
+}
+
+impl core::fmt::Debug for CopyKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("CopyKey(..)")
+    }
+}
+
+/// The tag of a shared JWKS copy (base64url of HMAC-SHA-256 over the provider's `jwks_uri`, the
+/// copy's freshness stamp and the document, each length-prefixed).
+pub fn seal_shared_copy(key: &CopyKey, uri: &str, fresh_until: i64, body: &[u8]) -> Option<String> {
+    let tag = key.mac(uri, fresh_until, body)?.finalize().into_bytes();
+    Some(crate::jose::b64::encode(&tag))
+}
+
+/// Whether a shared copy is one this gateway sealed for `uri` with this stamp and document. A
+/// missing or malformed tag is `false`. Constant-time comparison.
+pub fn verify_shared_copy(
+    key: &CopyKey,
+    uri: &str,
+    fresh_until: i64,
+    body: &[u8],
+    tag: Option<&str>,
+) -> bool {
+    let Some(tag) = tag.and_then(|t| crate::jose::b64::decode(t).ok()) else {
+        return false;
+    };
+    key.mac(uri, fresh_until, body)
+        .is_some_and(|mac| mac.verify_slice(&tag).is_ok())
 }
 
 /// Parse `max-age` out of a `Cache-Control` value (`no-store`/`no-cache` count as 0).
@@ -424,6 +490,66 @@ mod tests {
             t.effective_max_age(shared_copy_max_age(Some(1000), 900)),
             100
         );
+    }
+
+    fn copy_key(byte: u8) -> CopyKey {
+        CopyKey::derive(&NonceKey::new(vec![byte; 32]).unwrap())
+    }
+
+    #[test]
+    fn a_shared_copy_is_used_only_with_a_valid_mac() {
+        let key = copy_key(7);
+        let uri = "https://idp.example.com/jwks.json";
+        let doc = br#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
+        let tag = seal_shared_copy(&key, uri, 1000, doc).unwrap();
+        assert!(verify_shared_copy(&key, uri, 1000, doc, Some(&tag)));
+
+        // Tampered document: one byte changed, a key appended, truncated.
+        let mut changed = doc.to_vec();
+        changed[30] ^= 1;
+        assert!(!verify_shared_copy(&key, uri, 1000, &changed, Some(&tag)));
+        let mut planted = doc[..doc.len() - 2].to_vec();
+        planted.extend_from_slice(br#",{"kty":"EC"}]}"#);
+        assert!(!verify_shared_copy(&key, uri, 1000, &planted, Some(&tag)));
+        assert!(!verify_shared_copy(&key, uri, 1000, &doc[..10], Some(&tag)));
+        // Tampered freshness stamp (a copy made to look fresh for longer).
+        assert!(!verify_shared_copy(&key, uri, 1001, doc, Some(&tag)));
+        assert!(!verify_shared_copy(&key, uri, i64::MAX, doc, Some(&tag)));
+        // The copy of another provider's jwks_uri.
+        assert!(!verify_shared_copy(
+            &key,
+            "https://idp.example.com/jwks.json2",
+            1000,
+            doc,
+            Some(&tag)
+        ));
+        let other_uri = "https://other.example.com/jwks.json";
+        let other_tag = seal_shared_copy(&key, other_uri, 1000, doc).unwrap();
+        assert!(!verify_shared_copy(&key, uri, 1000, doc, Some(&other_tag)));
+        // Missing, empty, malformed, truncated tags; a tag made with another key.
+        for bad in [None, Some(""), Some("!!!!"), Some(&tag[..20])] {
+            assert!(!verify_shared_copy(&key, uri, 1000, doc, bad), "{bad:?}");
+        }
+        let foreign = seal_shared_copy(&copy_key(8), uri, 1000, doc).unwrap();
+        assert!(!verify_shared_copy(&key, uri, 1000, doc, Some(&foreign)));
+        // Length prefixes: moving bytes between the uri and the document changes the tag.
+        let glued = seal_shared_copy(&key, "https://a", 1, b"bc").unwrap();
+        assert!(!verify_shared_copy(
+            &key,
+            "https://ab",
+            1,
+            b"c",
+            Some(&glued)
+        ));
+    }
+
+    #[test]
+    fn the_copy_key_is_not_the_nonce_key() {
+        let secret = NonceKey::new(vec![7u8; 32]).unwrap();
+        let derived = CopyKey::derive(&secret);
+        assert_ne!(derived.0, [7u8; 32]);
+        assert_eq!(derived.0, secret.derive(CopyKey::LABEL));
+        assert_eq!(format!("{derived:?}"), "CopyKey(..)");
     }
 
     #[test]

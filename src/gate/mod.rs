@@ -9,7 +9,9 @@
 //! - [`forward_plan`]: which inbound headers the origin request loses and which it gets;
 //! - [`key_cache`]: when to fetch a JWKS, when stale keys may serve, when to answer 503;
 //! - [`log`]: the one decision log line;
-//! - [`url`]: the parts of the request URL, split without a second parse.
+//! - [`url`]: the parts of the request URL, split without a second parse;
+//! - [`rate_limit`]: the challenge endpoint's per-client token buckets;
+//! - [`store`]: the nonce store's wire protocol and its checks, shared by Worker and object.
 
 pub mod binding;
 pub mod dpop;
@@ -23,7 +25,9 @@ pub mod nonce;
 // `digest[0]` of a SHA-256 digest (32 bytes); the pipeline is being reworked (issue 13).
 #[allow(clippy::indexing_slicing)]
 pub mod pipeline;
+pub mod rate_limit;
 pub mod runtime;
+pub mod store;
 pub mod url;
 
 pub use runtime::{Gate, KeySpec, ProviderRt};

@@ -5,14 +5,21 @@
 //! 26 bytes, truncated to 128 bits, keyed with `ATTESTGATE_NONCE_KEY`. So a forged, altered or
 //! expired nonce is refused here, without a Durable Object call; only a well-formed, live nonce
 //! costs a `consume` in its shard, which makes it single use.
+//!
+//! Issuing stores nothing: the MAC is what proves the gateway issued a nonce, and its issued-at
+//! when it expires. The store records a nonce only when it is first used (`consume` inserts its
+//! id if absent and keeps it until the nonce's expiry, `src/gate/store.rs`), so an
+//! unauthenticated caller asking for challenges costs no write at all. Version 2: version 1
+//! nonces were recorded at issue and deleted at use, so a v1 nonce already used under the old
+//! scheme would look unused to the new one; v1 nonces are therefore refused as unknown.
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 use crate::Error;
 
-const VERSION: u8 = 1;
-const DOMAIN: &[u8] = b"attestgate/challenge-nonce/v1";
+const VERSION: u8 = 2;
+const DOMAIN: &[u8] = b"attestgate/challenge-nonce/v2";
 const BODY_LEN: usize = 26;
 const MAC_LEN: usize = 16;
 const NONCE_LEN: usize = BODY_LEN + MAC_LEN;
@@ -41,13 +48,31 @@ impl NonceKey {
         Self::new(decode_any_base64(text.trim()).ok_or(Error::SecretUnavailable)?)
     }
 
-    fn mac(&self, body: &[u8]) -> Result<Hmac<Sha256>, Error> {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0)
-            .map_err(|_| Error::SecretUnavailable)?;
-        mac.update(DOMAIN);
-        mac.update(body);
-        Ok(mac)
+    /// A key for another purpose, derived from this one: HMAC-SHA-256 over a domain label that
+    /// no nonce MAC input can equal (those start with the nonce domain label).
+    pub fn derive(&self, label: &[u8]) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        if let Some(mac) = hmac_sha256(&self.0, &[b"attestgate/derived-key/", label]) {
+            out.copy_from_slice(&mac.finalize().into_bytes());
+        }
+        out
     }
+
+    fn mac(&self, body: &[u8]) -> Result<Hmac<Sha256>, Error> {
+        hmac_sha256(&self.0, &[DOMAIN, body]).ok_or(Error::SecretUnavailable)
+    }
+}
+
+/// HMAC-SHA-256 with `key` over the concatenation of `parts`, ready to finalize or verify. One
+/// function for every MAC of the gateway (nonces, derived keys, JWKS copies), so the wasm holds
+/// one copy of it. `None` never happens in practice (HMAC takes keys of any length).
+#[inline(never)]
+pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Option<Hmac<Sha256>> {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).ok()?;
+    for part in parts {
+        mac.update(part);
+    }
+    Some(mac)
 }
 
 impl core::fmt::Debug for NonceKey {
@@ -215,6 +240,33 @@ mod tests {
             verify(&key(), 4, &issued.text, 1_700_000_001, 120, 60),
             Err(Error::ChallengeUnknown)
         );
+    }
+
+    #[test]
+    fn version_one_nonces_are_refused() {
+        // A v1 nonce (recorded at issue, deleted at use) with a valid v1 MAC: unknown now.
+        let mut raw = [0u8; NONCE_LEN];
+        raw[0] = 1;
+        raw[2..10].copy_from_slice(&1_700_000_000i64.to_be_bytes());
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&[7u8; 32]).unwrap();
+        mac.update(b"attestgate/challenge-nonce/v1");
+        mac.update(&raw[..BODY_LEN]);
+        raw[BODY_LEN..].copy_from_slice(&mac.finalize().into_bytes()[..MAC_LEN]);
+        let text = crate::jose::b64::encode(&raw);
+        assert_eq!(
+            verify(&key(), 4, &text, 1_700_000_001, 120, 60),
+            Err(Error::ChallengeUnknown)
+        );
+    }
+
+    #[test]
+    fn derived_keys_depend_on_key_and_label() {
+        let other = NonceKey::new(vec![8u8; 32]).unwrap();
+        let a = key().derive(b"jwks-copy/v1");
+        assert_eq!(a, key().derive(b"jwks-copy/v1"));
+        assert_ne!(a, key().derive(b"jwks-copy/v2"));
+        assert_ne!(a, other.derive(b"jwks-copy/v1"));
+        assert_ne!(a, [0u8; 32]);
     }
 
     #[test]

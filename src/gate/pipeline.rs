@@ -334,11 +334,13 @@ where
             .and_then(|v| v.as_str())
             .unwrap_or("");
         let (shard, id) = replay_id(gate, "jti", iss, jti);
-        single_use.push(SingleUse::Jti {
-            shard,
-            id,
-            exp: claims.exp().saturating_add(gate.skew_secs),
-        });
+        let exp = claims.exp().saturating_add(gate.skew_secs);
+        // The store keeps a record at most MAX_RECORD_SECS: a token that outlives it could be
+        // replayed afterwards, so it is refused.
+        if exp > env.now.saturating_add(crate::gate::store::MAX_RECORD_SECS) {
+            return Err(Error::LifetimeTooLong);
+        }
+        single_use.push(SingleUse::Jti { shard, id, exp });
     }
     Ok(())
 }

@@ -88,6 +88,8 @@ pub struct Gate {
     /// Each route's `WWW-Authenticate` schemes, by route id (and the gateway-wide Bearer one).
     challenges: HashMap<String, Challenge>,
     default_challenge: Challenge,
+    /// Seconds the origin has to send its response headers.
+    pub origin_timeout_secs: u32,
 }
 
 fn secs(v: u64) -> i64 {
@@ -126,6 +128,7 @@ impl Gate {
                 .unwrap_or(MAX_SHARDS)
                 .clamp(1, MAX_SHARDS),
             claims_header_prefix: gw.claims_header_prefix.clone(),
+            origin_timeout_secs: u32::try_from(gw.origin_timeout_secs).unwrap_or(900),
             providers,
             policy,
         })
@@ -356,6 +359,11 @@ require = {{ all = ["agent"] }}
             set.select(Alg::Hs256, Some("k1")).map(|_| ()),
             Err(Error::UnknownKey)
         );
+    }
+
+    #[test]
+    fn origin_timeout_defaults_to_100_seconds() {
+        assert_eq!(gate("").origin_timeout_secs, 100);
     }
 
     #[test]

@@ -10,6 +10,8 @@ Both run on one loopback HTTP server:
   or ``x5u`` point here, and a test proves the gateway never fetched them.
 - every other path is the *origin*: it records each request it receives (method, path, headers,
   body) and answers with a JSON echo, so tests can assert what reached it and what did not.
+  With ``origin_sleep_ms=N`` in the query it waits N ms before sending the response headers (the
+  slow-origin scenarios); a client that gave up by then is not an error.
 
 Tokens are minted with joserfc, an independent JOSE library: the gateway's own code never signs
 anything in the end-to-end tests.
@@ -53,6 +55,8 @@ class Issuer:
         self.body: bytes | None = None
         self.status = 200
         self.chunked = False
+        # Seconds to wait before answering a JWKS fetch (a hanging issuer).
+        self.delay = 0.0
 
     def add_key(self, kind: str, kid: str, publish: bool = True):
         if kind == "ES256":
@@ -206,6 +210,9 @@ class LocalServers:
                     "body": body.decode("utf-8", "replace"),
                 }
                 servers.recorder.add(entry)
+                sleep_ms = parse_qs(urlsplit(self.path).query).get("origin_sleep_ms")
+                if sleep_ms:
+                    time.sleep(int(sleep_ms[-1]) / 1000)
                 verified = {k: v for k, v in entry["headers"] if k.startswith("x-verified-")}
                 reply = {
                     "origin": "demo-origin",
@@ -214,7 +221,10 @@ class LocalServers:
                     "verified": verified,
                     "body_bytes": len(body),
                 }
-                self._send(200, json.dumps(reply).encode())
+                try:
+                    self._send(200, json.dumps(reply).encode())
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the gateway stopped waiting (a slow-origin scenario)
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_PROPFIND = _handle
 
@@ -258,6 +268,9 @@ class LocalServers:
                 issuer.jwks_fetches += 1
                 outage = issuer.outage
                 body, status, chunked = issuer.body, issuer.status, issuer.chunked
+                delay = issuer.delay
+            if delay:
+                time.sleep(delay)
             if outage:
                 return handler._send(503, b'{"error":"down"}')
             headers = {"cache-control": issuer.cache_control}

@@ -48,6 +48,7 @@ pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
         allow_insecure_http: false,
         nonce_shards: defaults::nonce_shards(),
         case_sensitive_paths: false,
+        origin_timeout_secs: defaults::origin_timeout_secs(),
     };
     let (gateway_file, gateway_config) = match gateways.as_slice() {
         [] => {
@@ -541,6 +542,12 @@ impl Cx {
                 format!("{} is not in 1..=64", g.nonce_shards),
             );
         }
+        if !(1..=900).contains(&g.origin_timeout_secs) {
+            self.error(
+                at("origin_timeout_secs"),
+                format!("{} is not in 1..=900", g.origin_timeout_secs),
+            );
+        }
         Gateway {
             file: file.to_owned(),
             origin: g.origin.clone(),
@@ -552,6 +559,7 @@ impl Cx {
             allow_insecure_http: g.allow_insecure_http,
             nonce_shards: g.nonce_shards,
             case_sensitive_paths: g.case_sensitive_paths,
+            origin_timeout_secs: g.origin_timeout_secs,
         }
     }
 

@@ -75,6 +75,9 @@ pub struct GatewayConfig {
     /// case (Express, ASP.NET, IIS, ...).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub case_sensitive_paths: bool,
+    /// Seconds the origin has to send its response headers (1..=900); then 504.
+    #[serde(default = "defaults::origin_timeout_secs")]
+    pub origin_timeout_secs: u64,
 }
 
 /// `[provider.NAME]`: a JWT issuer.
@@ -255,6 +258,9 @@ pub mod defaults {
     }
     pub fn nonce_shards() -> u32 {
         4
+    }
+    pub fn origin_timeout_secs() -> u64 {
+        100
     }
     pub fn kind() -> String {
         "jwt".to_owned()

@@ -46,6 +46,7 @@ pub struct Gateway {
     pub nonce_shards: u32,
     /// The origin compares paths case-sensitively: case variants of a route are not refused.
     pub case_sensitive_paths: bool,
+    pub origin_timeout_secs: u64,
 }
 
 /// Where a provider's keys come from.
