@@ -11,7 +11,8 @@
 //! - [`log`]: the one decision log line;
 //! - [`url`]: the parts of the request URL, split without a second parse;
 //! - [`rate_limit`]: the challenge endpoint's per-client token buckets;
-//! - [`store`]: the nonce store's wire protocol and its checks, shared by Worker and object.
+//! - [`store`]: the nonce store's wire protocol and its checks, shared by Worker and object;
+//! - [`token_cache`]: tokens whose signature verified, per isolate (only the signature check is skipped).
 
 pub mod binding;
 pub mod dpop;
@@ -28,6 +29,7 @@ pub mod pipeline;
 pub mod rate_limit;
 pub mod runtime;
 pub mod store;
+pub mod token_cache;
 pub mod url;
 
 pub use runtime::{Gate, KeySpec, ProviderRt};

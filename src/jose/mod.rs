@@ -70,6 +70,27 @@ pub async fn verify_token<V: SignatureVerifier>(
     verifier: &V,
     now: i64,
 ) -> Result<Claims, Error> {
+    let selected = select(token, profile, keys)?;
+    selected.verify_signature(verifier).await?;
+    selected.claims(&profile.rules, now)
+}
+
+/// A token parsed under the profile's rules, with the one key that may verify it: what
+/// [`verify_token`] does before the signature. A caller that knows this exact token already
+/// verified with this exact key set (the verified-token cache) may skip
+/// [`Selected::verify_signature`]; it never skips [`select`] or [`Selected::claims`].
+pub struct Selected<'t, 'k> {
+    jws: Jws<'t>,
+    key: &'k Key,
+}
+
+/// Parse `token` (size limits, segments, strict base64url and JSON, header rules) and select
+/// its key by `(alg, kid)`.
+pub fn select<'t, 'k>(
+    token: &'t str,
+    profile: &Profile,
+    keys: &'k KeySet,
+) -> Result<Selected<'t, 'k>, Error> {
     let jws = jws::parse(token, &profile.algs, &profile.token_types, &profile.limits)?;
     let key = keys.select(jws.header.alg, jws.header.kid.as_deref())?;
     // `select` only returns keys bound to this alg; kept as a second, independent guard so a
@@ -77,10 +98,26 @@ pub async fn verify_token<V: SignatureVerifier>(
     if key.alg() != jws.header.alg {
         return Err(Error::KeyAlgMismatch);
     }
-    verifier
-        .verify(key, jws.signing_input.as_bytes(), &jws.signature)
-        .await?;
-    claims::validate(jws.claims_b64, &profile.rules, now)
+    Ok(Selected { jws, key })
+}
+
+impl Selected<'_, '_> {
+    /// The signature over the received `header.payload` bytes, with the selected key.
+    pub async fn verify_signature<V: SignatureVerifier>(&self, verifier: &V) -> Result<(), Error> {
+        verifier
+            .verify(
+                self.key,
+                self.jws.signing_input.as_bytes(),
+                &self.jws.signature,
+            )
+            .await
+    }
+
+    /// Decode and validate the claims (only after the signature verified, or a cache says this
+    /// exact token verified with this exact key set).
+    pub fn claims(&self, rules: &ClaimRules, now: i64) -> Result<Claims, Error> {
+        claims::validate(self.jws.claims_b64, rules, now)
+    }
 }
 
 /// A DPoP proof (RFC 9449) whose signature verified with its own embedded key.
