@@ -296,7 +296,9 @@ class Worker:
             "--inspector-port", str(free_port()),
             "--persist-to", str(persist),
             "--show-interactive-dev-session=false",
-            "--log-level", "warn",
+            # "log": the Workers' console output reaches the log file, which sanity() reads
+            # (with "warn" the decision lines were not there and the check failed).
+            "--log-level", "log",
         ]
         for k, v in self.vars.items():
             args += ["--var", f"{k}:{v}"]
@@ -1386,6 +1388,9 @@ def targets(res: dict) -> list[tuple[str, dict | None, float]]:
                     derived.get("first_verified_ratio_wall"), limit))
         out.append((f"{what} (CPU of the workerd process)", derived.get("first_verified_ratio_cpu"),
                     limit))
+        out.append((f"{what}, after the isolate's first request (as the runs before issue 19 "
+                    "measured it: their readiness probe reached the Worker first; wall time)",
+                    derived.get("verified_after_public_ratio_wall"), limit))
     return out
 
 
