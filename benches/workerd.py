@@ -81,8 +81,10 @@ WRANGLER = ROOT / "node_modules" / ".bin" / "wrangler"
 WORKERD = ROOT / "node_modules" / ".bin" / "workerd"
 ORDER_PATH = "/v1/orders/42"
 PUBLIC_PATH = "/healthz"
-# The floors answer this path themselves, without the origin subrequest (the log-line group).
+# The floors answer these paths themselves, without the origin subrequest (the log-line group):
+# the first with their log line (if they have one), the second without it.
 ANSWER_PATH = "/__bench/answer"
+QUIET_PATH = "/__bench/quiet"
 AUDIENCE = "https://api.example.com"
 OTHER_AUDIENCE = "https://other.example.com"
 KIDS = {"ES256": "bench-es256", "EdDSA": "bench-eddsa"}
@@ -103,8 +105,10 @@ FLOOR_JS = """\
 export default {
   async fetch(request, env) {
     const url = new URL(request.url);
-    /*LOG*/
-    if (url.pathname === "/__bench/answer") return new Response("ok");
+    if (url.pathname !== "/__bench/quiet") {
+      /*LOG*/
+    }
+    if (url.pathname.startsWith("/__bench/")) return new Response("ok");
     return fetch(env.ORIGIN + url.pathname + url.search, {
       method: request.method,
       headers: request.headers,
@@ -702,20 +706,32 @@ class RefusalWorkload(Workload):
 
 
 class LogWorkload(Workload):
+    """The floor and each way of writing the decision line, answering without a subrequest:
+    with the line (GET ANSWER_PATH) or, as the "log, no line" workload, the same Workers
+    without it (GET QUIET_PATH). A variant's cost per line is the difference of the two in the
+    same process (each workerd process has its own baseline, a few tens of µs apart), measured in
+    adjacent batches of the same round (their order alternates per round)."""
+
     kind = "log"
     describe = (f"GET {ANSWER_PATH}: the floor and each way of writing the decision line, "
                 "answered by the Worker without a subrequest")
 
-    def __init__(self, names):
-        super().__init__("log", names)
+    def __init__(self, names, quiet: bool = False):
+        super().__init__("log, no line" if quiet else "log", names)
+        self.quiet = quiet
+        if quiet:
+            self.kind = "log-quiet"
+            self.describe = (f"GET {QUIET_PATH}: the same Workers, the same answer, no log line "
+                             "(each variant's own baseline)")
 
     def request(self, name, k):
-        return ANSWER_PATH, {}, 200
+        return (QUIET_PATH if self.quiet else ANSWER_PATH), {}, 200
 
     def meta(self):
-        return dict(super().meta(), variants={
+        extra = {} if self.quiet else {"quiet_group": "log, no line", "variants": {
             n: {"what": LOG_VARIANTS[n][0], "lines_per_request": LOG_VARIANTS[n][3]}
-            for n in self.names if n in LOG_VARIANTS})
+            for n in self.names if n in LOG_VARIANTS}}
+        return dict(super().meta(), **extra)
 
 
 WORKLOAD_KINDS = ["unique", "session", "public", "refusal", "log"]
@@ -739,6 +755,7 @@ def make_workloads(servers, kinds: list[str], total: int) -> list[Workload]:
                                        total))
         elif kind == "log":
             out.append(LogWorkload(["floor"] + LOG_NAMES))
+            out.append(LogWorkload(["floor"] + LOG_NAMES, quiet=True))
         else:
             raise SystemExit(f"unknown workload {kind!r} (known: {', '.join(WORKLOAD_KINDS)})")
     minted = sum(len(getattr(w, "tokens", ())) for w in out)
@@ -873,6 +890,14 @@ def sanity(workers: dict[str, Worker], tokens: dict[str, str], servers: LocalSer
             if got != want:
                 raise RuntimeError(f"{name}: {got} log lines for {SAMPLE_EVERY} requests, "
                                    f"expected {want}")
+            since = log_lines(w)[1]
+            for _ in range(SAMPLE_EVERY):
+                status, _ = w.get(QUIET_PATH, {})
+                if status != 200:
+                    raise RuntimeError(f"{name} {QUIET_PATH}: got {status}")
+            time.sleep(0.2)
+            if log_lines(w, since)[0]:
+                raise RuntimeError(f"{name}: {QUIET_PATH} wrote to the log")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -968,7 +993,13 @@ def cpu_rounds(workers, workloads: list[Workload], rounds, n, warmup, deadline) 
     proxy: dict = {wl.key: {name: [] for name in wl.names} for wl in workloads}
     methods = set()
     for r in range(rounds):
-        for wl in workloads:
+        this_round = list(workloads)
+        if r % 2:  # the two log-line batches, which are compared with each other, swap places
+            kinds = [wl.kind for wl in this_round]
+            if "log" in kinds and "log-quiet" in kinds:
+                i, j = kinds.index("log"), kinds.index("log-quiet")
+                this_round[i], this_round[j] = this_round[j], this_round[i]
+        for wl in this_round:
             if time.time() > deadline:
                 raise Deadline()
             shift = r % len(wl.names)
@@ -1055,17 +1086,23 @@ def cpu_summary(results: dict, meta: dict | None = None) -> dict:
                 row["ratio_floor_ex_log"] = per_round(lambda a, fl, f: (a - (fl - f)) / f,
                                                       "attestgate", "floor-log", "floor")
         elif kind == "log" and has("floor"):
-            variants = (meta or {}).get(group, {}).get("variants", {})
-            row["log_per_request"] = {}
+            m = (meta or {}).get(group, {})
+            variants = m.get("variants", {})
+            quiet = results.get(m.get("quiet_group", ""), {})
+            row["log_per_request"] = {}  # with the line − without it, the same process
             row["log_per_line"] = {}
+            row["log_over_floor"] = {}   # with the line − the floor with it (two processes)
             for name in by:
-                if name == "floor" or not by[name]:
+                if not by[name]:
                     continue
                 rate = variants.get(name, {}).get("lines_per_request") or LOG_VARIANTS.get(
                     name, (None, None, None, 1.0))[3]
-                row["log_per_request"][name] = per_round(lambda v, f: v - f, name, "floor")
-                row["log_per_line"][name] = per_round(lambda v, f, rate=rate: (v - f) / rate,
-                                                      name, "floor")
+                if quiet.get(name):
+                    own = [v - q for v, q in zip(by[name], quiet[name])]
+                    row["log_per_request"][name] = summary(own)
+                    row["log_per_line"][name] = summary([x / rate for x in own])
+                if name != "floor":
+                    row["log_over_floor"][name] = per_round(lambda v, f: v - f, name, "floor")
         table[group] = row
     return table
 
@@ -1450,16 +1487,27 @@ def report_cpu(c: dict) -> list[str]:
                      f"| {fmt(row.get('ratio_floor_ex_log'), 2)} | {fmt(row.get('log_line'))} |")
     for g in [g for g in s if group_kind(g, meta) == "log"]:
         row = s[g]
-        variants = (meta or {}).get(g, {}).get("variants", {})
+        m = (meta or {}).get(g, {})
+        variants = m.get("variants", {})
+        quiet = s.get(m.get("quiet_group", ""), {})
         lines.append("")
-        lines.append(f"Writing the decision line, each way against the floor in the same round "
-                     f"(floor answering {ANSWER_PATH} itself: {fmt(row.get('floor'))} us/request)")
+        lines.append(f"Writing the decision line: each Worker answers {ANSWER_PATH} with its line "
+                     f"and {QUIET_PATH} without it, in adjacent batches of each round; the cost "
+                     "is the difference in the same process (the floor's is the method's noise)")
         lines.append("")
-        lines.append("| variant | what | us per request over the floor | us per line written |")
-        lines.append("|---|---|---|---|")
-        for name, per_request in row.get("log_per_request", {}).items():
-            lines.append(f"| {name} | {variants.get(name, {}).get('what', '')} "
-                         f"| {fmt(per_request, 1)} | {fmt(row['log_per_line'].get(name), 1)} |")
+        lines.append("| Worker | what | us/request with the line | without | us per request "
+                     "(with − without) | us per line written | with the line − the floor's |")
+        lines.append("|---|---|---|---|---|---|---|")
+        for name in m.get("names", [n for n in row if n in LOG_VARIANTS or n == "floor"]):
+            rate = variants.get(name, {}).get("lines_per_request", 1.0)
+            # A sampled variant's figure is per request: divided by its rate, its noise would be
+            # multiplied by the same factor.
+            per_line = fmt(row.get("log_per_line", {}).get(name), 1) if rate == 1.0 else (
+                f"(1 line per {round(1 / rate)} requests)")
+            what = variants.get(name, {}).get("what", "no log line" if name == "floor" else "")
+            lines.append(f"| {name} | {what} | {fmt(row.get(name))} | {fmt(quiet.get(name))} "
+                         f"| {fmt(row.get('log_per_request', {}).get(name), 1)} | {per_line} "
+                         f"| {fmt(row.get('log_over_floor', {}).get(name), 1)} |")
     proxy = {g: {n: v for n, v in by.items() if v}
              for g, by in c.get("proxy_per_round_us", {}).items()}
     if any(proxy.values()):
@@ -1469,7 +1517,7 @@ def report_cpu(c: dict) -> list[str]:
                          f"{n} {statistics.median(v):.0f}" for n, v in by.items() if v)
                          for g, by in proxy.items() if by))
     dl = c.get("attestgate_decision_lines")
-    if dl:
+    if dl and dl["requests"]:
         lines.append("")
         lines.append(f"attestgate wrote {dl['lines']} decision lines for the {dl['requests']} "
                      "requests it served in this phase"
@@ -1617,15 +1665,18 @@ def main():
     signal.signal(signal.SIGTERM, _terminate)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=7, help="CPU rounds (default 7)")
-    ap.add_argument("--requests", type=int, default=1000, help="requests per Worker per token per round")
+    ap.add_argument("--requests", type=int, default=600,
+                    help="requests per Worker per workload per round (default 600)")
     ap.add_argument("--warmup", type=int, default=1500,
                     help="warm-up requests per Worker per token (default 1500: V8 moves a wasm "
                          "function from Liftoff to TurboFan only after it has used its tiering "
                          "budget; after 300 requests much of attestgate still ran as Liftoff code)")
-    ap.add_argument("--load-duration", type=int, default=10, help="seconds per load run (0: skip)")
+    ap.add_argument("--load-duration", type=int, default=6,
+                    help="seconds per load run (default 6; 0: skip)")
     ap.add_argument("--load-rounds", type=int, default=2)
     ap.add_argument("--connections", default="1,8", help="load concurrency levels")
-    ap.add_argument("--cold", type=int, default=3, help="cold-start restarts per Worker (0: skip)")
+    ap.add_argument("--cold", type=int, default=5,
+                    help="cold-start runs per scenario, each a fresh workerd (default 5; 0: skip)")
     ap.add_argument("--quick", action="store_true",
                     help="2 rounds x 200, warm-up 300, short load, 1 restart (a smoke run)")
     ap.add_argument("--workloads", default=",".join(WORKLOAD_KINDS),
@@ -1656,9 +1707,11 @@ def main():
             args.json.write_text(json.dumps(res, indent=2))
         print(report(res))
         return
-    if args.quick:
-        args.rounds, args.requests, args.warmup = 2, 200, 300
-        args.load_duration, args.load_rounds, args.cold = 3, 1, 1
+    if args.quick:  # what is not set explicitly
+        quick = dict(rounds=2, requests=200, warmup=300, load_duration=3, load_rounds=1, cold=1)
+        for name, value in quick.items():
+            if getattr(args, name) == ap.get_default(name):
+                setattr(args, name, value)
     kinds = [k.strip() for k in args.workloads.split(",") if k.strip()]
     unknown = [k for k in kinds if k not in WORKLOAD_KINDS]
     if unknown:
@@ -1735,7 +1788,7 @@ def main():
             # for every request it served.
             sent = sum(args.warmup + args.rounds * args.requests
                        for wl in workloads if "attestgate" in wl.names)
-            time.sleep(0.5)
+            time.sleep(0.5)  # the last lines on their way to the log file
             res["cpu"]["attestgate_decision_lines"] = {
                 "requests": sent, "lines": count_decisions(workers["attestgate"]) - lines_before}
             res["phase_s"]["cpu"] = time.perf_counter() - phase
