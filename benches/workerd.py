@@ -374,6 +374,10 @@ class Worker:
         self.proxy_pid = proxy[0] if proxy else 0
 
     def get(self, path: str, headers: dict, timeout: float = 30) -> tuple[int, bytes]:
+        """One GET on the kept-alive connection. If the server closed a connection that had
+        served earlier requests before answering (a kept-alive connection it dropped), the
+        request is sent once more on a new one, and counted in `stale_retries`."""
+        reused = self.conn is not None
         if self.conn is None:
             self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
@@ -383,6 +387,15 @@ class Worker:
             if resp.getheader("connection", "").lower() == "close":
                 self.close()
             return resp.status, body
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            self.close()
+            if not reused or (self.proc is not None and self.proc.poll() is not None):
+                raise
+            self.stale_retries = getattr(self, "stale_retries", 0) + 1
+            if self.stale_retries == 1:  # workerd closes connections idle for some seconds
+                log(f"{self.name}: kept-alive connection closed without an answer; sending "
+                    "again (counted, not logged again)")
+            return self.get(path, headers, timeout)
         except (OSError, http.client.HTTPException):
             self.close()
             raise
@@ -1608,6 +1621,11 @@ def report(res: dict) -> str:
             lines.append(f"| {what} | {fmt(s, 2)} | {limit:.2f} | {verdict} |")
     if "cpu" in res:
         lines += report_cpu(res["cpu"])
+    if res.get("stale_retries"):
+        lines.append("")
+        lines.append("Requests sent again after workerd had closed an idle kept-alive connection "
+                     "(before the batch's first answer): " + ", ".join(
+                         f"{n} {c}" for n, c in res["stale_retries"].items()))
     if "load" in res:
         lo = res["load"]
         lines.append("")
@@ -1811,6 +1829,8 @@ def main():
             log(f"deadline of {args.max_minutes} min reached: reporting what was measured")
             res["stopped_at_deadline"] = True
     finally:
+        res["stale_retries"] = {n: w.stale_retries for n, w in workers.items()
+                                if getattr(w, "stale_retries", 0)}
         for w in workers.values():
             w.stop()
         servers.stop()
