@@ -12,9 +12,10 @@ benches/nonce_load/policy (`nonce_shards` filled in, via ATTESTGATE_POLICY_DIR),
 drives three phases with a bounded number of requests, a bounded time and a fixed number of
 concurrent keep-alive connections:
 
-- issue:    POST {challenge_path}                     (whatever issuing costs in this build: a
-            Durable Object write per challenge, or none if nonces are MACed and only consumption
-            records them; the "store files" and "rows added" columns show which)
+- issue:    POST {challenge_path}, one client address per request (the endpoint is
+            rate-limited per address)   (whatever issuing costs in this build: a Durable Object
+            write per challenge, or none since issue 12's stateless nonces, which only
+            consumption records; the "store files" and "rows added" columns show which)
 - consume:  GET /bench/consume, HS256 token whose `nonce` claim is one of the issued nonces
             (verify + one Durable Object consume + forward to a local origin)
 - baseline: GET /bench/baseline, the same HS256 token kind without a nonce
@@ -359,8 +360,12 @@ def bench_one(shards, build_dir, store_dir, args):
         phase = Phase(served, args.concurrency, args.max_seconds, not args.tolerate_failures)
         exp = int(time.time()) + 3000
 
-        def issue(_):
-            return "POST", CHALLENGE_PATH, {}
+        def issue(i):
+            # One client address per request: the challenge endpoint is rate-limited per
+            # address (docs/nonces.md); workerd, like `wrangler dev`, keeps a CF-Connecting-IP
+            # the client sent.
+            address = f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"
+            return "POST", CHALLENGE_PATH, {"cf-connecting-ip": address}
 
         def got_nonce(resp, body):
             if resp.status != 200:
