@@ -14,7 +14,10 @@ docs/performance.md.
 
 Environment: ROUNDS (8), N requests per Worker per round and token (300), WARM (1500 warm-up
 requests per Worker and token), ALGS (ES256,EdDSA), AB_PORT (47123: the origin/issuer port,
-compiled into the builds' policies, so builds and runs must use the same).
+compiled into the builds' policies, so builds and runs must use the same), WORKLOAD (unique: a
+distinct token for every request, minted ahead with joserfc; session: each token used 20 times,
+round-robin over 50 sessions, as benches/workerd.py; one: the same token for every request, as
+the runs before issue 19).
 """
 from __future__ import annotations
 
@@ -56,6 +59,9 @@ def main() -> None:
         n = int(os.environ.get("N", "300"))
         warm = int(os.environ.get("WARM", "1500"))
         algs = os.environ.get("ALGS", "ES256,EdDSA").split(",")
+        workload = os.environ.get("WORKLOAD", "unique")
+        if workload not in ("unique", "session", "one"):
+            sys.exit(f"WORKLOAD={workload}: unique, session or one")
         tokens = B.mint_tokens(servers)
         servers.recorder.add = lambda entry: None
         work = AB / "work"
@@ -78,25 +84,36 @@ def main() -> None:
                 status, body = w.get(B.ORDER_PATH, headers[alg])
                 if status != 200:
                     sys.exit(f"{name} {alg}: {status} {body[:200]!r}")
-        for _ in range(warm):
-            for alg in algs:
-                for w in workers.values():
-                    w.get(B.ORDER_PATH, headers[alg])
+        total = warm + rounds * n
+        kind = {"unique": B.UniqueWorkload, "session": B.SessionWorkload}.get(workload)
+        loads = {alg: kind(servers, alg, list(workers), total) if kind else None for alg in algs}
+
+        def plan(alg, order):
+            if loads[alg] is None:
+                return [(name, workers[name], B.ORDER_PATH, headers[alg], 200) for name in order]
+            return B.workload_plan(workers, loads[alg], order)
+
+        for alg in algs:
+            batch = B.interleaved_batch(plan(alg, list(workers)), warm, 0)
+            if batch.unexpected:
+                sys.exit(f"warm-up {alg}: {batch.unexpected} answers other than 200: "
+                         + "; ".join(batch.examples))
         order = list(workers)
         res = {alg: {name: [] for name in workers} for alg in algs}
         for r in range(rounds):
             for alg in algs:
                 turn = order[r % len(order):] + order[:r % len(order)]
-                batch = B.interleaved_batch(
-                    [(name, workers[name], B.ORDER_PATH, headers[alg], 200) for name in turn], n)
+                batch = B.interleaved_batch(plan(alg, turn), n, warm + r * n)
                 if batch.unexpected:
-                    sys.exit(f"round {r + 1} {alg}: {batch.unexpected} answers other than 200")
+                    sys.exit(f"round {r + 1} {alg}: {batch.unexpected} answers other than 200: "
+                             + "; ".join(batch.examples))
                 for name in turn:
                     res[alg][name].append(batch.user_us[name])
             print(f"round {r + 1}/{rounds}", flush=True)
         for alg in algs:
-            print(f"== {alg}: us CPU/request, ratio to jose, ratio to {names[0]} "
-                  f"(median (min-max) of {rounds} rounds)")
+            label = {"unique": "unique tokens", "session": "session tokens", "one": "one token"}
+            print(f"== {alg}, {label[workload]}: us CPU/request, ratio to jose, ratio to "
+                  f"{names[0]} (median (min-max) of {rounds} rounds)")
             for name in workers:
                 vals = res[alg][name]
                 to_jose = [a / b for a, b in zip(vals, res[alg]["jose"])]

@@ -157,7 +157,7 @@ def main():
                     [sys.executable, str(BENCH), "--build-dir", str(build_dir), "--port", str(port),
                      "--rounds", str(args.rounds), "--requests", str(args.requests),
                      "--warmup", "200", "--load-duration", "0", "--cold", str(args.cold),
-                     "--json", str(out)],
+                     "--workloads", "unique,public", "--json", str(out)],
                     env=base_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                     timeout=1800,
                 )
@@ -166,16 +166,22 @@ def main():
                     raise RuntimeError(f"bench failed for {name}")
                 bench = json.loads(out.read_text())
                 s = bench["cpu"]["summary"]
-                row["cpu_us"] = {g: s[g]["attestgate"]["median"] for g in ("ES256", "EdDSA")}
-                row["net_us"] = {g: s[g]["net_attestgate"]["median"] for g in ("ES256", "EdDSA")}
-                row["ratio_net"] = {g: s[g]["ratio_net"]["median"] for g in ("ES256", "EdDSA")}
-                row["public_us"] = s["none"]["attestgate"]["median"]
-                row["cold_ready_s"] = bench["cold"]["attestgate"]["ready_s"]["median"]
-                row["cold_first_ms"] = bench["cold"]["attestgate"]["first_verified_ms"]["median"]
+                algs = ("ES256", "EdDSA")
+                row["cpu_us"] = {g: s[f"unique {g}"]["attestgate"]["median"] for g in algs}
+                row["net_us"] = {g: s[f"unique {g}"]["net_attestgate"]["median"] for g in algs}
+                row["ratio_net"] = {g: s[f"unique {g}"]["ratio_net"]["median"] for g in algs}
+                row["public_us"] = s["public"]["attestgate"]["median"]
+                # Since issue 19: a fresh isolate that has served nothing (the first verified
+                # request includes instantiation and the policy compile); before, the first
+                # verified request came after a readiness probe the Worker had answered.
+                cold = bench["cold"]["summary"]["scenarios"]["attestgate | verified first"]
+                row["cold_listen_s"] = cold["listen_ms"]["median"] / 1000
+                row["cold_first_ms"] = cold["steps"][0]["ms"]["median"]
                 log(f"   CPU us/request ES256 {row['cpu_us']['ES256']:.0f} EdDSA "
                     f"{row['cpu_us']['EdDSA']:.0f} (net {row['net_us']['ES256']:.0f} / "
-                    f"{row['net_us']['EdDSA']:.0f}); public {row['public_us']:.0f}; cold ready "
-                    f"{row['cold_ready_s']:.2f} s, first verified {row['cold_first_ms']:.1f} ms")
+                    f"{row['net_us']['EdDSA']:.0f}); public {row['public_us']:.0f}; cold: "
+                    f"listening {row['cold_listen_s']:.2f} s, first verified request "
+                    f"{row['cold_first_ms']:.1f} ms")
             results[name] = row
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps({"machine_load": open("/proc/loadavg").read().split()[:3],
@@ -184,7 +190,7 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
 
     print("| variant | opt | lto | cgu | strip | wasm-opt | wasm B | gzip B | V8 compile ms "
-          "| ES256 us | EdDSA us | public us | ready s | first ms |")
+          "| ES256 us | EdDSA us | public us | listening s | first verified ms |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         o, l, c, st, w = r["settings"]
@@ -192,7 +198,8 @@ def main():
         print(f"| {name} | {o} | {l} | {c} | {st} | {w} | {r['wasm_bytes']} | {r['bundle_gzip']} "
               f"| {r['v8_compile_ms']:.1f} | {cpu.get('ES256', float('nan')):.0f} "
               f"| {cpu.get('EdDSA', float('nan')):.0f} | {r.get('public_us', float('nan')):.0f} "
-              f"| {r.get('cold_ready_s', float('nan')):.2f} | {r.get('cold_first_ms', float('nan')):.1f} |")
+              f"| {r.get('cold_listen_s', r.get('cold_ready_s', float('nan'))):.2f} "
+              f"| {r.get('cold_first_ms', float('nan')):.1f} |")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,19 @@
 //! Native timings of the JOSE core: header parsing, each algorithm's signature check, and the
-//! whole `verify_token` for ES256 and EdDSA.
+//! whole `verify_token` for ES256 and EdDSA. And two things the Worker does in Rust besides the
+//! token (issue 19): the decision log line, built and serialised, and the policy compile of an
+//! isolate's first request (`Gate::from_embedded`), for the policy of benches/policies.
 //!
 //! `cargo bench --bench jose -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
 
+use attestgate::gate::log::DecisionLog;
+use attestgate::gate::Gate;
 use attestgate::jose::{
     b64, block_on_ready, jws, verify_native, verify_token, Alg, ClaimRules, Key, KeySet, Limits,
     NativeVerifier, Profile,
 };
+use attestgate::policy::Policy;
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -163,5 +168,54 @@ fn benches(c: &mut Criterion) {
     }
 }
 
-criterion_group!(jose, benches);
+/// The bench policy (benches/policies, loopback URLs filled in) as the build embeds it: JSON.
+fn bench_policy_json() -> String {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/policies");
+    let dir = std::env::temp_dir().join(format!("attestgate-bench-policy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let text = std::fs::read_to_string(&path)
+                .unwrap()
+                .replace("{{ORIGIN}}", "http://127.0.0.1:47123")
+                .replace("{{ISSUER}}", "http://127.0.0.1:47123/demo-issuer")
+                .replace(
+                    "{{JWKS_URI}}",
+                    "http://127.0.0.1:47123/demo-issuer/jwks.json",
+                );
+            std::fs::write(dir.join(path.file_name().unwrap()), text).unwrap();
+        }
+    }
+    let (policy, _warnings) = attestgate::policy::load_dir(&dir).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    policy.to_json()
+}
+
+/// The Rust side of the decision line (what the Worker builds before `console.log`; the
+/// runtime's side is measured in workerd, benches/workerd.py's log variants) and of the first
+/// request's policy compile (the rest of a cold first request is measured there too).
+fn worker_rust(c: &mut Criterion) {
+    let claims = json!({"iss":"http://127.0.0.1:47123/demo-issuer","sub":"user:alice",
+                        "jti":"q3Rk1xPzW8mN0aBc","act":{"sub":"agent:planner"}});
+    let claims = claims.as_object().unwrap();
+    c.bench_function("log/decision line (allow, to_line)", |b| {
+        b.iter(|| {
+            let mut log = DecisionLog::new("3q2-7wAAAAAAAAAA", "GET", black_box("/v1/orders/42"));
+            log.route = Some("orders-read".into());
+            log.verdict = "allow";
+            log.provider = Some("agent".into());
+            log.add_claims(black_box(claims));
+            log.latency_ms = 1.0;
+            log.to_line()
+        })
+    });
+    let json = bench_policy_json();
+    assert!(Gate::new(Policy::from_embedded(&json).unwrap()).is_ok());
+    c.bench_function("policy/Gate::from_embedded (benches/policies)", |b| {
+        b.iter(|| Gate::new(Policy::from_embedded(black_box(&json)).unwrap()).unwrap())
+    });
+}
+
+criterion_group!(jose, benches, worker_rust);
 criterion_main!(jose);

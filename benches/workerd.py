@@ -1,34 +1,51 @@
 #!/usr/bin/env python3
-"""attestgate vs a `jose` Worker, both in workerd (`wrangler dev`), on loopback.
+"""attestgate vs a `jose` Worker and measuring floors, all served by workerd, on loopback.
 
-    .venv/bin/python benches/workerd.py                # build, CPU rounds, load, cold start
+    .venv/bin/python benches/workerd.py                # build, CPU workloads, load, cold start
     .venv/bin/python benches/workerd.py --quick        # a short smoke run (numbers are rough)
     .venv/bin/python benches/workerd.py --help
 
 What it does (docs/performance.md explains the method and how to read the figures):
 
-1. Starts the local origin + JWKS issuer of the end-to-end tests (tests/e2e/servers.py) and mints
-   one ES256 and one EdDSA token with joserfc (scope orders:read, act.sub, typ at+jwt).
+1. Starts the local origin + JWKS issuer of the end-to-end tests (tests/e2e/servers.py), and
+   mints with joserfc, before anything is timed, every token the run will send (scope
+   orders:read, act.sub, typ at+jwt; ES256 and EdDSA keys of the issuer's JWKS).
 2. Builds attestgate (release, scripts/build.sh) with the bench policy folder benches/policies/
    (its {{ORIGIN}}/{{ISSUER}}/{{JWKS_URI}} filled in), unless --build-dir points at a build made
    for the same --port.
-3. Starts three Workers, each in its own `wrangler dev` (own workerd, loopback, --persist-to in a
-   temp folder, own process group):
-     attestgate  the build above (route orders-read);
-     jose        benches/jose-worker (the same checks with the `jose` library);
-     floor       a pass-through Worker that forwards to the same origin and verifies nothing.
-   Checks that both verifying Workers accept both tokens (200, x-verified-* headers at the
-   origin) and refuse a tampered one (401).
-4. CPU: for each round and each token, drives N requests with the same token to each Worker,
-   interleaved one by one (A, B, floor, A, B, floor, ...), and reads the CPU time (user+system)
-   of each Worker's workerd process before and after. Net CPU = Worker - floor (the floor is
-   the runtime's own cost of taking a request and making the origin subrequest, which both
-   verifying Workers also pay). Reports median and spread over the rounds, and attestgate/jose.
+3. Starts each Worker in its own workerd (`--runtime workerd`, the default: bundled by
+   `wrangler deploy --dry-run`, served by the workerd binary from a generated config) or its
+   own `wrangler dev` (`--runtime wrangler`), each in its own process group:
+     attestgate    the build above (route orders-read; public route /healthz);
+     jose          benches/jose-worker (the same checks with the `jose` library; /healthz public);
+     floor         a pass-through Worker that forwards to the same origin and verifies nothing;
+     floor-log     the floor plus one console.log line shaped like attestgate's decision line;
+     floor-verify  the floor plus exactly one crypto.subtle.verify of the token's signature;
+     log-*         the floor with another way of writing that line (LOG_VARIANTS).
+   Checks every Worker's answers before anything is timed (sanity): both verifying Workers
+   accept both algorithms and forward the verified claims, refuse every kind of the refusal mix
+   with 401 (attestgate for the expected reason), and the Workers meant to log do.
+4. CPU per request, per workload (WORKLOADS), side by side in one run:
+     unique   a distinct token for every request (ES256, EdDSA);
+     session  each token used 20 times, round-robin over 50 concurrent sessions (ES256, EdDSA);
+     public   GET /healthz: attestgate's and jose's public route, the floors;
+     refusal  bad signature, expired, wrong audience in equal parts, ES256 and EdDSA: 401 from
+              attestgate and jose (the floors forward the same requests);
+     log      the log-line alternatives against the floor, each answering without a subrequest.
+   For each round and workload, N requests to each of its Workers, interleaved one by one
+   (A, B, floor, A, B, floor, ...; the order rotates per round), and the CPU time of each
+   Worker's workerd process before and after. Any answer other than the expected one stops the
+   run. Reports median and spread over the rounds, the ratios issue 19's targets name, and the
+   µs per log line of each alternative.
 5. Load: wrk (if installed; `apt-get install wrk`) against the origin directly and through each
-   Worker, at 1 and at 8 connections: requests per second, p50 and p99 latency.
-6. Cold start: restarts attestgate and jose a few times and measures the time from spawning
-   `wrangler dev` to the first answer, and the latency of the first verified request on the
-   fresh isolate (JWKS fetch, key import and first-use compilation included).
+   Worker, at 1 and at 8 connections: requests per second, p50 and p99 latency (one token for
+   every request of a run).
+6. Cold start (workerd runtime): fresh workerd processes, the first request of each. A Worker
+   that only loads attestgate's (or jose's) bundle and answers without calling it measures the
+   instantiation (module evaluation: for attestgate the WebAssembly instance) against an empty
+   Worker; attestgate and jose then serve a verified request first (the target's figure), or a
+   public request first and the verified one second (policy compile and first use of the
+   request path, then key fetch and import and the verification path).
 
 Everything listens on 127.0.0.1 only; every loop is bounded; the run stops by itself (a global
 deadline, --max-minutes) and always stops what it started.
@@ -46,6 +63,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -62,15 +80,35 @@ from servers import LocalServers  # noqa: E402
 WRANGLER = ROOT / "node_modules" / ".bin" / "wrangler"
 WORKERD = ROOT / "node_modules" / ".bin" / "workerd"
 ORDER_PATH = "/v1/orders/42"
+PUBLIC_PATH = "/healthz"
+# The floors answer these paths themselves, without the origin subrequest (the log-line group):
+# the first with their log line (if they have one), the second without it.
+ANSWER_PATH = "/__bench/answer"
+QUIET_PATH = "/__bench/quiet"
 AUDIENCE = "https://api.example.com"
+OTHER_AUDIENCE = "https://other.example.com"
+KIDS = {"ES256": "bench-es256", "EdDSA": "bench-eddsa"}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+SESSIONS = 50  # the session workload: concurrent sessions, round-robin
+USES = 20      # ... and requests per token
+# Issue 19's targets: (what, ratio, at most).
+TARGETS = {
+    "session": ("session workload, attestgate / jose, log line on", 0.85),
+    "unique": ("unique tokens, attestgate / jose", 1.05),
+    "public": ("public route, attestgate / pass-through floor", 1.05),
+    "cold": ("cold start, first verified request, attestgate / jose", 1.0),
+}
 
 FLOOR_JS = """\
 // Benchmark floor: forwards every request to the origin and verifies nothing.
+/*MODULE*/
 export default {
   async fetch(request, env) {
     const url = new URL(request.url);
-    /*LOG*/
+    if (url.pathname !== "/__bench/quiet") {
+      /*LOG*/
+    }
+    if (url.pathname.startsWith("/__bench/")) return new Response("ok");
     return fetch(env.ORIGIN + url.pathname + url.search, {
       method: request.method,
       headers: request.headers,
@@ -116,17 +154,77 @@ export default {
 };
 """
 
-# The floor plus one console.log line shaped like attestgate's decision log (same fields, about
-# the same length): measures what writing one log line costs in this runtime.
-# (Until 2026-11-23 FLOOR_JS had no /*LOG*/ placeholder, so floor-log was the floor itself and
-# the log line looked free; it is not, see docs/performance.md.)
-LOG_LINE = (
-    "console.log(JSON.stringify({attestgate: 'decision', request_id: crypto.randomUUID(), "
+# The fields of a decision line like attestgate's (same fields, about the same length), as a
+# JavaScript object literal built per request.
+LOG_FIELDS = (
+    "{attestgate: 'decision', request_id: crypto.randomUUID(), "
     "method: request.method, path: url.pathname, route: 'orders-read', verdict: 'allow', "
     "status: 200, provider: undefined, issuer: [env.ORIGIN + '/demo-issuer'], "
     "subject: 'user:alice', agent: ['agent:planner'], jti: ['q3Rk1xPzW8mN0aBc'], "
-    "latency_ms: 1}));"
+    "latency_ms: 1}"
 )
+# floor-log: the floor plus one console.log line shaped like attestgate's decision log: what
+# writing one log line costs in this runtime. (Until 2026-11-23 FLOOR_JS had no /*LOG*/
+# placeholder, so floor-log was the floor itself and the log line looked free; it is not, see
+# docs/performance.md.)
+LOG_LINE = f"console.log(JSON.stringify({LOG_FIELDS}));"
+# A decision line as attestgate writes it (allow verdict of the bench route), ~280 bytes.
+READY_LINE = json.dumps({
+    "attestgate": "decision", "request_id": "3q2-7wAAAAAAAAAA", "method": "GET",
+    "path": ORDER_PATH, "route": "orders-read", "verdict": "allow",
+    "issuer": ["http://127.0.0.1:47123/demo-issuer"], "subject": "user:alice",
+    "agent": ["agent:planner"], "jti": ["q3Rk1xPzW8mN0aBc"], "latency_ms": 1.0,
+}, separators=(",", ":"))
+SAMPLE_EVERY = 10
+DECISION_MARK = '"attestgate":"decision"'
+# The ways the runtime offers to write that line, each a floor variant: name -> (what it does,
+# module-level JavaScript, per-request JavaScript, lines written per request, a predicate on an
+# output line that says it is one of this variant's lines). floor-log is the first of them.
+LOG_VARIANTS = {
+    "floor-log": (
+        "JS builds the object from the fields, console.log(JSON.stringify(obj))",
+        "", LOG_LINE, 1.0, lambda line: DECISION_MARK in line),
+    "log-object": (
+        "console.log(obj): the same object, formatted by the runtime",
+        "", f"console.log({LOG_FIELDS});", 1.0,
+        lambda line: "attestgate" in line and "decision" in line),
+    "log-string": (
+        "console.log(line) of a ready string (the line built elsewhere, e.g. in Rust): the call "
+        "alone",
+        f"const LINE = {json.dumps(READY_LINE)};", "console.log(LINE);", 1.0,
+        lambda line: DECISION_MARK in line),
+    "log-utf8": (
+        "what a line built in Rust costs on the JS side: its UTF-8 bytes in a buffer (as in the "
+        "wasm memory) decoded with TextDecoder, as wasm-bindgen passes a &str, then "
+        "console.log(line)",
+        f"const LINE = {json.dumps(READY_LINE)};\n"
+        "const DEC = new TextDecoder(\"utf-8\", { ignoreBOM: true, fatal: true });\n"
+        "const MEM = new Uint8Array(65536);\n"
+        "const LEN = new TextEncoder().encodeInto(LINE, MEM).written;",
+        "console.log(DEC.decode(MEM.subarray(0, LEN)));", 1.0,
+        lambda line: DECISION_MARK in line),
+    "log-sampled": (
+        f"the floor-log line for 1 request in {SAMPLE_EVERY} (allow lines sampled; a counter)",
+        "let seen = 0;", f"if (++seen % {SAMPLE_EVERY} === 0) {LOG_LINE}", 1.0 / SAMPLE_EVERY,
+        lambda line: DECISION_MARK in line),
+    "log-short": (
+        "console.log('x'): the fixed cost of one call",
+        "", "console.log('x');", 1.0, lambda line: line.strip() == "x"),
+}
+LOG_NAMES = list(LOG_VARIANTS)  # floor-log first
+
+# Cold start: a Worker that evaluates another Worker's bundle (for attestgate: the wasm-bindgen
+# shim, which instantiates the WebAssembly module at module evaluation) and answers without
+# calling into it; and an empty Worker, the runtime's own first request.
+COLD_LOAD_JS = """\
+// Benchmark only: loads the bundle (module evaluation) and answers without calling it.
+import * as bundle from "./index.js";
+export default { fetch() { return new Response(typeof bundle.default); } };
+"""
+COLD_EMPTY_JS = """\
+// Benchmark only: the runtime's own first request.
+export default { fetch() { return new Response("ok"); } };
+"""
 
 
 class Deadline(Exception):
@@ -141,31 +239,31 @@ def log(msg: str):
 # CPU accounting of a process (all its threads)
 
 
-def proc_cpu(pid: int) -> tuple[int, int | None, frozenset]:
-    """(utime+stime in clock ticks, sum of the threads' schedstat run time in ns, thread ids).
+def proc_cpu(pid: int) -> tuple[int, int | None, dict]:
+    """(utime+stime in clock ticks, sum of the threads' schedstat run time in ns, {thread id:
+    ns}).
 
     /proc/<pid>/stat counts every thread the process ever had, at 1/CLK_TCK resolution.
     /proc/<pid>/task/*/schedstat gives nanoseconds but only for live threads, so it is used
-    only when the set of threads did not change between the two samples.
+    only when no thread ended between the two samples (threads that started in between count
+    whole: all of their time is inside the interval).
     """
     with open(f"/proc/{pid}/stat") as f:
         rest = f.read().rsplit(")", 1)[1].split()
     ticks = int(rest[11]) + int(rest[12])
-    ns = 0
-    tids = []
+    threads = {}
     try:
         for tid in os.listdir(f"/proc/{pid}/task"):
             with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                ns += int(f.read().split()[0])
-            tids.append(tid)
+                threads[tid] = int(f.read().split()[0])
     except (FileNotFoundError, ProcessLookupError):
-        return ticks, None, frozenset()
-    return ticks, ns, frozenset(tids)
+        return ticks, None, {}
+    return ticks, sum(threads.values()), threads
 
 
 def cpu_delta_ns(before, after) -> tuple[float, str]:
-    if before[1] is not None and after[1] is not None and before[2] == after[2]:
-        return float(after[1] - before[1]), "schedstat"
+    if before[1] is not None and after[1] is not None and before[2].keys() <= after[2].keys():
+        return float(sum(ns - before[2].get(tid, 0) for tid, ns in after[2].items())), "schedstat"
     return (after[0] - before[0]) * 1e9 / CLK_TCK, "stat"
 
 
@@ -174,6 +272,8 @@ def cpu_delta_ns(before, after) -> tuple[float, str]:
 
 
 class Worker:
+    """A Worker in its own `wrangler dev` (`--runtime wrangler`)."""
+
     def __init__(self, name: str, config: Path, workdir: Path, vars_: dict[str, str] | None = None):
         self.name = name
         self.config = config
@@ -187,7 +287,7 @@ class Worker:
         self.proxy_pid = 0
         self.log_path = workdir / f"wrangler-{name}.log"
 
-    def start(self, timeout: float = 90.0) -> "Worker":
+    def start(self, timeout: float = 90.0, probe: str = "http") -> "Worker":
         self.port = free_port()
         persist = self.workdir / f"persist-{self.name}"
         persist.mkdir(exist_ok=True)
@@ -200,7 +300,9 @@ class Worker:
             "--inspector-port", str(free_port()),
             "--persist-to", str(persist),
             "--show-interactive-dev-session=false",
-            "--log-level", "warn",
+            # "log": the Workers' console output reaches the log file, which sanity() reads
+            # (with "warn" the decision lines were not there and the check failed).
+            "--log-level", "log",
         ]
         for k, v in self.vars.items():
             args += ["--var", f"{k}:{v}"]
@@ -219,20 +321,24 @@ class Worker:
         self.find_workerd()
         return self
 
-    def wait_ready(self, started: float, timeout: float, what: str):
-        """Until the Worker itself answers (any status: no route / no token, no origin
-        involved); records the time from `started`."""
+    def wait_ready(self, started: float, timeout: float, what: str, probe: str = "http"):
+        """Until the Worker answers (probe "http": any status of a request to a path no route
+        matches, no origin involved) or its socket accepts a connection (probe "tcp": nothing
+        reaches the Worker, its isolate stays unused); records the time from `started`."""
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name}: {what} exited:\n{self.tail()}")
             try:
-                self.get("/__bench_readiness_probe", {}, timeout=5)
+                if probe == "tcp":
+                    socket.create_connection(("127.0.0.1", self.port), timeout=5).close()
+                else:
+                    self.get("/__bench_readiness_probe", {}, timeout=5)
                 self.ready_s = time.perf_counter() - started
                 return
             except (OSError, http.client.HTTPException):
                 self.close()
-                time.sleep(0.05)
+                time.sleep(0.002 if probe == "tcp" else 0.05)
         raise RuntimeError(f"{self.name}: {what} did not become ready:\n{self.tail()}")
 
     def tail(self) -> str:
@@ -268,6 +374,10 @@ class Worker:
         self.proxy_pid = proxy[0] if proxy else 0
 
     def get(self, path: str, headers: dict, timeout: float = 30) -> tuple[int, bytes]:
+        """One GET on the kept-alive connection. If the server closed a connection that had
+        served earlier requests before answering (a kept-alive connection it dropped), the
+        request is sent once more on a new one, and counted in `stale_retries`."""
+        reused = self.conn is not None
         if self.conn is None:
             self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
@@ -277,6 +387,15 @@ class Worker:
             if resp.getheader("connection", "").lower() == "close":
                 self.close()
             return resp.status, body
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            self.close()
+            if not reused or (self.proc is not None and self.proc.poll() is not None):
+                raise
+            self.stale_retries = getattr(self, "stale_retries", 0) + 1
+            if self.stale_retries == 1:  # workerd closes connections idle for some seconds
+                log(f"{self.name}: kept-alive connection closed without an answer; sending "
+                    "again (counted, not logged again)")
+            return self.get(path, headers, timeout)
         except (OSError, http.client.HTTPException):
             self.close()
             raise
@@ -302,13 +421,20 @@ class DirectWorker(Worker):
     `wrangler dev`, whose dev machinery (the proxy hop, the inspector session that carries
     console output) adds cost to every request."""
 
-    def __init__(self, *a, **kw):
-        super().__init__(*a, **kw)
+    def __init__(self, name: str, config: Path, workdir: Path, vars_: dict[str, str] | None = None,
+                 entry_js: str | None = None, bundle_of: str | None = None):
+        """`entry_js`: a module served as the main module instead of the bundle's index.js
+        (which stays importable as "./index.js"; no Durable Object then). `bundle_of`: reuse
+        the bundle of the Worker of that name (same config) in the same folder."""
+        super().__init__(name, config, workdir, vars_)
         self.bundle: Path | None = None
+        self.entry_js = entry_js
+        self.bundle_of = bundle_of or name
+        self.ready_cpu = None
         self.log_path = self.workdir / f"workerd-{self.name}.log"
 
     def _bundle(self) -> Path:
-        out = self.workdir / f"bundle-{self.name}"
+        out = self.workdir / f"bundle-{self.bundle_of}"
         if out.exists():
             return out
         env = wrangler_env(ROOT, self.workdir / "wrangler-logs")
@@ -325,16 +451,20 @@ class DirectWorker(Worker):
         # embed paths are relative to the config file (an absolute path is looked up in the
         # import roots instead).
         for f in sorted(p.relative_to(self.workdir) for p in bundle.iterdir()):
-            if f.name == "index.js":
+            if f.name == "index.js" and not self.entry_js:
                 modules.insert(0, f'(name = "index.js", esModule = embed "{f}")')
             elif f.suffix == ".js":
                 modules.append(f'(name = "{f.name}", esModule = embed "{f}")')
             elif f.suffix == ".wasm":
                 modules.append(f'(name = "{f.name}", wasm = embed "{f}")')
+        if self.entry_js:
+            entry = self.workdir / f"entry-{self.name}.js"
+            entry.write_text(self.entry_js)
+            modules.insert(0, f'(name = "bench-entry.js", esModule = embed "{entry.name}")')
         bindings = [f'(name = "{k}", text = {json.dumps(v)})' for k, v in self.vars.items()]
         extra = ""
         services = ""
-        if "durable_objects" in self.config.read_text():
+        if "durable_objects" in self.config.read_text() and not self.entry_js:
             persist = self.workdir / f"persist-{self.name}"
             persist.mkdir(exist_ok=True)
             bindings.append('(name = "NONCE_STORE", durableObjectNamespace = "NonceStore")')
@@ -361,7 +491,9 @@ const worker :Workerd.Worker = (
         path.write_text(text)
         return path
 
-    def start(self, timeout: float = 90.0) -> "Worker":
+    def start(self, timeout: float = 90.0, probe: str = "http") -> "Worker":
+        """Spawns workerd; with probe "tcp" the Worker's isolate has served nothing yet when
+        this returns, and `ready_cpu` is the process's CPU up to then (proc_cpu)."""
         self.bundle = self._bundle()
         self.port = free_port()
         config = self._config(self.bundle)
@@ -371,9 +503,10 @@ const worker :Workerd.Worker = (
             [str(WORKERD), "serve", str(config)],
             cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=self._log,
             stderr=subprocess.STDOUT, start_new_session=True)
-        self.wait_ready(started, timeout, "workerd")
         self.user_pid = self.proc.pid
         self.proxy_pid = 0
+        self.wait_ready(started, timeout, "workerd", probe)
+        self.ready_cpu = proc_cpu(self.user_pid)
         return self
 
 
@@ -426,11 +559,18 @@ def jose_config(workdir: Path) -> Path:
     return ROOT / "benches" / "jose-worker" / "wrangler.toml"
 
 
-def floor_config(workdir: Path, with_log: bool = False, verify: bool = False) -> Path:
-    name = "floor-verify" if verify else "floor-log" if with_log else "floor"
+def floor_config(workdir: Path, with_log: bool = False, verify: bool = False,
+                 variant: str | None = None, js: str | None = None) -> Path:
+    """The floor (`floor`), floor-verify, a log variant (`variant`, LOG_VARIANTS; `with_log`
+    is floor-log), or any other small Worker (`variant` names it, `js` is its code)."""
+    name = variant or ("floor-verify" if verify else "floor-log" if with_log else "floor")
     d = workdir / name
     d.mkdir(exist_ok=True)
-    js = FLOOR_VERIFY_JS if verify else FLOOR_JS.replace("/*LOG*/", LOG_LINE if with_log else "")
+    if js is None and verify:
+        js = FLOOR_VERIFY_JS
+    elif js is None:
+        _what, module, per_request, *_ = LOG_VARIANTS.get(name, ("", "", "", 0, None))
+        js = FLOOR_JS.replace("/*MODULE*/", module).replace("/*LOG*/", per_request)
     (d / "floor.js").write_text(js)
     (d / "wrangler.toml").write_text(
         f'name = "bench-{name}"\nmain = "floor.js"\ncompatibility_date = "2026-11-17"\n'
@@ -438,13 +578,14 @@ def floor_config(workdir: Path, with_log: bool = False, verify: bool = False) ->
     return d / "wrangler.toml"
 
 
+def good_claims(now: int) -> dict:
+    return dict(scope="orders:read", act={"sub": "agent:planner"}, iat=now, exp=now + 3500)
+
+
 def mint_tokens(servers: LocalServers) -> dict[str, str]:
+    """One token per algorithm (sanity checks, the load phase, benches/ab.py)."""
     now = int(time.time())
-    common = dict(scope="orders:read", act={"sub": "agent:planner"}, iat=now, exp=now + 3500)
-    return {
-        "ES256": servers.issuer.mint("bench-es256", **common),
-        "EdDSA": servers.issuer.mint("bench-eddsa", **common),
-    }
+    return {alg: servers.issuer.mint(kid, **good_claims(now)) for alg, kid in KIDS.items()}
 
 
 def tamper(token: str) -> str:
@@ -454,13 +595,242 @@ def tamper(token: str) -> str:
     return ".".join([head, payload, base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()])
 
 
-def sanity(workers: dict[str, Worker], tokens: dict[str, str]):
+# The refusal mix: each kind once per algorithm, in this order, repeated (equal proportions).
+# kind -> attestgate's reason code in its decision line for it.
+REFUSALS = {"bad-signature": "bad_signature", "expired": "expired",
+            "wrong-audience": "audience_mismatch"}
+REFUSAL_CYCLE = [(kind, alg) for alg in KIDS for kind in REFUSALS]
+
+
+def mint_refusal(servers: LocalServers, kind: str, alg: str, now: int) -> str:
+    issuer = servers.issuer
+    if kind == "bad-signature":
+        return tamper(issuer.mint(KIDS[alg], **good_claims(now)))
+    if kind == "expired":  # beyond the 60 s skew of both Workers, lifetime 300 s
+        return issuer.mint(KIDS[alg], **dict(good_claims(now), iat=now - 900, exp=now - 600))
+    if kind == "wrong-audience":
+        return issuer.mint(KIDS[alg], aud=OTHER_AUDIENCE, **good_claims(now))
+    raise ValueError(kind)
+
+
+def bearer(token: str) -> dict:
+    return {"authorization": f"Bearer {token}"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Workloads
+
+
+class Workload:
+    """One workload of the CPU phase: the Workers it drives and, for the k-th request of the run
+    (the same k for every Worker, so each sees the same sequence), the path, the headers and the
+    one status every answer must have. Tokens are minted before anything is timed."""
+
+    kind = ""
+    describe = ""
+
+    def __init__(self, key: str, names: list[str], alg: str | None = None):
+        self.key = key
+        self.names = names
+        self.alg = alg
+
+    def request(self, name: str, k: int) -> tuple[str, dict, int]:
+        raise NotImplementedError
+
+    def meta(self) -> dict:
+        return {"kind": self.kind, "alg": self.alg, "names": self.names,
+                "describe": self.describe}
+
+
+class UniqueWorkload(Workload):
+    kind = "unique"
+    describe = "a distinct token for every request"
+
+    def __init__(self, servers, alg, names, total):
+        super().__init__(f"unique {alg}", names, alg)
+        now = int(time.time())
+        self.tokens = [servers.issuer.mint(KIDS[alg], **good_claims(now)) for _ in range(total)]
+        if len(set(self.tokens)) != len(self.tokens):
+            raise RuntimeError("unique workload: two tokens are the same")
+
+    def request(self, name, k):
+        return ORDER_PATH, bearer(self.tokens[k]), 200
+
+
+class SessionWorkload(Workload):
+    """SESSIONS sessions served round-robin (request k belongs to session k % SESSIONS), each
+    presenting its token USES times before it is replaced by a new one. The replacements are
+    staggered over the sessions (session s starts s*USES/SESSIONS uses into its first token), so
+    every stretch of the run has the same share of first uses: 1 request in USES."""
+
+    kind = "session"
+    describe = (f"each token used {USES} times, round-robin over {SESSIONS} concurrent "
+                "sessions (staggered renewals)")
+
+    def __init__(self, servers, alg, names, total):
+        super().__init__(f"session {alg}", names, alg)
+        now = int(time.time())
+        self.tokens = {}
+        for k in range(total):
+            slot = self._slot(k)
+            if slot not in self.tokens:
+                self.tokens[slot] = servers.issuer.mint(KIDS[alg], **good_claims(now))
+
+    @staticmethod
+    def _slot(k: int) -> tuple[int, int]:
+        s, j = k % SESSIONS, k // SESSIONS
+        return s, (j + s * USES // SESSIONS) // USES
+
+    def request(self, name, k):
+        return ORDER_PATH, bearer(self.tokens[self._slot(k)]), 200
+
+    def meta(self):
+        return dict(super().meta(), sessions=SESSIONS, uses=USES, tokens=len(self.tokens))
+
+
+class PublicWorkload(Workload):
+    kind = "public"
+    describe = f"GET {PUBLIC_PATH}, no token: a public route (the floors forward it)"
+
+    def __init__(self, names):
+        super().__init__("public", names)
+
+    def request(self, name, k):
+        return PUBLIC_PATH, {}, 200
+
+
+class RefusalWorkload(Workload):
+    kind = "refusal"
+    describe = ("bad signature, expired, wrong audience in equal parts, ES256 and EdDSA, a "
+                "distinct token every request: 401 from attestgate and jose (the floors forward)")
+
+    def __init__(self, servers, names, total):
+        super().__init__("refusal", names)
+        now = int(time.time())
+        self.tokens = [mint_refusal(servers, *REFUSAL_CYCLE[k % len(REFUSAL_CYCLE)], now)
+                       for k in range(total)]
+
+    def request(self, name, k):
+        want = 401 if name in ("attestgate", "jose") else 200
+        return ORDER_PATH, bearer(self.tokens[k]), want
+
+    def meta(self):
+        return dict(super().meta(), cycle=[f"{kind} {alg}" for kind, alg in REFUSAL_CYCLE])
+
+
+class LogWorkload(Workload):
+    """The floor and each way of writing the decision line, answering without a subrequest:
+    with the line (GET ANSWER_PATH) or, as the "log, no line" workload, the same Workers
+    without it (GET QUIET_PATH). A variant's cost per line is the difference of the two in the
+    same process (each workerd process has its own baseline, a few tens of µs apart), measured in
+    adjacent batches of the same round (their order alternates per round)."""
+
+    kind = "log"
+    describe = (f"GET {ANSWER_PATH}: the floor and each way of writing the decision line, "
+                "answered by the Worker without a subrequest")
+
+    def __init__(self, names, quiet: bool = False):
+        super().__init__("log, no line" if quiet else "log", names)
+        self.quiet = quiet
+        if quiet:
+            self.kind = "log-quiet"
+            self.describe = (f"GET {QUIET_PATH}: the same Workers, the same answer, no log line "
+                             "(each variant's own baseline)")
+
+    def request(self, name, k):
+        return (QUIET_PATH if self.quiet else ANSWER_PATH), {}, 200
+
+    def meta(self):
+        extra = {} if self.quiet else {"quiet_group": "log, no line", "variants": {
+            n: {"what": LOG_VARIANTS[n][0], "lines_per_request": LOG_VARIANTS[n][3]}
+            for n in self.names if n in LOG_VARIANTS}}
+        return dict(super().meta(), **extra)
+
+
+WORKLOAD_KINDS = ["unique", "session", "public", "refusal", "log"]
+TOKEN_NAMES = ["attestgate", "jose", "floor", "floor-log", "floor-verify"]
+
+
+def make_workloads(servers, kinds: list[str], total: int) -> list[Workload]:
+    """Every workload of the run, with every token it will send (`total` requests per Worker:
+    the warm-up and every round)."""
+    out: list[Workload] = []
+    started = time.perf_counter()
+    for kind in kinds:
+        if kind == "unique":
+            out += [UniqueWorkload(servers, alg, TOKEN_NAMES, total) for alg in KIDS]
+        elif kind == "session":
+            out += [SessionWorkload(servers, alg, TOKEN_NAMES, total) for alg in KIDS]
+        elif kind == "public":
+            out.append(PublicWorkload(["attestgate", "jose", "floor", "floor-log"]))
+        elif kind == "refusal":
+            out.append(RefusalWorkload(servers, ["attestgate", "jose", "floor", "floor-log"],
+                                       total))
+        elif kind == "log":
+            out.append(LogWorkload(["floor"] + LOG_NAMES))
+            out.append(LogWorkload(["floor"] + LOG_NAMES, quiet=True))
+        else:
+            raise SystemExit(f"unknown workload {kind!r} (known: {', '.join(WORKLOAD_KINDS)})")
+    minted = sum(len(getattr(w, "tokens", ())) for w in out)
+    log(f"minted {minted} tokens with joserfc in {time.perf_counter() - started:.1f} s "
+        f"({total} requests per Worker and workload)")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Sanity: every Worker answers as it should before anything is timed
+
+
+def log_lines(w: Worker, since: int = 0) -> tuple[list[str], int]:
+    """The Worker's output lines written after byte offset `since`, and the new offset."""
+    try:
+        data = w.log_path.read_bytes()
+    except OSError:
+        return [], since
+    return data[since:].decode(errors="replace").splitlines(), len(data)
+
+
+def wait_lines(w: Worker, since: int, pred, want: int, timeout: float = 3.0) -> list[str]:
+    """Waits (bounded) until `want` new lines matching `pred` were written; returns them (more
+    if more came: the caller checks the count)."""
+    deadline = time.time() + timeout
+    while True:
+        lines = [line for line in log_lines(w, since)[0] if pred(line)]
+        if len(lines) >= want or time.time() > deadline:
+            time.sleep(0.1)  # anything more that was on its way
+            return [line for line in log_lines(w, since)[0] if pred(line)]
+        time.sleep(0.05)
+
+
+def decision(line: str) -> dict | None:
+    start = line.find("{")
+    if DECISION_MARK not in line or start < 0:
+        return None
+    try:
+        return json.loads(line[start:])
+    except ValueError:
+        return None
+
+
+def count_decisions(w: Worker) -> int:
+    try:
+        return w.log_path.read_bytes().count(DECISION_MARK.encode())
+    except OSError:
+        return 0
+
+
+def sanity(workers: dict[str, Worker], tokens: dict[str, str], servers: LocalServers | None = None,
+           kinds: list[str] | None = None):
     """Both verifying Workers accept both tokens and forward verified claims; they refuse a
-    tampered token and a missing one. The floor forwards."""
+    tampered token and a missing one; the floors forward; the Workers meant to log do. Then, for
+    the workloads of this run: the public route is forwarded by attestgate and jose; every kind
+    of the refusal mix is refused with 401 by both (attestgate for the expected reason); each
+    log variant writes its line, as often as it should."""
+    kinds = kinds if kinds is not None else WORKLOAD_KINDS
     for name in ("attestgate", "jose"):
         w = workers[name]
         for alg, token in tokens.items():
-            status, body = w.get(ORDER_PATH, {"authorization": f"Bearer {token}"})
+            status, body = w.get(ORDER_PATH, bearer(token))
             if status != 200:
                 raise RuntimeError(f"{name} {alg}: expected 200, got {status} {body[:300]!r}")
             verified = json.loads(body).get("verified", {})
@@ -468,7 +838,7 @@ def sanity(workers: dict[str, Worker], tokens: dict[str, str]):
                 "x-verified-agent"
             ) != "agent:planner":
                 raise RuntimeError(f"{name} {alg}: origin saw {verified}")
-            status, _ = w.get(ORDER_PATH, {"authorization": f"Bearer {tamper(token)}"})
+            status, _ = w.get(ORDER_PATH, bearer(tamper(token)))
             if status != 401:
                 raise RuntimeError(f"{name} {alg}: tampered token got {status}")
         status, _ = w.get(ORDER_PATH, {})
@@ -482,25 +852,75 @@ def sanity(workers: dict[str, Worker], tokens: dict[str, str]):
     # price; floor-log once wrote nothing and the price went unseen).
     time.sleep(0.3)
     for name, wants in (("attestgate", True), ("floor-log", True), ("floor", False)):
-        written = '"attestgate":"decision"' in workers[name].log_path.read_text(errors="replace")
+        written = DECISION_MARK in workers[name].log_path.read_text(errors="replace")
         if written != wants:
             raise RuntimeError(f"{name}: decision line {'missing' if wants else 'unexpected'}")
     fv = workers["floor-verify"]
     for alg, token in tokens.items():
-        status, body = fv.get(ORDER_PATH, {"authorization": f"Bearer {token}"})
+        status, body = fv.get(ORDER_PATH, bearer(token))
         if status != 200:
             raise RuntimeError(f"floor-verify {alg}: expected 200, got {status} {body[:200]!r}")
-        status, _ = fv.get(ORDER_PATH, {"authorization": f"Bearer {tamper(token)}"})
+        status, _ = fv.get(ORDER_PATH, bearer(tamper(token)))
         if status != 401:
             raise RuntimeError(f"floor-verify {alg}: tampered token got {status}")
+
+    if "public" in kinds:
+        for name in ("attestgate", "jose", "floor", "floor-log"):
+            status, body = workers[name].get(PUBLIC_PATH, {})
+            if status != 200 or json.loads(body).get("path") != PUBLIC_PATH:
+                raise RuntimeError(f"{name} {PUBLIC_PATH}: the origin did not answer it "
+                                   f"({status} {body[:200]!r})")
+    if "refusal" in kinds and servers is not None:
+        now = int(time.time())
+        a = workers["attestgate"]
+        for kind, alg in REFUSAL_CYCLE:
+            token = mint_refusal(servers, kind, alg, now)
+            since = log_lines(a)[1]
+            for name in ("attestgate", "jose"):
+                status, body = workers[name].get(ORDER_PATH, bearer(token))
+                if status != 401:
+                    raise RuntimeError(f"{name}: {kind} {alg} token got {status}, not 401 "
+                                       f"{body[:200]!r}")
+            lines = wait_lines(a, since, lambda line: decision(line) is not None, 1)
+            reasons = [decision(line).get("reason") for line in lines]
+            if reasons != [REFUSALS[kind]]:
+                raise RuntimeError(f"attestgate: {kind} {alg} refused for {reasons}, expected "
+                                   f"{REFUSALS[kind]}")
+    if "log" in kinds:
+        for name in ["floor"] + LOG_NAMES:
+            w = workers[name]
+            since = log_lines(w)[1]
+            for _ in range(SAMPLE_EVERY):
+                status, _ = w.get(ANSWER_PATH, {})
+                if status != 200:
+                    raise RuntimeError(f"{name} {ANSWER_PATH}: got {status}")
+            if name == "floor":
+                pred, want = (lambda line: "decision" in line or line.strip() == "x"), 0
+            else:
+                pred = LOG_VARIANTS[name][4]
+                want = round(SAMPLE_EVERY * LOG_VARIANTS[name][3])
+            got = len(wait_lines(w, since, pred, want))
+            if got != want:
+                raise RuntimeError(f"{name}: {got} log lines for {SAMPLE_EVERY} requests, "
+                                   f"expected {want}")
+            since = log_lines(w)[1]
+            for _ in range(SAMPLE_EVERY):
+                status, _ = w.get(QUIET_PATH, {})
+                if status != 200:
+                    raise RuntimeError(f"{name} {QUIET_PATH}: got {status}")
+            time.sleep(0.2)
+            if log_lines(w, since)[0]:
+                raise RuntimeError(f"{name}: {QUIET_PATH} wrote to the log")
 
 
 # ---------------------------------------------------------------------------------------------
 # 1. CPU per request
 
 
-def summary(values: list[float]) -> dict:
+def summary(values: list[float]) -> dict | None:
     values = sorted(values)
+    if not values:
+        return None
     return {
         "median": statistics.median(values),
         "min": values[0],
@@ -518,23 +938,39 @@ class Batch:
         self.proxy_us: dict[str, float] = {}
         self.accounting: set[str] = set()
         self.unexpected = 0
+        self.examples: list[str] = []
 
 
-def interleaved_batch(plan, n: int) -> Batch:
-    """N requests to each `(label, worker, path, headers, expected status)` of `plan`,
-    interleaved one by one in the plan's order, so drift and background load hit all alike.
-    Used by cpu_rounds and by benches/ab.py."""
+def interleaved_batch(plan, n: int, start: int = 0) -> Batch:
+    """N requests to each Worker of `plan`, interleaved one by one in the plan's order, so drift
+    and background load hit all alike. A plan item is `(label, worker, path, headers, expected
+    status)` (the same request every time; benches/ab.py) or `(label, worker, request)` with
+    `request(k) -> (path, headers, expected status)` for the k-th request of the run (k counts
+    from `start`). Used by cpu_rounds and by benches/ab.py."""
+    items = []
+    for item in plan:
+        if len(item) == 5:
+            label, w, path, headers, want = item
+            items.append((label, w, lambda k, fixed=(path, headers, want): fixed))
+        else:
+            items.append(item)
+
     def cpu(w):
         return proc_cpu(w.user_pid), proc_cpu(w.proxy_pid) if w.proxy_pid else None
 
-    before = {label: cpu(w) for label, w, *_ in plan}
+    before = {label: cpu(w) for label, w, _ in items}
     batch = Batch()
-    for _ in range(n):
-        for _label, w, path, headers, want in plan:
+    for i in range(n):
+        k = start + i
+        for label, w, request in items:
+            path, headers, want = request(k)
             status, _ = w.get(path, headers)
-            batch.unexpected += status != want
-    after = {label: cpu(w) for label, w, *_ in plan}
-    for label, *_ in plan:
+            if status != want:
+                batch.unexpected += 1
+                if len(batch.examples) < 5:
+                    batch.examples.append(f"{label} request {k} {path}: {status}, expected {want}")
+    after = {label: cpu(w) for label, w, _ in items}
+    for label, *_ in items:
         ns, how = cpu_delta_ns(before[label][0], after[label][0])
         batch.accounting.add(how)
         batch.user_us[label] = ns / n / 1000
@@ -544,104 +980,142 @@ def interleaved_batch(plan, n: int) -> Batch:
     return batch
 
 
-def cpu_rounds(workers, tokens, rounds, n, warmup, deadline) -> dict:
-    """Per round and token: N requests to each Worker, interleaved one by one. Returns the
-    per-round CPU microseconds per request of each Worker's workerd (user Worker process, and
-    wrangler's proxy process for reference)."""
-    groups = {alg: tokens[alg] for alg in tokens}
-    groups["none"] = None  # no verification: attestgate's public route, jose without a token
-    names = ["attestgate", "jose", "floor", "floor-log", "floor-verify"]
+def workload_plan(workers, wl: Workload, order: list[str]):
+    return [(name, workers[name], lambda k, name=name: wl.request(name, k)) for name in order]
 
-    def target(name, group):
-        if group == "none":
-            if name == "attestgate":
-                return "/healthz", {}
-            if name == "jose":
-                return ORDER_PATH, {}  # 401 before any verification
-            return ORDER_PATH, {}
-        return ORDER_PATH, {"authorization": f"Bearer {groups[group]}"}
 
-    expected = {
-        ("attestgate", "none"): 200,
-        ("jose", "none"): 401,
-        ("floor-verify", "none"): 401,
-    }
+def cpu_rounds(workers, workloads: list[Workload], rounds, n, warmup, deadline) -> dict:
+    """Per round and workload: N requests to each of the workload's Workers, interleaved one by
+    one (the order rotates per round). Returns the per-round CPU microseconds per request of
+    each Worker's workerd (user Worker process, and wrangler's proxy process for reference).
+    Any answer other than the workload's expected one stops the run."""
 
-    log(f"warm-up: {warmup} requests per Worker and token")
-    for group in groups:
-        for _ in range(warmup):
-            for name in names:
-                path, headers = target(name, group)
-                workers[name].get(path, headers)
+    def check(batch, what):
+        if batch.unexpected:
+            raise RuntimeError(f"{what}: {batch.unexpected} unexpected statuses, e.g. "
+                               + "; ".join(batch.examples))
 
-    results: dict = {g: {name: [] for name in names} for g in groups}
-    proxy: dict = {g: {name: [] for name in names} for g in groups}
+    log(f"warm-up: {warmup} requests per Worker and workload")
+    for wl in workloads:
+        if time.time() > deadline:
+            raise Deadline()
+        check(interleaved_batch(workload_plan(workers, wl, wl.names), warmup, 0),
+              f"warm-up {wl.key}")
+
+    results: dict = {wl.key: {name: [] for name in wl.names} for wl in workloads}
+    proxy: dict = {wl.key: {name: [] for name in wl.names} for wl in workloads}
     methods = set()
     for r in range(rounds):
-        for group in groups:
+        this_round = list(workloads)
+        if r % 2:  # the two log-line batches, which are compared with each other, swap places
+            kinds = [wl.kind for wl in this_round]
+            if "log" in kinds and "log-quiet" in kinds:
+                i, j = kinds.index("log"), kinds.index("log-quiet")
+                this_round[i], this_round[j] = this_round[j], this_round[i]
+        for wl in this_round:
             if time.time() > deadline:
                 raise Deadline()
-            order = names[r % len(names):] + names[: r % len(names)]
-            batch = interleaved_batch(
-                [(name, workers[name], *target(name, group), expected.get((name, group), 200))
-                 for name in order], n)
-            if batch.unexpected:
-                raise RuntimeError(f"round {r} {group}: {batch.unexpected} unexpected statuses")
+            shift = r % len(wl.names)
+            order = wl.names[shift:] + wl.names[:shift]
+            batch = interleaved_batch(workload_plan(workers, wl, order), n, warmup + r * n)
+            check(batch, f"round {r + 1} {wl.key}")
             methods.update(batch.accounting)
             for name in order:
-                results[group][name].append(batch.user_us[name])
+                results[wl.key][name].append(batch.user_us[name])
                 if name in batch.proxy_us:
-                    proxy[group][name].append(batch.proxy_us[name])
-        line = "  ".join(
-            f"{g}: att {results[g]['attestgate'][-1]:.0f} jose {results[g]['jose'][-1]:.0f} "
-            f"floor {results[g]['floor'][-1]:.0f} floor-log {results[g]['floor-log'][-1]:.0f} "
-            f"floor-verify {results[g]['floor-verify'][-1]:.0f}"
-            for g in groups
-        )
-        log(f"round {r + 1}/{rounds} (us CPU/request)  {line}")
+                    proxy[wl.key][name].append(batch.proxy_us[name])
+        for wl in workloads:
+            log(f"round {r + 1}/{rounds} {wl.key} (us CPU/request): " + "  ".join(
+                f"{name} {results[wl.key][name][-1]:.0f}" for name in wl.names))
 
-    out = {"per_round_us": results, "proxy_per_round_us": proxy, "accounting": sorted(methods)}
-    out["summary"] = cpu_summary(results)
+    meta = {wl.key: wl.meta() for wl in workloads}
+    out = {"workloads": meta, "per_round_us": results, "proxy_per_round_us": proxy,
+           "accounting": sorted(methods)}
+    out["summary"] = cpu_summary(results, meta)
     return out
 
 
-def cpu_summary(results: dict) -> dict:
-    """Medians and ratios from the per-round figures (also for `--report` on a saved JSON)."""
-    names = ["attestgate", "jose", "floor", "floor-log", "floor-verify"]
+def group_kind(group: str, meta: dict | None) -> str:
+    if meta and group in meta:
+        return meta[group]["kind"]
+    # Saved runs from before the workloads: "ES256"/"EdDSA" sent one token for every request,
+    # "none" was attestgate's public route, jose and floor-verify without a token.
+    return "legacy-none" if group == "none" else "legacy-token"
+
+
+def cpu_summary(results: dict, meta: dict | None = None) -> dict:
+    """Medians and ratios from the per-round figures (also for `--report` on a saved JSON).
+    Every ratio is computed per round (same round, same conditions), then summarised."""
     table = {}
-    for group in results:
-        row = {name: summary(results[group][name]) for name in names}
-        if group != "none":
-            net_a = [a - f for a, f in zip(results[group]["attestgate"], results[group]["floor"])]
-            net_j = [j - f for j, f in zip(results[group]["jose"], results[group]["floor"])]
-            row["net_attestgate"] = summary(net_a)
-            row["net_jose"] = summary(net_j)
-            row["ratio_net"] = summary([a / j for a, j in zip(net_a, net_j) if j > 0])
-            row["ratio_raw"] = summary(
-                [a / j for a, j in zip(results[group]["attestgate"], results[group]["jose"])]
-            )
-            # attestgate writes the decision line SPEC §5 requires; the jose Worker writes none.
-            # The same line's cost, measured in this round as floor-log − floor, taken off
-            # attestgate: the comparison of the checks alone.
-            row["log_line"] = summary([fl - f for fl, f in zip(results[group]["floor-log"],
-                                                               results[group]["floor"])])
-            row["ratio_raw_ex_log"] = summary(
-                [(a - (fl - f)) / j for a, fl, f, j in zip(
-                    results[group]["attestgate"], results[group]["floor-log"],
-                    results[group]["floor"], results[group]["jose"])]
-            )
-            # The lower bound (floor + one WebCrypto verify) relative to jose: the best ratio any
-            # WebCrypto-based verifier could reach here.
-            row["ratio_floor_verify"] = summary(
-                [v / j for v, j in zip(results[group]["floor-verify"], results[group]["jose"])]
-            )
-            # ... and the same bound for a verifier that also writes one log line per request,
-            # as SPEC §5 requires of attestgate: floor-verify + (floor-log − floor), over jose.
-            row["ratio_floor_verify_log"] = summary(
-                [(v + fl - f) / j for v, fl, f, j in zip(
-                    results[group]["floor-verify"], results[group]["floor-log"],
-                    results[group]["floor"], results[group]["jose"])]
-            )
+    for group, by in results.items():
+        kind = group_kind(group, meta)
+        row = {name: summary(v) for name, v in by.items() if v}
+
+        def has(*names):
+            return all(by.get(name) for name in names)
+
+        def per_round(f, *names):
+            return summary([f(*vals) for vals in zip(*(by[name] for name in names))])
+
+        if kind in ("unique", "session", "refusal", "legacy-token"):
+            if has("attestgate", "jose"):
+                row["ratio_raw"] = per_round(lambda a, j: a / j, "attestgate", "jose")
+            if has("attestgate", "jose", "floor"):
+                row["net_attestgate"] = per_round(lambda a, f: a - f, "attestgate", "floor")
+                row["net_jose"] = per_round(lambda j, f: j - f, "jose", "floor")
+                row["ratio_net"] = summary([(a - f) / (j - f) for a, j, f in zip(
+                    by["attestgate"], by["jose"], by["floor"]) if j > f])
+            if has("floor-log", "floor"):
+                # attestgate writes the decision line SPEC §5 requires; the jose Worker writes
+                # none. The same line's cost, measured in this round as floor-log − floor...
+                row["log_line"] = per_round(lambda fl, f: fl - f, "floor-log", "floor")
+            if has("attestgate", "jose", "floor-log", "floor"):
+                # ... taken off attestgate: the comparison of the checks alone.
+                row["ratio_raw_ex_log"] = per_round(lambda a, j, fl, f: (a - (fl - f)) / j,
+                                                    "attestgate", "jose", "floor-log", "floor")
+            if has("floor-verify", "jose"):
+                # The lower bound (floor + one WebCrypto verify) relative to jose: the best ratio
+                # any WebCrypto-based verifier without a cache could reach here ...
+                row["ratio_floor_verify"] = per_round(lambda v, j: v / j, "floor-verify", "jose")
+            if has("floor-verify", "floor-log", "floor", "jose"):
+                # ... and the same bound for a verifier that also writes one log line per
+                # request, as SPEC §5 requires of attestgate: floor-verify + log line, over jose.
+                row["ratio_floor_verify_log"] = per_round(
+                    lambda v, fl, f, j: (v + fl - f) / j, "floor-verify", "floor-log", "floor",
+                    "jose")
+        elif kind == "public":
+            if has("attestgate", "floor"):
+                row["ratio_floor"] = per_round(lambda a, f: a / f, "attestgate", "floor")
+            if has("jose", "floor"):
+                row["jose_floor"] = per_round(lambda j, f: j / f, "jose", "floor")
+            if has("attestgate", "jose"):
+                row["ratio_raw"] = per_round(lambda a, j: a / j, "attestgate", "jose")
+            if has("floor-log", "floor"):
+                row["log_line"] = per_round(lambda fl, f: fl - f, "floor-log", "floor")
+            if has("attestgate", "floor-log"):
+                row["ratio_floor_log"] = per_round(lambda a, fl: a / fl, "attestgate",
+                                                   "floor-log")
+            if has("attestgate", "floor-log", "floor"):
+                row["ratio_floor_ex_log"] = per_round(lambda a, fl, f: (a - (fl - f)) / f,
+                                                      "attestgate", "floor-log", "floor")
+        elif kind == "log" and has("floor"):
+            m = (meta or {}).get(group, {})
+            variants = m.get("variants", {})
+            quiet = results.get(m.get("quiet_group", ""), {})
+            row["log_per_request"] = {}  # with the line − without it, the same process
+            row["log_per_line"] = {}
+            row["log_over_floor"] = {}   # with the line − the floor with it (two processes)
+            for name in by:
+                if not by[name]:
+                    continue
+                rate = variants.get(name, {}).get("lines_per_request") or LOG_VARIANTS.get(
+                    name, (None, None, None, 1.0))[3]
+                if quiet.get(name):
+                    own = [v - q for v, q in zip(by[name], quiet[name])]
+                    row["log_per_request"][name] = summary(own)
+                    row["log_per_line"][name] = summary([x / rate for x in own])
+                if name != "floor":
+                    row["log_over_floor"][name] = per_round(lambda v, f: v - f, name, "floor")
         table[group] = row
     return table
 
@@ -741,8 +1215,159 @@ def load_phase(servers, workers, tokens, conns, duration, rounds, deadline) -> d
 # ---------------------------------------------------------------------------------------------
 # 3. Cold start
 
+# Each scenario runs on a fresh workerd process, started with a TCP probe (nothing reaches the
+# Worker before the first timed request): (Worker, scenario, steps), a step being (label, path,
+# sends a fresh verified token).
+COLD_SCENARIOS = [
+    ("empty", "first request", [("first request", "/", False)]),
+    ("attestgate-load", "first request", [("first request", "/", False)]),
+    ("jose-load", "first request", [("first request", "/", False)]),
+    ("floor", "first request", [("first request", PUBLIC_PATH, False)]),
+    ("attestgate", "verified first", [("first verified", ORDER_PATH, True)]),
+    ("attestgate", "public first", [("first public", PUBLIC_PATH, False),
+                                    ("then first verified", ORDER_PATH, True)]),
+    ("jose", "verified first", [("first verified", ORDER_PATH, True)]),
+    ("jose", "public first", [("first public", PUBLIC_PATH, False),
+                              ("then first verified", ORDER_PATH, True)]),
+]
+COLD_WHAT = {
+    "empty": "an empty Worker (the runtime's own first request)",
+    "attestgate-load": "loads attestgate's bundle (shim + wasm instance), does not call it",
+    "jose-load": "loads the jose Worker's bundle, does not call it",
+    "floor": "the pass-through floor (the runtime's first forwarded request)",
+    "attestgate": "attestgate",
+    "jose": "jose",
+}
 
-def cold_phase(workers, tokens, restarts, deadline) -> dict:
+
+def cold_workers(workers: dict[str, Worker], workdir: Path) -> dict[str, DirectWorker]:
+    """The Workers the cold phase restarts: copies of attestgate, jose and the floor (their
+    bundles reused), the two bundle loaders and the empty Worker."""
+    a, j, fl = workers["attestgate"], workers["jose"], workers["floor"]
+    empty = floor_config(workdir, variant="cold-empty", js=COLD_EMPTY_JS)
+    return {
+        "empty": DirectWorker("cold-empty", empty, workdir),
+        "attestgate-load": DirectWorker("cold-attestgate-load", a.config, workdir, a.vars,
+                                        entry_js=COLD_LOAD_JS, bundle_of=a.name),
+        "jose-load": DirectWorker("cold-jose-load", j.config, workdir, j.vars,
+                                  entry_js=COLD_LOAD_JS, bundle_of=j.name),
+        "floor": DirectWorker("cold-floor", fl.config, workdir, fl.vars, bundle_of=fl.name),
+        "attestgate": DirectWorker("cold-attestgate", a.config, workdir, a.vars,
+                                   bundle_of=a.name),
+        "jose": DirectWorker("cold-jose", j.config, workdir, j.vars, bundle_of=j.name),
+    }
+
+
+def cold_run(w: DirectWorker, steps, tokens: list[str]) -> dict:
+    w.start(probe="tcp")
+    try:
+        run = {"listen_ms": w.ready_s * 1000,
+               "listen_cpu_ms": (w.ready_cpu[1] if w.ready_cpu[1] is not None
+                                 else w.ready_cpu[0] * 1e9 / CLK_TCK) / 1e6,
+               "steps": []}
+        last = None
+        for label, path, verified in steps:
+            headers = bearer(tokens.pop()) if verified else {}
+            before = proc_cpu(w.user_pid)
+            t = time.perf_counter()
+            status, body = w.get(path, headers)
+            ms = (time.perf_counter() - t) * 1000
+            ns, how = cpu_delta_ns(before, proc_cpu(w.user_pid))
+            if status != 200:
+                raise RuntimeError(f"cold {w.name} {label}: {status} {body[:200]!r}")
+            run["steps"].append({"label": label, "ms": ms, "cpu_ms": ns / 1e6,
+                                 "accounting": how})
+            last = (path, headers)
+        lat = []
+        for _ in range(20):
+            t = time.perf_counter()
+            status, _ = w.get(*last)
+            lat.append((time.perf_counter() - t) * 1000)
+            if status != 200:
+                raise RuntimeError(f"cold {w.name} steady: {status}")
+        run["steady_ms"] = statistics.median(lat)
+        return run
+    finally:
+        w.stop()
+
+
+def cold_phase(servers, workers, workdir, restarts, deadline) -> dict:
+    cw = cold_workers(workers, workdir)
+    now = int(time.time())
+    # Every verified request of the phase gets a token no Worker has seen, minted now.
+    need = restarts * sum(v for _, _, steps in COLD_SCENARIOS for _, _, v in steps)
+    tokens = [servers.issuer.mint(KIDS["ES256"], **good_claims(now)) for _ in range(need)]
+    runs: dict = {f"{w} | {s}": [] for w, s, _ in COLD_SCENARIOS}
+    for r in range(restarts):
+        shift = r % len(COLD_SCENARIOS)
+        for name, scenario, steps in COLD_SCENARIOS[shift:] + COLD_SCENARIOS[:shift]:
+            if time.time() + 60 > deadline:
+                raise Deadline()
+            run = cold_run(cw[name], steps, tokens)
+            runs[f"{name} | {scenario}"].append(run)
+            log(f"cold {name} ({scenario}): listening after {run['listen_ms']:.0f} ms "
+                f"({run['listen_cpu_ms']:.0f} ms CPU); " + "; ".join(
+                    f"{s['label']} {s['ms']:.1f} ms ({s['cpu_ms']:.1f} ms CPU)"
+                    for s in run["steps"]) + f"; then {run['steady_ms']:.2f} ms")
+    return {"restarts": restarts, "token": "ES256", "what": COLD_WHAT, "runs": runs,
+            "summary": cold_summary(runs)}
+
+
+def cold_summary(runs: dict) -> dict:
+    """Medians per scenario and step, and the derived figures; differences and ratios per
+    restart (the scenarios of one restart ran one after another), then summarised."""
+    out: dict = {"scenarios": {}, "derived": {}}
+    for key, rs in runs.items():
+        if not rs:
+            continue
+        out["scenarios"][key] = {
+            "listen_ms": summary([r["listen_ms"] for r in rs]),
+            "listen_cpu_ms": summary([r["listen_cpu_ms"] for r in rs]),
+            "steady_ms": summary([r["steady_ms"] for r in rs]),
+            "steps": [{"label": s["label"],
+                       "ms": summary([r["steps"][i]["ms"] for r in rs]),
+                       "cpu_ms": summary([r["steps"][i]["cpu_ms"] for r in rs])}
+                      for i, s in enumerate(rs[0]["steps"])],
+        }
+
+    def step(key, i, field):
+        return [r["steps"][i][field] for r in runs.get(key, [])]
+
+    def pair(f, a, b):
+        vals = [f(x, y) for x, y in zip(a, b)]
+        return summary(vals) if vals else None
+
+    d = out["derived"]
+    for name in ("attestgate", "jose"):
+        for field in ("cpu_ms", "ms"):
+            unit = "cpu" if field == "cpu_ms" else "wall"
+            d[f"instantiation_{unit}_ms {name}"] = pair(
+                lambda x, y: x - y, step(f"{name}-load | first request", 0, field),
+                step("empty | first request", 0, field))
+            # the first public request over the bundle's instantiation: for attestgate the
+            # policy compile (Gate::from_embedded) and the first use of the request path and of
+            # the forward
+            d[f"public_over_instantiation_{unit}_ms {name}"] = pair(
+                lambda x, y: x - y, step(f"{name} | public first", 0, field),
+                step(f"{name}-load | first request", 0, field))
+    for field in ("cpu_ms", "ms"):
+        unit = "cpu" if field == "cpu_ms" else "wall"
+        d[f"floor_forward_over_empty_{unit}_ms"] = pair(
+            lambda x, y: x - y, step("floor | first request", 0, field),
+            step("empty | first request", 0, field))
+        d[f"first_verified_ratio_{unit}"] = pair(
+            lambda x, y: x / y, step("attestgate | verified first", 0, field),
+            step("jose | verified first", 0, field))
+        d[f"verified_after_public_ratio_{unit}"] = pair(
+            lambda x, y: x / y, step("attestgate | public first", 1, field),
+            step("jose | public first", 1, field))
+    return {"scenarios": out["scenarios"], "derived": {k: v for k, v in d.items() if v}}
+
+
+def cold_phase_wrangler(workers, tokens, restarts, deadline) -> dict:
+    """`--runtime wrangler`: restarts attestgate and jose in `wrangler dev` (its HTTP readiness
+    probe reaches the Worker first, so for attestgate the policy is compiled before the first
+    verified request is timed). The figures of the runs before issue 19."""
     res: dict = {}
     for name in ("attestgate", "jose"):
         w = workers[name]
@@ -753,12 +1378,12 @@ def cold_phase(workers, tokens, restarts, deadline) -> dict:
             w.stop()
             w.start()
             t = time.perf_counter()
-            status, _ = w.get(ORDER_PATH, {"authorization": f"Bearer {tokens['ES256']}"})
+            status, _ = w.get(ORDER_PATH, bearer(tokens["ES256"]))
             first = (time.perf_counter() - t) * 1000
             lat = []
             for _ in range(20):
                 t = time.perf_counter()
-                w.get(ORDER_PATH, {"authorization": f"Bearer {tokens['ES256']}"})
+                w.get(ORDER_PATH, bearer(tokens["ES256"]))
                 lat.append((time.perf_counter() - t) * 1000)
             runs.append({
                 "ready_s": w.ready_s,
@@ -781,8 +1406,195 @@ def cold_phase(workers, tokens, restarts, deadline) -> dict:
 # Report
 
 
-def fmt(s: dict, digits: int = 0) -> str:
+def fmt(s: dict | None, digits: int = 0) -> str:
+    if not s:
+        return "–"
     return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}–{s['max']:.{digits}f})"
+
+
+def workload_label(group: str, kind: str) -> str:
+    if kind == "legacy-token":
+        return f"one token {group}"  # runs before issue 19: the same token for every request
+    return group
+
+
+def targets(res: dict) -> list[tuple[str, dict | None, float]]:
+    """Issue 19's targets with the measured ratio each names: (what, summary, at most)."""
+    out = []
+    c = res.get("cpu", {})
+    s, meta = c.get("summary", {}), c.get("workloads")
+    for kind in ("session", "unique"):
+        what, limit = TARGETS[kind]
+        for group, row in s.items():
+            if group_kind(group, meta) == kind:
+                out.append((f"{what} ({group})", row.get("ratio_raw"), limit))
+    for group, row in s.items():
+        if group_kind(group, meta) == "public":
+            out.append((TARGETS["public"][0], row.get("ratio_floor"), TARGETS["public"][1]))
+    derived = res.get("cold", {}).get("summary", {}).get("derived", {})
+    if derived:
+        what, limit = TARGETS["cold"]
+        out.append((f"{what} (wall time, as the issue's 14.4 vs 9.1 ms)",
+                    derived.get("first_verified_ratio_wall"), limit))
+        out.append((f"{what} (CPU of the workerd process)", derived.get("first_verified_ratio_cpu"),
+                    limit))
+        out.append((f"{what}, after the isolate's first request (as the runs before issue 19 "
+                    "measured it: their readiness probe reached the Worker first; wall time)",
+                    derived.get("verified_after_public_ratio_wall"), limit))
+    return out
+
+
+def report_cpu(c: dict) -> list[str]:
+    lines = []
+    meta = c.get("workloads")
+    s = c["summary"]
+    lines.append("")
+    lines.append(f"CPU per request in the Worker's workerd process, microseconds: median "
+                 f"(min–max) over {c['rounds']} rounds x {c['requests']} requests "
+                 f"(warm-up {c.get('warmup', '?')}) [{', '.join(c['accounting'])}]")
+    if meta:
+        lines.append("")
+        for group, m in meta.items():
+            lines.append(f"- {group}: {m['describe']}")
+    tok = [g for g in s if group_kind(g, meta) in ("unique", "session", "legacy-token")]
+    if tok:
+        lines.append("")
+        lines.append("| workload | attestgate | jose | floor | floor-log | floor-verify "
+                     "| attestgate − floor | jose − floor | ratio raw | log line "
+                     "| ratio, log line excluded | ratio net | floor-verify / jose "
+                     "| (floor-verify + log line) / jose |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for g in tok:
+            row = s[g]
+            lines.append(
+                f"| {workload_label(g, group_kind(g, meta))} | {fmt(row.get('attestgate'))} "
+                f"| {fmt(row.get('jose'))} | {fmt(row.get('floor'))} "
+                f"| {fmt(row.get('floor-log'))} | {fmt(row.get('floor-verify'))} "
+                f"| {fmt(row.get('net_attestgate'))} | {fmt(row.get('net_jose'))} "
+                f"| {fmt(row.get('ratio_raw'), 2)} | {fmt(row.get('log_line'))} "
+                f"| {fmt(row.get('ratio_raw_ex_log'), 2)} | {fmt(row.get('ratio_net'), 2)} "
+                f"| {fmt(row.get('ratio_floor_verify'), 2)} "
+                f"| {fmt(row.get('ratio_floor_verify_log'), 2)} |"
+            )
+    for g in [g for g in s if group_kind(g, meta) == "refusal"]:
+        row = s[g]
+        lines.append("")
+        lines.append("| refusal mix | attestgate | jose | floor (forwards) | floor-log "
+                     "| ratio raw | log line | ratio, log line excluded |")
+        lines.append("|---|---|---|---|---|---|---|---|")
+        lines.append(f"| {g} | {fmt(row.get('attestgate'))} | {fmt(row.get('jose'))} "
+                     f"| {fmt(row.get('floor'))} | {fmt(row.get('floor-log'))} "
+                     f"| {fmt(row.get('ratio_raw'), 2)} | {fmt(row.get('log_line'))} "
+                     f"| {fmt(row.get('ratio_raw_ex_log'), 2)} |")
+    for g in [g for g in s if group_kind(g, meta) == "public"]:
+        row = s[g]
+        lines.append("")
+        lines.append("| public route | attestgate | jose | floor | floor-log "
+                     "| attestgate / floor | jose / floor | attestgate / floor-log "
+                     "| (attestgate − log line) / floor | log line |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|")
+        lines.append(f"| {g} | {fmt(row.get('attestgate'))} | {fmt(row.get('jose'))} "
+                     f"| {fmt(row.get('floor'))} | {fmt(row.get('floor-log'))} "
+                     f"| {fmt(row.get('ratio_floor'), 2)} | {fmt(row.get('jose_floor'), 2)} "
+                     f"| {fmt(row.get('ratio_floor_log'), 2)} "
+                     f"| {fmt(row.get('ratio_floor_ex_log'), 2)} | {fmt(row.get('log_line'))} |")
+    for g in [g for g in s if group_kind(g, meta) == "log"]:
+        row = s[g]
+        m = (meta or {}).get(g, {})
+        variants = m.get("variants", {})
+        quiet = s.get(m.get("quiet_group", ""), {})
+        lines.append("")
+        lines.append(f"Writing the decision line: each Worker answers {ANSWER_PATH} with its line "
+                     f"and {QUIET_PATH} without it, in adjacent batches of each round; the cost "
+                     "is the difference in the same process (the floor's is the method's noise)")
+        lines.append("")
+        lines.append("| Worker | what | us/request with the line | without | us per request "
+                     "(with − without) | us per line written | with the line − the floor's |")
+        lines.append("|---|---|---|---|---|---|---|")
+        for name in m.get("names", [n for n in row if n in LOG_VARIANTS or n == "floor"]):
+            rate = variants.get(name, {}).get("lines_per_request", 1.0)
+            # A sampled variant's figure is per request: divided by its rate, its noise would be
+            # multiplied by the same factor.
+            per_line = fmt(row.get("log_per_line", {}).get(name), 1) if rate == 1.0 else (
+                f"(1 line per {round(1 / rate)} requests)")
+            what = variants.get(name, {}).get("what", "no log line" if name == "floor" else "")
+            lines.append(f"| {name} | {what} | {fmt(row.get(name))} | {fmt(quiet.get(name))} "
+                         f"| {fmt(row.get('log_per_request', {}).get(name), 1)} | {per_line} "
+                         f"| {fmt(row.get('log_over_floor', {}).get(name), 1)} |")
+    proxy = {g: {n: v for n, v in by.items() if v}
+             for g, by in c.get("proxy_per_round_us", {}).items()}
+    if any(proxy.values()):
+        lines.append("")
+        lines.append("wrangler's proxy workerd, not counted above (median us/request): "
+                     + "; ".join(f"{g}: " + ", ".join(
+                         f"{n} {statistics.median(v):.0f}" for n, v in by.items() if v)
+                         for g, by in proxy.items() if by))
+    dl = c.get("attestgate_decision_lines")
+    if dl and dl["requests"]:
+        lines.append("")
+        lines.append(f"attestgate wrote {dl['lines']} decision lines for the {dl['requests']} "
+                     "requests it served in this phase"
+                     + ("" if dl["lines"] >= dl["requests"] else
+                        ": NOT one per request, the log line was not on for all of them"))
+    row = s.get("none")
+    if row and group_kind("none", meta) == "legacy-none":
+        lines.append("")
+        lines.append(
+            f"No verification: attestgate public route {fmt(row.get('attestgate'))}, jose 401 "
+            f"without token {fmt(row.get('jose'))}, floor {fmt(row.get('floor'))}, floor-log "
+            f"{fmt(row.get('floor-log'))}, floor-verify 401 without token "
+            f"{fmt(row.get('floor-verify'))} us/request"
+        )
+    return lines
+
+
+def report_cold(res: dict) -> list[str]:
+    cold = res["cold"]
+    lines = [""]
+    if "summary" not in cold:  # --runtime wrangler, and runs before issue 19
+        start = "workerd" if res.get("runtime") == "workerd" else "`wrangler dev`"
+        lines.append(f"Cold start (median (min–max)): spawn {start} → first answer; first "
+                     "verified request on the fresh isolate; then steady")
+        lines.append("")
+        lines.append("| Worker | ready s | first verified ms | steady ms |")
+        lines.append("|---|---|---|---|")
+        for name, r in cold.items():
+            lines.append(f"| {name} | {fmt(r['ready_s'], 2)} | {fmt(r['first_verified_ms'], 1)} "
+                         f"| {fmt(r['steady_ms'], 2)} |")
+        return lines
+    sm, d = cold["summary"]["scenarios"], cold["summary"]["derived"]
+    lines.append(f"Cold start: a fresh workerd process per run, {cold['restarts']} runs per "
+                 f"scenario, median (min–max); CPU of the workerd process; {cold['token']} tokens "
+                 "never seen before")
+    lines.append("")
+    lines.append("| Worker | scenario | listening after ms | CPU until then ms | request "
+                 "| wall ms | CPU ms | then steady ms |")
+    lines.append("|---|---|---|---|---|---|---|---|")
+    for key, sc in sm.items():
+        name, scenario = key.split(" | ", 1)
+        for i, st in enumerate(sc["steps"]):
+            head = (f"| {name} | {scenario} | {fmt(sc['listen_ms'], 0)} "
+                    f"| {fmt(sc['listen_cpu_ms'], 0)} " if i == 0 else "| | | | ")
+            tail = f"| {fmt(sc['steady_ms'], 2)} |" if i == len(sc["steps"]) - 1 else "| |"
+            lines.append(f"{head}| {st['label']} | {fmt(st['ms'], 1)} | {fmt(st['cpu_ms'], 1)} "
+                         + tail)
+    lines.append("")
+    for name in ("attestgate", "jose"):
+        lines.append(
+            f"- {name}: instantiation (first request of a Worker that only loads the bundle, over "
+            f"the empty Worker's) {fmt(d.get(f'instantiation_cpu_ms {name}'), 1)} ms CPU, "
+            f"{fmt(d.get(f'instantiation_wall_ms {name}'), 1)} ms wall; first public request "
+            f"over that {fmt(d.get(f'public_over_instantiation_cpu_ms {name}'), 1)} ms CPU, "
+            f"{fmt(d.get(f'public_over_instantiation_wall_ms {name}'), 1)} ms wall")
+    lines.append(f"- the floor's first forwarded request over the empty Worker's: "
+                 f"{fmt(d.get('floor_forward_over_empty_cpu_ms'), 1)} ms CPU, "
+                 f"{fmt(d.get('floor_forward_over_empty_wall_ms'), 1)} ms wall")
+    lines.append(f"- first verified request of a fresh isolate, attestgate / jose: wall "
+                 f"{fmt(d.get('first_verified_ratio_wall'), 2)}, CPU "
+                 f"{fmt(d.get('first_verified_ratio_cpu'), 2)}; after a public request: wall "
+                 f"{fmt(d.get('verified_after_public_ratio_wall'), 2)}, CPU "
+                 f"{fmt(d.get('verified_after_public_ratio_cpu'), 2)}")
+    return lines
 
 
 def report(res: dict) -> str:
@@ -792,51 +1604,33 @@ def report(res: dict) -> str:
     lines.append(f"workerd: {m['workerd']}; wrangler {m['wrangler']}; jose {m['jose']}")
     if "wasm_bytes" in res:
         lines.append(f"attestgate wasm: {res['wasm_bytes']} bytes")
+    if res.get("command"):
+        lines.append(f"command: {res['command']}")
+    if res.get("phase_s"):
+        lines.append("phases: " + ", ".join(f"{k} {v:.0f} s" for k, v in res["phase_s"].items())
+                     + (f"; whole run {res['total_s']:.0f} s" if res.get("total_s") else ""))
+    t = targets(res)
+    if t:
+        lines.append("")
+        lines.append("Issue 19 targets (each ratio per round or per restart, median (min–max)):")
+        lines.append("")
+        lines.append("| target | measured | at most | |")
+        lines.append("|---|---|---|---|")
+        for what, s, limit in t:
+            verdict = "–" if not s else "met" if s["median"] <= limit else "not met"
+            lines.append(f"| {what} | {fmt(s, 2)} | {limit:.2f} | {verdict} |")
     if "cpu" in res:
-        c = res["cpu"]
+        lines += report_cpu(res["cpu"])
+    if res.get("stale_retries"):
         lines.append("")
-        lines.append(f"CPU per request in the Worker's workerd process, microseconds: median "
-                     f"(min–max) over {c['rounds']} rounds x {c['requests']} requests "
-                     f"[{', '.join(c['accounting'])}]")
-        lines.append("")
-        lines.append("| token | attestgate | jose | floor | floor-log | floor-verify "
-                     "| attestgate − floor | jose − floor | ratio raw | log line "
-                     "| ratio, log line excluded | ratio net | floor-verify / jose "
-                     "| (floor-verify + log line) / jose |")
-        lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-        for g in ("ES256", "EdDSA"):
-            row = c["summary"].get(g)
-            if not row:
-                continue
-            lines.append(
-                f"| {g} | {fmt(row['attestgate'])} | {fmt(row['jose'])} | {fmt(row['floor'])} "
-                f"| {fmt(row['floor-log'])} | {fmt(row['floor-verify'])} "
-                f"| {fmt(row['net_attestgate'])} | {fmt(row['net_jose'])} "
-                f"| {fmt(row['ratio_raw'], 2)} | {fmt(row['log_line'])} "
-                f"| {fmt(row['ratio_raw_ex_log'], 2)} | {fmt(row['ratio_net'], 2)} "
-                f"| {fmt(row['ratio_floor_verify'], 2)} "
-                f"| {fmt(row.get('ratio_floor_verify_log'), 2)} |"
-            )
-        proxy = {g: {n: v for n, v in by.items() if v}
-                 for g, by in c.get("proxy_per_round_us", {}).items()}
-        if any(proxy.values()):
-            lines.append("")
-            lines.append("wrangler's proxy workerd, not counted above (median us/request): " + "; ".join(
-                f"{g}: " + ", ".join(f"{n} {statistics.median(v):.0f}" for n, v in by.items() if v)
-                for g, by in proxy.items()))
-        row = c["summary"].get("none")
-        if row:
-            lines.append("")
-            lines.append(
-                f"No verification: attestgate public route {fmt(row['attestgate'])}, jose 401 "
-                f"without token {fmt(row['jose'])}, floor {fmt(row['floor'])}, floor-log "
-                f"{fmt(row['floor-log'])}, floor-verify 401 without token "
-                f"{fmt(row['floor-verify'])} us/request"
-            )
+        lines.append("Requests sent again after workerd had closed an idle kept-alive connection "
+                     "(before the batch's first answer): " + ", ".join(
+                         f"{n} {c}" for n, c in res["stale_retries"].items()))
     if "load" in res:
         lo = res["load"]
         lines.append("")
-        lines.append(f"Load ({lo['tool']}, {lo['duration_s']} s per run, median over runs)")
+        lines.append(f"Load ({lo['tool']}, {lo['duration_s']} s per run, median over runs; every "
+                     "request of a run carries the same token)")
         for c, rows in lo["table"].items():
             lines.append("")
             lines.append(f"| {c} | req/s | p50 ms | p99 ms | p50 over origin | non-2xx |")
@@ -848,16 +1642,7 @@ def report(res: dict) -> str:
                     f"| {r['p50_ms'] - base:+.2f} | {r['non2xx']} |"
                 )
     if "cold" in res:
-        lines.append("")
-        start = "workerd" if res.get("runtime") == "workerd" else "`wrangler dev`"
-        lines.append(f"Cold start (median (min–max)): spawn {start} → first answer; first "
-                     "verified request on the fresh isolate; then steady")
-        lines.append("")
-        lines.append("| Worker | ready s | first verified ms | steady ms |")
-        lines.append("|---|---|---|---|")
-        for name, r in res["cold"].items():
-            lines.append(f"| {name} | {fmt(r['ready_s'], 2)} | {fmt(r['first_verified_ms'], 1)} "
-                         f"| {fmt(r['steady_ms'], 2)} |")
+        lines += report_cold(res)
     return "\n".join(lines)
 
 
@@ -898,16 +1683,22 @@ def main():
     signal.signal(signal.SIGTERM, _terminate)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=7, help="CPU rounds (default 7)")
-    ap.add_argument("--requests", type=int, default=1000, help="requests per Worker per token per round")
+    ap.add_argument("--requests", type=int, default=600,
+                    help="requests per Worker per workload per round (default 600)")
     ap.add_argument("--warmup", type=int, default=1500,
                     help="warm-up requests per Worker per token (default 1500: V8 moves a wasm "
                          "function from Liftoff to TurboFan only after it has used its tiering "
                          "budget; after 300 requests much of attestgate still ran as Liftoff code)")
-    ap.add_argument("--load-duration", type=int, default=10, help="seconds per load run (0: skip)")
+    ap.add_argument("--load-duration", type=int, default=6,
+                    help="seconds per load run (default 6; 0: skip)")
     ap.add_argument("--load-rounds", type=int, default=2)
     ap.add_argument("--connections", default="1,8", help="load concurrency levels")
-    ap.add_argument("--cold", type=int, default=3, help="cold-start restarts per Worker (0: skip)")
-    ap.add_argument("--quick", action="store_true", help="2 rounds x 200, short load, 1 restart")
+    ap.add_argument("--cold", type=int, default=5,
+                    help="cold-start runs per scenario, each a fresh workerd (default 5; 0: skip)")
+    ap.add_argument("--quick", action="store_true",
+                    help="2 rounds x 200, warm-up 300, short load, 1 restart (a smoke run)")
+    ap.add_argument("--workloads", default=",".join(WORKLOAD_KINDS),
+                    help=f"CPU workloads to run (default all: {','.join(WORKLOAD_KINDS)})")
     ap.add_argument("--build-dir", type=Path, help="use this attestgate build (made for --port)")
     ap.add_argument("--port", type=int, default=0, help="origin/issuer port (default: free)")
     ap.add_argument("--json", type=Path, help="write all results as JSON here")
@@ -926,17 +1717,29 @@ def main():
     if args.report:
         res = json.loads(args.report.read_text())
         if "cpu" in res:
-            res["cpu"]["summary"] = cpu_summary(res["cpu"]["per_round_us"])
+            res["cpu"]["summary"] = cpu_summary(res["cpu"]["per_round_us"],
+                                                res["cpu"].get("workloads"))
+        if "runs" in res.get("cold", {}):
+            res["cold"]["summary"] = cold_summary(res["cold"]["runs"])
         if args.json:
             args.json.write_text(json.dumps(res, indent=2))
         print(report(res))
         return
-    if args.quick:
-        args.rounds, args.requests, args.warmup = 2, 200, 300
-        args.load_duration, args.load_rounds, args.cold = 3, 1, 1
+    if args.quick:  # what is not set explicitly
+        quick = dict(rounds=2, requests=200, warmup=300, load_duration=3, load_rounds=1, cold=1)
+        for name, value in quick.items():
+            if getattr(args, name) == ap.get_default(name):
+                setattr(args, name, value)
+    kinds = [k.strip() for k in args.workloads.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in WORKLOAD_KINDS]
+    if unknown:
+        ap.error(f"unknown workload(s) {', '.join(unknown)}; known: {', '.join(WORKLOAD_KINDS)}")
     deadline = time.time() + args.max_minutes * 60
 
-    res: dict = {"observability": args.observability, "machine": machine_info(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    res: dict = {"observability": args.observability, "machine": machine_info(),
+                 "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                 "command": " ".join([Path(sys.executable).name, *sys.argv]), "phase_s": {}}
+    run_started = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="attestgate-bench-"))
     servers = LocalServers(port=args.port)
     # http.server writes the head and the body in two sends: without TCP_NODELAY, Nagle and
@@ -947,8 +1750,6 @@ def main():
     try:
         servers.issuer.add_key("ES256", "bench-es256")
         servers.issuer.add_key("EdDSA", "bench-eddsa")
-        tokens = mint_tokens(servers)
-
         if args.build_dir:
             build_dir = args.build_dir.resolve()
         else:
@@ -956,6 +1757,10 @@ def main():
             build_dir = workdir / "build"
             secs = build_attestgate(fill_policies(servers, workdir / "policies"), build_dir)
             log(f"built in {secs:.0f} s")
+            res["phase_s"]["build"] = secs
+        phase = time.perf_counter()
+        tokens = mint_tokens(servers)
+        workloads = make_workloads(servers, kinds, args.warmup + args.rounds * args.requests)
         res["wasm_bytes"] = (build_dir / "index_bg.wasm").stat().st_size
 
         origin_vars = {"ORIGIN": servers.base}
@@ -973,30 +1778,59 @@ def main():
                                           workdir, dict(origin_vars, JWKS_URI=servers.jwks_uri))
         workers["floor-log"] = Worker_("floor-log", floor_config(workdir, with_log=True), workdir,
                                       origin_vars)
+        if "log" in kinds:
+            for name in LOG_NAMES[1:]:
+                workers[name] = Worker_(name, floor_config(workdir, variant=name), workdir,
+                                        origin_vars)
         for w in workers.values():
             w.start()
             log(f"{w.name}: ready in {w.ready_s:.2f} s on port {w.port} "
                 f"(workerd {w.user_pid}, proxy {w.proxy_pid})")
-        sanity(workers, tokens)
+        sanity(workers, tokens, servers, kinds)
         log("sanity: both Workers accept ES256 and EdDSA, forward verified claims, refuse "
-            "tampered and missing tokens")
+            "tampered and missing tokens"
+            + (", forward the public route" if "public" in kinds else "")
+            + (", refuse every kind of the refusal mix with 401" if "refusal" in kinds else "")
+            + ("; each log variant writes its line" if "log" in kinds else ""))
         # The origin keeps every request for the tests; the bench only needs a count.
         servers.recorder.add = lambda entry: None
+        res["phase_s"]["set-up"] = time.perf_counter() - phase
 
         try:
+            phase = time.perf_counter()
+            lines_before = count_decisions(workers["attestgate"])
             res["cpu"] = dict(rounds=args.rounds, requests=args.requests, warmup=args.warmup)
-            res["cpu"].update(cpu_rounds(workers, tokens, args.rounds, args.requests,
+            res["cpu"].update(cpu_rounds(workers, workloads, args.rounds, args.requests,
                                          args.warmup, deadline))
+            # The session target is "with the log line on": attestgate wrote one decision line
+            # for every request it served.
+            sent = sum(args.warmup + args.rounds * args.requests
+                       for wl in workloads if "attestgate" in wl.names)
+            time.sleep(0.5)  # the last lines on their way to the log file
+            res["cpu"]["attestgate_decision_lines"] = {
+                "requests": sent, "lines": count_decisions(workers["attestgate"]) - lines_before}
+            res["phase_s"]["cpu"] = time.perf_counter() - phase
+            log(f"CPU phase: {res['phase_s']['cpu']:.0f} s; attestgate wrote "
+                f"{res['cpu']['attestgate_decision_lines']['lines']} decision lines for {sent} "
+                "requests")
             if args.load_duration > 0:
+                phase = time.perf_counter()
                 conns = [int(c) for c in args.connections.split(",") if c.strip()]
                 res["load"] = load_phase(servers, workers, tokens, conns, args.load_duration,
                                          args.load_rounds, deadline)
-            if args.cold > 0:
-                res["cold"] = cold_phase(workers, tokens, args.cold, deadline)
+                res["phase_s"]["load"] = time.perf_counter() - phase
+            phase = time.perf_counter()
+            if args.cold > 0 and args.runtime == "workerd":
+                res["cold"] = cold_phase(servers, workers, workdir, args.cold, deadline)
+            elif args.cold > 0:
+                res["cold"] = cold_phase_wrangler(workers, tokens, args.cold, deadline)
+            res["phase_s"]["cold"] = time.perf_counter() - phase
         except Deadline:
             log(f"deadline of {args.max_minutes} min reached: reporting what was measured")
             res["stopped_at_deadline"] = True
     finally:
+        res["stale_retries"] = {n: w.stale_retries for n, w in workers.items()
+                                if getattr(w, "stale_retries", 0)}
         for w in workers.values():
             w.stop()
         servers.stop()
@@ -1005,6 +1839,7 @@ def main():
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
+    res["total_s"] = time.perf_counter() - run_started
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(res, indent=1))

@@ -3,7 +3,8 @@
 // "orders-read" in benches/policies: Bearer extraction, ES256/EdDSA signature against the
 // issuer's JWKS (cached in isolate memory by createRemoteJWKSet), iss, aud, exp/nbf/iat with 60 s
 // skew, typ at+jwt, max lifetime 3600 s, required sub and jti, scope orders:read, then forwards
-// to the origin with verified-claims headers. Used only by the benchmark (benches/workerd.py).
+// to the origin with verified-claims headers; GET /healthz is public (forwarded without a token),
+// as attestgate's route "health". Used only by the benchmark (benches/workerd.py).
 import { createRemoteJWKSet, jwtVerify } from "jose";
 
 let jwks;
@@ -17,6 +18,10 @@ function deny(status, error) {
 
 export default {
   async fetch(request, env) {
+    const url = new URL(request.url);
+    if (url.pathname === "/healthz" && request.method === "GET") {
+      return fetch(env.ORIGIN + url.pathname + url.search, { method: "GET", headers: request.headers });
+    }
     const auth = request.headers.get("authorization");
     if (!auth) return deny(401, "missing_token");
     const match = /^Bearer +([A-Za-z0-9_.-]+)$/i.exec(auth);
@@ -38,7 +43,6 @@ export default {
     }
     const scopes = String(payload.scope ?? "").split(" ");
     if (!scopes.includes("orders:read")) return deny(403, "insufficient_scope");
-    const url = new URL(request.url);
     const headers = new Headers(request.headers);
     for (const name of [...headers.keys()]) {
       if (name.startsWith("x-verified-")) headers.delete(name);
