@@ -14,7 +14,7 @@ use crate::model::{
     SourceFile,
 };
 use crate::policy::{
-    Access, Binding, ClaimPath, ClaimRule, Delegation, Forward, Gateway, KeySource, MemberPath,
+    Access, Binding, ClaimPath, ClaimRule, Delegation, ForwardRule, Gateway, KeyOrigin, MemberPath,
     Policy, Provider, Route, Secret, TokenLocation, PASSABLE_HEADERS, ROUTE_HEADER, SET_FORWARDED,
 };
 
@@ -641,16 +641,16 @@ impl Cx {
             );
         } else if let Some(uri) = &p.jwks_uri {
             if self.url(&|| at("jwks_uri"), uri, gateway.allow_insecure_http, true) {
-                keys = Some(KeySource::JwksUri(uri.clone()));
+                keys = Some(KeyOrigin::JwksUri(uri.clone()));
             }
         } else if let Some(jwks) = &p.jwks {
             match check_inline_jwks(jwks) {
-                Ok(()) => keys = Some(KeySource::Jwks(jwks.clone())),
+                Ok(()) => keys = Some(KeyOrigin::Jwks(jwks.clone())),
                 Err(m) => self.error(at("jwks"), m),
             }
         } else if let Some(secret) = &p.secret {
             if is_secret_name(secret) {
-                keys = Some(KeySource::Secrets(vec![Secret {
+                keys = Some(KeyOrigin::Secrets(vec![Secret {
                     name: secret.clone(),
                     kid: None,
                 }]));
@@ -663,7 +663,7 @@ impl Cx {
         } else {
             keys = self
                 .secrets(&at("secrets"), &p.secrets)
-                .map(KeySource::Secrets);
+                .map(KeyOrigin::Secrets);
         }
         if hmac && !with_secret && sources == 1 {
             self.error(
@@ -1125,7 +1125,7 @@ impl Cx {
             }
             let claim = self.claim_path(&at("forward"), value, known, &required);
             if let (true, Some(claim)) = (ok, claim) {
-                forward.push(Forward {
+                forward.push(ForwardRule {
                     header: header.clone(),
                     claim,
                 });

@@ -55,7 +55,7 @@ pub use matcher::{
 };
 pub use model::{PolicyFile, SourceFile};
 pub use policy::{
-    Access, Binding, ClaimPath, ClaimRule, Delegation, Forward, Gateway, KeySource, Matched,
+    Access, Binding, ClaimPath, ClaimRule, Delegation, ForwardRule, Gateway, KeyOrigin, Matched,
     MemberPath, Policy, Provider, Route, Secret, TokenLocation, PASSABLE_HEADERS, ROUTE_HEADER,
     SET_FORWARDED,
 };

@@ -51,7 +51,7 @@ pub struct Gateway {
 
 /// Where a provider's keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeySource {
+pub enum KeyOrigin {
     /// Fetched and cached (`jwks_cache_secs`).
     JwksUri(String),
     /// Inline JWKS JSON text (checked to be `{"keys":[...]}` with public keys only).
@@ -102,7 +102,7 @@ pub struct Provider {
     /// As written; compare with [`Provider::accepts_typ`].
     pub token_types: Vec<String>,
     pub from: TokenLocation,
-    pub keys: KeySource,
+    pub keys: KeyOrigin,
     pub jwks_cache_secs: u64,
     /// Stale window of the JWKS cache during an issuer outage (`0`: none).
     pub jwks_max_stale_secs: u64,
@@ -129,14 +129,14 @@ impl Provider {
     /// type. Signatures are not considered: an issuer may sign for several providers.
     pub fn may_accept_same_tokens(&self, other: &Provider) -> bool {
         let keys = match (&self.keys, &other.keys) {
-            (KeySource::Secrets(a), KeySource::Secrets(b)) => {
+            (KeyOrigin::Secrets(a), KeyOrigin::Secrets(b)) => {
                 a.iter().any(|s| b.iter().any(|t| t.name == s.name))
                     && match (&self.issuer, &other.issuer) {
                         (Some(x), Some(y)) => x == y,
                         _ => true,
                     }
             }
-            (KeySource::Secrets(_), _) | (_, KeySource::Secrets(_)) => false,
+            (KeyOrigin::Secrets(_), _) | (_, KeyOrigin::Secrets(_)) => false,
             _ => self.issuer.is_some() && self.issuer == other.issuer,
         };
         let audiences = if self.audiences.is_empty() || other.audiences.is_empty() {
@@ -167,7 +167,7 @@ impl Provider {
     /// The HMAC secrets, if this is a `secret`/`secrets` provider (else empty).
     pub fn secrets(&self) -> &[Secret] {
         match &self.keys {
-            KeySource::Secrets(s) => s,
+            KeyOrigin::Secrets(s) => s,
             _ => &[],
         }
     }
@@ -369,7 +369,7 @@ pub struct Delegation {
 
 /// One `forward` entry: header name (lowercase, with the claims prefix) and claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Forward {
+pub struct ForwardRule {
     pub header: String,
     pub claim: ClaimPath,
 }
@@ -389,7 +389,7 @@ pub struct Route {
     pub claims: Vec<ClaimRule>,
     pub delegation: Option<Delegation>,
     /// Sorted by header name.
-    pub forward: Vec<Forward>,
+    pub forward: Vec<ForwardRule>,
     pub forward_tokens: bool,
     /// Lowercase names from [`PASSABLE_HEADERS`] (or `x-forwarded-*` other than the three the
     /// gateway sets) that the client's request may still carry to the origin.
