@@ -29,6 +29,7 @@ pub mod alg;
 #[allow(clippy::indexing_slicing)]
 pub mod compile;
 pub mod diag;
+mod embed;
 // `glob_match` and `HeaderPlan::strips` index behind their own bounds checks.
 #[allow(clippy::indexing_slicing)]
 pub mod evaluate;

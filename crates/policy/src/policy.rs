@@ -1,13 +1,12 @@
-//! The compiled policy: checked, resolved and indexed. Built only by [`crate::compile`] (or
-//! [`Policy::from_json`], which re-runs the compiler on the embedded model).
+//! The compiled policy: checked, resolved and indexed. Built only by the compiler
+//! ([`crate::compile()`], also behind [`Policy::from_json`] in `embed.rs`); nothing here calls it.
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::alg::Alg;
-use crate::diag::{PolicyError, Warning};
+use crate::diag::Warning;
 use crate::matcher::{
     check_path, fold_path, host_without_port, Allow, Miss, PathPattern, RouteIndex,
 };
@@ -491,16 +490,6 @@ pub struct Policy {
     pub(crate) warnings: Vec<Warning>,
 }
 
-/// The embedded form (`$OUT_DIR/policy.json`).
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Embedded {
-    format: String,
-    files: Vec<SourceFile>,
-}
-
-const EMBEDDED_FORMAT: &str = "attestgate-policy/1";
-
 impl Policy {
     pub fn gateway(&self) -> &Gateway {
         &self.gateway
@@ -609,42 +598,5 @@ impl Policy {
             || (!self.gateway.case_sensitive_paths
                 && (self.protected_upper_literal
                     || raw_path.bytes().any(|b| b.is_ascii_uppercase())))
-    }
-
-    /// The JSON form embedded in the Worker: the validated source model (not TOML).
-    pub fn to_json(&self) -> String {
-        let embedded = Embedded {
-            format: EMBEDDED_FORMAT.to_owned(),
-            files: self.sources.clone(),
-        };
-        // Serialising plain structs, strings and JSON values into a String cannot fail.
-        serde_json::to_string(&embedded).unwrap_or_default()
-    }
-
-    /// Re-compile a policy from its JSON form ([`Policy::to_json`]). Pure and cheap: the Worker
-    /// does it once per isolate.
-    pub fn from_json(json: &str) -> Result<Policy, Vec<PolicyError>> {
-        let embedded: Embedded = serde_json::from_str(json).map_err(|e| {
-            vec![PolicyError::new(
-                crate::diag::Location::file("<embedded policy>"),
-                format!("not a policy JSON document: {e}"),
-            )]
-        })?;
-        if embedded.format != EMBEDDED_FORMAT {
-            return Err(vec![PolicyError::new(
-                crate::diag::Location::file("<embedded policy>"),
-                format!(
-                    "format {:?} is not {EMBEDDED_FORMAT:?} (rebuild the Worker)",
-                    embedded.format
-                ),
-            )]);
-        }
-        crate::compile::compile(embedded.files)
-    }
-
-    /// The policy compiled into the Worker by `build.rs`:
-    /// `Policy::from_embedded(attestgate::EMBEDDED_POLICY_JSON)`. Same as [`Policy::from_json`].
-    pub fn from_embedded(json: &str) -> Result<Policy, Vec<PolicyError>> {
-        Self::from_json(json)
     }
 }
