@@ -25,8 +25,6 @@
 )]
 
 pub mod alg;
-// Indexes after explicit length checks (being split up, issue 13).
-#[allow(clippy::indexing_slicing)]
 pub mod compile;
 pub mod diag;
 mod embed;
