@@ -38,6 +38,7 @@ pub mod model;
 // Route and provider indexes from the trie and from `binary_search` on the same vectors.
 #[allow(clippy::indexing_slicing)]
 mod policy;
+pub mod typ;
 
 #[cfg(feature = "toml")]
 mod load;

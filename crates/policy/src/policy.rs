@@ -154,13 +154,11 @@ impl Provider {
         Alg::from_header(alg).is_some_and(|a| self.algorithms.contains(&a))
     }
 
-    /// Whether a JWS `typ` value is accepted: case-insensitive, and an `application/` prefix is
-    /// ignored on both sides (RFC 7515 §4.1.9).
+    /// Whether a JWS `typ` value is accepted: it [`crate::typ::matches`] one of `token_types`
+    /// (case-insensitive, `application/` optional on either side), exactly as the JOSE parser
+    /// checks it.
     pub fn accepts_typ(&self, typ: &str) -> bool {
-        let typ = strip_application(typ);
-        self.token_types
-            .iter()
-            .any(|t| strip_application(t).eq_ignore_ascii_case(typ))
+        self.token_types.iter().any(|t| crate::typ::matches(t, typ))
     }
 
     /// The HMAC secrets, if this is a `secret`/`secrets` provider (else empty).
@@ -169,13 +167,6 @@ impl Provider {
             KeyOrigin::Secrets(s) => s,
             _ => &[],
         }
-    }
-}
-
-fn strip_application(t: &str) -> &str {
-    match t.get(..12) {
-        Some(p) if p.eq_ignore_ascii_case("application/") => &t[12..],
-        _ => t,
     }
 }
 
