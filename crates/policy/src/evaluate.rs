@@ -562,19 +562,17 @@ enum ActError {
     NotObject(u32),
 }
 
-/// Depth of the `act` chain, walking at most `max + 1` levels.
+/// Depth of the `act` chain ([`crate::act::chain`]), walking at most `max + 1` levels.
 fn act_depth(claims: &Map<String, Value>, max: u32) -> Result<u32, ActError> {
     let mut depth = 0u32;
-    let mut current = claims;
-    while let Some(act) = current.get("act") {
+    for level in crate::act::chain(claims) {
         depth += 1;
-        let Some(obj) = act.as_object() else {
+        if level.object().is_none() {
             return Err(ActError::NotObject(depth));
-        };
+        }
         if depth > max {
             return Err(ActError::TooDeep);
         }
-        current = obj;
     }
     Ok(depth)
 }

@@ -24,6 +24,7 @@
     )
 )]
 
+pub mod act;
 pub mod alg;
 pub mod compile;
 pub mod diag;

@@ -18,8 +18,8 @@ use crate::policy::{
     PASSABLE_HEADERS, ROUTE_HEADER, SET_FORWARDED,
 };
 
-/// Deepest `act` chain a route may allow.
-pub const MAX_DELEGATION_DEPTH: u32 = 16;
+/// Deepest `act` chain a route may allow: the deepest a token may carry ([`crate::act::MAX_DEPTH`]).
+pub const MAX_DELEGATION_DEPTH: u32 = crate::act::MAX_DEPTH as u32;
 
 #[cfg(not(target_arch = "wasm32"))]
 /// SPEC §2: a request that differs from a more protected route only by ASCII case or a trailing
