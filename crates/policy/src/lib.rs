@@ -47,13 +47,8 @@ mod load;
 pub use alg::{Alg, UnknownAlg};
 pub use compile::compile;
 pub use diag::{Location, PolicyError, Subject, Warning};
-pub use evaluate::{
-    evaluate, explain, Denial, Explanation, HeaderPlan, Step, VerifiedTokens, MAX_FORWARD_VALUE,
-};
-pub use matcher::{
-    check_path, host_without_port, split_request_url, Allow, Miss, PathPattern, PathProblem,
-    Segment,
-};
+pub use evaluate::{Denial, Explanation, HeaderPlan, Step, VerifiedTokens, MAX_FORWARD_VALUE};
+pub use matcher::{check_path, split_request_url, Allow, Miss, PathPattern, PathProblem, Segment};
 pub use model::{PolicyFile, SourceFile};
 pub use policy::{
     Access, Binding, ClaimPath, ClaimRule, Delegation, ForwardRule, Gateway, KeyOrigin, Matched,

@@ -227,11 +227,6 @@ impl ClaimPath {
         })
     }
 
-    /// The path as written.
-    pub fn as_str(&self) -> &str {
-        &self.source
-    }
-
     /// The claim in a verified token's claims, following object members.
     pub fn lookup<'a>(&self, claims: &'a serde_json::Map<String, Value>) -> Option<&'a Value> {
         let (first, rest) = self.path.split_first()?;
@@ -320,16 +315,6 @@ impl MemberPath {
     /// The path as written.
     pub fn as_str(&self) -> &str {
         &self.source
-    }
-
-    /// The claim in a token's claims, following object members.
-    pub fn lookup<'a>(&self, claims: &'a serde_json::Map<String, Value>) -> Option<&'a Value> {
-        let (first, rest) = self.segments.split_first()?;
-        let mut v = claims.get(first)?;
-        for seg in rest {
-            v = v.as_object()?.get(seg)?;
-        }
-        Some(v)
     }
 }
 
@@ -450,15 +435,6 @@ impl Route {
 pub struct Matched<'r, 'p> {
     pub route: &'r Route,
     pub params: Vec<(&'r str, &'p str)>,
-}
-
-impl<'r, 'p> Matched<'r, 'p> {
-    pub fn param(&self, name: &str) -> Option<&'p str> {
-        self.params
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| *v)
-    }
 }
 
 /// The compiled policy.
