@@ -1,6 +1,6 @@
 //! The example policies in `policies/` compile, and the Worker's embedded copy is the same policy.
 
-use attestgate::policy::{load_dir, parse_toml, Access, KeySource, Miss, Policy, Secret};
+use attestgate::policy::{load_dir, parse_toml, Access, KeyOrigin, Miss, Policy, Secret};
 
 #[test]
 fn example_policies_compile() {
@@ -32,7 +32,7 @@ fn example_policies_compile() {
     let device = policy.provider("device").expect("device provider");
     assert_eq!(
         device.keys,
-        KeySource::Secrets(vec![Secret {
+        KeyOrigin::Secrets(vec![Secret {
             name: "APPROOV_SECRET".into(),
             kid: None
         }])

@@ -71,15 +71,13 @@ impl DecisionLog {
         if let Some(jti) = claims.get("jti").and_then(|v| v.as_str()) {
             push_bounded(&mut self.jti, jti);
         }
-        let mut act = claims.get("act");
-        while let Some(serde_json::Value::Object(a)) = act {
+        for level in crate::policy::act::chain(claims) {
             if self.agent.len() >= MAX_LIST {
                 break;
             }
-            if let Some(sub) = a.get("sub").and_then(|v| v.as_str()) {
+            if let Some(sub) = level.sub() {
                 self.agent.push(bounded(sub));
             }
-            act = a.get("act");
         }
     }
 

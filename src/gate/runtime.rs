@@ -9,7 +9,7 @@ use crate::gate::key_cache::CacheTimes;
 use crate::gate::nonce::{decode_any_base64, MAX_SHARDS};
 use crate::jose::{ClaimRules, JwksLimits, Key, KeySet, Limits, Profile};
 use crate::policy::{
-    Access, Binding, Denial, HeaderPlan, KeySource, MemberPath, Policy, Provider, Route, Secret,
+    Access, Binding, Denial, HeaderPlan, KeyOrigin, MemberPath, Policy, Provider, Route, Secret,
     VerifiedTokens,
 };
 use crate::Error;
@@ -220,19 +220,19 @@ fn provider_rt(p: &Provider, skew_secs: i64) -> Result<ProviderRt, Error> {
         return Err(Error::PolicyUnavailable);
     }
     let keys = match &p.keys {
-        KeySource::JwksUri(uri) => KeySpec::Jwks {
+        KeyOrigin::JwksUri(uri) => KeySpec::Jwks {
             uri: uri.clone(),
             times: CacheTimes {
                 stale_window: secs(p.jwks_max_stale_secs),
                 ..CacheTimes::for_provider(secs(p.jwks_cache_secs))
             },
         },
-        KeySource::Jwks(json) => {
+        KeyOrigin::Jwks(json) => {
             let (set, _) = KeySet::from_jwks(json.as_bytes(), &JwksLimits::default())
                 .map_err(|_| Error::PolicyUnavailable)?;
             KeySpec::Inline(Arc::new(set))
         }
-        KeySource::Secrets(list) => KeySpec::Secret(list.clone()),
+        KeyOrigin::Secrets(list) => KeySpec::Secret(list.clone()),
     };
     let scheme = if p.dpop {
         Some(String::from("DPoP"))
@@ -260,7 +260,7 @@ fn provider_rt(p: &Provider, skew_secs: i64) -> Result<ProviderRt, Error> {
             },
             limits: Limits::default(),
         },
-        refreshable: matches!(p.keys, KeySource::JwksUri(_)),
+        refreshable: matches!(p.keys, KeyOrigin::JwksUri(_)),
         binding: p.binding.clone(),
         nonce_claim: p.nonce_claim.clone(),
         replay_jti: p.replay_jti,

@@ -33,8 +33,8 @@ use serde_json::{Map, Value};
 use super::{b64, json};
 use crate::Error;
 
-/// Deepest `act` chain accepted (RFC 8693 delegation).
-pub const MAX_ACT_DEPTH: usize = 16;
+/// Deepest `act` chain accepted (RFC 8693 delegation): the one limit, `attestgate_policy::act`.
+pub const MAX_ACT_DEPTH: usize = attestgate_policy::act::MAX_DEPTH;
 
 /// What a provider requires of a token's claims.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +102,7 @@ pub fn validate(claims_b64: &str, rules: &ClaimRules, now: i64) -> Result<Claims
         (None, _) => optional_string(&map, "iss")?,
     };
     check_audience(map.get("aud"), &rules.audiences)?;
-    check_act(map.get("act"))?;
+    check_act(&map)?;
 
     let skew = rules.skew_secs.max(0);
     if exp <= now.saturating_sub(skew) {
@@ -169,16 +169,11 @@ fn check_audience(aud: Option<&Value>, accepted: &[String]) -> Result<(), Error>
     }
 }
 
-fn check_act(act: Option<&Value>) -> Result<(), Error> {
-    let mut level = act;
-    let mut depth = 0;
-    while let Some(value) = level {
-        depth += 1;
-        let obj = value.as_object().ok_or(Error::ClaimType)?;
-        if depth > MAX_ACT_DEPTH || !obj.get("sub").is_some_and(Value::is_string) {
+fn check_act(claims: &Map<String, Value>) -> Result<(), Error> {
+    for level in attestgate_policy::act::chain(claims) {
+        if level.depth > MAX_ACT_DEPTH || level.sub().is_none() {
             return Err(Error::ClaimType);
         }
-        level = obj.get("act");
     }
     Ok(())
 }
@@ -258,19 +253,11 @@ impl Claims {
 
     /// The delegation chain, outermost actor first: `act.sub`, `act.act.sub`, ...
     pub fn act_chain(&self) -> Vec<String> {
-        let mut chain = Vec::new();
-        let mut level = self.map.get("act");
-        while let Some(obj) = level.and_then(Value::as_object) {
-            if chain.len() == MAX_ACT_DEPTH {
-                break;
-            }
-            match obj.get("sub").and_then(Value::as_str) {
-                Some(sub) => chain.push(sub.to_owned()),
-                None => break,
-            }
-            level = obj.get("act");
-        }
-        chain
+        attestgate_policy::act::chain(&self.map)
+            .take(MAX_ACT_DEPTH)
+            .map_while(|level| level.sub())
+            .map(str::to_owned)
+            .collect()
     }
 
     /// How many actors the token was delegated through (0: no `act`).

@@ -95,26 +95,9 @@ pub fn parse_dpop<'a>(token: &'a str, algs: &[Alg], limits: &Limits) -> Result<J
     parse_with::<&str>(token, algs, Mode::Dpop, limits)
 }
 
-/// Does a header `typ` match an accepted type? ASCII-case-insensitive, `application/` optional.
-pub fn typ_matches(typ: &str, accepted: &str) -> bool {
-    strip_application(typ).eq_ignore_ascii_case(strip_application(accepted))
-}
-
-/// RFC 7515 §4.1.9: `application/` may be omitted when no other `/` appears.
-fn strip_application(media_type: &str) -> &str {
-    const PREFIX: &str = "application/";
-    match media_type.get(..PREFIX.len()) {
-        Some(head) if head.eq_ignore_ascii_case(PREFIX) => {
-            let rest = &media_type[PREFIX.len()..];
-            if rest.contains('/') {
-                media_type
-            } else {
-                rest
-            }
-        }
-        _ => media_type,
-    }
-}
+/// Does a header `typ` match an accepted type? ASCII-case-insensitive, `application/` optional:
+/// the one comparison, shared with the policy compiler (symmetric, so `(typ, accepted)` here).
+pub use attestgate_policy::typ::matches as typ_matches;
 
 fn parse_with<'a, T: AsRef<str>>(
     token: &'a str,

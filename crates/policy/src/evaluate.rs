@@ -5,7 +5,7 @@
 //! presented is simply absent. This module never sees a token, only claims.
 //!
 //! Order of the checks, and the first failure decides: requirement, scopes, claim constraints,
-//! delegation depth, forwarded values. [`explain`] runs the same code, records every check with
+//! delegation depth, forwarded values. [`Policy::explain`] runs the same code, records every check with
 //! a human-readable reason, and goes on after a failure.
 //!
 //! Semantics:
@@ -137,7 +137,7 @@ impl HeaderPlan {
     }
 }
 
-/// One check of [`explain`].
+/// One check of [`Policy::explain`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
     /// What was checked: `scope "orders:read"`, `claim agent.act.sub one_of [...]`, ...
@@ -149,50 +149,33 @@ pub struct Step {
     pub denial: Option<Denial>,
 }
 
-/// Every check of a route against the tokens, and the outcome [`evaluate`] would give.
+/// Every check of a route against the tokens, and the outcome [`Policy::evaluate`] would give.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Explanation {
     pub steps: Vec<Step>,
     pub outcome: Result<HeaderPlan, Denial>,
 }
 
-/// Evaluate a matched route against the verified tokens (SPEC §3 step 8) and plan the forwarded
-/// headers (step 10). Stops at the first failure.
-pub fn evaluate<T: VerifiedTokens + ?Sized>(
-    policy: &Policy,
-    route: &Route,
-    tokens: &T,
-) -> Result<HeaderPlan, Denial> {
-    run(policy, route, tokens, &mut Fast)
-}
-
-/// Same checks as [`evaluate`], every one recorded with its reason; does not stop at a failure.
-pub fn explain<T: VerifiedTokens + ?Sized>(
-    policy: &Policy,
-    route: &Route,
-    tokens: &T,
-) -> Explanation {
-    let mut trace = Trace::default();
-    let outcome = run(policy, route, tokens, &mut trace);
-    Explanation {
-        steps: trace.steps,
-        outcome,
-    }
-}
-
 impl Policy {
-    /// [`evaluate`] as a method.
+    /// Evaluate a matched route against the verified tokens (SPEC §3 step 8) and plan the
+    /// forwarded headers (step 10). Stops at the first failure.
     pub fn evaluate<T: VerifiedTokens + ?Sized>(
         &self,
         route: &Route,
         tokens: &T,
     ) -> Result<HeaderPlan, Denial> {
-        evaluate(self, route, tokens)
+        run(self, route, tokens, &mut Fast)
     }
 
-    /// [`explain`] as a method.
+    /// Same checks as [`Policy::evaluate`], every one recorded with its reason; does not stop at
+    /// a failure.
     pub fn explain<T: VerifiedTokens + ?Sized>(&self, route: &Route, tokens: &T) -> Explanation {
-        explain(self, route, tokens)
+        let mut trace = Trace::default();
+        let outcome = run(self, route, tokens, &mut trace);
+        Explanation {
+            steps: trace.steps,
+            outcome,
+        }
     }
 }
 
@@ -534,7 +517,7 @@ fn contains(claim: &Value, word: &str) -> bool {
 }
 
 /// `*` matches any run of characters (also empty); everything else exactly.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
+fn glob_match(pattern: &str, text: &str) -> bool {
     let (p, t) = (pattern.as_bytes(), text.as_bytes());
     let (mut pi, mut ti) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
@@ -562,19 +545,17 @@ enum ActError {
     NotObject(u32),
 }
 
-/// Depth of the `act` chain, walking at most `max + 1` levels.
+/// Depth of the `act` chain ([`crate::act::chain`]), walking at most `max + 1` levels.
 fn act_depth(claims: &Map<String, Value>, max: u32) -> Result<u32, ActError> {
     let mut depth = 0u32;
-    let mut current = claims;
-    while let Some(act) = current.get("act") {
+    for level in crate::act::chain(claims) {
         depth += 1;
-        let Some(obj) = act.as_object() else {
+        if level.object().is_none() {
             return Err(ActError::NotObject(depth));
-        };
+        }
         if depth > max {
             return Err(ActError::TooDeep);
         }
-        current = obj;
     }
     Ok(depth)
 }

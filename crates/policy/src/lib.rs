@@ -1,13 +1,31 @@
-//! attestgate route policies: the file model API owners write, its compiler, and the route index.
+//! attestgate route policies: the file model API owners write, its compiler, the compiled policy
+//! with its route index, and the evaluation of a matched route against verified tokens.
 //!
+//! Modules, each using only those listed before it:
+//! - leaves: [`alg`] (the JWS algorithm names, shared with the JOSE code), [`diag`] (errors and
+//!   warnings naming file, route or provider, and field), [`typ`] (the one `typ` comparison) and
+//!   [`act`] (the one `act`-chain walker and its depth limit); the JOSE code and the decision
+//!   log use the last two as well.
 //! - [`model`]: the TOML/JSON source structs of SPEC §2 (unknown fields refused).
-//! - [`compile()`]: merges the files and checks everything checkable before deploy; errors name
-//!   the file, route id or provider, and field.
-//! - [`Policy`]: the compiled policy, with [`Policy::match_route`] (segment trie, most specific
-//!   route wins) and [`Policy::evaluate`] (SPEC §3 step 8 and the header plan of step 10).
-//! - [`Policy::to_json`] / [`Policy::from_embedded`]: the build embeds the validated model as JSON,
-//!   the Worker re-compiles it once per isolate (no TOML parser in the Worker).
-//! - `load_dir` / `parse_toml` (feature `toml`): read a policy folder, for `build.rs` and the CLI.
+//! - [`matcher`]: path patterns, the raw-path check ([`check_path`]) and the route trie.
+//! - `policy` (private, its types re-exported here): the compiled types ([`Policy`],
+//!   [`Gateway`], [`Provider`], [`Route`], ...) and [`Policy::match_route`] (segment trie, most
+//!   specific route wins). A [`Policy`] keeps its source model only to embed it again; nothing
+//!   here calls the compiler.
+//! - [`evaluate`]: [`Policy::evaluate`] and [`Policy::explain`] (SPEC §3 step 8 and the header
+//!   plan of step 10), on the compiled types only.
+//! - [`compile`](mod@compile) (`compile/`: `mod.rs` merges the files and runs the cross checks, `gateway.rs`,
+//!   `provider.rs`, `route.rs`, `syntax.rs`): [`compile()`] turns the model into the compiled
+//!   types, checking everything checkable before deploy. The only code that builds a [`Policy`].
+//! - `embed` (private): [`Policy::to_json`] / [`Policy::from_json`] / [`Policy::from_embedded`],
+//!   the embedded form: the build embeds the validated model as JSON, the Worker re-compiles it
+//!   once per isolate (no TOML parser in the Worker).
+//! - `load` (feature `toml`): `load_dir` / `parse_toml` / `policy_files` read a policy
+//!   folder, for `build.rs` and the CLI.
+//!
+//! The dependency is one way: the model ← the compiler → the compiled types. The compiled types
+//! and the evaluation never call the compiler; reading the embedded form or a folder (`embed`,
+//! `load`) is on the compiler's side.
 //!
 //! Pure: no I/O except the optional folder loader, no clock, no randomness.
 #![forbid(unsafe_code)]
@@ -24,11 +42,11 @@
     )
 )]
 
+pub mod act;
 pub mod alg;
-// Indexes after explicit length checks (being split up, issue 13).
-#[allow(clippy::indexing_slicing)]
 pub mod compile;
 pub mod diag;
+mod embed;
 // `glob_match` and `HeaderPlan::strips` index behind their own bounds checks.
 #[allow(clippy::indexing_slicing)]
 pub mod evaluate;
@@ -39,6 +57,7 @@ pub mod model;
 // Route and provider indexes from the trie and from `binary_search` on the same vectors.
 #[allow(clippy::indexing_slicing)]
 mod policy;
+pub mod typ;
 
 #[cfg(feature = "toml")]
 mod load;
@@ -46,16 +65,11 @@ mod load;
 pub use alg::{Alg, UnknownAlg};
 pub use compile::compile;
 pub use diag::{Location, PolicyError, Subject, Warning};
-pub use evaluate::{
-    evaluate, explain, Denial, Explanation, HeaderPlan, Step, VerifiedTokens, MAX_FORWARD_VALUE,
-};
-pub use matcher::{
-    check_path, host_without_port, split_request_url, Allow, Miss, PathPattern, PathProblem,
-    Segment,
-};
+pub use evaluate::{Denial, Explanation, HeaderPlan, Step, VerifiedTokens, MAX_FORWARD_VALUE};
+pub use matcher::{check_path, split_request_url, Allow, Miss, PathPattern, PathProblem, Segment};
 pub use model::{PolicyFile, SourceFile};
 pub use policy::{
-    Access, Binding, ClaimPath, ClaimRule, Delegation, Forward, Gateway, KeySource, Matched,
+    Access, Binding, ClaimPath, ClaimRule, Delegation, ForwardRule, Gateway, KeyOrigin, Matched,
     MemberPath, Policy, Provider, Route, Secret, TokenLocation, PASSABLE_HEADERS, ROUTE_HEADER,
     SET_FORWARDED,
 };

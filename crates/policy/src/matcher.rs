@@ -423,7 +423,7 @@ pub fn check_path(raw_path: &str) -> Result<(), PathProblem> {
 
 /// The host part of a `Host` value: port and one trailing dot removed (case is kept; compare with
 /// `eq_ignore_ascii_case`).
-pub fn host_without_port(host: &str) -> &str {
+pub(crate) fn host_without_port(host: &str) -> &str {
     let h = if host.starts_with('[') {
         match host.find(']') {
             Some(i) => &host[..=i],

@@ -1,7 +1,7 @@
 //! The policy file model: what API owners write in `policies/*.toml` (SPEC §2).
 //!
 //! These structs are the *source* form. They are deliberately loose in their types (strings for
-//! algorithms, methods, paths, claim paths, ...) so that the compiler ([`crate::compile`]) can
+//! algorithms, methods, paths, claim paths, ...) so that the compiler ([`crate::compile()`]) can
 //! check every value and name the file, the route or provider and the field in its message.
 //! Unknown fields are refused everywhere (`deny_unknown_fields`): a typo is a build error, never a
 //! silently ignored rule.

@@ -1,13 +1,12 @@
-//! The compiled policy: checked, resolved and indexed. Built only by [`crate::compile`] (or
-//! [`Policy::from_json`], which re-runs the compiler on the embedded model).
+//! The compiled policy: checked, resolved and indexed. Built only by the compiler
+//! ([`crate::compile()`], also behind [`Policy::from_json`] in `embed.rs`); nothing here calls it.
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::alg::Alg;
-use crate::diag::{PolicyError, Warning};
+use crate::diag::Warning;
 use crate::matcher::{
     check_path, fold_path, host_without_port, Allow, Miss, PathPattern, RouteIndex,
 };
@@ -51,7 +50,7 @@ pub struct Gateway {
 
 /// Where a provider's keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeySource {
+pub enum KeyOrigin {
     /// Fetched and cached (`jwks_cache_secs`).
     JwksUri(String),
     /// Inline JWKS JSON text (checked to be `{"keys":[...]}` with public keys only).
@@ -102,7 +101,7 @@ pub struct Provider {
     /// As written; compare with [`Provider::accepts_typ`].
     pub token_types: Vec<String>,
     pub from: TokenLocation,
-    pub keys: KeySource,
+    pub keys: KeyOrigin,
     pub jwks_cache_secs: u64,
     /// Stale window of the JWKS cache during an issuer outage (`0`: none).
     pub jwks_max_stale_secs: u64,
@@ -129,14 +128,14 @@ impl Provider {
     /// type. Signatures are not considered: an issuer may sign for several providers.
     pub fn may_accept_same_tokens(&self, other: &Provider) -> bool {
         let keys = match (&self.keys, &other.keys) {
-            (KeySource::Secrets(a), KeySource::Secrets(b)) => {
+            (KeyOrigin::Secrets(a), KeyOrigin::Secrets(b)) => {
                 a.iter().any(|s| b.iter().any(|t| t.name == s.name))
                     && match (&self.issuer, &other.issuer) {
                         (Some(x), Some(y)) => x == y,
                         _ => true,
                     }
             }
-            (KeySource::Secrets(_), _) | (_, KeySource::Secrets(_)) => false,
+            (KeyOrigin::Secrets(_), _) | (_, KeyOrigin::Secrets(_)) => false,
             _ => self.issuer.is_some() && self.issuer == other.issuer,
         };
         let audiences = if self.audiences.is_empty() || other.audiences.is_empty() {
@@ -155,28 +154,19 @@ impl Provider {
         Alg::from_header(alg).is_some_and(|a| self.algorithms.contains(&a))
     }
 
-    /// Whether a JWS `typ` value is accepted: case-insensitive, and an `application/` prefix is
-    /// ignored on both sides (RFC 7515 §4.1.9).
+    /// Whether a JWS `typ` value is accepted: it [`crate::typ::matches`] one of `token_types`
+    /// (case-insensitive, `application/` optional on either side), exactly as the JOSE parser
+    /// checks it.
     pub fn accepts_typ(&self, typ: &str) -> bool {
-        let typ = strip_application(typ);
-        self.token_types
-            .iter()
-            .any(|t| strip_application(t).eq_ignore_ascii_case(typ))
+        self.token_types.iter().any(|t| crate::typ::matches(t, typ))
     }
 
     /// The HMAC secrets, if this is a `secret`/`secrets` provider (else empty).
     pub fn secrets(&self) -> &[Secret] {
         match &self.keys {
-            KeySource::Secrets(s) => s,
+            KeyOrigin::Secrets(s) => s,
             _ => &[],
         }
-    }
-}
-
-fn strip_application(t: &str) -> &str {
-    match t.get(..12) {
-        Some(p) if p.eq_ignore_ascii_case("application/") => &t[12..],
-        _ => t,
     }
 }
 
@@ -235,11 +225,6 @@ impl ClaimPath {
             path: segments,
             source: source.to_owned(),
         })
-    }
-
-    /// The path as written.
-    pub fn as_str(&self) -> &str {
-        &self.source
     }
 
     /// The claim in a verified token's claims, following object members.
@@ -331,16 +316,6 @@ impl MemberPath {
     pub fn as_str(&self) -> &str {
         &self.source
     }
-
-    /// The claim in a token's claims, following object members.
-    pub fn lookup<'a>(&self, claims: &'a serde_json::Map<String, Value>) -> Option<&'a Value> {
-        let (first, rest) = self.segments.split_first()?;
-        let mut v = claims.get(first)?;
-        for seg in rest {
-            v = v.as_object()?.get(seg)?;
-        }
-        Some(v)
-    }
 }
 
 impl fmt::Display for MemberPath {
@@ -369,7 +344,7 @@ pub struct Delegation {
 
 /// One `forward` entry: header name (lowercase, with the claims prefix) and claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Forward {
+pub struct ForwardRule {
     pub header: String,
     pub claim: ClaimPath,
 }
@@ -389,7 +364,7 @@ pub struct Route {
     pub claims: Vec<ClaimRule>,
     pub delegation: Option<Delegation>,
     /// Sorted by header name.
-    pub forward: Vec<Forward>,
+    pub forward: Vec<ForwardRule>,
     pub forward_tokens: bool,
     /// Lowercase names from [`PASSABLE_HEADERS`] (or `x-forwarded-*` other than the three the
     /// gateway sets) that the client's request may still carry to the origin.
@@ -462,15 +437,6 @@ pub struct Matched<'r, 'p> {
     pub params: Vec<(&'r str, &'p str)>,
 }
 
-impl<'r, 'p> Matched<'r, 'p> {
-    pub fn param(&self, name: &str) -> Option<&'p str> {
-        self.params
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| *v)
-    }
-}
-
 /// The compiled policy.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -490,16 +456,6 @@ pub struct Policy {
     pub(crate) sources: Vec<SourceFile>,
     pub(crate) warnings: Vec<Warning>,
 }
-
-/// The embedded form (`$OUT_DIR/policy.json`).
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Embedded {
-    format: String,
-    files: Vec<SourceFile>,
-}
-
-const EMBEDDED_FORMAT: &str = "attestgate-policy/1";
 
 impl Policy {
     pub fn gateway(&self) -> &Gateway {
@@ -609,42 +565,5 @@ impl Policy {
             || (!self.gateway.case_sensitive_paths
                 && (self.protected_upper_literal
                     || raw_path.bytes().any(|b| b.is_ascii_uppercase())))
-    }
-
-    /// The JSON form embedded in the Worker: the validated source model (not TOML).
-    pub fn to_json(&self) -> String {
-        let embedded = Embedded {
-            format: EMBEDDED_FORMAT.to_owned(),
-            files: self.sources.clone(),
-        };
-        // Serialising plain structs, strings and JSON values into a String cannot fail.
-        serde_json::to_string(&embedded).unwrap_or_default()
-    }
-
-    /// Re-compile a policy from its JSON form ([`Policy::to_json`]). Pure and cheap: the Worker
-    /// does it once per isolate.
-    pub fn from_json(json: &str) -> Result<Policy, Vec<PolicyError>> {
-        let embedded: Embedded = serde_json::from_str(json).map_err(|e| {
-            vec![PolicyError::new(
-                crate::diag::Location::file("<embedded policy>"),
-                format!("not a policy JSON document: {e}"),
-            )]
-        })?;
-        if embedded.format != EMBEDDED_FORMAT {
-            return Err(vec![PolicyError::new(
-                crate::diag::Location::file("<embedded policy>"),
-                format!(
-                    "format {:?} is not {EMBEDDED_FORMAT:?} (rebuild the Worker)",
-                    embedded.format
-                ),
-            )]);
-        }
-        crate::compile::compile(embedded.files)
-    }
-
-    /// The policy compiled into the Worker by `build.rs`:
-    /// `Policy::from_embedded(attestgate::EMBEDDED_POLICY_JSON)`. Same as [`Policy::from_json`].
-    pub fn from_embedded(json: &str) -> Result<Policy, Vec<PolicyError>> {
-        Self::from_json(json)
     }
 }

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use attestgate::api;
-use attestgate::policy::{KeySource, Policy, PolicyError, Provider, Route};
+use attestgate::policy::{KeyOrigin, Policy, PolicyError, Provider, Route};
 
 use crate::usage;
 
@@ -172,9 +172,9 @@ fn print_provider(p: &Provider) {
             .unwrap_or_default()
     );
     match &p.keys {
-        KeySource::JwksUri(u) => println!("    keys        {u} (cached {}s)", p.jwks_cache_secs),
-        KeySource::Jwks(_) => println!("    keys        inline jwks"),
-        KeySource::Secrets(list) => {
+        KeyOrigin::JwksUri(u) => println!("    keys        {u} (cached {}s)", p.jwks_cache_secs),
+        KeyOrigin::Jwks(_) => println!("    keys        inline jwks"),
+        KeyOrigin::Secrets(list) => {
             let names: Vec<String> = list
                 .iter()
                 .map(|s| match &s.kid {

@@ -1,0 +1,278 @@
+//! The policy compiler: merges the files of the policy folder and checks everything that can be
+//! checked before deploy. Every problem is reported (not only the first), each naming the file, the
+//! route id or provider name and the field.
+//!
+//! Split by concern:
+//! - `gateway.rs`: the one `[gateway]` table.
+//! - `provider.rs`: each `[provider.NAME]`, and the provider conflicts (issue 12 item 6).
+//! - `route.rs`: each `[[route]]`, its claim rules, and the route overlap, variant and host
+//!   analyses.
+//! - `syntax.rs`: the value validators (URL, host, header name, token, identifiers).
+//!
+//! This module merges the files, picks the one `[gateway]`, keeps provider names and route ids
+//! unique, runs the cross checks and builds the [`Policy`].
+
+mod gateway;
+mod provider;
+// Routes by the ids the route index gave out, and `&required[i + 1..]` after `enumerate`.
+#[allow(clippy::indexing_slicing)]
+mod route;
+mod syntax;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::diag::{Location, PolicyError, Warning};
+use crate::matcher::{PathPattern, RouteIndex, Segment};
+use crate::model::{defaults, GatewayConfig, SourceFile};
+use crate::policy::{Policy, Provider, Route};
+
+#[cfg(not(target_arch = "wasm32"))]
+use provider::token_state_conflicts;
+pub use provider::{DEFAULT_MAX_LIFETIME_SECS, MAX_LIFETIME_SECS};
+use route::overlap;
+pub use route::MAX_DELEGATION_DEPTH;
+#[cfg(not(target_arch = "wasm32"))]
+use route::{host_warnings, variant_warnings};
+use syntax::{check_url, Scheme};
+
+/// Compile the merged policy. On success the policy carries its warnings
+/// ([`Policy::warnings`]); on failure every error found is returned.
+// The overlap check indexes routes by the ids the route index gave out, and each group after
+// `enumerate`.
+#[allow(clippy::indexing_slicing)]
+pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
+    let mut cx = Cx::default();
+
+    // ---- [gateway]: exactly one ---------------------------------------------------------------
+    let gateways: Vec<(&str, &GatewayConfig)> = files
+        .iter()
+        .filter_map(|f| f.model.gateway.as_ref().map(|g| (f.name.as_str(), g)))
+        .collect();
+    let fallback = GatewayConfig {
+        origin: "https://origin.invalid".to_owned(),
+        realm: None,
+        clock_skew_secs: defaults::clock_skew_secs(),
+        claims_header_prefix: defaults::claims_header_prefix(),
+        challenge_path: defaults::challenge_path(),
+        challenge_ttl_secs: defaults::challenge_ttl_secs(),
+        allow_insecure_http: false,
+        nonce_shards: defaults::nonce_shards(),
+        case_sensitive_paths: false,
+        origin_timeout_secs: defaults::origin_timeout_secs(),
+    };
+    let (gateway_file, gateway_config) = match gateways.as_slice() {
+        [] => {
+            let file = files.first().map_or("<policy>", |f| f.name.as_str());
+            cx.error(
+                Location::file(file),
+                "no [gateway] table in any policy file (exactly one is required)",
+            );
+            (file, &fallback)
+        }
+        [one] => *one,
+        [first, rest @ ..] => {
+            for (file, _) in rest {
+                cx.error(
+                    Location::file(file),
+                    format!(
+                        "second [gateway] table (the first is in {}); exactly one is allowed across all files",
+                        first.0
+                    ),
+                );
+            }
+            *first
+        }
+    };
+    let gateway = cx.gateway(gateway_file, gateway_config);
+
+    // ---- providers: unique names across files ------------------------------------------------
+    let mut providers: BTreeMap<String, Provider> = BTreeMap::new();
+    let mut provider_files: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut known: BTreeSet<&str> = BTreeSet::new();
+    for f in &files {
+        for name in f.model.provider.keys() {
+            if let Some(first) = provider_files.get(name.as_str()) {
+                cx.error(
+                    Location::provider(&f.name, name, "name"),
+                    format!("provider {name:?} is also defined in {first}; names are unique across files"),
+                );
+            } else {
+                provider_files.insert(name, &f.name);
+                known.insert(name);
+            }
+        }
+    }
+    for f in &files {
+        for (name, config) in &f.model.provider {
+            if provider_files.get(name.as_str()) != Some(&f.name.as_str()) {
+                continue;
+            }
+            if let Some(p) = cx.provider(&f.name, name, config, &gateway) {
+                providers.insert(name.clone(), p);
+            }
+        }
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    token_state_conflicts(&mut cx, &providers, &files);
+
+    // ---- routes: unique ids across files -------------------------------------------------------
+    let mut routes: Vec<Route> = Vec::new();
+    let mut route_files: BTreeMap<&str, &str> = BTreeMap::new();
+    for f in &files {
+        for config in &f.model.route {
+            if let Some(first) = route_files.get(config.id.as_str()) {
+                cx.error(
+                    Location::route(&f.name, &config.id, "id"),
+                    format!(
+                        "route id {:?} is already used by {first}#{}; ids are unique across files",
+                        config.id, config.id
+                    ),
+                );
+                continue;
+            }
+            route_files.insert(&config.id, &f.name);
+            if let Some(route) = cx.route(&f.name, config, &gateway, &known, &providers) {
+                routes.push(route);
+            }
+        }
+    }
+
+    // ---- cross checks ---------------------------------------------------------------------------
+    let index = RouteIndex::build(&mut routes.iter().map(|r| &r.path));
+    for group in index.groups() {
+        for (i, &a) in group.iter().enumerate() {
+            for &b in &group[i + 1..] {
+                let (ra, rb) = (&routes[a as usize], &routes[b as usize]);
+                if let Some(overlap) = overlap(ra, rb) {
+                    cx.error(
+                        Location::route(&rb.file, &rb.id, "path"),
+                        format!(
+                            "routes {} and {} are ambiguous: both match {overlap} with the same specificity (pattern {}); change a path, or make methods or hosts disjoint",
+                            ra.qualified_name(),
+                            rb.qualified_name(),
+                            rb.path.shape()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    // Build-time diagnostics only: the Worker re-compiles a policy the build already checked,
+    // and never shows warnings (keeps the analysis out of the wasm).
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        variant_warnings(&mut cx, &routes, &index, !gateway.case_sensitive_paths);
+        host_warnings(&mut cx, &routes, &index);
+    }
+    for r in &routes {
+        let literal_only = r
+            .path
+            .segments()
+            .iter()
+            .all(|s| matches!(s, Segment::Literal(_)));
+        if literal_only && r.path.as_str() == gateway.challenge_path {
+            cx.warning(
+                Location::route(&r.file, &r.id, "path"),
+                format!(
+                    "{} is the challenge_path: the challenge endpoint answers it first, this route never sees a request",
+                    r.path
+                ),
+            );
+        }
+    }
+    let used: BTreeSet<&str> = routes
+        .iter()
+        .flat_map(|r| r.access.providers().iter().map(String::as_str))
+        .collect();
+    for p in providers.values() {
+        if !used.contains(p.name.as_str()) {
+            cx.warning(
+                Location::provider(&p.file, &p.name, "name"),
+                "no route requires this provider",
+            );
+        }
+    }
+
+    if !cx.errors.is_empty() {
+        return Err(cx.errors);
+    }
+    let protected: Vec<&Route> = routes.iter().filter(|r| !r.is_public()).collect();
+    let folded = (!protected.is_empty()).then(|| {
+        let patterns: Vec<PathPattern> = routes
+            .iter()
+            .map(|r| r.path.folded(!gateway.case_sensitive_paths))
+            .collect();
+        RouteIndex::build(&mut patterns.iter())
+    });
+    Ok(Policy {
+        protected_upper_literal: protected.iter().any(|r| r.path.has_upper_literal()),
+        protected_trailing_slash: protected.iter().any(|r| r.path.has_trailing_slash()),
+        folded,
+        gateway,
+        providers: providers.into_values().collect(),
+        routes,
+        index,
+        sources: files,
+        warnings: cx.warnings,
+    })
+}
+
+#[derive(Default)]
+struct Cx {
+    errors: Vec<PolicyError>,
+    warnings: Vec<Warning>,
+}
+
+impl Cx {
+    fn error(&mut self, location: Location, message: impl Into<String>) {
+        self.errors.push(PolicyError::new(location, message));
+    }
+
+    fn warning(&mut self, location: Location, message: impl Into<String>) {
+        self.warnings.push(Warning::new(location, message));
+    }
+
+    /// Check a URL field; `at` builds the location. Returns false on error.
+    fn url(
+        &mut self,
+        at: &dyn Fn() -> Location,
+        url: &str,
+        allow_insecure: bool,
+        allow_query: bool,
+    ) -> bool {
+        match check_url(url, allow_query) {
+            Err(m) => {
+                self.error(at(), m);
+                false
+            }
+            Ok(Scheme::Https) => true,
+            Ok(Scheme::Http) if allow_insecure => {
+                self.warning(
+                    at(),
+                    format!("{url:?} is plain http:// (allowed by allow_insecure_http; never in production)"),
+                );
+                true
+            }
+            Ok(Scheme::Http) => {
+                self.error(
+                    at(),
+                    format!("{url:?} is http://, which is refused: use https:// (allow_insecure_http = true in [gateway] is for local development only)"),
+                );
+                false
+            }
+        }
+    }
+}
+
+fn unknown_provider(name: &str, known: &BTreeSet<&str>) -> String {
+    let list: Vec<&str> = known.iter().copied().collect();
+    format!(
+        "unknown provider {name:?} (defined: {})",
+        if list.is_empty() {
+            "none".to_owned()
+        } else {
+            list.join(", ")
+        }
+    )
+}
