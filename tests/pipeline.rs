@@ -1555,3 +1555,122 @@ fn dpop_proof_with_alg_ed25519_is_accepted() {
         assert!(d.send("GET", &p).is_ok(), "{alg}");
     }
 }
+
+// ------------------------------------------------------------------------------------------------
+// The verified-token cache (issue 19): only the signature check is ever skipped.
+
+/// Counts signature checks, delegating to the pure-Rust verifier.
+#[derive(Default)]
+struct CountingVerifier(Cell<usize>);
+
+impl attestgate::jose::SignatureVerifier for CountingVerifier {
+    async fn verify(
+        &self,
+        key: &attestgate::jose::Key,
+        input: &[u8],
+        signature: &[u8],
+    ) -> Result<(), Error> {
+        self.0.set(self.0.get() + 1);
+        NativeVerifier.verify(key, input, signature).await
+    }
+}
+
+/// The agent provider's keys, from a set the test can replace (a JWKS refresh, a rotation).
+struct SwappableKeys(RefCell<Arc<KeySet>>);
+
+impl KeySource for SwappableKeys {
+    async fn keys(&self, _provider: &ProviderRt, _refresh: bool) -> Result<Arc<KeySet>, Error> {
+        Ok(self.0.borrow().clone())
+    }
+}
+
+fn agent_keys(signers: &[(&Signer, &str)]) -> Arc<KeySet> {
+    let jwks =
+        json!({ "keys": signers.iter().map(|(s, kid)| s.jwk_with_kid(kid)).collect::<Vec<_>>() });
+    let (set, _) = KeySet::from_jwks(jwks.to_string().as_bytes(), &Default::default()).unwrap();
+    Arc::new(set)
+}
+
+fn run_cached(
+    w: &World,
+    keys: &SwappableKeys,
+    verifier: &CountingVerifier,
+    now: i64,
+    token: &str,
+) -> Result<Forward, Error> {
+    let headers = vec![("authorization".to_owned(), format!("Bearer {token}"))];
+    let htu = format!("https://{HOST}/agent");
+    let view = RequestView {
+        method: "GET",
+        host: HOST,
+        raw_path: "/agent",
+        htu: &htu,
+        headers: &headers,
+    };
+    let nonce_key = Some(&w.nonce_key);
+    let env = Env {
+        keys,
+        verifier,
+        replay: &w.replay,
+        nonce_key: &nonce_key,
+        now,
+    };
+    let mut log = DecisionLog::new("req-cache", "GET", "/agent");
+    block_on_ready(decide(&w.gate, &view, &env, &mut log))
+}
+
+#[test]
+fn a_cached_token_skips_only_its_signature_and_one_flipped_byte_is_verified_afresh() {
+    let w = World::new();
+    let keys = SwappableKeys(RefCell::new(agent_keys(&[(&w.idp, "idp-1")])));
+    let verifier = CountingVerifier::default();
+    let token = w.idp_token(json!({}));
+    for _ in 0..5 {
+        assert!(run_cached(&w, &keys, &verifier, NOW, &token).is_ok());
+    }
+    assert_eq!(verifier.0.get(), 1, "one signature check for five uses");
+    // One signature byte different: a different entry, verified, refused.
+    let (head, sig) = token.rsplit_once('.').unwrap();
+    let mut bytes = Base64UrlUnpadded::decode_vec(sig).unwrap();
+    bytes[10] ^= 0x01;
+    let flipped = format!("{head}.{}", Base64UrlUnpadded::encode_string(&bytes));
+    assert_eq!(
+        run_cached(&w, &keys, &verifier, NOW, &flipped),
+        Err(Error::BadSignature)
+    );
+    assert_eq!(verifier.0.get(), 2);
+    // Every other check still runs on a hit: past its exp the cached token is expired.
+    assert_eq!(
+        run_cached(&w, &keys, &verifier, NOW + 300 + 61, &token),
+        Err(Error::Expired)
+    );
+}
+
+#[test]
+fn a_new_key_set_drops_what_the_old_one_verified() {
+    let w = World::new();
+    let keys = SwappableKeys(RefCell::new(agent_keys(&[(&w.idp, "idp-1")])));
+    let verifier = CountingVerifier::default();
+    let token = w.idp_token(json!({}));
+    assert!(run_cached(&w, &keys, &verifier, NOW, &token).is_ok());
+    assert!(run_cached(&w, &keys, &verifier, NOW, &token).is_ok());
+    assert_eq!(verifier.0.get(), 1);
+    // A refetched JWKS (a new set, same key): verified again, then cached again.
+    *keys.0.borrow_mut() = agent_keys(&[(&w.idp, "idp-1")]);
+    assert!(run_cached(&w, &keys, &verifier, NOW, &token).is_ok());
+    assert!(run_cached(&w, &keys, &verifier, NOW, &token).is_ok());
+    assert_eq!(verifier.0.get(), 2);
+    // The key removed from the JWKS: the cached token is refused, not served from the cache.
+    let other = Signer::es(0x5a);
+    *keys.0.borrow_mut() = agent_keys(&[(&other, "idp-2")]);
+    assert_eq!(
+        run_cached(&w, &keys, &verifier, NOW, &token),
+        Err(Error::UnknownKey)
+    );
+    // The same kid now bound to another key: the signature is checked, and fails.
+    *keys.0.borrow_mut() = agent_keys(&[(&other, "idp-1")]);
+    assert_eq!(
+        run_cached(&w, &keys, &verifier, NOW, &token),
+        Err(Error::BadSignature)
+    );
+}

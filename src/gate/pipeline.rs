@@ -18,6 +18,7 @@ use crate::gate::extract::{self, HeaderSource};
 use crate::gate::log::DecisionLog;
 use crate::gate::nonce::{self, NonceKey, NonceRef};
 use crate::gate::runtime::{Gate, ProviderRt};
+use crate::gate::token_cache::VerifiedCache;
 use crate::jose::{self, Claims, KeySet, SignatureVerifier};
 use crate::policy::{Denial, HeaderPlan};
 use crate::Error;
@@ -160,7 +161,7 @@ where
     let mut single_use: Vec<SingleUse> = Vec::new();
     for (provider, token) in &presented {
         log.provider = Some(provider.name.clone());
-        let claims = verify_one(provider, token, env).await?;
+        let claims = verify_one(gate, provider, token, env).await?;
         log.add_claims(claims.map());
         // RFC 9449 §7.2: a sender-constrained token (`cnf`: DPoP `jkt`, mTLS `x5t#S256`, ...)
         // is refused by a provider that cannot check the proof, never taken as a bearer token.
@@ -235,18 +236,43 @@ fn scheme_of_sibling<H: HeaderSource + ?Sized>(
 
 /// Parse, select the key (one refresh on an unknown `kid`), verify, validate claims.
 async fn verify_one<K: KeySource, V: SignatureVerifier, R>(
+    gate: &Gate,
     provider: &ProviderRt,
     token: &str,
     env: &Env<'_, K, V, R>,
 ) -> Result<Claims, Error> {
     let keys = env.keys.keys(provider, false).await?;
-    match jose::verify_token(token, &provider.profile, &keys, env.verifier, env.now).await {
+    match verify_with(gate, provider, token, &keys, env).await {
         Err(Error::UnknownKey) if provider.refreshable => {
             let keys = env.keys.keys(provider, true).await?;
-            jose::verify_token(token, &provider.profile, &keys, env.verifier, env.now).await
+            verify_with(gate, provider, token, &keys, env).await
         }
         other => other,
     }
+}
+
+/// One token against one key set. The verified-token cache may skip the signature check, and
+/// only that: parsing, the header rules, key selection and every claim check run every time.
+async fn verify_with<K, V: SignatureVerifier, R>(
+    gate: &Gate,
+    provider: &ProviderRt,
+    token: &str,
+    keys: &Arc<KeySet>,
+    env: &Env<'_, K, V, R>,
+) -> Result<Claims, Error> {
+    let selected = jose::select(token, &provider.profile, keys)?;
+    let cache = gate.token_cache();
+    let digest = VerifiedCache::worth_caching(selected.key())
+        .then(|| VerifiedCache::digest(&provider.name, token));
+    let cached = digest.as_ref().is_some_and(|d| cache.hit(d, keys, env.now));
+    if !cached {
+        selected.verify_signature(env.verifier).await?;
+    }
+    let claims = selected.claims(&provider.profile.rules, env.now)?;
+    if let (false, Some(d)) = (cached, digest) {
+        cache.insert(d, keys, claims.exp(), token.len());
+    }
+    Ok(claims)
 }
 
 /// Step 7: DPoP proof, token binding, challenge nonce; and the provider's `jti` replay rule.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::error::Challenge;
 use crate::gate::key_cache::CacheTimes;
 use crate::gate::nonce::{decode_any_base64, MAX_SHARDS};
+use crate::gate::token_cache::VerifiedCache;
 use crate::jose::{ClaimRules, JwksLimits, Key, KeySet, Limits, Profile};
 use crate::policy::{
     Access, Binding, Denial, HeaderPlan, KeyOrigin, MemberPath, Policy, Provider, Route, Secret,
@@ -90,6 +91,8 @@ pub struct Gate {
     default_challenge: Challenge,
     /// Seconds the origin has to send its response headers.
     pub origin_timeout_secs: u32,
+    /// Tokens whose signature verified in this isolate ([`VerifiedCache`]).
+    verified: VerifiedCache,
 }
 
 fn secs(v: u64) -> i64 {
@@ -118,6 +121,7 @@ impl Gate {
             .map(|r| (r.id.clone(), route_challenge(&gw.realm, r, &providers)))
             .collect();
         Ok(Self {
+            verified: VerifiedCache::default(),
             challenges,
             default_challenge: Challenge::bearer(&gw.realm),
             realm: gw.realm.clone(),
@@ -132,6 +136,11 @@ impl Gate {
             providers,
             policy,
         })
+    }
+
+    /// The isolate's verified-token cache.
+    pub fn token_cache(&self) -> &VerifiedCache {
+        &self.verified
     }
 
     pub fn policy(&self) -> &Policy {

@@ -13,8 +13,14 @@
 //!   removal or an HMAC secret rotation makes a new set, and every entry of the old one misses
 //!   (and is dropped when seen).
 //! - **Never outlives the token**: an entry ends at the token's `exp`.
-//! - **Bounded**: at most [`MAX_ENTRIES`] entries and [`MAX_BYTES`] of token bytes accounted;
-//!   when full, the least recently used entry goes.
+//! - **Bounded**: at most [`MAX_ENTRIES`] entries and [`MAX_BYTES`] of token bytes accounted,
+//!   kept as two generations (2Q-style, O(1) per request): new and recently used entries live in
+//!   the young one; when it is full it becomes the old one, and the previous old one is dropped
+//!   whole. A hit in the old generation moves the entry back to the young one, so what is in use
+//!   stays and what is not falls out (least recently used first, by generation).
+//! - Only public-key signatures are worth caching: an HMAC check costs about what the cache's own
+//!   SHA-256 of the token costs, so HS256 tokens are never cached (the caller decides, see
+//!   [`VerifiedCache::worth_caching`]).
 //!
 //! Pure: no clock of its own (`now` is a parameter), no I/O.
 
@@ -26,10 +32,10 @@ use sha2::{Digest, Sha256};
 
 use crate::jose::KeySet;
 
-/// Most entries kept per isolate.
+/// Most entries kept per isolate (both generations).
 pub const MAX_ENTRIES: usize = 2048;
-/// Most token bytes accounted for (the entries themselves are fixed-size; this bounds what a
-/// flood of large tokens can make the cache stand for).
+/// Most token bytes accounted for (both generations): bounds what a flood of large tokens can
+/// make the cache stand for.
 pub const MAX_BYTES: usize = 4 * 1024 * 1024;
 
 /// The cache key of one token of one provider.
@@ -39,21 +45,42 @@ struct Entry {
     keys: Weak<KeySet>,
     exp: i64,
     bytes: usize,
-    used: u64,
+}
+
+#[derive(Default)]
+struct Generation {
+    map: HashMap<TokenDigest, Entry>,
+    bytes: usize,
+}
+
+impl Generation {
+    fn take(&mut self, digest: &TokenDigest) -> Option<Entry> {
+        let e = self.map.remove(digest)?;
+        self.bytes = self.bytes.saturating_sub(e.bytes);
+        Some(e)
+    }
 }
 
 #[derive(Default)]
 struct Inner {
-    map: HashMap<TokenDigest, Entry>,
-    bytes: usize,
-    clock: u64,
+    young: Generation,
+    old: Generation,
 }
 
 /// Tokens whose signature verified, per isolate.
 pub struct VerifiedCache {
     inner: RefCell<Inner>,
+    /// Per generation.
     max_entries: usize,
     max_bytes: usize,
+}
+
+impl core::fmt::Debug for VerifiedCache {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("VerifiedCache")
+            .field("entries", &self.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for VerifiedCache {
@@ -63,12 +90,19 @@ impl Default for VerifiedCache {
 }
 
 impl VerifiedCache {
+    /// A cache of at most `max_entries` entries and `max_bytes` token bytes in all.
     pub fn new(max_entries: usize, max_bytes: usize) -> Self {
         VerifiedCache {
             inner: RefCell::new(Inner::default()),
-            max_entries: max_entries.max(1),
-            max_bytes,
+            max_entries: (max_entries / 2).max(1),
+            max_bytes: max_bytes / 2,
         }
+    }
+
+    /// Whether a signature by `key` is worth caching: public-key algorithms only (an HMAC costs
+    /// about what the cache's own hashing costs).
+    pub fn worth_caching(key: &crate::jose::Key) -> bool {
+        !key.alg().is_hmac()
     }
 
     /// The key for `token` presented to `provider`.
@@ -82,29 +116,27 @@ impl VerifiedCache {
     }
 
     /// Whether `digest`'s signature verified with exactly `keys` and the entry is still live at
-    /// `now`. A stale entry (other key set, past `exp`) is dropped.
+    /// `now`. A stale entry (other key set, past `exp`) is dropped; a live one in the old
+    /// generation moves to the young one.
     pub fn hit(&self, digest: &TokenDigest, keys: &Arc<KeySet>, now: i64) -> bool {
         let mut inner = self.inner.borrow_mut();
-        inner.clock += 1;
-        let clock = inner.clock;
-        let live = match inner.map.get_mut(digest) {
-            None => return false,
-            Some(e) => {
-                let same_keys = e.keys.upgrade().is_some_and(|k| Arc::ptr_eq(&k, keys));
-                if same_keys && now < e.exp {
-                    e.used = clock;
-                    true
-                } else {
-                    false
-                }
+        let live =
+            |e: &Entry| now < e.exp && e.keys.upgrade().is_some_and(|k| Arc::ptr_eq(&k, keys));
+        if let Some(e) = inner.young.map.get(digest) {
+            if live(e) {
+                return true;
             }
-        };
-        if !live {
-            if let Some(e) = inner.map.remove(digest) {
-                inner.bytes = inner.bytes.saturating_sub(e.bytes);
-            }
+            inner.young.take(digest);
+            return false;
         }
-        live
+        match inner.old.take(digest) {
+            Some(e) if live(&e) => {
+                drop(inner);
+                self.put(*digest, e);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Remember that `digest` (a token of `token_len` bytes, expiring at `exp`) verified with
@@ -113,42 +145,42 @@ impl VerifiedCache {
         if token_len > self.max_bytes {
             return;
         }
-        let mut inner = self.inner.borrow_mut();
-        inner.clock += 1;
-        let used = inner.clock;
-        if let Some(old) = inner.map.remove(&digest) {
-            inner.bytes = inner.bytes.saturating_sub(old.bytes);
+        {
+            let mut inner = self.inner.borrow_mut();
+            inner.young.take(&digest);
+            inner.old.take(&digest);
         }
-        while inner.map.len() >= self.max_entries || inner.bytes + token_len > self.max_bytes {
-            // Least recently used out: a scan, paid only on a miss that verified (which
-            // already cost a signature check, far more than this).
-            let Some(oldest) = inner
-                .map
-                .iter()
-                .min_by_key(|(_, e)| e.used)
-                .map(|(k, _)| *k)
-            else {
-                break;
-            };
-            if let Some(e) = inner.map.remove(&oldest) {
-                inner.bytes = inner.bytes.saturating_sub(e.bytes);
-            }
-        }
-        inner.bytes += token_len;
-        inner.map.insert(
+        self.put(
             digest,
             Entry {
                 keys: Arc::downgrade(keys),
                 exp,
                 bytes: token_len,
-                used,
             },
         );
     }
 
+    fn put(&self, digest: TokenDigest, entry: Entry) {
+        let mut inner = self.inner.borrow_mut();
+        if inner.young.map.len() >= self.max_entries
+            || inner.young.bytes + entry.bytes > self.max_bytes
+        {
+            // The young generation is full: it becomes the old one, the old one goes.
+            inner.old = std::mem::take(&mut inner.young);
+        }
+        inner.young.bytes += entry.bytes;
+        inner.young.map.insert(digest, entry);
+    }
+
+    /// Forget everything (the native CPU gate measures full decisions).
+    pub fn clear(&self) {
+        *self.inner.borrow_mut() = Inner::default();
+    }
+
     /// Entries held now (for tests and metrics).
     pub fn len(&self) -> usize {
-        self.inner.borrow().map.len()
+        let inner = self.inner.borrow();
+        inner.young.map.len() + inner.old.map.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -199,25 +231,25 @@ mod tests {
     }
 
     #[test]
-    fn bounded_by_entries_and_bytes_least_recently_used_out() {
-        let c = VerifiedCache::new(3, 100);
+    fn bounded_by_entries_and_bytes_what_is_in_use_stays() {
+        // 4 entries in all: two generations of 2.
+        let c = VerifiedCache::new(4, 200);
         let keys = set();
         let d = |i: u8| VerifiedCache::digest("p", &format!("token-{i}"));
-        for i in 0..3 {
-            c.insert(d(i), &keys, 1000, 10);
-        }
-        assert!(c.hit(&d(0), &keys, 1), "refreshes 0");
-        c.insert(d(3), &keys, 1000, 10);
+        c.insert(d(0), &keys, 1000, 10);
+        c.insert(d(1), &keys, 1000, 10);
+        c.insert(d(2), &keys, 1000, 10); // young full: {0, 1} become old
         assert_eq!(c.len(), 3);
-        assert!(!c.hit(&d(1), &keys, 1), "1 was least recently used");
+        assert!(c.hit(&d(0), &keys, 1), "0 used again: back to young");
+        c.insert(d(3), &keys, 1000, 10); // young {2, 0} full: old {1} dropped
+        assert!(!c.hit(&d(1), &keys, 1), "1 was not used: gone");
         assert!(c.hit(&d(0), &keys, 1) && c.hit(&d(2), &keys, 1) && c.hit(&d(3), &keys, 1));
-        // Bytes: one large token pushes out what it must.
-        c.insert(d(4), &keys, 1000, 90);
-        assert!(c.len() <= 2);
-        assert!(c.hit(&d(4), &keys, 1));
-        // Larger than the whole budget: not kept at all.
+        assert!(c.len() <= 4);
+        // Bytes: a generation holds at most 100 bytes; a token larger than that is not kept.
         c.insert(d(5), &keys, 1000, 101);
         assert!(!c.hit(&d(5), &keys, 1));
+        c.insert(d(4), &keys, 1000, 90);
+        assert!(c.hit(&d(4), &keys, 1));
         // A flood never grows it past its bounds.
         for i in 0..200u8 {
             c.insert(
@@ -226,7 +258,23 @@ mod tests {
                 1000,
                 1,
             );
+            assert!(c.len() <= 4);
         }
-        assert_eq!(c.len(), 3);
+        c.clear();
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn hmac_signatures_are_not_worth_caching() {
+        let hs = crate::jose::Key::hs256(None, &[7u8; 32]).unwrap();
+        assert!(!VerifiedCache::worth_caching(&hs));
+        let ed = crate::jose::Key::ed25519(
+            None,
+            ed25519_dalek::SigningKey::from_bytes(&[9u8; 32])
+                .verifying_key()
+                .as_bytes(),
+        )
+        .unwrap();
+        assert!(VerifiedCache::worth_caching(&ed));
     }
 }

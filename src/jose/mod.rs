@@ -102,6 +102,11 @@ pub fn select<'t, 'k>(
 }
 
 impl Selected<'_, '_> {
+    /// The key that must verify the signature.
+    pub fn key(&self) -> &Key {
+        self.key
+    }
+
     /// The signature over the received `header.payload` bytes, with the selected key.
     pub async fn verify_signature<V: SignatureVerifier>(&self, verifier: &V) -> Result<(), Error> {
         verifier
