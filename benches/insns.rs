@@ -7,7 +7,7 @@
 //! ```
 //!
 //! One decision is what the Worker does for a verified request before forwarding: split the
-//! request URL, open the decision log, `gate::pipeline::decide` (route lookup, credential
+//! request URL, open the decision log, `gate::phase::decide` (route lookup, credential
 //! extraction, JWS parse, key selection, signature, claims, scopes, the forwarded-claims plan)
 //! and serialise the log line. The seams are fakes with no cost of their own: keys from the
 //! policy's inline JWKS or a fixed HMAC secret, a replay guard the route never calls, the
@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use attestgate::gate::log::DecisionLog;
 use attestgate::gate::nonce::{NonceKey, NonceRef};
-use attestgate::gate::pipeline::{decide, Env, Forward, KeySource, ReplayGuard, RequestView};
+use attestgate::gate::phase::{decide, Env, Forward, KeySource, ReplayGuard, RequestView};
 use attestgate::gate::{url, Gate, KeySpec, ProviderRt};
 use attestgate::jose::{b64, block_on_ready, KeySet, NativeVerifier};
 use attestgate::policy::{compile, parse_toml};

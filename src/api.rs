@@ -26,14 +26,14 @@ pub use crate::error::{Error, Wire};
 pub use crate::gate::extract::HeaderSource;
 pub use crate::gate::log::DecisionLog;
 pub use crate::gate::nonce::{NonceKey, NonceRef};
-pub use crate::gate::pipeline::{Forward, KeySource, ReplayGuard};
+pub use crate::gate::phase::{Forward, KeySource, ReplayGuard};
 pub use crate::gate::{Gate, KeySpec, ProviderRt};
 #[cfg(not(target_arch = "wasm32"))]
 pub use crate::jose::NativeVerifier;
 pub use crate::jose::{block_on_ready, KeySet, SignatureVerifier};
 pub use crate::policy::{Policy, PolicyError, Warning};
 
-use crate::gate::pipeline::{self, Env, RequestView};
+use crate::gate::phase::{self, Env, RequestView};
 use crate::gate::url;
 
 /// Compile every `*.toml` file of a policy folder, exactly as the Worker's build does.
@@ -151,7 +151,7 @@ impl Gateway {
             nonce_key: &seams.nonce_key,
             now,
         };
-        let outcome = pipeline::decide(&self.gate, &view, &env, &mut record).await;
+        let outcome = phase::decide(&self.gate, &view, &env, &mut record).await;
         if let Err(e) = &outcome {
             record = refused(record, *e);
         }

@@ -24,8 +24,8 @@
 
 pub mod api;
 pub mod error;
+pub mod first_poll;
 pub mod gate;
-pub mod handoff;
 pub mod jose;
 
 #[cfg(target_arch = "wasm32")]

@@ -2,7 +2,7 @@
 //! evaluation gives, the route's `pass_headers`, and what the gateway saw. The Worker only
 //! executes this plan (`src/edge/forward.rs`), so what the origin receives is decided here.
 
-use attestgate::gate::forward_plan::{ForwardPlan, Seen};
+use attestgate::gate::phase::forward::{ForwardPlan, Seen};
 use attestgate::policy::{compile, parse_toml, Policy};
 use serde_json::{json, Map, Value};
 

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use attestgate::error::FreshNonce;
 use attestgate::gate::log::DecisionLog;
 use attestgate::gate::nonce::{self, NonceKey, NonceRef};
-use attestgate::gate::pipeline::{decide, Env, Forward, KeySource, ReplayGuard, RequestView};
+use attestgate::gate::phase::{decide, Env, Forward, KeySource, ReplayGuard, RequestView};
 use attestgate::gate::{Gate, KeySpec, ProviderRt};
 use attestgate::jose::{block_on_ready, KeySet, NativeVerifier};
 use attestgate::Error;
@@ -226,7 +226,7 @@ impl KeySource for FakeKeys {
                     .iter()
                     .map(|s| self.secrets.get(&s.name).map(String::as_str))
                     .collect();
-                let set = attestgate::gate::runtime::hmac_keys(list, &values)
+                let set = attestgate::gate::compiled::hmac_keys(list, &values)
                     .map_err(|_| Error::SecretUnavailable)?;
                 Ok(Arc::new(set))
             }

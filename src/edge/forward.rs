@@ -1,7 +1,7 @@
 //! Forwarding an allowed request to the origin (SPEC §3 step 10).
 //!
 //! What the outbound headers lose and gain is decided in the core
-//! ([`crate::gate::forward_plan`]); this executes it: a copy of the inbound headers, the plan's
+//! ([`crate::gate::phase::forward`]); this executes it: a copy of the inbound headers, the plan's
 //! deletions, the plan's headers set. The body is streamed through, never buffered. Origin
 //! redirects are passed back to the client, not followed.
 
@@ -10,8 +10,8 @@ use worker::{web_sys, Headers};
 
 use crate::error;
 use crate::gate::extract::HeaderSource;
-use crate::gate::forward_plan::{ForwardPlan, Seen};
-use crate::gate::pipeline::Forward;
+use crate::gate::phase::forward::{ForwardPlan, Seen};
+use crate::gate::phase::Forward;
 use crate::gate::url::RequestUrl;
 use crate::gate::Gate;
 use crate::Error;

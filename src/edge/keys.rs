@@ -14,14 +14,14 @@ use worker::{Cache, Env, Fetch, Headers, Response};
 
 use super::task::{sleep, within};
 
+use crate::gate::compiled::{hmac_keys, KeySpec, ProviderRt, SecretFault};
 use crate::gate::key_cache::{
     cache_control_max_age, seal_shared_copy, shared_copy_max_age, verify_shared_copy, CopyKey,
     KeyCache, Plan,
 };
 use crate::gate::log::ascii_json;
 use crate::gate::nonce::NonceKey;
-use crate::gate::pipeline::KeySource;
-use crate::gate::runtime::{hmac_keys, KeySpec, ProviderRt, SecretFault};
+use crate::gate::phase::KeySource;
 use crate::jose::{JwksLimits, JwksReport, KeyRejection, KeySet};
 use crate::policy::Secret;
 use crate::Error;

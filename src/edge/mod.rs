@@ -5,9 +5,9 @@
 #[cfg(attestgate_selftest)]
 mod fault_test;
 mod forward;
-mod handoff;
 mod keys;
 mod nonce_store;
+mod promise;
 mod replay;
 #[cfg(attestgate_selftest)]
 mod selftest;
@@ -23,7 +23,7 @@ use worker::{web_sys, Env, Result};
 use crate::error::{self, FreshNonce};
 use crate::gate::log::DecisionLog;
 use crate::gate::nonce::{self, NonceKey};
-use crate::gate::pipeline::{self, NonceKeySource, RequestView};
+use crate::gate::phase::{self, NonceKeySource, RequestView};
 use crate::gate::rate_limit::{ClientKey, RateLimiter, Verdict};
 use crate::gate::url::{self, RequestUrl};
 use crate::gate::Gate;
@@ -177,7 +177,7 @@ fn request_id() -> String {
 /// runtime passes the origin's response through untouched.
 #[wasm_bindgen]
 pub fn fetch(req: web_sys::Request, env: Env, _ctx: JsValue) -> js_sys::Promise {
-    handoff::promise(run(req, env))
+    promise::promise(run(req, env))
 }
 
 /// One request: a Response, or (for a forwarded request) the origin's response promise.
@@ -316,14 +316,14 @@ async fn handle(
         cache: &isolate.keys,
         now,
     };
-    let seams = pipeline::Env {
+    let seams = phase::Env {
         keys: &keys,
         verifier: &isolate.crypto,
         replay: &replay,
         nonce_key: &nonce_key,
         now,
     };
-    match pipeline::decide(gate, &view, &seams, log).await {
+    match phase::decide(gate, &view, &seams, log).await {
         Ok(plan) => {
             let sent = match forward::send(req, method, &inbound, url, gate, &plan, id) {
                 Ok(sent) => sent,

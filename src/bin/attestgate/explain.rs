@@ -15,7 +15,7 @@ use attestgate::api::{
     self, block_on_ready, Gateway, KeySet, KeySpec, MemoryReplay, NativeVerifier, Request, Seams,
     StaticKeys,
 };
-use attestgate::gate::runtime::hmac_keys;
+use attestgate::gate::compiled::hmac_keys;
 use attestgate::jose::{self, JwksLimits};
 use attestgate::policy::Route;
 use attestgate::Error;

@@ -13,14 +13,16 @@
 use std::sync::Arc;
 
 use crate::gate::binding;
+use crate::gate::compiled::{Gate, ProviderRt};
 use crate::gate::dpop;
 use crate::gate::extract::{self, HeaderSource};
 use crate::gate::log::DecisionLog;
 use crate::gate::nonce::{self, NonceKey, NonceRef};
-use crate::gate::runtime::{Gate, ProviderRt};
 use crate::jose::{self, Claims, KeySet, SignatureVerifier};
 use crate::policy::{Denial, HeaderPlan};
 use crate::Error;
+
+pub mod forward;
 
 /// Where the keys of a provider come from (JWKS cache, inline JWKS, Worker secret).
 #[allow(async_fn_in_trait)]
