@@ -17,7 +17,7 @@ use crate::gate::key_cache::{
     cache_control_max_age, seal_shared_copy, shared_copy_max_age, verify_shared_copy, CopyKey,
     KeyCache, Plan,
 };
-use crate::gate::log::ascii_json;
+use crate::gate::log::{ascii_json, json_object, json_str, json_strs};
 use crate::gate::seams::{secret_keys, KeySource, NonceKeySource, Secrets};
 use crate::jose::{JwksLimits, JwksReport, KeyRejection, KeySet};
 use crate::policy::Secret;
@@ -116,11 +116,11 @@ impl<S: Secrets> KeySource for EdgeKeys<'_, S> {
                             Err(e) => {
                                 log_line(
                                     "warn",
-                                    serde_json::json!({
-                                        "attestgate": "jwks_fetch_failed",
-                                        "provider": provider.name,
-                                        "reason": e.reason(),
-                                    }),
+                                    &json_object(&[
+                                        ("attestgate", "\"jwks_fetch_failed\""),
+                                        ("provider", &json_str(&provider.name)),
+                                        ("reason", &json_str(e.reason())),
+                                    ]),
                                 );
                                 self.cache
                                     .jwks
@@ -207,7 +207,7 @@ async fn shared_copy(uri: &str, now: i64, key: &CopyKey) -> Option<Document> {
     if !verify_shared_copy(key, uri, fresh_until, &body, tag.as_deref()) {
         log_line(
             "warn",
-            serde_json::json!({"attestgate": "jwks_copy_refused", "reason": "copy_mac"}),
+            r#"{"attestgate":"jwks_copy_refused","reason":"copy_mac"}"#,
         );
         return None;
     }
@@ -299,51 +299,64 @@ fn log_report(provider: &str, report: &JwksReport) {
             .collect();
         log_line(
             "error",
-            serde_json::json!({
-                "attestgate": "jwks_private_key",
-                "provider": provider,
-                "kids": kids,
-            }),
+            &json_object(&[
+                ("attestgate", "\"jwks_private_key\""),
+                ("kids", &json_strs(kids)),
+                ("provider", &json_str(provider)),
+            ]),
         );
     }
     if !report.skipped.is_empty() {
-        let skipped: Vec<serde_json::Value> = report
+        let skipped: Vec<String> = report
             .skipped
             .iter()
             .take(MAX_LOGGED_SKIPS)
-            .map(|s| serde_json::json!({"index": s.index, "kid": s.kid, "reason": s.reason.reason()}))
+            .map(|s| {
+                json_object(&[
+                    ("index", &s.index.to_string()),
+                    (
+                        "kid",
+                        &s.kid.as_deref().map_or_else(|| "null".into(), json_str),
+                    ),
+                    ("reason", &json_str(s.reason.reason())),
+                ])
+            })
             .collect();
         log_line(
             "warn",
-            serde_json::json!({
-                "attestgate": "jwks_keys_skipped",
-                "provider": provider,
-                "loaded": report.loaded,
-                "skipped": skipped,
-            }),
+            &json_object(&[
+                ("attestgate", "\"jwks_keys_skipped\""),
+                ("loaded", &report.loaded.to_string()),
+                ("provider", &json_str(provider)),
+                ("skipped", &format!("[{}]", skipped.join(","))),
+            ]),
         );
     }
     if !report.duplicate_kids.is_empty() {
+        let kids = report.duplicate_kids.iter().take(MAX_LOGGED_SKIPS);
         log_line(
             "warn",
-            serde_json::json!({
-                "attestgate": "jwks_duplicate_kid",
-                "provider": provider,
-                "kids": report.duplicate_kids.iter().take(MAX_LOGGED_SKIPS).collect::<Vec<_>>(),
-            }),
+            &json_object(&[
+                ("attestgate", "\"jwks_duplicate_kid\""),
+                ("kids", &json_strs(kids.map(String::as_str))),
+                ("provider", &json_str(provider)),
+            ]),
         );
     }
     if report.loaded == 0 {
         log_line(
             "warn",
-            serde_json::json!({"attestgate": "jwks_empty", "provider": provider}),
+            &json_object(&[
+                ("attestgate", "\"jwks_empty\""),
+                ("provider", &json_str(provider)),
+            ]),
         );
     }
 }
 
 /// One JSON log line, ASCII only: a `kid` from the document cannot split or forge a line.
-fn log_line(level: &str, line: serde_json::Value) {
-    let line = ascii_json(line.to_string());
+fn log_line(level: &str, line: &str) {
+    let line = ascii_json(line.to_owned());
     match level {
         "error" => worker::console_error!("{line}"),
         _ => worker::console_warn!("{line}"),

@@ -25,12 +25,12 @@ impl Secrets for WorkerSecrets<'_> {
         if let Some((_, value)) = self.cache.0.borrow().iter().find(|(n, _)| n == name) {
             return value.clone();
         }
-        let value = self
-            .env
-            .secret(name)
-            .map(|s| s.to_string())
-            .or_else(|_| self.env.var(name).map(|v| v.to_string()))
+        // A secret and a plain var are both a string on the environment object (what
+        // `Env::secret` and `Env::var` check, with more calls into JavaScript); anything else
+        // is not a secret.
+        let value = js_sys::Reflect::get(self.env, &wasm_bindgen::JsValue::from_str(name))
             .ok()
+            .and_then(|v| v.as_string())
             .filter(|s| !s.is_empty());
         self.cache
             .0
