@@ -24,7 +24,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 pub use crate::error::{Error, Wire};
 pub use crate::gate::extract::HeaderSource;
@@ -88,7 +88,7 @@ pub struct Seams<'a, K, V, R> {
 pub struct Gateway {
     gate: Gate,
     /// The challenge endpoint's per-client buckets, as the Worker keeps them per isolate.
-    challenges: RefCell<RateLimiter>,
+    challenges: Mutex<RateLimiter>,
 }
 
 impl Gateway {
@@ -96,7 +96,7 @@ impl Gateway {
     pub fn new(policy: Policy) -> Result<Self, Error> {
         Ok(Gateway {
             gate: Gate::new(policy)?,
-            challenges: RefCell::new(RateLimiter::for_challenges()),
+            challenges: Mutex::new(RateLimiter::for_challenges()),
         })
     }
 
@@ -222,5 +222,18 @@ impl ReplayGuard for MemoryReplay {
 
     async fn first_seen(&self, shard: u8, id: &str, exp: i64, now: i64) -> Result<bool, Error> {
         Ok(self.first_use(shard, id, exp, now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An embedder may share one gateway between threads (the challenge endpoint's buckets are
+    /// behind a mutex here, in a `RefCell` per isolate in the Worker).
+    #[test]
+    fn a_gateway_can_be_shared_between_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Gateway>();
     }
 }

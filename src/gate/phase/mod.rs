@@ -15,12 +15,9 @@
 //! Everything with side effects comes in through the seams of [`crate::gate::seams`], gathered
 //! in an [`Env`]. Time is a parameter.
 
-use std::cell::RefCell;
-
 use crate::error::FreshNonce;
 use crate::gate::extract::HeaderSource;
 use crate::gate::family::CredentialFamily;
-use crate::gate::rate_limit::RateLimiter;
 use crate::gate::seams::{KeySource, NonceKeySource, Random, ReplayGuard, SignatureVerifier};
 use crate::gate::Gate;
 use crate::Error;
@@ -49,7 +46,7 @@ pub struct Env<'a, K, V, R> {
     /// Randomness for the nonces the gateway issues.
     pub random: &'a dyn Random,
     /// The challenge endpoint's per-client buckets (per isolate).
-    pub challenges: &'a RefCell<RateLimiter>,
+    pub challenges: &'a dyn request::Buckets,
     /// Unix seconds.
     pub now: i64,
     /// Unix milliseconds (the challenge endpoint's rate limit).
@@ -76,7 +73,7 @@ where
         request::Plan::Endpoint(endpoint, allowed) => {
             d.route = Some(endpoint.label());
             let answered = allowed
-                .map_err(request::Refused::from)
+                .map_err(request::EndpointRefusal::from)
                 .and_then(|()| own_endpoint(gate, endpoint, req, env));
             match answered {
                 Ok(answer) => {
@@ -121,7 +118,7 @@ fn own_endpoint<H, K, V, R>(
     endpoint: request::Endpoint,
     req: &Request<'_, H>,
     env: &Env<'_, K, V, R>,
-) -> Result<Answer, request::Refused>
+) -> Result<Answer, request::EndpointRefusal>
 where
     H: HeaderSource + ?Sized,
 {

@@ -10,6 +10,7 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
+use std::sync::{Mutex, PoisonError};
 
 use crate::gate::extract::HeaderSource;
 use crate::gate::nonce::{self, NonceKey};
@@ -86,17 +87,39 @@ pub fn plan<'g, H: HeaderSource + ?Sized>(gate: &'g Gate, req: &Request<'_, H>) 
     Plan::Route(gate.route(req.method, &req.host, req.url.path))
 }
 
-/// Why the challenge endpoint gave no nonce.
+/// The challenge endpoint's per-client buckets, as the caller keeps them: in a `RefCell` per
+/// isolate in the Worker, in a `Mutex` in a shareable `api::Gateway`.
+pub trait Buckets {
+    /// One challenge request of `client` at `now_ms`.
+    fn check(&self, client: ClientKey, now_ms: i64) -> Verdict;
+}
+
+impl Buckets for RefCell<RateLimiter> {
+    fn check(&self, client: ClientKey, now_ms: i64) -> Verdict {
+        self.borrow_mut().check(client, now_ms)
+    }
+}
+
+impl Buckets for Mutex<RateLimiter> {
+    fn check(&self, client: ClientKey, now_ms: i64) -> Verdict {
+        // `RateLimiter::check` does not panic, so the table is never left half-updated.
+        self.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .check(client, now_ms)
+    }
+}
+
+/// Why one of the gateway's own endpoints gave no answer of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Refused {
+pub struct EndpointRefusal {
     pub error: Error,
     /// For 429: the limiter's exact wait, in seconds (`Retry-After`).
     pub retry_after_secs: Option<u32>,
 }
 
-impl From<Error> for Refused {
+impl From<Error> for EndpointRefusal {
     fn from(error: Error) -> Self {
-        Refused {
+        EndpointRefusal {
             error,
             retry_after_secs: None,
         }
@@ -110,16 +133,15 @@ impl From<Error> for Refused {
 pub fn challenge<H: HeaderSource + ?Sized>(
     gate: &Gate,
     req: &Request<'_, H>,
-    limiter: &RefCell<RateLimiter>,
+    buckets: &dyn Buckets,
     now_ms: i64,
     key: Option<&NonceKey>,
     random: &dyn Random,
     now: i64,
-) -> Result<String, Refused> {
+) -> Result<String, EndpointRefusal> {
     let client = ClientKey::from_header(req.headers.header("cf-connecting-ip").as_deref());
-    let verdict = limiter.borrow_mut().check(client, now_ms);
-    if let Verdict::Limited { retry_after_secs } = verdict {
-        return Err(Refused {
+    if let Verdict::Limited { retry_after_secs } = buckets.check(client, now_ms) {
+        return Err(EndpointRefusal {
             error: Error::RateLimited,
             retry_after_secs: Some(retry_after_secs),
         });
