@@ -133,6 +133,7 @@ impl CredentialFamily for Jwt {
     /// the claims.
     async fn verify<K: KeySource, V: SignatureVerifier, R>(
         &self,
+        _gate: &Gate,
         provider: &ProviderRt,
         token: &str,
         env: &Env<'_, K, V, R>,

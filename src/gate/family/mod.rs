@@ -70,9 +70,11 @@ pub trait CredentialFamily: Sized {
         sibling: impl FnOnce() -> bool,
     ) -> Result<Option<String>, Error>;
 
-    /// Verify the credential: its claims, which is what it adds to the principal.
+    /// Verify the credential: its claims, which is what it adds to the principal. `gate` is the
+    /// compiled policy (gateway-wide settings and per-isolate state such as caches).
     async fn verify<K: KeySource, V: SignatureVerifier, R>(
         &self,
+        gate: &Gate,
         provider: &ProviderRt,
         credential: &str,
         env: &Env<'_, K, V, R>,
@@ -152,12 +154,13 @@ macro_rules! families {
 
             async fn verify<K: KeySource, V: SignatureVerifier, R>(
                 &self,
+                gate: &Gate,
                 provider: &ProviderRt,
                 credential: &str,
                 env: &Env<'_, K, V, R>,
             ) -> Result<Claims, Error> {
                 match self {
-                    $(Family::$variant(f) => f.verify(provider, credential, env).await,)+
+                    $(Family::$variant(f) => f.verify(gate, provider, credential, env).await,)+
                 }
             }
 

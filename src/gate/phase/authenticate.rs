@@ -54,7 +54,10 @@ where
     for (provider, credential) in &presented {
         let provider: &'g ProviderRt = provider;
         *refused_by = Some(&provider.name);
-        let claims = provider.family.verify(provider, credential, env).await?;
+        let claims = provider
+            .family
+            .verify(gate, provider, credential, env)
+            .await?;
         principal.tokens.push((provider, claims));
         if let Some((_, claims)) = principal.tokens.last() {
             provider
