@@ -7,9 +7,9 @@
 //! ```
 //!
 //! One decision is what the Worker does for a verified request before forwarding: split the
-//! request URL, open the decision log, `gate::pipeline::decide` (route lookup, credential
-//! extraction, JWS parse, key selection, signature, claims, scopes, the forwarded-claims plan)
-//! and serialise the log line. The seams are fakes with no cost of their own: keys from the
+//! request URL, `gate::phase::decide` (route lookup, credential extraction, JWS parse, key
+//! selection, signature, claims, scopes, the forwarded-claims plan, the forward plan with its
+//! target URL) and serialise the decision's log line. The seams are fakes with no cost of their own: keys from the
 //! policy's inline JWKS or a fixed HMAC secret, a replay guard the route never calls, the
 //! pure-Rust verifier, a fixed clock. The policy is compiled from the fixed TOML below; the tokens
 //! and keys are fixtures minted once by joserfc (`benches/insns/mint.py`).
@@ -18,13 +18,15 @@
 //! that one-time work (P-256 tables, lazy statics) falls outside the measured iterations; the gate
 //! counts a run with N iterations and a run with 0 and divides the difference by N.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::Arc;
 
-use attestgate::gate::log::DecisionLog;
 use attestgate::gate::nonce::{NonceKey, NonceRef};
-use attestgate::gate::pipeline::{decide, Env, Forward, KeySource, ReplayGuard, RequestView};
+use attestgate::gate::phase::{decide, Decision, Env, Outcome, Request};
+use attestgate::gate::rate_limit::RateLimiter;
+use attestgate::gate::seams::{KeySource, ReplayGuard, SystemRandom};
 use attestgate::gate::{url, Gate, KeySpec, ProviderRt};
 use attestgate::jose::{b64, block_on_ready, KeySet, NativeVerifier};
 use attestgate::policy::{compile, parse_toml};
@@ -135,6 +137,7 @@ impl ReplayGuard for NoReplay {
 struct Workload {
     gate: Gate,
     keys: Keys,
+    challenges: RefCell<RateLimiter>,
     url: &'static str,
     headers: Vec<(String, String)>,
 }
@@ -182,39 +185,45 @@ fn setup(case: &str) -> Workload {
         keys: Keys {
             secrets: HashMap::from([(SECRET_NAME.to_owned(), Arc::new(hs))]),
         },
+        challenges: RefCell::new(RateLimiter::for_challenges()),
         url,
         headers,
     }
 }
 
-/// One decision, as the Worker makes it: returns the forward plan and the log line.
-fn decision(w: &Workload) -> (Result<Forward, Error>, String) {
+/// What the warm-up checks of one decision: the route, one planned header, the log line.
+struct Checked {
+    route: String,
+    header: Option<String>,
+    line: String,
+}
+
+/// One decision, as the Worker makes it, reduced to what `keep` takes of it (the log line is
+/// always made).
+fn decision<T>(w: &Workload, keep: impl FnOnce(&Decision<'_>, String) -> T) -> Result<T, Error> {
     // A full decision every time: the same fixture token must not hit the verified-token cache
     // (issue 19), whose own cost (a SHA-256 of the token and an insert) stays in the count.
     w.gate.token_cache().clear();
     let Some(parts) = url::split(w.url) else {
-        return (Err(Error::NoRoute), String::new());
+        return Err(Error::NoRoute);
     };
-    let htu = format!("{}{}", parts.origin, parts.path);
-    let mut log = DecisionLog::new("insn-request", "GET", parts.path);
-    let req = RequestView {
-        method: "GET",
-        host: parts.host,
-        raw_path: parts.path,
-        htu: &htu,
-        headers: w.headers.as_slice(),
-    };
+    let req = Request::new("GET", parts, w.headers.as_slice());
     let no_nonce_key: Option<&NonceKey> = None;
     let env = Env {
         keys: &w.keys,
         verifier: &NativeVerifier,
         replay: &NoReplay,
         nonce_key: &no_nonce_key,
+        random: &SystemRandom,
+        challenges: &w.challenges,
         now: NOW,
+        now_ms: NOW * 1000,
     };
-    let outcome = block_on_ready(async { Ok(decide(&w.gate, &req, &env, &mut log).await) })
-        .unwrap_or_else(Err);
-    (outcome, log.to_line())
+    block_on_ready(async {
+        let d = decide(&w.gate, &req, &env, "insn-request").await;
+        let line = d.log_line();
+        Ok(keep(&d, line))
+    })
 }
 
 fn main() {
@@ -231,24 +240,42 @@ fn main() {
     let w = setup(case);
 
     // Warm-up, checked: the workload must be the allow path it claims to be.
-    let (outcome, line) = decision(&w);
-    let forward = outcome.unwrap_or_else(|e| fail(format!("{case}: refused: {e:?} ({line})")));
     let expected_header = if case == "HS256" {
         ("x-verified-device", "device:42")
     } else {
         ("x-verified-user", "user:alice")
     };
-    if forward.plan.value(expected_header.0) != Some(expected_header.1)
-        || !line.contains("\"verdict\":\"allow\"")
+    let checked = decision(&w, |d, line| match &d.outcome {
+        Outcome::Forward(plan) => Ok(Checked {
+            route: plan.route_id().to_owned(),
+            header: plan
+                .headers
+                .claims()
+                .value(expected_header.0)
+                .map(str::to_owned),
+            line,
+        }),
+        _ => Err(line),
+    })
+    .unwrap_or_else(|e| fail(format!("{case}: {e:?}")))
+    .unwrap_or_else(|line| fail(format!("{case}: refused: {line}")));
+    if checked.header.as_deref() != Some(expected_header.1)
+        || !checked.line.contains("\"verdict\":\"allow\"")
     {
-        fail(format!("{case}: unexpected decision {forward:?} {line}"));
+        fail(format!(
+            "{case}: unexpected decision {:?} {}",
+            checked.header, checked.line
+        ));
     }
 
     for _ in 0..iterations {
-        let _ = black_box(decision(black_box(&w)));
+        let _ = black_box(decision(black_box(&w), |d, line| {
+            black_box(d);
+            line
+        }));
     }
     println!(
         "insns: {case}: 1 warm-up + {iterations} decisions (route {})",
-        forward.route_id
+        checked.route
     );
 }

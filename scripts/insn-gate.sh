@@ -33,13 +33,22 @@ command -v valgrind >/dev/null || { echo "insn-gate: valgrind is missing: run sc
 
 echo "== insn-gate: build (cargo bench --bench insns --no-run)"
 started=$(date +%s)
-exe=$(cargo bench --bench insns --no-run --message-format=json 2>/dev/null | python3 -c '
+# The bench's executable, from cargo's own report. The first build after a source change can
+# fail to link here (cargo builds the library for the bench and the CLI at once); one retry.
+bench_exe() {
+  { cargo bench --bench insns --no-run --message-format=json 2>/dev/null || true; } | python3 -c '
 import json, sys
 for line in sys.stdin:
     msg = json.loads(line)
     if msg.get("reason") == "compiler-artifact" and msg["target"]["name"] == "insns" and msg.get("executable"):
         print(msg["executable"])
-')
+'
+}
+exe=$(bench_exe)
+if [ -z "$exe" ] || [ ! -x "$exe" ]; then
+  echo "insn-gate: first build did not give the bench; once more" >&2
+  exe=$(bench_exe)
+fi
 if [ -z "$exe" ] || [ ! -x "$exe" ]; then
   cargo bench --bench insns --no-run >&2 || true
   echo "insn-gate: the insns bench did not build" >&2

@@ -9,31 +9,45 @@
 //! 3. [`Gateway::decide`] one [`Request`] at a given time, with the seams supplied by the caller:
 //!    where keys come from ([`KeySource`]), how signatures are checked ([`SignatureVerifier`]),
 //!    single-use state ([`ReplayGuard`]) and the challenge-nonce MAC key. Ready-made in-memory
-//!    seams are here too: [`StaticKeys`], [`MemoryReplay`] and, natively, [`NativeVerifier`].
+//!    seams are here too: [`StaticKeys`], [`MemoryReplay`], [`MemorySecrets`] and, natively,
+//!    [`NativeVerifier`] and [`NativeSigner`].
 //!
-//! The answer is a [`Decision`]: the outcome (forward, with what, or the typed refusal) and the
-//! decision record the Worker writes as its log line. [`Decision::wire`] gives a refusal's exact
-//! wire form (status, `error` code, `WWW-Authenticate`) through the gateway's one error mapping.
+//! The answer is a [`Decision`], the value the Worker's phases produce: its [`Verdict`] and
+//! typed reason, the route, the verified [`Principal`], the [`Outcome`] (a [`ForwardPlan`]: the
+//! target URL and every header to delete and to set; the gateway's own endpoint; or the typed
+//! refusal) and the [`ResponsePlan`]. [`Decision::log_line`] is the Worker's log line;
+//! [`DecisionSink`]s consume decisions. [`Decision::wire`] gives a refusal's exact wire form
+//! (status, `error` code, `WWW-Authenticate`) through the gateway's one error mapping.
 //!
 //! This module is the stable surface: names here change only with a note in the changelog of
 //! the README; everything under [`crate::gate`] is internal and may move.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 pub use crate::error::{Error, Wire};
 pub use crate::gate::extract::HeaderSource;
 pub use crate::gate::log::DecisionLog;
 pub use crate::gate::nonce::{NonceKey, NonceRef};
-pub use crate::gate::pipeline::{Forward, KeySource, ReplayGuard};
+pub use crate::gate::phase::record::{LogLines, Timings};
+/// The former name of the forward plan (what an allowed request becomes).
+pub use crate::gate::phase::ForwardPlan as Forward;
+pub use crate::gate::phase::{
+    Answer, Decision, DecisionSink, ForwardPlan, Outcome, Principal, ResponsePlan, Verdict,
+};
+pub use crate::gate::seams::{
+    secret_keys, KeySource, MemorySecrets, Random, ReplayGuard, Secrets, SignatureVerifier, Signer,
+    SystemRandom,
+};
 pub use crate::gate::{Gate, KeySpec, ProviderRt};
+pub use crate::jose::{block_on_ready, KeySet};
 #[cfg(not(target_arch = "wasm32"))]
-pub use crate::jose::NativeVerifier;
-pub use crate::jose::{block_on_ready, KeySet, SignatureVerifier};
+pub use crate::jose::{NativeSigner, NativeVerifier};
 pub use crate::policy::{Policy, PolicyError, Warning};
 
-use crate::gate::pipeline::{self, Env, RequestView};
+use crate::gate::phase::{self, Env};
+use crate::gate::rate_limit::RateLimiter;
 use crate::gate::url;
 
 /// Compile every `*.toml` file of a policy folder, exactly as the Worker's build does.
@@ -69,27 +83,12 @@ pub struct Seams<'a, K, V, R> {
     pub nonce_key: Option<&'a NonceKey>,
 }
 
-/// The outcome of one request and its decision record.
-#[derive(Debug)]
-pub struct Decision {
-    /// Forward (to which origin, with which headers), or the refusal.
-    pub outcome: Result<Forward, Error>,
-    /// The record the Worker logs as one JSON line ([`DecisionLog::to_line`]).
-    pub record: DecisionLog,
-}
-
-impl Decision {
-    /// A refusal's wire form (status, code, fixed description, `WWW-Authenticate`), through
-    /// the gateway's one mapping; `None` when the request is forwarded.
-    pub fn wire(&self, realm: &str) -> Option<Wire> {
-        self.outcome.as_ref().err().map(|e| e.wire(realm))
-    }
-}
-
 /// The gateway's decision logic for one compiled policy.
 #[derive(Debug)]
 pub struct Gateway {
     gate: Gate,
+    /// The challenge endpoint's per-client buckets, as the Worker keeps them per isolate.
+    challenges: Mutex<RateLimiter>,
 }
 
 impl Gateway {
@@ -97,6 +96,7 @@ impl Gateway {
     pub fn new(policy: Policy) -> Result<Self, Error> {
         Ok(Gateway {
             gate: Gate::new(policy)?,
+            challenges: Mutex::new(RateLimiter::for_challenges()),
         })
     }
 
@@ -109,16 +109,18 @@ impl Gateway {
         self.gate.policy()
     }
 
-    /// Decide one request at `now` (unix seconds), exactly as the Worker does after its own
-    /// endpoints (the challenge endpoint is the Worker's): route, credentials, signatures,
-    /// claims, bindings, the route's requirements, then the single-use checks.
-    pub async fn decide<K, V, R>(
-        &self,
-        req: &Request<'_>,
+    /// Decide one request at `now` (unix seconds), exactly as the Worker does: its own
+    /// endpoints (`POST {challenge_path}` issues a nonce, from the system's CSPRNG), else
+    /// route, credentials, signatures, claims, bindings, the route's requirements, then the
+    /// single-use checks, and the forward and response plans. The decision borrows the
+    /// gateway, the request and `request_id`.
+    pub async fn decide<'a, K, V, R>(
+        &'a self,
+        req: &Request<'a>,
         seams: &Seams<'_, K, V, R>,
         now: i64,
-        request_id: &str,
-    ) -> Decision
+        request_id: &'a str,
+    ) -> Decision<'a>
     where
         K: KeySource,
         V: SignatureVerifier,
@@ -126,44 +128,29 @@ impl Gateway {
     {
         let Some(parts) = url::split(req.url) else {
             let path = req.url.split(['?', '#']).next().unwrap_or("");
-            return Decision {
-                outcome: Err(Error::MalformedRequest),
-                record: refused(
-                    DecisionLog::new(request_id, req.method, path),
-                    Error::MalformedRequest,
-                ),
-            };
+            return Decision::refused(
+                request_id,
+                req.method,
+                path,
+                Error::MalformedRequest,
+                &self.gate.realm,
+            );
         };
-        let mut record = DecisionLog::new(request_id, req.method, parts.path);
-        let host = parts.host.to_ascii_lowercase();
-        let htu = format!("{}{}", parts.origin, parts.path);
-        let view = RequestView {
-            method: req.method,
-            host: &host,
-            raw_path: parts.path,
-            htu: &htu,
-            headers: req.headers,
-        };
+        let request = phase::Request::new(req.method, parts, req.headers);
         let env = Env {
             keys: seams.keys,
             verifier: seams.verifier,
             replay: seams.replay,
             nonce_key: &seams.nonce_key,
+            random: &SystemRandom,
+            challenges: &self.challenges,
             now,
+            now_ms: now.saturating_mul(1000),
         };
-        let outcome = pipeline::decide(&self.gate, &view, &env, &mut record).await;
-        if let Err(e) = &outcome {
-            record = refused(record, *e);
-        }
-        Decision { outcome, record }
+        let mut decision = phase::decide(&self.gate, &request, &env, request_id).await;
+        decision.timings.started_ms = now as f64 * 1000.0;
+        decision
     }
-}
-
-fn refused(mut record: DecisionLog, e: Error) -> DecisionLog {
-    record.verdict = "deny";
-    record.reason = Some(e.reason());
-    record.status = Some(e.wire("").status);
-    record
 }
 
 /// Keys held in memory: a provider's inline JWKS as compiled, otherwise the key set given for
@@ -235,5 +222,18 @@ impl ReplayGuard for MemoryReplay {
 
     async fn first_seen(&self, shard: u8, id: &str, exp: i64, now: i64) -> Result<bool, Error> {
         Ok(self.first_use(shard, id, exp, now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An embedder may share one gateway between threads (the challenge endpoint's buckets are
+    /// behind a mutex here, in a `RefCell` per isolate in the Worker).
+    #[test]
+    fn a_gateway_can_be_shared_between_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Gateway>();
     }
 }

@@ -517,12 +517,12 @@ fn escape_quoted(value: &str) -> String {
 
 /// The JSON body of a refusal: `{"error", "error_description", "request_id"}`.
 pub fn body(wire: &Wire, request_id: &str) -> String {
-    serde_json::json!({
-        "error": wire.code,
-        "error_description": wire.description,
-        "request_id": request_id,
-    })
-    .to_string()
+    use crate::gate::log::{json_object, json_str};
+    json_object(&[
+        ("error", &json_str(wire.code)),
+        ("error_description", &json_str(wire.description)),
+        ("request_id", &json_str(request_id)),
+    ])
 }
 
 #[cfg(test)]
@@ -648,5 +648,26 @@ mod tests {
         assert_eq!(v["error"], "invalid_token");
         assert_eq!(v["error_description"], "The token has expired.");
         assert_eq!(v["request_id"], "req-1");
+    }
+
+    #[test]
+    fn body_is_the_text_serde_json_makes() {
+        use Error::*;
+        for e in [
+            Expired,
+            MissingToken,
+            NoRoute,
+            Internal,
+            RateLimited,
+            DpopProofMissing,
+        ] {
+            let w = e.wire("r");
+            for id in ["req-1", "unknown", "q\"\\\n"] {
+                let want = serde_json::json!({
+                    "error": w.code, "error_description": w.description, "request_id": id,
+                });
+                assert_eq!(body(&w, id), want.to_string(), "{e:?}");
+            }
+        }
     }
 }

@@ -3,11 +3,13 @@
 //!
 //! The crate has two layers:
 //! - a **pure core** that does no I/O and takes time and randomness as parameters:
-//!   [`jose`] (token parsing, keys, signatures, claims), [`gate`] (the decision pipeline,
-//!   nonces, header planning) and [`error`] (the one error type and its wire mapping). Route
-//!   policies come from the `attestgate-policy` crate. The core builds and tests natively.
-//! - a **thin runtime adapter**, `edge`, compiled only for `wasm32`: the Worker's fetch handler,
-//!   WebCrypto, the JWKS cache, the nonce-store Durable Object and forwarding.
+//!   [`jose`] (token parsing, keys, signatures, claims), [`gate`] (the phases of a decision,
+//!   the credential families, the seams, nonces) and [`error`] (the one error type and its wire
+//!   mapping). Route policies come from the `attestgate-policy` crate. The core builds and
+//!   tests natively; `docs/architecture.md` maps it.
+//! - a **thin runtime adapter**, `edge`, compiled only for `wasm32`: the Worker's fetch handler
+//!   (it executes the core's plans), WebCrypto, the JWKS cache, secrets, the nonce-store Durable
+//!   Object and forwarding.
 #![forbid(unsafe_code)]
 // No unwrap, expect, panic or unchecked indexing in shipped code (Cargo.toml, [workspace.lints]);
 // test builds are exempt: there a failed unwrap is a failed test.
@@ -24,8 +26,8 @@
 
 pub mod api;
 pub mod error;
+pub mod first_poll;
 pub mod gate;
-pub mod handoff;
 pub mod jose;
 
 #[cfg(target_arch = "wasm32")]

@@ -1,9 +1,11 @@
 //! The forward plan (SPEC §3 step 10) over real compiled policies: the header plan the policy
-//! evaluation gives, the route's `pass_headers`, and what the gateway saw. The Worker only
-//! executes this plan (`src/edge/forward.rs`), so what the origin receives is decided here.
+//! evaluation gives, the route's `pass_headers`, the credential headers its families consumed,
+//! and what the gateway saw. The Worker only executes this plan (`src/edge/forward.rs`), so what
+//! the origin receives is decided here.
 
-use attestgate::gate::forward_plan::{ForwardPlan, Seen};
-use attestgate::policy::{compile, parse_toml, Policy};
+use attestgate::gate::phase::forward::{HeaderEdits, Seen};
+use attestgate::gate::Gate;
+use attestgate::policy::{compile, parse_toml, Policy, ROUTE_HEADER};
 use serde_json::{json, Map, Value};
 
 const POLICY: &str = r#"
@@ -32,22 +34,47 @@ path = "/legacy"
 public = true
 pass_headers = ["x-http-method-override", "forwarded", "x-forwarded-prefix"]
 
+[provider.bound]
+issuer = "https://as.example.com"
+audiences = ["https://api.example.com"]
+algorithms = ["ES256"]
+jwks_uri = "https://as.example.com/jwks.json"
+from = { header = "authorization", scheme = "DPoP" }
+proof = "dpop"
+
 [[route]]
 id = "orders"
 path = "/orders"
 require = { all = ["device", "agent"] }
 forward = { "x-verified-user" = "agent.sub", "x-verified-tenant" = "agent.tenant" }
+
+[[route]]
+id = "bound"
+path = "/bound"
+require = { all = ["bound", "device"] }
+
+[[route]]
+id = "kept"
+path = "/kept"
+require = { all = ["device"] }
+forward_tokens = true
 "#;
 
 fn policy() -> Policy {
     compile(vec![parse_toml("p.toml", POLICY).expect("toml")]).expect("policy")
 }
 
-const SEEN: Seen<'static> = Seen {
-    proto: "https",
-    host: "api.example.com",
-    client: Some("198.51.100.4"),
-};
+fn gate() -> Gate {
+    Gate::new(policy()).expect("gate")
+}
+
+fn seen() -> Seen<'static> {
+    Seen {
+        proto: "https",
+        host: "api.example.com",
+        client: Some("198.51.100.4".into()),
+    }
+}
 
 /// Inbound names as the runtime lists them (lowercase, each once).
 const INBOUND: [&str; 24] = [
@@ -103,10 +130,11 @@ fn pass_headers_compile_with_a_warning_each() {
 
 #[test]
 fn public_route_loses_every_claims_spelling_and_override_and_gets_x_forwarded() {
-    let p = policy();
+    let g = gate();
+    let p = g.policy();
     let route = p.route("public").expect("route");
     let hp = p.evaluate(route, &()).expect("public");
-    let plan = ForwardPlan::new(&route.pass_headers, &hp, &SEEN);
+    let plan = HeaderEdits::new(&route.pass_headers, g.consumed(route), hp, seen());
     let deleted: Vec<&str> = plan.deletes(INBOUND).collect();
     assert_eq!(
         deleted,
@@ -151,14 +179,15 @@ fn public_route_loses_every_claims_spelling_and_override_and_gets_x_forwarded() 
 
 #[test]
 fn protected_route_with_an_absent_claim_leaves_no_client_spelling_of_it() {
-    let p = policy();
+    let g = gate();
+    let p = g.policy();
     let route = p.route("orders").expect("route");
     let agent = claims(json!({ "sub": "user:alice" }));
     let device = claims(json!({ "did": "d-1" }));
     let hp = p
         .evaluate(route, &[("agent", &agent), ("device", &device)])
         .expect("allowed");
-    let plan = ForwardPlan::new(&route.pass_headers, &hp, &SEEN);
+    let plan = HeaderEdits::new(&route.pass_headers, g.consumed(route), hp, seen());
     let deleted: Vec<&str> = plan.deletes(INBOUND).collect();
     for name in [
         "authorization",
@@ -192,10 +221,11 @@ fn protected_route_with_an_absent_claim_leaves_no_client_spelling_of_it() {
 
 #[test]
 fn a_route_passes_exactly_the_names_it_lists() {
-    let p = policy();
+    let g = gate();
+    let p = g.policy();
     let route = p.route("legacy").expect("route");
     let hp = p.evaluate(route, &()).expect("public");
-    let plan = ForwardPlan::new(&route.pass_headers, &hp, &SEEN);
+    let plan = HeaderEdits::new(&route.pass_headers, g.consumed(route), hp, seen());
     let deleted: Vec<&str> = plan.deletes(INBOUND).collect();
     for passed in ["x-http-method-override", "forwarded", "x-forwarded-prefix"] {
         assert!(!deleted.contains(&passed), "{passed}");
@@ -219,14 +249,65 @@ fn a_route_passes_exactly_the_names_it_lists() {
 
 #[test]
 fn without_a_runtime_client_address_the_clients_x_forwarded_for_is_deleted() {
-    let p = policy();
+    let g = gate();
+    let p = g.policy();
     let route = p.route("public").expect("route");
     let hp = p.evaluate(route, &()).expect("public");
     let seen = Seen {
         client: None,
-        ..SEEN
+        ..seen()
     };
-    let plan = ForwardPlan::new(&route.pass_headers, &hp, &seen);
+    let plan = HeaderEdits::new(&route.pass_headers, g.consumed(route), hp, seen);
     assert!(plan.deletes(INBOUND).any(|n| n == "x-forwarded-for"));
     assert!(plan.sets().all(|(n, _)| n != "x-forwarded-for"));
+}
+
+#[test]
+fn the_credential_headers_deleted_are_the_ones_the_families_consumed() {
+    let g = gate();
+    let p = g.policy();
+    let consumed = |id: &str| g.consumed(p.route(id).expect("route")).to_vec();
+    // In the order the route names its providers, each once; a DPoP provider's family also
+    // consumes the proof header; `forward_tokens = true` consumes nothing; public routes none.
+    assert_eq!(consumed("orders"), ["approov-token", "authorization"]);
+    assert_eq!(
+        consumed("bound"),
+        ["authorization", "dpop", "approov-token"]
+    );
+    assert!(consumed("kept").is_empty());
+    assert!(consumed("public").is_empty());
+
+    // The policy's own strip list says the same (with x-verified-route, which is set anyway).
+    let agent = claims(json!({ "sub": "user:alice" }));
+    let device = claims(json!({ "did": "d-1" }));
+    let bound = claims(json!({ "sub": "user:bob" }));
+    for (id, tokens) in [
+        ("orders", vec![("agent", &agent), ("device", &device)]),
+        ("bound", vec![("bound", &bound), ("device", &device)]),
+        ("kept", vec![("device", &device)]),
+    ] {
+        let route = p.route(id).expect("route");
+        let hp = p.evaluate(route, tokens.as_slice()).expect("allowed");
+        let mut expected = vec![ROUTE_HEADER.to_owned()];
+        expected.extend(consumed(id));
+        assert_eq!(hp.strip, expected, "{id}");
+    }
+
+    // So `dpop` goes only where a DPoP family consumed it.
+    let names = ["authorization", "dpop", "approov-token", "accept"];
+    let deleted = |id: &str, tokens: &[(&str, &Map<String, Value>)]| -> Vec<String> {
+        let route = p.route(id).expect("route");
+        let hp = p.evaluate(route, tokens).expect("allowed");
+        let plan = HeaderEdits::new(&route.pass_headers, g.consumed(route), hp, seen());
+        plan.deletes(names).map(str::to_owned).collect()
+    };
+    assert_eq!(
+        deleted("bound", &[("bound", &bound), ("device", &device)]),
+        ["authorization", "dpop", "approov-token"]
+    );
+    assert_eq!(
+        deleted("orders", &[("agent", &agent), ("device", &device)]),
+        ["authorization", "approov-token"]
+    );
+    assert!(deleted("kept", &[("device", &device)]).is_empty());
 }

@@ -20,11 +20,13 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use attestgate::error::FreshNonce;
-use attestgate::gate::log::DecisionLog;
 use attestgate::gate::nonce::{self, NonceKey, NonceRef};
-use attestgate::gate::pipeline::{decide, Env, Forward, KeySource, ReplayGuard, RequestView};
+use attestgate::gate::phase::{decide, Decision, Env, Outcome, Request, ResponsePlan, Verdict};
+use attestgate::gate::rate_limit::RateLimiter;
+use attestgate::gate::seams::{KeySource, ReplayGuard, SystemRandom};
 use attestgate::gate::{Gate, KeySpec, ProviderRt};
 use attestgate::jose::{block_on_ready, KeySet, NativeVerifier};
+use attestgate::policy::HeaderPlan;
 use attestgate::Error;
 use common::sign;
 
@@ -226,11 +228,35 @@ impl KeySource for FakeKeys {
                     .iter()
                     .map(|s| self.secrets.get(&s.name).map(String::as_str))
                     .collect();
-                let set = attestgate::gate::runtime::hmac_keys(list, &values)
+                let set = attestgate::gate::compiled::hmac_keys(list, &values)
                     .map_err(|_| Error::SecretUnavailable)?;
                 Ok(Arc::new(set))
             }
             KeySpec::Jwks { .. } => Err(Error::KeysUnavailable),
+        }
+    }
+}
+
+/// What the tests look at of an allowed request: its route, the verified-claims header plan,
+/// and whether the response carries the next DPoP nonce.
+#[derive(Debug, PartialEq, Eq)]
+struct Forward {
+    route_id: String,
+    plan: HeaderPlan,
+    dpop: bool,
+}
+
+impl Forward {
+    fn of(d: &Decision<'_>) -> Result<Forward, Error> {
+        let dpop = matches!(&d.response, ResponsePlan::Origin { headers } if !headers.is_empty());
+        match &d.outcome {
+            Outcome::Forward(plan) => Ok(Forward {
+                route_id: plan.route_id().to_owned(),
+                plan: plan.headers.claims().clone(),
+                dpop,
+            }),
+            Outcome::Refused(e) => Err(*e),
+            Outcome::Endpoint(e) => panic!("the {e:?} endpoint answered a route request"),
         }
     }
 }
@@ -249,6 +275,8 @@ struct World {
     attester: Signer,
     approov: Signer,
     counter: Cell<u64>,
+    /// The challenge endpoint's buckets, as an isolate keeps them.
+    challenges: RefCell<RateLimiter>,
 }
 
 fn policy_text(idp: &Signer, attester: &Signer) -> String {
@@ -399,6 +427,7 @@ impl World {
             attester,
             approov: Signer::Hs(APPROOV_SECRET.to_vec()),
             counter: Cell::new(0),
+            challenges: RefCell::new(RateLimiter::for_challenges()),
         }
     }
 
@@ -430,27 +459,37 @@ impl World {
         headers: &[(&str, &str)],
         nonce_key: Option<&NonceKey>,
     ) -> Result<Forward, Error> {
+        self.decide(method, path, headers, nonce_key, Forward::of)
+    }
+
+    /// One whole decision at `NOW` of `method https://api.example.com{path}`, looked at by `f`.
+    fn decide<T>(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        nonce_key: Option<&NonceKey>,
+        f: impl FnOnce(&Decision<'_>) -> T,
+    ) -> T {
         let headers: Vec<(String, String)> = headers
             .iter()
             .map(|(n, v)| (n.to_string(), v.to_string()))
             .collect();
-        let htu = format!("https://{HOST}{path}");
-        let view = RequestView {
-            method,
-            host: HOST,
-            raw_path: path,
-            htu: &htu,
-            headers: &headers,
-        };
+        let url = format!("https://{HOST}{path}");
+        let parts = attestgate::gate::url::split(&url).expect("an absolute URL");
+        let view = Request::new(method, parts, &headers);
         let env = Env {
             keys: &self.keys,
             verifier: &NativeVerifier,
             replay: &self.replay,
             nonce_key: &nonce_key,
+            random: &SystemRandom,
+            challenges: &self.challenges,
             now: NOW,
+            now_ms: NOW * 1000,
         };
-        let mut log = DecisionLog::new("req-test", method, path);
-        block_on_ready(decide(&self.gate, &view, &env, &mut log))
+        block_on_ready(async { Ok(f(&decide(&self.gate, &view, &env, "req-test").await)) })
+            .expect("the fakes never wait")
     }
 
     // ---- tokens ------------------------------------------------------------------------------
@@ -1599,24 +1638,26 @@ fn run_cached(
     token: &str,
 ) -> Result<Forward, Error> {
     let headers = vec![("authorization".to_owned(), format!("Bearer {token}"))];
-    let htu = format!("https://{HOST}/agent");
-    let view = RequestView {
-        method: "GET",
-        host: HOST,
-        raw_path: "/agent",
-        htu: &htu,
-        headers: &headers,
-    };
+    let url = format!("https://{HOST}/agent");
+    let parts = attestgate::gate::url::split(&url).expect("an absolute URL");
+    let view = Request::new("GET", parts, &headers);
     let nonce_key = Some(&w.nonce_key);
     let env = Env {
         keys,
         verifier,
         replay: &w.replay,
         nonce_key: &nonce_key,
+        random: &SystemRandom,
+        challenges: &w.challenges,
         now,
+        now_ms: now * 1000,
     };
-    let mut log = DecisionLog::new("req-cache", "GET", "/agent");
-    block_on_ready(decide(&w.gate, &view, &env, &mut log))
+    block_on_ready(async {
+        Ok(Forward::of(
+            &decide(&w.gate, &view, &env, "req-cache").await,
+        ))
+    })
+    .expect("the fakes never wait")
 }
 
 #[test]
@@ -1643,6 +1684,244 @@ fn a_cached_token_skips_only_its_signature_and_one_flipped_byte_is_verified_afre
     assert_eq!(
         run_cached(&w, &keys, &verifier, NOW + 300 + 61, &token),
         Err(Error::Expired)
+    );
+}
+
+// The phases around the authenticator: the request phase (the challenge endpoint, route
+// lookup), the forward and response plans, and the decision record.
+
+const CHALLENGE: &str = "/.well-known/attestgate/challenge";
+
+fn answer_of(d: &Decision<'_>) -> attestgate::gate::phase::Answer {
+    match &d.response {
+        ResponsePlan::Own(a) => a.clone(),
+        other => panic!("not the gateway's own answer: {other:?}"),
+    }
+}
+
+fn header<'a>(a: &'a attestgate::gate::phase::Answer, name: &str) -> Option<&'a str> {
+    a.headers
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn challenge_endpoint_issues_a_nonce_without_a_route_or_a_store_call() {
+    let w = World::new();
+    let (answer, verdict, line) = w.decide("POST", CHALLENGE, &[], Some(&w.nonce_key), |d| {
+        (answer_of(d), d.verdict(), d.log_line())
+    });
+    assert_eq!(verdict, Verdict::Challenge);
+    assert_eq!(answer.status, 200);
+    let body: Value = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(body["expires_in"], TTL);
+    let nonce = body["nonce"].as_str().unwrap();
+    assert_eq!(header(&answer, "dpop-nonce"), Some(nonce));
+    assert!(nonce::verify(&w.nonce_key, SHARDS, nonce, NOW, TTL, 60).is_ok());
+    let line: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        (&line["route"], &line["verdict"], &line["status"]),
+        (&json!("challenge"), &json!("challenge"), &json!(200))
+    );
+    assert_no_store_calls(&w);
+}
+
+#[test]
+fn challenge_endpoint_takes_post_only_and_needs_the_nonce_key() {
+    let w = World::new();
+    for method in ["GET", "PUT", "post"] {
+        let (e, answer, route) = w.decide(method, CHALLENGE, &[], Some(&w.nonce_key), |d| {
+            (d.error(), answer_of(d), d.route.map(str::to_owned))
+        });
+        assert!(
+            matches!(e, Some(Error::MethodNotAllowed(_))),
+            "{method}: {e:?}"
+        );
+        assert_eq!(
+            (answer.status, header(&answer, "allow")),
+            (405, Some("POST"))
+        );
+        assert_eq!(route.as_deref(), Some("challenge"));
+    }
+    let (e, answer) = w.decide("POST", CHALLENGE, &[], None, |d| (d.error(), answer_of(d)));
+    assert_eq!(e, Some(Error::SecretUnavailable));
+    assert_eq!(
+        (answer.status, header(&answer, "retry-after")),
+        (503, Some("5"))
+    );
+}
+
+#[test]
+fn challenge_endpoint_is_rate_limited_per_client_address() {
+    let w = World::new();
+    let from = |ip: &str| {
+        w.decide(
+            "POST",
+            CHALLENGE,
+            &[("cf-connecting-ip", ip)],
+            Some(&w.nonce_key),
+            |d| (d.error(), answer_of(d)),
+        )
+    };
+    for _ in 0..attestgate::gate::rate_limit::CHALLENGE_LIMIT.burst {
+        assert_eq!(from("203.0.113.9").0, None);
+    }
+    let (e, answer) = from("203.0.113.9");
+    assert_eq!(e, Some(Error::RateLimited));
+    assert_eq!(
+        (answer.status, header(&answer, "retry-after")),
+        (429, Some("1"))
+    );
+    // Another address has its own bucket.
+    assert_eq!(from("198.51.100.1").0, None);
+}
+
+#[test]
+fn route_lookup_refusals_come_from_the_matcher() {
+    let w = World::new();
+    let refusal = |method: &str, path: &str| {
+        w.decide(method, path, &[], Some(&w.nonce_key), |d| {
+            (d.error(), d.route.is_none(), answer_of(d).status)
+        })
+    };
+    assert_eq!(
+        refusal("GET", "/nowhere"),
+        (Some(Error::NoRoute), true, 404)
+    );
+    assert_eq!(
+        refusal("GET", "/agent//x"),
+        (Some(Error::UnnormalisedPath), true, 400)
+    );
+    let (e, none, status) = refusal("GET", "/attest/x");
+    assert!(matches!(e, Some(Error::MethodNotAllowed(_))) && none && status == 405);
+}
+
+#[test]
+fn an_allowed_request_goes_to_the_routes_origin_with_its_path_and_query() {
+    let w = World::new();
+    let token = w.idp_token(json!({}));
+    let auth = format!("Bearer {token}");
+    let (target, deleted, verdict, status) = w.decide(
+        "GET",
+        "/agent?x=1&y=%2F",
+        &[("authorization", &auth), ("cf-connecting-ip", "192.0.2.1")],
+        Some(&w.nonce_key),
+        |d| {
+            let plan = d.forward().expect("allowed");
+            let deleted: Vec<String> = plan
+                .headers
+                .deletes(["authorization", "dpop", "accept", "x_verified_route"])
+                .map(str::to_owned)
+                .collect();
+            assert!(plan
+                .headers
+                .sets()
+                .any(|s| s == ("x-forwarded-for", "192.0.2.1")));
+            (plan.target.clone(), deleted, d.verdict(), d.status)
+        },
+    );
+    assert_eq!(target, "https://origin.example/agent?x=1&y=%2F");
+    // The Bearer provider consumed `authorization`; no DPoP family consumed `dpop`.
+    assert_eq!(deleted, ["authorization", "x_verified_route"]);
+    assert_eq!((verdict, status), (Verdict::Allow, None));
+}
+
+#[test]
+fn only_a_dpop_request_gets_the_next_nonce_on_the_origins_response() {
+    let w = World::new();
+    let d = Dpop::new(&w, Signer::es(0x31));
+    let p = d.proof(json!({ "nonce": w.challenge() }));
+    let auth = format!("DPoP {}", d.token);
+    let headers = w.decide(
+        "GET",
+        "/dpop/resource",
+        &[("authorization", &auth), ("dpop", &p)],
+        Some(&w.nonce_key),
+        |d| match &d.response {
+            ResponsePlan::Origin { headers } => headers.clone(),
+            other => panic!("{other:?}"),
+        },
+    );
+    let [("dpop-nonce", next)] = headers.as_slice() else {
+        panic!("{headers:?}");
+    };
+    assert!(nonce::verify(&w.nonce_key, SHARDS, next, NOW, TTL, 60).is_ok());
+    let token = w.idp_token(json!({}));
+    let auth = format!("Bearer {token}");
+    let plain = w.decide("GET", "/agent", &[("authorization", &auth)], None, |d| {
+        d.response.clone()
+    });
+    assert_eq!(plain, ResponsePlan::Origin { headers: vec![] });
+}
+
+#[test]
+fn a_refusal_is_answered_with_the_routes_challenge_and_a_fresh_nonce_where_asked() {
+    let w = World::new();
+    let d = Dpop::new(&w, Signer::es(0x31));
+    let p = d.proof(json!({}));
+    let auth = format!("DPoP {}", d.token);
+    let answer = w.decide(
+        "GET",
+        "/dpop/resource",
+        &[("authorization", &auth), ("dpop", &p)],
+        Some(&w.nonce_key),
+        answer_of,
+    );
+    assert_eq!(answer.status, 401);
+    assert!(header(&answer, "www-authenticate").is_some_and(|v| v.starts_with("DPoP ")));
+    let fresh = header(&answer, "dpop-nonce").expect("a fresh nonce");
+    assert!(nonce::verify(&w.nonce_key, SHARDS, fresh, NOW, TTL, 60).is_ok());
+    let body: Value = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(
+        (&body["error"], &body["request_id"]),
+        (&json!("use_dpop_nonce"), &json!("req-test"))
+    );
+}
+
+#[test]
+fn the_record_names_a_token_refused_by_its_binding_and_its_provider() {
+    let w = World::new();
+    let token = w.approov_token(json!({ "pay": pay_std("Bearer other") }));
+    let agent = w.idp_token(json!({}));
+    let auth = format!("Bearer {agent}");
+    let (e, line, providers) = w.decide(
+        "POST",
+        "/approov/orders",
+        &[("approov-token", &token), ("authorization", &auth)],
+        Some(&w.nonce_key),
+        |d| {
+            let providers: Vec<String> = d.principal.providers().map(str::to_owned).collect();
+            (d.error(), d.log_line(), providers)
+        },
+    );
+    assert_eq!(e, Some(Error::BindingMismatch));
+    // The device token verified, then its binding failed: it is in the principal and the
+    // record, and the record names the provider.
+    assert_eq!(providers, ["device"]);
+    let line: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(line["provider"], "device");
+    assert_eq!(line["device"], "device-7");
+    assert_eq!(line["reason"], "binding_mismatch");
+    assert_eq!(line["verdict"], "deny");
+    assert_eq!(line["status"], 401);
+}
+
+#[test]
+fn decision_sinks_take_each_decision() {
+    use attestgate::gate::phase::record::LogLines;
+    use attestgate::gate::phase::DecisionSink;
+    let w = World::new();
+    let mut lines = LogLines::default();
+    let mut both = (&mut lines, LogLines::default());
+    w.decide("GET", "/nowhere", &[], None, |d| both.record(d));
+    let second = both.1 .0.clone();
+    assert_eq!(lines.0.len(), 1);
+    assert_eq!(lines.0, second);
+    assert!(
+        lines.0[0].contains("\"reason\":\"no_route\""),
+        "{:?}",
+        lines.0
     );
 }
 

@@ -501,7 +501,12 @@ require = {{ all = ["p"] }}
         if let (Some(m), Value::Object(e)) = (c.as_object_mut(), extra) {
             m.extend(e);
         }
-        let rules = &g.provider("p").expect("provider").profile.rules;
+        let rules = &g
+            .provider("p")
+            .and_then(|p| p.jwt())
+            .expect("jwt provider")
+            .profile
+            .rules;
         claims::validate(&b64::encode(c.to_string().as_bytes()), rules, NOW).map(|_| ())
     }
 
@@ -558,7 +563,7 @@ require = {{ all = ["p"] }}
              [[route]]\nid = \"r\"\npath = \"/r\"\nrequire = {{ all = [\"p\"] }}\n"
         );
         let g = Gate::new(build(&text).unwrap_or_else(|e| panic!("{}", e[0]))).expect("gate");
-        let p = g.provider("p").expect("provider");
+        let p = g.provider("p").and_then(|p| p.jwt()).expect("jwt provider");
         let binding = p.binding.as_ref().expect("binding");
         assert_eq!(binding.claim.segments(), ["ext", "https://example.com/pay"]);
         assert_eq!(binding.header, "authorization");
@@ -638,7 +643,12 @@ mod lifetime {
         if let Some(iat) = iat {
             c["iat"] = json!(iat);
         }
-        let rules = &g.provider("p").expect("provider").profile.rules;
+        let rules = &g
+            .provider("p")
+            .and_then(|p| p.jwt())
+            .expect("jwt provider")
+            .profile
+            .rules;
         claims::validate(&b64::encode(c.to_string().as_bytes()), rules, NOW).map(|_| ())
     }
 

@@ -25,6 +25,7 @@ fn check_split(s: &str) {
         back.push_str(q);
     }
     assert_eq!(back, s, "split is not exact");
+    assert_eq!(u.htu, format!("{}{}", u.origin, u.path), "htu is not origin + path");
     let authority = u
         .origin
         .strip_prefix("https://")

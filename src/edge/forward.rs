@@ -1,18 +1,16 @@
 //! Forwarding an allowed request to the origin (SPEC §3 step 10).
 //!
-//! What the outbound headers lose and gain is decided in the core
-//! ([`crate::gate::forward_plan`]); this executes it: a copy of the inbound headers, the plan's
-//! deletions, the plan's headers set. The body is streamed through, never buffered. Origin
-//! redirects are passed back to the client, not followed.
+//! Where it goes and what the outbound headers lose and gain is decided in the core
+//! ([`crate::gate::phase::forward`]); this executes it: a copy of the inbound headers, the
+//! plan's deletions, the plan's headers set, `fetch` to the plan's target. The body is streamed
+//! through, never buffered. Origin redirects are passed back to the client, not followed.
 
 use wasm_bindgen::prelude::*;
 use worker::{web_sys, Headers};
 
 use crate::error;
 use crate::gate::extract::HeaderSource;
-use crate::gate::forward_plan::{ForwardPlan, Seen};
-use crate::gate::pipeline::Forward;
-use crate::gate::url::RequestUrl;
+use crate::gate::phase::ForwardPlan;
 use crate::gate::Gate;
 use crate::Error;
 
@@ -25,9 +23,9 @@ impl HeaderSource for RuntimeHeaders<'_> {
     }
 }
 
-/// Forward `req` (with `method`, the method its route was matched on) and return the promise of
-/// the origin's response, which the runtime hands back as it comes: status, status text,
-/// headers and body stream untouched.
+/// Forward `req` (with `method`, the method its route was matched on) as `plan` says and
+/// return the promise of the origin's response, which the runtime hands back as it comes:
+/// status, status text, headers and body stream untouched.
 ///
 /// The outbound headers are one copy of the inbound ones (`new Headers(inbound)`), from which
 /// the plan's deletions are deleted, then the plan's headers set: a few calls into the runtime
@@ -36,39 +34,24 @@ pub fn send(
     req: &web_sys::Request,
     method: &str,
     inbound: &Headers,
-    url: &RequestUrl<'_>,
-    gate: &Gate,
-    fwd: &Forward,
+    plan: &ForwardPlan<'_>,
+    realm: &str,
     id: &str,
 ) -> Result<js_sys::Promise, Error> {
     let failed = |_| Error::OriginUnreachable;
     let out = web_sys::Headers::new_with_headers(&inbound.0).map_err(failed)?;
     // Header names as the runtime lists them: lower case, each once.
     let names: String = js_sys::Array::from(&inbound.0.keys()).join("\n").into();
-    let client = inbound.0.get("cf-connecting-ip").ok().flatten();
-    let (proto, authority) = url.origin.split_once("://").unwrap_or(("https", url.host));
-    let seen = Seen {
-        proto,
-        host: authority,
-        client: client.as_deref(),
-    };
-    let plan = ForwardPlan::new(&fwd.pass_headers, &fwd.plan, &seen);
-    for name in plan.deletes(names.split('\n')) {
+    for name in plan.headers.deletes(names.split('\n')) {
         out.delete(name).map_err(failed)?;
     }
-    for (name, value) in plan.sets() {
+    for (name, value) in plan.headers.sets() {
         out.set(name, value)
             .map_err(|_| Error::UnforwardableClaim)?;
     }
-
-    let origin = fwd.origin.trim_end_matches('/');
-    let target = match url.query {
-        Some(query) => format!("{origin}{}?{query}", url.path),
-        None => format!("{origin}{}", url.path),
-    };
-    let bad_gateway = error::body(&Error::OriginUnreachable.wire(&gate.realm), id);
+    let bad_gateway = error::body(&Error::OriginUnreachable.wire(realm), id);
     Ok(forward(
-        &target,
+        &plan.target,
         method,
         &out,
         req.body().as_ref(),

@@ -1,27 +1,24 @@
 //! The [`KeySource`] seam in the Worker: JWKS fetched from `jwks_uri` (with a timeout, a size cap,
 //! no redirects) and cached in isolate memory and in the Cache API (copies sealed with a MAC,
-//! [`verify_shared_copy`]); inline JWKS; HMAC secrets from Worker secrets. When to fetch is
-//! decided by the pure [`KeyCache`].
+//! [`verify_shared_copy`]); inline JWKS; HMAC keys from Worker secrets (through the [`Secrets`]
+//! seam). When to fetch is decided by the pure [`KeyCache`].
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::rc::Rc;
+use std::cell::{OnceCell, RefCell};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use worker::{Cache, Env, Fetch, Headers, Response};
+use worker::{Cache, Fetch, Headers, Response};
 
 use super::task::{sleep, within};
 
+use crate::gate::compiled::{KeySpec, ProviderRt, SecretFault};
 use crate::gate::key_cache::{
     cache_control_max_age, seal_shared_copy, shared_copy_max_age, verify_shared_copy, CopyKey,
     KeyCache, Plan,
 };
-use crate::gate::log::ascii_json;
-use crate::gate::nonce::NonceKey;
-use crate::gate::pipeline::KeySource;
-use crate::gate::runtime::{hmac_keys, KeySpec, ProviderRt, SecretFault};
+use crate::gate::log::{ascii_json, json_object, json_str, json_strs};
+use crate::gate::seams::{secret_keys, KeySource, NonceKeySource, Secrets};
 use crate::jose::{JwksLimits, JwksReport, KeyRejection, KeySet};
 use crate::policy::Secret;
 use crate::Error;
@@ -40,33 +37,35 @@ const WAIT_MAX: Duration = Duration::from_millis(3500);
 
 pub struct EdgeKeyCache {
     jwks: RefCell<KeyCache<KeySet>>,
-    secrets: RefCell<HashMap<String, (String, Arc<KeySet>)>>,
-    /// The Cache API copy key, derived from `ATTESTGATE_NONCE_KEY` (and the secret text it was
-    /// derived from, so a changed secret derives again).
-    copy_key: RefCell<Option<(String, Rc<CopyKey>)>>,
+    /// Each HMAC provider's key set, once its secrets loaded (a few providers at most: a
+    /// scanned list, no hash table in the wasm for it).
+    secrets: RefCell<Vec<(String, Arc<KeySet>)>>,
+    /// The Cache API copy key, derived from `ATTESTGATE_NONCE_KEY` once per isolate.
+    copy_key: OnceCell<Option<CopyKey>>,
 }
 
 impl EdgeKeyCache {
     pub fn new() -> Self {
         Self {
             jwks: RefCell::new(KeyCache::new()),
-            secrets: RefCell::new(HashMap::new()),
-            copy_key: RefCell::new(None),
+            secrets: RefCell::new(Vec::new()),
+            copy_key: OnceCell::new(),
         }
     }
 }
 
-pub struct EdgeKeys<'a> {
-    pub env: &'a Env,
+pub struct EdgeKeys<'a, S> {
+    pub secrets: &'a S,
+    pub nonce_key: &'a dyn NonceKeySource,
     pub cache: &'a EdgeKeyCache,
     pub now: i64,
 }
 
-impl KeySource for EdgeKeys<'_> {
+impl<S: Secrets> KeySource for EdgeKeys<'_, S> {
     async fn keys(&self, provider: &ProviderRt, refresh: bool) -> Result<Arc<KeySet>, Error> {
         match &provider.keys {
             KeySpec::Inline(set) => Ok(set.clone()),
-            KeySpec::Secret(secrets) => self.secret_keys(&provider.name, secrets),
+            KeySpec::Secret(list) => self.secret_keys(&provider.name, list),
             KeySpec::Jwks { uri, times } => {
                 let mut waited = Duration::ZERO;
                 let plan = loop {
@@ -86,12 +85,13 @@ impl KeySource for EdgeKeys<'_> {
                     Plan::Unavailable | Plan::Wait => Err(Error::KeysUnavailable),
                     Plan::Fetch { .. } => {
                         let copy_key = self.copy_key();
-                        let parsed = fetch_jwks(uri, refresh, self.now, copy_key.as_deref())
-                            .await
-                            .and_then(|doc| {
-                                KeySet::from_jwks(&doc.body, &JwksLimits::default())
-                                    .map(|(set, report)| (doc, set, report))
-                            });
+                        let parsed =
+                            fetch_jwks(uri, refresh, self.now, copy_key)
+                                .await
+                                .and_then(|doc| {
+                                    KeySet::from_jwks(&doc.body, &JwksLimits::default())
+                                        .map(|(set, report)| (doc, set, report))
+                                });
                         match parsed {
                             Ok((doc, set, report)) => {
                                 log_report(&provider.name, &report);
@@ -106,8 +106,7 @@ impl KeySource for EdgeKeys<'_> {
                                 );
                                 // Share with the other isolates of this location: only a document
                                 // that gave usable keys, and no longer than it is fresh here.
-                                if let (true, false, Some(key)) =
-                                    (usable, doc.from_cache, copy_key.as_deref())
+                                if let (true, false, Some(key)) = (usable, doc.from_cache, copy_key)
                                 {
                                     let max_age = times.effective_max_age(doc.max_age);
                                     share(uri, doc.body, max_age, self.now, key).await;
@@ -117,11 +116,11 @@ impl KeySource for EdgeKeys<'_> {
                             Err(e) => {
                                 log_line(
                                     "warn",
-                                    serde_json::json!({
-                                        "attestgate": "jwks_fetch_failed",
-                                        "provider": provider.name,
-                                        "reason": e.reason(),
-                                    }),
+                                    &json_object(&[
+                                        ("attestgate", "\"jwks_fetch_failed\""),
+                                        ("provider", &json_str(&provider.name)),
+                                        ("reason", &json_str(e.reason())),
+                                    ]),
                                 );
                                 self.cache
                                     .jwks
@@ -137,60 +136,47 @@ impl KeySource for EdgeKeys<'_> {
     }
 }
 
-impl EdgeKeys<'_> {
+impl<S: Secrets> EdgeKeys<'_, S> {
     /// The key that seals Cache API copies, derived from `ATTESTGATE_NONCE_KEY`. `None` without
     /// a usable secret: then no copy is read or written (an unsealed copy could be planted by
     /// any Worker on the zone). Asked for only when a fetch is due, not per request.
-    fn copy_key(&self) -> Option<Rc<CopyKey>> {
-        let text = super::read_secret(self.env, "ATTESTGATE_NONCE_KEY")?;
-        let mut cached = self.cache.copy_key.borrow_mut();
-        if let Some((seen, key)) = cached.as_ref() {
-            if *seen == text {
-                return Some(key.clone());
-            }
-        }
-        let key = Rc::new(CopyKey::derive(&NonceKey::from_base64(&text).ok()?));
-        *cached = Some((text, key.clone()));
-        Some(key)
+    fn copy_key(&self) -> Option<&CopyKey> {
+        self.cache
+            .copy_key
+            .get_or_init(|| self.nonce_key.nonce_key().map(CopyKey::derive))
+            .as_ref()
     }
 
-    /// A provider's HMAC keys from its Worker secrets (base64), decoded once per set of values
-    /// (cached under the provider's name). Every listed secret must be there and usable
-    /// ([`hmac_keys`]); otherwise 503, and the log names the secret (never its value).
-    fn secret_keys(&self, provider: &str, secrets: &[Secret]) -> Result<Arc<KeySet>, Error> {
-        let values: Vec<Option<String>> = secrets
+    /// A provider's HMAC keys from its Worker secrets (base64), decoded once (cached under the
+    /// provider's name). Every listed secret must be there and usable
+    /// ([`crate::gate::compiled::hmac_keys`]); otherwise 503, and the log names the secret
+    /// (never its value).
+    fn secret_keys(&self, provider: &str, list: &[Secret]) -> Result<Arc<KeySet>, Error> {
+        if let Some((_, set)) = self
+            .cache
+            .secrets
+            .borrow()
             .iter()
-            .map(|s| super::read_secret(self.env, &s.name))
-            .collect();
-        // Change detection only: the values, length-prefixed so no two lists look alike.
-        let seen_key: String = values
-            .iter()
-            .map(|v| {
-                v.as_deref()
-                    .map_or_else(|| "-".to_owned(), |v| format!("{}:{v}", v.len()))
-            })
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut cache = self.cache.secrets.borrow_mut();
-        if let Some((seen, set)) = cache.get(provider) {
-            if *seen == seen_key {
-                return Ok(set.clone());
-            }
+            .find(|(p, _)| p == provider)
+        {
+            return Ok(set.clone());
         }
-        let texts: Vec<Option<&str>> = values.iter().map(Option::as_deref).collect();
-        let set = hmac_keys(secrets, &texts).map_err(|fault| {
+        let set = secret_keys(self.secrets, list).map_err(|fault| {
             let (event, i) = match fault {
                 SecretFault::Missing(i) => ("secret_missing", i),
                 SecretFault::Unusable(i) => ("secret_unusable", i),
             };
-            let name = secrets.get(i).map_or("", |s| s.name.as_str());
+            let name = list.get(i).map_or("", |s| s.name.as_str());
             worker::console_error!(
                 "{{\"attestgate\":\"{event}\",\"provider\":{provider:?},\"secret\":{name:?}}}"
             );
             Error::SecretUnavailable
         })?;
         let set = Arc::new(set);
-        cache.insert(provider.to_owned(), (seen_key, set.clone()));
+        self.cache
+            .secrets
+            .borrow_mut()
+            .push((provider.to_owned(), set.clone()));
         Ok(set)
     }
 }
@@ -221,7 +207,7 @@ async fn shared_copy(uri: &str, now: i64, key: &CopyKey) -> Option<Document> {
     if !verify_shared_copy(key, uri, fresh_until, &body, tag.as_deref()) {
         log_line(
             "warn",
-            serde_json::json!({"attestgate": "jwks_copy_refused", "reason": "copy_mac"}),
+            r#"{"attestgate":"jwks_copy_refused","reason":"copy_mac"}"#,
         );
         return None;
     }
@@ -313,51 +299,64 @@ fn log_report(provider: &str, report: &JwksReport) {
             .collect();
         log_line(
             "error",
-            serde_json::json!({
-                "attestgate": "jwks_private_key",
-                "provider": provider,
-                "kids": kids,
-            }),
+            &json_object(&[
+                ("attestgate", "\"jwks_private_key\""),
+                ("kids", &json_strs(kids)),
+                ("provider", &json_str(provider)),
+            ]),
         );
     }
     if !report.skipped.is_empty() {
-        let skipped: Vec<serde_json::Value> = report
+        let skipped: Vec<String> = report
             .skipped
             .iter()
             .take(MAX_LOGGED_SKIPS)
-            .map(|s| serde_json::json!({"index": s.index, "kid": s.kid, "reason": s.reason.reason()}))
+            .map(|s| {
+                json_object(&[
+                    ("index", &s.index.to_string()),
+                    (
+                        "kid",
+                        &s.kid.as_deref().map_or_else(|| "null".into(), json_str),
+                    ),
+                    ("reason", &json_str(s.reason.reason())),
+                ])
+            })
             .collect();
         log_line(
             "warn",
-            serde_json::json!({
-                "attestgate": "jwks_keys_skipped",
-                "provider": provider,
-                "loaded": report.loaded,
-                "skipped": skipped,
-            }),
+            &json_object(&[
+                ("attestgate", "\"jwks_keys_skipped\""),
+                ("loaded", &report.loaded.to_string()),
+                ("provider", &json_str(provider)),
+                ("skipped", &format!("[{}]", skipped.join(","))),
+            ]),
         );
     }
     if !report.duplicate_kids.is_empty() {
+        let kids = report.duplicate_kids.iter().take(MAX_LOGGED_SKIPS);
         log_line(
             "warn",
-            serde_json::json!({
-                "attestgate": "jwks_duplicate_kid",
-                "provider": provider,
-                "kids": report.duplicate_kids.iter().take(MAX_LOGGED_SKIPS).collect::<Vec<_>>(),
-            }),
+            &json_object(&[
+                ("attestgate", "\"jwks_duplicate_kid\""),
+                ("kids", &json_strs(kids.map(String::as_str))),
+                ("provider", &json_str(provider)),
+            ]),
         );
     }
     if report.loaded == 0 {
         log_line(
             "warn",
-            serde_json::json!({"attestgate": "jwks_empty", "provider": provider}),
+            &json_object(&[
+                ("attestgate", "\"jwks_empty\""),
+                ("provider", &json_str(provider)),
+            ]),
         );
     }
 }
 
 /// One JSON log line, ASCII only: a `kid` from the document cannot split or forge a line.
-fn log_line(level: &str, line: serde_json::Value) {
-    let line = ascii_json(line.to_string());
+fn log_line(level: &str, line: &str) {
+    let line = ascii_json(line.to_owned());
     match level {
         "error" => worker::console_error!("{line}"),
         _ => worker::console_warn!("{line}"),

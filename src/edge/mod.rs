@@ -1,14 +1,16 @@
 //! The Worker runtime adapter (wasm32 only): the fetch handler and the I/O behind the core's
-//! seams. Everything that decides lives in [`crate::gate`]; this module reads the request, calls
-//! the pipeline, and turns its answer into a forwarded request or a refusal.
+//! seams. Everything that decides lives in [`crate::gate`]; this module reads the request, runs
+//! [`phase::decide`], executes its plans (forward, or the gateway's own answer), and hands the
+//! final decision to its sinks.
 
 #[cfg(attestgate_selftest)]
 mod fault_test;
 mod forward;
-mod handoff;
 mod keys;
 mod nonce_store;
+mod promise;
 mod replay;
+mod secrets;
 #[cfg(attestgate_selftest)]
 mod selftest;
 mod task;
@@ -20,12 +22,11 @@ use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use worker::{web_sys, Env, Result};
 
-use crate::error::{self, FreshNonce};
-use crate::gate::log::DecisionLog;
-use crate::gate::nonce::{self, NonceKey};
-use crate::gate::pipeline::{self, NonceKeySource, RequestView};
-use crate::gate::rate_limit::{ClientKey, RateLimiter, Verdict};
-use crate::gate::url::{self, RequestUrl};
+use crate::gate::nonce::NonceKey;
+use crate::gate::phase::record::Timings;
+use crate::gate::phase::{self, Answer, Decision, DecisionSink, Outcome, ResponsePlan};
+use crate::gate::rate_limit::RateLimiter;
+use crate::gate::seams::{NonceKeySource, Secrets, SystemRandom, NONCE_KEY_SECRET};
 use crate::gate::Gate;
 use crate::Error;
 
@@ -34,7 +35,9 @@ struct Isolate {
     gate: Gate,
     keys: keys::EdgeKeyCache,
     crypto: webcrypto::WebCrypto,
-    nonce_key: RefCell<Option<(String, Rc<NonceKey>)>>,
+    secrets: secrets::SecretCache,
+    /// Decoded from `ATTESTGATE_NONCE_KEY` the first time a nonce is issued or checked.
+    nonce_key: OnceCell<Option<NonceKey>>,
     /// Challenge requests per client address (`CF-Connecting-IP`), bounded.
     challenges: RefCell<RateLimiter>,
 }
@@ -53,7 +56,8 @@ fn isolate() -> std::result::Result<Rc<Isolate>, Error> {
         let isolate = Rc::new(Isolate {
             keys: keys::EdgeKeyCache::new(),
             crypto: webcrypto::WebCrypto::new(),
-            nonce_key: RefCell::new(None),
+            secrets: secrets::SecretCache::default(),
+            nonce_key: OnceCell::new(),
             challenges: RefCell::new(RateLimiter::for_challenges()),
             gate,
         });
@@ -62,44 +66,35 @@ fn isolate() -> std::result::Result<Rc<Isolate>, Error> {
     })
 }
 
-/// The nonce MAC key from the `ATTESTGATE_NONCE_KEY` secret, decoded once per isolate (and again
-/// only if the secret's value changes).
-fn nonce_key(isolate: &Isolate, env: &Env) -> Option<Rc<NonceKey>> {
-    let text = read_secret(env, "ATTESTGATE_NONCE_KEY")?;
-    let mut cached = isolate.nonce_key.borrow_mut();
-    if let Some((seen, key)) = cached.as_ref() {
-        if *seen == text {
-            return Some(key.clone());
-        }
-    }
-    let key = Rc::new(NonceKey::from_base64(&text).ok()?);
-    *cached = Some((text, key.clone()));
-    Some(key)
-}
-
-/// The nonce key for one request, read from the environment only if something asks for it:
-/// most routes check no nonce, and each secret read crosses into JavaScript.
-struct LazyNonceKey<'a> {
+/// The isolate's nonce MAC key, read from the environment only if something asks for it: most
+/// routes check no nonce.
+struct IsolateNonceKey<'a, S> {
     isolate: &'a Isolate,
-    env: &'a Env,
-    key: OnceCell<Option<Rc<NonceKey>>>,
+    secrets: &'a S,
 }
 
-impl<'a> LazyNonceKey<'a> {
-    fn new(isolate: &'a Isolate, env: &'a Env) -> Self {
-        LazyNonceKey {
-            isolate,
-            env,
-            key: OnceCell::new(),
-        }
+impl<S: Secrets> NonceKeySource for IsolateNonceKey<'_, S> {
+    fn nonce_key(&self) -> Option<&NonceKey> {
+        self.isolate
+            .nonce_key
+            .get_or_init(|| {
+                let text = self.secrets.secret(NONCE_KEY_SECRET)?;
+                NonceKey::from_base64(&text).ok()
+            })
+            .as_ref()
     }
 }
 
-impl NonceKeySource for LazyNonceKey<'_> {
-    fn nonce_key(&self) -> Option<&NonceKey> {
-        self.key
-            .get_or_init(|| nonce_key(self.isolate, self.env))
-            .as_deref()
+/// The Worker's decision sinks: the log line on the console. It keeps the request's `ctx`, so
+/// a sink can hand work to `waitUntil` (an audit log, metrics) without holding the response.
+struct WorkerSinks<'a> {
+    #[allow(dead_code)] // for `waitUntil`: the sinks of later issues
+    ctx: &'a JsValue,
+}
+
+impl DecisionSink for WorkerSinks<'_> {
+    fn record(&mut self, decision: &Decision<'_>) {
+        worker::console_log!("{}", decision.log_line());
     }
 }
 
@@ -125,23 +120,10 @@ pub(crate) fn new_request(
     Ok(web_sys::Request::new_with_str_and_init(url, &init)?)
 }
 
-/// A Worker secret (or, for local development, a plain var of the same name).
-pub(crate) fn read_secret(env: &Env, name: &str) -> Option<String> {
-    env.secret(name)
-        .map(|s| s.to_string())
-        .or_else(|_| env.var(name).map(|v| v.to_string()))
-        .ok()
-        .filter(|s| !s.is_empty())
-}
-
 /// Milliseconds since the epoch. `js_sys::Date::now` is one call; `worker::Date::now` makes a
 /// Date object and asks it for the time (two).
 fn now_ms() -> f64 {
     js_sys::Date::now()
-}
-
-fn now_secs() -> i64 {
-    (now_ms() / 1000.0) as i64
 }
 
 /// A request id: 12 random bytes, base64url. The random bytes are drawn 64 ids at a time (one
@@ -172,26 +154,25 @@ fn request_id() -> String {
 /// cost). The request's future is polled once right here: a refusal or a public route is
 /// decided without ever reaching the JavaScript promise machinery, and only a request that
 /// really waits (WebCrypto, a key fetch, the nonce store) is handed to the executor
-/// ([`task`]). An
-/// allowed request resolves to the origin's own `fetch` promise, not awaited in Rust: the
-/// runtime passes the origin's response through untouched.
+/// ([`task`]). An allowed request resolves to the origin's own `fetch` promise, not awaited in
+/// Rust: the runtime passes the origin's response through untouched.
 #[wasm_bindgen]
-pub fn fetch(req: web_sys::Request, env: Env, _ctx: JsValue) -> js_sys::Promise {
-    handoff::promise(run(req, env))
+pub fn fetch(req: web_sys::Request, env: Env, ctx: JsValue) -> js_sys::Promise {
+    promise::promise(run(req, env, ctx))
 }
 
 /// One request: a Response, or (for a forwarded request) the origin's response promise.
-async fn run(req: web_sys::Request, env: Env) -> std::result::Result<JsValue, JsValue> {
+async fn run(
+    req: web_sys::Request,
+    env: Env,
+    ctx: JsValue,
+) -> std::result::Result<JsValue, JsValue> {
     let started = now_ms();
     let url_text = req.url();
-    let Some(url) = url::split(&url_text) else {
+    let Some(url) = phase::request::split(&url_text) else {
         // The runtime always hands the Worker an absolute http(s) URL; anything else is refused.
-        return Ok(respond(
-            &Error::MalformedRequest.wire("attestgate"),
-            &request_id(),
-            None,
-        )?
-        .into());
+        let wire = Error::MalformedRequest.wire("attestgate");
+        return Ok(respond(&Answer::refusal(&wire, &request_id(), None))?.into());
     };
     #[cfg(attestgate_selftest)]
     if let Some(answer) = fault_test::handle(&req, &req.method(), &url).await {
@@ -207,181 +188,145 @@ async fn run(req: web_sys::Request, env: Env) -> std::result::Result<JsValue, Js
     // write them) and it is forwarded unchanged. (worker::Method would turn an unknown method
     // into GET and a lowercase `patch` into PATCH.)
     let method = req.method();
-    let mut log = DecisionLog::new(&id, &method, url.path);
+    let mut sinks = WorkerSinks { ctx: &ctx };
 
-    let outcome = match isolate() {
+    let isolate = match isolate() {
+        Ok(isolate) => isolate,
         Err(e) => {
-            log.reason = Some(e.reason());
-            refusal(e, "attestgate", &id, None).map(Outcome::Answer)
+            let mut decision = Decision::refused(&id, &method, url.path, e, "attestgate");
+            let answer = execute_own(&mut decision);
+            return finish(decision, answer, started, &mut sinks);
         }
-        Ok(isolate) => handle(&isolate, &req, &method, &url, &env, &id, &mut log).await,
     };
-    let outcome = outcome.unwrap_or_else(|e| {
-        // A runtime error we did not map: fail closed, say nothing.
-        worker::console_error!(
-            "{{\"attestgate\":\"internal_error\",\"request_id\":\"{id}\",\"detail\":{:?}}}",
-            e.to_string()
-        );
-        log.verdict = "deny";
-        log.reason = Some(Error::Internal.reason());
-        match respond(&Error::Internal.wire("attestgate"), &id, None) {
-            Ok(r) => Outcome::Answer(r),
-            Err(_) => Outcome::Answer(web_sys::Response::error()),
-        }
-    });
-    if let Outcome::Answer(r) = &outcome {
-        log.status = Some(r.status());
-    }
-    log.latency_ms = (now_ms() - started).max(0.0).round();
-    worker::console_log!("{}", log.to_line());
-    Ok(match outcome {
-        Outcome::Answer(r) => r.into(),
-        Outcome::Forwarded(p) => p.into(),
-    })
-}
-
-/// What the handler hands back.
-enum Outcome {
-    /// The gateway's own answer (a refusal, the challenge endpoint, a DPoP response).
-    Answer(web_sys::Response),
-    /// The origin's response, still on its way.
-    Forwarded(js_sys::Promise),
-}
-
-async fn handle(
-    isolate: &Isolate,
-    req: &web_sys::Request,
-    method: &str,
-    url: &RequestUrl<'_>,
-    env: &Env,
-    id: &str,
-    log: &mut DecisionLog,
-) -> Result<Outcome> {
     let gate = &isolate.gate;
-    let now = now_secs();
-    let nonce_key = LazyNonceKey::new(isolate, env);
-    let replay = replay::DoReplay { env };
-
-    // Step 1: the challenge endpoint. Issuing is stateless (the nonce is MACed; it is recorded
-    // only when first used), so this costs no store call; it is rate-limited per client.
-    if url.path == gate.challenge_path {
-        log.route = Some(String::from("challenge"));
-        if method != "POST" {
-            let e = Error::MethodNotAllowed(crate::policy::Allow::from_static("POST"));
-            log.reason = Some(e.reason());
-            return refusal(e, &gate.realm, id, None).map(Outcome::Answer);
-        }
-        let client = ClientKey::from_header(req.headers().get("cf-connecting-ip")?.as_deref());
-        let verdict = isolate
-            .challenges
-            .borrow_mut()
-            .check(client, now_ms() as i64);
-        if let Verdict::Limited { retry_after_secs } = verdict {
-            log.reason = Some(Error::RateLimited.reason());
-            let mut wire = Error::RateLimited.wire(&gate.realm);
-            wire.retry_after = Some(retry_after_secs);
-            return respond(&wire, id, None).map(Outcome::Answer);
-        }
-        return match issue_nonce(gate, nonce_key.nonce_key(), now) {
-            Ok(text) => {
-                log.verdict = "challenge";
-                let body = format!(
-                    "{{\"nonce\":\"{text}\",\"expires_in\":{}}}",
-                    gate.challenge_ttl_secs
-                );
-                let r = json_response(&body, 200)?;
-                r.headers().set("dpop-nonce", &text)?;
-                Ok(Outcome::Answer(r))
-            }
-            Err(e) => {
-                log.reason = Some(e.reason());
-                refusal(e, &gate.realm, id, None).map(Outcome::Answer)
-            }
-        };
-    }
-
-    let host = url.host.to_ascii_lowercase();
     let inbound = worker::Headers(req.headers());
     let headers = forward::RuntimeHeaders(&inbound);
-    let htu = format!("{}{}", url.origin, url.path);
-    let view = RequestView {
-        method,
-        host: &host,
-        raw_path: url.path,
-        htu: &htu,
-        headers: &headers,
+    let request = phase::Request::new(&method, url, &headers);
+    // One clock reading: workerd's clock moves only between I/O events.
+    let now = (started / 1000.0) as i64;
+    let secrets = secrets::WorkerSecrets {
+        env: &env,
+        cache: &isolate.secrets,
+    };
+    let nonce_key = IsolateNonceKey {
+        isolate: &isolate,
+        secrets: &secrets,
     };
     let keys = keys::EdgeKeys {
-        env,
+        secrets: &secrets,
+        nonce_key: &nonce_key,
         cache: &isolate.keys,
         now,
     };
-    let seams = pipeline::Env {
+    let replay = replay::DoReplay { env: &env };
+    let seams = phase::Env {
         keys: &keys,
         verifier: &isolate.crypto,
         replay: &replay,
         nonce_key: &nonce_key,
+        random: &SystemRandom,
+        challenges: &isolate.challenges,
         now,
+        now_ms: started as i64,
     };
-    match pipeline::decide(gate, &view, &seams, log).await {
-        Ok(plan) => {
-            let sent = match forward::send(req, method, &inbound, url, gate, &plan, id) {
-                Ok(sent) => sent,
-                Err(e) => {
-                    log.verdict = "deny";
-                    log.reason = Some(e.reason());
-                    let wire = e.wire_for(gate.challenge(Some(&plan.route_id)));
-                    return respond(&wire, id, None).map(Outcome::Answer);
-                }
-            };
-            if !plan.dpop {
-                return Ok(Outcome::Forwarded(sent));
-            }
-            // RFC 9449 §8.2: the proof's nonce is spent; the response carries the next one.
-            // (An unreachable origin is already the gateway's 502; it gets the nonce too.)
-            let resp: web_sys::Response = task::Settled::new(sent).await?.unchecked_into();
-            let fresh = issue_nonce(gate, nonce_key.nonce_key(), now);
-            with_header(resp, "dpop-nonce", fresh.ok().as_deref()).map(Outcome::Answer)
-        }
-        Err(e) => {
-            log.reason = Some(e.reason());
+    let mut decision = phase::decide(gate, &request, &seams, &id).await;
+    let answer = execute(&req, &inbound, gate, &mut decision).await;
+    finish(decision, answer, started, &mut sinks)
+}
+
+/// Run the decision's plans: forward the request (and add the response headers the response
+/// plan names), or answer with the gateway's own response. A forward that cannot be sent
+/// becomes a refusal.
+async fn execute(
+    req: &web_sys::Request,
+    inbound: &worker::Headers,
+    gate: &Gate,
+    d: &mut Decision<'_>,
+) -> Result<JsValue> {
+    let sent = match &d.outcome {
+        Outcome::Forward(plan) => Some(forward::send(
+            req,
+            d.method,
+            inbound,
+            plan,
+            &gate.realm,
+            d.request_id,
+        )),
+        Outcome::Endpoint(_) | Outcome::Refused(_) => None,
+    };
+    match sent {
+        None => {}
+        Some(Err(e)) => {
             // The challenges of the route that refused (SPEC §4).
-            let wire = e.wire_for(gate.challenge(log.route.as_deref()));
-            let fresh = match wire.fresh_nonce {
-                FreshNonce::No => None,
-                _ => issue_nonce(gate, nonce_key.nonce_key(), now).ok(),
+            let wire = e.wire_for(gate.challenge(d.route));
+            d.refuse(e, Some(Answer::refusal(&wire, d.request_id, None)));
+        }
+        Some(Ok(sent)) => {
+            let ResponsePlan::Origin { headers } = &d.response else {
+                return Ok(sent.into());
             };
-            respond(&wire, id, fresh).map(Outcome::Answer)
+            if headers.is_empty() {
+                return Ok(sent.into());
+            }
+            // (An unreachable origin is already the gateway's 502; it gets the headers too.)
+            let resp: web_sys::Response = task::Settled::new(sent).await?.unchecked_into();
+            let r = with_headers(resp, headers)?;
+            d.status = Some(r.status());
+            return Ok(r.into());
         }
     }
+    execute_own(d)
 }
 
-/// Make a nonce. Nothing is stored: the MAC proves it is ours, and the store records it only
-/// when it is first used (`src/gate/store.rs`).
-fn issue_nonce(
-    gate: &Gate,
-    key: Option<&NonceKey>,
-    now: i64,
-) -> std::result::Result<String, Error> {
-    let key = key.ok_or(Error::SecretUnavailable)?;
-    let mut random = [0u8; 16];
-    getrandom::fill(&mut random).map_err(|_| Error::Internal)?;
-    let issued = nonce::issue(key, gate.nonce_shards, now, gate.challenge_ttl_secs, random)?;
-    Ok(issued.text)
-}
-
-/// The origin's response with one header added. A fetched response's headers are immutable, so
-/// this makes a new Response around the same body stream, status, status text and headers.
-fn with_header(
-    resp: web_sys::Response,
-    name: &str,
-    value: Option<&str>,
-) -> Result<web_sys::Response> {
-    let Some(value) = value else {
-        return Ok(resp);
+/// Answer with the decision's own response (a refusal, the challenge endpoint).
+fn execute_own(d: &mut Decision<'_>) -> Result<JsValue> {
+    let ResponsePlan::Own(answer) = &d.response else {
+        return Err(worker::Error::RustError("no answer planned".into()));
     };
+    let r = respond(answer)?;
+    d.status = Some(r.status());
+    Ok(r.into())
+}
+
+/// The decision is final: an execution error becomes the gateway's 500 (fail closed, say
+/// nothing), the timings are taken, and the sinks get the decision.
+fn finish(
+    mut decision: Decision<'_>,
+    answer: Result<JsValue>,
+    started: f64,
+    sinks: &mut impl DecisionSink,
+) -> std::result::Result<JsValue, JsValue> {
+    let value = answer.unwrap_or_else(|e| {
+        // A runtime error we did not map: fail closed, say nothing.
+        let id = decision.request_id;
+        worker::console_error!(
+            "{{\"attestgate\":\"internal_error\",\"request_id\":\"{id}\",\"detail\":{:?}}}",
+            e.to_string()
+        );
+        let answer = Answer::refusal(&Error::Internal.wire("attestgate"), id, None);
+        let r = respond(&answer).unwrap_or_else(|_| web_sys::Response::error());
+        decision.refuse(Error::Internal, None);
+        decision.status = Some(r.status());
+        r.into()
+    });
+    decision.timings = Timings {
+        started_ms: started,
+        latency_ms: (now_ms() - started).max(0.0).round(),
+    };
+    sinks.record(&decision);
+    Ok(value)
+}
+
+/// The origin's response with `headers` set. A fetched response's headers are immutable, so
+/// this makes a new Response around the same body stream, status, status text and headers.
+fn with_headers(
+    resp: web_sys::Response,
+    set: &[(&'static str, String)],
+) -> Result<web_sys::Response> {
     let headers = web_sys::Headers::new_with_headers(&resp.headers())?;
-    headers.set(name, value)?;
+    for (name, value) in set {
+        headers.set(name, value)?;
+    }
     let init = web_sys::ResponseInit::new();
     init.set_status(resp.status());
     init.set_status_text(&resp.status_text());
@@ -392,49 +337,19 @@ fn with_header(
     )?)
 }
 
-/// A JSON response that no cache keeps.
-fn json_response(body: &str, status: u16) -> Result<web_sys::Response> {
+/// One of the gateway's own answers: JSON that no cache keeps, with the planned headers.
+pub(crate) fn respond(answer: &Answer) -> Result<web_sys::Response> {
     let headers = web_sys::Headers::new()?;
     headers.set("content-type", "application/json")?;
     headers.set("cache-control", "no-store")?;
+    for (name, value) in &answer.headers {
+        headers.set(name, value)?;
+    }
     let init = web_sys::ResponseInit::new();
-    init.set_status(status);
+    init.set_status(answer.status);
     init.set_headers(&headers);
     Ok(web_sys::Response::new_with_opt_str_and_init(
-        Some(body),
+        Some(&answer.body),
         &init,
     )?)
-}
-
-fn refusal(e: Error, realm: &str, id: &str, fresh: Option<String>) -> Result<web_sys::Response> {
-    respond(&e.wire(realm), id, fresh)
-}
-
-pub(crate) fn respond(
-    wire: &error::Wire,
-    id: &str,
-    fresh: Option<String>,
-) -> Result<web_sys::Response> {
-    let r = json_response(&error::body(wire, id), wire.status)?;
-    let h = r.headers();
-    if let Some(value) = &wire.www_authenticate {
-        h.set("www-authenticate", value)?;
-    }
-    if let Some(secs) = wire.retry_after {
-        h.set("retry-after", &secs.to_string())?;
-    }
-    if let Some(allow) = wire.allow {
-        h.set("allow", allow)?;
-    }
-    if let Some(nonce) = fresh {
-        match wire.fresh_nonce {
-            FreshNonce::Dpop => h.set("dpop-nonce", &nonce)?,
-            FreshNonce::Attestation => {
-                h.set("dpop-nonce", &nonce)?;
-                h.set("oauth-client-attestation-challenge", &nonce)?;
-            }
-            FreshNonce::No => {}
-        }
-    }
-    Ok(r)
 }

@@ -5,7 +5,7 @@
 //!
 //! Nothing is written when a nonce is issued (it is MACed): `consume` inserts the nonce's id if
 //! absent and keeps it until the nonce's expiry, so only a request whose tokens all verified
-//! can make the object write (the pipeline consumes last, `src/gate/pipeline.rs`).
+//! can make the object write (the pipeline consumes last, `src/gate/phase/`).
 //!
 //! Exactly once: a Durable Object delivers one event at a time and only interleaves events at an
 //! `await`; SQLite calls are synchronous. Each check-and-set below is a single SQL statement with

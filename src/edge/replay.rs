@@ -10,7 +10,7 @@ use std::time::Duration;
 use worker::{Env, Headers};
 
 use crate::gate::nonce::NonceRef;
-use crate::gate::pipeline::ReplayGuard;
+use crate::gate::seams::ReplayGuard;
 use crate::gate::store::{Answer, Op, Record};
 use crate::Error;
 

@@ -114,6 +114,36 @@ pub fn ascii_json(json: String) -> String {
     out
 }
 
+/// A string as a JSON string literal, escaped exactly as serde_json escapes it.
+pub fn json_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| String::from("\"\""))
+}
+
+/// A JSON array of strings.
+pub fn json_strs<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    let members: Vec<String> = items.into_iter().map(json_str).collect();
+    format!("[{}]", members.join(","))
+}
+
+/// A JSON object's text from its members (a plain name, the JSON text of the value), written in
+/// the order given: give them sorted by name for the text `serde_json::json!` makes (its `Map`
+/// keeps members sorted). The gateway's other JSON lines are made with this rather than
+/// building a `serde_json::Value` for each (less code in the Worker).
+pub fn json_object(members: &[(&str, &str)]) -> String {
+    let mut out = String::from("{");
+    for (i, (name, value)) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        out.push_str(name);
+        out.push_str("\":");
+        out.push_str(value);
+    }
+    out.push('}');
+    out
+}
+
 fn push_bounded(list: &mut Vec<String>, value: &str) {
     if list.len() < MAX_LIST && !list.iter().any(|v| v == value) {
         list.push(bounded(value));
@@ -171,6 +201,28 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["subject"], sub);
         assert_eq!(v["path"], "/é");
+    }
+
+    #[test]
+    fn json_texts_are_the_ones_serde_json_makes() {
+        let tricky = "q\"b\\s/\u{0}\u{1f}\n\r\t\u{7f}é\u{2028}😀";
+        for s in ["", "plain", tricky] {
+            assert_eq!(json_str(s), serde_json::Value::from(s).to_string());
+        }
+        assert_eq!(json_strs([]), json!([]).to_string());
+        assert_eq!(json_strs(["a", tricky]), json!(["a", tricky]).to_string());
+        let made = json_object(&[
+            ("attestgate", &json_str("e")),
+            ("index", "7"),
+            ("kid", "null"),
+            ("kids", &json_strs([tricky])),
+            ("provider", &json_str(tricky)),
+        ]);
+        let want = json!({
+            "provider": tricky, "kids": [tricky], "attestgate": "e", "index": 7, "kid": null
+        });
+        assert_eq!(made, want.to_string());
+        assert_eq!(json_object(&[]), json!({}).to_string());
     }
 
     #[test]

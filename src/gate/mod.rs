@@ -1,12 +1,15 @@
-//! The decision pipeline: from a request and a matched route to "forward with these headers"
-//! or a typed [`crate::Error`]. Pure: keys, replay state, time and randomness come in through seams.
+//! The decision core: from a request to "forward it like this" or a typed [`crate::Error`], as a
+//! [`phase::Decision`]. Pure: keys, replay state, secrets, time and randomness come in through
+//! the [`seams`]. The map of the whole is `docs/architecture.md`.
 //!
-//! - [`extract`]: where each provider's credential is, duplicates refused;
-//! - [`pipeline`]: the authenticator (SPEC §3 steps 2–10) and its seams [`pipeline::KeySource`]
-//!   and [`pipeline::ReplayGuard`];
-//! - [`runtime`]: the compiled policy as the pipeline uses it, built once per isolate;
+//! - [`phase`]: the phases in SPEC §3 order (request, authenticate, authorize, single use,
+//!   forward, response, record), composed into [`phase::decide`];
+//! - [`family`]: credential families behind one trait (the JWT family today);
+//! - [`seams`]: `KeySource`, `ReplayGuard`, the nonce key, `Secrets`, `Random`, and the
+//!   signature seams;
+//! - [`compiled`]: the compiled policy as the phases use it, built once per isolate;
+//! - [`extract`]: reading a credential header, duplicates refused;
 //! - [`dpop`], [`binding`], [`nonce`]: proof-of-possession, token binding, challenge nonces;
-//! - [`forward_plan`]: which inbound headers the origin request loses and which it gets;
 //! - [`key_cache`]: when to fetch a JWKS, when stale keys may serve, when to answer 503;
 //! - [`log`]: the one decision log line;
 //! - [`url`]: the parts of the request URL, split without a second parse;
@@ -15,21 +18,20 @@
 //! - [`token_cache`]: tokens whose signature verified, per isolate (only the signature check is skipped).
 
 pub mod binding;
+pub mod compiled;
 pub mod dpop;
 pub mod extract;
-pub mod forward_plan;
+pub mod family;
 pub mod key_cache;
 pub mod log;
 // Fixed ranges of a fixed-size nonce array, after its length was checked.
 #[allow(clippy::indexing_slicing)]
 pub mod nonce;
-// `digest[0]` of a SHA-256 digest (32 bytes); the pipeline is being reworked (issue 13).
-#[allow(clippy::indexing_slicing)]
-pub mod pipeline;
+pub mod phase;
 pub mod rate_limit;
-pub mod runtime;
+pub mod seams;
 pub mod store;
 pub mod token_cache;
 pub mod url;
 
-pub use runtime::{Gate, KeySpec, ProviderRt};
+pub use compiled::{Gate, KeySpec, ProviderRt};

@@ -24,9 +24,8 @@
 //!
 //! Pure: no clock of its own (`now` is a parameter), no I/O.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use sha2::{Digest, Sha256};
 
@@ -69,7 +68,8 @@ struct Inner {
 
 /// Tokens whose signature verified, per isolate.
 pub struct VerifiedCache {
-    inner: RefCell<Inner>,
+    /// A mutex so a gateway stays `Send + Sync` for embedders; uncontended in the Worker.
+    inner: Mutex<Inner>,
     /// Per generation.
     max_entries: usize,
     max_bytes: usize,
@@ -93,10 +93,14 @@ impl VerifiedCache {
     /// A cache of at most `max_entries` entries and `max_bytes` token bytes in all.
     pub fn new(max_entries: usize, max_bytes: usize) -> Self {
         VerifiedCache {
-            inner: RefCell::new(Inner::default()),
+            inner: Mutex::new(Inner::default()),
             max_entries: (max_entries / 2).max(1),
             max_bytes: max_bytes / 2,
         }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Whether a signature by `key` is worth caching: public-key algorithms only (an HMAC costs
@@ -119,7 +123,7 @@ impl VerifiedCache {
     /// `now`. A stale entry (other key set, past `exp`) is dropped; a live one in the old
     /// generation moves to the young one.
     pub fn hit(&self, digest: &TokenDigest, keys: &Arc<KeySet>, now: i64) -> bool {
-        let mut inner = self.inner.borrow_mut();
+        let mut inner = self.lock();
         let live =
             |e: &Entry| now < e.exp && e.keys.upgrade().is_some_and(|k| Arc::ptr_eq(&k, keys));
         if let Some(e) = inner.young.map.get(digest) {
@@ -146,7 +150,7 @@ impl VerifiedCache {
             return;
         }
         {
-            let mut inner = self.inner.borrow_mut();
+            let mut inner = self.lock();
             inner.young.take(&digest);
             inner.old.take(&digest);
         }
@@ -161,7 +165,7 @@ impl VerifiedCache {
     }
 
     fn put(&self, digest: TokenDigest, entry: Entry) {
-        let mut inner = self.inner.borrow_mut();
+        let mut inner = self.lock();
         if inner.young.map.len() >= self.max_entries
             || inner.young.bytes + entry.bytes > self.max_bytes
         {
@@ -174,12 +178,12 @@ impl VerifiedCache {
 
     /// Forget everything (the native CPU gate measures full decisions).
     pub fn clear(&self) {
-        *self.inner.borrow_mut() = Inner::default();
+        *self.lock() = Inner::default();
     }
 
     /// Entries held now (for tests and metrics).
     pub fn len(&self) -> usize {
-        let inner = self.inner.borrow();
+        let inner = self.lock();
         inner.young.map.len() + inner.old.map.len()
     }
 

@@ -18,6 +18,9 @@ pub struct RequestUrl<'a> {
     pub path: &'a str,
     /// The query without its `?`, if there is one.
     pub query: Option<&'a str>,
+    /// `origin` and `path` together: the URL without its query (the DPoP `htu`), a slice of the
+    /// same text, so no copy is made.
+    pub htu: &'a str,
 }
 
 /// Split an absolute `http`/`https` URL. `None` for anything else, for user info in the
@@ -53,6 +56,7 @@ pub fn split(url: &str) -> Option<RequestUrl<'_>> {
         host,
         path,
         query,
+        htu: &url[..origin.len() + path.len()],
     })
 }
 
@@ -61,7 +65,10 @@ mod tests {
     use super::*;
 
     fn parts(url: &str) -> Option<(&str, &str, &str, Option<&str>)> {
-        split(url).map(|u| (u.origin, u.host, u.path, u.query))
+        split(url).map(|u| {
+            assert_eq!(u.htu, format!("{}{}", u.origin, u.path));
+            (u.origin, u.host, u.path, u.query)
+        })
     }
 
     #[test]
@@ -145,6 +152,7 @@ mod tests {
                         assert_eq!(Some(u.host), parsed.host_str(), "{parsed}");
                         assert_eq!(u.path, parsed.path(), "{parsed}");
                         assert_eq!(u.query, parsed.query(), "{parsed}");
+                        assert_eq!(u.htu, format!("{}{}", u.origin, u.path), "{parsed}");
                         checked += 1;
                     }
                 }

@@ -12,12 +12,12 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use attestgate::api::{
-    self, block_on_ready, Gateway, KeySet, KeySpec, MemoryReplay, NativeVerifier, Request, Seams,
-    StaticKeys,
+    self, block_on_ready, ForwardPlan, Gateway, KeySet, KeySpec, MemoryReplay, NativeVerifier,
+    Outcome, Request, Seams, StaticKeys,
 };
-use attestgate::gate::runtime::hmac_keys;
+use attestgate::gate::compiled::hmac_keys;
 use attestgate::jose::{self, JwksLimits};
-use attestgate::policy::Route;
+use attestgate::policy::{Route, ROUTE_HEADER};
 use attestgate::Error;
 use serde_json::{Map, Value};
 
@@ -213,16 +213,22 @@ pub fn explain(args: &[String]) -> ExitCode {
                     .join(", ")
             ));
         };
-        let value = match &p.scheme {
+        let Some(family) = p.jwt() else {
+            return usage(&format!(
+                "--token {name}: provider {name:?} does not take JWTs"
+            ));
+        };
+        let value = match &family.scheme {
             Some(s) => format!("{s} {jwt}"),
             None => jwt.clone(),
         };
-        headers.push((p.header.clone(), value));
+        headers.push((family.header.clone(), value));
         println!();
         println!(
             "token {name} (sent in {}{})",
-            p.header,
-            p.scheme
+            family.header,
+            family
+                .scheme
                 .as_ref()
                 .map(|s| format!(", scheme {s}"))
                 .unwrap_or_default()
@@ -234,9 +240,9 @@ pub fn explain(args: &[String]) -> ExitCode {
         // The core's own checks, in the gateway's order: form and header, then claims.
         let checked = jose::jws::parse(
             jwt,
-            &p.profile.algs,
-            &p.profile.token_types,
-            &p.profile.limits,
+            &family.profile.algs,
+            &family.profile.token_types,
+            &family.profile.limits,
         )
         .and_then(|jws| {
             println!(
@@ -247,7 +253,7 @@ pub fn explain(args: &[String]) -> ExitCode {
                 println!("  payload {}", Value::Object(claims.clone()));
                 decoded.push((name.clone(), claims));
             }
-            jose::claims::validate(jws.claims_b64, &p.profile.rules, args.now)
+            jose::claims::validate(jws.claims_b64, &family.profile.rules, args.now)
         });
         match checked {
             Ok(_) => println!(
@@ -298,18 +304,17 @@ pub fn explain(args: &[String]) -> ExitCode {
             headers: &headers,
         };
         // Every seam here is in memory: the decision never waits.
-        let outcome =
-            block_on_ready(async { Ok(gateway.decide(&req, &seams, args.now, "explain").await) })
-                .and_then(|decision| decision.outcome);
-        match &outcome {
-            Ok(fwd) => {
-                println!("decision  the gateway's pipeline, at --now {}", args.now);
-                print_allow(fwd, &path, route.is_some_and(Route::is_public));
-            }
-            Err(e) => {
-                println!("decision  the gateway's pipeline, at --now {}", args.now);
-                print_refusal(*e, realm);
-            }
+        let decision =
+            block_on_ready(async { Ok(gateway.decide(&req, &seams, args.now, "explain").await) });
+        println!("decision  the gateway's pipeline, at --now {}", args.now);
+        match decision.as_ref().map(|d| &d.outcome) {
+            Ok(Outcome::Forward(fwd)) => print_allow(fwd, &path, fwd.is_public()),
+            Ok(Outcome::Refused(e)) => print_refusal(*e, realm),
+            Err(e) => print_refusal(*e, realm),
+            Ok(Outcome::Endpoint(_)) => println!(
+                "verdict   challenge endpoint: POST {} issues a nonce",
+                gate.challenge_path
+            ),
         }
     } else {
         println!(
@@ -386,7 +391,7 @@ fn print_refusal(e: Error, realm: &str) {
     }
 }
 
-fn print_allow(fwd: &api::Forward, path: &str, public: bool) {
+fn print_allow(fwd: &ForwardPlan<'_>, path: &str, public: bool) {
     println!(
         "verdict   ALLOW{}: forward to {}{path}",
         if public {
@@ -394,18 +399,20 @@ fn print_allow(fwd: &api::Forward, path: &str, public: bool) {
         } else {
             ""
         },
-        fwd.origin.trim_end_matches('/')
+        fwd.route.origin.trim_end_matches('/')
     );
+    // x-verified-route (set by the gateway, so any spelling of it is deleted) and the
+    // credential headers the route's families consumed.
+    let strip: Vec<&str> = std::iter::once(ROUTE_HEADER)
+        .chain(fwd.headers.consumed().iter().map(String::as_str))
+        .collect();
+    let claims = fwd.headers.claims();
     println!(
-        "  strip   every inbound {}* header{}",
-        fwd.plan.strip_prefix,
-        if fwd.plan.strip.is_empty() {
-            String::new()
-        } else {
-            format!(", and {}", fwd.plan.strip.join(", "))
-        }
+        "  strip   every inbound {}* header, and {}",
+        claims.strip_prefix,
+        strip.join(", ")
     );
-    for (name, value) in &fwd.plan.set {
+    for (name, value) in &claims.set {
         println!("  set     {name}: {value}");
     }
 }

@@ -1,18 +1,18 @@
-//! The compiled policy in the form the pipeline uses: built once per isolate from the policy the
-//! build embedded, never per request.
+//! The compiled policy in the form the phases use: built once per isolate from the policy the
+//! build embedded, never per request. Each provider's credential family
+//! ([`crate::gate::family`]) and each route's challenges and consumed credential headers are
+//! resolved here.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::error::Challenge;
+use crate::gate::family::{CredentialFamily, Family};
 use crate::gate::key_cache::CacheTimes;
 use crate::gate::nonce::{decode_any_base64, MAX_SHARDS};
 use crate::gate::token_cache::VerifiedCache;
-use crate::jose::{ClaimRules, JwksLimits, Key, KeySet, Limits, Profile};
-use crate::policy::{
-    Access, Binding, Denial, HeaderPlan, KeyOrigin, MemberPath, Policy, Provider, Route, Secret,
-    VerifiedTokens,
-};
+use crate::jose::{JwksLimits, Key, KeySet};
+use crate::policy::{Access, Denial, HeaderPlan, Policy, Provider, Route, Secret, VerifiedTokens};
 use crate::Error;
 
 /// Where a provider's keys come from, resolved for the runtime.
@@ -59,20 +59,34 @@ pub fn hmac_keys(secrets: &[Secret], values: &[Option<&str>]) -> Result<KeySet, 
     Ok(KeySet::from_keys(keys))
 }
 
-/// One provider, ready for verification.
+/// One provider, ready for verification: its keys and its credential family.
 #[derive(Debug, Clone)]
 pub struct ProviderRt {
     pub name: String,
-    pub header: String,
-    pub scheme: Option<String>,
-    pub dpop: bool,
-    pub profile: Profile,
+    pub keys: KeySpec,
     /// An unknown `kid` may trigger a JWKS refresh.
     pub refreshable: bool,
-    pub binding: Option<Binding>,
-    pub nonce_claim: Option<MemberPath>,
-    pub replay_jti: bool,
-    pub keys: KeySpec,
+    /// What its credential is and how it is checked.
+    pub family: Family,
+}
+
+impl ProviderRt {
+    /// The provider's JWT family settings, when it is a JWT provider.
+    pub fn jwt(&self) -> Option<&crate::gate::family::jwt::Jwt> {
+        match &self.family {
+            Family::Jwt(jwt) => Some(jwt),
+        }
+    }
+}
+
+/// What the phases need of a route beyond the policy's own description.
+#[derive(Debug)]
+struct RouteRt {
+    /// Its `WWW-Authenticate` schemes.
+    challenge: Challenge,
+    /// The request headers its providers' credentials occupy, deleted before forwarding
+    /// (none with `forward_tokens = true`).
+    consumed: Vec<String>,
 }
 
 /// The gateway: policy, providers and the gateway-wide settings.
@@ -86,8 +100,9 @@ pub struct Gate {
     pub challenge_ttl_secs: i64,
     pub nonce_shards: u8,
     pub claims_header_prefix: String,
-    /// Each route's `WWW-Authenticate` schemes, by route id (and the gateway-wide Bearer one).
-    challenges: HashMap<String, Challenge>,
+    /// Each route's challenges and consumed headers, by route id (and the gateway-wide Bearer
+    /// challenge).
+    routes: HashMap<String, RouteRt>,
     default_challenge: Challenge,
     /// Seconds the origin has to send its response headers.
     pub origin_timeout_secs: u32,
@@ -115,14 +130,14 @@ impl Gate {
             .iter()
             .map(|p| Ok((p.name.clone(), provider_rt(p, skew_secs)?)))
             .collect::<Result<HashMap<_, _>, Error>>()?;
-        let challenges = policy
+        let routes = policy
             .routes()
             .iter()
-            .map(|r| (r.id.clone(), route_challenge(&gw.realm, r, &providers)))
+            .map(|r| (r.id.clone(), route_rt(&gw.realm, r, &providers)))
             .collect();
         Ok(Self {
             verified: VerifiedCache::default(),
-            challenges,
+            routes,
             default_challenge: Challenge::bearer(&gw.realm),
             realm: gw.realm.clone(),
             skew_secs,
@@ -178,8 +193,16 @@ impl Gate {
     /// for anything else).
     pub fn challenge(&self, route_id: Option<&str>) -> &Challenge {
         route_id
-            .and_then(|id| self.challenges.get(id))
-            .unwrap_or(&self.default_challenge)
+            .and_then(|id| self.routes.get(id))
+            .map_or(&self.default_challenge, |r| &r.challenge)
+    }
+
+    /// The request headers the credential families of `route`'s providers consume: what the
+    /// forward plan deletes besides the claims prefix and the override and hop-by-hop headers.
+    pub fn consumed(&self, route: &Route) -> &[String] {
+        self.routes
+            .get(&route.id)
+            .map_or(&[][..], |r| r.consumed.as_slice())
     }
 
     pub fn requires_all(route: &Route) -> bool {
@@ -196,38 +219,39 @@ impl Gate {
     }
 }
 
-/// The schemes a route's challenges name: `DPoP` if some required provider takes DPoP, `Bearer`
-/// if some takes Bearer (or none takes either).
-fn route_challenge(
-    realm: &str,
-    route: &Route,
-    providers: &HashMap<String, ProviderRt>,
-) -> Challenge {
+/// A route's challenges and consumed headers. The challenges name `DPoP` if some required
+/// provider takes DPoP, `Bearer` if some takes Bearer (or none takes either). The consumed
+/// headers are its providers' families' ([`CredentialFamily::consumes`]), each once, in the
+/// order the route names the providers.
+fn route_rt(realm: &str, route: &Route, providers: &HashMap<String, ProviderRt>) -> RouteRt {
     let (mut bearer, mut dpop) = (false, false);
+    let mut consumed: Vec<String> = Vec::new();
     for p in route
         .access
         .providers()
         .iter()
         .filter_map(|n| providers.get(n))
     {
-        if p.dpop {
-            dpop = true;
-        } else if p
-            .scheme
-            .as_deref()
-            .is_some_and(|s| s.eq_ignore_ascii_case("Bearer"))
-        {
-            bearer = true;
+        let schemes = p.family.schemes();
+        bearer |= schemes.bearer;
+        dpop |= schemes.dpop;
+        if !route.forward_tokens {
+            for header in p.family.consumes() {
+                if !consumed.contains(header) {
+                    consumed.push(header.clone());
+                }
+            }
         }
     }
-    Challenge::new(realm, bearer, dpop)
+    RouteRt {
+        challenge: Challenge::new(realm, bearer, dpop),
+        consumed,
+    }
 }
 
 fn provider_rt(p: &Provider, skew_secs: i64) -> Result<ProviderRt, Error> {
-    let algs = p.algorithms.clone();
-    if algs.is_empty() {
-        return Err(Error::PolicyUnavailable);
-    }
+    use crate::policy::KeyOrigin;
+    let family = Family::compile(p, skew_secs)?;
     let keys = match &p.keys {
         KeyOrigin::JwksUri(uri) => KeySpec::Jwks {
             uri: uri.clone(),
@@ -243,37 +267,11 @@ fn provider_rt(p: &Provider, skew_secs: i64) -> Result<ProviderRt, Error> {
         }
         KeyOrigin::Secrets(list) => KeySpec::Secret(list.clone()),
     };
-    let scheme = if p.dpop {
-        Some(String::from("DPoP"))
-    } else {
-        p.from.scheme.clone()
-    };
     Ok(ProviderRt {
         name: p.name.clone(),
-        header: p.from.header.clone(),
-        scheme,
-        dpop: p.dpop,
-        profile: Profile {
-            algs,
-            token_types: p.token_types.clone(),
-            rules: ClaimRules {
-                issuer: p.issuer.clone(),
-                audiences: p.audiences.clone(),
-                skew_secs,
-                max_lifetime_secs: Some(secs(p.max_lifetime_secs)),
-                required: p
-                    .required_claims
-                    .iter()
-                    .map(|c| c.segments().to_vec())
-                    .collect(),
-            },
-            limits: Limits::default(),
-        },
         refreshable: matches!(p.keys, KeyOrigin::JwksUri(_)),
-        binding: p.binding.clone(),
-        nonce_claim: p.nonce_claim.clone(),
-        replay_jti: p.replay_jti,
         keys,
+        family,
     })
 }
 

@@ -1,5 +1,9 @@
-//! The forward decision (SPEC §3 step 10) as data: which inbound headers the outbound request
-//! loses and which it gets. Pure; `src/edge/forward.rs` only executes it.
+//! The forward phase (SPEC §3 step 10) as data: where an allowed request goes and which inbound
+//! headers the outbound request loses and which it gets. Pure; `src/edge/forward.rs` only
+//! executes it.
+//!
+//! The target is the route's origin (without a trailing `/`), then the request's path and
+//! query exactly as received: the path the gateway matched is the path the origin gets.
 //!
 //! Deleted from the copy of the inbound headers, each name compared ASCII-case-insensitively
 //! **and with `_` read as `-`**, because CGI-style servers (uWSGI, older gunicorn, Puma, ...)
@@ -9,7 +13,8 @@
 //! - the method and URL override headers ([`PASSABLE_HEADERS`]: `x-http-method-override`,
 //!   `x-http-method`, `x-method-override`, `x-original-url`, `x-rewrite-url`, `forwarded`) and
 //!   every `x-forwarded-*`, unless the route lists that exact name in `pass_headers`;
-//! - the consumed credential headers of the [`HeaderPlan`] (`forward_tokens = false`);
+//! - the request headers the route's credential families consumed
+//!   ([`crate::gate::family::CredentialFamily::consumes`]; none with `forward_tokens = true`);
 //! - `host` and the hop-by-hop headers.
 //!
 //! Set, after that: the plan's verified-claims headers and `x-verified-route`, then
@@ -24,17 +29,20 @@
 //! Cost: one pass over the names the runtime lists, a few byte comparisons per name, no
 //! allocation (deletions are a lazy filter over the names, the set list borrows the plan).
 
-use crate::policy::{HeaderPlan, PASSABLE_HEADERS};
+use crate::gate::extract::HeaderSource;
+use crate::gate::phase::request::Request;
+use crate::gate::Gate;
+use crate::policy::{HeaderPlan, Route, PASSABLE_HEADERS};
 
 /// What the gateway saw of the request, for the `X-Forwarded-*` headers it sets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seen<'a> {
     /// The request URL's scheme, `http` or `https`.
     pub proto: &'a str,
     /// The authority the request was sent to (the `Host`, with its port if it had one).
     pub host: &'a str,
     /// The runtime's client address (`CF-Connecting-IP`), if it gave one.
-    pub client: Option<&'a str>,
+    pub client: Option<String>,
 }
 
 /// The headers the gateway always sets from what it saw.
@@ -59,28 +67,94 @@ const HOP_BY_HOP: [&str; 9] = [
 /// Longest client address taken for `X-Forwarded-For` (an IPv6 literal with an IPv4 tail is 45).
 const MAX_CLIENT: usize = 45;
 
-/// The outbound headers of one allowed request, relative to a copy of the inbound ones.
+/// An allowed request, as it goes to the origin.
 #[derive(Debug, Clone)]
 pub struct ForwardPlan<'a> {
-    headers: &'a HeaderPlan,
-    pass: &'a [String],
-    forwarded: [(&'static str, Option<&'a str>); 3],
+    /// The matched route (its id, origin, `pass_headers`; public or not).
+    pub route: &'a Route,
+    /// The origin request's URL: the route's origin, then the request's path and query.
+    pub target: String,
+    /// The outbound headers, relative to a copy of the inbound ones.
+    pub headers: HeaderEdits<'a>,
 }
 
-impl<'a> ForwardPlan<'a> {
-    /// The plan for a route that passes `pass` (its `pass_headers`), with the verified header
-    /// plan `headers`, for a request the gateway saw as `seen`.
-    pub fn new(pass: &'a [String], headers: &'a HeaderPlan, seen: &Seen<'a>) -> Self {
-        let client = seen.client.filter(|c| is_ip_literal(c));
-        ForwardPlan {
-            headers,
+impl ForwardPlan<'_> {
+    pub fn route_id(&self) -> &str {
+        &self.route.id
+    }
+
+    pub fn is_public(&self) -> bool {
+        self.route.is_public()
+    }
+}
+
+/// Plan the forward of a request allowed on `route` with the verified header plan `claims`.
+pub fn plan<'a, H: HeaderSource + ?Sized>(
+    gate: &'a Gate,
+    route: &'a Route,
+    claims: HeaderPlan,
+    req: &Request<'a, H>,
+) -> ForwardPlan<'a> {
+    let url = &req.url;
+    let origin = route.origin.trim_end_matches('/');
+    let target = match url.query {
+        Some(query) => format!("{origin}{}?{query}", url.path),
+        None => format!("{origin}{}", url.path),
+    };
+    let (proto, authority) = url.origin.split_once("://").unwrap_or(("https", url.host));
+    let seen = Seen {
+        proto,
+        host: authority,
+        client: req.headers.header("cf-connecting-ip"),
+    };
+    ForwardPlan {
+        route,
+        target,
+        headers: HeaderEdits::new(&route.pass_headers, gate.consumed(route), claims, seen),
+    }
+}
+
+/// The outbound headers of one allowed request, relative to a copy of the inbound ones.
+#[derive(Debug, Clone)]
+pub struct HeaderEdits<'a> {
+    claims: HeaderPlan,
+    pass: &'a [String],
+    consumed: &'a [String],
+    proto: &'a str,
+    host: &'a str,
+    /// The client address, when it is an IP literal.
+    client: Option<String>,
+}
+
+impl<'a> HeaderEdits<'a> {
+    /// The edits for a route that passes `pass` (its `pass_headers`) and whose credential
+    /// families consumed `consumed`, with the verified header plan `claims` (its `set` list;
+    /// the credential headers it deletes are `consumed`), for a request the gateway saw as
+    /// `seen`.
+    pub fn new(
+        pass: &'a [String],
+        consumed: &'a [String],
+        claims: HeaderPlan,
+        seen: Seen<'a>,
+    ) -> Self {
+        HeaderEdits {
+            claims,
             pass,
-            forwarded: [
-                (X_FORWARDED_HOST, Some(seen.host)),
-                (X_FORWARDED_PROTO, Some(seen.proto)),
-                (X_FORWARDED_FOR, client),
-            ],
+            consumed,
+            proto: seen.proto,
+            host: seen.host,
+            client: seen.client.filter(|c| is_ip_literal(c)),
         }
+    }
+
+    /// The verified-claims header plan (what the route's `forward` headers became).
+    pub fn claims(&self) -> &HeaderPlan {
+        &self.claims
+    }
+
+    /// The credential headers deleted, as the route's families consumed them.
+    pub fn consumed(&self) -> &[String] {
+        self.consumed
     }
 
     /// The inbound headers to delete, in the order given: `names` as the runtime lists them
@@ -102,7 +176,7 @@ impl<'a> ForwardPlan<'a> {
             return false;
         }
         let n = name.as_bytes();
-        if starts_with_folded(n, self.headers.strip_prefix.as_bytes()) {
+        if starts_with_folded(n, self.claims.strip_prefix.as_bytes()) {
             return true;
         }
         if starts_with_folded(n, X_FORWARDED.as_bytes())
@@ -112,13 +186,9 @@ impl<'a> ForwardPlan<'a> {
         }
         name.eq_ignore_ascii_case("host")
             || HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+            || self.consumed.iter().any(|s| eq_folded(n, s.as_bytes()))
             || self
-                .headers
-                .strip
-                .iter()
-                .any(|s| eq_folded(n, s.as_bytes()))
-            || self
-                .headers
+                .claims
                 .set
                 .iter()
                 .any(|(s, _)| eq_folded(n, s.as_bytes()))
@@ -128,24 +198,28 @@ impl<'a> ForwardPlan<'a> {
     /// `x-verified-route`, then `x-forwarded-host`, `-proto` and (when known) `-for`.
     pub fn sets(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
         let claims = self
-            .headers
+            .claims
             .set
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()));
-        let forwarded = self
-            .forwarded
-            .iter()
-            .filter_map(|(n, v)| v.map(|v| (*n, v)));
-        claims.chain(forwarded)
+        claims.chain(self.forwarded().filter_map(|(n, v)| v.map(|v| (n, v))))
+    }
+
+    fn forwarded(&self) -> impl Iterator<Item = (&'static str, Option<&str>)> + '_ {
+        [
+            (X_FORWARDED_HOST, Some(self.host)),
+            (X_FORWARDED_PROTO, Some(self.proto)),
+            (X_FORWARDED_FOR, self.client.as_deref()),
+        ]
+        .into_iter()
     }
 
     /// Whether `name` is exactly (ASCII case aside) one of the headers set.
     fn sets_exactly(&self, name: &str) -> bool {
-        self.forwarded
-            .iter()
+        self.forwarded()
             .any(|(n, v)| v.is_some() && n.eq_ignore_ascii_case(name))
             || self
-                .headers
+                .claims
                 .set
                 .iter()
                 .any(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -198,20 +272,28 @@ mod tests {
         }
     }
 
-    const SEEN: Seen<'static> = Seen {
-        proto: "https",
-        host: "api.example.com",
-        client: Some("203.0.113.7"),
-    };
+    /// The credential headers the route's families consumed.
+    fn consumed() -> Vec<String> {
+        vec!["authorization".into(), "approov-token".into()]
+    }
 
-    fn deleted<'a>(p: &'a ForwardPlan<'a>, names: &'a [&'a str]) -> Vec<&'a str> {
+    fn seen() -> Seen<'static> {
+        Seen {
+            proto: "https",
+            host: "api.example.com",
+            client: Some("203.0.113.7".into()),
+        }
+    }
+
+    fn deleted<'a>(p: &'a HeaderEdits<'a>, names: &'a [&'a str]) -> Vec<&'a str> {
         p.deletes(names.iter().copied()).collect()
     }
 
     #[test]
     fn claims_prefix_spellings_are_deleted() {
         let hp = header_plan();
-        let p = ForwardPlan::new(&[], &hp, &SEEN);
+        let c = consumed();
+        let p = HeaderEdits::new(&[], &c, hp.clone(), seen());
         let names = [
             "x-verified-admin",
             "x_verified_user",
@@ -235,7 +317,8 @@ mod tests {
     #[test]
     fn override_and_forwarding_headers_are_deleted_unless_passed() {
         let hp = header_plan();
-        let p = ForwardPlan::new(&[], &hp, &SEEN);
+        let c = consumed();
+        let p = HeaderEdits::new(&[], &c, hp.clone(), seen());
         for name in [
             "x-http-method-override",
             "x-http-method",
@@ -256,7 +339,7 @@ mod tests {
             "x-http-method-override".to_owned(),
             "x-forwarded-prefix".to_owned(),
         ];
-        let p = ForwardPlan::new(&pass, &hp, &SEEN);
+        let p = HeaderEdits::new(&pass, &c, hp.clone(), seen());
         assert!(!p.deletes_name("x-http-method-override"));
         assert!(!p.deletes_name("X-HTTP-Method-Override"));
         assert!(!p.deletes_name("x-forwarded-prefix"));
@@ -265,13 +348,14 @@ mod tests {
         assert!(p.deletes_name("x-method-override"));
         // The claims prefix is never passed.
         let pass = vec!["x-verified-user".to_owned()];
-        assert!(ForwardPlan::new(&pass, &hp, &SEEN).deletes_name("x_verified_user"));
+        assert!(HeaderEdits::new(&pass, &c, hp.clone(), seen()).deletes_name("x_verified_user"));
     }
 
     #[test]
     fn consumed_credentials_host_and_hop_by_hop_are_deleted() {
         let hp = header_plan();
-        let p = ForwardPlan::new(&[], &hp, &SEEN);
+        let c = consumed();
+        let p = HeaderEdits::new(&[], &c, hp.clone(), seen());
         for name in [
             "authorization",
             "approov-token",
@@ -298,7 +382,8 @@ mod tests {
     #[test]
     fn the_gateway_sets_what_it_saw() {
         let hp = header_plan();
-        let p = ForwardPlan::new(&[], &hp, &SEEN);
+        let c = consumed();
+        let p = HeaderEdits::new(&[], &c, hp.clone(), seen());
         let set: Vec<_> = p.sets().collect();
         assert_eq!(
             set,
@@ -319,6 +404,7 @@ mod tests {
     #[test]
     fn without_a_client_address_x_forwarded_for_is_removed_not_set() {
         let hp = header_plan();
+        let c = consumed();
         for client in [
             None,
             Some(""),
@@ -326,17 +412,20 @@ mod tests {
             Some("localhost"),
             Some("1.2.3.4 "),
         ] {
-            let seen = Seen { client, ..SEEN };
-            let p = ForwardPlan::new(&[], &hp, &seen);
+            let seen = Seen {
+                client: client.map(str::to_owned),
+                ..seen()
+            };
+            let p = HeaderEdits::new(&[], &c, hp.clone(), seen);
             assert!(p.sets().all(|(n, _)| n != "x-forwarded-for"), "{client:?}");
             assert!(p.deletes_name("x-forwarded-for"), "{client:?}");
         }
         for client in ["127.0.0.1", "::1", "2001:db8::7", "::ffff:192.0.2.1"] {
             let seen = Seen {
-                client: Some(client),
-                ..SEEN
+                client: Some(client.to_owned()),
+                ..seen()
             };
-            let p = ForwardPlan::new(&[], &hp, &seen);
+            let p = HeaderEdits::new(&[], &c, hp.clone(), seen);
             assert!(
                 p.sets().any(|s| s == ("x-forwarded-for", client)),
                 "{client}"
@@ -347,7 +436,8 @@ mod tests {
     #[test]
     fn deletes_keeps_the_runtime_order_in_one_pass() {
         let hp = header_plan();
-        let p = ForwardPlan::new(&[], &hp, &SEEN);
+        let c = consumed();
+        let p = HeaderEdits::new(&[], &c, hp.clone(), seen());
         let names = "accept\nauthorization\nhost\nx-forwarded-for\nx-other\nx_verified_user";
         let got: Vec<&str> = p.deletes(names.split('\n')).collect();
         assert_eq!(got, ["authorization", "host", "x_verified_user"]);

@@ -4,7 +4,7 @@
 //! are decided within the first poll, and there is no point in paying for a JavaScript task,
 //! microtasks and closures (`future_to_promise`) to run them. A request that does wait
 //! (WebCrypto, a key fetch, the nonce store) is handed over to the executor after that first
-//! poll (`src/edge/handoff.rs`).
+//! poll (`src/edge/promise.rs`).
 //!
 //! The first poll has no executor to wake yet, and some futures keep the waker of their *first*
 //! poll only (`worker::Delay` does). So the inner future is always polled with one stable
