@@ -67,7 +67,7 @@ fn profile() -> Profile {
             audiences: vec![AUDIENCE.into()],
             skew_secs: 60,
             max_lifetime_secs: Some(3600),
-            required: vec!["sub".into(), "cnf.jkt".into()],
+            required: vec![vec!["sub".into()], vec!["cnf".into(), "jkt".into()]],
         },
         limits: Limits::default(),
     }
@@ -96,7 +96,9 @@ fn check_signed(header: &[u8], claims: &[u8]) {
         other => panic!("accepted aud {other:?}"),
     }
     assert!(claims.sub().is_some());
-    assert!(claims.get_path("cnf.jkt").is_some_and(|v| !v.is_null()));
+    assert!(claims
+        .get_path(&["cnf", "jkt"])
+        .is_some_and(|v| !v.is_null()));
     // The same token with the first signature character changed is refused.
     let cut = input.len() + 1;
     let first = if token.as_bytes()[cut] == b'A' {
