@@ -190,7 +190,10 @@ fn setup(case: &str) -> Workload {
 /// One decision, as the Worker makes it: returns the forward plan and the log line.
 fn decision(w: &Workload) -> (Result<Forward, Error>, String) {
     let Some(parts) = url::split(w.url) else {
-        return (Err(Error::NoRoute), String::new());
+        return (
+            Err(Error::Route(attestgate::policy::Miss::NoRoute)),
+            String::new(),
+        );
     };
     let htu = format!("{}{}", parts.origin, parts.path);
     let mut log = DecisionLog::new("insn-request", "GET", parts.path);

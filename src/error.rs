@@ -7,7 +7,7 @@
 
 use core::fmt;
 
-use crate::policy::Allow;
+use crate::policy::{Denial, Miss};
 
 /// Why a request was refused. `#[non_exhaustive]` so that adding a precise reason is not a
 /// breaking change for code that matches on it.
@@ -15,17 +15,16 @@ use crate::policy::Allow;
 #[non_exhaustive]
 pub enum Error {
     // ---- 400 invalid_request: the request itself is malformed -----------------------------
-    /// The path has `//`, `/./`, `/../`, or an encoded `/`, `\` or `.`.
-    UnnormalisedPath,
     /// The same credential is present more than once (two headers, or a list value).
     DuplicateCredential,
     /// The credential header is not of the form the provider expects (scheme, spacing).
     MalformedCredential,
     /// A header or URL the gateway must read is not valid (non-ASCII, too long).
     MalformedRequest,
-    /// The path differs only by ASCII case or a trailing slash from a more protected route than
-    /// the one it matches.
-    PathVariant,
+
+    // ---- the route lookup: 400 (unnormalised path, protected variant), 404, 405 -----------
+    /// No route takes the request ([`Miss`]); also the challenge endpoint's 405 (`Allow: POST`).
+    Route(Miss),
 
     // ---- 401 missing_token -------------------------------------------------------------
     /// A token the route requires is absent.
@@ -94,8 +93,6 @@ pub enum Error {
     LifetimeTooLong,
     /// A claim listed in `required_claims` is absent.
     RequiredClaimMissing,
-    /// A claim the route forwards is not printable ASCII within 1 KiB.
-    UnforwardableClaim,
     /// The token's `(iss, jti)` was seen before.
     ReplayedToken,
     /// The provider requires `jti` (replay protection) and the token has none.
@@ -124,21 +121,9 @@ pub enum Error {
     /// The challenge nonce was already used.
     ChallengeUsed,
 
-    // ---- 403 insufficient_scope -------------------------------------------------------------
-    /// The route's `require` is not met by the tokens presented (for `any`).
-    RequirementUnmet,
-    /// A scope the route requires is missing.
-    ScopeMissing,
-    /// A claim constraint of the route is not met.
-    ClaimConstraint,
-    /// The `act` chain is deeper than the route allows.
-    DelegationTooDeep,
-
-    // ---- 404 / 405 --------------------------------------------------------------------------
-    /// No route matches the request.
-    NoRoute,
-    /// The path's routes (or the challenge endpoint) do not take the method; the `Allow` value.
-    MethodNotAllowed(Allow),
+    // ---- 403 insufficient_scope (and 401 for a claim that cannot be forwarded) ---------------
+    /// Valid tokens that do not satisfy the route ([`Denial`]).
+    Denied(Denial),
 
     // ---- 429 ----------------------------------------------------------------------------------
     /// The client address asked for more challenges than its budget allows.
@@ -199,11 +184,16 @@ impl Error {
     pub fn reason(self) -> &'static str {
         use Error::*;
         match self {
-            UnnormalisedPath => "unnormalised_path",
             DuplicateCredential => "duplicate_credential",
             MalformedCredential => "malformed_credential",
             MalformedRequest => "malformed_request",
-            PathVariant => "path_variant",
+            Route(miss) => match miss {
+                // Which normal-form rule the path breaks is not part of the code.
+                Miss::Unnormalised(_) => "unnormalised_path",
+                Miss::NoRoute => "no_route",
+                Miss::MethodNotAllowed(_) => "method_not_allowed",
+                Miss::ProtectedVariant => "path_variant",
+            },
             MissingToken => "missing_token",
             TokenTooLarge => "token_too_large",
             SegmentCount => "segment_count",
@@ -234,7 +224,6 @@ impl Error {
             IssuedInFuture => "issued_in_future",
             LifetimeTooLong => "lifetime_too_long",
             RequiredClaimMissing => "required_claim_missing",
-            UnforwardableClaim => "unforwardable_claim",
             ReplayedToken => "replayed_token",
             JtiMissing => "jti_missing",
             BindingMismatch => "binding_mismatch",
@@ -246,12 +235,7 @@ impl Error {
             ChallengeUnknown => "challenge_unknown",
             ChallengeExpired => "challenge_expired",
             ChallengeUsed => "challenge_used",
-            RequirementUnmet => "requirement_unmet",
-            ScopeMissing => "scope_missing",
-            ClaimConstraint => "claim_constraint",
-            DelegationTooDeep => "delegation_too_deep",
-            NoRoute => "no_route",
-            MethodNotAllowed(_) => "method_not_allowed",
+            Denied(denial) => denial.reason(),
             RateLimited => "rate_limited",
             KeysUnavailable => "keys_unavailable",
             NonceStoreUnavailable => "nonce_store_unavailable",
@@ -268,28 +252,56 @@ impl Error {
     fn class(self) -> Class {
         use Error::*;
         match self {
-            UnnormalisedPath | PathVariant | DuplicateCredential | MalformedCredential
-            | MalformedRequest => Class::InvalidRequest,
+            DuplicateCredential | MalformedCredential | MalformedRequest => Class::InvalidRequest,
+            Route(Miss::Unnormalised(_) | Miss::ProtectedVariant) => Class::InvalidRequest,
+            Route(Miss::NoRoute) => Class::NotFound,
+            Route(Miss::MethodNotAllowed(_)) => Class::MethodNotAllowed,
             MissingToken => Class::MissingToken,
-            TokenTooLarge | SegmentCount | MalformedSegment | Base64 | Utf8 | Json
-            | DuplicateMember | HeaderType | AlgMissing | AlgNotAllowed | TypNotAccepted
-            | CritUnsupported | B64Unsupported | UnsupportedHeader | KidMissing | UnknownKey
-            | KeyAlgMismatch | AmbiguousKey | SignatureLength | BadSignature | ClaimType
-            | IssuerMismatch | AudienceMismatch | ExpMissing | Expired | NotYetValid
-            | IssuedInFuture | LifetimeTooLong | RequiredClaimMissing | UnforwardableClaim
-            | ReplayedToken | JtiMissing | BindingMismatch | SenderConstrained => {
-                Class::InvalidToken
-            }
+            TokenTooLarge
+            | SegmentCount
+            | MalformedSegment
+            | Base64
+            | Utf8
+            | Json
+            | DuplicateMember
+            | HeaderType
+            | AlgMissing
+            | AlgNotAllowed
+            | TypNotAccepted
+            | CritUnsupported
+            | B64Unsupported
+            | UnsupportedHeader
+            | KidMissing
+            | UnknownKey
+            | KeyAlgMismatch
+            | AmbiguousKey
+            | SignatureLength
+            | BadSignature
+            | ClaimType
+            | IssuerMismatch
+            | AudienceMismatch
+            | ExpMissing
+            | Expired
+            | NotYetValid
+            | IssuedInFuture
+            | LifetimeTooLong
+            | RequiredClaimMissing
+            | ReplayedToken
+            | JtiMissing
+            | BindingMismatch
+            | SenderConstrained
+            | Denied(Denial::UnforwardableClaim) => Class::InvalidToken,
             DpopProofMissing | DpopProofInvalid => Class::InvalidDpopProof,
             DpopNonceRequired => Class::UseDpopNonce,
             ChallengeMissing | ChallengeUnknown | ChallengeExpired | ChallengeUsed => {
                 Class::UseAttestationChallenge
             }
-            RequirementUnmet | ScopeMissing | ClaimConstraint | DelegationTooDeep => {
-                Class::InsufficientScope
-            }
-            NoRoute => Class::NotFound,
-            MethodNotAllowed(_) => Class::MethodNotAllowed,
+            Denied(
+                Denial::RequirementUnmet
+                | Denial::ScopeMissing
+                | Denial::ClaimConstraint
+                | Denial::DelegationTooDeep,
+            ) => Class::InsufficientScope,
             RateLimited => Class::RateLimited,
             KeysUnavailable
             | NonceStoreUnavailable
@@ -307,7 +319,9 @@ impl Error {
     pub fn description(self) -> &'static str {
         use Error::*;
         match self {
-            UnnormalisedPath | PathVariant => "The request path is not in normal form.",
+            Route(Miss::Unnormalised(_) | Miss::ProtectedVariant) => {
+                "The request path is not in normal form."
+            }
             DuplicateCredential => "A credential was sent more than once.",
             MalformedCredential => "A credential header is malformed.",
             MalformedRequest => "The request is malformed.",
@@ -321,11 +335,14 @@ impl Error {
             ChallengeMissing | ChallengeUnknown | ChallengeExpired | ChallengeUsed => {
                 "A fresh attestation challenge is required."
             }
-            RequirementUnmet | ScopeMissing | ClaimConstraint | DelegationTooDeep => {
-                "The token does not grant access to this resource."
-            }
-            NoRoute => "No route matches the request.",
-            MethodNotAllowed(_) => "Method not allowed.",
+            Denied(
+                Denial::RequirementUnmet
+                | Denial::ScopeMissing
+                | Denial::ClaimConstraint
+                | Denial::DelegationTooDeep,
+            ) => "The token does not grant access to this resource.",
+            Route(Miss::NoRoute) => "No route matches the request.",
+            Route(Miss::MethodNotAllowed(_)) => "Method not allowed.",
             RateLimited => "Too many requests; retry later.",
             KeysUnavailable => "The token issuer's keys are temporarily unavailable.",
             NonceStoreUnavailable => "The nonce store is temporarily unavailable.",
@@ -380,25 +397,25 @@ impl Error {
             retry_after,
             fresh_nonce,
             allow: match self {
-                Error::MethodNotAllowed(allow) => Some(allow.as_str()),
+                Error::Route(Miss::MethodNotAllowed(allow)) => Some(allow.as_str()),
                 _ => None,
             },
         }
     }
 }
 
-/// A route check that failed (SPEC §3 step 8) as the gateway's refusal: the one place where the
-/// policy crate's denials meet the wire mapping.
-impl From<attestgate_policy::Denial> for Error {
-    fn from(denial: attestgate_policy::Denial) -> Self {
-        use attestgate_policy::Denial;
-        match denial {
-            Denial::RequirementUnmet => Error::RequirementUnmet,
-            Denial::ScopeMissing => Error::ScopeMissing,
-            Denial::ClaimConstraint => Error::ClaimConstraint,
-            Denial::DelegationTooDeep => Error::DelegationTooDeep,
-            Denial::UnforwardableClaim => Error::UnforwardableClaim,
-        }
+/// Nesting: a route check that failed (SPEC §3 step 8), the one place where the policy crate's
+/// denials meet the wire mapping.
+impl From<Denial> for Error {
+    fn from(denial: Denial) -> Self {
+        Error::Denied(denial)
+    }
+}
+
+/// Nesting: the route lookup found no route to take the request (SPEC §2, §3 step 2).
+impl From<Miss> for Error {
+    fn from(miss: Miss) -> Self {
+        Error::Route(miss)
     }
 }
 
@@ -528,6 +545,7 @@ pub fn body(wire: &Wire, request_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::{Allow, PathProblem};
 
     #[test]
     fn missing_token_has_no_error_attribute() {
@@ -543,15 +561,25 @@ mod tests {
     #[test]
     fn statuses_follow_the_spec_table() {
         let cases = [
-            (Error::UnnormalisedPath, 400, "invalid_request", false),
+            (
+                Error::Route(Miss::Unnormalised(PathProblem::DotSegment)),
+                400,
+                "invalid_request",
+                false,
+            ),
             (Error::DuplicateCredential, 400, "invalid_request", false),
             (Error::BadSignature, 401, "invalid_token", true),
             (Error::ReplayedToken, 401, "invalid_token", true),
             (Error::DpopProofInvalid, 401, "invalid_dpop_proof", true),
             (Error::DpopNonceRequired, 401, "use_dpop_nonce", true),
             (Error::ChallengeUsed, 401, "use_attestation_challenge", true),
-            (Error::ScopeMissing, 403, "insufficient_scope", true),
-            (Error::NoRoute, 404, "not_found", false),
+            (
+                Error::Denied(Denial::ScopeMissing),
+                403,
+                "insufficient_scope",
+                true,
+            ),
+            (Error::Route(Miss::NoRoute), 404, "not_found", false),
             (
                 Error::KeysUnavailable,
                 503,
@@ -581,11 +609,11 @@ mod tests {
             }
         }
         assert_eq!(Error::KeysUnavailable.wire("r").retry_after, Some(5));
-        let w = Error::MethodNotAllowed(Allow::from_static("GET, HEAD")).wire("r");
+        let w = Error::Route(Miss::MethodNotAllowed(Allow::from_static("GET, HEAD"))).wire("r");
         assert_eq!((w.status, w.code), (405, "method_not_allowed"));
         assert_eq!((w.allow, w.www_authenticate), (Some("GET, HEAD"), None));
-        assert_eq!(Error::NoRoute.wire("r").allow, None);
-        let w = Error::PathVariant.wire("r");
+        assert_eq!(Error::Route(Miss::NoRoute).wire("r").allow, None);
+        let w = Error::Route(Miss::ProtectedVariant).wire("r");
         assert_eq!((w.status, w.code, w.allow), (400, "invalid_request", None));
         assert_eq!(Error::InstanceReset.wire("r").retry_after, Some(5));
         assert_eq!(Error::RateLimited.wire("r").retry_after, Some(1));

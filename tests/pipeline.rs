@@ -25,6 +25,7 @@ use attestgate::gate::nonce::{self, NonceKey, NonceRef};
 use attestgate::gate::pipeline::{decide, Env, Forward, KeySource, ReplayGuard, RequestView};
 use attestgate::gate::{Gate, KeySpec, ProviderRt};
 use attestgate::jose::{block_on_ready, KeySet, NativeVerifier};
+use attestgate::policy::{Denial, Miss};
 use attestgate::Error;
 use common::sign;
 
@@ -800,15 +801,15 @@ fn failing_route_checks_never_consume_the_nonce() {
     let token = w.attestation(json!({ "nonce": nonce, "scope": "something:else" }));
     assert_eq!(
         w.run("POST", "/attest/pay", &[("attestation", &token)]),
-        Err(Error::ScopeMissing)
+        Err(Error::Denied(Denial::ScopeMissing))
     );
     // Wrong method: 405 with the route's methods, nothing read.
     let ok = w.attestation(json!({ "nonce": nonce }));
     assert_eq!(
         w.run("GET", "/attest/pay", &[("attestation", &ok)]),
-        Err(Error::MethodNotAllowed(
+        Err(Error::Route(Miss::MethodNotAllowed(
             attestgate::policy::Allow::from_static("POST")
-        ))
+        )))
     );
     assert_no_store_calls(&w);
     assert!(w
@@ -838,7 +839,7 @@ fn forged_or_unauthorised_tokens_never_record_a_jti() {
     let no_scope = w.idp_token(json!({ "jti": jti, "scope": "other" }));
     assert_eq!(
         w.run("GET", "/once", &[("once-token", &no_scope)]),
-        Err(Error::ScopeMissing)
+        Err(Error::Denied(Denial::ScopeMissing))
     );
     assert_no_store_calls(&w);
     // The honest token with that jti is still accepted once.
@@ -1213,7 +1214,7 @@ fn dpop_failing_route_check_never_consumes_the_nonce() {
     let token = w.idp_token(json!({ "scope": "nothing", "cnf": { "jkt": key.thumbprint() } }));
     let d = Dpop { w: &w, key, token };
     let p = d.proof(json!({ "nonce": w.challenge() }));
-    assert_eq!(d.send("GET", &p), Err(Error::ScopeMissing));
+    assert_eq!(d.send("GET", &p), Err(Error::Denied(Denial::ScopeMissing)));
     assert_no_store_calls(&w);
 }
 
@@ -1498,7 +1499,7 @@ fn error_challenges_use_the_routes_schemes() {
         format!("DPoP {r}, error=\"invalid_token\", algs=\"{ALGS}\"")
     );
     assert_eq!(
-        www(&w, "dpop", Error::ScopeMissing),
+        www(&w, "dpop", Error::Denied(Denial::ScopeMissing)),
         format!("DPoP {r}, error=\"insufficient_scope\", algs=\"{ALGS}\"")
     );
     assert_eq!(
@@ -1525,7 +1526,7 @@ fn error_challenges_use_the_routes_schemes() {
     }
     // No challenge where SPEC §4 has none.
     for e in [
-        Error::NoRoute,
+        Error::Route(Miss::NoRoute),
         Error::DuplicateCredential,
         Error::KeysUnavailable,
     ] {

@@ -58,7 +58,7 @@ pub fn send(
     }
     for (name, value) in plan.sets() {
         out.set(name, value)
-            .map_err(|_| Error::UnforwardableClaim)?;
+            .map_err(|_| Error::Denied(crate::policy::Denial::UnforwardableClaim))?;
     }
 
     let origin = fwd.origin.trim_end_matches('/');

@@ -267,7 +267,9 @@ async fn handle(
     if url.path == gate.challenge_path {
         log.route = Some(String::from("challenge"));
         if method != "POST" {
-            let e = Error::MethodNotAllowed(crate::policy::Allow::from_static("POST"));
+            let e = Error::Route(crate::policy::Miss::MethodNotAllowed(
+                crate::policy::Allow::from_static("POST"),
+            ));
             log.reason = Some(e.reason());
             return refusal(e, &gate.realm, id, None).map(Outcome::Answer);
         }

@@ -146,14 +146,10 @@ impl Gate {
     /// variant of a more protected route), 404 (no route), 405 (the path's routes do not take
     /// the method; the error carries their `Allow`).
     pub fn route(&self, method: &str, host: &str, raw_path: &str) -> Result<&Route, Error> {
-        use crate::policy::Miss;
-        match self.policy.match_route(method, host, raw_path) {
-            Ok(m) => Ok(m.route),
-            Err(Miss::Unnormalised(_)) => Err(Error::UnnormalisedPath),
-            Err(Miss::NoRoute) => Err(Error::NoRoute),
-            Err(Miss::MethodNotAllowed(allow)) => Err(Error::MethodNotAllowed(allow)),
-            Err(Miss::ProtectedVariant) => Err(Error::PathVariant),
-        }
+        self.policy
+            .match_route(method, host, raw_path)
+            .map(|m| m.route)
+            .map_err(Error::Route)
     }
 
     /// The providers a route reads, in the order it names them.
