@@ -7,6 +7,7 @@
 
 use core::fmt;
 
+use crate::jose;
 use crate::policy::{Denial, Miss};
 
 /// Why a request was refused. `#[non_exhaustive]` so that adding a precise reason is not a
@@ -30,69 +31,9 @@ pub enum Error {
     /// A token the route requires is absent.
     MissingToken,
 
-    // ---- 401 invalid_token: the token's form ---------------------------------------------
-    /// The token is longer than the configured limit.
-    TokenTooLarge,
-    /// The compact form does not have exactly three segments (JWE, JSON serialisation, ...).
-    SegmentCount,
-    /// A segment is empty, or the token has characters outside the base64url alphabet and `.`.
-    MalformedSegment,
-    /// A segment is not strict base64url (padding, standard alphabet, non-canonical bits).
-    Base64,
-    /// A decoded segment is not UTF-8.
-    Utf8,
-    /// A decoded segment is not a JSON object (syntax, trailing data, nesting too deep, not an object).
-    Json,
-    /// A JSON object has the same member twice (at any depth).
-    DuplicateMember,
-    /// A JOSE header member has the wrong JSON type.
-    HeaderType,
-    /// `alg` is absent.
-    AlgMissing,
-    /// `alg` is not one this provider allows (includes `none` and every case variant).
-    AlgNotAllowed,
-    /// `typ` is absent, or not one the provider accepts.
-    TypNotAccepted,
-    /// `crit` is present: the gateway implements no JWS extensions.
-    CritUnsupported,
-    /// `b64` is present (RFC 7797 unencoded payloads are not JWTs).
-    B64Unsupported,
-    /// `enc`, `zip` or `cty` is present (JWE, compression, nested JWT).
-    UnsupportedHeader,
-
-    // ---- 401 invalid_token: key selection and signature ------------------------------------
-    /// No `kid` and the provider has more than one key for the algorithm.
-    KidMissing,
-    /// No key with this `kid` (after the one allowed refresh).
-    UnknownKey,
-    /// The selected key is bound to another algorithm or key type.
-    KeyAlgMismatch,
-    /// More than one key matches the `kid`.
-    AmbiguousKey,
-    /// The signature has the wrong length for the algorithm or key.
-    SignatureLength,
-    /// The signature does not verify.
-    BadSignature,
-
-    // ---- 401 invalid_token: claims ---------------------------------------------------------
-    /// A registered claim has the wrong type or is out of range (`exp` as a string, 1e400, ...).
-    ClaimType,
-    /// `iss` is absent or does not equal the provider's issuer exactly.
-    IssuerMismatch,
-    /// `aud` is absent or has none of the provider's audiences.
-    AudienceMismatch,
-    /// `exp` is absent.
-    ExpMissing,
-    /// `exp` is past (beyond the skew).
-    Expired,
-    /// `nbf` is in the future (beyond the skew).
-    NotYetValid,
-    /// `iat` is in the future (beyond the skew).
-    IssuedInFuture,
-    /// `exp - iat` (or `exp - now` without `iat`) exceeds `max_lifetime_secs`.
-    LifetimeTooLong,
-    /// A claim listed in `required_claims` is absent.
-    RequiredClaimMissing,
+    // ---- 401 invalid_token -------------------------------------------------------------
+    /// The JOSE layer refused the token: its form, header, key, signature or claims.
+    Token(jose::Error),
     /// The token's `(iss, jti)` was seen before.
     ReplayedToken,
     /// The provider requires `jti` (replay protection) and the token has none.
@@ -195,35 +136,7 @@ impl Error {
                 Miss::ProtectedVariant => "path_variant",
             },
             MissingToken => "missing_token",
-            TokenTooLarge => "token_too_large",
-            SegmentCount => "segment_count",
-            MalformedSegment => "malformed_segment",
-            Base64 => "base64",
-            Utf8 => "utf8",
-            Json => "json",
-            DuplicateMember => "duplicate_member",
-            HeaderType => "header_type",
-            AlgMissing => "alg_missing",
-            AlgNotAllowed => "alg_not_allowed",
-            TypNotAccepted => "typ_not_accepted",
-            CritUnsupported => "crit_unsupported",
-            B64Unsupported => "b64_unsupported",
-            UnsupportedHeader => "unsupported_header",
-            KidMissing => "kid_missing",
-            UnknownKey => "unknown_key",
-            KeyAlgMismatch => "key_alg_mismatch",
-            AmbiguousKey => "ambiguous_key",
-            SignatureLength => "signature_length",
-            BadSignature => "bad_signature",
-            ClaimType => "claim_type",
-            IssuerMismatch => "issuer_mismatch",
-            AudienceMismatch => "audience_mismatch",
-            ExpMissing => "exp_missing",
-            Expired => "expired",
-            NotYetValid => "not_yet_valid",
-            IssuedInFuture => "issued_in_future",
-            LifetimeTooLong => "lifetime_too_long",
-            RequiredClaimMissing => "required_claim_missing",
+            Token(e) => e.reason(),
             ReplayedToken => "replayed_token",
             JtiMissing => "jti_missing",
             BindingMismatch => "binding_mismatch",
@@ -257,35 +170,7 @@ impl Error {
             Route(Miss::NoRoute) => Class::NotFound,
             Route(Miss::MethodNotAllowed(_)) => Class::MethodNotAllowed,
             MissingToken => Class::MissingToken,
-            TokenTooLarge
-            | SegmentCount
-            | MalformedSegment
-            | Base64
-            | Utf8
-            | Json
-            | DuplicateMember
-            | HeaderType
-            | AlgMissing
-            | AlgNotAllowed
-            | TypNotAccepted
-            | CritUnsupported
-            | B64Unsupported
-            | UnsupportedHeader
-            | KidMissing
-            | UnknownKey
-            | KeyAlgMismatch
-            | AmbiguousKey
-            | SignatureLength
-            | BadSignature
-            | ClaimType
-            | IssuerMismatch
-            | AudienceMismatch
-            | ExpMissing
-            | Expired
-            | NotYetValid
-            | IssuedInFuture
-            | LifetimeTooLong
-            | RequiredClaimMissing
+            Token(_)
             | ReplayedToken
             | JtiMissing
             | BindingMismatch
@@ -326,8 +211,10 @@ impl Error {
             MalformedCredential => "A credential header is malformed.",
             MalformedRequest => "The request is malformed.",
             MissingToken => "A required token is missing.",
-            Expired => "The token has expired.",
-            NotYetValid | IssuedInFuture => "The token is not valid yet.",
+            Token(jose::Error::Expired) => "The token has expired.",
+            Token(jose::Error::NotYetValid | jose::Error::IssuedInFuture) => {
+                "The token is not valid yet."
+            }
             ReplayedToken => "The token was already used.",
             DpopProofMissing => "A DPoP proof is required.",
             DpopProofInvalid => "The DPoP proof is invalid.",
@@ -404,6 +291,14 @@ impl Error {
     }
 }
 
+/// Nesting: a JOSE failure is the token's (401 `invalid_token`). A caller for whom a JOSE error
+/// means something else (a JWKS over its limits, a DPoP proof) maps it itself, explicitly.
+impl From<jose::Error> for Error {
+    fn from(e: jose::Error) -> Self {
+        Error::Token(e)
+    }
+}
+
 /// Nesting: a route check that failed (SPEC §3 step 8), the one place where the policy crate's
 /// denials meet the wire mapping.
 impl From<Denial> for Error {
@@ -416,6 +311,14 @@ impl From<Denial> for Error {
 impl From<Miss> for Error {
     fn from(miss: Miss) -> Self {
         Error::Route(miss)
+    }
+}
+
+/// A decision driven by [`jose::block_on_ready`] that had to wait: fail closed as an
+/// unavailable dependency (503), as the seams that can wait are the key, store and crypto ones.
+impl From<jose::Pending> for Error {
+    fn from(_: jose::Pending) -> Self {
+        Error::KeysUnavailable
     }
 }
 
@@ -545,6 +448,7 @@ pub fn body(wire: &Wire, request_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jose::Error as J;
     use crate::policy::{Allow, PathProblem};
 
     #[test]
@@ -568,7 +472,7 @@ mod tests {
                 false,
             ),
             (Error::DuplicateCredential, 400, "invalid_request", false),
-            (Error::BadSignature, 401, "invalid_token", true),
+            (Error::Token(J::BadSignature), 401, "invalid_token", true),
             (Error::ReplayedToken, 401, "invalid_token", true),
             (Error::DpopProofInvalid, 401, "invalid_dpop_proof", true),
             (Error::DpopNonceRequired, 401, "use_dpop_nonce", true),
@@ -664,14 +568,14 @@ mod tests {
         // No scheme at all (tokens in custom headers): Bearer, a 401 always has a challenge.
         assert_eq!(Challenge::new("r", false, false), Challenge::bearer("r"));
         assert_eq!(
-            Error::Expired.wire_for(&Challenge::bearer("r")),
-            Error::Expired.wire("r")
+            Error::Token(J::Expired).wire_for(&Challenge::bearer("r")),
+            Error::Token(J::Expired).wire("r")
         );
     }
 
     #[test]
     fn body_is_fixed_json() {
-        let w = Error::Expired.wire("r");
+        let w = Error::Token(J::Expired).wire("r");
         let v: serde_json::Value = serde_json::from_str(&body(&w, "req-1")).unwrap();
         assert_eq!(v["error"], "invalid_token");
         assert_eq!(v["error_description"], "The token has expired.");

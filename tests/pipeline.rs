@@ -24,7 +24,7 @@ use attestgate::gate::log::DecisionLog;
 use attestgate::gate::nonce::{self, NonceKey, NonceRef};
 use attestgate::gate::pipeline::{decide, Env, Forward, KeySource, ReplayGuard, RequestView};
 use attestgate::gate::{Gate, KeySpec, ProviderRt};
-use attestgate::jose::{block_on_ready, KeySet, NativeVerifier};
+use attestgate::jose::{self, block_on_ready, KeySet, NativeVerifier};
 use attestgate::policy::{Denial, Miss};
 use attestgate::Error;
 use common::sign;
@@ -744,7 +744,7 @@ fn forged_attestation_signature_never_consumes_the_nonce() {
     let forged = w.attestation_signed_by(&mallory, json!({ "nonce": nonce }));
     assert_eq!(
         w.run("POST", "/attest/pay", &[("attestation", &forged)]),
-        Err(Error::BadSignature)
+        Err(Error::Token(jose::Error::BadSignature))
     );
     // A signature from the right key over other claims, spliced onto these claims.
     let good = w.attestation(json!({ "nonce": nonce, "sub": "app:other" }));
@@ -757,7 +757,7 @@ fn forged_attestation_signature_never_consumes_the_nonce() {
     );
     assert_eq!(
         w.run("POST", "/attest/pay", &[("attestation", &spliced)]),
-        Err(Error::BadSignature)
+        Err(Error::Token(jose::Error::BadSignature))
     );
     assert_no_store_calls(&w);
     // The nonce is still good for the honest client.
@@ -773,15 +773,15 @@ fn failing_claims_never_consume_the_nonce() {
     let cases = [
         (
             json!({ "nonce": nonce, "iat": NOW - 400, "exp": NOW - 120 }),
-            Error::Expired,
+            Error::Token(jose::Error::Expired),
         ),
         (
             json!({ "nonce": nonce, "aud": "https://elsewhere" }),
-            Error::AudienceMismatch,
+            Error::Token(jose::Error::AudienceMismatch),
         ),
         (
             json!({ "nonce": nonce, "iss": "https://evil.example" }),
-            Error::IssuerMismatch,
+            Error::Token(jose::Error::IssuerMismatch),
         ),
     ];
     for (claims, want) in cases {
@@ -834,7 +834,7 @@ fn forged_or_unauthorised_tokens_never_record_a_jti() {
     );
     assert_eq!(
         w.run("GET", "/once", &[("once-token", &forged)]),
-        Err(Error::BadSignature)
+        Err(Error::Token(jose::Error::BadSignature))
     );
     let no_scope = w.idp_token(json!({ "jti": jti, "scope": "other" }));
     assert_eq!(
@@ -922,7 +922,7 @@ fn replay_jti_token_that_outlives_the_store_record_is_refused() {
         let token = w.idp_token(json!({ "scope": "once:use", "exp": exp }));
         assert_eq!(
             w.run("GET", "/once", &[("once-token", &token)]),
-            Err(Error::LifetimeTooLong),
+            Err(Error::Token(jose::Error::LifetimeTooLong)),
             "{exp}"
         );
     }
@@ -1315,7 +1315,7 @@ fn approov_token_with_wrong_secret_is_bad_signature() {
             "/approov/orders",
             &[("approov-token", &forged), ("authorization", &auth)],
         ),
-        Err(Error::BadSignature)
+        Err(Error::Token(jose::Error::BadSignature))
     );
 }
 
@@ -1469,13 +1469,19 @@ fn rotating_secrets_are_selected_by_kid() {
     // the kid picks the key: another secret's signature under it does not verify
     assert_eq!(
         run(&hs_token(&ROT_NEW, Some("k1"))),
-        Err(Error::BadSignature)
+        Err(Error::Token(jose::Error::BadSignature))
     );
-    assert_eq!(run(&hs_token(&ROT_NEW, Some("k3"))), Err(Error::UnknownKey));
-    // two keys: the token must say which
-    assert_eq!(run(&hs_token(&ROT_NEW, None)), Err(Error::KidMissing));
     assert_eq!(
-        Error::UnknownKey.wire("r").status,
+        run(&hs_token(&ROT_NEW, Some("k3"))),
+        Err(Error::Token(jose::Error::UnknownKey))
+    );
+    // two keys: the token must say which
+    assert_eq!(
+        run(&hs_token(&ROT_NEW, None)),
+        Err(Error::Token(jose::Error::KidMissing))
+    );
+    assert_eq!(
+        Error::Token(jose::Error::UnknownKey).wire("r").status,
         401,
         "an unknown kid is a bad token"
     );
@@ -1495,7 +1501,7 @@ fn error_challenges_use_the_routes_schemes() {
     let w = World::new();
     let r = "realm=\"api.example.com\"";
     assert_eq!(
-        www(&w, "dpop", Error::BadSignature),
+        www(&w, "dpop", Error::Token(jose::Error::BadSignature)),
         format!("DPoP {r}, error=\"invalid_token\", algs=\"{ALGS}\"")
     );
     assert_eq!(
@@ -1503,7 +1509,7 @@ fn error_challenges_use_the_routes_schemes() {
         format!("DPoP {r}, error=\"insufficient_scope\", algs=\"{ALGS}\"")
     );
     assert_eq!(
-        www(&w, "agent", Error::BadSignature),
+        www(&w, "agent", Error::Token(jose::Error::BadSignature)),
         format!("Bearer {r}, error=\"invalid_token\"")
     );
     assert_eq!(

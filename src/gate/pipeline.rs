@@ -241,11 +241,11 @@ async fn verify_one<K: KeySource, V: SignatureVerifier, R>(
 ) -> Result<Claims, Error> {
     let keys = env.keys.keys(provider, false).await?;
     match jose::verify_token(token, &provider.profile, &keys, env.verifier, env.now).await {
-        Err(Error::UnknownKey) if provider.refreshable => {
+        Err(jose::Error::UnknownKey) if provider.refreshable => {
             let keys = env.keys.keys(provider, true).await?;
-            jose::verify_token(token, &provider.profile, &keys, env.verifier, env.now).await
+            Ok(jose::verify_token(token, &provider.profile, &keys, env.verifier, env.now).await?)
         }
-        other => other,
+        other => Ok(other?),
     }
 }
 
@@ -338,7 +338,7 @@ where
         // The store keeps a record at most MAX_RECORD_SECS: a token that outlives it could be
         // replayed afterwards, so it is refused.
         if exp > env.now.saturating_add(crate::gate::store::MAX_RECORD_SECS) {
-            return Err(Error::LifetimeTooLong);
+            return Err(Error::Token(jose::Error::LifetimeTooLong));
         }
         single_use.push(SingleUse::Jti { shard, id, exp });
     }

@@ -320,11 +320,11 @@ require = {{ all = ["agent"] }}
         };
         assert_eq!(secret_of("k2"), Ok(vec![2u8; 32]));
         assert_eq!(secret_of("k1"), Ok(vec![1u8; 32]));
-        assert_eq!(secret_of("k3"), Err(Error::UnknownKey));
+        assert_eq!(secret_of("k3"), Err(crate::jose::Error::UnknownKey));
         // two keys: a token must name its key
         assert_eq!(
             set.select(Alg::Hs256, None).map(|_| ()),
-            Err(Error::KidMissing)
+            Err(crate::jose::Error::KidMissing)
         );
         // one missing or unusable of several: the provider is unavailable, naming which
         assert_eq!(
@@ -353,7 +353,7 @@ require = {{ all = ["agent"] }}
         assert!(set.select(Alg::Hs256, None).is_ok());
         assert_eq!(
             set.select(Alg::Hs256, Some("k1")).map(|_| ()),
-            Err(Error::UnknownKey)
+            Err(crate::jose::Error::UnknownKey)
         );
     }
 
