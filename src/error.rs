@@ -491,27 +491,41 @@ impl Class {
 /// Escape a value for an RFC 9110 quoted-string (the realm is configuration, but be exact).
 fn escape_quoted(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '"' | '\\' => {
+    // Byte by byte: what is kept is printable ASCII, and every byte of a non-ASCII character is
+    // dropped with it.
+    for b in value.bytes() {
+        match b {
+            b'"' | b'\\' => {
                 out.push('\\');
-                out.push(c);
+                out.push(char::from(b));
             }
-            c if c.is_ascii_graphic() || c == ' ' => out.push(c),
+            b' '..=b'~' => out.push(char::from(b)),
             _ => {}
         }
     }
     out
 }
 
-/// The JSON body of a refusal: `{"error", "error_description", "request_id"}`.
+/// The JSON body of a refusal: `{"error", "error_description", "request_id"}`, compact, members
+/// in that order (what `serde_json` writes for the same object). The code and the description
+/// are fixed printable ASCII without `"` or `\` (the walk test checks every variant), so only the
+/// request id is escaped.
 pub fn body(wire: &Wire, request_id: &str) -> String {
-    serde_json::json!({
-        "error": wire.code,
-        "error_description": wire.description,
-        "request_id": request_id,
-    })
-    .to_string()
+    // Through `Value`'s `Display`, the serializer the rest of the Worker already has.
+    let id = serde_json::Value::from(request_id).to_string();
+    let mut out = String::with_capacity(64 + wire.description.len() + id.len());
+    for part in [
+        "{\"error\":\"",
+        wire.code,
+        "\",\"error_description\":\"",
+        wire.description,
+        "\",\"request_id\":",
+        &id,
+        "}",
+    ] {
+        out.push_str(part);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -839,6 +853,9 @@ mod tests {
             w.www_authenticate.as_deref(),
             Some("Bearer realm=\"a\\\"b\\\\c\"")
         );
+        // Only printable ASCII is kept: a non-ASCII character goes whole, never a byte of it.
+        let w = Error::MissingToken.wire("caf\u{e9}\u{2028}\u{1f600}\tr\u{7f}");
+        assert_eq!(w.www_authenticate.as_deref(), Some("Bearer realm=\"cafr\""));
     }
 
     #[test]
@@ -866,6 +883,32 @@ mod tests {
             Error::Token(J::Expired).wire_for(&Challenge::bearer("r")),
             Error::Token(J::Expired).wire("r")
         );
+    }
+
+    /// The hand-written body is byte for byte what `serde_json` writes for the same object,
+    /// whatever the request id holds.
+    #[test]
+    fn body_bytes_are_serde_jsons() {
+        for id in [
+            "lU3bx9_EEpAdtP-4",
+            "unknown",
+            "",
+            "explain",
+            "a\"b\\c",
+            "line\nbreak\ttab\u{1}\u{7f}",
+            "caf\u{e9} \u{2028} \u{1f600}",
+        ] {
+            for &(e, ..) in ALL {
+                let w = e.wire("r");
+                let want = serde_json::json!({
+                    "error": w.code,
+                    "error_description": w.description,
+                    "request_id": id,
+                })
+                .to_string();
+                assert_eq!(body(&w, id), want, "{e:?} {id:?}");
+            }
+        }
     }
 
     #[test]

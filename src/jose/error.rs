@@ -17,8 +17,14 @@ use core::fmt;
 
 /// Why the JOSE layer refused. `Copy`, no payload: nothing from the token is kept.
 /// `#[non_exhaustive]` so that adding a precise reason is not a breaking change.
+///
+/// `repr(u32)`, like the policy crate's `Denial` and `PathProblem`: the gateway's `Error` nests
+/// all three, and rustc keeps an enum's tag a whole word only when every variant's payload is
+/// word-aligned. With byte-sized payloads every copy and test of a gateway error in the Worker
+/// worked on single bytes, about 1.6 KB more wasm (docs/performance.md, "Size").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[repr(u32)]
 pub enum Error {
     // ---- the token's form -----------------------------------------------------------------
     /// The token is longer than the configured limit.

@@ -76,7 +76,9 @@ impl VerifiedTokens for () {
 
 /// Why valid tokens do not satisfy the route. The root crate nests it as `Error::Denied` (403
 /// `insufficient_scope`, except `UnforwardableClaim`: 401 `invalid_token`).
+// Word-sized: the root crate's `Error` nests it (see `repr` on `jose::Error`, src/jose/error.rs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u32)]
 pub enum Denial {
     RequirementUnmet,
     ScopeMissing,

@@ -292,7 +292,9 @@ fn is_dot_segment(seg: &str) -> bool {
 }
 
 /// Why a raw request path is refused before matching (400 `invalid_request`).
+// Word-sized: the root crate's `Error` nests it in `Miss` (see `repr` on `jose::Error`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u32)]
 pub enum PathProblem {
     /// Does not start with `/`.
     NotAbsolute,
