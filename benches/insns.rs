@@ -205,7 +205,7 @@ fn decision<T>(w: &Workload, keep: impl FnOnce(&Decision<'_>, String) -> T) -> R
     // (issue 19), whose own cost (a SHA-256 of the token and an insert) stays in the count.
     w.gate.token_cache().clear();
     let Some(parts) = url::split(w.url) else {
-        return Err(Error::NoRoute);
+        return Err(Error::Route(attestgate::policy::Miss::NoRoute));
     };
     let req = Request::new("GET", parts, w.headers.as_slice());
     let no_nonce_key: Option<&NonceKey> = None;

@@ -44,11 +44,12 @@ for line in sys.stdin:
         print(msg["executable"])
 '
 }
-exe=$(bench_exe)
-if [ -z "$exe" ] || [ ! -x "$exe" ]; then
-  echo "insn-gate: first build did not give the bench; once more" >&2
+exe=""
+for attempt in 1 2 3; do
   exe=$(bench_exe)
-fi
+  [ -n "$exe" ] && [ -x "$exe" ] && break
+  echo "insn-gate: build attempt $attempt did not give the bench; again" >&2
+done
 if [ -z "$exe" ] || [ ! -x "$exe" ]; then
   cargo bench --bench insns --no-run >&2 || true
   echo "insn-gate: the insns bench did not build" >&2

@@ -1,13 +1,35 @@
-//! The one error type of a gateway decision, and its mapping to the wire (SPEC §4).
+//! The gateway's error type, nested by layer, and its one mapping to the wire (SPEC §4).
 //!
-//! Every refusal the gateway can make is a variant of [`Error`]. The variant names the failure
-//! precisely (for the log line, via [`Error::reason`]); [`Error::wire`] maps it, in this one place,
-//! to the HTTP status, the RFC 6750 `error` code, a fixed description and the `WWW-Authenticate`
-//! challenge. Nothing from the token or the request is ever part of the wire form.
+//! The layers, lowest first:
+//! * the JOSE layer's [`jose::Error`] (token form, header, key selection, signature, claims, and
+//!   the key material the gateway supplies), nested as [`Error::Token`];
+//! * the policy crate's route lookup, [`Miss`] (400 unnormalised path or protected variant, 404,
+//!   405 with `Allow`), nested as [`Error::Route`], and its route checks, [`Denial`] (403
+//!   `insufficient_scope`; a claim that cannot be forwarded is 401), nested as [`Error::Denied`];
+//! * the gateway's own variants: the request, missing tokens, single use and bindings, DPoP,
+//!   challenges, the rate limit, unavailable dependencies, the origin, internal failures.
+//!
+//! `From` nests each lower layer, so `?` converts. Where a lower layer's error means something
+//! else in context, the call site maps it explicitly instead: a JWKS over its limits while the
+//! keys are loaded is [`Error::KeysUnavailable`] (`src/edge/keys.rs`), any failure of a DPoP proof
+//! is [`Error::DpopProofInvalid`] (`src/gate/dpop.rs`), a signer that cannot use its key is
+//! [`Error::SecretUnavailable`].
+//!
+//! The mapping, all in this file and all exhaustive matches with no `_` arm (a variant added at
+//! any layer does not compile until it is given its place):
+//! * [`Error::reason`]: the stable snake_case code of the log line, each layer's own;
+//! * `Error::mapping`: every variant's [`Class`] and fixed description (the JSON body's
+//!   `error_description`);
+//! * `Class::wire`: per class the status, the `error` code, the `WWW-Authenticate` challenge,
+//!   the fresh nonce headers, `Retry-After` and `Allow`.
+//!
+//! Nothing from the token or the request is ever part of the wire form. The test
+//! `every_variant_maps_as_spec_section_4_says` walks every variant, nested ones included.
 
 use core::fmt;
 
-use crate::policy::Allow;
+use crate::jose;
+use crate::policy::{Denial, Miss};
 
 /// Why a request was refused. `#[non_exhaustive]` so that adding a precise reason is not a
 /// breaking change for code that matches on it.
@@ -15,87 +37,24 @@ use crate::policy::Allow;
 #[non_exhaustive]
 pub enum Error {
     // ---- 400 invalid_request: the request itself is malformed -----------------------------
-    /// The path has `//`, `/./`, `/../`, or an encoded `/`, `\` or `.`.
-    UnnormalisedPath,
     /// The same credential is present more than once (two headers, or a list value).
     DuplicateCredential,
     /// The credential header is not of the form the provider expects (scheme, spacing).
     MalformedCredential,
     /// A header or URL the gateway must read is not valid (non-ASCII, too long).
     MalformedRequest,
-    /// The path differs only by ASCII case or a trailing slash from a more protected route than
-    /// the one it matches.
-    PathVariant,
+
+    // ---- the route lookup: 400 (unnormalised path, protected variant), 404, 405 -----------
+    /// No route takes the request ([`Miss`]); also the challenge endpoint's 405 (`Allow: POST`).
+    Route(Miss),
 
     // ---- 401 missing_token -------------------------------------------------------------
     /// A token the route requires is absent.
     MissingToken,
 
-    // ---- 401 invalid_token: the token's form ---------------------------------------------
-    /// The token is longer than the configured limit.
-    TokenTooLarge,
-    /// The compact form does not have exactly three segments (JWE, JSON serialisation, ...).
-    SegmentCount,
-    /// A segment is empty, or the token has characters outside the base64url alphabet and `.`.
-    MalformedSegment,
-    /// A segment is not strict base64url (padding, standard alphabet, non-canonical bits).
-    Base64,
-    /// A decoded segment is not UTF-8.
-    Utf8,
-    /// A decoded segment is not a JSON object (syntax, trailing data, nesting too deep, not an object).
-    Json,
-    /// A JSON object has the same member twice (at any depth).
-    DuplicateMember,
-    /// A JOSE header member has the wrong JSON type.
-    HeaderType,
-    /// `alg` is absent.
-    AlgMissing,
-    /// `alg` is not one this provider allows (includes `none` and every case variant).
-    AlgNotAllowed,
-    /// `typ` is absent, or not one the provider accepts.
-    TypNotAccepted,
-    /// `crit` is present: the gateway implements no JWS extensions.
-    CritUnsupported,
-    /// `b64` is present (RFC 7797 unencoded payloads are not JWTs).
-    B64Unsupported,
-    /// `enc`, `zip` or `cty` is present (JWE, compression, nested JWT).
-    UnsupportedHeader,
-
-    // ---- 401 invalid_token: key selection and signature ------------------------------------
-    /// No `kid` and the provider has more than one key for the algorithm.
-    KidMissing,
-    /// No key with this `kid` (after the one allowed refresh).
-    UnknownKey,
-    /// The selected key is bound to another algorithm or key type.
-    KeyAlgMismatch,
-    /// More than one key matches the `kid`.
-    AmbiguousKey,
-    /// The signature has the wrong length for the algorithm or key.
-    SignatureLength,
-    /// The signature does not verify.
-    BadSignature,
-
-    // ---- 401 invalid_token: claims ---------------------------------------------------------
-    /// A registered claim has the wrong type or is out of range (`exp` as a string, 1e400, ...).
-    ClaimType,
-    /// `iss` is absent or does not equal the provider's issuer exactly.
-    IssuerMismatch,
-    /// `aud` is absent or has none of the provider's audiences.
-    AudienceMismatch,
-    /// `exp` is absent.
-    ExpMissing,
-    /// `exp` is past (beyond the skew).
-    Expired,
-    /// `nbf` is in the future (beyond the skew).
-    NotYetValid,
-    /// `iat` is in the future (beyond the skew).
-    IssuedInFuture,
-    /// `exp - iat` (or `exp - now` without `iat`) exceeds `max_lifetime_secs`.
-    LifetimeTooLong,
-    /// A claim listed in `required_claims` is absent.
-    RequiredClaimMissing,
-    /// A claim the route forwards is not printable ASCII within 1 KiB.
-    UnforwardableClaim,
+    // ---- 401 invalid_token -------------------------------------------------------------
+    /// The JOSE layer refused the token: its form, header, key, signature or claims.
+    Token(jose::Error),
     /// The token's `(iss, jti)` was seen before.
     ReplayedToken,
     /// The provider requires `jti` (replay protection) and the token has none.
@@ -124,21 +83,9 @@ pub enum Error {
     /// The challenge nonce was already used.
     ChallengeUsed,
 
-    // ---- 403 insufficient_scope -------------------------------------------------------------
-    /// The route's `require` is not met by the tokens presented (for `any`).
-    RequirementUnmet,
-    /// A scope the route requires is missing.
-    ScopeMissing,
-    /// A claim constraint of the route is not met.
-    ClaimConstraint,
-    /// The `act` chain is deeper than the route allows.
-    DelegationTooDeep,
-
-    // ---- 404 / 405 --------------------------------------------------------------------------
-    /// No route matches the request.
-    NoRoute,
-    /// The path's routes (or the challenge endpoint) do not take the method; the `Allow` value.
-    MethodNotAllowed(Allow),
+    // ---- 403 insufficient_scope (and 401 for a claim that cannot be forwarded) ---------------
+    /// Valid tokens that do not satisfy the route ([`Denial`]).
+    Denied(Denial),
 
     // ---- 429 ----------------------------------------------------------------------------------
     /// The client address asked for more challenges than its budget allows.
@@ -176,7 +123,7 @@ pub enum FreshNonce {
     Attestation,
 }
 
-/// The wire form of a refusal. Built only by [`Error::wire`].
+/// The wire form of a refusal. Built only by [`Error::wire`] / [`Error::wire_for`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Wire {
     pub status: u16,
@@ -186,7 +133,7 @@ pub struct Wire {
     pub description: &'static str,
     /// The `WWW-Authenticate` value, if any.
     pub www_authenticate: Option<String>,
-    /// `Retry-After` seconds, for 503.
+    /// `Retry-After` seconds, for 503 and 429.
     pub retry_after: Option<u32>,
     /// The `Allow` value, for 405.
     pub allow: Option<&'static str>,
@@ -195,147 +142,152 @@ pub struct Wire {
 }
 
 impl Error {
-    /// A stable snake_case reason code for logs and metrics (never sent to the client).
+    /// A stable snake_case reason code for logs and metrics (never sent to the client). The
+    /// lower layers name their own ([`jose::Error::reason`], [`Denial::reason`]); the codes are
+    /// unique across every variant of every layer.
     pub fn reason(self) -> &'static str {
-        use Error::*;
         match self {
-            UnnormalisedPath => "unnormalised_path",
-            DuplicateCredential => "duplicate_credential",
-            MalformedCredential => "malformed_credential",
-            MalformedRequest => "malformed_request",
-            PathVariant => "path_variant",
-            MissingToken => "missing_token",
-            TokenTooLarge => "token_too_large",
-            SegmentCount => "segment_count",
-            MalformedSegment => "malformed_segment",
-            Base64 => "base64",
-            Utf8 => "utf8",
-            Json => "json",
-            DuplicateMember => "duplicate_member",
-            HeaderType => "header_type",
-            AlgMissing => "alg_missing",
-            AlgNotAllowed => "alg_not_allowed",
-            TypNotAccepted => "typ_not_accepted",
-            CritUnsupported => "crit_unsupported",
-            B64Unsupported => "b64_unsupported",
-            UnsupportedHeader => "unsupported_header",
-            KidMissing => "kid_missing",
-            UnknownKey => "unknown_key",
-            KeyAlgMismatch => "key_alg_mismatch",
-            AmbiguousKey => "ambiguous_key",
-            SignatureLength => "signature_length",
-            BadSignature => "bad_signature",
-            ClaimType => "claim_type",
-            IssuerMismatch => "issuer_mismatch",
-            AudienceMismatch => "audience_mismatch",
-            ExpMissing => "exp_missing",
-            Expired => "expired",
-            NotYetValid => "not_yet_valid",
-            IssuedInFuture => "issued_in_future",
-            LifetimeTooLong => "lifetime_too_long",
-            RequiredClaimMissing => "required_claim_missing",
-            UnforwardableClaim => "unforwardable_claim",
-            ReplayedToken => "replayed_token",
-            JtiMissing => "jti_missing",
-            BindingMismatch => "binding_mismatch",
-            SenderConstrained => "sender_constrained_token",
-            DpopProofMissing => "dpop_proof_missing",
-            DpopProofInvalid => "dpop_proof_invalid",
-            DpopNonceRequired => "dpop_nonce_required",
-            ChallengeMissing => "challenge_missing",
-            ChallengeUnknown => "challenge_unknown",
-            ChallengeExpired => "challenge_expired",
-            ChallengeUsed => "challenge_used",
-            RequirementUnmet => "requirement_unmet",
-            ScopeMissing => "scope_missing",
-            ClaimConstraint => "claim_constraint",
-            DelegationTooDeep => "delegation_too_deep",
-            NoRoute => "no_route",
-            MethodNotAllowed(_) => "method_not_allowed",
-            RateLimited => "rate_limited",
-            KeysUnavailable => "keys_unavailable",
-            NonceStoreUnavailable => "nonce_store_unavailable",
-            SecretUnavailable => "secret_unavailable",
-            PolicyUnavailable => "policy_unavailable",
-            OriginUnreachable => "origin_unreachable",
-            OriginTimeout => "origin_timeout",
-            InstanceReset => "instance_reset",
-            Internal => "internal_error",
+            Error::DuplicateCredential => "duplicate_credential",
+            Error::MalformedCredential => "malformed_credential",
+            Error::MalformedRequest => "malformed_request",
+            Error::Route(miss) => match miss {
+                // Which normal-form rule the path breaks is not part of the code.
+                Miss::Unnormalised(_) => "unnormalised_path",
+                Miss::NoRoute => "no_route",
+                Miss::MethodNotAllowed(_) => "method_not_allowed",
+                Miss::ProtectedVariant => "path_variant",
+            },
+            Error::MissingToken => "missing_token",
+            Error::Token(e) => e.reason(),
+            Error::ReplayedToken => "replayed_token",
+            Error::JtiMissing => "jti_missing",
+            Error::BindingMismatch => "binding_mismatch",
+            Error::SenderConstrained => "sender_constrained_token",
+            Error::DpopProofMissing => "dpop_proof_missing",
+            Error::DpopProofInvalid => "dpop_proof_invalid",
+            Error::DpopNonceRequired => "dpop_nonce_required",
+            Error::ChallengeMissing => "challenge_missing",
+            Error::ChallengeUnknown => "challenge_unknown",
+            Error::ChallengeExpired => "challenge_expired",
+            Error::ChallengeUsed => "challenge_used",
+            Error::Denied(denial) => denial.reason(),
+            Error::RateLimited => "rate_limited",
+            Error::KeysUnavailable => "keys_unavailable",
+            Error::NonceStoreUnavailable => "nonce_store_unavailable",
+            Error::SecretUnavailable => "secret_unavailable",
+            Error::PolicyUnavailable => "policy_unavailable",
+            Error::OriginUnreachable => "origin_unreachable",
+            Error::OriginTimeout => "origin_timeout",
+            Error::InstanceReset => "instance_reset",
+            Error::Internal => "internal_error",
         }
     }
 
-    /// The class of the error on the wire.
-    fn class(self) -> Class {
-        use Error::*;
-        match self {
-            UnnormalisedPath | PathVariant | DuplicateCredential | MalformedCredential
-            | MalformedRequest => Class::InvalidRequest,
-            MissingToken => Class::MissingToken,
-            TokenTooLarge | SegmentCount | MalformedSegment | Base64 | Utf8 | Json
-            | DuplicateMember | HeaderType | AlgMissing | AlgNotAllowed | TypNotAccepted
-            | CritUnsupported | B64Unsupported | UnsupportedHeader | KidMissing | UnknownKey
-            | KeyAlgMismatch | AmbiguousKey | SignatureLength | BadSignature | ClaimType
-            | IssuerMismatch | AudienceMismatch | ExpMissing | Expired | NotYetValid
-            | IssuedInFuture | LifetimeTooLong | RequiredClaimMissing | UnforwardableClaim
-            | ReplayedToken | JtiMissing | BindingMismatch | SenderConstrained => {
-                Class::InvalidToken
-            }
-            DpopProofMissing | DpopProofInvalid => Class::InvalidDpopProof,
-            DpopNonceRequired => Class::UseDpopNonce,
-            ChallengeMissing | ChallengeUnknown | ChallengeExpired | ChallengeUsed => {
-                Class::UseAttestationChallenge
-            }
-            RequirementUnmet | ScopeMissing | ClaimConstraint | DelegationTooDeep => {
-                Class::InsufficientScope
-            }
-            NoRoute => Class::NotFound,
-            MethodNotAllowed(_) => Class::MethodNotAllowed,
-            RateLimited => Class::RateLimited,
-            KeysUnavailable
-            | NonceStoreUnavailable
-            | SecretUnavailable
-            | PolicyUnavailable
-            | InstanceReset => Class::Unavailable,
-            OriginUnreachable => Class::BadGateway,
-            OriginTimeout => Class::GatewayTimeout,
-            Internal => Class::ServerError,
-        }
-    }
-
-    /// The fixed, client-safe description. Generic on purpose where the detail would help an
+    /// The one mapping: every variant, nested ones included, to its class on the wire and its
+    /// fixed, client-safe description. Generic on purpose where the detail would help an
     /// attacker (the log line has the precise [`Error::reason`]).
-    pub fn description(self) -> &'static str {
-        use Error::*;
+    fn mapping(self) -> (Class, &'static str) {
+        use jose::Error as J;
+        use Class::*;
+        const NOT_NORMAL: &str = "The request path is not in normal form.";
+        const INVALID_TOKEN: &str = "The token is invalid.";
+        const NOT_YET_VALID: &str = "The token is not valid yet.";
+        const CHALLENGE: &str = "A fresh attestation challenge is required.";
+        const NO_ACCESS: &str = "The token does not grant access to this resource.";
+        const NOT_CONFIGURED: &str = "The gateway is not fully configured.";
         match self {
-            UnnormalisedPath | PathVariant => "The request path is not in normal form.",
-            DuplicateCredential => "A credential was sent more than once.",
-            MalformedCredential => "A credential header is malformed.",
-            MalformedRequest => "The request is malformed.",
-            MissingToken => "A required token is missing.",
-            Expired => "The token has expired.",
-            NotYetValid | IssuedInFuture => "The token is not valid yet.",
-            ReplayedToken => "The token was already used.",
-            DpopProofMissing => "A DPoP proof is required.",
-            DpopProofInvalid => "The DPoP proof is invalid.",
-            DpopNonceRequired => "A fresh DPoP nonce is required.",
-            ChallengeMissing | ChallengeUnknown | ChallengeExpired | ChallengeUsed => {
-                "A fresh attestation challenge is required."
+            Error::DuplicateCredential => (InvalidRequest, "A credential was sent more than once."),
+            Error::MalformedCredential => (InvalidRequest, "A credential header is malformed."),
+            Error::MalformedRequest => (InvalidRequest, "The request is malformed."),
+            Error::Route(Miss::Unnormalised(_) | Miss::ProtectedVariant) => {
+                (InvalidRequest, NOT_NORMAL)
             }
-            RequirementUnmet | ScopeMissing | ClaimConstraint | DelegationTooDeep => {
-                "The token does not grant access to this resource."
+            Error::Route(Miss::NoRoute) => (NotFound, "No route matches the request."),
+            Error::Route(Miss::MethodNotAllowed(allow)) => {
+                (MethodNotAllowed(allow), "Method not allowed.")
             }
-            NoRoute => "No route matches the request.",
-            MethodNotAllowed(_) => "Method not allowed.",
-            RateLimited => "Too many requests; retry later.",
-            KeysUnavailable => "The token issuer's keys are temporarily unavailable.",
-            NonceStoreUnavailable => "The nonce store is temporarily unavailable.",
-            SecretUnavailable | PolicyUnavailable => "The gateway is not fully configured.",
-            OriginUnreachable => "The origin could not be reached.",
-            OriginTimeout => "The origin did not answer in time.",
-            InstanceReset => "The gateway is restarting; retry shortly.",
-            Internal => "Internal error.",
-            _ => "The token is invalid.",
+            Error::MissingToken => (MissingToken, "A required token is missing."),
+
+            // Every JOSE failure that reaches the wire is the token's: 401 invalid_token. The
+            // key-material variants are mapped in context by the callers that can meet them
+            // (see the module docs); should one ever arrive here, it still fails closed, as a
+            // bad token.
+            Error::Token(J::Expired) => (InvalidToken, "The token has expired."),
+            Error::Token(J::NotYetValid | J::IssuedInFuture) => (InvalidToken, NOT_YET_VALID),
+            Error::Token(
+                J::TokenTooLarge
+                | J::SegmentCount
+                | J::MalformedSegment
+                | J::Base64
+                | J::Utf8
+                | J::Json
+                | J::DuplicateMember
+                | J::HeaderType
+                | J::AlgMissing
+                | J::AlgNotAllowed
+                | J::TypNotAccepted
+                | J::CritUnsupported
+                | J::B64Unsupported
+                | J::UnsupportedHeader
+                | J::KidMissing
+                | J::UnknownKey
+                | J::KeyAlgMismatch
+                | J::AmbiguousKey
+                | J::SignatureLength
+                | J::BadSignature
+                | J::ClaimType
+                | J::IssuerMismatch
+                | J::AudienceMismatch
+                | J::ExpMissing
+                | J::LifetimeTooLong
+                | J::RequiredClaimMissing
+                | J::JwksTooLarge
+                | J::HmacSecretUnusable
+                | J::DpopJwkUnusable
+                | J::AlgUnavailable
+                | J::SigningKeyUnusable
+                | J::NotReady,
+            ) => (InvalidToken, INVALID_TOKEN),
+            Error::ReplayedToken => (InvalidToken, "The token was already used."),
+            Error::JtiMissing | Error::BindingMismatch | Error::SenderConstrained => {
+                (InvalidToken, INVALID_TOKEN)
+            }
+            // A claim the route forwards that no header may carry: the token's fault, 401.
+            Error::Denied(Denial::UnforwardableClaim) => (InvalidToken, INVALID_TOKEN),
+
+            Error::DpopProofMissing => (InvalidDpopProof, "A DPoP proof is required."),
+            Error::DpopProofInvalid => (InvalidDpopProof, "The DPoP proof is invalid."),
+            Error::DpopNonceRequired => (UseDpopNonce, "A fresh DPoP nonce is required."),
+            Error::ChallengeMissing
+            | Error::ChallengeUnknown
+            | Error::ChallengeExpired
+            | Error::ChallengeUsed => (UseAttestationChallenge, CHALLENGE),
+            Error::Denied(
+                Denial::RequirementUnmet
+                | Denial::ScopeMissing
+                | Denial::ClaimConstraint
+                | Denial::DelegationTooDeep,
+            ) => (InsufficientScope, NO_ACCESS),
+
+            Error::RateLimited => (RateLimited, "Too many requests; retry later."),
+            Error::KeysUnavailable => (
+                Unavailable,
+                "The token issuer's keys are temporarily unavailable.",
+            ),
+            Error::NonceStoreUnavailable => {
+                (Unavailable, "The nonce store is temporarily unavailable.")
+            }
+            Error::SecretUnavailable | Error::PolicyUnavailable => (Unavailable, NOT_CONFIGURED),
+            Error::InstanceReset => (Unavailable, "The gateway is restarting; retry shortly."),
+            Error::OriginUnreachable => (BadGateway, "The origin could not be reached."),
+            Error::OriginTimeout => (GatewayTimeout, "The origin did not answer in time."),
+            Error::Internal => (ServerError, "Internal error."),
         }
+    }
+
+    /// The fixed, client-safe description (the body's `error_description`).
+    pub fn description(self) -> &'static str {
+        self.mapping().1
     }
 
     /// The complete wire form for a route whose providers take only `Bearer` (or no scheme):
@@ -349,56 +301,39 @@ impl Error {
     /// (SPEC §4): one challenge per scheme the route accepts, with the error code except for
     /// `missing_token` (RFC 6750 §3.1); DPoP proof and nonce errors only in a `DPoP` challenge.
     pub fn wire_for(self, challenge: &Challenge) -> Wire {
-        let class = self.class();
-        let (status, code) = class.status_code();
-        let www_authenticate = match class {
-            Class::MissingToken => Some(challenge.render(None, false)),
-            Class::InvalidToken | Class::InsufficientScope | Class::UseAttestationChallenge => {
-                Some(challenge.render(Some(code), false))
-            }
-            Class::InvalidDpopProof | Class::UseDpopNonce => {
-                Some(challenge.render(Some(code), true))
-            }
-            _ => None,
-        };
-        let fresh_nonce = match class {
-            Class::InvalidDpopProof | Class::UseDpopNonce => FreshNonce::Dpop,
-            Class::UseAttestationChallenge => FreshNonce::Attestation,
-            _ => FreshNonce::No,
-        };
-        // 429: the caller replaces this with the limiter's exact wait.
-        let retry_after = match class {
-            Class::Unavailable => Some(5),
-            Class::RateLimited => Some(1),
-            _ => None,
-        };
-        Wire {
-            status,
-            code,
-            description: self.description(),
-            www_authenticate,
-            retry_after,
-            fresh_nonce,
-            allow: match self {
-                Error::MethodNotAllowed(allow) => Some(allow.as_str()),
-                _ => None,
-            },
-        }
+        let (class, description) = self.mapping();
+        class.wire(description, challenge)
     }
 }
 
-/// A route check that failed (SPEC §3 step 8) as the gateway's refusal: the one place where the
-/// policy crate's denials meet the wire mapping.
-impl From<attestgate_policy::Denial> for Error {
-    fn from(denial: attestgate_policy::Denial) -> Self {
-        use attestgate_policy::Denial;
-        match denial {
-            Denial::RequirementUnmet => Error::RequirementUnmet,
-            Denial::ScopeMissing => Error::ScopeMissing,
-            Denial::ClaimConstraint => Error::ClaimConstraint,
-            Denial::DelegationTooDeep => Error::DelegationTooDeep,
-            Denial::UnforwardableClaim => Error::UnforwardableClaim,
-        }
+/// Nesting: a JOSE failure is the token's (401 `invalid_token`). A caller for whom a JOSE error
+/// means something else (a JWKS over its limits, a DPoP proof) maps it itself, explicitly.
+impl From<jose::Error> for Error {
+    fn from(e: jose::Error) -> Self {
+        Error::Token(e)
+    }
+}
+
+/// Nesting: a route check that failed (SPEC §3 step 8), the one place where the policy crate's
+/// denials meet the wire mapping.
+impl From<Denial> for Error {
+    fn from(denial: Denial) -> Self {
+        Error::Denied(denial)
+    }
+}
+
+/// Nesting: the route lookup found no route to take the request (SPEC §2, §3 step 2).
+impl From<Miss> for Error {
+    fn from(miss: Miss) -> Self {
+        Error::Route(miss)
+    }
+}
+
+/// A decision driven by [`jose::block_on_ready`] that had to wait: fail closed as an
+/// unavailable dependency (503), as the seams that can wait are the key, store and crypto ones.
+impl From<jose::Pending> for Error {
+    fn from(_: jose::Pending) -> Self {
+        Error::KeysUnavailable
     }
 }
 
@@ -460,6 +395,7 @@ impl Challenge {
     }
 }
 
+/// What a refusal is on the wire: one class per row of SPEC §4's table (plus 500 and 504).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Class {
     InvalidRequest,
@@ -470,7 +406,8 @@ enum Class {
     UseAttestationChallenge,
     InsufficientScope,
     NotFound,
-    MethodNotAllowed,
+    /// With the `Allow` value the matcher (or the challenge endpoint) computed.
+    MethodNotAllowed(crate::policy::Allow),
     RateLimited,
     Unavailable,
     BadGateway,
@@ -478,23 +415,75 @@ enum Class {
     ServerError,
 }
 
+/// Which `WWW-Authenticate` challenge a class carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Auth {
+    /// None (not an authentication failure).
+    No,
+    /// The route's challenges without an `error` attribute (RFC 6750 §3.1: no credentials).
+    Bare,
+    /// The route's challenges with `error="<code>"`.
+    Error,
+    /// Only the `DPoP` challenge, with `error="<code>"` (RFC 9449 §7.1: proof and nonce errors).
+    Dpop,
+}
+
 impl Class {
-    fn status_code(self) -> (u16, &'static str) {
-        match self {
-            Class::InvalidRequest => (400, "invalid_request"),
-            Class::MissingToken => (401, "missing_token"),
-            Class::InvalidToken => (401, "invalid_token"),
-            Class::InvalidDpopProof => (401, "invalid_dpop_proof"),
-            Class::UseDpopNonce => (401, "use_dpop_nonce"),
-            Class::UseAttestationChallenge => (401, "use_attestation_challenge"),
-            Class::InsufficientScope => (403, "insufficient_scope"),
-            Class::NotFound => (404, "not_found"),
-            Class::MethodNotAllowed => (405, "method_not_allowed"),
-            Class::RateLimited => (429, "rate_limited"),
-            Class::Unavailable => (503, "temporarily_unavailable"),
-            Class::BadGateway => (502, "bad_gateway"),
-            Class::GatewayTimeout => (504, "gateway_timeout"),
-            Class::ServerError => (500, "server_error"),
+    /// The class's wire form: status, `error` code, challenge, fresh nonce headers,
+    /// `Retry-After` (429: the caller replaces it with the limiter's exact wait) and `Allow`.
+    fn wire(self, description: &'static str, challenge: &Challenge) -> Wire {
+        use FreshNonce as N;
+        let (status, code, auth, fresh_nonce, retry_after, allow) = match self {
+            Class::InvalidRequest => (400, "invalid_request", Auth::No, N::No, None, None),
+            Class::MissingToken => (401, "missing_token", Auth::Bare, N::No, None, None),
+            Class::InvalidToken => (401, "invalid_token", Auth::Error, N::No, None, None),
+            Class::InvalidDpopProof => (401, "invalid_dpop_proof", Auth::Dpop, N::Dpop, None, None),
+            Class::UseDpopNonce => (401, "use_dpop_nonce", Auth::Dpop, N::Dpop, None, None),
+            Class::UseAttestationChallenge => (
+                401,
+                "use_attestation_challenge",
+                Auth::Error,
+                N::Attestation,
+                None,
+                None,
+            ),
+            Class::InsufficientScope => (403, "insufficient_scope", Auth::Error, N::No, None, None),
+            Class::NotFound => (404, "not_found", Auth::No, N::No, None, None),
+            Class::MethodNotAllowed(allow) => (
+                405,
+                "method_not_allowed",
+                Auth::No,
+                N::No,
+                None,
+                Some(allow.as_str()),
+            ),
+            Class::RateLimited => (429, "rate_limited", Auth::No, N::No, Some(1), None),
+            Class::Unavailable => (
+                503,
+                "temporarily_unavailable",
+                Auth::No,
+                N::No,
+                Some(5),
+                None,
+            ),
+            Class::BadGateway => (502, "bad_gateway", Auth::No, N::No, None, None),
+            Class::GatewayTimeout => (504, "gateway_timeout", Auth::No, N::No, None, None),
+            Class::ServerError => (500, "server_error", Auth::No, N::No, None, None),
+        };
+        let www_authenticate = match auth {
+            Auth::No => None,
+            Auth::Bare => Some(challenge.render(None, false)),
+            Auth::Error => Some(challenge.render(Some(code), false)),
+            Auth::Dpop => Some(challenge.render(Some(code), true)),
+        };
+        Wire {
+            status,
+            code,
+            description,
+            www_authenticate,
+            retry_after,
+            allow,
+            fresh_nonce,
         }
     }
 }
@@ -502,20 +491,25 @@ impl Class {
 /// Escape a value for an RFC 9110 quoted-string (the realm is configuration, but be exact).
 fn escape_quoted(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '"' | '\\' => {
+    // Byte by byte: what is kept is printable ASCII, and every byte of a non-ASCII character is
+    // dropped with it.
+    for b in value.bytes() {
+        match b {
+            b'"' | b'\\' => {
                 out.push('\\');
-                out.push(c);
+                out.push(char::from(b));
             }
-            c if c.is_ascii_graphic() || c == ' ' => out.push(c),
+            b' '..=b'~' => out.push(char::from(b)),
             _ => {}
         }
     }
     out
 }
 
-/// The JSON body of a refusal: `{"error", "error_description", "request_id"}`.
+/// The JSON body of a refusal: `{"error", "error_description", "request_id"}`, compact, members
+/// in that order (what `serde_json` writes for the same object). The code and the description
+/// are fixed printable ASCII without `"` or `\` (the walk test checks every variant), so only the
+/// request id is escaped.
 pub fn body(wire: &Wire, request_id: &str) -> String {
     use crate::gate::log::{json_object, json_str};
     json_object(&[
@@ -528,6 +522,234 @@ pub fn body(wire: &Wire, request_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jose::Error as J;
+    use crate::policy::{Allow, PathProblem};
+    use std::collections::HashSet;
+
+    const GET: Allow = Allow::from_static("GET, HEAD");
+
+    /// Lists every variant of every layer once, with the status and `error` code SPEC §4's table
+    /// gives it, and makes the list provably complete. It expands to `ALL` (the values walked),
+    /// `PATTERNS` (entry `i`'s pattern, as a test) and `covered`, one `match` with an arm per
+    /// entry and no `_` arm: a variant added at any layer and not listed here does not compile,
+    /// and one listed twice is an unreachable arm (a warning; clippy's `-D warnings` refuses
+    /// it). Each entry is `[pattern] [value] status "code"`; the value defaults to the pattern,
+    /// and is given only where a payload does not change the mapping (which `PathProblem`,
+    /// which `Allow`): the pattern takes `_` for it and one value is walked.
+    macro_rules! walk {
+        ($( [$($pat:tt)+] $([$($value:tt)+])? $status:literal $code:literal, )*) => {
+            const ALL: &[(Error, u16, &str)] = &[
+                $( (walk!(@value [$($pat)+] $([$($value)+])?), $status, $code), )*
+            ];
+            const PATTERNS: &[fn(Error) -> bool] = &[$( |e| matches!(e, $($pat)+), )*];
+            #[allow(dead_code)]
+            fn covered(e: Error) {
+                match e {
+                    $( $($pat)+ => {} )*
+                }
+            }
+        };
+        (@value [$($pat:tt)+]) => { $($pat)+ };
+        (@value [$($pat:tt)+] [$($value:tt)+]) => { $($value)+ };
+    }
+
+    walk! {
+        // 400: the request
+        [Error::DuplicateCredential] 400 "invalid_request",
+        [Error::MalformedCredential] 400 "invalid_request",
+        [Error::MalformedRequest] 400 "invalid_request",
+        // the route lookup
+        [Error::Route(Miss::Unnormalised(_))] [Error::Route(Miss::Unnormalised(PathProblem::DotSegment))] 400 "invalid_request",
+        [Error::Route(Miss::ProtectedVariant)] 400 "invalid_request",
+        [Error::Route(Miss::NoRoute)] 404 "not_found",
+        [Error::Route(Miss::MethodNotAllowed(_))] [Error::Route(Miss::MethodNotAllowed(GET))] 405 "method_not_allowed",
+        // 401
+        [Error::MissingToken] 401 "missing_token",
+        // the JOSE layer, every variant
+        [Error::Token(J::TokenTooLarge)] 401 "invalid_token",
+        [Error::Token(J::SegmentCount)] 401 "invalid_token",
+        [Error::Token(J::MalformedSegment)] 401 "invalid_token",
+        [Error::Token(J::Base64)] 401 "invalid_token",
+        [Error::Token(J::Utf8)] 401 "invalid_token",
+        [Error::Token(J::Json)] 401 "invalid_token",
+        [Error::Token(J::DuplicateMember)] 401 "invalid_token",
+        [Error::Token(J::HeaderType)] 401 "invalid_token",
+        [Error::Token(J::AlgMissing)] 401 "invalid_token",
+        [Error::Token(J::AlgNotAllowed)] 401 "invalid_token",
+        [Error::Token(J::TypNotAccepted)] 401 "invalid_token",
+        [Error::Token(J::CritUnsupported)] 401 "invalid_token",
+        [Error::Token(J::B64Unsupported)] 401 "invalid_token",
+        [Error::Token(J::UnsupportedHeader)] 401 "invalid_token",
+        [Error::Token(J::KidMissing)] 401 "invalid_token",
+        [Error::Token(J::UnknownKey)] 401 "invalid_token",
+        [Error::Token(J::KeyAlgMismatch)] 401 "invalid_token",
+        [Error::Token(J::AmbiguousKey)] 401 "invalid_token",
+        [Error::Token(J::SignatureLength)] 401 "invalid_token",
+        [Error::Token(J::BadSignature)] 401 "invalid_token",
+        [Error::Token(J::ClaimType)] 401 "invalid_token",
+        [Error::Token(J::IssuerMismatch)] 401 "invalid_token",
+        [Error::Token(J::AudienceMismatch)] 401 "invalid_token",
+        [Error::Token(J::ExpMissing)] 401 "invalid_token",
+        [Error::Token(J::Expired)] 401 "invalid_token",
+        [Error::Token(J::NotYetValid)] 401 "invalid_token",
+        [Error::Token(J::IssuedInFuture)] 401 "invalid_token",
+        [Error::Token(J::LifetimeTooLong)] 401 "invalid_token",
+        [Error::Token(J::RequiredClaimMissing)] 401 "invalid_token",
+        [Error::Token(J::JwksTooLarge)] 401 "invalid_token",
+        [Error::Token(J::HmacSecretUnusable)] 401 "invalid_token",
+        [Error::Token(J::DpopJwkUnusable)] 401 "invalid_token",
+        [Error::Token(J::AlgUnavailable)] 401 "invalid_token",
+        [Error::Token(J::SigningKeyUnusable)] 401 "invalid_token",
+        [Error::Token(J::NotReady)] 401 "invalid_token",
+        // the gateway's own token checks, and the policy's one 401
+        [Error::ReplayedToken] 401 "invalid_token",
+        [Error::JtiMissing] 401 "invalid_token",
+        [Error::BindingMismatch] 401 "invalid_token",
+        [Error::SenderConstrained] 401 "invalid_token",
+        [Error::Denied(Denial::UnforwardableClaim)] 401 "invalid_token",
+        // DPoP and the attestation challenge
+        [Error::DpopProofMissing] 401 "invalid_dpop_proof",
+        [Error::DpopProofInvalid] 401 "invalid_dpop_proof",
+        [Error::DpopNonceRequired] 401 "use_dpop_nonce",
+        [Error::ChallengeMissing] 401 "use_attestation_challenge",
+        [Error::ChallengeUnknown] 401 "use_attestation_challenge",
+        [Error::ChallengeExpired] 401 "use_attestation_challenge",
+        [Error::ChallengeUsed] 401 "use_attestation_challenge",
+        // 403: the policy's route checks
+        [Error::Denied(Denial::RequirementUnmet)] 403 "insufficient_scope",
+        [Error::Denied(Denial::ScopeMissing)] 403 "insufficient_scope",
+        [Error::Denied(Denial::ClaimConstraint)] 403 "insufficient_scope",
+        [Error::Denied(Denial::DelegationTooDeep)] 403 "insufficient_scope",
+        // 429, 5xx
+        [Error::RateLimited] 429 "rate_limited",
+        [Error::KeysUnavailable] 503 "temporarily_unavailable",
+        [Error::NonceStoreUnavailable] 503 "temporarily_unavailable",
+        [Error::SecretUnavailable] 503 "temporarily_unavailable",
+        [Error::PolicyUnavailable] 503 "temporarily_unavailable",
+        [Error::InstanceReset] 503 "temporarily_unavailable",
+        [Error::OriginUnreachable] 502 "bad_gateway",
+        [Error::OriginTimeout] 504 "gateway_timeout",
+        [Error::Internal] 500 "server_error",
+    }
+
+    fn is_snake_case(code: &str) -> bool {
+        code.starts_with(|c: char| c.is_ascii_lowercase())
+            && code
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            && !code.contains("__")
+            && !code.ends_with('_')
+    }
+
+    /// The walk (issue 13 item 5): for every variant of every layer, the status and `error`
+    /// code of SPEC §4, a fixed description, a unique snake_case reason, `WWW-Authenticate`
+    /// exactly for 401 and 403, `Retry-After` exactly for 503 and 429, `Allow` exactly for 405.
+    #[test]
+    fn every_variant_maps_as_spec_section_4_says() {
+        const REALM: &str = "realm-of-the-policy";
+        const REQUEST_ID: &str = "id-of-the-request";
+        let algs = crate::gate::dpop::PROOF_ALG_NAMES;
+        let route = Challenge::new(REALM, true, true);
+        let mut reasons = HashSet::new();
+        assert_eq!(ALL.len(), PATTERNS.len());
+        for (i, &(e, status, code)) in ALL.iter().enumerate() {
+            assert!(PATTERNS[i](e), "entry {i}: {e:?} is not its own pattern");
+            let w = e.wire_for(&route);
+            assert_eq!((w.status, w.code), (status, code), "{e:?}");
+
+            // A fixed description: the same whatever the realm, printable ASCII without
+            // quotes or backslashes, a sentence; nothing from the request is in the body.
+            let d = e.description();
+            assert_eq!(w.description, d, "{e:?}");
+            assert_eq!(e.wire("another realm").description, d, "{e:?}");
+            assert!(
+                d.len() > 1
+                    && d.ends_with('.')
+                    && d.bytes().all(|b| (b' '..=b'~').contains(&b))
+                    && !d.contains(['"', '\\'])
+                    && !d.contains(REALM)
+                    && !d.contains(REQUEST_ID),
+                "{e:?}: {d:?}"
+            );
+            let json: serde_json::Value =
+                serde_json::from_str(&body(&w, REQUEST_ID)).expect("body is JSON");
+            assert_eq!(
+                json,
+                serde_json::json!({"error": code, "error_description": d, "request_id": REQUEST_ID}),
+                "{e:?}"
+            );
+
+            // The log line's reason: snake_case, one per variant across every layer.
+            let reason = e.reason();
+            assert!(is_snake_case(reason), "{e:?}: {reason:?}");
+            assert!(reasons.insert(reason), "{e:?}: reason {reason:?} twice");
+            assert_eq!(e.to_string(), reason);
+
+            // WWW-Authenticate exactly for 401 and 403, naming the route's realm; the error
+            // attribute except for missing_token; DPoP proof and nonce errors only as DPoP.
+            assert_eq!(
+                w.www_authenticate.is_some(),
+                matches!(status, 401 | 403),
+                "{e:?}"
+            );
+            if let Some(h) = &w.www_authenticate {
+                let error = format!(", error=\"{code}\"");
+                let want = match code {
+                    "missing_token" => {
+                        format!("Bearer realm=\"{REALM}\", DPoP realm=\"{REALM}\", algs=\"{algs}\"")
+                    }
+                    "invalid_dpop_proof" | "use_dpop_nonce" => {
+                        format!("DPoP realm=\"{REALM}\"{error}, algs=\"{algs}\"")
+                    }
+                    _ => format!(
+                        "Bearer realm=\"{REALM}\"{error}, DPoP realm=\"{REALM}\"{error}, algs=\"{algs}\""
+                    ),
+                };
+                assert_eq!(h, &want, "{e:?}");
+            }
+            let fresh = match code {
+                "invalid_dpop_proof" | "use_dpop_nonce" => FreshNonce::Dpop,
+                "use_attestation_challenge" => FreshNonce::Attestation,
+                _ => FreshNonce::No,
+            };
+            assert_eq!(w.fresh_nonce, fresh, "{e:?}");
+
+            // Retry-After exactly for 503 (5 s) and 429 (1 s, replaced by the limiter's wait).
+            let retry = match status {
+                503 => Some(5),
+                429 => Some(1),
+                _ => None,
+            };
+            assert_eq!(w.retry_after, retry, "{e:?}");
+            assert_eq!(w.allow.is_some(), status == 405, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn lower_layers_nest_and_keep_their_reasons() {
+        assert_eq!(Error::from(J::Expired), Error::Token(J::Expired));
+        assert_eq!(
+            Error::from(J::BadSignature).reason(),
+            J::BadSignature.reason()
+        );
+        assert_eq!(
+            Error::from(Denial::ScopeMissing),
+            Error::Denied(Denial::ScopeMissing)
+        );
+        assert_eq!(
+            Error::from(Denial::DelegationTooDeep).reason(),
+            Denial::DelegationTooDeep.reason()
+        );
+        assert_eq!(Error::from(Miss::NoRoute), Error::Route(Miss::NoRoute));
+        // Which normal-form rule a path breaks is kept, and changes nothing on the wire.
+        let a = Error::from(Miss::Unnormalised(PathProblem::EmptySegment));
+        let b = Error::from(Miss::Unnormalised(PathProblem::PathParameter));
+        assert_ne!(a, b);
+        assert_eq!((a.reason(), a.wire("r")), (b.reason(), b.wire("r")));
+        // A decision that had to wait where it cannot: 503, as before.
+        assert_eq!(Error::from(crate::jose::Pending), Error::KeysUnavailable);
+        assert_eq!(J::from(crate::jose::Pending), J::NotReady);
+    }
 
     #[test]
     fn missing_token_has_no_error_attribute() {
@@ -543,15 +765,25 @@ mod tests {
     #[test]
     fn statuses_follow_the_spec_table() {
         let cases = [
-            (Error::UnnormalisedPath, 400, "invalid_request", false),
+            (
+                Error::Route(Miss::Unnormalised(PathProblem::DotSegment)),
+                400,
+                "invalid_request",
+                false,
+            ),
             (Error::DuplicateCredential, 400, "invalid_request", false),
-            (Error::BadSignature, 401, "invalid_token", true),
+            (Error::Token(J::BadSignature), 401, "invalid_token", true),
             (Error::ReplayedToken, 401, "invalid_token", true),
             (Error::DpopProofInvalid, 401, "invalid_dpop_proof", true),
             (Error::DpopNonceRequired, 401, "use_dpop_nonce", true),
             (Error::ChallengeUsed, 401, "use_attestation_challenge", true),
-            (Error::ScopeMissing, 403, "insufficient_scope", true),
-            (Error::NoRoute, 404, "not_found", false),
+            (
+                Error::Denied(Denial::ScopeMissing),
+                403,
+                "insufficient_scope",
+                true,
+            ),
+            (Error::Route(Miss::NoRoute), 404, "not_found", false),
             (
                 Error::KeysUnavailable,
                 503,
@@ -581,11 +813,11 @@ mod tests {
             }
         }
         assert_eq!(Error::KeysUnavailable.wire("r").retry_after, Some(5));
-        let w = Error::MethodNotAllowed(Allow::from_static("GET, HEAD")).wire("r");
+        let w = Error::Route(Miss::MethodNotAllowed(GET)).wire("r");
         assert_eq!((w.status, w.code), (405, "method_not_allowed"));
         assert_eq!((w.allow, w.www_authenticate), (Some("GET, HEAD"), None));
-        assert_eq!(Error::NoRoute.wire("r").allow, None);
-        let w = Error::PathVariant.wire("r");
+        assert_eq!(Error::Route(Miss::NoRoute).wire("r").allow, None);
+        let w = Error::Route(Miss::ProtectedVariant).wire("r");
         assert_eq!((w.status, w.code, w.allow), (400, "invalid_request", None));
         assert_eq!(Error::InstanceReset.wire("r").retry_after, Some(5));
         assert_eq!(Error::RateLimited.wire("r").retry_after, Some(1));
@@ -612,6 +844,9 @@ mod tests {
             w.www_authenticate.as_deref(),
             Some("Bearer realm=\"a\\\"b\\\\c\"")
         );
+        // Only printable ASCII is kept: a non-ASCII character goes whole, never a byte of it.
+        let w = Error::MissingToken.wire("caf\u{e9}\u{2028}\u{1f600}\tr\u{7f}");
+        assert_eq!(w.www_authenticate.as_deref(), Some("Bearer realm=\"cafr\""));
     }
 
     #[test]
@@ -636,14 +871,40 @@ mod tests {
         // No scheme at all (tokens in custom headers): Bearer, a 401 always has a challenge.
         assert_eq!(Challenge::new("r", false, false), Challenge::bearer("r"));
         assert_eq!(
-            Error::Expired.wire_for(&Challenge::bearer("r")),
-            Error::Expired.wire("r")
+            Error::Token(J::Expired).wire_for(&Challenge::bearer("r")),
+            Error::Token(J::Expired).wire("r")
         );
+    }
+
+    /// The hand-written body is byte for byte what `serde_json` writes for the same object,
+    /// whatever the request id holds.
+    #[test]
+    fn body_bytes_are_serde_jsons() {
+        for id in [
+            "lU3bx9_EEpAdtP-4",
+            "unknown",
+            "",
+            "explain",
+            "a\"b\\c",
+            "line\nbreak\ttab\u{1}\u{7f}",
+            "caf\u{e9} \u{2028} \u{1f600}",
+        ] {
+            for &(e, ..) in ALL {
+                let w = e.wire("r");
+                let want = serde_json::json!({
+                    "error": w.code,
+                    "error_description": w.description,
+                    "request_id": id,
+                })
+                .to_string();
+                assert_eq!(body(&w, id), want, "{e:?} {id:?}");
+            }
+        }
     }
 
     #[test]
     fn body_is_fixed_json() {
-        let w = Error::Expired.wire("r");
+        let w = Error::Token(J::Expired).wire("r");
         let v: serde_json::Value = serde_json::from_str(&body(&w, "req-1")).unwrap();
         assert_eq!(v["error"], "invalid_token");
         assert_eq!(v["error_description"], "The token has expired.");
@@ -654,9 +915,9 @@ mod tests {
     fn body_is_the_text_serde_json_makes() {
         use Error::*;
         for e in [
-            Expired,
+            Token(J::Expired),
             MissingToken,
-            NoRoute,
+            Route(Miss::NoRoute),
             Internal,
             RateLimited,
             DpopProofMissing,

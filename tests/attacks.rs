@@ -10,11 +10,11 @@ mod common;
 use std::sync::OnceLock;
 
 use attestgate::jose::crypto::verify_native;
+use attestgate::jose::Error;
 use attestgate::jose::{
     b64, block_on_ready, jws, verify_dpop_proof, verify_token, Alg, ClaimRules, Claims, JwksLimits,
     Key, KeyRejection, KeySet, Limits, NativeVerifier, Profile,
 };
-use attestgate::Error;
 use base64ct::Encoding;
 use common::{read_json, s, sign};
 use serde_json::{json, Value};
@@ -498,7 +498,7 @@ fn a05_embedded_jwk_header_injection() {
         &Limits::default(),
         &NativeVerifier,
     ));
-    assert_eq!(r.err(), Some(Error::DpopProofInvalid));
+    assert_eq!(r.err(), Some(Error::DpopJwkUnusable));
 }
 
 #[test]
@@ -1151,11 +1151,11 @@ fn a26_hmac() {
     // Weak secrets are refused when configured.
     assert_eq!(
         KeySet::from_hmac_secret(b"secret", None).err(),
-        Some(Error::SecretUnavailable)
+        Some(Error::HmacSecretUnusable)
     );
     assert_eq!(
         KeySet::from_hmac_secret(&[7; 31], None).err(),
-        Some(Error::SecretUnavailable)
+        Some(Error::HmacSecretUnusable)
     );
     // A token MACed with "secret" does not verify against the configured secret.
     let weak = token(
@@ -1729,7 +1729,7 @@ fn a43_jwks_fetch_abuse() {
     huge.extend(br#""}"#);
     assert_eq!(
         KeySet::from_jwks(&huge, &limits).err(),
-        Some(Error::KeysUnavailable)
+        Some(Error::JwksTooLarge)
     );
     let many: Vec<Value> = (0..101)
         .map(|i| ec_jwk(&es_issuer(), &format!("k{i}")))
@@ -1738,7 +1738,7 @@ fn a43_jwks_fetch_abuse() {
     assert!(doc.len() < limits.max_bytes);
     assert_eq!(
         KeySet::from_jwks(&doc, &limits).err(),
-        Some(Error::KeysUnavailable)
+        Some(Error::JwksTooLarge)
     );
     let hundred: Vec<Value> = (0..100)
         .map(|i| ec_jwk(&es_issuer(), &format!("k{i}")))
@@ -1828,7 +1828,7 @@ fn dpop_parse_mode() {
     let bad_cases = [
         (
             json!({"alg":"ES256","typ":"dpop+jwt"}),
-            Error::DpopProofInvalid,
+            Error::DpopJwkUnusable,
         ),
         (
             json!({"alg":"ES256","typ":"at+jwt","jwk":jwk}),
@@ -1836,15 +1836,15 @@ fn dpop_parse_mode() {
         ),
         (
             json!({"alg":"EdDSA","typ":"dpop+jwt","jwk":jwk}),
-            Error::DpopProofInvalid,
+            Error::DpopJwkUnusable,
         ),
         (
             json!({"alg":"ES256","typ":"dpop+jwt","jwk":with(jwk.clone(), json!({"d":"AAAA"}))}),
-            Error::DpopProofInvalid,
+            Error::DpopJwkUnusable,
         ),
         (
             json!({"alg":"ES256","typ":"dpop+jwt","jwk":rsa_jwk("r")}),
-            Error::DpopProofInvalid,
+            Error::DpopJwkUnusable,
         ),
         (
             json!({"alg":"HS256","typ":"dpop+jwt","jwk":jwk}),

@@ -25,8 +25,10 @@ use attestgate::gate::phase::{decide, Decision, Env, Outcome, Request, ResponseP
 use attestgate::gate::rate_limit::RateLimiter;
 use attestgate::gate::seams::{KeySource, ReplayGuard, SystemRandom};
 use attestgate::gate::{Gate, KeySpec, ProviderRt};
+use attestgate::jose;
 use attestgate::jose::{block_on_ready, KeySet, NativeVerifier};
 use attestgate::policy::HeaderPlan;
+use attestgate::policy::{Denial, Miss};
 use attestgate::Error;
 use common::sign;
 
@@ -488,8 +490,10 @@ impl World {
             now: NOW,
             now_ms: NOW * 1000,
         };
-        block_on_ready(async { Ok(f(&decide(&self.gate, &view, &env, "req-test").await)) })
-            .expect("the fakes never wait")
+        block_on_ready(async {
+            Ok::<_, Error>(f(&decide(&self.gate, &view, &env, "req-test").await))
+        })
+        .expect("the fakes never wait")
     }
 
     // ---- tokens ------------------------------------------------------------------------------
@@ -782,7 +786,7 @@ fn forged_attestation_signature_never_consumes_the_nonce() {
     let forged = w.attestation_signed_by(&mallory, json!({ "nonce": nonce }));
     assert_eq!(
         w.run("POST", "/attest/pay", &[("attestation", &forged)]),
-        Err(Error::BadSignature)
+        Err(Error::Token(jose::Error::BadSignature))
     );
     // A signature from the right key over other claims, spliced onto these claims.
     let good = w.attestation(json!({ "nonce": nonce, "sub": "app:other" }));
@@ -795,7 +799,7 @@ fn forged_attestation_signature_never_consumes_the_nonce() {
     );
     assert_eq!(
         w.run("POST", "/attest/pay", &[("attestation", &spliced)]),
-        Err(Error::BadSignature)
+        Err(Error::Token(jose::Error::BadSignature))
     );
     assert_no_store_calls(&w);
     // The nonce is still good for the honest client.
@@ -811,15 +815,15 @@ fn failing_claims_never_consume_the_nonce() {
     let cases = [
         (
             json!({ "nonce": nonce, "iat": NOW - 400, "exp": NOW - 120 }),
-            Error::Expired,
+            Error::Token(jose::Error::Expired),
         ),
         (
             json!({ "nonce": nonce, "aud": "https://elsewhere" }),
-            Error::AudienceMismatch,
+            Error::Token(jose::Error::AudienceMismatch),
         ),
         (
             json!({ "nonce": nonce, "iss": "https://evil.example" }),
-            Error::IssuerMismatch,
+            Error::Token(jose::Error::IssuerMismatch),
         ),
     ];
     for (claims, want) in cases {
@@ -839,15 +843,15 @@ fn failing_route_checks_never_consume_the_nonce() {
     let token = w.attestation(json!({ "nonce": nonce, "scope": "something:else" }));
     assert_eq!(
         w.run("POST", "/attest/pay", &[("attestation", &token)]),
-        Err(Error::ScopeMissing)
+        Err(Error::Denied(Denial::ScopeMissing))
     );
     // Wrong method: 405 with the route's methods, nothing read.
     let ok = w.attestation(json!({ "nonce": nonce }));
     assert_eq!(
         w.run("GET", "/attest/pay", &[("attestation", &ok)]),
-        Err(Error::MethodNotAllowed(
+        Err(Error::Route(Miss::MethodNotAllowed(
             attestgate::policy::Allow::from_static("POST")
-        ))
+        )))
     );
     assert_no_store_calls(&w);
     assert!(w
@@ -872,12 +876,12 @@ fn forged_or_unauthorised_tokens_never_record_a_jti() {
     );
     assert_eq!(
         w.run("GET", "/once", &[("once-token", &forged)]),
-        Err(Error::BadSignature)
+        Err(Error::Token(jose::Error::BadSignature))
     );
     let no_scope = w.idp_token(json!({ "jti": jti, "scope": "other" }));
     assert_eq!(
         w.run("GET", "/once", &[("once-token", &no_scope)]),
-        Err(Error::ScopeMissing)
+        Err(Error::Denied(Denial::ScopeMissing))
     );
     assert_no_store_calls(&w);
     // The honest token with that jti is still accepted once.
@@ -960,7 +964,7 @@ fn replay_jti_token_that_outlives_the_store_record_is_refused() {
         let token = w.idp_token(json!({ "scope": "once:use", "exp": exp }));
         assert_eq!(
             w.run("GET", "/once", &[("once-token", &token)]),
-            Err(Error::LifetimeTooLong),
+            Err(Error::Token(jose::Error::LifetimeTooLong)),
             "{exp}"
         );
     }
@@ -1252,7 +1256,7 @@ fn dpop_failing_route_check_never_consumes_the_nonce() {
     let token = w.idp_token(json!({ "scope": "nothing", "cnf": { "jkt": key.thumbprint() } }));
     let d = Dpop { w: &w, key, token };
     let p = d.proof(json!({ "nonce": w.challenge() }));
-    assert_eq!(d.send("GET", &p), Err(Error::ScopeMissing));
+    assert_eq!(d.send("GET", &p), Err(Error::Denied(Denial::ScopeMissing)));
     assert_no_store_calls(&w);
 }
 
@@ -1353,7 +1357,7 @@ fn approov_token_with_wrong_secret_is_bad_signature() {
             "/approov/orders",
             &[("approov-token", &forged), ("authorization", &auth)],
         ),
-        Err(Error::BadSignature)
+        Err(Error::Token(jose::Error::BadSignature))
     );
 }
 
@@ -1507,13 +1511,19 @@ fn rotating_secrets_are_selected_by_kid() {
     // the kid picks the key: another secret's signature under it does not verify
     assert_eq!(
         run(&hs_token(&ROT_NEW, Some("k1"))),
-        Err(Error::BadSignature)
+        Err(Error::Token(jose::Error::BadSignature))
     );
-    assert_eq!(run(&hs_token(&ROT_NEW, Some("k3"))), Err(Error::UnknownKey));
-    // two keys: the token must say which
-    assert_eq!(run(&hs_token(&ROT_NEW, None)), Err(Error::KidMissing));
     assert_eq!(
-        Error::UnknownKey.wire("r").status,
+        run(&hs_token(&ROT_NEW, Some("k3"))),
+        Err(Error::Token(jose::Error::UnknownKey))
+    );
+    // two keys: the token must say which
+    assert_eq!(
+        run(&hs_token(&ROT_NEW, None)),
+        Err(Error::Token(jose::Error::KidMissing))
+    );
+    assert_eq!(
+        Error::Token(jose::Error::UnknownKey).wire("r").status,
         401,
         "an unknown kid is a bad token"
     );
@@ -1533,15 +1543,15 @@ fn error_challenges_use_the_routes_schemes() {
     let w = World::new();
     let r = "realm=\"api.example.com\"";
     assert_eq!(
-        www(&w, "dpop", Error::BadSignature),
+        www(&w, "dpop", Error::Token(jose::Error::BadSignature)),
         format!("DPoP {r}, error=\"invalid_token\", algs=\"{ALGS}\"")
     );
     assert_eq!(
-        www(&w, "dpop", Error::ScopeMissing),
+        www(&w, "dpop", Error::Denied(Denial::ScopeMissing)),
         format!("DPoP {r}, error=\"insufficient_scope\", algs=\"{ALGS}\"")
     );
     assert_eq!(
-        www(&w, "agent", Error::BadSignature),
+        www(&w, "agent", Error::Token(jose::Error::BadSignature)),
         format!("Bearer {r}, error=\"invalid_token\"")
     );
     assert_eq!(
@@ -1564,7 +1574,7 @@ fn error_challenges_use_the_routes_schemes() {
     }
     // No challenge where SPEC §4 has none.
     for e in [
-        Error::NoRoute,
+        Error::Route(Miss::NoRoute),
         Error::DuplicateCredential,
         Error::KeysUnavailable,
     ] {
@@ -1608,7 +1618,7 @@ impl attestgate::jose::SignatureVerifier for CountingVerifier {
         key: &attestgate::jose::Key,
         input: &[u8],
         signature: &[u8],
-    ) -> Result<(), Error> {
+    ) -> Result<(), jose::Error> {
         self.0.set(self.0.get() + 1);
         NativeVerifier.verify(key, input, signature).await
     }
@@ -1653,7 +1663,7 @@ fn run_cached(
         now_ms: now * 1000,
     };
     block_on_ready(async {
-        Ok(Forward::of(
+        Ok::<_, Error>(Forward::of(
             &decide(&w.gate, &view, &env, "req-cache").await,
         ))
     })
@@ -1677,13 +1687,13 @@ fn a_cached_token_skips_only_its_signature_and_one_flipped_byte_is_verified_afre
     let flipped = format!("{head}.{}", Base64UrlUnpadded::encode_string(&bytes));
     assert_eq!(
         run_cached(&w, &keys, &verifier, NOW, &flipped),
-        Err(Error::BadSignature)
+        Err(Error::Token(jose::Error::BadSignature))
     );
     assert_eq!(verifier.0.get(), 2);
     // Every other check still runs on a hit: past its exp the cached token is expired.
     assert_eq!(
         run_cached(&w, &keys, &verifier, NOW + 300 + 61, &token),
-        Err(Error::Expired)
+        Err(Error::Token(jose::Error::Expired))
     );
 }
 
@@ -1735,7 +1745,7 @@ fn challenge_endpoint_takes_post_only_and_needs_the_nonce_key() {
             (d.error(), answer_of(d), d.route.map(str::to_owned))
         });
         assert!(
-            matches!(e, Some(Error::MethodNotAllowed(_))),
+            matches!(e, Some(Error::Route(Miss::MethodNotAllowed(_)))),
             "{method}: {e:?}"
         );
         assert_eq!(
@@ -1787,14 +1797,20 @@ fn route_lookup_refusals_come_from_the_matcher() {
     };
     assert_eq!(
         refusal("GET", "/nowhere"),
-        (Some(Error::NoRoute), true, 404)
+        (Some(Error::Route(Miss::NoRoute)), true, 404)
     );
     assert_eq!(
         refusal("GET", "/agent//x"),
-        (Some(Error::UnnormalisedPath), true, 400)
+        (
+            Some(Error::Route(Miss::Unnormalised(
+                attestgate::policy::PathProblem::EmptySegment
+            ))),
+            true,
+            400
+        )
     );
     let (e, none, status) = refusal("GET", "/attest/x");
-    assert!(matches!(e, Some(Error::MethodNotAllowed(_))) && none && status == 405);
+    assert!(matches!(e, Some(Error::Route(Miss::MethodNotAllowed(_)))) && none && status == 405);
 }
 
 #[test]
@@ -1944,12 +1960,12 @@ fn a_new_key_set_drops_what_the_old_one_verified() {
     *keys.0.borrow_mut() = agent_keys(&[(&other, "idp-2")]);
     assert_eq!(
         run_cached(&w, &keys, &verifier, NOW, &token),
-        Err(Error::UnknownKey)
+        Err(Error::Token(jose::Error::UnknownKey))
     );
     // The same kid now bound to another key: the signature is checked, and fails.
     *keys.0.borrow_mut() = agent_keys(&[(&other, "idp-1")]);
     assert_eq!(
         run_cached(&w, &keys, &verifier, NOW, &token),
-        Err(Error::BadSignature)
+        Err(Error::Token(jose::Error::BadSignature))
     );
 }

@@ -10,10 +10,10 @@
 
 use attestgate::gate::log::DecisionLog;
 use attestgate::jose::claims::{validate, MAX_ACT_DEPTH};
+use attestgate::jose::Error;
 use attestgate::jose::{b64, ClaimRules};
 use attestgate::policy::compile::MAX_DELEGATION_DEPTH;
 use attestgate::policy::{act, compile, parse_toml, Denial, Policy};
-use attestgate::Error;
 use serde_json::{json, Map, Value};
 
 const NOW: i64 = 1_700_000_000;

@@ -491,7 +491,7 @@ require = {{ all = ["p"] }}
         Gate::new(build(&text).unwrap_or_else(|e| panic!("{}", e[0]))).expect("gate")
     }
 
-    fn check(g: &Gate, extra: Value) -> Result<(), attestgate::Error> {
+    fn check(g: &Gate, extra: Value) -> Result<(), attestgate::jose::Error> {
         let mut c = json!({
             "iss": "https://idp.example.com",
             "aud": "https://api.example.com",
@@ -520,11 +520,11 @@ require = {{ all = ["p"] }}
         // the counter-example of issue 12 item 8: a nested object does not satisfy it
         assert_eq!(
             check(&g, json!({"https://example": {"com/roles": 1}})),
-            Err(attestgate::Error::RequiredClaimMissing)
+            Err(attestgate::jose::Error::RequiredClaimMissing)
         );
         assert_eq!(
             check(&g, json!({})),
-            Err(attestgate::Error::RequiredClaimMissing)
+            Err(attestgate::jose::Error::RequiredClaimMissing)
         );
     }
 
@@ -534,7 +534,7 @@ require = {{ all = ["p"] }}
         assert_eq!(check(&g, json!({"sub": "u", "cnf": {"jkt": "t"}})), Ok(()));
         assert_eq!(
             check(&g, json!({"sub": "u", "cnf.jkt": "t"})),
-            Err(attestgate::Error::RequiredClaimMissing)
+            Err(attestgate::jose::Error::RequiredClaimMissing)
         );
         // a quoted segment inside a longer path
         let g = gate(r#"['ext."https://example.com/tenant".id']"#);
@@ -550,7 +550,7 @@ require = {{ all = ["p"] }}
                 &g,
                 json!({"ext": {"https://example": {"com/tenant": {"id": 7}}}})
             ),
-            Err(attestgate::Error::RequiredClaimMissing)
+            Err(attestgate::jose::Error::RequiredClaimMissing)
         );
     }
 
@@ -613,8 +613,8 @@ require = {{ all = ["p"] }}
 mod lifetime {
     use super::*;
     use attestgate::gate::Gate;
+    use attestgate::jose::Error;
     use attestgate::jose::{b64, claims};
-    use attestgate::Error;
     use serde_json::json;
 
     const NOW: i64 = 1_700_000_000;

@@ -5,9 +5,9 @@
 //! `application/` prefix even when another `/` followed, so `application/a/b` and `a/b` were
 //! "the same type" for the compiler but not for the parser.
 
+use attestgate::jose::Error;
 use attestgate::jose::{b64, jws, Alg, Limits};
 use attestgate::policy::{compile, parse_toml, typ, Policy, PolicyError};
-use attestgate::Error;
 
 /// `(accepted, typ, matches)`: case-insensitive, `application/` optional on either side when no
 /// other `/` follows (docs/verification.md).
@@ -100,7 +100,7 @@ fn the_jose_parser_agrees() {
             // No `jwk`: past the `typ` check a proof fails as invalid, before it as `typ`.
             let e = jws::parse_dpop(&token(typ), &[Alg::Es256], &Limits::default()).unwrap_err();
             let expected = if ok {
-                Error::DpopProofInvalid
+                Error::DpopJwkUnusable
             } else {
                 Error::TypNotAccepted
             };

@@ -12,11 +12,11 @@ mod common;
 use std::collections::BTreeSet;
 
 use attestgate::jose::crypto::verify_native;
+use attestgate::jose::Error;
 use attestgate::jose::{
     b64, block_on_ready, claims, jws, verify_dpop_proof, verify_token, Alg, ClaimRules, Key,
     KeyRejection, KeySet, Limits, NativeVerifier, Profile,
 };
-use attestgate::Error;
 use common::{read_json, s};
 use serde_json::Value;
 use sha2::{Digest, Sha256};

@@ -81,7 +81,7 @@ fn es256_token_verifies_and_tampering_fails_in_wasm() {
         &NativeVerifier,
         NOW,
     ));
-    assert_eq!(got.err(), Some(Error::BadSignature));
+    assert_eq!(got.err(), Some(jose::Error::BadSignature));
 }
 
 #[wasm_bindgen_test]

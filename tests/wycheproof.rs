@@ -9,8 +9,8 @@
 mod common;
 
 use attestgate::jose::crypto::verify_native;
+use attestgate::jose::Error;
 use attestgate::jose::{Alg, Key, KeyRejection, KeySet};
-use attestgate::Error;
 use common::{hex, read_json, s};
 use serde_json::Value;
 
@@ -205,7 +205,7 @@ fn hmac_sha256_hs256() {
                 assert_eq!(Key::hs256(None, &secret).err(), Some(KeyRejection::WeakKey));
                 assert_eq!(
                     KeySet::from_hmac_secret(&secret, None).err(),
-                    Some(Error::SecretUnavailable)
+                    Some(Error::HmacSecretUnusable)
                 );
                 tally.total += 1;
                 tally.key_refused += 1;

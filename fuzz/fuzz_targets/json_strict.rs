@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use attestgate::jose::json::parse_object;
-use attestgate::Error;
+use attestgate::jose::Error;
 use libfuzzer_sys::fuzz_target;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;

@@ -7,8 +7,8 @@
 //! `(alg, kid)`.
 #![no_main]
 
+use attestgate::jose::Error;
 use attestgate::jose::{JwksLimits, KeyMaterial, KeySet};
-use attestgate::Error;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 

@@ -47,7 +47,7 @@ pub fn send(
     }
     for (name, value) in plan.headers.sets() {
         out.set(name, value)
-            .map_err(|_| Error::UnforwardableClaim)?;
+            .map_err(|_| Error::Denied(crate::policy::Denial::UnforwardableClaim))?;
     }
     let bad_gateway = error::body(&Error::OriginUnreachable.wire(realm), id);
     Ok(forward(

@@ -91,6 +91,14 @@ impl<S: Secrets> KeySource for EdgeKeys<'_, S> {
                                 .and_then(|doc| {
                                     KeySet::from_jwks(&doc.body, &JwksLimits::default())
                                         .map(|(set, report)| (doc, set, report))
+                                        // A document over the limits: the issuer's keys are
+                                        // unavailable (503); form errors keep their reason.
+                                        .map_err(|e| match e {
+                                            crate::jose::Error::JwksTooLarge => {
+                                                Error::KeysUnavailable
+                                            }
+                                            e => Error::Token(e),
+                                        })
                                 });
                         match parsed {
                             Ok((doc, set, report)) => {

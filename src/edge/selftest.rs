@@ -29,7 +29,7 @@ use worker::{Method, Request, Response, Result};
 
 use super::webcrypto::{WebCrypto, WebCryptoSigner};
 use crate::jose::crypto::{verify_native, SignatureVerifier};
-use crate::jose::{b64, Alg, Key, KeyRejection, Signer, SigningKey};
+use crate::jose::{self, b64, Alg, Key, KeyRejection, Signer, SigningKey};
 use crate::Error;
 
 pub const PATH: &str = "/__attestgate/selftest/verify";
@@ -112,6 +112,11 @@ pub async fn handle(mut req: Request) -> Result<Response> {
                 "signature": b64::encode(&sig),
                 "public_jwk": key.public_jwk(),
             })),
+            // What a route that signs answers for a key the runtime cannot use: 503
+            // secret_unavailable.
+            Err(jose::Error::SigningKeyUnusable) => Response::from_json(
+                &serde_json::json!({ "error": Error::SecretUnavailable.reason() }),
+            ),
             Err(e) => Response::from_json(&serde_json::json!({ "error": e.reason() })),
         };
     }
@@ -151,13 +156,13 @@ async fn run(crypto: &WebCrypto, case: Case) -> Outcome {
     out.key = String::from("ok");
     out.webcrypto = Some(verdict(crypto.verify(&key, &msg, &sig).await));
     out.native = Some(match (key.alg(), verify_native(&key, &msg, &sig)) {
-        (Alg::Rs256, Err(Error::AlgNotAllowed)) => String::from("unavailable"),
+        (Alg::Rs256, Err(jose::Error::AlgUnavailable)) => String::from("unavailable"),
         (_, v) => verdict(v),
     });
     out
 }
 
-fn verdict(v: std::result::Result<(), Error>) -> String {
+fn verdict(v: std::result::Result<(), jose::Error>) -> String {
     match v {
         Ok(()) => String::from("ok"),
         Err(e) => e.reason().to_owned(),

@@ -28,8 +28,8 @@ use super::task::Settled;
 use crate::jose::crypto::{
     check_signature_length, ed25519_small_order, verify_hmac, SignatureVerifier,
 };
+use crate::jose::Error;
 use crate::jose::{b64, Key, KeyMaterial, Signer, SigningKey};
-use crate::Error;
 
 #[wasm_bindgen]
 extern "C" {
@@ -207,10 +207,10 @@ impl WebCryptoSigner {
         input: &[u8],
     ) -> Result<Vec<u8>, Error> {
         let promise = subtle_sign(self.algorithm(key), crypto_key, input)
-            .map_err(|_| Error::SecretUnavailable)?;
+            .map_err(|_| Error::SigningKeyUnusable)?;
         let buffer = Settled::new(promise)
             .await
-            .map_err(|_| Error::SecretUnavailable)?;
+            .map_err(|_| Error::SigningKeyUnusable)?;
         Ok(js_sys::Uint8Array::new(&buffer).to_vec())
     }
 
@@ -218,7 +218,7 @@ impl WebCryptoSigner {
         let id = key
             .public_key()
             .thumbprint()
-            .ok_or(Error::SecretUnavailable)?;
+            .ok_or(Error::SigningKeyUnusable)?;
         if let Some(k) = self.keys.borrow().get(id) {
             return Ok(k.clone());
         }
@@ -245,19 +245,19 @@ impl WebCryptoSigner {
                 ]),
                 object(&[("name", "Ed25519")]),
             ),
-            _ => return Err(Error::SecretUnavailable),
+            _ => return Err(Error::SigningKeyUnusable),
         };
         let usages = Array::of1(&JsValue::from_str("sign"));
         let promise = subtle_import_key("jwk", &jwk, &algorithm, false, &usages)
-            .map_err(|_| Error::SecretUnavailable)?;
+            .map_err(|_| Error::SigningKeyUnusable)?;
         let imported = Settled::new(promise)
             .await
-            .map_err(|_| Error::SecretUnavailable)?;
+            .map_err(|_| Error::SigningKeyUnusable)?;
         let probe = self.raw_sign(&imported, key, PROBE).await?;
         self.verifier
             .verify(key.public_key(), PROBE, &probe)
             .await
-            .map_err(|_| Error::SecretUnavailable)?;
+            .map_err(|_| Error::SigningKeyUnusable)?;
         let mut keys = self.keys.borrow_mut();
         if keys.len() >= MAX_CACHED_KEYS {
             keys.clear();
@@ -272,7 +272,7 @@ impl Signer for WebCryptoSigner {
         let crypto_key = self.private_key(key).await?;
         let signature = self.raw_sign(&crypto_key, key, input).await?;
         if signature.len() != 64 {
-            return Err(Error::SecretUnavailable);
+            return Err(Error::SigningKeyUnusable);
         }
         Ok(signature)
     }

@@ -170,14 +170,10 @@ impl Gate {
     /// variant of a more protected route), 404 (no route), 405 (the path's routes do not take
     /// the method; the error carries their `Allow`).
     pub fn route(&self, method: &str, host: &str, raw_path: &str) -> Result<&Route, Error> {
-        use crate::policy::Miss;
-        match self.policy.match_route(method, host, raw_path) {
-            Ok(m) => Ok(m.route),
-            Err(Miss::Unnormalised(_)) => Err(Error::UnnormalisedPath),
-            Err(Miss::NoRoute) => Err(Error::NoRoute),
-            Err(Miss::MethodNotAllowed(allow)) => Err(Error::MethodNotAllowed(allow)),
-            Err(Miss::ProtectedVariant) => Err(Error::PathVariant),
-        }
+        self.policy
+            .match_route(method, host, raw_path)
+            .map(|m| m.route)
+            .map_err(Error::Route)
     }
 
     /// The providers a route reads, in the order it names them.
@@ -331,11 +327,11 @@ require = {{ all = ["agent"] }}
         };
         assert_eq!(secret_of("k2"), Ok(vec![2u8; 32]));
         assert_eq!(secret_of("k1"), Ok(vec![1u8; 32]));
-        assert_eq!(secret_of("k3"), Err(Error::UnknownKey));
+        assert_eq!(secret_of("k3"), Err(crate::jose::Error::UnknownKey));
         // two keys: a token must name its key
         assert_eq!(
             set.select(Alg::Hs256, None).map(|_| ()),
-            Err(Error::KidMissing)
+            Err(crate::jose::Error::KidMissing)
         );
         // one missing or unusable of several: the provider is unavailable, naming which
         assert_eq!(
@@ -364,7 +360,7 @@ require = {{ all = ["agent"] }}
         assert!(set.select(Alg::Hs256, None).is_ok());
         assert_eq!(
             set.select(Alg::Hs256, Some("k1")).map(|_| ()),
-            Err(Error::UnknownKey)
+            Err(crate::jose::Error::UnknownKey)
         );
     }
 

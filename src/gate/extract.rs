@@ -8,7 +8,7 @@
 //! scheme (other characters, whitespace inside, a JSON serialisation) goes to the JWS parser,
 //! which refuses it as `invalid_token`.
 
-use crate::Error;
+use crate::{jose, Error};
 
 /// Longest credential header value read at all (the token limit is checked again in the parser).
 pub const MAX_CREDENTIAL_HEADER: usize = 16 * 1024;
@@ -62,7 +62,7 @@ pub fn credential(
         return Ok(None);
     };
     if raw.len() > MAX_CREDENTIAL_HEADER {
-        return Err(Error::TokenTooLarge);
+        return Err(Error::Token(jose::Error::TokenTooLarge));
     }
     if raw.contains(", ") {
         return Err(Error::DuplicateCredential);
@@ -242,7 +242,7 @@ mod tests {
                 "authorization",
                 Some("Bearer")
             ),
-            Err(Error::TokenTooLarge)
+            Err(Error::Token(jose::Error::TokenTooLarge))
         );
     }
 

@@ -4,7 +4,7 @@
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 
-use crate::Error;
+use super::Error;
 
 /// Is `b` one of the 64 characters of the base64url alphabet (`A-Z a-z 0-9 - _`)?
 pub fn is_alphabet(b: u8) -> bool {

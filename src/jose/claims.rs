@@ -30,8 +30,8 @@
 
 use serde_json::{Map, Value};
 
+use super::Error;
 use super::{b64, json};
-use crate::Error;
 
 /// Deepest `act` chain accepted (RFC 8693 delegation): the one limit, `attestgate_policy::act`.
 pub const MAX_ACT_DEPTH: usize = attestgate_policy::act::MAX_DEPTH;

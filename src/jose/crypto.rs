@@ -18,7 +18,7 @@ use core::pin::pin;
 use core::task::{Context, Poll, Waker};
 
 use super::jwk::{Key, KeyMaterial};
-use crate::Error;
+use super::Error;
 
 /// Verifies a JWS signature with a key that was already selected for the token's `alg`.
 /// Implementations must check the length ([`check_signature_length`]) and return
@@ -58,7 +58,7 @@ pub fn check_signature_length(key: &Key, signature: &[u8]) -> Result<(), Error> 
 
 /// Verifies `signature` over `signing_input` (the ASCII `header.payload` text) with `key`.
 ///
-/// On wasm32 RS256 is not available natively and returns [`Error::AlgNotAllowed`]; the Worker
+/// On wasm32 RS256 is not available natively and returns [`Error::AlgUnavailable`]; the Worker
 /// verifies RS256 through WebCrypto instead.
 pub fn verify_native(key: &Key, signing_input: &[u8], signature: &[u8]) -> Result<(), Error> {
     check_signature_length(key, signature)?;
@@ -85,7 +85,7 @@ pub fn verify_native(key: &Key, signing_input: &[u8], signature: &[u8]) -> Resul
                 .map_err(|_| Error::BadSignature)
         }
         #[cfg(target_arch = "wasm32")]
-        KeyMaterial::Rsa { .. } => Err(Error::AlgNotAllowed),
+        KeyMaterial::Rsa { .. } => Err(Error::AlgUnavailable),
     }
 }
 
@@ -105,13 +105,26 @@ pub fn verify_hmac(key: &Key, signing_input: &[u8], signature: &[u8]) -> Result<
     mac.verify_slice(signature).map_err(|_| Error::BadSignature)
 }
 
+/// What [`block_on_ready`] reports when the future it polled had to wait. Each error type it
+/// is used with says what that means for it: [`Error::NotReady`] for the JOSE layer, keys
+/// unavailable (503) for the gateway's decision (`src/error.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pending;
+
+impl From<Pending> for Error {
+    fn from(_: Pending) -> Self {
+        Error::NotReady
+    }
+}
+
 /// Drives a future that completes without waiting (like [`NativeVerifier::verify`]) to its
 /// result, by polling it once with a no-op waker. Only for futures that never actually wait:
-/// one that returns `Pending` is dropped and the call fails closed with
-/// [`Error::KeysUnavailable`] instead of blocking or panicking.
-pub fn block_on_ready<T, F>(future: F) -> Result<T, Error>
+/// one that returns `Pending` is dropped and the call fails closed with [`Pending`] (converted
+/// to the future's error type) instead of blocking or panicking.
+pub fn block_on_ready<T, E, F>(future: F) -> Result<T, E>
 where
-    F: Future<Output = Result<T, Error>>,
+    F: Future<Output = Result<T, E>>,
+    E: From<Pending>,
 {
     let mut future = pin!(future);
     match future
@@ -119,7 +132,7 @@ where
         .poll(&mut Context::from_waker(Waker::noop()))
     {
         Poll::Ready(out) => out,
-        Poll::Pending => Err(Error::KeysUnavailable),
+        Poll::Pending => Err(E::from(Pending)),
     }
 }
 
@@ -178,7 +191,7 @@ mod tests {
         assert_eq!(block_on_ready(async { Ok::<_, Error>(7) }), Ok(7));
         assert_eq!(
             block_on_ready(core::future::pending::<Result<(), Error>>()),
-            Err(Error::KeysUnavailable)
+            Err(Error::NotReady)
         );
     }
 

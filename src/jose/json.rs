@@ -13,7 +13,7 @@ use core::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-use crate::Error;
+use super::Error;
 
 /// Parses `bytes` as one JSON object with no duplicate member at any depth.
 ///

@@ -22,8 +22,8 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::alg::Alg;
+use super::Error;
 use super::{b64, json};
-use crate::Error;
 
 /// Longest `kid` accepted, in bytes, in a JWK and in a JOSE header.
 pub const MAX_KID_LEN: usize = 256;
@@ -467,7 +467,7 @@ impl KeySet {
     /// Parses a JWK Set document (RFC 7517 §5).
     ///
     /// The whole document is refused when it is larger than `limits.max_bytes` or has more than
-    /// `limits.max_keys` entries ([`Error::KeysUnavailable`]), or is not a strict JSON object with
+    /// `limits.max_keys` entries ([`Error::JwksTooLarge`]), or is not a strict JSON object with
     /// a `keys` array ([`Error::Utf8`], [`Error::Json`], [`Error::DuplicateMember`]). The caller
     /// (the JWKS cache) then keeps its last good set.
     ///
@@ -476,7 +476,7 @@ impl KeySet {
     /// whether that may replace a non-empty cached set is the cache's decision.
     pub fn from_jwks(json: &[u8], limits: &JwksLimits) -> Result<(KeySet, JwksReport), Error> {
         if json.len() > limits.max_bytes {
-            return Err(Error::KeysUnavailable);
+            return Err(Error::JwksTooLarge);
         }
         let doc = json::parse_object(json)?;
         let entries = doc
@@ -484,7 +484,7 @@ impl KeySet {
             .and_then(Value::as_array)
             .ok_or(Error::Json)?;
         if entries.len() > limits.max_keys {
-            return Err(Error::KeysUnavailable);
+            return Err(Error::JwksTooLarge);
         }
         let mut keys = Vec::with_capacity(entries.len());
         let mut report = JwksReport::default();
@@ -519,10 +519,10 @@ impl KeySet {
     }
 
     /// A set holding one HS256 key from a configured secret. A secret shorter than 32 bytes
-    /// (or a `kid` longer than 256 bytes) is refused with [`Error::SecretUnavailable`]: the routes
-    /// that need it answer 503 rather than verify with a weak key.
+    /// (or a `kid` longer than 256 bytes) is refused with [`Error::HmacSecretUnusable`]: the
+    /// routes that need it answer 503 rather than verify with a weak key.
     pub fn from_hmac_secret(secret: &[u8], kid: Option<String>) -> Result<KeySet, Error> {
-        let key = Key::hs256(kid, secret).map_err(|_| Error::SecretUnavailable)?;
+        let key = Key::hs256(kid, secret).map_err(|_| Error::HmacSecretUnusable)?;
         Ok(KeySet { keys: vec![key] })
     }
 
@@ -692,7 +692,7 @@ mod tests {
         assert!(!format!("{k:?}").contains("7, 7"));
         assert_eq!(
             KeySet::from_hmac_secret(b"secret", None).map(|_| ()),
-            Err(Error::SecretUnavailable)
+            Err(Error::HmacSecretUnusable)
         );
     }
 

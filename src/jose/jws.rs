@@ -21,8 +21,8 @@ use serde_json::{Map, Value};
 
 use super::alg::Alg;
 use super::jwk::{Key, MAX_KID_LEN};
+use super::Error;
 use super::{b64, json};
-use crate::Error;
 
 /// Size caps, checked before anything is decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +89,7 @@ pub fn parse<'a, T: AsRef<str>>(
 
 /// Parses an RFC 9449 DPoP proof: `typ` must be `dpop+jwt`, `alg` one of `algs` and asymmetric
 /// (ES256 or EdDSA), and the header must carry a public `jwk` (EC P-256 or OKP Ed25519, no
-/// private members) that fits `alg`. Problems with the `jwk` are [`Error::DpopProofInvalid`]; the
+/// private members) that fits `alg`. Problems with the `jwk` are [`Error::DpopJwkUnusable`]; the
 /// gateway reports every failure of a proof as `invalid_dpop_proof`.
 pub fn parse_dpop<'a>(token: &'a str, algs: &[Alg], limits: &Limits) -> Result<Jws<'a>, Error> {
     parse_with::<&str>(token, algs, Mode::Dpop, limits)
@@ -191,10 +191,10 @@ fn check_header<T: AsRef<str>>(
             if !matches!(alg, Alg::Es256 | Alg::EdDsa) {
                 return Err(Error::AlgNotAllowed);
             }
-            let jwk = members.get("jwk").ok_or(Error::DpopProofInvalid)?;
-            let key = Key::from_jwk(jwk).map_err(|_| Error::DpopProofInvalid)?;
+            let jwk = members.get("jwk").ok_or(Error::DpopJwkUnusable)?;
+            let key = Key::from_jwk(jwk).map_err(|_| Error::DpopJwkUnusable)?;
             if key.alg() != alg {
-                return Err(Error::DpopProofInvalid);
+                return Err(Error::DpopJwkUnusable);
             }
             Some(key)
         }

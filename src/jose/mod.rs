@@ -8,6 +8,9 @@
 //! step): size limits → segments → strict base64url → strict JSON header → `alg`/`typ`/`crit`/...
 //! → one key by `(alg, kid)` → signature over the received `header.payload` bytes → only then
 //! decode and validate the claims. The decisions are written down in `docs/verification.md`.
+//!
+//! Every function here fails with this layer's own [`Error`] (`src/jose/error.rs`); the gateway
+//! nests it and maps it to the wire in `src/error.rs`.
 
 pub mod alg;
 // A [u8; 256] table indexed by a u8 and 4-byte `chunks_exact` windows: never out of bounds,
@@ -19,6 +22,7 @@ pub mod claims;
 // out of bounds would be a build error, not a panic).
 #[allow(clippy::indexing_slicing)]
 pub mod crypto;
+pub mod error;
 pub mod json;
 pub mod jwk;
 pub mod jws;
@@ -26,7 +30,8 @@ pub mod sign;
 
 pub use alg::{Alg, UnknownAlg};
 pub use claims::{ClaimRules, Claims};
-pub use crypto::{block_on_ready, verify_native, NativeVerifier, SignatureVerifier};
+pub use crypto::{block_on_ready, verify_native, NativeVerifier, Pending, SignatureVerifier};
+pub use error::Error;
 pub use jwk::{JwksLimits, JwksReport, Key, KeyMaterial, KeyRejection, KeySet, SkippedKey};
 pub use jws::{Header, Jws, Limits};
 #[cfg(not(target_arch = "wasm32"))]
@@ -34,8 +39,6 @@ pub use sign::NativeSigner;
 pub use sign::{sign_compact, Signer, SigningKey};
 
 use serde_json::{Map, Value};
-
-use crate::Error;
 
 /// Everything one provider requires of its tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,8 +147,8 @@ impl DpopProof {
 
 /// Parses a DPoP proof ([`jws::parse_dpop`]) and verifies its signature with the embedded key.
 /// This proves possession only; it never authenticates an issuer. Errors stay precise for the
-/// log line (e.g. [`Error::TypNotAccepted`], [`Error::BadSignature`], [`Error::DpopProofInvalid`]
-/// for a missing or unusable `jwk`); the caller reports any of them as `invalid_dpop_proof`.
+/// log line (e.g. [`Error::TypNotAccepted`], [`Error::BadSignature`], [`Error::DpopJwkUnusable`]
+/// for a missing or unusable `jwk`); the gateway reports any of them as `invalid_dpop_proof`.
 pub async fn verify_dpop_proof<V: SignatureVerifier>(
     proof: &str,
     algs: &[Alg],
@@ -153,7 +156,7 @@ pub async fn verify_dpop_proof<V: SignatureVerifier>(
     verifier: &V,
 ) -> Result<DpopProof, Error> {
     let jws = jws::parse_dpop(proof, algs, limits)?;
-    let key = jws.header.jwk.as_ref().ok_or(Error::DpopProofInvalid)?;
+    let key = jws.header.jwk.as_ref().ok_or(Error::DpopJwkUnusable)?;
     verifier
         .verify(key, jws.signing_input.as_bytes(), &jws.signature)
         .await?;

@@ -14,8 +14,8 @@
 use serde_json::{json, Map, Value};
 
 use super::jwk::{Key, KeyMaterial, KeyRejection};
+use super::Error;
 use super::{b64, json, Alg};
-use crate::Error;
 
 /// A private signing key (ES256 or EdDSA) and its public half.
 pub struct SigningKey {
@@ -116,7 +116,7 @@ impl SigningKey {
 
 /// Signs `input` with a [`SigningKey`]: the 64-byte JWS signature (ES256 as IEEE P1363 `r‖s`,
 /// EdDSA as RFC 8032). A key that cannot be used (its halves do not match, the runtime refuses
-/// it) is [`Error::SecretUnavailable`]: the routes that need it answer 503, never unsigned.
+/// it) is [`Error::SigningKeyUnusable`]: the routes that need it answer 503, never unsigned.
 #[allow(async_fn_in_trait)]
 pub trait Signer {
     async fn sign(&self, key: &SigningKey, input: &[u8]) -> Result<Vec<u8>, Error>;
@@ -142,9 +142,9 @@ pub fn sign_native(key: &SigningKey, input: &[u8]) -> Result<Vec<u8>, Error> {
         KeyMaterial::Ec { key: public, .. } => {
             use p256::ecdsa::signature::Signer as _;
             let sk = p256::ecdsa::SigningKey::from_slice(key.secret_bytes())
-                .map_err(|_| Error::SecretUnavailable)?;
+                .map_err(|_| Error::SigningKeyUnusable)?;
             if sk.verifying_key() != public {
-                return Err(Error::SecretUnavailable);
+                return Err(Error::SigningKeyUnusable);
             }
             let sig: p256::ecdsa::Signature = sk.sign(input);
             Ok(sig.to_bytes().to_vec())
@@ -153,11 +153,11 @@ pub fn sign_native(key: &SigningKey, input: &[u8]) -> Result<Vec<u8>, Error> {
             use ed25519_dalek::Signer as _;
             let sk = ed25519_dalek::SigningKey::from_bytes(key.secret_bytes());
             if sk.verifying_key() != *public {
-                return Err(Error::SecretUnavailable);
+                return Err(Error::SigningKeyUnusable);
             }
             Ok(sk.sign(input).to_bytes().to_vec())
         }
-        _ => Err(Error::SecretUnavailable),
+        _ => Err(Error::SigningKeyUnusable),
     }
 }
 
@@ -260,12 +260,12 @@ mod tests {
         let mut b: Value = serde_json::from_str(&es256_jwk(7)).unwrap();
         b["d"] = a["d"].clone();
         let key = SigningKey::from_jwk(&b.to_string()).unwrap();
-        assert_eq!(sign_native(&key, b"x"), Err(Error::SecretUnavailable));
+        assert_eq!(sign_native(&key, b"x"), Err(Error::SigningKeyUnusable));
         let a: Value = serde_json::from_str(&ed25519_jwk(8)).unwrap();
         let mut b: Value = serde_json::from_str(&ed25519_jwk(9)).unwrap();
         b["d"] = a["d"].clone();
         let key = SigningKey::from_jwk(&b.to_string()).unwrap();
-        assert_eq!(sign_native(&key, b"x"), Err(Error::SecretUnavailable));
+        assert_eq!(sign_native(&key, b"x"), Err(Error::SigningKeyUnusable));
     }
 
     #[test]

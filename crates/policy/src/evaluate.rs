@@ -74,9 +74,11 @@ impl VerifiedTokens for () {
     }
 }
 
-/// Why valid tokens do not satisfy the route. The root crate maps each variant 1:1 onto its
-/// `Error` variant of the same name (403 `insufficient_scope`, except `UnforwardableClaim`).
+/// Why valid tokens do not satisfy the route. The root crate nests it as `Error::Denied` (403
+/// `insufficient_scope`, except `UnforwardableClaim`: 401 `invalid_token`).
+// Word-sized: the root crate's `Error` nests it (see `repr` on `jose::Error`, src/jose/error.rs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u32)]
 pub enum Denial {
     RequirementUnmet,
     ScopeMissing,
@@ -86,7 +88,8 @@ pub enum Denial {
 }
 
 impl Denial {
-    /// The same snake_case reason code as the root crate's `Error::reason`.
+    /// The snake_case reason code of the log line (the root crate's `Error::reason` of
+    /// `Error::Denied`).
     pub fn reason(self) -> &'static str {
         match self {
             Denial::RequirementUnmet => "requirement_unmet",

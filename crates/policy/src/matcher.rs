@@ -292,7 +292,9 @@ fn is_dot_segment(seg: &str) -> bool {
 }
 
 /// Why a raw request path is refused before matching (400 `invalid_request`).
+// Word-sized: the root crate's `Error` nests it in `Miss` (see `repr` on `jose::Error`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u32)]
 pub enum PathProblem {
     /// Does not start with `/`.
     NotAbsolute,
@@ -464,18 +466,18 @@ pub fn split_request_url(url: &str) -> Option<(&str, &str)> {
     Some((authority, if path.is_empty() { "/" } else { path }))
 }
 
-/// Why no route was returned.
+/// Why no route was returned. The root crate nests it as `Error::Route`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Miss {
-    /// The path is not in normal form (400 `invalid_request`, `Error::UnnormalisedPath`).
+    /// The path is not in normal form (400 `invalid_request`, reason `unnormalised_path`).
     Unnormalised(PathProblem),
-    /// No route matches (404 `not_found`, `Error::NoRoute`).
+    /// No route matches (404 `not_found`, reason `no_route`).
     NoRoute,
     /// The most specific routes of the path do not take the method (405 `method_not_allowed`
-    /// with this `Allow`, `Error::MethodNotAllowed`). Never handed to a broader route.
+    /// with this `Allow`, reason `method_not_allowed`). Never handed to a broader route.
     MethodNotAllowed(Allow),
     /// The path differs only by ASCII case or a trailing slash from a route that is more
-    /// protected than the route it matches (400 `invalid_request`, `Error::PathVariant`): an
+    /// protected than the route it matches (400 `invalid_request`, reason `path_variant`): an
     /// origin that ignores case or a trailing slash would serve the protected resource.
     ProtectedVariant,
 }

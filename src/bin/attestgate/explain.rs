@@ -261,6 +261,7 @@ pub fn explain(args: &[String]) -> ExitCode {
                 args.now
             ),
             Err(e) => {
+                let e = Error::from(e);
                 println!("  [FAIL] {}: {}", e.reason(), e.description());
                 first_failure.get_or_insert(e);
             }

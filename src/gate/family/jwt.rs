@@ -171,7 +171,7 @@ impl CredentialFamily for Jwt {
     ) -> Result<Claims, Error> {
         let keys = env.keys.keys(provider, false).await?;
         match self.verify_with(gate, provider, token, &keys, env).await {
-            Err(Error::UnknownKey) if provider.refreshable => {
+            Err(Error::Token(jose::Error::UnknownKey)) if provider.refreshable => {
                 let keys = env.keys.keys(provider, true).await?;
                 self.verify_with(gate, provider, token, &keys, env).await
             }
@@ -270,7 +270,7 @@ impl CredentialFamily for Jwt {
             // The store keeps a record at most MAX_RECORD_SECS: a token that outlives it could be
             // replayed afterwards, so it is refused.
             if exp > env.now.saturating_add(crate::gate::store::MAX_RECORD_SECS) {
-                return Err(Error::LifetimeTooLong);
+                return Err(Error::Token(jose::Error::LifetimeTooLong));
             }
             single_use.push(SingleUse::Jti { shard, id, exp });
         }

@@ -80,7 +80,9 @@ pub fn plan<'g, H: HeaderSource + ?Sized>(gate: &'g Gate, req: &Request<'_, H>) 
         let allowed = if req.method == "POST" {
             Ok(())
         } else {
-            Err(Error::MethodNotAllowed(Allow::from_static("POST")))
+            Err(Error::Route(crate::policy::Miss::MethodNotAllowed(
+                Allow::from_static("POST"),
+            )))
         };
         return Plan::Endpoint(Endpoint::Challenge, allowed);
     }

@@ -109,7 +109,11 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
         assert_eq!(v["request_id"], "id-1");
         // A refusal that asks for no nonce never carries one.
-        let a = Answer::refusal(&Error::BadSignature.wire("r"), "id", Some("n".into()));
+        let a = Answer::refusal(
+            &Error::Token(crate::jose::Error::BadSignature).wire("r"),
+            "id",
+            Some("n".into()),
+        );
         assert!(a.headers.iter().all(|(n, _)| *n == "www-authenticate"));
         let a = Answer::refusal(&Error::NonceStoreUnavailable.wire("r"), "id", None);
         assert_eq!(
