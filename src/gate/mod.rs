@@ -15,10 +15,12 @@
 //! - [`url`]: the parts of the request URL, split without a second parse;
 //! - [`rate_limit`]: the challenge endpoint's per-client token buckets;
 //! - [`store`]: the nonce store's wire protocol and its checks, shared by Worker and object;
+//! - [`digest`]: one length-prefixed SHA-256 of several parts (store keys, cache keys);
 //! - [`token_cache`]: tokens whose signature verified, per isolate (only the signature check is skipped).
 
 pub mod binding;
 pub mod compiled;
+pub mod digest;
 pub mod dpop;
 pub mod extract;
 pub mod family;

@@ -27,8 +27,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
-use sha2::{Digest, Sha256};
-
 use crate::jose::KeySet;
 
 /// Most entries kept per isolate (both generations).
@@ -111,12 +109,7 @@ impl VerifiedCache {
 
     /// The key for `token` presented to `provider`.
     pub fn digest(provider: &str, token: &str) -> TokenDigest {
-        let mut h = Sha256::new();
-        h.update((provider.len() as u64).to_be_bytes());
-        h.update(provider.as_bytes());
-        h.update((token.len() as u64).to_be_bytes());
-        h.update(token.as_bytes());
-        h.finalize().into()
+        crate::gate::digest::parts(&[provider, token])
     }
 
     /// Whether `digest`'s signature verified with exactly `keys` and the entry is still live at

@@ -50,13 +50,7 @@ pub async fn run<R: ReplayGuard>(
 /// A fixed-length store key and its shard (of `shards`) for `(kind, scope, id)`: SHA-256 over
 /// the length-prefixed parts, so no two different triples collide by concatenation.
 pub fn store_key(shards: u8, kind: &str, scope: &str, id: &str) -> (u8, String) {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    for part in [kind, scope, id] {
-        h.update((part.len() as u64).to_be_bytes());
-        h.update(part.as_bytes());
-    }
-    let digest = h.finalize();
+    let digest = crate::gate::digest::parts(&[kind, scope, id]);
     let first = digest.first().copied().unwrap_or(0);
     (first % shards.max(1), crate::jose::b64::encode(&digest))
 }
