@@ -18,7 +18,7 @@
 //! The mapping, all in this file and all exhaustive matches with no `_` arm (a variant added at
 //! any layer does not compile until it is given its place):
 //! * [`Error::reason`]: the stable snake_case code of the log line, each layer's own;
-//! * `Error::mapping`: every variant's [`Class`] and fixed description (the JSON body's
+//! * `Error::mapping`: every variant's `Class` and fixed description (the JSON body's
 //!   `error_description`);
 //! * `Class::wire`: per class the status, the `error` code, the `WWW-Authenticate` challenge,
 //!   the fresh nonce headers, `Retry-After` and `Allow`.
