@@ -39,9 +39,13 @@ pub const PATH: &str = "/__attestgate/selftest/verify";
 /// signatures with an independent library.
 pub const SIGN_PATH: &str = "/__attestgate/selftest/sign";
 
+/// `GET`: the isolate's verified-token cache counters, `{"hits": N, "misses": N, "entries":
+/// N}`, so the tests see whether the Worker's own path hits the cache (issue 19).
+pub const TOKEN_CACHE_PATH: &str = "/__attestgate/selftest/token-cache";
+
 /// Whether `path` is one of the self-test endpoints.
 pub fn handles(path: &str) -> bool {
-    path == PATH || path == SIGN_PATH
+    path == PATH || path == SIGN_PATH || path == TOKEN_CACHE_PATH
 }
 /// Most cases in one request.
 pub const MAX_CASES: usize = 1000;
@@ -92,6 +96,15 @@ struct SignCase {
 }
 
 pub async fn handle(mut req: Request) -> Result<Response> {
+    if req.path() == TOKEN_CACHE_PATH {
+        let s = match super::isolate() {
+            Ok(isolate) => isolate.gate.token_cache().stats(),
+            Err(_) => return Response::error("no gate", 503),
+        };
+        return Response::from_json(&serde_json::json!({
+            "hits": s.hits, "misses": s.misses, "entries": s.entries,
+        }));
+    }
     if req.method() != Method::Post {
         return Response::error("POST only", 405);
     }

@@ -62,6 +62,18 @@ impl Generation {
 struct Inner {
     young: Generation,
     old: Generation,
+    /// Lookups since the isolate started: whether the Worker's path hits is a measurement
+    /// (issue 19), not an assumption.
+    hits: u64,
+    misses: u64,
+}
+
+/// What the cache did since it was made (or cleared).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub entries: usize,
 }
 
 /// Tokens whose signature verified, per isolate.
@@ -121,18 +133,34 @@ impl VerifiedCache {
             |e: &Entry| now < e.exp && e.keys.upgrade().is_some_and(|k| Arc::ptr_eq(&k, keys));
         if let Some(e) = inner.young.map.get(digest) {
             if live(e) {
+                inner.hits += 1;
                 return true;
             }
             inner.young.take(digest);
+            inner.misses += 1;
             return false;
         }
         match inner.old.take(digest) {
             Some(e) if live(&e) => {
+                inner.hits += 1;
                 drop(inner);
                 self.put(*digest, e);
                 true
             }
-            _ => false,
+            _ => {
+                inner.misses += 1;
+                false
+            }
+        }
+    }
+
+    /// Hits, misses and entries so far.
+    pub fn stats(&self) -> CacheStats {
+        let inner = self.lock();
+        CacheStats {
+            hits: inner.hits,
+            misses: inner.misses,
+            entries: inner.young.map.len() + inner.old.map.len(),
         }
     }
 
@@ -202,6 +230,14 @@ mod tests {
         c.insert(d, &keys, 200, 5);
         assert!(c.hit(&d, &keys, 100));
         assert!(c.hit(&d, &keys, 199));
+        assert_eq!(
+            c.stats(),
+            CacheStats {
+                hits: 2,
+                misses: 1,
+                entries: 1
+            }
+        );
         // Another provider, another token (one byte), another key set: misses.
         assert!(!c.hit(&VerifiedCache::digest("device", "a.b.c"), &keys, 100));
         assert!(!c.hit(&VerifiedCache::digest("agent", "a.b.d"), &keys, 100));

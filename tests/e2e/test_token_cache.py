@@ -63,3 +63,29 @@ def test_a_cached_token_is_refused_once_its_key_leaves_the_jwks(gateway, servers
         assert last_reason(gateway, resp.json()["request_id"]) == "unknown_key"
     finally:
         iss.publish("tc-es256")
+
+
+def cache_stats(gateway) -> dict:
+    resp = gateway.request("GET", "/__attestgate/selftest/token-cache")
+    assert resp.status == 200, resp
+    return resp.json()
+
+
+@pytest.mark.parametrize("kid", ["k-es256", "k-eddsa"])
+def test_the_workers_own_path_hits_the_cache_for_a_session_token(gateway, servers, origin, kid):
+    """The Worker's path, not only the native tests, hits: one signature check for five uses of
+    one token, none saved for unique tokens. (Counters of the self-test build; wrangler dev runs
+    one isolate.)"""
+    token = servers.issuer.mint(kid, scope="orders:read")
+    before = cache_stats(gateway)
+    for _ in range(5):
+        assert gateway.request("GET", "/v1/orders/1", bearer(token)).status == 200
+    after = cache_stats(gateway)
+    assert after["misses"] - before["misses"] == 1, (before, after)
+    assert after["hits"] - before["hits"] == 4, (before, after)
+    for _ in range(3):
+        fresh = servers.issuer.mint(kid, scope="orders:read")
+        assert gateway.request("GET", "/v1/orders/1", bearer(fresh)).status == 200
+    last = cache_stats(gateway)
+    assert last["misses"] - after["misses"] == 3 and last["hits"] == after["hits"], (after, last)
+    assert len(origin.since()) == 8
