@@ -1969,3 +1969,65 @@ fn a_new_key_set_drops_what_the_old_one_verified() {
         Err(Error::Token(jose::Error::BadSignature))
     );
 }
+
+#[test]
+fn sampled_allow_lines_carry_the_rate_and_refusals_are_always_written() {
+    use attestgate::gate::phase::record::LogSampling;
+    let w = World::new();
+    let token = w.idp_token(json!({ "scope": "once:use" }));
+    let mut sampling = LogSampling::new(3);
+    let lines: Vec<Option<String>> = (0..6)
+        .map(|_| {
+            let token = w.idp_token(json!({ "scope": "once:use" }));
+            w.decide(
+                "GET",
+                "/once",
+                &[("once-token", &token)],
+                Some(&w.nonce_key),
+                |d| {
+                    assert_eq!(d.verdict(), Verdict::Allow);
+                    d.sampled_log_line(&mut sampling)
+                },
+            )
+        })
+        .collect();
+    let written: Vec<&String> = lines.iter().flatten().collect();
+    assert_eq!(written.len(), 2, "{lines:?}");
+    assert!(lines[0].is_some() && lines[3].is_some());
+    for line in written {
+        assert!(
+            line.contains("\"verdict\":\"allow\"") && line.contains("\"sample\":3"),
+            "{line}"
+        );
+    }
+    // A refusal in between is written, without a sample field, and does not move the count.
+    w.run("GET", "/once", &[("once-token", &token)])
+        .expect("first use");
+    let refused = w.decide(
+        "GET",
+        "/once",
+        &[("once-token", &token)],
+        Some(&w.nonce_key),
+        |d| {
+            assert_eq!(d.verdict(), Verdict::Deny);
+            d.sampled_log_line(&mut sampling)
+        },
+    );
+    let refused = refused.expect("refusals are always written");
+    assert!(
+        refused.contains("replayed_token") && !refused.contains("\"sample\""),
+        "{refused}"
+    );
+    let next = w.idp_token(json!({ "scope": "once:use" }));
+    let next = w.decide(
+        "GET",
+        "/once",
+        &[("once-token", &next)],
+        Some(&w.nonce_key),
+        |d| d.sampled_log_line(&mut sampling),
+    );
+    assert!(
+        next.is_some(),
+        "the 7th allowed decision is the 3rd written"
+    );
+}

@@ -90,11 +90,31 @@ impl<S: Secrets> NonceKeySource for IsolateNonceKey<'_, S> {
 struct WorkerSinks<'a> {
     #[allow(dead_code)] // for `waitUntil`: the sinks of later issues
     ctx: &'a JsValue,
+    /// `[gateway] log_allow_sample` (1 until the policy is known: a policy failure is logged).
+    log_allow_sample: u32,
+}
+
+thread_local! {
+    /// The isolate's count of sampled (allowed and public) decisions.
+    static LOG_SAMPLING: core::cell::Cell<phase::record::LogSampling> =
+        core::cell::Cell::new(phase::record::LogSampling::new(1));
 }
 
 impl DecisionSink for WorkerSinks<'_> {
     fn record(&mut self, decision: &Decision<'_>) {
-        worker::console_log!("{}", decision.log_line());
+        if self.log_allow_sample <= 1 {
+            worker::console_log!("{}", decision.log_line());
+            return;
+        }
+        let mut sampling = LOG_SAMPLING.with(core::cell::Cell::get);
+        if sampling.every() != self.log_allow_sample {
+            sampling = phase::record::LogSampling::new(self.log_allow_sample);
+        }
+        let line = decision.sampled_log_line(&mut sampling);
+        LOG_SAMPLING.with(|c| c.set(sampling));
+        if let Some(line) = line {
+            worker::console_log!("{}", line);
+        }
     }
 }
 
@@ -188,7 +208,10 @@ async fn run(
     // write them) and it is forwarded unchanged. (worker::Method would turn an unknown method
     // into GET and a lowercase `patch` into PATCH.)
     let method = req.method();
-    let mut sinks = WorkerSinks { ctx: &ctx };
+    let mut sinks = WorkerSinks {
+        ctx: &ctx,
+        log_allow_sample: 1,
+    };
 
     let isolate = match isolate() {
         Ok(isolate) => isolate,
@@ -199,6 +222,7 @@ async fn run(
         }
     };
     let gate = &isolate.gate;
+    sinks.log_allow_sample = gate.log_allow_sample;
     let inbound = worker::Headers(req.headers());
     let headers = forward::RuntimeHeaders(&inbound);
     let request = phase::Request::new(&method, url, &headers);

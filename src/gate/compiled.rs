@@ -106,6 +106,8 @@ pub struct Gate {
     default_challenge: Challenge,
     /// Seconds the origin has to send its response headers.
     pub origin_timeout_secs: u32,
+    /// `[gateway] log_allow_sample`: 1 in N allowed and public decision lines written.
+    pub log_allow_sample: u32,
     /// Tokens whose signature verified in this isolate ([`VerifiedCache`]).
     verified: VerifiedCache,
 }
@@ -148,6 +150,7 @@ impl Gate {
                 .clamp(1, MAX_SHARDS),
             claims_header_prefix: gw.claims_header_prefix.clone(),
             origin_timeout_secs: u32::try_from(gw.origin_timeout_secs).unwrap_or(900),
+            log_allow_sample: gw.log_allow_sample.max(1),
             providers,
             policy,
         })

@@ -42,6 +42,10 @@ pub struct DecisionLog {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub jti: Vec<String>,
     pub latency_ms: f64,
+    /// On a sampled allow or public line (`[gateway] log_allow_sample` = N > 1): N, so that
+    /// whoever counts lines can scale them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample: Option<u32>,
 }
 
 impl DecisionLog {

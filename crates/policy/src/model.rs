@@ -78,6 +78,10 @@ pub struct GatewayConfig {
     /// Seconds the origin has to send its response headers (1..=900); then 504.
     #[serde(default = "defaults::origin_timeout_secs")]
     pub origin_timeout_secs: u64,
+    /// Write the decision line of 1 in N allowed and public decisions (1..=10000); refusals,
+    /// challenges and errors are always written. Default 1: every decision (SPEC §6).
+    #[serde(default = "defaults::log_allow_sample")]
+    pub log_allow_sample: u32,
 }
 
 /// `[provider.NAME]`: a JWT issuer.
@@ -261,6 +265,9 @@ pub mod defaults {
     }
     pub fn origin_timeout_secs() -> u64 {
         100
+    }
+    pub fn log_allow_sample() -> u32 {
+        1
     }
     pub fn kind() -> String {
         "jwt".to_owned()

@@ -46,6 +46,8 @@ pub struct Gateway {
     /// The origin compares paths case-sensitively: case variants of a route are not refused.
     pub case_sensitive_paths: bool,
     pub origin_timeout_secs: u64,
+    /// The decision line of 1 in N allowed and public decisions is written (1: all).
+    pub log_allow_sample: u32,
 }
 
 /// Where a provider's keys come from.

@@ -228,6 +228,56 @@ impl<'a> Decision<'a> {
     pub fn log_line(&self) -> String {
         self.log().to_line()
     }
+
+    /// The log line under `sampling`, or `None` when this decision's line is one sampling
+    /// leaves out (nothing is serialised then).
+    pub fn sampled_log_line(&self, sampling: &mut LogSampling) -> Option<String> {
+        let verdict = self.verdict();
+        if !sampling.keep(verdict) {
+            return None;
+        }
+        let mut log = self.log();
+        if matches!(verdict, Verdict::Allow | Verdict::Public) && sampling.every > 1 {
+            log.sample = Some(sampling.every);
+        }
+        Some(log.to_line())
+    }
+}
+
+/// Which decision lines are written (`[gateway] log_allow_sample`, issue 19): every refusal,
+/// challenge and internal error; of allowed and public decisions the first and then 1 in
+/// `every`, counted per isolate (deterministic: no randomness an attacker could steer around,
+/// and every refusal is always there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogSampling {
+    every: u32,
+    seen: u64,
+}
+
+impl LogSampling {
+    pub fn new(every: u32) -> Self {
+        LogSampling {
+            every: every.max(1),
+            seen: 0,
+        }
+    }
+
+    /// 1 in how many allowed and public lines is written.
+    pub fn every(&self) -> u32 {
+        self.every
+    }
+
+    /// Whether the line of a decision with `verdict` is written; counts the sampled kinds.
+    pub fn keep(&mut self, verdict: Verdict) -> bool {
+        match verdict {
+            Verdict::Allow | Verdict::Public => {
+                let keep = self.seen % u64::from(self.every) == 0;
+                self.seen = self.seen.wrapping_add(1);
+                keep
+            }
+            Verdict::Deny | Verdict::Challenge => true,
+        }
+    }
 }
 
 /// Something that takes each final decision: the log line today; later an audit log, metrics,
@@ -258,5 +308,43 @@ pub struct LogLines(pub Vec<String>);
 impl DecisionSink for LogLines {
     fn record(&mut self, decision: &Decision<'_>) {
         self.0.push(decision.log_line());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampling_writes_every_refusal_and_one_in_n_allowed_lines() {
+        let mut s = LogSampling::new(4);
+        let allowed: Vec<bool> = (0..12).map(|_| s.keep(Verdict::Allow)).collect();
+        assert_eq!(allowed.iter().filter(|k| **k).count(), 3);
+        assert!(allowed[0], "the first allowed decision is written");
+        for _ in 0..10 {
+            assert!(s.keep(Verdict::Deny));
+            assert!(s.keep(Verdict::Challenge));
+        }
+        // Public decisions share the allowed count.
+        let public = (0..8).filter(|_| s.keep(Verdict::Public)).count();
+        assert_eq!(public, 2);
+        // 1 (the default) and 0 (never compiled) write everything.
+        for every in [0, 1] {
+            let mut all = LogSampling::new(every);
+            assert!((0..50).all(|_| all.keep(Verdict::Allow)));
+        }
+    }
+
+    #[test]
+    fn a_refusal_line_is_never_sampled_and_carries_no_sample_field() {
+        let d = Decision::refused("r1", "GET", "/x", Error::MissingToken, "realm");
+        let mut s = LogSampling::new(1000);
+        for _ in 0..5 {
+            let line = d
+                .sampled_log_line(&mut s)
+                .expect("refusals are always written");
+            assert!(line.contains("\"verdict\":\"deny\""), "{line}");
+            assert!(!line.contains("\"sample\""), "{line}");
+        }
     }
 }

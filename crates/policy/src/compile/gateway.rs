@@ -88,6 +88,12 @@ impl Cx {
                 format!("{} is not in 1..=900", g.origin_timeout_secs),
             );
         }
+        if !(1..=10_000).contains(&g.log_allow_sample) {
+            self.error(
+                at("log_allow_sample"),
+                format!("{} is not in 1..=10000", g.log_allow_sample),
+            );
+        }
         Gateway {
             file: file.to_owned(),
             origin: g.origin.clone(),
@@ -100,6 +106,7 @@ impl Cx {
             nonce_shards: g.nonce_shards,
             case_sensitive_paths: g.case_sensitive_paths,
             origin_timeout_secs: g.origin_timeout_secs,
+            log_allow_sample: g.log_allow_sample,
         }
     }
 }
