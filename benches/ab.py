@@ -17,7 +17,8 @@ requests per Worker and token), ALGS (ES256,EdDSA), AB_PORT (47123: the origin/i
 compiled into the builds' policies, so builds and runs must use the same), WORKLOAD (unique: a
 distinct token for every request, minted ahead with joserfc; session: each token used 20 times,
 round-robin over 50 sessions, as benches/workerd.py; one: the same token for every request, as
-the runs before issue 19).
+the runs before issue 19). At build time, LOG_SAMPLE=N builds with `[gateway] log_allow_sample =
+N` (1 in N allowed decision lines written; issue 19 item 3).
 """
 from __future__ import annotations
 
@@ -51,7 +52,13 @@ def main() -> None:
             dest = AB / "builds" / sys.argv[2]
             shutil.rmtree(dest, ignore_errors=True)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            secs = B.build_attestgate(B.fill_policies(servers, AB / "policies"), dest)
+            policies = B.fill_policies(servers, AB / "policies")
+            sample = os.environ.get("LOG_SAMPLE")
+            if sample:
+                gw = policies / "gateway.toml"
+                text = gw.read_text()
+                gw.write_text(text.replace("[gateway]\n", f"[gateway]\nlog_allow_sample = {int(sample)}\n", 1))
+            secs = B.build_attestgate(policies, dest)
             print(f"built {sys.argv[2]} in {secs:.0f} s")
             return
         names = sys.argv[2:]
