@@ -268,3 +268,33 @@ def test_a_token_for_another_audience_is_refused_before_the_mcp_server(gateway, 
     assert resp.headers["www-authenticate"] == challenge(gateway, "invalid_token")
     time.sleep(0.1)
     assert len(mcp.seen()) == before
+
+
+# ---- `attestgate explain` shows what the Worker answers -------------------------------------
+
+from test_cli import NOW, cli, explain, run, token, world  # noqa: E402,F401 (fixtures)
+
+
+def test_cli_explain_prints_the_workers_challenge_and_the_metadata_document(cli, world):
+    folder, key = world
+    jwks = f"agent={folder / 'jwks.json'}"
+    out = explain(cli, folder, token(key, scope="profile"), "--jwks", jwks)
+    assert "verdict   403 insufficient_scope (scope_missing)" in out, out
+    assert (
+        '  WWW-Authenticate: Bearer realm="cli.attestgate.test", error="insufficient_scope", '
+        'scope="orders:read", resource_metadata='
+        '"https://api.example/.well-known/oauth-protected-resource/v1/orders"\n'
+    ) in out, out
+    out = run(
+        cli, "explain", "GET", "https://api.example/.well-known/oauth-protected-resource/v1/orders",
+        "--dir", str(folder), "--now", str(NOW),
+    ).stdout
+    assert "verdict   200 RFC 9728 protected-resource metadata" in out, out
+    doc = json.loads(out.strip().splitlines()[-1])
+    assert doc == {
+        "resource": "https://api.example/v1/orders",
+        "authorization_servers": ["https://idp.example"],
+        "bearer_methods_supported": ["header"],
+        "scopes_supported": ["orders:read"],
+        "attestgate_challenge_endpoint": "https://api.example/.well-known/attestgate/challenge",
+    }
