@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from jwstools import decision_line
 from procs import stop_group
 
 HERE = Path(__file__).resolve().parent
@@ -149,6 +150,13 @@ def test_the_mcp_resource_has_its_rfc_9728_metadata(gateway, mcp, origin):
     post = gateway.request("POST", f"{WELL_KNOWN}/mcp", body=b"{}")
     assert post.status == 405, post
     assert post.headers["allow"] == "GET, HEAD"
+    head = gateway.request("HEAD", f"{WELL_KNOWN}/mcp")
+    assert (head.status, head.body, head.headers["cache-control"]) == (200, b"", "max-age=300")
+    # The decision log names the endpoint in place of a route.
+    line = json.loads(decision_line(gateway, miss.json()["request_id"]))
+    assert (line["route"], line["verdict"], line["reason"], line["status"]) == (
+        "resource-metadata", "deny", "no_route", 404,
+    ), line
     # The gateway answered all of it itself.
     assert origin.since() == []
     assert len(mcp.seen()) == before
