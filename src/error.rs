@@ -302,7 +302,17 @@ impl Error {
     /// `missing_token` (RFC 6750 §3.1); DPoP proof and nonce errors only in a `DPoP` challenge.
     pub fn wire_for(self, challenge: &Challenge) -> Wire {
         let (class, description) = self.mapping();
-        class.wire(description, challenge)
+        class.wire(description, challenge, None)
+    }
+
+    /// [`Error::wire_for`] for a request the gateway received at `origin` (`scheme://authority`,
+    /// the gateway's own URL as the runtime gives it): every challenge also carries
+    /// `resource_metadata="<origin><the route's metadata path>"` (RFC 9728 §5.1, SPEC §4), and
+    /// `insufficient_scope` carries `scope="<what the route needs>"` (RFC 6750 §3) where the
+    /// route needs scopes.
+    pub fn wire_at(self, challenge: &Challenge, origin: &str) -> Wire {
+        let (class, description) = self.mapping();
+        class.wire(description, challenge, Some(origin))
     }
 }
 
@@ -356,6 +366,12 @@ pub struct Challenge {
     realm: String,
     bearer: bool,
     dpop: bool,
+    /// The path of the route's RFC 9728 metadata (`resource_metadata` is the request's origin
+    /// plus this path); the gateway-wide document's by default.
+    metadata_path: String,
+    /// The route's scopes, space-separated and escaped (`scope` on `insufficient_scope`);
+    /// `None` when it needs none.
+    scope: Option<String>,
 }
 
 impl Challenge {
@@ -364,7 +380,17 @@ impl Challenge {
             realm: escape_quoted(realm),
             bearer: bearer || !dpop,
             dpop,
+            metadata_path: crate::gate::phase::metadata::WELL_KNOWN.to_owned(),
+            scope: None,
         }
+    }
+
+    /// The same challenges for a route whose resource's metadata is at `metadata_path` and
+    /// which needs `scopes` (RFC 9728 §5.1, RFC 6750 §3).
+    pub fn with_resource(mut self, metadata_path: &str, scopes: &[String]) -> Self {
+        self.metadata_path = metadata_path.to_owned();
+        self.scope = (!scopes.is_empty()).then(|| escape_quoted(&scopes.join(" ")));
+        self
     }
 
     /// A route that takes Bearer tokens only.
@@ -375,21 +401,41 @@ impl Challenge {
     /// The header value: `Bearer realm="r"[, error="e"]` and/or
     /// `DPoP realm="r"[, error="e"], algs="..."`, joined by `, `. `dpop_only`: the error is about
     /// the DPoP proof or nonce, so only the DPoP challenge is given.
-    fn render(&self, error: Option<&str>, dpop_only: bool) -> String {
+    /// With `origin` (the request's, `scheme://authority`), each challenge ends with
+    /// `resource_metadata="..."`; with `scope`, an error challenge names the route's scopes
+    /// after the error (`scope="a b"`). Every value is a quoted-string, escaped.
+    fn render(
+        &self,
+        error: Option<&str>,
+        dpop_only: bool,
+        scope: bool,
+        origin: Option<&str>,
+    ) -> String {
         let realm = &self.realm;
-        let error = error
+        let mut error = error
             .map(|e| format!(", error=\"{e}\""))
+            .unwrap_or_default();
+        if let Some(s) = self.scope.as_deref().filter(|_| scope) {
+            error.push_str(&format!(", scope=\"{s}\""));
+        }
+        let metadata = origin
+            .map(|o| {
+                let url = escape_quoted(&format!("{o}{}", self.metadata_path));
+                format!(", resource_metadata=\"{url}\"")
+            })
             .unwrap_or_default();
         let mut out = String::new();
         if self.bearer && !dpop_only {
-            out.push_str(&format!("Bearer realm=\"{realm}\"{error}"));
+            out.push_str(&format!("Bearer realm=\"{realm}\"{error}{metadata}"));
         }
         if self.dpop || dpop_only {
             if !out.is_empty() {
                 out.push_str(", ");
             }
             let algs = crate::gate::dpop::PROOF_ALG_NAMES;
-            out.push_str(&format!("DPoP realm=\"{realm}\"{error}, algs=\"{algs}\""));
+            out.push_str(&format!(
+                "DPoP realm=\"{realm}\"{error}, algs=\"{algs}\"{metadata}"
+            ));
         }
         out
     }
@@ -431,7 +477,7 @@ enum Auth {
 impl Class {
     /// The class's wire form: status, `error` code, challenge, fresh nonce headers,
     /// `Retry-After` (429: the caller replaces it with the limiter's exact wait) and `Allow`.
-    fn wire(self, description: &'static str, challenge: &Challenge) -> Wire {
+    fn wire(self, description: &'static str, challenge: &Challenge, origin: Option<&str>) -> Wire {
         use FreshNonce as N;
         let (status, code, auth, fresh_nonce, retry_after, allow) = match self {
             Class::InvalidRequest => (400, "invalid_request", Auth::No, N::No, None, None),
@@ -470,11 +516,12 @@ impl Class {
             Class::GatewayTimeout => (504, "gateway_timeout", Auth::No, N::No, None, None),
             Class::ServerError => (500, "server_error", Auth::No, N::No, None, None),
         };
+        let scope = matches!(self, Class::InsufficientScope);
         let www_authenticate = match auth {
             Auth::No => None,
-            Auth::Bare => Some(challenge.render(None, false)),
-            Auth::Error => Some(challenge.render(Some(code), false)),
-            Auth::Dpop => Some(challenge.render(Some(code), true)),
+            Auth::Bare => Some(challenge.render(None, false, false, origin)),
+            Auth::Error => Some(challenge.render(Some(code), false, scope, origin)),
+            Auth::Dpop => Some(challenge.render(Some(code), true, false, origin)),
         };
         Wire {
             status,
@@ -648,13 +695,26 @@ mod tests {
     fn every_variant_maps_as_spec_section_4_says() {
         const REALM: &str = "realm-of-the-policy";
         const REQUEST_ID: &str = "id-of-the-request";
+        const ORIGIN: &str = "https://gw.example";
         let algs = crate::gate::dpop::PROOF_ALG_NAMES;
-        let route = Challenge::new(REALM, true, true);
+        let route = Challenge::new(REALM, true, true).with_resource(
+            "/.well-known/oauth-protected-resource/mcp",
+            &["mcp:tools".to_owned(), "mcp:admin".to_owned()],
+        );
+        let metadata =
+            ", resource_metadata=\"https://gw.example/.well-known/oauth-protected-resource/mcp\"";
         let mut reasons = HashSet::new();
         assert_eq!(ALL.len(), PATTERNS.len());
         for (i, &(e, status, code)) in ALL.iter().enumerate() {
             assert!(PATTERNS[i](e), "entry {i}: {e:?} is not its own pattern");
-            let w = e.wire_for(&route);
+            let w = e.wire_at(&route, ORIGIN);
+            // The same, without the request's origin, but for the resource_metadata parameter.
+            let bare = e.wire_for(&route);
+            assert_eq!(
+                bare.www_authenticate,
+                w.www_authenticate.as_ref().map(|h| h.replace(metadata, "")),
+                "{e:?}"
+            );
             assert_eq!((w.status, w.code), (status, code), "{e:?}");
 
             // A fixed description: the same whatever the realm, printable ASCII without
@@ -686,23 +746,28 @@ mod tests {
             assert_eq!(e.to_string(), reason);
 
             // WWW-Authenticate exactly for 401 and 403, naming the route's realm; the error
-            // attribute except for missing_token; DPoP proof and nonce errors only as DPoP.
+            // attribute except for missing_token; DPoP proof and nonce errors only as DPoP;
+            // each challenge names the route's RFC 9728 metadata, and insufficient_scope the
+            // scopes the route needs.
             assert_eq!(
                 w.www_authenticate.is_some(),
                 matches!(status, 401 | 403),
                 "{e:?}"
             );
             if let Some(h) = &w.www_authenticate {
-                let error = format!(", error=\"{code}\"");
+                let mut error = format!(", error=\"{code}\"");
+                if code == "insufficient_scope" {
+                    error.push_str(", scope=\"mcp:tools mcp:admin\"");
+                }
                 let want = match code {
                     "missing_token" => {
-                        format!("Bearer realm=\"{REALM}\", DPoP realm=\"{REALM}\", algs=\"{algs}\"")
+                        format!("Bearer realm=\"{REALM}\"{metadata}, DPoP realm=\"{REALM}\", algs=\"{algs}\"{metadata}")
                     }
                     "invalid_dpop_proof" | "use_dpop_nonce" => {
-                        format!("DPoP realm=\"{REALM}\"{error}, algs=\"{algs}\"")
+                        format!("DPoP realm=\"{REALM}\"{error}, algs=\"{algs}\"{metadata}")
                     }
                     _ => format!(
-                        "Bearer realm=\"{REALM}\"{error}, DPoP realm=\"{REALM}\"{error}, algs=\"{algs}\""
+                        "Bearer realm=\"{REALM}\"{error}{metadata}, DPoP realm=\"{REALM}\"{error}, algs=\"{algs}\"{metadata}"
                     ),
                 };
                 assert_eq!(h, &want, "{e:?}");
@@ -847,6 +912,62 @@ mod tests {
         // Only printable ASCII is kept: a non-ASCII character goes whole, never a byte of it.
         let w = Error::MissingToken.wire("caf\u{e9}\u{2028}\u{1f600}\tr\u{7f}");
         assert_eq!(w.www_authenticate.as_deref(), Some("Bearer realm=\"cafr\""));
+    }
+
+    /// Issue 14 item 5: `resource_metadata` (RFC 9728 §5.1) on every challenge, `scope` (RFC
+    /// 6750 §3) only on insufficient_scope and only where the route needs scopes; both
+    /// quoted-strings, escaped, and nothing from the request but the gateway's own origin.
+    #[test]
+    fn challenges_name_the_metadata_url_and_the_scopes() {
+        let c = Challenge::bearer("r").with_resource(
+            "/.well-known/oauth-protected-resource/mcp",
+            &["a".to_owned(), "b:c".to_owned()],
+        );
+        let at = |e: Error| e.wire_at(&c, "http://127.0.0.1:8787").www_authenticate;
+        let url = "http://127.0.0.1:8787/.well-known/oauth-protected-resource/mcp";
+        assert_eq!(
+            at(Error::MissingToken).as_deref(),
+            Some(format!("Bearer realm=\"r\", resource_metadata=\"{url}\"").as_str())
+        );
+        assert_eq!(
+            at(Error::Denied(Denial::ScopeMissing)).as_deref(),
+            Some(
+                format!("Bearer realm=\"r\", error=\"insufficient_scope\", scope=\"a b:c\", resource_metadata=\"{url}\"")
+                    .as_str()
+            )
+        );
+        assert_eq!(
+            at(Error::Token(J::Expired)).as_deref(),
+            Some(
+                format!("Bearer realm=\"r\", error=\"invalid_token\", resource_metadata=\"{url}\"")
+                    .as_str()
+            )
+        );
+        // No scopes: no scope parameter, even on insufficient_scope; the gateway-wide document
+        // by default.
+        let plain = Challenge::bearer("r");
+        assert_eq!(
+            Error::Denied(Denial::ClaimConstraint)
+                .wire_at(&plain, "https://gw")
+                .www_authenticate
+                .as_deref(),
+            Some("Bearer realm=\"r\", error=\"insufficient_scope\", resource_metadata=\"https://gw/.well-known/oauth-protected-resource\"")
+        );
+        // The origin is escaped like the realm (the runtime never sends such a host, but be exact).
+        assert_eq!(
+            Error::MissingToken
+                .wire_at(&plain, "https://a\"b\\c\r\n")
+                .www_authenticate
+                .as_deref(),
+            Some("Bearer realm=\"r\", resource_metadata=\"https://a\\\"b\\\\c/.well-known/oauth-protected-resource\"")
+        );
+        // Refusals without a challenge stay without one.
+        assert_eq!(
+            Error::Route(Miss::NoRoute)
+                .wire_at(&c, "https://gw")
+                .www_authenticate,
+            None
+        );
     }
 
     #[test]

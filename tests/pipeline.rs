@@ -1441,40 +1441,50 @@ fn mixed_route_takes_bearer_and_dpop_and_refuses_a_bound_token_as_bearer() {
 
 const ALGS: &str = "ES256 EdDSA Ed25519";
 
+/// The challenge of `route` for a request to `https://api.example.com`: each challenge names the
+/// route's RFC 9728 metadata (issue 14 item 5).
 fn www(w: &World, route: &str, e: Error) -> String {
-    e.wire_for(w.gate.challenge(Some(route)))
+    e.wire_at(w.gate.challenge(Some(route)), &format!("https://{HOST}"))
         .www_authenticate
         .expect("a challenge")
+}
+
+/// `, resource_metadata="https://api.example.com/.well-known/oauth-protected-resource<path>"`.
+fn rm(resource: &str) -> String {
+    format!(", resource_metadata=\"https://{HOST}/.well-known/oauth-protected-resource{resource}\"")
 }
 
 #[test]
 fn missing_token_challenge_names_exactly_the_routes_schemes() {
     let w = World::new();
     let realm = "api.example.com";
-    let bearer = format!("Bearer realm=\"{realm}\"");
-    let dpop = format!("DPoP realm=\"{realm}\", algs=\"{ALGS}\"");
+    let bearer = |res: &str| format!("Bearer realm=\"{realm}\"{}", rm(res));
+    let dpop = |res: &str| format!("DPoP realm=\"{realm}\", algs=\"{ALGS}\"{}", rm(res));
     assert_eq!(
         w.run("GET", "/dpop/resource", &[]),
         Err(Error::MissingToken)
     );
-    assert_eq!(www(&w, "dpop", Error::MissingToken), dpop);
-    assert_eq!(www(&w, "agent", Error::MissingToken), bearer);
+    assert_eq!(www(&w, "dpop", Error::MissingToken), dpop("/dpop/resource"));
+    assert_eq!(www(&w, "agent", Error::MissingToken), bearer("/agent"));
     assert_eq!(
         www(&w, "mixed", Error::MissingToken),
-        format!("{bearer}, {dpop}")
+        format!("{}, {}", bearer("/mixed"), dpop("/mixed"))
     );
     // Tokens in other headers only (attestation, once-token): a 401 still carries a challenge.
-    assert_eq!(www(&w, "attest", Error::MissingToken), bearer);
-    assert_eq!(www(&w, "once", Error::MissingToken), bearer);
+    // (`/attest/{op}` belongs to the resource `/attest`, its literal prefix.)
+    assert_eq!(www(&w, "attest", Error::MissingToken), bearer("/attest"));
+    assert_eq!(www(&w, "once", Error::MissingToken), bearer("/once"));
     // A device token (own header) plus a Bearer agent token.
-    assert_eq!(www(&w, "approov", Error::MissingToken), bearer);
-    // Outside any route: the gateway's Bearer challenge.
+    assert_eq!(
+        www(&w, "approov", Error::MissingToken),
+        bearer("/approov/orders")
+    );
+    // Outside any route: the gateway's Bearer challenge and its gateway-wide metadata.
     assert_eq!(
         Error::MissingToken
-            .wire_for(w.gate.challenge(None))
-            .www_authenticate
-            .as_deref(),
-        Some(bearer.as_str())
+            .wire_at(w.gate.challenge(None), &format!("https://{HOST}"))
+            .www_authenticate,
+        Some(bearer(""))
     );
 }
 
@@ -1542,33 +1552,55 @@ fn one_missing_secret_of_several_makes_the_provider_unavailable() {
 fn error_challenges_use_the_routes_schemes() {
     let w = World::new();
     let r = "realm=\"api.example.com\"";
+    let dpop = rm("/dpop/resource");
     assert_eq!(
         www(&w, "dpop", Error::Token(jose::Error::BadSignature)),
-        format!("DPoP {r}, error=\"invalid_token\", algs=\"{ALGS}\"")
+        format!("DPoP {r}, error=\"invalid_token\", algs=\"{ALGS}\"{dpop}")
     );
+    // insufficient_scope names the scopes the route needs (RFC 6750 §3; MCP step-up reads it).
     assert_eq!(
         www(&w, "dpop", Error::Denied(Denial::ScopeMissing)),
-        format!("DPoP {r}, error=\"insufficient_scope\", algs=\"{ALGS}\"")
+        format!(
+            "DPoP {r}, error=\"insufficient_scope\", scope=\"dpop:use\", algs=\"{ALGS}\"{dpop}"
+        )
+    );
+    assert_eq!(
+        www(&w, "attest", Error::Denied(Denial::ClaimConstraint)),
+        format!(
+            "Bearer {r}, error=\"insufficient_scope\", scope=\"attest:use\"{}",
+            rm("/attest")
+        )
     );
     assert_eq!(
         www(&w, "agent", Error::Token(jose::Error::BadSignature)),
-        format!("Bearer {r}, error=\"invalid_token\"")
+        format!("Bearer {r}, error=\"invalid_token\"{}", rm("/agent"))
     );
+    let mixed = rm("/mixed");
     assert_eq!(
         www(&w, "mixed", Error::SenderConstrained),
         format!(
-            "Bearer {r}, error=\"invalid_token\", DPoP {r}, error=\"invalid_token\", algs=\"{ALGS}\""
+            "Bearer {r}, error=\"invalid_token\"{mixed}, DPoP {r}, error=\"invalid_token\", algs=\"{ALGS}\"{mixed}"
         )
     );
     assert_eq!(
         www(&w, "attest", Error::ChallengeUsed),
-        format!("Bearer {r}, error=\"use_attestation_challenge\"")
+        format!(
+            "Bearer {r}, error=\"use_attestation_challenge\"{}",
+            rm("/attest")
+        )
     );
     // Proof and nonce errors are only ever about DPoP.
-    for route in ["dpop", "mixed", "agent"] {
+    for (route, res) in [
+        ("dpop", "/dpop/resource"),
+        ("mixed", "/mixed"),
+        ("agent", "/agent"),
+    ] {
         assert_eq!(
             www(&w, route, Error::DpopNonceRequired),
-            format!("DPoP {r}, error=\"use_dpop_nonce\", algs=\"{ALGS}\""),
+            format!(
+                "DPoP {r}, error=\"use_dpop_nonce\", algs=\"{ALGS}\"{}",
+                rm(res)
+            ),
             "{route}"
         );
     }

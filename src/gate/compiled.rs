@@ -104,6 +104,8 @@ pub struct Gate {
     /// challenge).
     routes: HashMap<String, RouteRt>,
     default_challenge: Challenge,
+    /// RFC 9728 metadata of the protected resources (issue 14 item 5).
+    resources: crate::gate::phase::metadata::Resources,
     /// Seconds the origin has to send its response headers.
     pub origin_timeout_secs: u32,
     /// `[gateway] log_allow_sample`: 1 in N allowed and public decision lines written.
@@ -137,7 +139,9 @@ impl Gate {
             .iter()
             .map(|r| (r.id.clone(), route_rt(&gw.realm, r, &providers)))
             .collect();
+        let resources = crate::gate::phase::metadata::Resources::new(&policy, &providers);
         Ok(Self {
+            resources,
             verified: VerifiedCache::default(),
             routes,
             default_challenge: Challenge::bearer(&gw.realm),
@@ -188,6 +192,11 @@ impl Gate {
             .filter_map(|name| self.providers.get(name))
     }
 
+    /// The RFC 9728 metadata of the policy's protected resources.
+    pub fn resources(&self) -> &crate::gate::phase::metadata::Resources {
+        &self.resources
+    }
+
     /// The `WWW-Authenticate` challenges for a refusal on the route `route_id` (the Bearer one
     /// for anything else).
     pub fn challenge(&self, route_id: Option<&str>) -> &Challenge {
@@ -219,7 +228,8 @@ impl Gate {
 }
 
 /// A route's challenges and consumed headers. The challenges name `DPoP` if some required
-/// provider takes DPoP, `Bearer` if some takes Bearer (or none takes either). The consumed
+/// provider takes DPoP, `Bearer` if some takes Bearer (or none takes either), and the route's
+/// RFC 9728 metadata URL and scopes. The consumed
 /// headers are its providers' families' ([`CredentialFamily::consumes`]), each once, in the
 /// order the route names the providers.
 fn route_rt(realm: &str, route: &Route, providers: &HashMap<String, ProviderRt>) -> RouteRt {
@@ -242,8 +252,11 @@ fn route_rt(realm: &str, route: &Route, providers: &HashMap<String, ProviderRt>)
             }
         }
     }
+    // Issue 14 item 5: the challenges name the route's RFC 9728 metadata and its scopes.
+    let metadata =
+        crate::gate::phase::metadata::metadata_path(route.resource.as_deref().unwrap_or_default());
     RouteRt {
-        challenge: Challenge::new(realm, bearer, dpop),
+        challenge: Challenge::new(realm, bearer, dpop).with_resource(&metadata, &route.scopes),
         consumed,
     }
 }

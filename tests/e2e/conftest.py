@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -37,6 +38,10 @@ NONCE_KEY = base64.b64encode(secrets.token_bytes(32)).decode()
 APPROOV_SECRET = secrets.token_bytes(32)
 # Two HMAC keys of one provider (test_hardening_routes.py): kid k1 and k2.
 HR_SECRETS = {"k1": secrets.token_bytes(32), "k2": secrets.token_bytes(32)}
+# `{{PORT:name}}` in a policy template: a free loopback port, one per name, reserved before the
+# build for a server a test module starts itself (test_mcp.py: the MCP server and its OAuth
+# server); the `reserved_ports` fixture gives them by name.
+RESERVED_PORTS: dict[str, int] = {}
 
 
 class Response:
@@ -175,6 +180,11 @@ def built(servers, workdir):
         text = text.replace("{{BASE}}", servers.base)
         # A port nothing listens on: an origin that refuses connections.
         text = text.replace("{{DEAD_ORIGIN}}", f"http://127.0.0.1:{free_port()}")
+        text = re.sub(
+            r"\{\{PORT:([a-z0-9-]+)\}\}",
+            lambda m: str(RESERVED_PORTS.setdefault(m[1], free_port())),
+            text,
+        )
         (policy_dir / template.name).write_text(text)
     # ATTESTGATE_SELFTEST=1: compile in the test-only WebCrypto self-test endpoint
     # (src/edge/selftest.rs, test_webcrypto_vectors.py). Never set for a deployable build.
@@ -217,6 +227,11 @@ def origin(servers):
             return servers.recorder.snapshot()[self.mark:]
 
     return View()
+
+
+@pytest.fixture(scope="session")
+def reserved_ports(built):
+    return RESERVED_PORTS
 
 
 @pytest.fixture

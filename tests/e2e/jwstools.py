@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import time
 
 from cryptography.hazmat.primitives import hashes
@@ -105,10 +106,15 @@ def assert_refused(resp, status: int, code: str, origin_view, *, reason_hint: st
     assert body["error_description"] and body["request_id"]
     assert resp.headers.get("cache-control") == "no-store"
     challenge = resp.headers.get("www-authenticate")
+    # Every challenge names the route's RFC 9728 metadata (issue 14 item 5; exact values per
+    # route in test_mcp.py), and insufficient_scope the route's scopes.
+    metadata = r', resource_metadata="http://127\.0\.0\.1:\d+/\.well-known/oauth-protected-resource(/[!-~]*)?"'
     if code == "missing_token":
-        assert challenge == f'Bearer realm="{REALM}"', challenge
+        assert re.fullmatch(re.escape(f'Bearer realm="{REALM}"') + metadata, challenge or ""), challenge
     elif code in ("invalid_token", "insufficient_scope"):
-        assert challenge == f'Bearer realm="{REALM}", error="{code}"', challenge
+        scope = r'(, scope="[!#-\[\]-~ ]+")?' if code == "insufficient_scope" else ""
+        want = re.escape(f'Bearer realm="{REALM}", error="{code}"') + scope + metadata
+        assert re.fullmatch(want, challenge or ""), challenge
     elif code in ("invalid_request", "not_found", "temporarily_unavailable"):
         assert challenge is None, challenge
     if code == "temporarily_unavailable":

@@ -83,7 +83,10 @@ def test_wrong_pay_is_refused_and_never_reaches_origin(gateway, servers, origin,
         resp = send(gateway, approov, auth)
         assert resp.status == 401, (what, resp)
         assert_refused(resp, 401, "invalid_token", origin)
-        assert resp.headers["www-authenticate"].endswith('error="invalid_token"'), what
+        assert resp.headers["www-authenticate"] == (
+            'Bearer realm="e2e.attestgate.test", error="invalid_token", resource_metadata='
+            f'"http://127.0.0.1:{gateway.port}/.well-known/oauth-protected-resource{PATH}"'
+        ), what
 
 
 def test_approov_token_with_another_secret_is_refused(gateway, servers, origin):

@@ -17,8 +17,12 @@ def assert_refusal(resp, status, code, origin_view):
 def test_request_without_token_is_refused_and_never_reaches_origin(gateway, origin):
     resp = gateway.request("GET", "/v1/orders/42")
     assert_refusal(resp, 401, "missing_token", origin)
-    # RFC 6750 §3.1: no error attribute when no credentials were sent.
-    assert resp.headers["www-authenticate"] == 'Bearer realm="e2e.attestgate.test"'
+    # RFC 6750 §3.1: no error attribute when no credentials were sent; RFC 9728 §5.1: the
+    # metadata of the route's resource (`/v1/orders/{id}` belongs to `/v1/orders`).
+    assert resp.headers["www-authenticate"] == (
+        'Bearer realm="e2e.attestgate.test", resource_metadata='
+        f'"http://127.0.0.1:{gateway.port}/.well-known/oauth-protected-resource/v1/orders"'
+    )
 
 
 def test_unknown_route_is_404_fail_closed(gateway, origin):

@@ -19,6 +19,12 @@ ALGS = "ES256 EdDSA Ed25519"
 BEARER_CHALLENGE = f'Bearer realm="{REALM}"'
 DPOP_CHALLENGE = f'DPoP realm="{REALM}", algs="{ALGS}"'
 
+
+def rm(gateway, resource: str) -> str:
+    """The `resource_metadata` parameter every challenge of the route of `resource` ends with."""
+    url = f"http://127.0.0.1:{gateway.port}/.well-known/oauth-protected-resource{resource}"
+    return f', resource_metadata="{url}"'
+
 # The gateway sets these itself, from what it saw.
 GATEWAY_SET = {"x-forwarded-host", "x-forwarded-proto", "x-forwarded-for"}
 
@@ -154,7 +160,9 @@ def test_cnf_bound_token_on_a_bearer_provider_is_refused(gateway, servers, origi
         token = mint(servers, cnf=cnf)
         resp = gateway.request("GET", "/hf/bearer", {"authorization": f"Bearer {token}"})
         assert_refused(resp, 401, "invalid_token", origin)
-        assert resp.headers["www-authenticate"] == f'{BEARER_CHALLENGE}, error="invalid_token"'
+        assert resp.headers["www-authenticate"] == (
+            f'{BEARER_CHALLENGE}, error="invalid_token"{rm(gateway, "/hf/bearer")}'
+        )
         assert last_reason(gateway, resp.json()["request_id"]) == "sender_constrained_token"
     # The same token without cnf passes.
     ok = gateway.request("GET", "/hf/bearer", {"authorization": f"Bearer {mint(servers)}"})
@@ -165,15 +173,15 @@ def test_cnf_bound_token_on_a_bearer_provider_is_refused(gateway, servers, origi
 @pytest.mark.parametrize(
     "path, expected",
     [
-        ("/hf/dpop", DPOP_CHALLENGE),
-        ("/hf/bearer", BEARER_CHALLENGE),
-        ("/hf/mixed", f"{BEARER_CHALLENGE}, {DPOP_CHALLENGE}"),
+        ("/hf/dpop", f"{DPOP_CHALLENGE}{{rm}}"),
+        ("/hf/bearer", f"{BEARER_CHALLENGE}{{rm}}"),
+        ("/hf/mixed", f"{BEARER_CHALLENGE}{{rm}}, {DPOP_CHALLENGE}{{rm}}"),
     ],
 )
 def test_missing_token_challenge_names_the_schemes_the_route_accepts(gateway, origin, path, expected):
     resp = gateway.request("GET", path)
     assert_refused(resp, 401, "missing_token", origin)
-    assert resp.headers["www-authenticate"] == expected
+    assert resp.headers["www-authenticate"] == expected.format(rm=rm(gateway, path))
 
 
 class DpopClient:
@@ -197,7 +205,7 @@ def test_every_alg_the_dpop_challenge_lists_is_accepted(gateway, servers, origin
     first = c.send(None)
     assert_refused(first, 401, "use_dpop_nonce", origin)
     assert first.headers["www-authenticate"] == (
-        f'DPoP realm="{REALM}", error="use_dpop_nonce", algs="{ALGS}"'
+        f'DPoP realm="{REALM}", error="use_dpop_nonce", algs="{ALGS}"{rm(gateway, "/hf/dpop")}'
     )
     resp = c.send(first.headers["dpop-nonce"])
     assert resp.status == 200, resp
@@ -217,6 +225,7 @@ def test_mixed_route_takes_both_schemes_and_refuses_a_bound_token_as_bearer(gate
     resp = gateway.request("GET", "/hf/mixed", {"authorization": f"Bearer {c.token}"})
     assert_refused(resp, 401, "invalid_token", origin)
     assert last_reason(gateway, resp.json()["request_id"]) == "sender_constrained_token"
+    mixed = rm(gateway, "/hf/mixed")
     assert resp.headers["www-authenticate"] == (
-        f'{BEARER_CHALLENGE}, error="invalid_token", DPoP realm="{REALM}", error="invalid_token", algs="{ALGS}"'
+        f'{BEARER_CHALLENGE}, error="invalid_token"{mixed}, DPoP realm="{REALM}", error="invalid_token", algs="{ALGS}"{mixed}'
     )

@@ -80,7 +80,8 @@ def test_nonce_works_once_then_refused_with_a_fresh_nonce(gateway, servers, orig
     resp = send_attestation(gateway, attestation(servers, nonce))
     assert_refused(resp, 401, "use_attestation_challenge")
     assert resp.headers["www-authenticate"] == (
-        'Bearer realm="e2e.attestgate.test", error="use_attestation_challenge"'
+        'Bearer realm="e2e.attestgate.test", error="use_attestation_challenge", resource_metadata='
+        f'"http://127.0.0.1:{gateway.port}/.well-known/oauth-protected-resource{ATTEST}"'
     )
     fresh = assert_fresh_attestation_nonce(resp)
     assert fresh != nonce
@@ -146,7 +147,10 @@ def test_replay_jti_provider_accepts_each_jti_once(gateway, servers, origin):
     assert gateway.request("GET", ONCE, {"once-token": token}).status == 200
     resp = gateway.request("GET", ONCE, {"once-token": token})
     assert_refused(resp, 401, "invalid_token")
-    assert resp.headers["www-authenticate"].endswith('error="invalid_token"')
+    assert resp.headers["www-authenticate"] == (
+        'Bearer realm="e2e.attestgate.test", error="invalid_token", resource_metadata='
+        f'"http://127.0.0.1:{gateway.port}/.well-known/oauth-protected-resource{ONCE}"'
+    )
     # A new jti from the same issuer is independent.
     assert gateway.request("GET", ONCE, {"once-token": servers.issuer.mint("k-es256")}).status == 200
     assert len(origin.since()) == 2

@@ -144,6 +144,11 @@ pub struct ProviderConfig {
     /// error.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub weakens: Vec<String>,
+    /// Issue 14 item 5 (RFC 9728): the authorization servers that issue this provider's tokens,
+    /// listed in the protected-resource metadata after the provider's `issuer` (which is listed
+    /// by itself when the provider takes OAuth access tokens, see `policies/README.md`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authorization_servers: Vec<String>,
 }
 
 /// One entry of `secrets = [...]`.
@@ -209,6 +214,11 @@ pub struct RouteConfig {
     /// Overrides `[gateway] origin` for this route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
+    /// Issue 14 item 5 (RFC 9728): the path of the protected resource this route belongs to
+    /// (its resource identifier is the gateway's origin plus this path). Default: the route
+    /// path's literal segments before the first parameter or wildcard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
 }
 
 /// `require = { all = [...] }` or `require = { any = [...] }` (exactly one of the two).

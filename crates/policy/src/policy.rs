@@ -120,6 +120,10 @@ pub struct Provider {
     /// `weakens = [...]`: the providers whose stricter checks this one is allowed to lack for
     /// tokens both accept (checked by the compiler, see [`Provider::may_accept_same_tokens`]).
     pub weakens: Vec<String>,
+    /// RFC 9728 `authorization_servers` for this provider's tokens, in order: the `issuer` when
+    /// the provider takes OAuth access tokens (the `Authorization` header with a scheme) and it
+    /// is an http(s) URL, then the policy's `authorization_servers`; each once.
+    pub authorization_servers: Vec<String>,
 }
 
 impl Provider {
@@ -373,6 +377,9 @@ pub struct Route {
     pub pass_headers: Vec<String>,
     /// Resolved: the route's `origin`, or the gateway's.
     pub origin: String,
+    /// RFC 9728: the path of the protected resource the route belongs to (`""`: the origin
+    /// itself), without a trailing `/`; `None` for a public route (it protects nothing).
+    pub resource: Option<String>,
     pub(crate) capture_names: Vec<Option<String>>,
 }
 

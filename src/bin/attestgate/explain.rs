@@ -16,6 +16,8 @@ use attestgate::api::{
     Outcome, Request, Seams, StaticKeys,
 };
 use attestgate::gate::compiled::hmac_keys;
+use attestgate::gate::phase::request::Endpoint;
+use attestgate::gate::phase::ResponsePlan;
 use attestgate::jose::{self, JwksLimits};
 use attestgate::policy::{Route, ROUTE_HEADER};
 use attestgate::Error;
@@ -310,12 +312,24 @@ pub fn explain(args: &[String]) -> ExitCode {
         println!("decision  the gateway's pipeline, at --now {}", args.now);
         match decision.as_ref().map(|d| &d.outcome) {
             Ok(Outcome::Forward(fwd)) => print_allow(fwd, &path, fwd.is_public()),
-            Ok(Outcome::Refused(e)) => print_refusal(*e, realm),
-            Err(e) => print_refusal(*e, realm),
-            Ok(Outcome::Endpoint(_)) => println!(
+            Ok(Outcome::Refused(e)) => {
+                print_refusal(*e, realm, decision.as_ref().ok().map(|d| &d.response))
+            }
+            Err(e) => print_refusal(*e, realm, None),
+            Ok(Outcome::Endpoint(Endpoint::Challenge)) => println!(
                 "verdict   challenge endpoint: POST {} issues a nonce",
                 gate.challenge_path
             ),
+            // Issue 14 item 5: the RFC 9728 document the gateway answers with.
+            Ok(Outcome::Endpoint(Endpoint::ResourceMetadata)) => {
+                if let Some(ResponsePlan::Own(a)) = decision.as_ref().ok().map(|d| &d.response) {
+                    println!(
+                        "verdict   {} RFC 9728 protected-resource metadata",
+                        a.status
+                    );
+                    println!("  {}", a.body);
+                }
+            }
         }
     } else {
         println!(
@@ -336,9 +350,9 @@ pub fn explain(args: &[String]) -> ExitCode {
             })
             .unwrap_or(false);
         if missing {
-            print_refusal(Error::MissingToken, realm);
+            print_refusal(Error::MissingToken, realm, None);
         } else if let Some(e) = first_failure {
-            print_refusal(e, realm);
+            print_refusal(e, realm, None);
         } else if let Some(r) = route {
             let tokens: Vec<(&str, &Map<String, Value>)> =
                 decoded.iter().map(|(n, c)| (n.as_str(), c)).collect();
@@ -350,7 +364,7 @@ pub fn explain(args: &[String]) -> ExitCode {
                         println!("  set     {name}: {value}");
                     }
                 }
-                Err(denial) => print_refusal(Error::from(denial), realm),
+                Err(denial) => print_refusal(Error::from(denial), realm, None),
             }
         }
     }
@@ -378,7 +392,9 @@ fn route_checks(policy: &api::Policy, route: &Route, decoded: &[(String, Map<Str
     }
 }
 
-fn print_refusal(e: Error, realm: &str) {
+/// The refusal; its `WWW-Authenticate` is the gateway's own answer's when the pipeline made one
+/// (the route's schemes and RFC 9728 `resource_metadata`), else the Bearer challenge of `realm`.
+fn print_refusal(e: Error, realm: &str, answered: Option<&ResponsePlan>) {
     let wire = e.wire(realm);
     println!(
         "verdict   {} {} ({}): {}",
@@ -387,7 +403,15 @@ fn print_refusal(e: Error, realm: &str) {
         e.reason(),
         wire.description
     );
-    if let Some(h) = &wire.www_authenticate {
+    let own = match answered {
+        Some(ResponsePlan::Own(a)) => a
+            .headers
+            .iter()
+            .find(|(n, _)| *n == "www-authenticate")
+            .map(|(_, v)| v.clone()),
+        _ => wire.www_authenticate,
+    };
+    if let Some(h) = own {
         println!("  WWW-Authenticate: {h}");
     }
 }

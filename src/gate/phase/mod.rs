@@ -25,6 +25,7 @@ use crate::Error;
 pub mod authenticate;
 pub mod authorize;
 pub mod forward;
+pub mod metadata;
 pub mod record;
 pub mod request;
 pub mod response;
@@ -105,7 +106,7 @@ where
     match outcome {
         Ok(plan) => d.outcome = Outcome::Forward(plan),
         Err(e) => {
-            let answer = refusal(gate, d.route, e, request_id, env);
+            let answer = refusal(gate, d.route, e, request_id, req.url.origin, env);
             d.refuse(e, Some(answer));
         }
     }
@@ -135,6 +136,15 @@ where
             )?;
             Ok(Answer::challenge(nonce, gate.challenge_ttl_secs))
         }
+        // Issue 14 item 5: RFC 9728 protected-resource metadata.
+        request::Endpoint::ResourceMetadata => Ok(metadata::answer(
+            gate.resources(),
+            req.method,
+            req.url.origin,
+            &req.host,
+            metadata::requested(req.url.path).unwrap_or_default(),
+            &gate.challenge_path,
+        )?),
     }
 }
 
@@ -182,16 +192,18 @@ where
     Ok(plan)
 }
 
-/// The answer to a refusal on `route` (the route's challenges, SPEC §4), with a fresh nonce
-/// where the wire form asks for one.
+/// The answer to a refusal on `route` (the route's challenges, SPEC §4, naming the route's
+/// RFC 9728 metadata under the request's `origin`), with a fresh nonce where the wire form asks
+/// for one.
 pub fn refusal<K, V, R>(
     gate: &Gate,
     route: Option<&str>,
     e: Error,
     request_id: &str,
+    origin: &str,
     env: &Env<'_, K, V, R>,
 ) -> Answer {
-    let wire = e.wire_for(gate.challenge(route));
+    let wire = e.wire_at(gate.challenge(route), origin);
     let fresh = match wire.fresh_nonce {
         FreshNonce::No => None,
         _ => request::issue_nonce(gate, env.nonce_key.nonce_key(), env.random, env.now).ok(),

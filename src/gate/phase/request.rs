@@ -4,6 +4,8 @@
 //!
 //! - `POST {challenge_path}`: a fresh nonce ([`challenge`]), rate-limited per client address;
 //!   any other method there is 405 with `Allow: POST`. No route is consulted.
+//! - `/.well-known/oauth-protected-resource[/...]`: RFC 9728 metadata
+//!   ([`crate::gate::phase::metadata`]).
 //! - anything else: the route the matcher gives, or its refusal: 400 (unnormalised path, or a
 //!   case / trailing-slash variant of a more protected route), 404 (no route), 405 with the
 //!   path's `Allow`.
@@ -53,6 +55,9 @@ impl<'a, H: HeaderSource + ?Sized> Request<'a, H> {
 pub enum Endpoint {
     /// `POST {challenge_path}`: a single-use challenge nonce.
     Challenge,
+    /// `GET /.well-known/oauth-protected-resource[/<resource path>]`: RFC 9728 metadata
+    /// ([`crate::gate::phase::metadata`], issue 14 item 5).
+    ResourceMetadata,
 }
 
 impl Endpoint {
@@ -60,6 +65,7 @@ impl Endpoint {
     pub fn label(self) -> &'static str {
         match self {
             Endpoint::Challenge => "challenge",
+            Endpoint::ResourceMetadata => "resource-metadata",
         }
     }
 }
@@ -85,6 +91,10 @@ pub fn plan<'g, H: HeaderSource + ?Sized>(gate: &'g Gate, req: &Request<'_, H>) 
             )))
         };
         return Plan::Endpoint(Endpoint::Challenge, allowed);
+    }
+    // RFC 9728 metadata: the endpoint checks the method and names the resource (or 404).
+    if crate::gate::phase::metadata::requested(req.url.path).is_some() {
+        return Plan::Endpoint(Endpoint::ResourceMetadata, Ok(()));
     }
     Plan::Route(gate.route(req.method, &req.host, req.url.path))
 }

@@ -396,6 +396,43 @@ impl Cx {
             }
         };
 
+        // RFC 9728 authorization servers (issue 14 item 5): the issuer of OAuth access tokens
+        // (read from `Authorization` with the Bearer or DPoP scheme) when it is an http(s) URL,
+        // then the listed ones, each a URL checked like every other URL of the policy.
+        let mut authorization_servers: Vec<String> = Vec::new();
+        let oauth = header == "authorization"
+            && (p.proof.as_deref() == Some("dpop")
+                || p.from
+                    .scheme
+                    .as_deref()
+                    .is_some_and(|s| s.eq_ignore_ascii_case("Bearer")));
+        if let Some(iss) = p.issuer.as_deref().filter(|_| oauth) {
+            let http = super::syntax::check_url(iss, false);
+            let insecure = matches!(http, Ok(super::syntax::Scheme::Http));
+            if http.is_ok() && (!insecure || gateway.allow_insecure_http) {
+                authorization_servers.push(iss.to_owned());
+            }
+        }
+        for url in &p.authorization_servers {
+            if !self.url(
+                &|| at("authorization_servers"),
+                url,
+                gateway.allow_insecure_http,
+                false,
+            ) {
+                continue;
+            }
+            if p.authorization_servers.iter().filter(|u| *u == url).count() > 1 {
+                self.error(
+                    at("authorization_servers"),
+                    format!("{url:?} is listed twice"),
+                );
+            } else if !authorization_servers.contains(url) {
+                // (the issuer, already first, may be listed too)
+                authorization_servers.push(url.clone());
+            }
+        }
+
         if self.errors.len() != before {
             return None;
         }
@@ -420,6 +457,7 @@ impl Cx {
             binding,
             nonce_claim,
             weakens: p.weakens.clone(),
+            authorization_servers,
         })
     }
 

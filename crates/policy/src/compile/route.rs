@@ -9,9 +9,9 @@ use serde_json::Value;
 use super::syntax::{check_host, is_header_name, is_route_id, is_token};
 use super::{unknown_provider, Cx};
 use crate::diag::Location;
-use crate::matcher::PathPattern;
 #[cfg(not(target_arch = "wasm32"))]
 use crate::matcher::RouteIndex;
+use crate::matcher::{check_path, PathPattern, Segment};
 use crate::model::{ConstraintConfig, RouteConfig};
 use crate::policy::{
     Access, ClaimPath, ClaimRule, Delegation, ForwardRule, Gateway, Provider, Route,
@@ -441,6 +441,63 @@ impl Cx {
             None => gateway.origin.clone(),
         };
 
+        // RFC 9728 resource (issue 14 item 5): the route's literal prefix, or the path it names,
+        // which must contain the route (a client checks that the URL it calls lies within the
+        // resource the metadata names).
+        let literal: Vec<&str> = path
+            .as_ref()
+            .map(|p| {
+                p.segments()
+                    .iter()
+                    .map_while(|s| match s {
+                        Segment::Literal(l) if !l.is_empty() => Some(l.as_str()),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let resource = match (&r.resource, public) {
+            (Some(_), true) => {
+                self.error(
+                    at("resource"),
+                    "a public route protects nothing, so it belongs to no protected resource",
+                );
+                None
+            }
+            (None, true) => None,
+            (None, false) => Some(literal.iter().map(|l| format!("/{l}")).collect::<String>()),
+            (Some(res), false) => {
+                let named: Vec<&str> = res
+                    .strip_prefix('/')
+                    .unwrap_or(res)
+                    .split('/')
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                let literal_path = res == "/"
+                    || (check_path(res).is_ok()
+                        && !res.ends_with('/')
+                        && named.iter().all(|s| !s.contains(['{', '}', '*'])));
+                if !literal_path {
+                    self.error(
+                        at("resource"),
+                        format!("{res:?} must be \"/\" or a normalised literal path without a trailing \"/\" (like \"/mcp\")"),
+                    );
+                    None
+                } else if !literal.starts_with(&named) {
+                    self.error(
+                        at("resource"),
+                        format!(
+                            "{res:?} does not contain the route's path {}: a resource must be a prefix of the literal segments of every path it covers",
+                            r.path
+                        ),
+                    );
+                    None
+                } else {
+                    Some(named.iter().map(|l| format!("/{l}")).collect::<String>())
+                }
+            }
+        };
+
         if self.errors.len() != before {
             return None;
         }
@@ -460,6 +517,7 @@ impl Cx {
             forward_tokens: r.forward_tokens,
             pass_headers,
             origin,
+            resource,
         })
     }
 
