@@ -279,7 +279,7 @@ impl LogSampling {
                 self.seen = self.seen.wrapping_add(1);
                 keep
             }
-            Verdict::Deny | Verdict::Challenge => true,
+            Verdict::Deny | Verdict::Challenge | Verdict::Endpoint => true,
         }
     }
 }
