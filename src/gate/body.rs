@@ -153,7 +153,7 @@ fn value_depth(v: &Value, level: usize) -> usize {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
 
@@ -268,7 +268,7 @@ mod tests {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod pipeline {
     use crate::api::{compile_toml, Gateway, MemoryReplay, Request, Seams, StaticKeys};
     use crate::jose::{block_on_ready, NativeVerifier};
