@@ -55,6 +55,12 @@ pub enum Error {
     BodyNotJson,
     /// The body could not be read to its end (the stream failed: a truncated upload).
     BodyUnreadable,
+    /// A request part an intent rule binds is missing, repeated or unusable (issue 15).
+    IntentRequestField,
+
+    // ---- issue 15: 401 insufficient_authorization (draft-ietf-oauth-rar-metadata-remediation) ----
+    /// No detail of the token's declared intent covers the request; which check failed.
+    IntentNotCovered(crate::gate::intent::Check),
 
     // ---- the route lookup: 400 (unnormalised path, protected variant), 404, 405 -----------
     /// No route takes the request ([`Miss`]); also the challenge endpoint's 405 (`Allow: POST`).
@@ -167,6 +173,15 @@ impl Error {
             Error::BodyMediaType => "body_media_type",
             Error::BodyNotJson => "body_not_json",
             Error::BodyUnreadable => "body_unreadable",
+            Error::IntentRequestField => "intent_request_field",
+            Error::IntentNotCovered(check) => match check {
+                crate::gate::intent::Check::NoIntent => "intent_missing",
+                crate::gate::intent::Check::Malformed => "intent_malformed",
+                crate::gate::intent::Check::Type => "intent_type",
+                crate::gate::intent::Check::Action => "intent_action",
+                crate::gate::intent::Check::Location => "intent_location",
+                crate::gate::intent::Check::Binding => "intent_binding",
+            },
             Error::Route(miss) => match miss {
                 // Which normal-form rule the path breaks is not part of the code.
                 Miss::Unnormalised(_) => "unnormalised_path",
@@ -227,6 +242,14 @@ impl Error {
                 "The request body is not a valid JSON object.",
             ),
             Error::BodyUnreadable => (InvalidRequest, "The request body could not be read."),
+            Error::IntentRequestField => (
+                InvalidRequest,
+                "The request lacks a value the route's intent rules read.",
+            ),
+            Error::IntentNotCovered(_) => (
+                InsufficientAuthorization,
+                "The token's authorization details do not cover this request.",
+            ),
             Error::Route(Miss::Unnormalised(_) | Miss::ProtectedVariant) => {
                 (InvalidRequest, NOT_NORMAL)
             }
@@ -384,6 +407,9 @@ pub struct Challenge {
     realm: String,
     bearer: bool,
     dpop: bool,
+    /// Issue 15: the route's `authorization_remediation` (base64url JSON of the authorization
+    /// details the route needs, built from the policy only), on intent refusals.
+    remediation: Option<String>,
 }
 
 impl Challenge {
@@ -392,6 +418,26 @@ impl Challenge {
             realm: escape_quoted(realm),
             bearer: bearer || !dpop,
             dpop,
+            remediation: None,
+        }
+    }
+
+    /// The same challenges, with `authorization_remediation="<b64url>"` on intent refusals
+    /// (`remediation` is base64url: nothing to escape).
+    pub fn with_remediation(mut self, remediation: Option<String>) -> Self {
+        self.remediation = remediation.map(|r| escape_quoted(&r));
+        self
+    }
+
+    /// The challenges of an intent refusal: each with the error code and the route's
+    /// `authorization_remediation`.
+    fn render_remediation(&self, code: &str) -> String {
+        match &self.remediation {
+            None => self.render(Some(code), false),
+            Some(r) => self.render(
+                Some(&format!("{code}\", authorization_remediation=\"{r}")),
+                false,
+            ),
         }
     }
 
@@ -437,6 +483,8 @@ enum Class {
     UseDpopNonce,
     UseAttestationChallenge,
     InsufficientScope,
+    /// 401 with `authorization_remediation` (issue 15).
+    InsufficientAuthorization,
     NotFound,
     /// With the `Allow` value the matcher (or the challenge endpoint) computed.
     MethodNotAllowed(crate::policy::Allow),
@@ -458,6 +506,8 @@ enum Auth {
     Error,
     /// Only the `DPoP` challenge, with `error="<code>"` (RFC 9449 §7.1: proof and nonce errors).
     Dpop,
+    /// The route's challenges with `error="<code>"` and the route's `authorization_remediation`.
+    Remediation,
 }
 
 impl Class {
@@ -484,6 +534,14 @@ impl Class {
                 None,
             ),
             Class::InsufficientScope => (403, "insufficient_scope", Auth::Error, N::No, None, None),
+            Class::InsufficientAuthorization => (
+                401,
+                "insufficient_authorization",
+                Auth::Remediation,
+                N::No,
+                None,
+                None,
+            ),
             Class::NotFound => (404, "not_found", Auth::No, N::No, None, None),
             Class::MethodNotAllowed(allow) => (
                 405,
@@ -511,6 +569,7 @@ impl Class {
             Auth::Bare => Some(challenge.render(None, false)),
             Auth::Error => Some(challenge.render(Some(code), false)),
             Auth::Dpop => Some(challenge.render(Some(code), true)),
+            Auth::Remediation => Some(challenge.render_remediation(code)),
         };
         Wire {
             status,
@@ -594,6 +653,13 @@ mod tests {
         [Error::DuplicateCredential] 400 "invalid_request",
         [Error::MalformedCredential] 400 "invalid_request",
         [Error::MalformedRequest] 400 "invalid_request",
+        [Error::IntentRequestField] 400 "invalid_request",
+        [Error::IntentNotCovered(crate::gate::intent::Check::NoIntent)] 401 "insufficient_authorization",
+        [Error::IntentNotCovered(crate::gate::intent::Check::Malformed)] 401 "insufficient_authorization",
+        [Error::IntentNotCovered(crate::gate::intent::Check::Type)] 401 "insufficient_authorization",
+        [Error::IntentNotCovered(crate::gate::intent::Check::Action)] 401 "insufficient_authorization",
+        [Error::IntentNotCovered(crate::gate::intent::Check::Location)] 401 "insufficient_authorization",
+        [Error::IntentNotCovered(crate::gate::intent::Check::Binding)] 401 "insufficient_authorization",
         // issue 15: request bodies
         [Error::BodyTooLarge] 413 "request_too_large",
         [Error::BodyEncoded] 415 "unsupported_media_type",

@@ -240,7 +240,8 @@ fn route_rt(realm: &str, route: &Route, providers: &HashMap<String, ProviderRt>)
         }
     }
     RouteRt {
-        challenge: Challenge::new(realm, bearer, dpop),
+        challenge: Challenge::new(realm, bearer, dpop)
+            .with_remediation(crate::gate::intent::remediation(route)),
         consumed,
     }
 }

@@ -42,6 +42,16 @@ pub struct DecisionLog {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub jti: Vec<String>,
     pub latency_ms: f64,
+    // ---- issue 15: the declared intent ----
+    /// SHA-256 (base64url) of the canonical declared intent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intent_hash: Option<String>,
+    /// The index of the detail that covered the request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intent_detail: Option<usize>,
+    /// Which check or binding failed (names from the policy, never values).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intent_failed: Option<String>,
 }
 
 impl DecisionLog {
@@ -150,7 +160,7 @@ fn push_bounded(list: &mut Vec<String>, value: &str) {
     }
 }
 
-fn bounded(value: &str) -> String {
+pub fn bounded(value: &str) -> String {
     if value.len() <= MAX_FIELD {
         return value.to_owned();
     }

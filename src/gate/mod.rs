@@ -25,6 +25,7 @@ pub mod digest;
 pub mod dpop;
 pub mod extract;
 pub mod family;
+pub mod intent;
 pub mod key_cache;
 pub mod log;
 // Fixed ranges of a fixed-size nonce array, after its length was checked.

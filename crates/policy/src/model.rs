@@ -211,6 +211,9 @@ pub struct RouteConfig {
     /// the body even without intent rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<u64>,
+    /// The intent the token's `authorization_details` must declare for this request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<IntentConfig>,
 }
 
 /// `intent = { type = "payment_initiation", actions = [...], locations = true, bind = {...} }`
@@ -276,10 +279,10 @@ pub struct BindRule {
     /// The detail field is a decimal floor the request part may not go under (`<=`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min: Option<String>,
-    /// With `max`/`min`: the detail's currency field (`instructedAmount.currency`) and the
-    /// request part that must equal it, `["detail.path", "body.currency"]`.
+    /// With `max`/`min`: the request part the detail's `currency` member (next to the bound
+    /// amount: `instructedAmount.currency`) must equal, as RFC 9396's `instructedAmount` has it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub currency: Option<[String; 2]>,
+    pub currency: Option<String>,
 }
 
 /// `require = { all = [...] }` or `require = { any = [...] }` (exactly one of the two).

@@ -373,6 +373,8 @@ pub struct Route {
     pub origin: String,
     /// Issue 15: what the gateway does with the request body on this route.
     pub body: BodyRule,
+    /// Issue 15: the intent the token must declare for the request (`intent = {...}`).
+    pub intent: Option<crate::compile::intent::Intent>,
     pub(crate) capture_names: Vec<Option<String>>,
 }
 
@@ -449,6 +451,7 @@ impl Route {
             && delegation
             && other.scopes.iter().all(|s| self.scopes.contains(s))
             && other.claims.iter().all(|c| self.claims.contains(c))
+            && (other.intent.is_none() || self.intent == other.intent)
     }
 
     /// `host` is a `Host` value: case-insensitive, port ignored.

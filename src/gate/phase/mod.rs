@@ -168,6 +168,8 @@ where
         .await?;
     }
     let claims = authorize::authorize(gate, route, &d.principal)?;
+    // Issue 15: the declared intent must cover the request (on a route with intent rules).
+    crate::gate::intent::check(gate, route, req, body, &d.principal, &mut d.intent)?;
     single_use::run(pending, env.replay, env.now).await?;
     let mut plan = forward::plan(gate, route, claims, req);
     plan.body = body;

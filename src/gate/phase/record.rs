@@ -132,6 +132,8 @@ pub struct Decision<'a> {
     /// the origin's).
     pub status: Option<u16>,
     pub timings: Timings,
+    // ---- issue 15: the declared intent (its hash, the covering detail or the failed check) ----
+    pub intent: crate::gate::intent::Record,
 }
 
 impl<'a> Decision<'a> {
@@ -148,6 +150,7 @@ impl<'a> Decision<'a> {
             response: ResponsePlan::origin(None),
             status: None,
             timings: Timings::default(),
+            intent: Default::default(),
         }
     }
 
@@ -221,6 +224,10 @@ impl<'a> Decision<'a> {
             log.add_claims(claims.map());
         }
         log.latency_ms = self.timings.latency_ms;
+        // issue 15
+        log.intent_hash = self.intent.hash.clone();
+        log.intent_detail = self.intent.covered_by;
+        log.intent_failed = self.intent.failed.as_deref().map(crate::gate::log::bounded);
         log
     }
 

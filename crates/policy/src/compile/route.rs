@@ -463,12 +463,32 @@ impl Cx {
             body.max_bytes = n;
         }
 
+        // intent (issue 15 item 1)
+        let intent = r.intent.as_ref().and_then(|c| {
+            let captures: Vec<String> = path
+                .as_ref()
+                .map(|p| p.capture_names().into_iter().flatten().collect())
+                .unwrap_or_default();
+            self.intent(
+                file,
+                id,
+                c,
+                known,
+                &required,
+                &captures,
+                methods.as_deref(),
+                &origin,
+                &mut body,
+            )
+        });
+
         if self.errors.len() != before {
             return None;
         }
         let path = path?;
         Some(Route {
             body,
+            intent,
             id: id.to_owned(),
             file: file.to_owned(),
             methods,
