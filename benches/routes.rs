@@ -24,6 +24,7 @@ fn route(id: String, path: String, methods: Option<Vec<String>>) -> RouteConfig 
         origin: None,
         max_body_bytes: None,
         intent: None,
+        budget: None,
     }
 }
 

@@ -226,6 +226,8 @@ impl KeySource for StaticKeys {
 #[derive(Debug, Default)]
 pub struct MemoryReplay {
     used: RefCell<HashMap<(u8, String), i64>>,
+    /// Issue 15: session budgets by session key, charged as the Durable Object charges them.
+    budgets: RefCell<HashMap<String, crate::gate::budget::State>>,
 }
 
 impl MemoryReplay {
@@ -252,6 +254,18 @@ impl ReplayGuard for MemoryReplay {
 
     async fn first_seen(&self, shard: u8, id: &str, exp: i64, now: i64) -> Result<bool, Error> {
         Ok(self.first_use(shard, id, exp, now))
+    }
+
+    async fn charge_budget(
+        &self,
+        session: &str,
+        ask: &crate::gate::budget::Ask,
+    ) -> Result<crate::gate::budget::Answer, Error> {
+        let mut budgets = self.budgets.borrow_mut();
+        let state = budgets.entry(session.to_owned()).or_default();
+        let (next, answer) = crate::gate::budget::charge(state, ask);
+        *state = next;
+        Ok(answer)
     }
 }
 

@@ -108,12 +108,18 @@ pub enum Error {
     // ---- 429 ----------------------------------------------------------------------------------
     /// The client address asked for more challenges than its budget allows.
     RateLimited,
+    /// Issue 15: the session's rate budget (calls or writes per window) is spent.
+    BudgetRate,
+    /// Issue 15: the session's intent limit (identifiers, amount, deadline) is spent: 403.
+    BudgetSpent,
 
     // ---- 5xx ----------------------------------------------------------------------------------
     /// The issuer's JWKS could not be fetched and no usable cached keys remain.
     KeysUnavailable,
     /// The nonce / replay store could not be reached.
     NonceStoreUnavailable,
+    /// Issue 15: the session-budget store could not be reached.
+    BudgetStoreUnavailable,
     /// A Worker secret the route needs is missing or unusable.
     SecretUnavailable,
     /// The policy compiled into the Worker could not be loaded.
@@ -204,6 +210,9 @@ impl Error {
             Error::ChallengeUsed => "challenge_used",
             Error::Denied(denial) => denial.reason(),
             Error::RateLimited => "rate_limited",
+            Error::BudgetRate => "budget_rate",
+            Error::BudgetSpent => "budget_spent",
+            Error::BudgetStoreUnavailable => "budget_store_unavailable",
             Error::KeysUnavailable => "keys_unavailable",
             Error::NonceStoreUnavailable => "nonce_store_unavailable",
             Error::SecretUnavailable => "secret_unavailable",
@@ -321,6 +330,18 @@ impl Error {
             ) => (InsufficientScope, NO_ACCESS),
 
             Error::RateLimited => (RateLimited, "Too many requests; retry later."),
+            Error::BudgetRate => (
+                RateLimited,
+                "The session's rate budget is spent; retry later.",
+            ),
+            Error::BudgetSpent => (
+                InsufficientAuthorizationLimit,
+                "The session has spent what its authorization allows.",
+            ),
+            Error::BudgetStoreUnavailable => (
+                Unavailable,
+                "The session budget store is temporarily unavailable.",
+            ),
             Error::KeysUnavailable => (
                 Unavailable,
                 "The token issuer's keys are temporarily unavailable.",
@@ -485,6 +506,8 @@ enum Class {
     InsufficientScope,
     /// 401 with `authorization_remediation` (issue 15).
     InsufficientAuthorization,
+    /// 403: the declared intent's limit is spent (issue 15).
+    InsufficientAuthorizationLimit,
     NotFound,
     /// With the `Allow` value the matcher (or the challenge endpoint) computed.
     MethodNotAllowed(crate::policy::Allow),
@@ -534,6 +557,14 @@ impl Class {
                 None,
             ),
             Class::InsufficientScope => (403, "insufficient_scope", Auth::Error, N::No, None, None),
+            Class::InsufficientAuthorizationLimit => (
+                403,
+                "insufficient_authorization",
+                Auth::Error,
+                N::No,
+                None,
+                None,
+            ),
             Class::InsufficientAuthorization => (
                 401,
                 "insufficient_authorization",
@@ -730,6 +761,9 @@ mod tests {
         [Error::Denied(Denial::DelegationTooDeep)] 403 "insufficient_scope",
         // 429, 5xx
         [Error::RateLimited] 429 "rate_limited",
+        [Error::BudgetRate] 429 "rate_limited",
+        [Error::BudgetSpent] 403 "insufficient_authorization",
+        [Error::BudgetStoreUnavailable] 503 "temporarily_unavailable",
         [Error::KeysUnavailable] 503 "temporarily_unavailable",
         [Error::NonceStoreUnavailable] 503 "temporarily_unavailable",
         [Error::SecretUnavailable] 503 "temporarily_unavailable",

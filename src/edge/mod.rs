@@ -4,6 +4,7 @@
 //! final decision to its sinks.
 
 mod body;
+mod budget;
 #[cfg(attestgate_selftest)]
 mod fault_test;
 mod forward;

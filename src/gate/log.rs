@@ -52,6 +52,12 @@ pub struct DecisionLog {
     /// Which check or binding failed (names from the policy, never values).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub intent_failed: Option<String>,
+    /// The session's divergence score (routes with a budget).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub divergence: Option<u32>,
+    /// Which session budget refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_spent: Option<crate::gate::budget::Spent>,
 }
 
 impl DecisionLog {

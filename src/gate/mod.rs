@@ -20,6 +20,7 @@
 
 pub mod binding;
 pub mod body;
+pub mod budget;
 pub mod compiled;
 pub mod digest;
 pub mod dpop;

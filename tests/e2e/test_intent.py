@@ -301,3 +301,87 @@ def test_a_chunked_payment_is_checked_and_forwarded(gateway, servers, origin):
     body = payment_body(amount="100.01")
     resp = chunked(gateway, "POST", "/in/accounts/acc-1/payments?reference=INV-1", h, [body[:10], body[10:]])
     assert_refusal(resp, 401, "insufficient_authorization", origin)
+
+
+# ---- session budgets (item 5) -----------------------------------------------------------------
+
+import secrets as _secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+
+def budget_detail(account, limit="1000.00"):
+    return {"type": "payment_initiation", "actions": ["initiate"], "identifier": account,
+            "instructedAmount": {"currency": "EUR", "amount": limit}}
+
+
+def budget_pay(gateway, token, account, amount="1.00"):
+    return gateway.request(
+        "POST", f"/in/budget/{account}/payments",
+        {"authorization": f"Bearer {token}", "content-type": "application/json"},
+        json.dumps({"amount": amount, "currency": "EUR"}).encode(),
+    )
+
+
+def session_token(servers, details, **claims):
+    # A user of its own: a session of its own.
+    return servers.issuer.mint("k-es256", sub=f"user:{_secrets.token_hex(6)}",
+                               act={"sub": "agent:payer"}, authorization_details=details, **claims)
+
+
+def test_200_concurrent_payments_against_a_budget_of_10_give_exactly_10(gateway, servers, origin):
+    token = session_token(servers, [budget_detail("acc-a")])
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        results = list(pool.map(lambda _: budget_pay(gateway, token, "acc-a"), range(200)))
+    statuses = [r.status for r in results]
+    assert statuses.count(200) == 10, sorted(set(statuses))
+    assert statuses.count(429) == 190, sorted(set(statuses))
+    assert len(origin.since()) == 10
+    limited = next(r for r in results if r.status == 429)
+    assert limited.json()["error"] == "rate_limited"
+    retry = int(limited.headers["retry-after"])
+    assert 3500 <= retry <= 3600, retry
+
+
+def test_the_cumulative_amount_stays_within_the_declared_limit(gateway, servers, origin):
+    token = session_token(servers, [budget_detail("acc-a", "100.00")])
+    for amount in ["33.33", "33.33", "33.34"]:
+        resp = budget_pay(gateway, token, "acc-a", amount)
+        assert resp.status == 200, resp
+    remark_origin(origin, servers)
+    resp = budget_pay(gateway, token, "acc-a", "0.01")
+    body = assert_refusal(resp, 403, "insufficient_authorization", origin)
+    line = json.loads(decision_line(gateway, body["request_id"]))
+    assert line["reason"] == "budget_spent" and line["budget_spent"] == "amount", line
+    assert "divergence" in line
+
+
+def test_distinct_identifiers_are_bounded_and_divergence_is_recorded(gateway, servers, origin):
+    token = session_token(servers, [budget_detail(a) for a in ["acc-a", "acc-b", "acc-c"]])
+    assert budget_pay(gateway, token, "acc-a").status == 200
+    assert budget_pay(gateway, token, "acc-b").status == 200
+    remark_origin(origin, servers)
+    resp = budget_pay(gateway, token, "acc-c")
+    body = assert_refusal(resp, 403, "insufficient_authorization", origin)
+    line = json.loads(decision_line(gateway, body["request_id"]))
+    assert line["budget_spent"] == "identifiers", line
+    # An attempt outside the declared intent (an account no detail names) diverges further.
+    before = line["divergence"]
+    resp = budget_pay(gateway, token, "acc-z")
+    body = assert_refusal(resp, 401, "insufficient_authorization", origin)
+    line = json.loads(decision_line(gateway, body["request_id"]))
+    assert line["divergence"] == before + 1, line
+
+
+def test_the_session_deadline(gateway, servers, origin):
+    token = session_token(servers, None)
+    h = {"authorization": f"Bearer {token}"}
+    resp = gateway.request("GET", "/in/deadline", h)
+    assert resp.status == 200, resp
+    line = None
+    time.sleep(2.2)
+    remark_origin(origin, servers)
+    resp = gateway.request("GET", "/in/deadline", h)
+    body = assert_refusal(resp, 403, "insufficient_authorization", origin)
+    line = json.loads(decision_line(gateway, body["request_id"]))
+    assert line["budget_spent"] == "deadline", line

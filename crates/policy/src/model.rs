@@ -214,6 +214,44 @@ pub struct RouteConfig {
     /// The intent the token's `authorization_details` must declare for this request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intent: Option<IntentConfig>,
+    /// Session budgets (issue 15 item 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetConfig>,
+}
+
+/// `budget = { calls = 10, window_secs = 60, ... }`: what one session (agent, user, and the
+/// route group or the session claim) may do; at least one limit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetConfig {
+    /// Routes with the same group share one budget per session (default: the route id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// A claim of the token that names the session (`sid`); absent: the group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_claim: Option<String>,
+    /// Calls per window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calls: Option<u32>,
+    /// Calls with a method other than GET, HEAD, OPTIONS per window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writes: Option<u32>,
+    /// The window of `calls` and `writes` (default 60, 1..=86400).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_secs: Option<u64>,
+    /// Distinct values of `identifier` a session may touch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identifiers: Option<u32>,
+    /// The request part counted by `identifiers` (`path.account`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identifier: Option<String>,
+    /// The intent binding (its detail field, a `max` binding) whose request amounts add up
+    /// against the covering detail's limit: `"instructedAmount.amount"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spend: Option<String>,
+    /// The session ends this long after its first call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_secs: Option<u64>,
 }
 
 /// `intent = { type = "payment_initiation", actions = [...], locations = true, bind = {...} }`

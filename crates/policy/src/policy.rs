@@ -375,6 +375,8 @@ pub struct Route {
     pub body: BodyRule,
     /// Issue 15: the intent the token must declare for the request (`intent = {...}`).
     pub intent: Option<crate::compile::intent::Intent>,
+    /// Issue 15: the session budget (`budget = {...}`).
+    pub budget: Option<crate::compile::intent::Budget>,
     pub(crate) capture_names: Vec<Option<String>>,
 }
 

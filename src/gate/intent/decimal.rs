@@ -15,7 +15,7 @@ pub const MAX_DECIMAL: usize = 64;
 
 /// A decimal: sign, integer digits without leading zeros, fraction digits without trailing
 /// zeros. Zero is never negative.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Decimal {
     negative: bool,
     int: String,
@@ -59,6 +59,51 @@ impl Decimal {
         }
     }
 
+    /// Whether it is below zero.
+    pub fn is_negative(&self) -> bool {
+        self.negative
+    }
+
+    /// The exact sum of two non-negative decimals (`None` for a negative one, or a sum longer
+    /// than [`MAX_DECIMAL`]).
+    pub fn checked_add(&self, other: &Decimal) -> Option<Decimal> {
+        if self.negative || other.negative {
+            return None;
+        }
+        let frac_len = self.frac.len().max(other.frac.len());
+        let int_len = self.int.len().max(other.int.len());
+        // Both as digit strings of the same shape, then added right to left.
+        let pad = |d: &Decimal| {
+            let mut s = "0".repeat(int_len - d.int.len());
+            s.push_str(&d.int);
+            s.push_str(&d.frac);
+            s.push_str(&"0".repeat(frac_len - d.frac.len()));
+            s.into_bytes()
+        };
+        let (a, b) = (pad(self), pad(other));
+        let mut out = Vec::with_capacity(a.len() + 1);
+        let mut carry = 0u8;
+        for (x, y) in a.iter().rev().zip(b.iter().rev()) {
+            let d = (x - b'0') + (y - b'0') + carry;
+            out.push(b'0' + d % 10);
+            carry = d / 10;
+        }
+        if carry > 0 {
+            out.push(b'0' + carry);
+        }
+        out.reverse();
+        let split = out.len() - frac_len;
+        let text = String::from_utf8(out).ok()?;
+        let (int, frac) = text.split_at(split);
+        let int = if int.is_empty() { "0" } else { int };
+        let joined = if frac.is_empty() {
+            int.to_owned()
+        } else {
+            format!("{int}.{frac}")
+        };
+        Decimal::parse(&joined)
+    }
+
     fn cmp_magnitude(&self, other: &Decimal) -> Ordering {
         self.int
             .len()
@@ -88,6 +133,20 @@ impl Ord for Decimal {
             (false, false) => self.cmp_magnitude(other),
             (true, true) => other.cmp_magnitude(self),
         }
+    }
+}
+
+/// The shortest text of the same value (`100`, `0.5`, `-3.25`).
+impl core::fmt::Display for Decimal {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.negative {
+            f.write_str("-")?;
+        }
+        f.write_str(if self.int.is_empty() { "0" } else { &self.int })?;
+        if !self.frac.is_empty() {
+            write!(f, ".{}", self.frac)?;
+        }
+        Ok(())
     }
 }
 
@@ -157,6 +216,22 @@ mod tests {
         assert!(d("12345678901234567890.1") > d("12345678901234567890.09"));
         // Beyond f64: these are equal as floats, not as decimals.
         assert!(d("9007199254740993") > d("9007199254740992"));
+    }
+
+    #[test]
+    fn exact_sums() {
+        let sum = |a: &str, b: &str| d(a).checked_add(&d(b)).map(|x| x.to_string());
+        assert_eq!(sum("33.33", "66.67").as_deref(), Some("100"));
+        assert_eq!(sum("0.1", "0.2").as_deref(), Some("0.3"));
+        assert_eq!(sum("999.99", "0.01").as_deref(), Some("1000"));
+        assert_eq!(sum("0", "0").as_deref(), Some("0"));
+        assert_eq!(
+            sum("9007199254740992", "1").as_deref(),
+            Some("9007199254740993")
+        );
+        assert_eq!(sum("-1", "2"), None);
+        assert_eq!(d("-3.250").to_string(), "-3.25");
+        assert_eq!(d("000.5").to_string(), "0.5");
     }
 
     #[test]

@@ -395,9 +395,20 @@ pub fn remediation(route: &Route) -> Option<String> {
     Some(crate::jose::b64::encode(json.as_bytes()))
 }
 
+/// What the intent phase learned for the session budget.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Checked {
+    /// The budget's identifier part (`budget.identifier`).
+    pub identifier: Option<String>,
+    /// The amount of the budget's `spend` binding and the limit the covering detail declared.
+    pub amount: Option<String>,
+    pub limit: Option<String>,
+}
+
 /// The intent phase (after the route's scope and claim checks, before single use): on a route
 /// with intent rules, the declared intent of the rule's provider must cover the request; on any
-/// route, the decision records the hash of the first declared intent.
+/// route, the decision records the hash of the first declared intent. For the route's budget:
+/// the identifier part, and the amount against the covering detail's limit.
 pub fn check<H: HeaderSource + ?Sized>(
     gate: &Gate,
     route: &Route,
@@ -405,13 +416,29 @@ pub fn check<H: HeaderSource + ?Sized>(
     body: Option<&[u8]>,
     principal: &Principal<'_>,
     rec: &mut Record,
-) -> Result<(), Error> {
+) -> Result<Checked, Error> {
+    let identifier = route.budget.as_ref().and_then(|b| b.identifier.as_ref());
     let Some(intent) = &route.intent else {
         rec.hash = principal
             .tokens
             .iter()
             .find_map(|(_, c)| Declared::from_claims(c.map()).hash());
-        return Ok(());
+        if identifier.is_none() {
+            return Ok(Checked::default());
+        }
+        let empty = Intent {
+            provider: String::new(),
+            detail_type: String::new(),
+            actions: None,
+            locations: Vec::new(),
+            bindings: Vec::new(),
+        };
+        return parts_of(gate, route, req, body, &empty, identifier, |parts| {
+            Ok(Checked {
+                identifier: identifier_of(identifier, parts, rec)?,
+                ..Checked::default()
+            })
+        });
     };
     let declared = principal
         .tokens
@@ -420,7 +447,85 @@ pub fn check<H: HeaderSource + ?Sized>(
         .map(|(_, c)| Declared::from_claims(c.map()))
         .unwrap_or_default();
     rec.hash = declared.hash();
-    let json = if intent.reads_body() {
+    parts_of(gate, route, req, body, intent, identifier, |parts| {
+        let values = resolve(intent, parts).map_err(|i| {
+            rec.failed = intent
+                .bindings
+                .get(i)
+                .map(|b| format!("request {}", b.label()));
+            Error::IntentRequestField
+        })?;
+        let covered = match evaluate(intent, req.method, &declared, &values) {
+            Ok(i) => i,
+            Err(f) => {
+                rec.failed = Some(f.describe(intent));
+                return Err(Error::IntentNotCovered(f.check));
+            }
+        };
+        rec.covered_by = Some(covered);
+        let mut checked = Checked {
+            identifier: identifier_of(identifier, parts, rec)?,
+            ..Checked::default()
+        };
+        let spend = route.budget.as_ref().and_then(|b| b.spend);
+        if let Some((b, r)) = spend.and_then(|i| intent.bindings.get(i).zip(values.get(i))) {
+            let amount = Decimal::from_json(&r.value).filter(|a| !a.is_negative());
+            let Some(amount) = amount else {
+                rec.failed = Some(format!("request {}", b.label()));
+                return Err(Error::IntentRequestField);
+            };
+            let limit = declared
+                .details
+                .get(covered)
+                .and_then(Value::as_object)
+                .and_then(|d| lookup(d, &b.field))
+                .and_then(Decimal::from_json);
+            checked.amount = Some(amount.to_string());
+            checked.limit = limit.map(|l| l.to_string());
+        }
+        Ok(checked)
+    })
+}
+
+/// The budget's identifier part, a string (missing: the request's fault, 400).
+fn identifier_of(
+    source: Option<&Source>,
+    parts: &Parts<'_>,
+    rec: &mut Record,
+) -> Result<Option<String>, Error> {
+    let Some(source) = source else {
+        return Ok(None);
+    };
+    match part(source, parts) {
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(v @ Value::Number(_)) => Ok(Some(v.to_string())),
+        _ => {
+            rec.failed = Some(format!("request budget.identifier {source}"));
+            Err(Error::IntentRequestField)
+        }
+    }
+}
+
+/// The request parts the rules (and the budget's identifier) read, handed to `f`.
+fn parts_of<H: HeaderSource + ?Sized, T>(
+    gate: &Gate,
+    route: &Route,
+    req: &Request<'_, H>,
+    body: Option<&[u8]>,
+    intent: &Intent,
+    identifier: Option<&Source>,
+    f: impl FnOnce(&Parts<'_>) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let is_body = |s: &Source| matches!(s, Source::Body(_));
+    let is_path = |s: &Source| matches!(s, Source::Path(_));
+    let sources = || {
+        intent
+            .bindings
+            .iter()
+            .flat_map(|b| std::iter::once(&b.source).chain(b.currency.as_ref()))
+            .chain(identifier)
+    };
+    let json = if sources().any(is_body) {
         Some(crate::gate::body::read_json(
             body.unwrap_or(&[]),
             route.body.max_depth,
@@ -428,10 +533,7 @@ pub fn check<H: HeaderSource + ?Sized>(
     } else {
         None
     };
-    let reads_path = intent.bindings.iter().any(|b| {
-        matches!(b.source, Source::Path(_)) || matches!(b.currency, Some(Source::Path(_)))
-    });
-    let params = if reads_path {
+    let params = if sources().any(is_path) {
         gate.policy()
             .match_route(req.method, &req.host, req.url.path)
             .map(|m| m.params)
@@ -439,29 +541,12 @@ pub fn check<H: HeaderSource + ?Sized>(
     } else {
         Vec::new()
     };
-    let parts = Parts {
+    f(&Parts {
         method: req.method,
         params: &params,
         query: req.url.query,
         body: json.as_ref(),
-    };
-    let values = resolve(intent, &parts).map_err(|i| {
-        rec.failed = intent
-            .bindings
-            .get(i)
-            .map(|b| format!("request {}", b.label()));
-        Error::IntentRequestField
-    })?;
-    match evaluate(intent, req.method, &declared, &values) {
-        Ok(i) => {
-            rec.covered_by = Some(i);
-            Ok(())
-        }
-        Err(f) => {
-            rec.failed = Some(f.describe(intent));
-            Err(Error::IntentNotCovered(f.check))
-        }
-    }
+    })
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]

@@ -134,6 +134,8 @@ pub struct Decision<'a> {
     pub timings: Timings,
     // ---- issue 15: the declared intent (its hash, the covering detail or the failed check) ----
     pub intent: crate::gate::intent::Record,
+    /// The session budget: divergence score, which budget refused.
+    pub budget: crate::gate::budget::Record,
 }
 
 impl<'a> Decision<'a> {
@@ -151,6 +153,7 @@ impl<'a> Decision<'a> {
             status: None,
             timings: Timings::default(),
             intent: Default::default(),
+            budget: Default::default(),
         }
     }
 
@@ -228,6 +231,8 @@ impl<'a> Decision<'a> {
         log.intent_hash = self.intent.hash.clone();
         log.intent_detail = self.intent.covered_by;
         log.intent_failed = self.intent.failed.as_deref().map(crate::gate::log::bounded);
+        log.divergence = self.budget.divergence;
+        log.budget_spent = self.budget.spent;
         log
     }
 

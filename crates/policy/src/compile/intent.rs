@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 
 use super::{unknown_provider, Cx};
 use crate::diag::Location;
-use crate::model::{BindConfig, IntentConfig, LocationsConfig};
+use crate::model::{BindConfig, BudgetConfig, IntentConfig, LocationsConfig};
 use crate::policy::{BodyRule, MemberPath};
 
 /// The compiled intent rules of a route.
@@ -133,7 +133,161 @@ fn is_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 256 && !s.chars().any(char::is_control)
 }
 
+/// A route's compiled session budget (issue 15 item 5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Budget {
+    /// Routes of one group share a budget per session.
+    pub group: String,
+    /// The claim that names the session (else the group does).
+    pub session_claim: Option<MemberPath>,
+    /// The provider whose token names the agent, the user and the session.
+    pub provider: String,
+    pub calls: Option<u32>,
+    pub writes: Option<u32>,
+    pub window_secs: u64,
+    pub identifiers: Option<u32>,
+    pub identifier: Option<Source>,
+    /// The index of the intent's `max` binding whose amounts add up.
+    pub spend: Option<usize>,
+    pub deadline_secs: Option<u64>,
+}
+
+/// The longest budget window and deadline (a day, a year).
+pub const MAX_WINDOW_SECS: u64 = 86_400;
+pub const MAX_DEADLINE_SECS: u64 = 366 * 86_400;
+/// Most distinct identifiers a budget may allow.
+pub const MAX_IDENTIFIERS: u32 = 1000;
+
 impl Cx {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn budget(
+        &mut self,
+        file: &str,
+        id: &str,
+        c: &BudgetConfig,
+        required: &[&str],
+        intent: Option<&Intent>,
+        captures: &[String],
+        body: &mut BodyRule,
+    ) -> Option<Budget> {
+        let before = self.errors.len();
+        let at = |field: &str| Location::route(file, id, &format!("budget.{field}"));
+        let provider = match (intent, required) {
+            (Some(i), _) => Some(i.provider.clone()),
+            (None, [one]) => Some((*one).to_owned()),
+            (None, []) => {
+                self.error(
+                    at("calls"),
+                    "a public route has no session: a budget needs a verified token",
+                );
+                None
+            }
+            (None, _) => {
+                self.error(at("calls"), "the route requires several providers: give it intent rules naming the provider");
+                None
+            }
+        };
+        if c.calls.is_none()
+            && c.writes.is_none()
+            && c.identifiers.is_none()
+            && c.spend.is_none()
+            && c.deadline_secs.is_none()
+        {
+            self.error(
+                at("calls"),
+                "a budget needs at least one of calls, writes, identifiers, spend or deadline_secs",
+            );
+        }
+        for (field, v) in [("calls", c.calls), ("writes", c.writes)] {
+            if v == Some(0) {
+                self.error(at(field), "is 0 and would refuse every call");
+            }
+        }
+        let window_secs = c.window_secs.unwrap_or(60);
+        if window_secs == 0 || window_secs > MAX_WINDOW_SECS {
+            self.error(
+                at("window_secs"),
+                format!("{window_secs} is not between 1 and {MAX_WINDOW_SECS}"),
+            );
+        }
+        if let Some(d) = c.deadline_secs {
+            if d == 0 || d > MAX_DEADLINE_SECS {
+                self.error(
+                    at("deadline_secs"),
+                    format!("{d} is not between 1 and {MAX_DEADLINE_SECS}"),
+                );
+            }
+        }
+        match (c.identifiers, &c.identifier) {
+            (Some(n), Some(_)) if n == 0 || n > MAX_IDENTIFIERS => {
+                self.error(
+                    at("identifiers"),
+                    format!("{n} is not between 1 and {MAX_IDENTIFIERS}"),
+                );
+            }
+            (Some(_), None) => self.error(
+                at("identifier"),
+                "identifiers needs the request part it counts: identifier = \"path.NAME\"",
+            ),
+            (None, Some(_)) => self.error(at("identifiers"), "identifier needs identifiers = N"),
+            _ => {}
+        }
+        let identifier = c
+            .identifier
+            .as_ref()
+            .and_then(|s| self.source(&at("identifier"), s, captures));
+        if matches!(identifier, Some(Source::Body(_))) {
+            body.read = true;
+            body.json = true;
+        }
+        let spend = match &c.spend {
+            None => None,
+            Some(field) => {
+                let found = intent.and_then(|i| {
+                    i.bindings
+                        .iter()
+                        .position(|b| b.field.as_str() == field.as_str() && b.op == Op::Max)
+                });
+                if found.is_none() {
+                    self.error(
+                        at("spend"),
+                        format!("{field:?} is not a max binding of this route's intent rules"),
+                    );
+                }
+                found
+            }
+        };
+        let session_claim = match &c.session_claim {
+            None => None,
+            Some(s) => match MemberPath::parse(s) {
+                Ok(p) => Some(p),
+                Err(m) => {
+                    self.error(at("session_claim"), m);
+                    None
+                }
+            },
+        };
+        let group = c.group.clone().unwrap_or_else(|| id.to_owned());
+        if !is_name(&group) {
+            self.error(at("group"), "must be a non-empty name");
+        }
+        if self.errors.len() != before {
+            return None;
+        }
+        Some(Budget {
+            group,
+            session_claim,
+            provider: provider?,
+            calls: c.calls,
+            writes: c.writes,
+            window_secs,
+            identifiers: c.identifiers,
+            identifier,
+            spend,
+            deadline_secs: c.deadline_secs,
+        })
+    }
+
     /// Compile `intent`. `required`: the route's providers; `captures`: its path parameter names;
     /// `methods`: its methods (None: every one); `origin`: its resolved origin.
     #[allow(clippy::too_many_arguments)]

@@ -482,6 +482,22 @@ impl Cx {
             )
         });
 
+        let budget = r.budget.as_ref().and_then(|c| {
+            let captures: Vec<String> = path
+                .as_ref()
+                .map(|p| p.capture_names().into_iter().flatten().collect())
+                .unwrap_or_default();
+            self.budget(
+                file,
+                id,
+                c,
+                &required,
+                intent.as_ref(),
+                &captures,
+                &mut body,
+            )
+        });
+
         if self.errors.len() != before {
             return None;
         }
@@ -489,6 +505,7 @@ impl Cx {
         Some(Route {
             body,
             intent,
+            budget,
             id: id.to_owned(),
             file: file.to_owned(),
             methods,
