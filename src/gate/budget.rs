@@ -476,3 +476,144 @@ mod tests {
         assert_eq!(back, a);
     }
 }
+
+/// The budget phase end to end through the native API (the Worker's Durable Object is tested
+/// in tests/e2e/test_intent.py).
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod pipeline {
+    use hmac::{KeyInit, Mac};
+    use serde_json::json;
+
+    use crate::api::{compile_toml, Gateway, MemoryReplay, Request, Seams, StaticKeys};
+    use crate::gate::nonce::NonceRef;
+    use crate::gate::seams::ReplayGuard;
+    use crate::jose::{block_on_ready, NativeVerifier};
+    use crate::Error;
+
+    const SECRET: [u8; 32] = [7; 32];
+    const NOW: i64 = 1_800_000_000;
+    const POLICY: &str = r#"
+[gateway]
+origin = "https://bank.example"
+[provider.a]
+algorithms = ["HS256"]
+secret = "S"
+[[route]]
+id = "pay"
+methods = ["POST"]
+path = "/pay/{account}"
+require = { all = ["a"] }
+[route.intent]
+type = "payment_initiation"
+actions = ["initiate"]
+[route.intent.bind]
+"identifier" = "path.account"
+"instructedAmount.amount" = { max = "body.amount", currency = "body.currency" }
+[route.budget]
+calls = 2
+window_secs = 30
+spend = "instructedAmount.amount"
+"#;
+
+    /// An HS256 token, signed here with the `hmac` crate (not the gateway's signer).
+    fn token(sub: &str) -> String {
+        use base64ct::{Base64UrlUnpadded, Encoding};
+        let header = Base64UrlUnpadded::encode_string(br#"{"alg":"HS256","typ":"JWT"}"#);
+        let claims = json!({"sub": sub, "iat": NOW, "exp": NOW + 300, "authorization_details": [
+            {"type": "payment_initiation", "actions": ["initiate"], "identifier": "acc",
+             "instructedAmount": {"currency": "EUR", "amount": "10.00"}}]});
+        let payload = Base64UrlUnpadded::encode_string(claims.to_string().as_bytes());
+        let input = format!("{header}.{payload}");
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&SECRET).unwrap();
+        mac.update(input.as_bytes());
+        let sig = Base64UrlUnpadded::encode_string(&mac.finalize().into_bytes());
+        format!("{input}.{sig}")
+    }
+
+    /// A replay store without a budget store (the trait's default: unreachable).
+    struct NoBudgetStore;
+    impl ReplayGuard for NoBudgetStore {
+        async fn consume(&self, _: &NonceRef, _: i64) -> Result<bool, Error> {
+            Ok(true)
+        }
+        async fn first_seen(&self, _: u8, _: &str, _: i64, _: i64) -> Result<bool, Error> {
+            Ok(true)
+        }
+    }
+
+    fn decide<R: ReplayGuard>(
+        gw: &Gateway,
+        replay: &R,
+        sub: &str,
+        amount: &str,
+        now: i64,
+    ) -> (Option<Error>, Vec<(&'static str, String)>, Option<u32>) {
+        let policy = gw.policy();
+        let provider = policy.provider("a").unwrap();
+        let secret = crate::gate::compiled::hmac_keys(
+            provider.secrets(),
+            &[Some("BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=")],
+        )
+        .unwrap();
+        let mut keys = StaticKeys::new();
+        keys.insert("a", secret);
+        let headers = vec![
+            ("authorization".to_owned(), format!("Bearer {}", token(sub))),
+            ("content-type".to_owned(), "application/json".to_owned()),
+        ];
+        let body = format!(r#"{{"amount":"{amount}","currency":"EUR"}}"#);
+        let req = Request {
+            method: "POST",
+            url: "https://bank.example/pay/acc",
+            headers: &headers,
+        };
+        let seams = Seams {
+            keys: &keys,
+            verifier: &NativeVerifier,
+            replay,
+            nonce_key: None,
+        };
+        block_on_ready(async {
+            let d = gw
+                .decide_with_body(&req, body.as_bytes(), &seams, now, "id")
+                .await;
+            let headers = match &d.response {
+                crate::gate::phase::ResponsePlan::Own(a) => a.headers.clone(),
+                _ => Vec::new(),
+            };
+            Ok::<_, Error>((d.error(), headers, d.budget.divergence))
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn calls_then_429_with_the_windows_retry_after_and_the_amount_limit() {
+        let gw = Gateway::new(compile_toml("t.toml", POLICY).unwrap()).unwrap();
+        let replay = MemoryReplay::new();
+        assert_eq!(decide(&gw, &replay, "u1", "4.00", NOW).0, None);
+        assert_eq!(decide(&gw, &replay, "u1", "4.00", NOW + 5).0, None);
+        let (e, headers, divergence) = decide(&gw, &replay, "u1", "1.00", NOW + 10);
+        assert_eq!(e, Some(Error::BudgetRate));
+        assert!(
+            headers.contains(&("retry-after", "20".to_owned())),
+            "{headers:?}"
+        );
+        assert_eq!(divergence, Some(1));
+        // A new window: the amount still adds up against the declared 10.00.
+        assert_eq!(decide(&gw, &replay, "u1", "2.00", NOW + 31).0, None);
+        assert_eq!(
+            decide(&gw, &replay, "u1", "0.01", NOW + 32).0,
+            Some(Error::BudgetSpent)
+        );
+        // Another user is another session.
+        assert_eq!(decide(&gw, &replay, "u2", "10.00", NOW + 32).0, None);
+    }
+
+    #[test]
+    fn no_budget_store_is_503() {
+        let gw = Gateway::new(compile_toml("t.toml", POLICY).unwrap()).unwrap();
+        let (e, headers, _) = decide(&gw, &NoBudgetStore, "u1", "1.00", NOW);
+        assert_eq!(e, Some(Error::BudgetStoreUnavailable));
+        assert!(headers.iter().any(|(n, _)| *n == "retry-after"));
+    }
+}
