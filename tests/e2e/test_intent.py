@@ -113,6 +113,7 @@ def payment_body(**over):
 
 
 def pay(gateway, servers, details, body=None, account="acc-1", ref="INV-7", headers=None, token=None):
+    gateway._origin = servers.base
     token = token or servers.issuer.mint("k-es256", authorization_details=details)
     h = {"authorization": f"Bearer {token}", "content-type": "application/json"}
     h.update(headers or {})
@@ -145,11 +146,6 @@ def assert_not_covered(gateway, resp, origin, failed):
 
 def gateway_origin(gateway):
     return gateway._origin
-
-
-@pytest.fixture(autouse=True)
-def _origin_of(gateway, servers):
-    gateway._origin = servers.base
 
 
 def test_a_covered_payment_is_forwarded_byte_for_byte(gateway, servers, origin):
@@ -385,3 +381,67 @@ def test_the_session_deadline(gateway, servers, origin):
     body = assert_refusal(resp, 403, "insufficient_authorization", origin)
     line = json.loads(decision_line(gateway, body["request_id"]))
     assert line["budget_spent"] == "deadline", line
+
+
+# ---- attestgate explain with a body (item 6) ---------------------------------------------------
+
+import subprocess
+
+from conftest import ROOT
+from servers import hmac_key, sign
+
+CLI_POLICY = """
+[gateway]
+origin = "https://bank.example"
+[provider.agent]
+algorithms = ["HS256"]
+secret = "PAY_SECRET"
+[[route]]
+id = "payments"
+methods = ["POST"]
+path = "/accounts/{account}/payments"
+require = { all = ["agent"] }
+[route.intent]
+type = "payment_initiation"
+actions = ["initiate"]
+[route.intent.bind]
+"identifier" = "path.account"
+"instructedAmount.amount" = { max = "body.amount", currency = "body.currency" }
+"""
+
+
+def test_explain_shows_which_detail_covers_or_which_binding_fails(tmp_path):
+    subprocess.run(["cargo", "build", "--quiet", "--bin", "attestgate"], cwd=ROOT, check=True, timeout=900)
+    cli = ROOT / "target" / "debug" / "attestgate"
+    (tmp_path / "p.toml").write_text(CLI_POLICY)
+    secret = b"\x07" * 32
+    now = 1_900_000_000
+    details = [
+        {"type": "payment_initiation", "actions": ["initiate"], "identifier": "acc-1",
+         "instructedAmount": {"currency": "EUR", "amount": "100.00"}},
+        {"type": "payment_initiation", "actions": ["initiate"], "identifier": "acc-1",
+         "instructedAmount": {"currency": "EUR", "amount": "500.00"}},
+    ]
+    tok = sign({"alg": "HS256", "typ": "JWT"},
+               {"sub": "u", "iat": now - 5, "exp": now + 300, "authorization_details": details},
+               hmac_key(secret))
+
+    def explain(amount):
+        (tmp_path / "body.json").write_text(json.dumps({"amount": amount, "currency": "EUR"}))
+        out = subprocess.run(
+            [str(cli), "explain", "POST", "https://bank.example/accounts/acc-1/payments",
+             "--dir", str(tmp_path), "--token", f"agent={tok}", "--now", str(now),
+             "--secret", "PAY_SECRET=" + base64.b64encode(secret).decode(),
+             "--header", "content-type=application/json", "--body", str(tmp_path / "body.json")],
+            capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    out = explain("250.00")
+    assert "[FAIL] detail 0: binding instructedAmount.amount max body.amount" in out, out
+    assert "[ok] detail 1 covers the request" in out, out
+    assert "intent  covered by detail 1" in out and "verdict   ALLOW" in out, out
+    out = explain("900.00")
+    assert "no detail covers the request" in out, out
+    assert "verdict   401 insufficient_authorization (intent_binding)" in out, out
+    assert "authorization_remediation=" in out, out
