@@ -44,8 +44,7 @@ pub async fn charge(env: &Env, key: &str, ask: &Ask) -> std::result::Result<Answ
     headers
         .set("content-type", "application/json")
         .map_err(unavailable)?;
-    let json = serde_json::to_string(ask).map_err(|_| Error::Internal)?;
-    let body = wasm_bindgen::JsValue::from_str(&json);
+    let body = wasm_bindgen::JsValue::from_str(&ask.to_json());
     let req = super::new_request(
         "https://budget/charge",
         "POST",
@@ -63,7 +62,7 @@ pub async fn charge(env: &Env, key: &str, ask: &Ask) -> std::result::Result<Answ
             return Err(Error::BudgetStoreUnavailable);
         }
         let text = resp.text().await.map_err(unavailable)?;
-        serde_json::from_str::<Answer>(&text).map_err(|_| Error::BudgetStoreUnavailable)
+        Answer::from_json(&text).ok_or(Error::BudgetStoreUnavailable)
     };
     super::task::within(BUDGET_TIMEOUT, exchange)
         .await
@@ -98,7 +97,7 @@ impl DurableObject for SessionBudget {
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         let body = req.text().await?;
-        let Ok(ask) = serde_json::from_str::<Ask>(&body) else {
+        let Some(ask) = Ask::from_json(&body) else {
             return Response::error("bad request", 400);
         };
         if (ask.now - now_secs()).abs() > CLOCK_MARGIN_SECS {
@@ -111,15 +110,14 @@ impl DurableObject for SessionBudget {
             .to_array()?;
         let state = match rows.first() {
             None => budget::State::default(),
-            Some(row) => match serde_json::from_str(&row.state) {
-                Ok(s) => s,
-                Err(_) => return Response::error("corrupt state", 500),
+            Some(row) => match budget::State::from_json(&row.state) {
+                Some(s) => s,
+                None => return Response::error("corrupt state", 500),
             },
         };
         let (next, answer) = budget::charge(&state, &ask);
         if next != state {
-            let text = serde_json::to_string(&next)
-                .map_err(|e| worker::Error::RustError(e.to_string()))?;
+            let text = next.to_json();
             self.sql.exec(
                 "INSERT INTO budget (k, state) VALUES (1, ?) ON CONFLICT (k) DO UPDATE SET state = excluded.state;",
                 vec![text.into()],
@@ -129,9 +127,7 @@ impl DurableObject for SessionBudget {
         self.state.storage().set_alarm(forget_ms.max(0)).await?;
         let headers = worker::Headers::new();
         headers.set("content-type", "application/json")?;
-        let json =
-            serde_json::to_string(&answer).map_err(|e| worker::Error::RustError(e.to_string()))?;
-        Ok(Response::ok(json)?.with_headers(headers))
+        Ok(Response::ok(answer.to_json())?.with_headers(headers))
     }
 
     async fn alarm(&self) -> Result<Response> {

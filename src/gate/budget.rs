@@ -17,7 +17,9 @@
 //!   identifiers after the first, and calls refused by a rate budget. It is in every decision
 //!   record of a route with a budget.
 
-use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::gate::log::{json_object, json_str, json_strs};
 
 use crate::gate::intent::decimal::Decimal;
 
@@ -25,43 +27,33 @@ use crate::gate::intent::decimal::Decimal;
 pub const MAX_IDENTIFIERS: u32 = 1000;
 
 /// The limits of one route's budget (from the policy).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Limits {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calls: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub writes: Option<u32>,
     pub window_secs: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identifiers: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline_secs: Option<i64>,
 }
 
 /// One call to charge (the Worker sends it to the session's object as JSON).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ask {
     pub now: i64,
     pub limits: Limits,
     /// A method that writes.
-    #[serde(default)]
     pub write: bool,
     /// The identifier the call touches.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identifier: Option<String>,
     /// The amount it spends and the limit the covering detail declared (decimal text).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amount: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<String>,
     /// Only record an attempt outside the declared intent (nothing is charged).
-    #[serde(default)]
     pub refused: bool,
 }
 
 /// The session's state.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct State {
     /// The session's first call (unix seconds); 0: none yet.
     pub first: i64,
@@ -75,8 +67,7 @@ pub struct State {
 }
 
 /// Which budget refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Spent {
     Calls,
     Writes,
@@ -86,6 +77,29 @@ pub enum Spent {
 }
 
 impl Spent {
+    /// The protocol's and the log line's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Spent::Calls => "calls",
+            Spent::Writes => "writes",
+            Spent::Identifiers => "identifiers",
+            Spent::Amount => "amount",
+            Spent::Deadline => "deadline",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Spent> {
+        [
+            Spent::Calls,
+            Spent::Writes,
+            Spent::Identifiers,
+            Spent::Amount,
+            Spent::Deadline,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
+    }
+
     /// Rate budgets are 429; the intent's limits 403.
     pub fn is_rate(self) -> bool {
         matches!(self, Spent::Calls | Spent::Writes)
@@ -93,15 +107,213 @@ impl Spent {
 }
 
 /// The object's answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
     pub ok: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spent: Option<Spent>,
     /// For a rate budget: seconds until the window ends.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u32>,
     pub divergence: u32,
+}
+
+// ---- the wire form (JSON through serde_json::Value: no derive code in the Worker) -----------
+
+fn object(text: &str) -> Option<Map<String, Value>> {
+    match serde_json::from_str::<Value>(text).ok()? {
+        Value::Object(m) => Some(m),
+        _ => None,
+    }
+}
+
+/// Every member of `m` is one of `names`.
+fn only(m: &Map<String, Value>, names: &[&str]) -> bool {
+    m.keys().all(|k| names.contains(&k.as_str()))
+}
+
+fn int(m: &Map<String, Value>, k: &str) -> Option<i64> {
+    m.get(k)?.as_i64()
+}
+
+fn opt_u32(m: &Map<String, Value>, k: &str) -> Result<Option<u32>, ()> {
+    match m.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .map(Some)
+            .ok_or(()),
+    }
+}
+
+fn opt_str(m: &Map<String, Value>, k: &str) -> Result<Option<String>, ()> {
+    match m.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(()),
+    }
+}
+
+fn flag(m: &Map<String, Value>, k: &str) -> Result<bool, ()> {
+    match m.get(k) {
+        None => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(()),
+    }
+}
+
+/// JSON text of the wire values (built by hand: `json!` would link serde_json's value
+/// serializer into the Worker).
+fn num<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "null".to_owned(), |n| n.to_string())
+}
+
+fn text(v: &Option<String>) -> String {
+    v.as_deref().map_or_else(|| "null".to_owned(), json_str)
+}
+
+impl Limits {
+    fn to_json(&self) -> String {
+        json_object(&[
+            ("calls", &num(self.calls)),
+            ("writes", &num(self.writes)),
+            ("window_secs", &self.window_secs.to_string()),
+            ("identifiers", &num(self.identifiers)),
+            ("deadline_secs", &num(self.deadline_secs)),
+        ])
+    }
+
+    fn from_value(v: &Value) -> Option<Limits> {
+        let m = v.as_object()?;
+        if !only(
+            m,
+            &[
+                "calls",
+                "writes",
+                "window_secs",
+                "identifiers",
+                "deadline_secs",
+            ],
+        ) {
+            return None;
+        }
+        let deadline_secs = match m.get("deadline_secs") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v.as_i64()?),
+        };
+        Some(Limits {
+            calls: opt_u32(m, "calls").ok()?,
+            writes: opt_u32(m, "writes").ok()?,
+            window_secs: int(m, "window_secs")?,
+            identifiers: opt_u32(m, "identifiers").ok()?,
+            deadline_secs,
+        })
+    }
+}
+
+impl Ask {
+    pub fn to_json(&self) -> String {
+        json_object(&[
+            ("now", &self.now.to_string()),
+            ("limits", &self.limits.to_json()),
+            ("write", if self.write { "true" } else { "false" }),
+            ("identifier", &text(&self.identifier)),
+            ("amount", &text(&self.amount)),
+            ("limit", &text(&self.limit)),
+            ("refused", if self.refused { "true" } else { "false" }),
+        ])
+    }
+
+    /// Exactly an `Ask` (unknown members, wrong types: `None`).
+    pub fn from_json(text: &str) -> Option<Ask> {
+        let m = object(text)?;
+        if !only(
+            &m,
+            &[
+                "now",
+                "limits",
+                "write",
+                "identifier",
+                "amount",
+                "limit",
+                "refused",
+            ],
+        ) {
+            return None;
+        }
+        Some(Ask {
+            now: int(&m, "now")?,
+            limits: Limits::from_value(m.get("limits")?)?,
+            write: flag(&m, "write").ok()?,
+            identifier: opt_str(&m, "identifier").ok()?,
+            amount: opt_str(&m, "amount").ok()?,
+            limit: opt_str(&m, "limit").ok()?,
+            refused: flag(&m, "refused").ok()?,
+        })
+    }
+}
+
+impl State {
+    pub fn to_json(&self) -> String {
+        json_object(&[
+            ("first", &self.first.to_string()),
+            ("window_start", &self.window_start.to_string()),
+            ("calls", &self.calls.to_string()),
+            ("writes", &self.writes.to_string()),
+            ("spent", &json_str(&self.spent)),
+            (
+                "identifiers",
+                &json_strs(self.identifiers.iter().map(String::as_str)),
+            ),
+            ("divergence", &self.divergence.to_string()),
+        ])
+    }
+
+    pub fn from_json(text: &str) -> Option<State> {
+        let m = object(text)?;
+        let ids = m.get("identifiers")?.as_array()?;
+        Some(State {
+            first: int(&m, "first")?,
+            window_start: int(&m, "window_start")?,
+            calls: opt_u32(&m, "calls").ok()??,
+            writes: opt_u32(&m, "writes").ok()??,
+            spent: opt_str(&m, "spent").ok()??,
+            identifiers: ids
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned))
+                .collect::<Option<_>>()?,
+            divergence: opt_u32(&m, "divergence").ok()??,
+        })
+    }
+}
+
+impl Answer {
+    pub fn to_json(&self) -> String {
+        json_object(&[
+            ("ok", if self.ok { "true" } else { "false" }),
+            (
+                "spent",
+                &self
+                    .spent
+                    .map_or_else(|| "null".to_owned(), |s| json_str(s.as_str())),
+            ),
+            ("retry_after", &num(self.retry_after)),
+            ("divergence", &self.divergence.to_string()),
+        ])
+    }
+
+    pub fn from_json(text: &str) -> Option<Answer> {
+        let m = object(text)?;
+        let spent = match opt_str(&m, "spent").ok()? {
+            None => None,
+            Some(s) => Some(Spent::parse(&s)?),
+        };
+        Some(Answer {
+            ok: m.get("ok")?.as_bool()?,
+            spent,
+            retry_after: opt_u32(&m, "retry_after").ok()?,
+            divergence: opt_u32(&m, "divergence").ok()??,
+        })
+    }
 }
 
 /// Charge one call: the new state (to store) and the answer. A refused call changes nothing but
@@ -467,13 +679,53 @@ mod tests {
     }
 
     #[test]
-    fn the_protocol_refuses_unknown_fields() {
-        assert!(
-            serde_json::from_str::<Ask>(r#"{"now":1,"limits":{"window_secs":1},"x":1}"#).is_err()
+    fn the_protocol_round_trips_and_refuses_anything_else() {
+        assert_eq!(
+            Ask::from_json(r#"{"now":1,"limits":{"window_secs":1},"x":1}"#),
+            None
         );
-        let a = ask(7);
-        let back: Ask = serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
-        assert_eq!(back, a);
+        assert_eq!(
+            Ask::from_json(r#"{"now":"1","limits":{"window_secs":1}}"#),
+            None
+        );
+        assert_eq!(
+            Ask::from_json(r#"{"now":1,"limits":{"window_secs":1,"calls":-1}}"#),
+            None
+        );
+        assert_eq!(Ask::from_json("[]"), None);
+        let a = Ask {
+            identifier: Some("acc".into()),
+            amount: Some("1.5".into()),
+            limit: Some("2".into()),
+            write: true,
+            ..ask(7)
+        };
+        assert_eq!(Ask::from_json(&a.to_json()), Some(a));
+        assert_eq!(Ask::from_json(&ask(7).to_json()), Some(ask(7)));
+        let mut s = State::default();
+        run(
+            &mut s,
+            &Ask {
+                identifier: Some("x".into()),
+                ..ask(3)
+            },
+        );
+        assert_eq!(State::from_json(&s.to_json()), Some(s));
+        for answer in [
+            charge(&State::default(), &ask(1)).1,
+            Answer {
+                ok: false,
+                spent: Some(Spent::Calls),
+                retry_after: Some(9),
+                divergence: 2,
+            },
+        ] {
+            assert_eq!(Answer::from_json(&answer.to_json()), Some(answer));
+        }
+        assert_eq!(
+            Answer::from_json(r#"{"ok":true,"spent":"everything","divergence":0}"#),
+            None
+        );
     }
 }
 

@@ -57,7 +57,7 @@ pub struct DecisionLog {
     pub divergence: Option<u32>,
     /// Which session budget refused.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub budget_spent: Option<crate::gate::budget::Spent>,
+    pub budget_spent: Option<&'static str>,
 }
 
 impl DecisionLog {

@@ -54,7 +54,13 @@ impl Decimal {
     pub fn from_json(v: &Value) -> Option<Decimal> {
         match v {
             Value::String(s) => Decimal::parse(s),
-            Value::Number(n) if n.is_i64() || n.is_u64() => Decimal::parse(&n.to_string()),
+            // Integers only, printed as integers (a float's text is gone; and formatting a
+            // float would link core's float printing into the Worker).
+            Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+                (Some(i), _) => Decimal::parse(&i.to_string()),
+                (None, Some(u)) => Decimal::parse(&u.to_string()),
+                _ => None,
+            },
             _ => None,
         }
     }

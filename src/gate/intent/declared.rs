@@ -128,7 +128,15 @@ fn write_canonical(v: &Value, out: &mut String) {
             }
             out.push(']');
         }
-        other => out.push_str(&serde_json::to_string(other).unwrap_or_default()),
+        Value::String(s) => out.push_str(&crate::gate::log::json_str(s)),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => out.push_str(&i.to_string()),
+            (None, Some(u)) => out.push_str(&u.to_string()),
+            // A float: as serde_json writes it (shortest round trip).
+            _ => out.push_str(&serde_json::to_string(n).unwrap_or_default()),
+        },
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Null => out.push_str("null"),
     }
 }
 

@@ -498,7 +498,9 @@ fn identifier_of(
     };
     match part(source, parts) {
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(v @ Value::Number(_)) => Ok(Some(v.to_string())),
+        Some(Value::Number(n)) if n.as_i64().is_some() || n.as_u64().is_some() => {
+            Ok(Decimal::from_json(&Value::Number(n)).map(|d| d.to_string()))
+        }
         _ => {
             rec.failed = Some(format!("request budget.identifier {source}"));
             Err(Error::IntentRequestField)

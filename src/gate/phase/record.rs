@@ -232,7 +232,7 @@ impl<'a> Decision<'a> {
         log.intent_detail = self.intent.covered_by;
         log.intent_failed = self.intent.failed.as_deref().map(crate::gate::log::bounded);
         log.divergence = self.budget.divergence;
-        log.budget_spent = self.budget.spent;
+        log.budget_spent = self.budget.spent.map(crate::gate::budget::Spent::as_str);
         log
     }
 

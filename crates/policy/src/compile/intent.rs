@@ -17,7 +17,9 @@ use std::collections::BTreeSet;
 
 use super::{unknown_provider, Cx};
 use crate::diag::Location;
-use crate::model::{BindConfig, BudgetConfig, IntentConfig, LocationsConfig};
+use serde_json::Value;
+
+use crate::model::{BindConfig, BudgetConfig, IntentConfig};
 use crate::policy::{BodyRule, MemberPath};
 
 /// The compiled intent rules of a route.
@@ -381,18 +383,29 @@ impl Cx {
         };
 
         let locations = match &c.locations {
-            None | Some(LocationsConfig::Origin(false)) => Vec::new(),
-            Some(LocationsConfig::Origin(true)) => vec![origin.trim_end_matches('/').to_owned()],
-            Some(LocationsConfig::List(list)) => {
+            None | Some(Value::Bool(false)) => Vec::new(),
+            Some(Value::Bool(true)) => vec![origin.trim_end_matches('/').to_owned()],
+            Some(Value::Array(list)) => {
                 if list.is_empty() {
                     self.error(at("locations"), "is empty; omit it or set it to true");
                 }
+                let mut out = Vec::new();
                 for l in list {
-                    if let Err(m) = super::syntax::check_url(l, true) {
-                        self.error(at("locations"), format!("{l:?}: {m}"));
+                    match l.as_str() {
+                        Some(l) => {
+                            if let Err(m) = super::syntax::check_url(l, true) {
+                                self.error(at("locations"), format!("{l:?}: {m}"));
+                            }
+                            out.push(l.to_owned());
+                        }
+                        None => self.error(at("locations"), "must list URLs (strings)"),
                     }
                 }
-                list.clone()
+                out
+            }
+            Some(_) => {
+                self.error(at("locations"), "must be true or a list of URLs");
+                Vec::new()
             }
         };
 
@@ -412,7 +425,14 @@ impl Cx {
                     continue;
                 }
             };
-            let (op, source, currency) = match rule {
+            let rule = match BindConfig::from_value(rule) {
+                Ok(r) => r,
+                Err(m) => {
+                    self.error(at_field, m);
+                    continue;
+                }
+            };
+            let (op, source, currency) = match &rule {
                 BindConfig::Equals(s) => (Op::Equals, s.as_str(), None),
                 BindConfig::Rule(r) => {
                     let ops: Vec<(Op, &String)> = [

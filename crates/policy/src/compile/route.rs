@@ -464,7 +464,17 @@ impl Cx {
         }
 
         // intent (issue 15 item 1)
-        let intent = r.intent.as_ref().and_then(|c| {
+        let intent_config = r.intent.as_ref().and_then(|v| {
+            crate::model::IntentConfig::from_value(v)
+                .map_err(|m| self.error(at("intent"), m))
+                .ok()
+        });
+        let budget_config = r.budget.as_ref().and_then(|v| {
+            crate::model::BudgetConfig::from_value(v)
+                .map_err(|m| self.error(at("budget"), m))
+                .ok()
+        });
+        let intent = intent_config.as_ref().and_then(|c| {
             let captures: Vec<String> = path
                 .as_ref()
                 .map(|p| p.capture_names().into_iter().flatten().collect())
@@ -482,7 +492,7 @@ impl Cx {
             )
         });
 
-        let budget = r.budget.as_ref().and_then(|c| {
+        let budget = budget_config.as_ref().and_then(|c| {
             let captures: Vec<String> = path
                 .as_ref()
                 .map(|p| p.capture_names().into_iter().flatten().collect())
