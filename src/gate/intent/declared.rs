@@ -103,18 +103,16 @@ impl Declared {
 fn write_canonical(v: &Value, out: &mut String) {
     match v {
         Value::Object(m) => {
-            let mut names: Vec<&String> = m.keys().collect();
-            names.sort();
+            // `serde_json::Map` is a `BTreeMap` here (no `preserve_order`): its members come
+            // sorted by name already (byte order), which is the canonical order.
             out.push('{');
-            for (i, name) in names.iter().enumerate() {
+            for (i, (name, v)) in m.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
                 out.push_str(&crate::gate::log::json_str(name));
                 out.push(':');
-                if let Some(v) = m.get(*name) {
-                    write_canonical(v, out);
-                }
+                write_canonical(v, out);
             }
             out.push('}');
         }
