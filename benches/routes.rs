@@ -23,6 +23,9 @@ fn route(id: String, path: String, methods: Option<Vec<String>>) -> RouteConfig 
         pass_headers: vec![],
         origin: None,
         resource: None,
+        max_body_bytes: None,
+        intent: None,
+        budget: None,
     }
 }
 

@@ -373,7 +373,8 @@ class Worker:
         self.user_pid = user[0]
         self.proxy_pid = proxy[0] if proxy else 0
 
-    def get(self, path: str, headers: dict, timeout: float = 30) -> tuple[int, bytes]:
+    def get(self, path: str, headers: dict, timeout: float = 30, method: str = "GET",
+            body: bytes | None = None) -> tuple[int, bytes]:
         """One GET on the kept-alive connection. If the server closed a connection that had
         served earlier requests before answering (a kept-alive connection it dropped), the
         request is sent once more on a new one, and counted in `stale_retries`."""
@@ -381,7 +382,7 @@ class Worker:
         if self.conn is None:
             self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
-            self.conn.request("GET", path, headers=headers)
+            self.conn.request(method, path, body=body, headers=headers)
             resp = self.conn.getresponse()
             body = resp.read()
             if resp.getheader("connection", "").lower() == "close":
@@ -395,7 +396,7 @@ class Worker:
             if self.stale_retries == 1:  # workerd closes connections idle for some seconds
                 log(f"{self.name}: kept-alive connection closed without an answer; sending "
                     "again (counted, not logged again)")
-            return self.get(path, headers, timeout)
+            return self.get(path, headers, timeout, method, body)
         except (OSError, http.client.HTTPException):
             self.close()
             raise
@@ -747,7 +748,36 @@ class LogWorkload(Workload):
         return dict(super().meta(), **extra)
 
 
-WORKLOAD_KINDS = ["unique", "session", "public", "refusal", "log"]
+class IntentWorkload(Workload):
+    """Issue 15: POST a payment with a 2 KB JSON body to a route with intent rules (type,
+    actions, three bindings, one of them an exact decimal limit with its currency), a distinct
+    token with `authorization_details` every request: attestgate only, to be read side by side
+    with `unique ES256` (the same verification without the body and the intent check)."""
+
+    kind = "intent"
+    describe = ("POST /v1/payments/acc-1 with a 2 KB JSON body, a distinct ES256 token with "
+                "authorization_details every request: the intent check on top of a verified request")
+
+    def __init__(self, servers, names, total):
+        super().__init__("intent ES256", names, "ES256")
+        now = int(time.time())
+        detail = {"type": "payment_initiation", "actions": ["initiate"], "identifier": "acc-1",
+                  "creditorAccount": {"iban": "DE02100100109307118603"},
+                  "instructedAmount": {"currency": "EUR", "amount": "100.00"}}
+        self.tokens = [servers.issuer.mint(KIDS["ES256"], authorization_details=[detail],
+                                           **good_claims(now)) for _ in range(total)]
+        body = {"creditor": {"iban": "DE02100100109307118603", "name": "ACME"},
+                "amount": "99.50", "currency": "EUR", "memo": ""}
+        body["memo"] = "x" * (2048 - len(json.dumps(body)))
+        self.body = json.dumps(body).encode()
+
+    def request(self, name, k):
+        headers = dict(bearer(self.tokens[k]), **{"content-type": "application/json"})
+        return INTENT_PATH, headers, 200, self.body
+
+
+INTENT_PATH = "/v1/payments/acc-1"
+WORKLOAD_KINDS = ["unique", "session", "public", "refusal", "log", "intent"]
 TOKEN_NAMES = ["attestgate", "jose", "floor", "floor-log", "floor-verify"]
 
 
@@ -766,6 +796,8 @@ def make_workloads(servers, kinds: list[str], total: int) -> list[Workload]:
         elif kind == "refusal":
             out.append(RefusalWorkload(servers, ["attestgate", "jose", "floor", "floor-log"],
                                        total))
+        elif kind == "intent":
+            out.append(IntentWorkload(servers, ["attestgate"], total))
         elif kind == "log":
             out.append(LogWorkload(["floor"] + LOG_NAMES))
             out.append(LogWorkload(["floor"] + LOG_NAMES, quiet=True))
@@ -963,8 +995,10 @@ def interleaved_batch(plan, n: int, start: int = 0) -> Batch:
     for i in range(n):
         k = start + i
         for label, w, request in items:
-            path, headers, want = request(k)
-            status, _ = w.get(path, headers)
+            path, headers, want, *body = request(k)
+            # A workload with a body (intent) sends a POST: (path, headers, status, body).
+            status, _ = (w.get(path, headers, method="POST", body=body[0]) if body
+                         else w.get(path, headers))
             if status != want:
                 batch.unexpected += 1
                 if len(batch.examples) < 5:

@@ -204,6 +204,16 @@ def hand_written() -> None:
         '{"a":' * 20 + "1" + "}" * 20,
     ]):
         add("json_strict", f"hand-{i}", text)
+    # Issue 15: the intent evaluator with the body reader (body 0xff details 0xff query 0xff account).
+    body = compact({"creditor": {"iban": "DE02"}, "amount": "99.50", "currency": "EUR", "purpose": "rent"})
+    details = compact([{"type": "payment_initiation", "actions": ["initiate"],
+                        "locations": ["https://bank.example"], "identifier": "acc-1",
+                        "creditorAccount": {"iban": "DE02"}, "remittance": "INV-*",
+                        "instructedAmount": {"currency": "EUR", "amount": "100.00"},
+                        "purposes": ["rent"], "floor": "1"}])
+    add("intent_eval", "covered", b"\xff".join([body.encode(), details.encode(), b"reference=INV-7", b"acc-1"]))
+    add("intent_eval", "over-limit", b"\xff".join([body.replace("99.50", "100.01").encode(), details.encode(), b"reference=INV-7", b"acc-1"]))
+    add("intent_eval", "duplicate", b'{"amount":"1","amount":"2"}\xff[]\xff\xff')
 
 
 def main() -> None:

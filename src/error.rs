@@ -44,6 +44,24 @@ pub enum Error {
     /// A header or URL the gateway must read is not valid (non-ASCII, too long).
     MalformedRequest,
 
+    // ---- issue 15: request bodies (413, 415, 400) ----------------------------------------------
+    /// The body is larger than the route's `max_body_bytes` (by `Content-Length`, or while read).
+    BodyTooLarge,
+    /// The route's rules read the body as JSON and it has a `Content-Encoding`.
+    BodyEncoded,
+    /// The route's rules read the body as JSON and its `Content-Type` is not JSON.
+    BodyMediaType,
+    /// The body is not one strict JSON object (syntax, duplicate member, too deep, not UTF-8).
+    BodyNotJson,
+    /// The body could not be read to its end (the stream failed: a truncated upload).
+    BodyUnreadable,
+    /// A request part an intent rule binds is missing, repeated or unusable (issue 15).
+    IntentRequestField,
+
+    // ---- issue 15: 401 insufficient_authorization (draft-ietf-oauth-rar-metadata-remediation) ----
+    /// No detail of the token's declared intent covers the request; which check failed.
+    IntentNotCovered(crate::gate::intent::Check),
+
     // ---- the route lookup: 400 (unnormalised path, protected variant), 404, 405 -----------
     /// No route takes the request ([`Miss`]); also the challenge endpoint's 405 (`Allow: POST`).
     Route(Miss),
@@ -90,12 +108,18 @@ pub enum Error {
     // ---- 429 ----------------------------------------------------------------------------------
     /// The client address asked for more challenges than its budget allows.
     RateLimited,
+    /// Issue 15: the session's rate budget (calls or writes per window) is spent.
+    BudgetRate,
+    /// Issue 15: the session's intent limit (identifiers, amount, deadline) is spent: 403.
+    BudgetSpent,
 
     // ---- 5xx ----------------------------------------------------------------------------------
     /// The issuer's JWKS could not be fetched and no usable cached keys remain.
     KeysUnavailable,
     /// The nonce / replay store could not be reached.
     NonceStoreUnavailable,
+    /// Issue 15: the session-budget store could not be reached.
+    BudgetStoreUnavailable,
     /// A Worker secret the route needs is missing or unusable.
     SecretUnavailable,
     /// The policy compiled into the Worker could not be loaded.
@@ -150,6 +174,20 @@ impl Error {
             Error::DuplicateCredential => "duplicate_credential",
             Error::MalformedCredential => "malformed_credential",
             Error::MalformedRequest => "malformed_request",
+            Error::BodyTooLarge => "body_too_large",
+            Error::BodyEncoded => "body_encoded",
+            Error::BodyMediaType => "body_media_type",
+            Error::BodyNotJson => "body_not_json",
+            Error::BodyUnreadable => "body_unreadable",
+            Error::IntentRequestField => "intent_request_field",
+            Error::IntentNotCovered(check) => match check {
+                crate::gate::intent::Check::NoIntent => "intent_missing",
+                crate::gate::intent::Check::Malformed => "intent_malformed",
+                crate::gate::intent::Check::Type => "intent_type",
+                crate::gate::intent::Check::Action => "intent_action",
+                crate::gate::intent::Check::Location => "intent_location",
+                crate::gate::intent::Check::Binding => "intent_binding",
+            },
             Error::Route(miss) => match miss {
                 // Which normal-form rule the path breaks is not part of the code.
                 Miss::Unnormalised(_) => "unnormalised_path",
@@ -172,6 +210,9 @@ impl Error {
             Error::ChallengeUsed => "challenge_used",
             Error::Denied(denial) => denial.reason(),
             Error::RateLimited => "rate_limited",
+            Error::BudgetRate => "budget_rate",
+            Error::BudgetSpent => "budget_spent",
+            Error::BudgetStoreUnavailable => "budget_store_unavailable",
             Error::KeysUnavailable => "keys_unavailable",
             Error::NonceStoreUnavailable => "nonce_store_unavailable",
             Error::SecretUnavailable => "secret_unavailable",
@@ -199,6 +240,25 @@ impl Error {
             Error::DuplicateCredential => (InvalidRequest, "A credential was sent more than once."),
             Error::MalformedCredential => (InvalidRequest, "A credential header is malformed."),
             Error::MalformedRequest => (InvalidRequest, "The request is malformed."),
+            Error::BodyTooLarge => (TooLarge, "The request body is too large."),
+            Error::BodyEncoded => (
+                UnsupportedMediaType,
+                "The request body must not have a content encoding here.",
+            ),
+            Error::BodyMediaType => (UnsupportedMediaType, "The request body must be JSON here."),
+            Error::BodyNotJson => (
+                InvalidRequest,
+                "The request body is not a valid JSON object.",
+            ),
+            Error::BodyUnreadable => (InvalidRequest, "The request body could not be read."),
+            Error::IntentRequestField => (
+                InvalidRequest,
+                "The request lacks a value the route's intent rules read.",
+            ),
+            Error::IntentNotCovered(_) => (
+                InsufficientAuthorization,
+                "The token's authorization details do not cover this request.",
+            ),
             Error::Route(Miss::Unnormalised(_) | Miss::ProtectedVariant) => {
                 (InvalidRequest, NOT_NORMAL)
             }
@@ -270,6 +330,18 @@ impl Error {
             ) => (InsufficientScope, NO_ACCESS),
 
             Error::RateLimited => (RateLimited, "Too many requests; retry later."),
+            Error::BudgetRate => (
+                RateLimited,
+                "The session's rate budget is spent; retry later.",
+            ),
+            Error::BudgetSpent => (
+                InsufficientAuthorizationLimit,
+                "The session has spent what its authorization allows.",
+            ),
+            Error::BudgetStoreUnavailable => (
+                Unavailable,
+                "The session budget store is temporarily unavailable.",
+            ),
             Error::KeysUnavailable => (
                 Unavailable,
                 "The token issuer's keys are temporarily unavailable.",
@@ -372,6 +444,9 @@ pub struct Challenge {
     /// The route's scopes, space-separated and escaped (`scope` on `insufficient_scope`);
     /// `None` when it needs none.
     scope: Option<String>,
+    /// Issue 15: the route's `authorization_remediation` (base64url JSON of the authorization
+    /// details the route needs, built from the policy only), on intent refusals.
+    remediation: Option<String>,
 }
 
 impl Challenge {
@@ -382,6 +457,28 @@ impl Challenge {
             dpop,
             metadata_path: crate::gate::phase::metadata::WELL_KNOWN.to_owned(),
             scope: None,
+            remediation: None,
+        }
+    }
+
+    /// The same challenges, with `authorization_remediation="<b64url>"` on intent refusals
+    /// (`remediation` is base64url: nothing to escape).
+    pub fn with_remediation(mut self, remediation: Option<String>) -> Self {
+        self.remediation = remediation.map(|r| escape_quoted(&r));
+        self
+    }
+
+    /// The challenges of an intent refusal: each with the error code and the route's
+    /// `authorization_remediation`.
+    fn render_remediation(&self, code: &str, origin: Option<&str>) -> String {
+        match &self.remediation {
+            None => self.render(Some(code), false, false, origin),
+            Some(r) => self.render(
+                Some(&format!("{code}\", authorization_remediation=\"{r}")),
+                false,
+                false,
+                origin,
+            ),
         }
     }
 
@@ -445,12 +542,20 @@ impl Challenge {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Class {
     InvalidRequest,
+    /// 413 (issue 15).
+    TooLarge,
+    /// 415 (issue 15).
+    UnsupportedMediaType,
     MissingToken,
     InvalidToken,
     InvalidDpopProof,
     UseDpopNonce,
     UseAttestationChallenge,
     InsufficientScope,
+    /// 401 with `authorization_remediation` (issue 15).
+    InsufficientAuthorization,
+    /// 403: the declared intent's limit is spent (issue 15).
+    InsufficientAuthorizationLimit,
     NotFound,
     /// With the `Allow` value the matcher (or the challenge endpoint) computed.
     MethodNotAllowed(crate::policy::Allow),
@@ -472,6 +577,8 @@ enum Auth {
     Error,
     /// Only the `DPoP` challenge, with `error="<code>"` (RFC 9449 §7.1: proof and nonce errors).
     Dpop,
+    /// The route's challenges with `error="<code>"` and the route's `authorization_remediation`.
+    Remediation,
 }
 
 impl Class {
@@ -481,6 +588,10 @@ impl Class {
         use FreshNonce as N;
         let (status, code, auth, fresh_nonce, retry_after, allow) = match self {
             Class::InvalidRequest => (400, "invalid_request", Auth::No, N::No, None, None),
+            Class::TooLarge => (413, "request_too_large", Auth::No, N::No, None, None),
+            Class::UnsupportedMediaType => {
+                (415, "unsupported_media_type", Auth::No, N::No, None, None)
+            }
             Class::MissingToken => (401, "missing_token", Auth::Bare, N::No, None, None),
             Class::InvalidToken => (401, "invalid_token", Auth::Error, N::No, None, None),
             Class::InvalidDpopProof => (401, "invalid_dpop_proof", Auth::Dpop, N::Dpop, None, None),
@@ -494,6 +605,22 @@ impl Class {
                 None,
             ),
             Class::InsufficientScope => (403, "insufficient_scope", Auth::Error, N::No, None, None),
+            Class::InsufficientAuthorizationLimit => (
+                403,
+                "insufficient_authorization",
+                Auth::Error,
+                N::No,
+                None,
+                None,
+            ),
+            Class::InsufficientAuthorization => (
+                401,
+                "insufficient_authorization",
+                Auth::Remediation,
+                N::No,
+                None,
+                None,
+            ),
             Class::NotFound => (404, "not_found", Auth::No, N::No, None, None),
             Class::MethodNotAllowed(allow) => (
                 405,
@@ -522,6 +649,7 @@ impl Class {
             Auth::Bare => Some(challenge.render(None, false, false, origin)),
             Auth::Error => Some(challenge.render(Some(code), false, scope, origin)),
             Auth::Dpop => Some(challenge.render(Some(code), true, false, origin)),
+            Auth::Remediation => Some(challenge.render_remediation(code, origin)),
         };
         Wire {
             status,
@@ -605,6 +733,19 @@ mod tests {
         [Error::DuplicateCredential] 400 "invalid_request",
         [Error::MalformedCredential] 400 "invalid_request",
         [Error::MalformedRequest] 400 "invalid_request",
+        [Error::IntentRequestField] 400 "invalid_request",
+        [Error::IntentNotCovered(crate::gate::intent::Check::NoIntent)] 401 "insufficient_authorization",
+        [Error::IntentNotCovered(crate::gate::intent::Check::Malformed)] 401 "insufficient_authorization",
+        [Error::IntentNotCovered(crate::gate::intent::Check::Type)] 401 "insufficient_authorization",
+        [Error::IntentNotCovered(crate::gate::intent::Check::Action)] 401 "insufficient_authorization",
+        [Error::IntentNotCovered(crate::gate::intent::Check::Location)] 401 "insufficient_authorization",
+        [Error::IntentNotCovered(crate::gate::intent::Check::Binding)] 401 "insufficient_authorization",
+        // issue 15: request bodies
+        [Error::BodyTooLarge] 413 "request_too_large",
+        [Error::BodyEncoded] 415 "unsupported_media_type",
+        [Error::BodyMediaType] 415 "unsupported_media_type",
+        [Error::BodyNotJson] 400 "invalid_request",
+        [Error::BodyUnreadable] 400 "invalid_request",
         // the route lookup
         [Error::Route(Miss::Unnormalised(_))] [Error::Route(Miss::Unnormalised(PathProblem::DotSegment))] 400 "invalid_request",
         [Error::Route(Miss::ProtectedVariant)] 400 "invalid_request",
@@ -669,6 +810,9 @@ mod tests {
         [Error::Denied(Denial::DelegationTooDeep)] 403 "insufficient_scope",
         // 429, 5xx
         [Error::RateLimited] 429 "rate_limited",
+        [Error::BudgetRate] 429 "rate_limited",
+        [Error::BudgetSpent] 403 "insufficient_authorization",
+        [Error::BudgetStoreUnavailable] 503 "temporarily_unavailable",
         [Error::KeysUnavailable] 503 "temporarily_unavailable",
         [Error::NonceStoreUnavailable] 503 "temporarily_unavailable",
         [Error::SecretUnavailable] 503 "temporarily_unavailable",

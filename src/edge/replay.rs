@@ -69,6 +69,15 @@ impl ReplayGuard for DoReplay<'_> {
         self.call(nonce.shard, Op::Consume, &record).await
     }
 
+    /// Issue 15: the session's own Durable Object (`src/edge/budget.rs`).
+    async fn charge_budget(
+        &self,
+        session: &str,
+        ask: &crate::gate::budget::Ask,
+    ) -> Result<crate::gate::budget::Answer, Error> {
+        super::budget::charge(self.env, session, ask).await
+    }
+
     async fn first_seen(&self, shard: u8, id: &str, exp: i64, now: i64) -> Result<bool, Error> {
         let record = Record {
             id: id.to_owned(),

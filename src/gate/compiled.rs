@@ -256,7 +256,9 @@ fn route_rt(realm: &str, route: &Route, providers: &HashMap<String, ProviderRt>)
     let metadata =
         crate::gate::phase::metadata::metadata_path(route.resource.as_deref().unwrap_or_default());
     RouteRt {
-        challenge: Challenge::new(realm, bearer, dpop).with_resource(&metadata, &route.scopes),
+        challenge: Challenge::new(realm, bearer, dpop)
+            .with_resource(&metadata, &route.scopes)
+            .with_remediation(crate::gate::intent::remediation(route)),
         consumed,
     }
 }

@@ -46,6 +46,22 @@ pub struct DecisionLog {
     /// whoever counts lines can scale them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sample: Option<u32>,
+    // ---- issue 15: the declared intent ----
+    /// SHA-256 (base64url) of the canonical declared intent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intent_hash: Option<String>,
+    /// The index of the detail that covered the request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intent_detail: Option<usize>,
+    /// Which check or binding failed (names from the policy, never values).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intent_failed: Option<String>,
+    /// The session's divergence score (routes with a budget).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub divergence: Option<u32>,
+    /// Which session budget refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_spent: Option<&'static str>,
 }
 
 impl DecisionLog {
@@ -154,7 +170,7 @@ fn push_bounded(list: &mut Vec<String>, value: &str) {
     }
 }
 
-fn bounded(value: &str) -> String {
+pub fn bounded(value: &str) -> String {
     if value.len() <= MAX_FIELD {
         return value.to_owned();
     }

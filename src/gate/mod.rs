@@ -19,11 +19,14 @@
 //! - [`token_cache`]: tokens whose signature verified, per isolate (only the signature check is skipped).
 
 pub mod binding;
+pub mod body;
+pub mod budget;
 pub mod compiled;
 pub mod digest;
 pub mod dpop;
 pub mod extract;
 pub mod family;
+pub mod intent;
 pub mod key_cache;
 pub mod log;
 // Fixed ranges of a fixed-size nonce array, after its length was checked.

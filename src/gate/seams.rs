@@ -39,6 +39,17 @@ pub trait ReplayGuard {
     async fn consume(&self, nonce: &NonceRef, now: i64) -> Result<bool, Error>;
     /// Record an id until `exp`: `Ok(true)` the first time it is seen.
     async fn first_seen(&self, shard: u8, id: &str, exp: i64, now: i64) -> Result<bool, Error>;
+    /// Issue 15: charge one call to the session budget `session` ([`crate::gate::budget`]),
+    /// strongly consistent (calls of one session are serialised). The default has no store:
+    /// every budgeted route fails closed with 503.
+    async fn charge_budget(
+        &self,
+        session: &str,
+        ask: &crate::gate::budget::Ask,
+    ) -> Result<crate::gate::budget::Answer, Error> {
+        let _ = (session, ask);
+        Err(Error::BudgetStoreUnavailable)
+    }
 }
 
 /// Where the nonce MAC key comes from, asked for only by what issues or checks a nonce (the

@@ -219,6 +219,126 @@ pub struct RouteConfig {
     /// path's literal segments before the first parameter or wildcard.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource: Option<String>,
+    // ---- issue 15: request bodies and intent rules ----------------------------------------
+    /// The largest request body the gateway reads on this route (bytes; default
+    /// [`crate::compile::DEFAULT_MAX_BODY_BYTES`]). Setting it makes the gateway read (and cap)
+    /// the body even without intent rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<u64>,
+    /// The intent the token's `authorization_details` must declare for this request
+    /// ([`IntentConfig`], read by the compiler from this value: serde derives for the nested
+    /// tables would cost the Worker several KB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<Value>,
+    /// Session budgets (issue 15 item 5; [`BudgetConfig`], read by the compiler).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Value>,
+}
+
+/// `budget = { calls = 10, window_secs = 60, ... }`: what one session (agent, user, and the
+/// route group or the session claim) may do; at least one limit.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BudgetConfig {
+    /// Routes with the same group share one budget per session (default: the route id).
+    pub group: Option<String>,
+    /// A claim of the token that names the session (`sid`); absent: the group.
+    pub session_claim: Option<String>,
+    /// Calls per window.
+    pub calls: Option<u32>,
+    /// Calls with a method other than GET, HEAD, OPTIONS per window.
+    pub writes: Option<u32>,
+    /// The window of `calls` and `writes` (default 60, 1..=86400).
+    pub window_secs: Option<u64>,
+    /// Distinct values of `identifier` a session may touch.
+    pub identifiers: Option<u32>,
+    /// The request part counted by `identifiers` (`path.account`).
+    pub identifier: Option<String>,
+    /// The intent binding (its detail field, a `max` binding) whose request amounts add up
+    /// against the covering detail's limit: `"instructedAmount.amount"`.
+    pub spend: Option<String>,
+    /// The session ends this long after its first call.
+    pub deadline_secs: Option<u64>,
+}
+
+/// `intent = { type = "payment_initiation", actions = [...], locations = true, bind = {...} }`
+/// (issue 15 item 1): at least one detail of the token must cover the request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IntentConfig {
+    /// The provider whose token carries the declared intent (default: the route's only
+    /// required provider).
+    pub provider: Option<String>,
+    /// The detail `type` required (exact).
+    pub detail_type: String,
+    /// Actions the detail's `actions` must include. Absent: derived from the method (GET/HEAD
+    /// `read`, POST `create`, PUT/PATCH `update`, DELETE `delete`).
+    pub actions: Option<Vec<String>>,
+    /// The detail's `locations` must contain this route's origin (`true`) or these URLs (a
+    /// list). Kept as a JSON value (checked by the compiler): an untagged enum would link
+    /// serde's buffering deserializer into the Worker.
+    pub locations: Option<Value>,
+    /// `"detail.field.path" = "request part"` or `{ equals | contains | glob | max | min = "part",
+    /// currency = "part" }` (read by the compiler, [`BindConfig::from_value`]).
+    pub bind: BTreeMap<String, Value>,
+    /// The deepest nesting of the JSON body (default 32, at most 64).
+    pub max_body_depth: Option<u32>,
+}
+
+/// One binding: a request part (`path.NAME`, `query.NAME`, `body.a.b`) the detail field must
+/// equal, or a table with one operator.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BindConfig {
+    Equals(String),
+    Rule(BindRule),
+}
+
+impl BindConfig {
+    /// Read one `bind` entry: a string, or a table of string members among `equals`,
+    /// `contains`, `glob`, `max`, `min`, `currency` (anything else is the error message).
+    pub fn from_value(v: &Value) -> Result<BindConfig, String> {
+        match v {
+            Value::String(s) => Ok(BindConfig::Equals(s.clone())),
+            Value::Object(m) => {
+                let mut r = BindRule::default();
+                for (k, v) in m {
+                    let Some(s) = v.as_str().map(str::to_owned) else {
+                        return Err(format!("{k} must be a string (a request part)"));
+                    };
+                    let slot = match k.as_str() {
+                        "equals" => &mut r.equals,
+                        "contains" => &mut r.contains,
+                        "glob" => &mut r.glob,
+                        "max" => &mut r.max,
+                        "min" => &mut r.min,
+                        "currency" => &mut r.currency,
+                        other => {
+                            return Err(format!("unknown field {other:?} (expected equals, contains, glob, max, min or currency)"))
+                        }
+                    };
+                    *slot = Some(s);
+                }
+                Ok(BindConfig::Rule(r))
+            }
+            _ => Err("must be a request part (a string) or a table with one operator".to_owned()),
+        }
+    }
+}
+
+/// `{ equals | contains | glob | max | min = "request part", currency = "request part" }`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BindRule {
+    /// The detail field equals the request part.
+    pub equals: Option<String>,
+    /// The detail field is an array that contains the request part.
+    pub contains: Option<String>,
+    /// The detail field is a glob (`*` any run) that matches the request part.
+    pub glob: Option<String>,
+    /// The detail field is a decimal limit the request part may not exceed (`>=`).
+    pub max: Option<String>,
+    /// The detail field is a decimal floor the request part may not go under (`<=`).
+    pub min: Option<String>,
+    /// With `max`/`min`: the request part the detail's `currency` member (next to the bound
+    /// amount: `instructedAmount.currency`) must equal, as RFC 9396's `instructedAmount` has it.
+    pub currency: Option<String>,
 }
 
 /// `require = { all = [...] }` or `require = { any = [...] }` (exactly one of the two).
@@ -296,5 +416,124 @@ pub mod defaults {
     }
     pub fn jwks_max_stale_secs() -> u64 {
         3600
+    }
+}
+
+// ---- issue 15: the intent and budget tables, read from their JSON value ----------------------
+
+/// The members of a table, each name one of `known` (else the error names it).
+fn table<'v>(
+    v: &'v Value,
+    what: &str,
+    known: &[&str],
+) -> Result<&'v serde_json::Map<String, Value>, String> {
+    let m = v
+        .as_object()
+        .ok_or_else(|| format!("{what} must be a table"))?;
+    if let Some(k) = m.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(format!(
+            "unknown field {k:?} in {what} (expected {})",
+            known.join(", ")
+        ));
+    }
+    Ok(m)
+}
+
+fn string(m: &serde_json::Map<String, Value>, k: &str) -> Result<Option<String>, String> {
+    match m.get(k) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(format!("{k} must be a string")),
+    }
+}
+
+fn integer<T: TryFrom<u64>>(
+    m: &serde_json::Map<String, Value>,
+    k: &str,
+) -> Result<Option<T>, String> {
+    match m.get(k) {
+        None => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| T::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| format!("{k} must be a non-negative integer in range")),
+    }
+}
+
+impl IntentConfig {
+    /// Read `intent = { ... }` (unknown fields and wrong types are errors).
+    pub fn from_value(v: &Value) -> Result<IntentConfig, String> {
+        let m = table(
+            v,
+            "intent",
+            &[
+                "provider",
+                "type",
+                "actions",
+                "locations",
+                "bind",
+                "max_body_depth",
+            ],
+        )?;
+        let actions = match m.get("actions") {
+            None => None,
+            Some(Value::Array(a)) => Some(
+                a.iter()
+                    .map(|x| {
+                        x.as_str()
+                            .map(str::to_owned)
+                            .ok_or("actions must be strings")
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            Some(_) => return Err("actions must be a list of strings".to_owned()),
+        };
+        let bind = match m.get("bind") {
+            None => BTreeMap::new(),
+            Some(Value::Object(b)) => b.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            Some(_) => return Err("bind must be a table".to_owned()),
+        };
+        Ok(IntentConfig {
+            provider: string(m, "provider")?,
+            detail_type: string(m, "type")?
+                .ok_or("intent needs type = \"...\" (the detail type)")?,
+            actions,
+            locations: m.get("locations").cloned(),
+            bind,
+            max_body_depth: integer(m, "max_body_depth")?,
+        })
+    }
+}
+
+impl BudgetConfig {
+    /// Read `budget = { ... }` (unknown fields and wrong types are errors).
+    pub fn from_value(v: &Value) -> Result<BudgetConfig, String> {
+        let m = table(
+            v,
+            "budget",
+            &[
+                "group",
+                "session_claim",
+                "calls",
+                "writes",
+                "window_secs",
+                "identifiers",
+                "identifier",
+                "spend",
+                "deadline_secs",
+            ],
+        )?;
+        Ok(BudgetConfig {
+            group: string(m, "group")?,
+            session_claim: string(m, "session_claim")?,
+            calls: integer(m, "calls")?,
+            writes: integer(m, "writes")?,
+            window_secs: integer(m, "window_secs")?,
+            identifiers: integer(m, "identifiers")?,
+            identifier: string(m, "identifier")?,
+            spend: string(m, "spend")?,
+            deadline_secs: integer(m, "deadline_secs")?,
+        })
     }
 }

@@ -38,6 +38,8 @@ struct Args {
     jwks: Vec<(String, String)>,
     secrets: Vec<(String, String)>,
     now: i64,
+    /// `--body FILE` (issue 15).
+    body: Vec<u8>,
 }
 
 fn parse_args(args: &[String]) -> Result<Args, ExitCode> {
@@ -50,6 +52,7 @@ fn parse_args(args: &[String]) -> Result<Args, ExitCode> {
         headers: Vec::new(),
         jwks: Vec::new(),
         secrets: Vec::new(),
+        body: Vec::new(),
         now: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
@@ -70,6 +73,11 @@ fn parse_args(args: &[String]) -> Result<Args, ExitCode> {
             }
             "--jwks" => out.jwks.push(pair("NAME=FILE")?),
             "--secret" => out.secrets.push(pair("NAME=BASE64")?),
+            "--body" => match it.next().map(std::fs::read) {
+                Some(Ok(b)) => out.body = b,
+                Some(Err(e)) => return Err(usage(&format!("--body: {e}"))),
+                None => return Err(usage("--body needs a file")),
+            },
             "--dir" => match it.next() {
                 Some(d) => out.dir = d.clone(),
                 None => return Err(usage("--dir needs a folder")),
@@ -115,8 +123,12 @@ pub fn explain(args: &[String]) -> ExitCode {
     let gate = gateway.gate();
     let policy = gateway.policy();
 
-    let (host, path) = match attestgate::gate::url::split(&args.url) {
-        Some(u) => (u.host.to_ascii_lowercase(), u.path.to_owned()),
+    let (host, path, query) = match attestgate::gate::url::split(&args.url) {
+        Some(u) => (
+            u.host.to_ascii_lowercase(),
+            u.path.to_owned(),
+            u.query.map(str::to_owned),
+        ),
         None => return usage("URL must be http(s)://host/path or /path"),
     };
     println!("request   {} {}", args.method, args.url);
@@ -288,6 +300,16 @@ pub fn explain(args: &[String]) -> ExitCode {
 
     if let Some(r) = route {
         route_checks(gateway.policy(), r, &decoded);
+        crate::intent::explain(
+            gateway.policy(),
+            r,
+            &args.method,
+            &host,
+            &path,
+            query.as_deref(),
+            &args.body,
+            &decoded,
+        );
     }
 
     println!();
@@ -307,9 +329,20 @@ pub fn explain(args: &[String]) -> ExitCode {
             headers: &headers,
         };
         // Every seam here is in memory: the decision never waits.
-        let decision =
-            block_on_ready(async { Ok(gateway.decide(&req, &seams, args.now, "explain").await) });
+        let decision = block_on_ready(async {
+            Ok(gateway
+                .decide_with_body(&req, &args.body, &seams, args.now, "explain")
+                .await)
+        });
         println!("decision  the gateway's pipeline, at --now {}", args.now);
+        if let Ok(d) = &decision {
+            if let Some(i) = d.intent.covered_by {
+                println!("  intent  covered by detail {i}");
+            }
+            if let Some(f) = &d.intent.failed {
+                println!("  intent  failed: {f}");
+            }
+        }
         match decision.as_ref().map(|d| &d.outcome) {
             Ok(Outcome::Forward(fwd)) => print_allow(fwd, &path, fwd.is_public()),
             Ok(Outcome::Refused(e)) => {

@@ -15,6 +15,8 @@
 mod check;
 #[cfg(not(target_arch = "wasm32"))]
 mod explain;
+#[cfg(not(target_arch = "wasm32"))]
+mod intent;
 
 use std::process::ExitCode;
 
@@ -31,6 +33,7 @@ const USAGE: &str = "usage:
            --jwks NAME=FILE    the keys of provider NAME (a JWKS file), so signatures are verified
            --secret SECRET=B64 the value of the Worker secret SECRET that an HMAC provider
                                names (`secret`/`secrets`), base64
+           --body FILE         the request body (issue 15: intent rules, body caps)
            --now UNIX          the clock (default: now)
            Providers with inline keys are verified too. Without keys for a provider, its
            tokens are checked in every way but the signature, and the output says so.";

@@ -106,7 +106,15 @@ where
     match outcome {
         Ok(plan) => d.outcome = Outcome::Forward(plan),
         Err(e) => {
-            let answer = refusal(gate, d.route, e, request_id, req.url.origin, env);
+            let mut answer = refusal(gate, d.route, e, request_id, req.url.origin, env);
+            // Issue 15: a spent rate budget says exactly when its window ends.
+            if let (Error::BudgetRate, Some(secs)) = (e, d.budget.retry_after) {
+                for (name, value) in answer.headers.iter_mut() {
+                    if *name == "retry-after" {
+                        *value = secs.to_string();
+                    }
+                }
+            }
             d.refuse(e, Some(answer));
         }
     }
@@ -162,6 +170,8 @@ where
     V: SignatureVerifier,
     R: ReplayGuard,
 {
+    // Issue 15: the body, on a route that reads it (413 / 415 / 400 before any token work).
+    let body = crate::gate::body::for_route(route, req.body)?;
     let mut pending = Vec::new();
     if !route.is_public() {
         authenticate::authenticate(
@@ -176,8 +186,46 @@ where
         .await?;
     }
     let claims = authorize::authorize(gate, route, &d.principal)?;
+    // Issue 15: the declared intent must cover the request (on a route with intent rules); an
+    // attempt outside it counts against the session's divergence score.
+    let checked =
+        match crate::gate::intent::check(gate, route, req, body, &d.principal, &mut d.intent) {
+            Ok(checked) => checked,
+            Err(e) => {
+                if let (Some(b), Error::IntentNotCovered(_)) = (&route.budget, e) {
+                    if let Ok(key) = crate::gate::budget::session_key(b, &d.principal) {
+                        let ask = crate::gate::budget::Ask {
+                            now: env.now,
+                            limits: crate::gate::budget::limits(b),
+                            refused: true,
+                            ..Default::default()
+                        };
+                        if let Ok(a) = env.replay.charge_budget(&key, &ask).await {
+                            d.budget.divergence = Some(a.divergence);
+                        }
+                    }
+                }
+                return Err(e);
+            }
+        };
     single_use::run(pending, env.replay, env.now).await?;
-    let plan = forward::plan(gate, route, claims, req);
+    // Issue 15: the session budget, charged last (only a request that passed everything).
+    if let Some(b) = &route.budget {
+        let key = crate::gate::budget::session_key(b, &d.principal)?;
+        let ask = crate::gate::budget::ask(b, req.method, &checked, env.now);
+        let answer = env.replay.charge_budget(&key, &ask).await?;
+        d.budget.divergence = Some(answer.divergence);
+        if !answer.ok {
+            d.budget.spent = answer.spent;
+            d.budget.retry_after = answer.retry_after;
+            return Err(match answer.spent {
+                Some(s) if s.is_rate() => Error::BudgetRate,
+                _ => Error::BudgetSpent,
+            });
+        }
+    }
+    let mut plan = forward::plan(gate, route, claims, req);
+    plan.body = body;
     // RFC 9449 §8.2: the proof's nonce is spent; the response carries the next one.
     let next_nonce = d
         .principal

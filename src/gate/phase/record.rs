@@ -135,6 +135,10 @@ pub struct Decision<'a> {
     /// the origin's).
     pub status: Option<u16>,
     pub timings: Timings,
+    // ---- issue 15: the declared intent (its hash, the covering detail or the failed check) ----
+    pub intent: crate::gate::intent::Record,
+    /// The session budget: divergence score, which budget refused.
+    pub budget: crate::gate::budget::Record,
 }
 
 impl<'a> Decision<'a> {
@@ -151,6 +155,8 @@ impl<'a> Decision<'a> {
             response: ResponsePlan::origin(None),
             status: None,
             timings: Timings::default(),
+            intent: Default::default(),
+            budget: Default::default(),
         }
     }
 
@@ -225,6 +231,12 @@ impl<'a> Decision<'a> {
             log.add_claims(claims.map());
         }
         log.latency_ms = self.timings.latency_ms;
+        // issue 15
+        log.intent_hash = self.intent.hash.clone();
+        log.intent_detail = self.intent.covered_by;
+        log.intent_failed = self.intent.failed.as_deref().map(crate::gate::log::bounded);
+        log.divergence = self.budget.divergence;
+        log.budget_spent = self.budget.spent.map(crate::gate::budget::Spent::as_str);
         log
     }
 

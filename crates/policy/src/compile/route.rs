@@ -21,6 +21,15 @@ use crate::policy::{
 /// Deepest `act` chain a route may allow: the deepest a token may carry ([`crate::act::MAX_DEPTH`]).
 pub const MAX_DELEGATION_DEPTH: u32 = crate::act::MAX_DEPTH as u32;
 
+/// Issue 15: the body cap of a route that reads its body and sets no `max_body_bytes` (64 KiB).
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024;
+/// The largest `max_body_bytes` a route may set (1 MiB): the body is held in the isolate's
+/// memory (128 MB, shared by every request in flight) while the request is decided.
+pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
+/// The default and the largest nesting of a JSON body the rules read.
+pub const DEFAULT_MAX_BODY_DEPTH: u32 = 32;
+pub const MAX_BODY_DEPTH: u32 = 64;
+
 #[cfg(not(target_arch = "wasm32"))]
 /// SPEC §2: a request that differs from a more protected route only by ASCII case or a trailing
 /// slash is never routed to a less protected one. The lookup refuses such requests; the compiler
@@ -497,12 +506,72 @@ impl Cx {
                 }
             }
         };
+        // max_body_bytes (issue 15): setting it makes the gateway read and cap the body.
+        let mut body = crate::policy::BodyRule::UNREAD;
+        if let Some(n) = r.max_body_bytes {
+            if n == 0 || n > MAX_BODY_BYTES {
+                self.error(
+                    at("max_body_bytes"),
+                    format!("{n} is not between 1 and {MAX_BODY_BYTES} bytes (the body is held in memory while the request is decided)"),
+                );
+            }
+            body.read = true;
+            body.max_bytes = n;
+        }
+
+        // intent (issue 15 item 1)
+        let intent_config = r.intent.as_ref().and_then(|v| {
+            crate::model::IntentConfig::from_value(v)
+                .map_err(|m| self.error(at("intent"), m))
+                .ok()
+        });
+        let budget_config = r.budget.as_ref().and_then(|v| {
+            crate::model::BudgetConfig::from_value(v)
+                .map_err(|m| self.error(at("budget"), m))
+                .ok()
+        });
+        let intent = intent_config.as_ref().and_then(|c| {
+            let captures: Vec<String> = path
+                .as_ref()
+                .map(|p| p.capture_names().into_iter().flatten().collect())
+                .unwrap_or_default();
+            self.intent(
+                file,
+                id,
+                c,
+                known,
+                &required,
+                &captures,
+                methods.as_deref(),
+                &origin,
+                &mut body,
+            )
+        });
+
+        let budget = budget_config.as_ref().and_then(|c| {
+            let captures: Vec<String> = path
+                .as_ref()
+                .map(|p| p.capture_names().into_iter().flatten().collect())
+                .unwrap_or_default();
+            self.budget(
+                file,
+                id,
+                c,
+                &required,
+                intent.as_ref(),
+                &captures,
+                &mut body,
+            )
+        });
 
         if self.errors.len() != before {
             return None;
         }
         let path = path?;
         Some(Route {
+            body,
+            intent,
+            budget,
             id: id.to_owned(),
             file: file.to_owned(),
             methods,
