@@ -13,6 +13,7 @@ mod replay;
 mod secrets;
 #[cfg(attestgate_selftest)]
 mod selftest;
+mod signing;
 mod task;
 mod webcrypto;
 
@@ -40,6 +41,8 @@ struct Isolate {
     nonce_key: OnceCell<Option<NonceKey>>,
     /// Challenge requests per client address (`CF-Connecting-IP`), bounded.
     challenges: RefCell<RateLimiter>,
+    /// Issue 14: the gateway's signing key, read on first use, and its WebCrypto signer.
+    signing: signing::IsolateSigning,
 }
 
 thread_local! {
@@ -59,6 +62,7 @@ fn isolate() -> std::result::Result<Rc<Isolate>, Error> {
             secrets: secrets::SecretCache::default(),
             nonce_key: OnceCell::new(),
             challenges: RefCell::new(RateLimiter::for_challenges()),
+            signing: signing::IsolateSigning::new(),
             gate,
         });
         *cell.borrow_mut() = Some(isolate.clone());
@@ -219,6 +223,10 @@ async fn run(
         now,
     };
     let replay = replay::DoReplay { env: &env };
+    let signing_keys = signing::IsolateSigningKeys {
+        state: &isolate.signing,
+        secrets: &secrets,
+    };
     let seams = phase::Env {
         keys: &keys,
         verifier: &isolate.crypto,
@@ -226,6 +234,7 @@ async fn run(
         nonce_key: &nonce_key,
         random: &SystemRandom,
         challenges: &isolate.challenges,
+        signing: &signing_keys,
         now,
         now_ms: started as i64,
     };
