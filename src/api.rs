@@ -47,6 +47,7 @@ pub use crate::jose::{block_on_ready, KeySet};
 pub use crate::jose::{NativeSigner, NativeVerifier};
 pub use crate::policy::{Policy, PolicyError, Warning};
 
+use crate::gate::body;
 use crate::gate::phase::{self, Env};
 use crate::gate::rate_limit::RateLimiter;
 use crate::gate::url;
@@ -130,6 +131,26 @@ impl Gateway {
         V: SignatureVerifier,
         R: ReplayGuard,
     {
+        self.decide_with_body(req, &[], seams, now, request_id)
+            .await
+    }
+
+    /// [`Gateway::decide`] for a request with a body (issue 15): `body` exactly as received
+    /// (empty when there is none). Routes that read their body check it as the Worker does
+    /// ([`crate::gate::body::admit`] on the headers, then the cap); the others ignore it.
+    pub async fn decide_with_body<'a, K, V, R>(
+        &'a self,
+        req: &Request<'a>,
+        body: &'a [u8],
+        seams: &Seams<'_, K, V, R>,
+        now: i64,
+        request_id: &'a str,
+    ) -> Decision<'a>
+    where
+        K: KeySource,
+        V: SignatureVerifier,
+        R: ReplayGuard,
+    {
         let Some(parts) = url::split(req.url) else {
             let path = req.url.split(['?', '#']).next().unwrap_or("");
             return Decision::refused(
@@ -141,6 +162,15 @@ impl Gateway {
             );
         };
         let request = phase::Request::new(req.method, parts, req.headers);
+        let body = match self.gate.route(req.method, &request.host, parts.path) {
+            Ok(route) => match body::admit(route, req.headers) {
+                Ok(Some(_)) => body::Body::Bytes(body),
+                Ok(None) => body::Body::Unread,
+                Err(e) => body::Body::Refused(e),
+            },
+            Err(_) => body::Body::Unread,
+        };
+        let request = request.with_body(body);
         let env = Env {
             keys: seams.keys,
             verifier: seams.verifier,

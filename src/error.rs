@@ -44,6 +44,18 @@ pub enum Error {
     /// A header or URL the gateway must read is not valid (non-ASCII, too long).
     MalformedRequest,
 
+    // ---- issue 15: request bodies (413, 415, 400) ----------------------------------------------
+    /// The body is larger than the route's `max_body_bytes` (by `Content-Length`, or while read).
+    BodyTooLarge,
+    /// The route's rules read the body as JSON and it has a `Content-Encoding`.
+    BodyEncoded,
+    /// The route's rules read the body as JSON and its `Content-Type` is not JSON.
+    BodyMediaType,
+    /// The body is not one strict JSON object (syntax, duplicate member, too deep, not UTF-8).
+    BodyNotJson,
+    /// The body could not be read to its end (the stream failed: a truncated upload).
+    BodyUnreadable,
+
     // ---- the route lookup: 400 (unnormalised path, protected variant), 404, 405 -----------
     /// No route takes the request ([`Miss`]); also the challenge endpoint's 405 (`Allow: POST`).
     Route(Miss),
@@ -153,6 +165,11 @@ impl Error {
             Error::DuplicateCredential => "duplicate_credential",
             Error::MalformedCredential => "malformed_credential",
             Error::MalformedRequest => "malformed_request",
+            Error::BodyTooLarge => "body_too_large",
+            Error::BodyEncoded => "body_encoded",
+            Error::BodyMediaType => "body_media_type",
+            Error::BodyNotJson => "body_not_json",
+            Error::BodyUnreadable => "body_unreadable",
             Error::Route(miss) => match miss {
                 // Which normal-form rule the path breaks is not part of the code.
                 Miss::Unnormalised(_) => "unnormalised_path",
@@ -203,6 +220,17 @@ impl Error {
             Error::DuplicateCredential => (InvalidRequest, "A credential was sent more than once."),
             Error::MalformedCredential => (InvalidRequest, "A credential header is malformed."),
             Error::MalformedRequest => (InvalidRequest, "The request is malformed."),
+            Error::BodyTooLarge => (TooLarge, "The request body is too large."),
+            Error::BodyEncoded => (
+                UnsupportedMediaType,
+                "The request body must not have a content encoding here.",
+            ),
+            Error::BodyMediaType => (UnsupportedMediaType, "The request body must be JSON here."),
+            Error::BodyNotJson => (
+                InvalidRequest,
+                "The request body is not a valid JSON object.",
+            ),
+            Error::BodyUnreadable => (InvalidRequest, "The request body could not be read."),
             Error::Route(Miss::Unnormalised(_) | Miss::ProtectedVariant) => {
                 (InvalidRequest, NOT_NORMAL)
             }
@@ -405,6 +433,10 @@ impl Challenge {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Class {
     InvalidRequest,
+    /// 413 (issue 15).
+    TooLarge,
+    /// 415 (issue 15).
+    UnsupportedMediaType,
     MissingToken,
     InvalidToken,
     InvalidDpopProof,
@@ -441,6 +473,10 @@ impl Class {
         use FreshNonce as N;
         let (status, code, auth, fresh_nonce, retry_after, allow) = match self {
             Class::InvalidRequest => (400, "invalid_request", Auth::No, N::No, None, None),
+            Class::TooLarge => (413, "request_too_large", Auth::No, N::No, None, None),
+            Class::UnsupportedMediaType => {
+                (415, "unsupported_media_type", Auth::No, N::No, None, None)
+            }
             Class::MissingToken => (401, "missing_token", Auth::Bare, N::No, None, None),
             Class::InvalidToken => (401, "invalid_token", Auth::Error, N::No, None, None),
             Class::InvalidDpopProof => (401, "invalid_dpop_proof", Auth::Dpop, N::Dpop, None, None),
@@ -564,6 +600,12 @@ mod tests {
         [Error::DuplicateCredential] 400 "invalid_request",
         [Error::MalformedCredential] 400 "invalid_request",
         [Error::MalformedRequest] 400 "invalid_request",
+        // issue 15: request bodies
+        [Error::BodyTooLarge] 413 "request_too_large",
+        [Error::BodyEncoded] 415 "unsupported_media_type",
+        [Error::BodyMediaType] 415 "unsupported_media_type",
+        [Error::BodyNotJson] 400 "invalid_request",
+        [Error::BodyUnreadable] 400 "invalid_request",
         // the route lookup
         [Error::Route(Miss::Unnormalised(_))] [Error::Route(Miss::Unnormalised(PathProblem::DotSegment))] 400 "invalid_request",
         [Error::Route(Miss::ProtectedVariant)] 400 "invalid_request",

@@ -3,7 +3,8 @@
 //! Where it goes and what the outbound headers lose and gain is decided in the core
 //! ([`crate::gate::phase::forward`]); this executes it: a copy of the inbound headers, the
 //! plan's deletions, the plan's headers set, `fetch` to the plan's target. The body is streamed
-//! through, never buffered. Origin redirects are passed back to the client, not followed.
+//! through, never buffered, except on a route that reads it (issue 15): then the bytes read are
+//! sent exactly. Origin redirects are passed back to the client, not followed.
 
 use wasm_bindgen::prelude::*;
 use worker::{web_sys, Headers};
@@ -50,13 +51,14 @@ pub fn send(
             .map_err(|_| Error::Denied(crate::policy::Denial::UnforwardableClaim))?;
     }
     let bad_gateway = error::body(&Error::OriginUnreachable.wire(realm), id);
-    Ok(forward(
-        &plan.target,
-        method,
-        &out,
-        req.body().as_ref(),
-        &bad_gateway,
-    ))
+    // Issue 15: a body the gateway read goes exactly as read; otherwise the stream goes through.
+    let body: JsValue = match plan.body {
+        // (An empty one is no body: a GET or HEAD may not carry one, even empty.)
+        Some([]) => JsValue::NULL,
+        Some(bytes) => js_sys::Uint8Array::from(bytes).into(),
+        None => req.body().map_or(JsValue::NULL, JsValue::from),
+    };
+    Ok(forward(&plan.target, method, &out, &body, &bad_gateway))
 }
 
 /// Set once per isolate: the origin timeout and the wire form of its 504 (`src/error.rs`).
@@ -110,7 +112,7 @@ extern "C" {
         url: &str,
         method: &str,
         headers: &web_sys::Headers,
-        body: Option<&web_sys::ReadableStream>,
+        body: &JsValue,
         bad_gateway: &str,
     ) -> js_sys::Promise;
 }

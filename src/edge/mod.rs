@@ -3,6 +3,7 @@
 //! [`phase::decide`], executes its plans (forward, or the gateway's own answer), and hands the
 //! final decision to its sinks.
 
+mod body;
 #[cfg(attestgate_selftest)]
 mod fault_test;
 mod forward;
@@ -206,6 +207,9 @@ async fn run(
     let inbound = worker::Headers(req.headers());
     let headers = forward::RuntimeHeaders(&inbound);
     let request = phase::Request::new(&method, url, &headers);
+    // Issue 15: the body, read under its cap, only on a route that needs it.
+    let body_read = body::read(gate, &req, &method, &request.host, url.path, &headers).await;
+    let request = request.with_body(body::view(&body_read));
     // One clock reading: workerd's clock moves only between I/O events.
     let now = (started / 1000.0) as i64;
     let secrets = secrets::WorkerSecrets {

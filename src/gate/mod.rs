@@ -20,6 +20,7 @@
 //! - [`token_cache`]: tokens whose signature verified, per isolate (only the signature check is skipped).
 
 pub mod binding;
+pub mod body;
 pub mod compiled;
 pub mod digest;
 pub mod dpop;

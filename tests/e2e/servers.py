@@ -22,6 +22,7 @@ Run standalone for the README demo: ``python tests/e2e/servers.py --port 8788``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import secrets
 import threading
@@ -208,6 +209,7 @@ class LocalServers:
                     "path": self.path,
                     "headers": [(k.lower(), v) for k, v in self.headers.items()],
                     "body": body.decode("utf-8", "replace"),
+                    "body_sha256": hashlib.sha256(body).hexdigest(),
                 }
                 servers.recorder.add(entry)
                 sleep_ms = parse_qs(urlsplit(self.path).query).get("origin_sleep_ms")

@@ -209,6 +209,81 @@ pub struct RouteConfig {
     /// Overrides `[gateway] origin` for this route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
+    // ---- issue 15: request bodies and intent rules ----------------------------------------
+    /// The largest request body the gateway reads on this route (bytes; default
+    /// [`crate::compile::DEFAULT_MAX_BODY_BYTES`]). Setting it makes the gateway read (and cap)
+    /// the body even without intent rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<u64>,
+}
+
+/// `intent = { type = "payment_initiation", actions = [...], locations = true, bind = {...} }`
+/// (issue 15 item 1): at least one detail of the token must cover the request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntentConfig {
+    /// The provider whose token carries the declared intent (default: the route's only
+    /// required provider).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// The detail `type` required (exact).
+    #[serde(rename = "type")]
+    pub detail_type: String,
+    /// Actions the detail's `actions` must include. Absent: derived from the method (GET/HEAD
+    /// `read`, POST `create`, PUT/PATCH `update`, DELETE `delete`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actions: Option<Vec<String>>,
+    /// The detail's `locations` must contain this route's origin (true) or these URLs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locations: Option<LocationsConfig>,
+    /// `"detail.field.path" = "request part"` or `{ ... operator ... }`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub bind: BTreeMap<String, BindConfig>,
+    /// The deepest nesting of the JSON body (default 32, at most 64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_depth: Option<u32>,
+}
+
+/// `locations = true` (the route's origin) or a list of URLs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LocationsConfig {
+    Origin(bool),
+    List(Vec<String>),
+}
+
+/// One binding: a request part (`path.NAME`, `query.NAME`, `body.a.b`) the detail field must
+/// equal, or a table with one operator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum BindConfig {
+    Equals(String),
+    Rule(BindRule),
+}
+
+/// `{ equals | one_of | glob | max | min = "request part", currency = "detail.path" }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BindRule {
+    /// The detail field equals the request part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equals: Option<String>,
+    /// The detail field is an array that contains the request part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contains: Option<String>,
+    /// The detail field is a glob (`*` any run) that matches the request part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub glob: Option<String>,
+    /// The detail field is a decimal limit the request part may not exceed (`>=`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<String>,
+    /// The detail field is a decimal floor the request part may not go under (`<=`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<String>,
+    /// With `max`/`min`: the detail's currency field (`instructedAmount.currency`) and the
+    /// request part that must equal it, `["detail.path", "body.currency"]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<[String; 2]>,
 }
 
 /// `require = { all = [...] }` or `require = { any = [...] }` (exactly one of the two).

@@ -373,10 +373,45 @@ pub struct Route {
     pub pass_headers: Vec<String>,
     /// Resolved: the route's `origin`, or the gateway's.
     pub origin: String,
+    /// Issue 15: what the gateway does with the request body on this route.
+    pub body: BodyRule,
     pub(crate) capture_names: Vec<Option<String>>,
 }
 
+/// How a route treats the request body (issue 15 item 2, the `h-body` foundation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyRule {
+    /// The gateway reads the body before deciding (intent rules read it, a receipt binds its
+    /// digest, or the route sets `max_body_bytes`) and forwards exactly the bytes it read.
+    /// False: the body streams through unread.
+    pub read: bool,
+    /// The largest body read, in bytes (`max_body_bytes`, or the default): a `Content-Length`
+    /// above it, or a stream that crosses it, is 413 `request_too_large`.
+    pub max_bytes: u64,
+    /// Rules read the body as JSON: it must be `application/json` (or `+json`), without
+    /// `Content-Encoding`, and one strict JSON object.
+    pub json: bool,
+    /// The deepest nesting of a JSON body.
+    pub max_depth: u32,
+}
+
+impl BodyRule {
+    /// A route that does not read its body.
+    pub const UNREAD: BodyRule = BodyRule {
+        read: false,
+        max_bytes: crate::compile::DEFAULT_MAX_BODY_BYTES,
+        json: false,
+        max_depth: crate::compile::DEFAULT_MAX_BODY_DEPTH,
+    };
+}
+
 impl Route {
+    /// Whether the gateway must read the request body before deciding (issue 15): the adapter
+    /// buffers it under [`BodyRule::max_bytes`] and hands the bytes to the core.
+    pub fn needs_body(&self) -> bool {
+        self.body.read
+    }
+
     pub fn is_public(&self) -> bool {
         self.access == Access::Public
     }

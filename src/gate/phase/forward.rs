@@ -76,6 +76,9 @@ pub struct ForwardPlan<'a> {
     pub target: String,
     /// The outbound headers, relative to a copy of the inbound ones.
     pub headers: HeaderEdits<'a>,
+    /// Issue 15: the body the gateway read and checked, forwarded exactly (byte for byte);
+    /// `None`: the inbound body streams through unread.
+    pub body: Option<&'a [u8]>,
 }
 
 impl ForwardPlan<'_> {
@@ -111,6 +114,7 @@ pub fn plan<'a, H: HeaderSource + ?Sized>(
         route,
         target,
         headers: HeaderEdits::new(&route.pass_headers, gate.consumed(route), claims, seen),
+        body: None,
     }
 }
 

@@ -157,6 +157,8 @@ where
     V: SignatureVerifier,
     R: ReplayGuard,
 {
+    // Issue 15: the body, on a route that reads it (413 / 415 / 400 before any token work).
+    let body = crate::gate::body::for_route(route, req.body)?;
     let mut pending = Vec::new();
     if !route.is_public() {
         authenticate::authenticate(
@@ -172,7 +174,8 @@ where
     }
     let claims = authorize::authorize(gate, route, &d.principal)?;
     single_use::run(pending, env.replay, env.now).await?;
-    let plan = forward::plan(gate, route, claims, req);
+    let mut plan = forward::plan(gate, route, claims, req);
+    plan.body = body;
     // RFC 9449 §8.2: the proof's nonce is spent; the response carries the next one.
     let next_nonce = d
         .principal

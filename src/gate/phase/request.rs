@@ -32,6 +32,8 @@ pub struct Request<'a, H: HeaderSource + ?Sized> {
     /// `url.host` in lowercase (borrowed when it already is, as the runtime sends it).
     pub host: Cow<'a, str>,
     pub headers: &'a H,
+    /// Issue 15: the body, when the adapter read it ([`crate::gate::body`]); `Unread` otherwise.
+    pub body: crate::gate::body::Body<'a>,
 }
 
 impl<'a, H: HeaderSource + ?Sized> Request<'a, H> {
@@ -46,7 +48,14 @@ impl<'a, H: HeaderSource + ?Sized> Request<'a, H> {
             url,
             host,
             headers,
+            body: crate::gate::body::Body::Unread,
         }
+    }
+
+    /// The same request with its body read (or refused) by the adapter.
+    pub fn with_body(mut self, body: crate::gate::body::Body<'a>) -> Self {
+        self.body = body;
+        self
     }
 }
 

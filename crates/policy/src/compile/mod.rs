@@ -33,6 +33,7 @@ use route::overlap;
 pub use route::MAX_DELEGATION_DEPTH;
 #[cfg(not(target_arch = "wasm32"))]
 use route::{host_warnings, variant_warnings};
+pub use route::{DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BODY_DEPTH, MAX_BODY_BYTES, MAX_BODY_DEPTH};
 use syntax::{check_url, Scheme};
 
 /// Compile the merged policy. On success the policy carries its warnings

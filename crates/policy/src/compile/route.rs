@@ -21,6 +21,15 @@ use crate::policy::{
 /// Deepest `act` chain a route may allow: the deepest a token may carry ([`crate::act::MAX_DEPTH`]).
 pub const MAX_DELEGATION_DEPTH: u32 = crate::act::MAX_DEPTH as u32;
 
+/// Issue 15: the body cap of a route that reads its body and sets no `max_body_bytes` (64 KiB).
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024;
+/// The largest `max_body_bytes` a route may set (1 MiB): the body is held in the isolate's
+/// memory (128 MB, shared by every request in flight) while the request is decided.
+pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
+/// The default and the largest nesting of a JSON body the rules read.
+pub const DEFAULT_MAX_BODY_DEPTH: u32 = 32;
+pub const MAX_BODY_DEPTH: u32 = 64;
+
 #[cfg(not(target_arch = "wasm32"))]
 /// SPEC §2: a request that differs from a more protected route only by ASCII case or a trailing
 /// slash is never routed to a less protected one. The lookup refuses such requests; the compiler
@@ -441,11 +450,25 @@ impl Cx {
             None => gateway.origin.clone(),
         };
 
+        // max_body_bytes (issue 15): setting it makes the gateway read and cap the body.
+        let mut body = crate::policy::BodyRule::UNREAD;
+        if let Some(n) = r.max_body_bytes {
+            if n == 0 || n > MAX_BODY_BYTES {
+                self.error(
+                    at("max_body_bytes"),
+                    format!("{n} is not between 1 and {MAX_BODY_BYTES} bytes (the body is held in memory while the request is decided)"),
+                );
+            }
+            body.read = true;
+            body.max_bytes = n;
+        }
+
         if self.errors.len() != before {
             return None;
         }
         let path = path?;
         Some(Route {
+            body,
             id: id.to_owned(),
             file: file.to_owned(),
             methods,
