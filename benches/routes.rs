@@ -23,6 +23,8 @@ fn route(id: String, path: String, methods: Option<Vec<String>>) -> RouteConfig 
         pass_headers: vec![],
         origin: None,
         max_body_bytes: None,
+        receipt: false,
+        receipt_ttl_secs: None,
     }
 }
 

@@ -243,6 +243,11 @@ async fn run(
         now_ms: started as i64,
     };
     let mut decision = phase::decide(gate, &request, &seams, &id).await;
+    // Issue 14: the receipt the forward plan asks for, signed in WebCrypto.
+    isolate
+        .signing
+        .sign_receipt(&secrets, gate, &mut decision)
+        .await;
     let answer = execute(&req, &inbound, gate, &mut decision).await;
     finish(decision, answer, started, &mut sinks)
 }

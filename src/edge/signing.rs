@@ -9,14 +9,16 @@ use std::cell::OnceCell;
 use serde_json::Value;
 
 use super::webcrypto::WebCryptoSigner;
+use crate::gate::phase::receipt::RECEIPT_TYP;
+use crate::gate::phase::{Answer, Decision, ForwardPlan, Outcome};
 use crate::gate::seams::Secrets;
 use crate::gate::signing::{self, GatewayKeys, SigningFault, SigningKeySource};
+use crate::gate::Gate;
 use crate::Error;
 
 /// Per isolate: the keys (or why not) and the signer with its imported `CryptoKey`.
 pub struct IsolateSigning {
     keys: OnceCell<Result<GatewayKeys, SigningFault>>,
-    #[allow(dead_code)] // until the receipt signer (next commit) calls `sign_jwt`
     signer: WebCryptoSigner,
 }
 
@@ -43,7 +45,6 @@ impl IsolateSigning {
 
     /// [`signing::sign_jwt`] with the isolate's key in WebCrypto: the core API the Worker's
     /// signers (receipts, minted JWTs) call.
-    #[allow(dead_code)] // until the receipt signer (next commit) calls it
     pub async fn sign_jwt(
         &self,
         secrets: &impl Secrets,
@@ -59,6 +60,34 @@ impl IsolateSigning {
             );
         }
         signed
+    }
+}
+
+impl IsolateSigning {
+    /// Issue 14: sign the receipt of a forwarded request (`receipt = true`) and put it in the
+    /// plan's headers; a key that cannot sign refuses the request (503), before anything is
+    /// sent.
+    pub async fn sign_receipt(&self, secrets: &impl Secrets, gate: &Gate, d: &mut Decision<'_>) {
+        let Outcome::Forward(ForwardPlan {
+            receipt: Some(receipt),
+            ..
+        }) = &d.outcome
+        else {
+            return;
+        };
+        let signed = self.sign_jwt(secrets, RECEIPT_TYP, &receipt.claims).await;
+        match signed {
+            Ok(jws) => {
+                if let Outcome::Forward(plan) = &mut d.outcome {
+                    plan.headers.set_receipt(jws);
+                }
+                d.receipt = Some(d.request_id);
+            }
+            Err(e) => {
+                let wire = e.wire_for(gate.challenge(d.route));
+                d.refuse(e, Some(Answer::refusal(&wire, d.request_id, None)));
+            }
+        }
     }
 }
 

@@ -108,6 +108,8 @@ pub struct Gate {
     pub origin_timeout_secs: u32,
     /// Tokens whose signature verified in this isolate ([`VerifiedCache`]).
     verified: VerifiedCache,
+    /// Issue 14: SHA-256 of the compiled policy's embedded form, made on first use (receipts).
+    policy_sha256: std::sync::OnceLock<String>,
 }
 
 fn secs(v: u64) -> i64 {
@@ -136,6 +138,7 @@ impl Gate {
             .map(|r| (r.id.clone(), route_rt(&gw.realm, r, &providers)))
             .collect();
         Ok(Self {
+            policy_sha256: std::sync::OnceLock::new(),
             verified: VerifiedCache::default(),
             routes,
             default_challenge: Challenge::bearer(&gw.realm),
@@ -160,6 +163,14 @@ impl Gate {
 
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// Issue 14: the SHA-256 (base64url) of the compiled policy in its embedded form
+    /// ([`Policy::to_json`], what `build.rs` embeds), computed once: a receipt names the exact
+    /// policy that decided, and `attestgate explain` shows the same value.
+    pub fn policy_sha256(&self) -> &str {
+        self.policy_sha256
+            .get_or_init(|| crate::gate::digest::sha256_b64url(self.policy.to_json().as_bytes()))
     }
 
     pub fn provider(&self, name: &str) -> Option<&ProviderRt> {

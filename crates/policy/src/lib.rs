@@ -70,8 +70,8 @@ pub use matcher::{check_path, split_request_url, Allow, Miss, PathPattern, PathP
 pub use model::{PolicyFile, SourceFile};
 pub use policy::{
     Access, Binding, BodyRule, ClaimPath, ClaimRule, Delegation, ForwardRule, Gateway, KeyOrigin,
-    Matched, MemberPath, Policy, Provider, Route, Secret, TokenLocation, PASSABLE_HEADERS,
-    ROUTE_HEADER, SET_FORWARDED,
+    Matched, MemberPath, Policy, Provider, ReceiptRule, Route, Secret, TokenLocation,
+    PASSABLE_HEADERS, ROUTE_HEADER, SET_FORWARDED,
 };
 
 #[cfg(feature = "toml")]

@@ -215,6 +215,14 @@ pub struct RouteConfig {
     /// the body even without intent rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<u64>,
+    // ---- issue 14: the request receipt -------------------------------------------------------
+    /// Sign a request receipt (`Attestgate-Receipt`, bound to method, URL and body digest) on
+    /// every request forwarded on this route. The body is then read (and capped) by the gateway.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub receipt: bool,
+    /// The receipt's lifetime in seconds (1..=300; default 60). Only with `receipt = true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt_ttl_secs: Option<u64>,
 }
 
 /// `intent = { type = "payment_initiation", actions = [...], locations = true, bind = {...} }`

@@ -375,7 +375,17 @@ pub struct Route {
     pub origin: String,
     /// Issue 15: what the gateway does with the request body on this route.
     pub body: BodyRule,
+    /// Issue 14: the request receipt the gateway signs on every forward (`receipt = true`).
+    pub receipt: Option<ReceiptRule>,
     pub(crate) capture_names: Vec<Option<String>>,
+}
+
+/// `receipt = true` (issue 14 item 4): the gateway signs an `Attestgate-Receipt` for every
+/// request it forwards on the route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceiptRule {
+    /// The receipt's lifetime (`exp - iat`), 1..=[`crate::compile::MAX_RECEIPT_TTL_SECS`].
+    pub ttl_secs: u64,
 }
 
 /// How a route treats the request body (issue 15 item 2, the `h-body` foundation).

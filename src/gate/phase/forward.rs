@@ -30,6 +30,7 @@
 //! allocation (deletions are a lazy filter over the names, the set list borrows the plan).
 
 use crate::gate::extract::HeaderSource;
+use crate::gate::phase::receipt::{CONTENT_DIGEST_HEADER, RECEIPT_HEADER};
 use crate::gate::phase::request::Request;
 use crate::gate::Gate;
 use crate::policy::{HeaderPlan, Route, PASSABLE_HEADERS};
@@ -79,6 +80,9 @@ pub struct ForwardPlan<'a> {
     /// Issue 15: the body the gateway read and checked, forwarded exactly (byte for byte);
     /// `None`: the inbound body streams through unread.
     pub body: Option<&'a [u8]>,
+    /// Issue 14: the receipt to sign (`receipt = true`); the executor signs it and sets it with
+    /// [`HeaderEdits::set_receipt`] before sending.
+    pub receipt: Option<Box<crate::gate::phase::receipt::ReceiptPlan>>,
 }
 
 impl ForwardPlan<'_> {
@@ -115,6 +119,7 @@ pub fn plan<'a, H: HeaderSource + ?Sized>(
         target,
         headers: HeaderEdits::new(&route.pass_headers, gate.consumed(route), claims, seen),
         body: None,
+        receipt: None,
     }
 }
 
@@ -128,6 +133,16 @@ pub struct HeaderEdits<'a> {
     host: &'a str,
     /// The client address, when it is an IP literal.
     client: Option<String>,
+    /// Issue 14: the `Content-Digest` the receipt binds, and the signed receipt (boxed: most
+    /// routes sign none).
+    receipt: Option<Box<ReceiptHeaders>>,
+}
+
+/// Issue 14: the headers of a receipt route, as the plan and the executor set them.
+#[derive(Debug, Clone, Default)]
+struct ReceiptHeaders {
+    content_digest: String,
+    receipt: Option<String>,
 }
 
 impl<'a> HeaderEdits<'a> {
@@ -148,7 +163,34 @@ impl<'a> HeaderEdits<'a> {
             proto: seen.proto,
             host: seen.host,
             client: seen.client.filter(|c| is_ip_literal(c)),
+            receipt: None,
         }
+    }
+
+    /// Issue 14: send `value` as `Content-Digest` (every other spelling of the name inbound is
+    /// deleted, the exact one replaced).
+    pub fn set_content_digest(&mut self, value: String) {
+        self.receipt
+            .get_or_insert_with(Default::default)
+            .content_digest = value;
+    }
+
+    /// Issue 14: send the signed receipt as `Attestgate-Receipt` (after
+    /// [`HeaderEdits::set_content_digest`]).
+    pub fn set_receipt(&mut self, jws: String) {
+        self.receipt.get_or_insert_with(Default::default).receipt = Some(jws);
+    }
+
+    /// The signed receipt, once set.
+    pub fn receipt(&self) -> Option<&str> {
+        self.receipt.as_ref()?.receipt.as_deref()
+    }
+
+    fn content_digest(&self) -> Option<&str> {
+        self.receipt
+            .as_ref()
+            .map(|r| r.content_digest.as_str())
+            .filter(|d| !d.is_empty())
     }
 
     /// The verified-claims header plan (what the route's `forward` headers became).
@@ -189,6 +231,9 @@ impl<'a> HeaderEdits<'a> {
             return !self.pass.iter().any(|p| p.eq_ignore_ascii_case(name));
         }
         name.eq_ignore_ascii_case("host")
+            // Issue 14: a receipt only ever comes from the gateway, on every route.
+            || eq_folded(n, RECEIPT_HEADER.as_bytes())
+            || (self.content_digest().is_some() && eq_folded(n, CONTENT_DIGEST_HEADER.as_bytes()))
             || HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
             || self.consumed.iter().any(|s| eq_folded(n, s.as_bytes()))
             || self
@@ -214,6 +259,8 @@ impl<'a> HeaderEdits<'a> {
             (X_FORWARDED_HOST, Some(self.host)),
             (X_FORWARDED_PROTO, Some(self.proto)),
             (X_FORWARDED_FOR, self.client.as_deref()),
+            (CONTENT_DIGEST_HEADER, self.content_digest()),
+            (RECEIPT_HEADER, self.receipt()),
         ]
         .into_iter()
     }

@@ -25,6 +25,7 @@ use crate::Error;
 pub mod authenticate;
 pub mod authorize;
 pub mod forward;
+pub mod receipt;
 pub mod record;
 pub mod request;
 pub mod response;
@@ -173,9 +174,34 @@ where
         .await?;
     }
     let claims = authorize::authorize(gate, route, &d.principal)?;
+    // Issue 14: a route that signs a receipt needs the signing key: 503 before anything
+    // single-use is spent.
+    if route.receipt.is_some() {
+        env.signing.signing_keys()?;
+    }
     single_use::run(pending, env.replay, env.now).await?;
     let mut plan = forward::plan(gate, route, claims, req);
     plan.body = body;
+    if let Some(rule) = route.receipt {
+        // A receipt route always reads its body (the compiler sets it): never sign a digest
+        // of bytes the gateway did not see.
+        let body = body.ok_or(Error::Internal)?;
+        let receipt = receipt::plan(&receipt::Facts {
+            gate,
+            route,
+            rule,
+            principal: &d.principal,
+            request_origin: req.url.origin,
+            method: req.method,
+            target: &plan.target,
+            body,
+            request_id: d.request_id,
+            now: env.now,
+        });
+        plan.headers
+            .set_content_digest(receipt.content_digest.clone());
+        plan.receipt = Some(Box::new(receipt));
+    }
     // RFC 9449 §8.2: the proof's nonce is spent; the response carries the next one.
     let next_nonce = d
         .principal

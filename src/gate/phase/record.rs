@@ -135,6 +135,9 @@ pub struct Decision<'a> {
     /// the origin's).
     pub status: Option<u16>,
     pub timings: Timings,
+    // ---- issue 14: the receipt ------------------------------------------------------------
+    /// The `jti` of the receipt signed for this request (its `request_id`), once signed.
+    pub receipt: Option<&'a str>,
 }
 
 impl<'a> Decision<'a> {
@@ -151,6 +154,7 @@ impl<'a> Decision<'a> {
             response: ResponsePlan::origin(None),
             status: None,
             timings: Timings::default(),
+            receipt: None,
         }
     }
 

@@ -14,6 +14,7 @@
 
 mod gateway;
 mod provider;
+mod receipt;
 // Routes by the ids the route index gave out, and `&required[i + 1..]` after `enumerate`.
 #[allow(clippy::indexing_slicing)]
 mod route;
@@ -29,6 +30,7 @@ use crate::policy::{Policy, Provider, Route};
 #[cfg(not(target_arch = "wasm32"))]
 use provider::token_state_conflicts;
 pub use provider::{DEFAULT_MAX_LIFETIME_SECS, MAX_LIFETIME_SECS};
+pub use receipt::{DEFAULT_RECEIPT_TTL_SECS, MAX_RECEIPT_TTL_SECS};
 use route::overlap;
 pub use route::MAX_DELEGATION_DEPTH;
 #[cfg(not(target_arch = "wasm32"))]

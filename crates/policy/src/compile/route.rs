@@ -463,11 +463,15 @@ impl Cx {
             body.max_bytes = n;
         }
 
+        // receipt (issue 14): a receipt binds the body's digest, so the body is read.
+        let receipt = self.receipt(file, r, &mut body);
+
         if self.errors.len() != before {
             return None;
         }
         let path = path?;
         Some(Route {
+            receipt,
             body,
             id: id.to_owned(),
             file: file.to_owned(),
