@@ -36,3 +36,294 @@ def test_the_jwks_publishes_the_public_halves_of_current_and_previous(gateway, s
     resp = gateway.request("POST", JWKS, body=b"{}")
     assert resp.status == 405 and resp.headers["allow"] == "GET, HEAD"
     assert origin.since() == []
+
+
+# ---- the receipt, as the recording origin receives it --------------------------------------
+
+import base64  # noqa: E402
+import http.client  # noqa: E402
+import hashlib  # noqa: E402
+import secrets as pysecrets  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
+
+import pytest  # noqa: E402
+from joserfc import jws  # noqa: E402
+from joserfc.jwk import ECKey  # noqa: E402
+
+from conftest import RECEIPT_ORIGIN_PORTS, ROOT, Gateway  # noqa: E402
+from procs import stop_group  # noqa: E402
+from test_foundation import assert_refusal  # noqa: E402
+from test_hardening_state import wait_for_log  # noqa: E402
+
+TYP = "attestgate-receipt+jwt"
+
+
+def bearer(servers, **claims):
+    return {"authorization": "Bearer " + servers.issuer.mint("k-es256", **claims)}
+
+
+def digest(body: bytes) -> str:
+    return "sha-256=:" + base64.b64encode(hashlib.sha256(body).digest()).decode() + ":"
+
+
+def verify_with_jwks(gateway, token: str) -> dict:
+    """joserfc verifies a receipt with the JWKS the gateway serves; returns header and claims."""
+    keys = KeySet.import_key_set(gateway.request("GET", JWKS).json())
+    obj = jws.deserialize_compact(token, keys, algorithms=["ES256", "EdDSA"])
+    return {"header": obj.protected, "claims": json.loads(obj.payload)}
+
+
+def headers_of(entry) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for name, value in entry["headers"]:
+        out.setdefault(name, []).append(value)
+    return out
+
+
+def test_a_receipt_route_forwards_a_receipt_joserfc_verifies_bound_to_the_request(
+    gateway, servers, origin
+):
+    body = b'{"hello": "world"}'
+    headers = {**bearer(servers, act={"sub": "agent:planner", "act": {"sub": "agent:tool"}},
+                        scope="orders:read", did="device-7"),
+               "content-type": "application/json"}
+    resp = gateway.request("POST", "/rc/rec/orders/7?x=1&y=%2F", headers, body)
+    assert resp.status == 200, resp
+    [seen] = origin.since()
+    h = headers_of(seen)
+    [token] = h["attestgate-receipt"]
+    assert h["content-digest"] == [digest(body)]
+    assert seen["body_sha256"] == hashlib.sha256(body).hexdigest()
+    got = verify_with_jwks(gateway, token)
+    assert got["header"] == {"alg": "ES256", "typ": TYP, "kid": "gw-e2e-2"}
+    c = got["claims"]
+    assert set(c) == {
+        "iss", "aud", "iat", "exp", "jti", "sub", "act", "attestation", "route",
+        "policy_sha256", "scope", "htm", "htu", "content_digest",
+    }, c
+    assert c["iss"] == gateway.base
+    assert c["aud"] == servers.base
+    assert c["exp"] - c["iat"] == 120 and abs(c["iat"] - time.time()) < 30
+    assert c["sub"] == "user:alice"
+    assert c["act"] == {"sub": "agent:planner", "act": {"sub": "agent:tool"}}
+    assert c["attestation"] == {"providers": ["agent"], "issuers": [servers.issuer.issuer],
+                                "device_id": "device-7"}
+    assert c["route"] == "rc-rec" and c["scope"] == "orders:read"
+    assert len(c["policy_sha256"]) == 43
+    assert c["htm"] == "POST"
+    assert c["htu"] == servers.base + "/rc/rec/orders/7?x=1&y=%2F" == servers.base + seen["path"]
+    assert c["content_digest"] == digest(body)
+    # Another request, another receipt (jti = the decision's request id).
+    resp = gateway.request("GET", "/rc/rec/orders/7", bearer(servers))
+    assert resp.status == 200, resp
+    [again] = origin.since()[1:]
+    c2 = verify_with_jwks(gateway, headers_of(again)["attestgate-receipt"][0])["claims"]
+    assert c2["jti"] != c["jti"] and c2["htm"] == "GET" and c2["content_digest"] == digest(b"")
+
+
+@pytest.mark.parametrize("route", ["/rc/rec/x", "/rc/plain/x"])
+def test_a_client_sent_receipt_never_reaches_the_origin(gateway, servers, origin, route):
+    forged = "eyJhbGciOiJub25lIn0.eyJqdGkiOiJmb3JnZWQifQ."
+    headers = [*bearer(servers).items(),
+               ("Attestgate-Receipt", forged), ("ATTESTGATE_RECEIPT", forged),
+               ("attestgate_receipt", forged), ("Content-Digest", "sha-256=:AAAA:"),
+               ("content_digest", "sha-256=:AAAA:")]
+    resp = gateway.request("GET", route, headers)
+    assert resp.status == 200, resp
+    [seen] = origin.since()
+    names = [n for n, _ in seen["headers"]]
+    assert "attestgate_receipt" not in names
+    values = [v for n, v in seen["headers"] if n.replace("_", "-") == "attestgate-receipt"]
+    if route.startswith("/rc/rec"):
+        # Only the gateway's own receipt (and its own Content-Digest).
+        [token] = values
+        assert token != forged and verify_with_jwks(gateway, token)["claims"]["route"] == "rc-rec"
+        assert [v for n, v in seen["headers"] if n.replace("_", "-") == "content-digest"] == [
+            digest(b"")]
+    else:
+        assert values == []
+
+
+def test_a_body_over_the_cap_of_a_receipt_route_is_413_and_nothing_is_signed(gateway, servers, origin):
+    resp = gateway.request("POST", "/rc/rec/big", bearer(servers), b"a" * 4097)
+    assert_refusal(resp, 413, "request_too_large", origin)
+
+
+# ---- the example origins verify receipts ----------------------------------------------------
+
+
+class Capture:
+    """Stands in on an example origin's port for a moment: records what the gateway forwards
+    (receipts the verifier has never seen) and answers 200."""
+
+    def __init__(self, port: int):
+        seen = self.seen = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _handle(self):
+                n = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(n) if n else b""
+                seen.append({"method": self.command, "path": self.path, "body": body,
+                             "receipt": self.headers.get("attestgate-receipt"),
+                             "content_digest": self.headers.get("content-digest")})
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            do_GET = do_POST = do_PUT = _handle
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def start_verifier(kind: str, gateway) -> subprocess.Popen:
+    port = RECEIPT_ORIGIN_PORTS[kind]
+    args = ["--port", str(port), "--jwks", gateway.base + JWKS, "--issuer", gateway.base,
+            "--audience", f"http://127.0.0.1:{port}", "--leeway", "0"]
+    if kind == "py":
+        cmd = [sys.executable, str(ROOT / "examples" / "origin-python" / "origin.py"), *args]
+    else:
+        cmd = [str(ROOT / "node_modules" / ".bin" / "node"),
+               str(ROOT / "examples" / "origin-node" / "origin.mjs"), *args]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{kind} verifier exited: {proc.stderr.read().decode()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return proc
+        except OSError:
+            time.sleep(0.1)
+    stop_group(proc)
+    raise RuntimeError(f"{kind} verifier did not start")
+
+
+def direct(kind: str, method: str, path: str, headers=None, body: bytes | None = None):
+    """A request straight to the example origin (an attacker who reaches it directly)."""
+    conn = http.client.HTTPConnection("127.0.0.1", RECEIPT_ORIGIN_PORTS[kind], timeout=10)
+    try:
+        conn.putrequest(method, path, skip_accept_encoding=True)
+        for name, value in (headers or {}).items():
+            conn.putheader(name, value)
+        conn.putheader("content-length", str(len(body or b"")))
+        conn.endheaders(body or b"")
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read() or b"null")
+    finally:
+        conn.close()
+
+
+def refused(answer, reason):
+    status, doc = answer
+    assert (status, doc) == (401, {"error": "invalid_receipt", "reason": reason}), answer
+
+
+@pytest.mark.parametrize("kind", ["py", "node"])
+def test_the_example_origin_accepts_only_a_valid_receipt_for_that_very_request(
+    gateway, servers, signing_keys, kind
+):
+    base = f"/rc/{kind}"
+    body = b'{"amount": 10}'
+    # 1. Receipts the verifier has never seen, captured on its port.
+    with Capture(RECEIPT_ORIGIN_PORTS[kind]) as cap:
+        for method, path, b in [("GET", f"{base}/a?q=1", None), ("POST", f"{base}/b", body),
+                                ("GET", f"/rc/short/{kind}/x", None)]:
+            resp = gateway.request(method, path, bearer(servers), b)
+            assert resp.status == 200, resp
+    got_a, got_b, got_short = cap.seen
+    assert all(g["receipt"] for g in cap.seen), cap.seen
+    proc = start_verifier(kind, gateway)
+    try:
+        # 2. Through the gateway: accepted, the verifier saw a valid receipt for this request.
+        resp = gateway.request("POST", f"{base}/ok?z=%20", bearer(servers), body)
+        assert resp.status == 200, resp
+        doc = resp.json()
+        assert doc["ok"] is True and doc["verifier"] == {"py": "python", "node": "node"}[kind]
+        assert doc["receipt"]["htu"] == f"http://127.0.0.1:{RECEIPT_ORIGIN_PORTS[kind]}{base}/ok?z=%20"
+        assert doc["receipt"]["route"] == f"rc-{kind}"
+        # The same request again gets its own receipt: accepted too.
+        assert gateway.request("POST", f"{base}/ok?z=%20", bearer(servers), body).status == 200
+        # 3. Straight to the origin without a receipt: refused.
+        refused(direct(kind, "GET", f"{base}/a?q=1"), "receipt_missing")
+        # 4. A receipt replayed on another path, query, method or body: refused.
+        ra = {"attestgate-receipt": got_a["receipt"]}
+        refused(direct(kind, "GET", f"{base}/other?q=1", ra), "url_mismatch")
+        refused(direct(kind, "GET", f"{base}/a?q=2", ra), "url_mismatch")
+        refused(direct(kind, "GET", f"{base}/a", ra), "url_mismatch")
+        refused(direct(kind, "DELETE", f"{base}/a?q=1", ra), "method_mismatch")
+        other = b'{"amount": 10000}'
+        rb = {"attestgate-receipt": got_b["receipt"], "content-digest": digest(other)}
+        refused(direct(kind, "POST", f"{base}/b", rb, other), "body_mismatch")
+        # 5. Expired: the one-second receipt, presented once it is past its exp.
+        time.sleep(max(0.0, json.loads(base64.urlsafe_b64decode(
+            got_short["receipt"].split(".")[1] + "=="))["exp"] + 1.5 - time.time()))
+        refused(direct(kind, "GET", f"/rc/short/{kind}/x",
+                       {"attestgate-receipt": got_short["receipt"]}), "expired")
+        # 6. Signed by anyone but the gateway (a joserfc key claiming the gateway's kid): refused.
+        claims = json.loads(base64.urlsafe_b64decode(got_b["receipt"].split(".")[1] + "=="))
+        claims["jti"] = "forged-" + pysecrets.token_hex(4)
+        impostor = ECKey.generate_key("P-256", private=True)
+        forged = jws.serialize_compact({"alg": "ES256", "typ": TYP, "kid": "gw-e2e-2"},
+                                       json.dumps(claims), impostor)
+        refused(direct(kind, "POST", f"{base}/b", {"attestgate-receipt": forged}, body),
+                "bad_signature")
+        # The gateway's key itself (joserfc holds it in the tests), but expired: refused.
+        current, _ = signing_keys
+        stale = dict(claims, jti="stale-" + pysecrets.token_hex(4),
+                     iat=int(time.time()) - 100, exp=int(time.time()) - 40)
+        token = jws.serialize_compact({"alg": "ES256", "typ": TYP, "kid": "gw-e2e-2"},
+                                      json.dumps(stale), current)
+        refused(direct(kind, "POST", f"{base}/b", {"attestgate-receipt": token}, body), "expired")
+        # 7. The captured receipt on its own request: accepted once (it never reached the
+        # origin before), and the same receipt twice: refused.
+        ok = direct(kind, "POST", f"{base}/b", {"attestgate-receipt": got_b["receipt"]}, body)
+        assert ok[0] == 200 and ok[1]["receipt"]["htu"].endswith(f"{base}/b"), ok
+        refused(direct(kind, "POST", f"{base}/b", {"attestgate-receipt": got_b["receipt"]}, body),
+                "replayed")
+    finally:
+        stop_group(proc)
+
+
+# ---- without a signing key -------------------------------------------------------------------
+
+
+def test_without_the_signing_key_receipt_routes_and_the_jwks_are_503(built, workdir, servers):
+    scratch = workdir / "no-signing-key"
+    scratch.mkdir(exist_ok=True)
+    (scratch / "persist").mkdir(exist_ok=True)
+    gw = Gateway(scratch, scratch / "persist", built, drop_vars=("ATTESTGATE_SIGNING_KEY",)).start()
+    try:
+        mark = servers.recorder.count()
+        resp = gw.request("GET", JWKS)
+        assert resp.status == 503 and resp.json()["error"] == "temporarily_unavailable", resp
+        assert "keys" not in resp.json()
+        resp = gw.request("GET", "/rc/rec/x", bearer(servers))
+        assert resp.status == 503 and resp.json()["error"] == "temporarily_unavailable", resp
+        assert servers.recorder.snapshot()[mark:] == [], "a refused request reached the origin"
+        # A route without a receipt does not need the key.
+        assert gw.request("GET", "/rc/plain/x", bearer(servers)).status == 200
+        # Logged, naming the secret and the reason, never a key.
+        assert wait_for_log(gw, '"attestgate":"signing_key_unavailable"'), gw.logs()[-2000:]
+        line = next(x for x in gw.logs().splitlines() if "signing_key_unavailable\"" in x
+                    and '"reason":"signing_key_missing"' in x)
+        assert '"secret":"ATTESTGATE_SIGNING_KEY"' in line
+    finally:
+        gw.stop()
