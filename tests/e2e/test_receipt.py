@@ -327,3 +327,65 @@ def test_without_the_signing_key_receipt_routes_and_the_jwks_are_503(built, work
         assert '"secret":"ATTESTGATE_SIGNING_KEY"' in line
     finally:
         gw.stop()
+
+
+# ---- attestgate explain -----------------------------------------------------------------------
+
+from test_cli import cli  # noqa: E402,F401  (the module's native-binary fixture)
+
+EXPLAIN_POLICY = """
+[gateway]
+origin = "https://origin.example"
+issuer = "https://gw.example"
+
+[provider.agent]
+issuer = "https://idp.example"
+audiences = ["https://api.example"]
+algorithms = ["ES256"]
+jwks_uri = "https://idp.example/jwks.json"
+
+[[route]]
+id = "rc-signed"
+path = "/rc/signed/**"
+require = { all = ["agent"] }
+receipt = true
+receipt_ttl_secs = 45
+
+[[route]]
+id = "rc-unsigned"
+path = "/rc/unsigned"
+require = { all = ["agent"] }
+"""
+
+
+def test_explain_shows_whether_a_route_signs_a_receipt_and_its_claims(cli, tmp_path):
+    (tmp_path / "p.toml").write_text(EXPLAIN_POLICY)
+    key = ECKey.generate_key("P-256", parameters={"kid": "k1"}, private=True)
+    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [key.as_dict(private=False)]}))
+    now = int(time.time())
+    token = jws.serialize_compact(
+        {"alg": "ES256", "kid": "k1", "typ": "JWT"},
+        json.dumps({"iss": "https://idp.example", "aud": "https://api.example", "sub": "user:bob",
+                    "iat": now, "exp": now + 300, "act": {"sub": "agent:a"}}),
+        key,
+    )
+
+    def explain(*args):
+        out = subprocess.run([str(cli), "explain", *args, "--dir", str(tmp_path)],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    text = explain("PUT", "https://api.example/rc/signed/1?a=b", "--token", f"agent={token}",
+                   "--jwks", f"agent={tmp_path / 'jwks.json'}")
+    assert "receipt   signs Attestgate-Receipt (attestgate-receipt+jwt" in text, text
+    assert "valid 45 s, aud https://origin.example" in text
+    assert "verdict   ALLOW" in text
+    assert "set     Content-Digest: sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:" in text
+    claims = json.loads(text[text.index("{", text.index("Attestgate-Receipt: <")):])
+    assert claims["htu"] == "https://origin.example/rc/signed/1?a=b"
+    assert claims["htm"] == "PUT" and claims["iss"] == "https://gw.example"
+    assert claims["sub"] == "user:bob" and claims["act"] == {"sub": "agent:a"}
+    assert claims["exp"] - claims["iat"] == 45 and claims["route"] == "rc-signed"
+    text = explain("GET", "/rc/unsigned")
+    assert "receipt   none" in text and "Attestgate-Receipt" not in text
