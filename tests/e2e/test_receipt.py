@@ -154,6 +154,23 @@ def test_a_body_over_the_cap_of_a_receipt_route_is_413_and_nothing_is_signed(gat
     assert_refusal(resp, 413, "request_too_large", origin)
 
 
+
+def test_a_dpop_bound_request_s_receipt_names_the_proof_key(gateway, servers, origin):
+    from test_dpop import Client
+
+    c = Client(gateway, servers, "ES256")
+    path = "/rc/dpop/x?y=1"
+    first = c.send(c.proof(path=path), path=path)
+    assert first.status == 401, first
+    resp = c.send(c.proof(path=path, nonce=first.headers["dpop-nonce"]), path=path)
+    assert resp.status == 200, resp
+    [seen] = origin.since()
+    h = headers_of(seen)
+    assert "dpop" not in h and "authorization" not in h, "the consumed credentials are deleted"
+    claims = verify_with_jwks(gateway, h["attestgate-receipt"][0])["claims"]
+    assert claims["cnf"] == {"jkt": c.key.thumbprint()}
+    assert claims["route"] == "rc-dpop" and claims["htu"] == servers.base + path
+
 # ---- the example origins verify receipts ----------------------------------------------------
 
 
