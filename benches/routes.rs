@@ -22,6 +22,8 @@ fn route(id: String, path: String, methods: Option<Vec<String>>) -> RouteConfig 
         forward_tokens: false,
         pass_headers: vec![],
         origin: None,
+        upstream: None,
+        strip_cookies: false,
     }
 }
 
@@ -65,6 +67,7 @@ fn policy(n: usize) -> Policy {
         }),
         provider: Default::default(),
         route: routes,
+        upstreams: Default::default(),
     };
     compile(vec![SourceFile::new("bench.toml", file)]).unwrap_or_else(|e| panic!("{}", e[0]))
 }

@@ -6,6 +6,7 @@
 #[cfg(attestgate_selftest)]
 mod fault_test;
 mod forward;
+mod inject;
 mod keys;
 mod nonce_store;
 mod promise;
@@ -40,6 +41,8 @@ struct Isolate {
     nonce_key: OnceCell<Option<NonceKey>>,
     /// Challenge requests per client address (`CF-Connecting-IP`), bounded.
     challenges: RefCell<RateLimiter>,
+    /// Issue 14: the upstreams' injected tokens.
+    tokens: inject::TokenStore,
 }
 
 thread_local! {
@@ -59,6 +62,7 @@ fn isolate() -> std::result::Result<Rc<Isolate>, Error> {
             secrets: secrets::SecretCache::default(),
             nonce_key: OnceCell::new(),
             challenges: RefCell::new(RateLimiter::for_challenges()),
+            tokens: inject::TokenStore::default(),
             gate,
         });
         *cell.borrow_mut() = Some(isolate.clone());
@@ -230,28 +234,53 @@ async fn run(
         now_ms: started as i64,
     };
     let mut decision = phase::decide(gate, &request, &seams, &id).await;
-    let answer = execute(&req, &inbound, gate, &mut decision).await;
+    let injector = inject::Injector {
+        secrets: &secrets,
+        store: &isolate.tokens,
+        request_id: &id,
+    };
+    let answer = execute(&req, &inbound, gate, &injector, &mut decision).await;
     finish(decision, answer, started, &mut sinks)
 }
 
 /// Run the decision's plans: forward the request (and add the response headers the response
 /// plan names), or answer with the gateway's own response. A forward that cannot be sent
 /// becomes a refusal.
-async fn execute(
+async fn execute<S: Secrets>(
     req: &web_sys::Request,
     inbound: &worker::Headers,
     gate: &Gate,
+    injector: &inject::Injector<'_, S>,
     d: &mut Decision<'_>,
 ) -> Result<JsValue> {
     let sent = match &d.outcome {
-        Outcome::Forward(plan) => Some(forward::send(
-            req,
-            d.method,
-            inbound,
-            plan,
-            &gate.realm,
-            d.request_id,
-        )),
+        Outcome::Forward(plan) => {
+            // Issue 14: the upstream's credential first; without it nothing is sent.
+            let injected = match &plan.inject {
+                Some(p) => Some(
+                    injector
+                        .credential(p)
+                        .await
+                        .map(|v| (p.at.header.as_str(), v)),
+                ),
+                None => None,
+            };
+            match injected {
+                Some(Err(e)) => Some(Err(e)),
+                injected => {
+                    let credential = injected.and_then(|r| r.ok());
+                    Some(forward::send(
+                        req,
+                        d.method,
+                        inbound,
+                        plan,
+                        credential.as_ref().map(|(n, v)| (*n, v.as_str())),
+                        &gate.realm,
+                        d.request_id,
+                    ))
+                }
+            }
+        }
         Outcome::Endpoint(_) | Outcome::Refused(_) => None,
     };
     match sent {

@@ -16,7 +16,8 @@
 //! - [`rate_limit`]: the challenge endpoint's per-client token buckets;
 //! - [`store`]: the nonce store's wire protocol and its checks, shared by Worker and object;
 //! - [`digest`]: one length-prefixed SHA-256 of several parts (store keys, cache keys);
-//! - [`token_cache`]: tokens whose signature verified, per isolate (only the signature check is skipped).
+//! - [`token_cache`]: tokens whose signature verified, per isolate (only the signature check is skipped);
+//! - [`inject`]: the credential an upstream gets (issue 14): what to fetch, cache keys, headers.
 
 pub mod binding;
 pub mod compiled;
@@ -24,6 +25,8 @@ pub mod digest;
 pub mod dpop;
 pub mod extract;
 pub mod family;
+// Issue 14: credential injection (plans, token endpoint exchange, the token cache).
+pub mod inject;
 pub mod key_cache;
 pub mod log;
 // Fixed ranges of a fixed-size nonce array, after its length was checked.

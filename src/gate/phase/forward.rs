@@ -34,6 +34,29 @@ use crate::gate::phase::request::Request;
 use crate::gate::Gate;
 use crate::policy::{HeaderPlan, Route, PASSABLE_HEADERS};
 
+/// Issue 14: the receipt header. Only the gateway signs receipts: a client-sent one is deleted
+/// on every route.
+pub const RECEIPT_HEADER: &str = "attestgate-receipt";
+
+/// Issue 14 item 1: the header families the gateway owns, deleted before forwarding on every
+/// route with an `upstream` (whether the route reads them or not), so that no client credential
+/// reaches an upstream the gateway authenticates to itself: `Authorization` (Bearer, DPoP,
+/// Basic), the DPoP proof, Approov and Firebase App Check attestations, the OAuth attestation-based
+/// client authentication headers, RFC 9421 HTTP message signatures (and Web Bot Auth's
+/// `Signature-Agent`), and the receipt.
+pub const GATEWAY_OWNED: [&str; 10] = [
+    "authorization",
+    "dpop",
+    "approov-token",
+    "x-firebase-appcheck",
+    "oauth-client-attestation",
+    "oauth-client-attestation-pop",
+    "signature",
+    "signature-input",
+    "signature-agent",
+    RECEIPT_HEADER,
+];
+
 /// What the gateway saw of the request, for the `X-Forwarded-*` headers it sets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seen<'a> {
@@ -76,6 +99,9 @@ pub struct ForwardPlan<'a> {
     pub target: String,
     /// The outbound headers, relative to a copy of the inbound ones.
     pub headers: HeaderEdits<'a>,
+    /// Issue 14: the credential the upstream gets (set by the Worker after the deletes; its
+    /// header is always among them).
+    pub inject: Option<Box<crate::gate::inject::InjectPlan<'a>>>,
 }
 
 impl ForwardPlan<'_> {
@@ -110,7 +136,9 @@ pub fn plan<'a, H: HeaderSource + ?Sized>(
     ForwardPlan {
         route,
         target,
-        headers: HeaderEdits::new(&route.pass_headers, gate.consumed(route), claims, seen),
+        headers: HeaderEdits::new(&route.pass_headers, gate.consumed(route), claims, seen)
+            .with_strips(gate.strips(route)),
+        inject: None,
     }
 }
 
@@ -124,6 +152,8 @@ pub struct HeaderEdits<'a> {
     host: &'a str,
     /// The client address, when it is an IP literal.
     client: Option<String>,
+    /// Issue 14: further headers deleted ([`crate::gate::Gate::strips`]).
+    strips: &'a [String],
 }
 
 impl<'a> HeaderEdits<'a> {
@@ -144,7 +174,20 @@ impl<'a> HeaderEdits<'a> {
             proto: seen.proto,
             host: seen.host,
             client: seen.client.filter(|c| is_ip_literal(c)),
+            strips: &[],
         }
+    }
+
+    /// Also delete `strips` (issue 14: the gateway-owned families, the receipt, cookies and the
+    /// injected credential's header), in every `_`/`-` spelling.
+    pub fn with_strips(mut self, strips: &'a [String]) -> Self {
+        self.strips = strips;
+        self
+    }
+
+    /// The further headers deleted (issue 14).
+    pub fn strips(&self) -> &[String] {
+        self.strips
     }
 
     /// The verified-claims header plan (what the route's `forward` headers became).
@@ -187,6 +230,7 @@ impl<'a> HeaderEdits<'a> {
         name.eq_ignore_ascii_case("host")
             || HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
             || self.consumed.iter().any(|s| eq_folded(n, s.as_bytes()))
+            || self.strips.iter().any(|s| eq_folded(n, s.as_bytes()))
             || self
                 .claims
                 .set

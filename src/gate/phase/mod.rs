@@ -167,7 +167,11 @@ where
     }
     let claims = authorize::authorize(gate, route, &d.principal)?;
     single_use::run(pending, env.replay, env.now).await?;
-    let plan = forward::plan(gate, route, claims, req);
+    let mut plan = forward::plan(gate, route, claims, req);
+    // Issue 14: the upstream's credential, planned here, obtained by the executor.
+    if let Some(upstream) = gate.policy().route_upstream(route) {
+        plan.inject = crate::gate::inject::plan(upstream, &d.principal.tokens)?.map(Box::new);
+    }
     // RFC 9449 §8.2: the proof's nonce is spent; the response carries the next one.
     let next_nonce = d
         .principal

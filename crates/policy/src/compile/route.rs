@@ -143,6 +143,7 @@ impl Cx {
         gateway: &Gateway,
         known: &BTreeSet<&str>,
         providers: &BTreeMap<String, Provider>,
+        upstreams: &BTreeMap<String, crate::policy::Upstream>,
     ) -> Option<Route> {
         let before = self.errors.len();
         let id = r.id.as_str();
@@ -432,14 +433,8 @@ impl Cx {
             }
         }
 
-        // origin override
-        let origin = match &r.origin {
-            Some(o) => {
-                self.url(&|| at("origin"), o, gateway.allow_insecure_http, false);
-                o.clone()
-            }
-            None => gateway.origin.clone(),
-        };
+        // origin override, or the upstream (issue 14)
+        let (origin, upstream) = self.route_upstream(file, r, access.as_ref(), gateway, upstreams);
 
         if self.errors.len() != before {
             return None;
@@ -460,6 +455,8 @@ impl Cx {
             forward_tokens: r.forward_tokens,
             pass_headers,
             origin,
+            upstream,
+            strip_cookies: r.strip_cookies,
         })
     }
 
