@@ -267,8 +267,9 @@ fn route_rt(realm: &str, route: &Route, providers: &HashMap<String, ProviderRt>)
 /// - A route with an `upstream`: every header family the gateway owns
 ///   ([`crate::gate::phase::forward::GATEWAY_OWNED`]: `Authorization`, `DPoP`,
 ///   `Approov-Token`, the attestation and signature headers) and the credential header of every
-///   provider of the policy, whether this route reads it or not; and the header the upstream's
-///   injected credential goes into, so that nothing the client sent there reaches the upstream.
+///   provider of the policy, whether this route reads it or not; and the header every upstream's
+///   injected credential goes into (this one's and the others'), so that nothing the client sent
+///   there reaches the upstream.
 ///   With `forward_tokens = true` (only on an upstream that injects nothing), the route's own
 ///   consumed headers stay.
 fn route_strips(
@@ -288,7 +289,7 @@ fn route_strips(
     if route.strip_cookies {
         add("cookie", &mut out);
     }
-    if let Some(upstream) = policy.route_upstream(route) {
+    if policy.route_upstream(route).is_some() {
         // The route's own credential headers when it forwards its tokens.
         let kept: Vec<String> = if route.forward_tokens {
             route
@@ -307,8 +308,12 @@ fn route_strips(
         for p in all {
             names.extend(p.family.consumes().iter().map(String::as_str));
         }
-        if let Some(auth) = &upstream.auth {
-            names.push(auth.header().header.as_str());
+        // The header of this upstream's credential, and of every other upstream's: a client
+        // that holds one upstream's credential cannot hand it to another through the gateway.
+        for u in policy.upstreams() {
+            if let Some(auth) = &u.auth {
+                names.push(auth.header().header.as_str());
+            }
         }
         for h in names {
             if !kept.iter().any(|k| k.eq_ignore_ascii_case(h)) {

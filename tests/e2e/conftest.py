@@ -37,6 +37,15 @@ NONCE_KEY = base64.b64encode(secrets.token_bytes(32)).decode()
 APPROOV_SECRET = secrets.token_bytes(32)
 # Two HMAC keys of one provider (test_hardening_routes.py): kid k1 and k2.
 HR_SECRETS = {"k1": secrets.token_bytes(32), "k2": secrets.token_bytes(32)}
+# Issue 14 (test_inject.py): the port of the local authorization server (oidc-provider, started
+# by that file's fixture) and the Worker secrets of the injection routes.
+INJECT_AS_PORT = free_port()
+INJECT_SECRETS = {
+    "IJ_STATIC_KEY": "sk-" + secrets.token_urlsafe(24),
+    "IJ_CLIENT_ID": "attestgate-gw-" + secrets.token_hex(4),
+    "IJ_CLIENT_SECRET": secrets.token_urlsafe(32),
+    "IJ_WRONG_SECRET": secrets.token_urlsafe(32),
+}
 
 
 class Response:
@@ -74,6 +83,7 @@ class Gateway:
             f'APPROOV_SECRET="{base64.b64encode(APPROOV_SECRET).decode()}"\n'
             f'HR_SECRET="{base64.b64encode(HR_SECRETS["k1"]).decode()}"\n'
             f'HR_SECRET_2026="{base64.b64encode(HR_SECRETS["k2"]).decode()}"\n'
+            + "".join(f'{name}="{value}"\n' for name, value in INJECT_SECRETS.items())
         )
         env = wrangler_env(ROOT, self.workdir / "wrangler-logs")
         self.log = open(self.log_path, "ab")
@@ -173,6 +183,7 @@ def built(servers, workdir):
         text = text.replace("{{ISSUER}}", servers.issuer.issuer)
         text = text.replace("{{JWKS_URI}}", servers.jwks_uri)
         text = text.replace("{{BASE}}", servers.base)
+        text = text.replace("{{INJECT_AS}}", f"http://127.0.0.1:{INJECT_AS_PORT}")
         # A port nothing listens on: an origin that refuses connections.
         text = text.replace("{{DEAD_ORIGIN}}", f"http://127.0.0.1:{free_port()}")
         (policy_dir / template.name).write_text(text)
