@@ -25,6 +25,8 @@ fn route(id: String, path: String, methods: Option<Vec<String>>) -> RouteConfig 
         max_body_bytes: None,
         receipt: false,
         receipt_ttl_secs: None,
+        upstream: None,
+        strip_cookies: false,
     }
 }
 
@@ -69,6 +71,7 @@ fn policy(n: usize) -> Policy {
         }),
         provider: Default::default(),
         route: routes,
+        upstreams: Default::default(),
     };
     compile(vec![SourceFile::new("bench.toml", file)]).unwrap_or_else(|e| panic!("{}", e[0]))
 }

@@ -47,6 +47,16 @@ receipt = true
 id = "plain"
 path = "/plain"
 require = { all = ["agent"] }
+
+[upstreams.billing]
+url = "https://billing.internal.example.com/api/"
+
+[[route]]
+id = "rc-upstream"
+path = "/rc/billing/**"
+require = { all = ["agent"] }
+upstream = "billing"
+receipt = true
 "#;
 
 fn gateway(text: &str) -> Gateway {
@@ -260,6 +270,31 @@ fn a_public_receipt_route_and_a_bodiless_request_still_bind_method_url_and_the_e
         |d| d.forward().unwrap().receipt.clone().unwrap().claims,
     );
     assert_eq!(claims["iss"], "https://api.example.com:8443");
+}
+
+#[test]
+fn the_audience_of_a_receipt_is_the_upstream_it_goes_to() {
+    let gw = gateway(POLICY);
+    let keys = signing_keys();
+    let w = World::new();
+    let bearer = format!("Bearer {}", agent_token("t-up"));
+    let claims = w.decide(
+        &gw,
+        Some(&keys),
+        "GET",
+        "https://api.example.com/rc/billing/invoices?n=2",
+        &[("authorization", &bearer)],
+        b"",
+        |d| {
+            assert_eq!(d.error(), None, "{:?}", d.error());
+            d.forward().unwrap().receipt.clone().unwrap().claims
+        },
+    );
+    assert_eq!(claims["aud"], "https://billing.internal.example.com/api");
+    assert_eq!(
+        claims["htu"],
+        "https://billing.internal.example.com/api/rc/billing/invoices?n=2"
+    );
 }
 
 #[test]

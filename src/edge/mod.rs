@@ -7,6 +7,7 @@ mod body;
 #[cfg(attestgate_selftest)]
 mod fault_test;
 mod forward;
+mod inject;
 mod keys;
 mod nonce_store;
 mod promise;
@@ -44,6 +45,8 @@ struct Isolate {
     challenges: RefCell<RateLimiter>,
     /// Issue 14: the gateway's signing key, read on first use, and its WebCrypto signer.
     signing: signing::IsolateSigning,
+    /// Issue 14: the upstreams' injected tokens.
+    tokens: inject::TokenStore,
 }
 
 thread_local! {
@@ -64,6 +67,7 @@ fn isolate() -> std::result::Result<Rc<Isolate>, Error> {
             nonce_key: OnceCell::new(),
             challenges: RefCell::new(RateLimiter::for_challenges()),
             signing: signing::IsolateSigning::new(),
+            tokens: inject::TokenStore::default(),
             gate,
         });
         *cell.borrow_mut() = Some(isolate.clone());
@@ -248,28 +252,53 @@ async fn run(
         .signing
         .sign_receipt(&secrets, gate, &mut decision)
         .await;
-    let answer = execute(&req, &inbound, gate, &mut decision).await;
+    let injector = inject::Injector {
+        secrets: &secrets,
+        store: &isolate.tokens,
+        request_id: &id,
+    };
+    let answer = execute(&req, &inbound, gate, &injector, &mut decision).await;
     finish(decision, answer, started, &mut sinks)
 }
 
 /// Run the decision's plans: forward the request (and add the response headers the response
 /// plan names), or answer with the gateway's own response. A forward that cannot be sent
 /// becomes a refusal.
-async fn execute(
+async fn execute<S: Secrets>(
     req: &web_sys::Request,
     inbound: &worker::Headers,
     gate: &Gate,
+    injector: &inject::Injector<'_, S>,
     d: &mut Decision<'_>,
 ) -> Result<JsValue> {
     let sent = match &d.outcome {
-        Outcome::Forward(plan) => Some(forward::send(
-            req,
-            d.method,
-            inbound,
-            plan,
-            &gate.realm,
-            d.request_id,
-        )),
+        Outcome::Forward(plan) => {
+            // Issue 14: the upstream's credential first; without it nothing is sent.
+            let injected = match &plan.inject {
+                Some(p) => Some(
+                    injector
+                        .credential(p)
+                        .await
+                        .map(|v| (p.at.header.as_str(), v)),
+                ),
+                None => None,
+            };
+            match injected {
+                Some(Err(e)) => Some(Err(e)),
+                injected => {
+                    let credential = injected.and_then(|r| r.ok());
+                    Some(forward::send(
+                        req,
+                        d.method,
+                        inbound,
+                        plan,
+                        credential.as_ref().map(|(n, v)| (*n, v.as_str())),
+                        &gate.realm,
+                        d.request_id,
+                    ))
+                }
+            }
+        }
         Outcome::Endpoint(_) | Outcome::Refused(_) => None,
     };
     match sent {

@@ -87,6 +87,8 @@ struct RouteRt {
     /// The request headers its providers' credentials occupy, deleted before forwarding
     /// (none with `forward_tokens = true`).
     consumed: Vec<String>,
+    /// Issue 14: the other headers deleted before forwarding ([`route_strips`]).
+    strips: Vec<String>,
 }
 
 /// The gateway: policy, providers and the gateway-wide settings.
@@ -135,7 +137,11 @@ impl Gate {
         let routes = policy
             .routes()
             .iter()
-            .map(|r| (r.id.clone(), route_rt(&gw.realm, r, &providers)))
+            .map(|r| {
+                let mut rt = route_rt(&gw.realm, r, &providers);
+                rt.strips = route_strips(&policy, r, &providers, &rt.consumed);
+                (r.id.clone(), rt)
+            })
             .collect();
         Ok(Self {
             policy_sha256: std::sync::OnceLock::new(),
@@ -212,6 +218,14 @@ impl Gate {
             .map_or(&[][..], |r| r.consumed.as_slice())
     }
 
+    /// Issue 14: the headers the forward plan deletes besides [`Gate::consumed`], the claims
+    /// prefix and the override and hop-by-hop headers ([`route_strips`]).
+    pub fn strips(&self, route: &Route) -> &[String] {
+        self.routes
+            .get(&route.id)
+            .map_or(&[][..], |r| r.strips.as_slice())
+    }
+
     pub fn requires_all(route: &Route) -> bool {
         matches!(route.access, Access::All(_))
     }
@@ -253,7 +267,72 @@ fn route_rt(realm: &str, route: &Route, providers: &HashMap<String, ProviderRt>)
     RouteRt {
         challenge: Challenge::new(realm, bearer, dpop),
         consumed,
+        strips: Vec::new(),
     }
+}
+
+/// Issue 14 item 1: what a route's forward deletes besides the credentials it consumed.
+///
+/// - Every route: a client-sent `Attestgate-Receipt` (only the gateway signs receipts), and
+///   `Cookie` where the route says `strip_cookies = true`.
+/// - A route with an `upstream`: every header family the gateway owns
+///   ([`crate::gate::phase::forward::GATEWAY_OWNED`]: `Authorization`, `DPoP`,
+///   `Approov-Token`, the attestation and signature headers) and the credential header of every
+///   provider of the policy, whether this route reads it or not; and the header every upstream's
+///   injected credential goes into (this one's and the others'), so that nothing the client sent
+///   there reaches the upstream.
+///   With `forward_tokens = true` (only on an upstream that injects nothing), the route's own
+///   consumed headers stay.
+fn route_strips(
+    policy: &Policy,
+    route: &Route,
+    providers: &HashMap<String, ProviderRt>,
+    consumed: &[String],
+) -> Vec<String> {
+    use crate::gate::phase::forward::{GATEWAY_OWNED, RECEIPT_HEADER};
+    let mut out: Vec<String> = vec![RECEIPT_HEADER.to_owned()];
+    let add = |h: &str, out: &mut Vec<String>| {
+        let h = h.to_ascii_lowercase();
+        if !out.contains(&h) && !consumed.contains(&h) {
+            out.push(h);
+        }
+    };
+    if route.strip_cookies {
+        add("cookie", &mut out);
+    }
+    if policy.route_upstream(route).is_some() {
+        // The route's own credential headers when it forwards its tokens.
+        let kept: Vec<String> = if route.forward_tokens {
+            route
+                .access
+                .providers()
+                .iter()
+                .filter_map(|n| providers.get(n))
+                .flat_map(|p| p.family.consumes().iter().cloned())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut names: Vec<&str> = GATEWAY_OWNED.to_vec();
+        let mut all: Vec<&ProviderRt> = providers.values().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        for p in all {
+            names.extend(p.family.consumes().iter().map(String::as_str));
+        }
+        // The header of this upstream's credential, and of every other upstream's: a client
+        // that holds one upstream's credential cannot hand it to another through the gateway.
+        for u in policy.upstreams() {
+            if let Some(auth) = &u.auth {
+                names.push(auth.header().header.as_str());
+            }
+        }
+        for h in names {
+            if !kept.iter().any(|k| k.eq_ignore_ascii_case(h)) {
+                add(h, &mut out);
+            }
+        }
+    }
+    out
 }
 
 fn provider_rt(p: &Provider, skew_secs: i64) -> Result<ProviderRt, Error> {

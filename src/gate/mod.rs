@@ -17,7 +17,8 @@
 //! - [`store`]: the nonce store's wire protocol and its checks, shared by Worker and object;
 //! - [`signing`]: the gateway's signing key, its JWKS and `sign_jwt` (issue 14);
 //! - [`digest`]: one length-prefixed SHA-256 of several parts (store keys, cache keys);
-//! - [`token_cache`]: tokens whose signature verified, per isolate (only the signature check is skipped).
+//! - [`token_cache`]: tokens whose signature verified, per isolate (only the signature check is skipped);
+//! - [`inject`]: the credential an upstream gets (issue 14): what to fetch, cache keys, headers.
 
 pub mod binding;
 pub mod body;
@@ -26,6 +27,8 @@ pub mod digest;
 pub mod dpop;
 pub mod extract;
 pub mod family;
+// Issue 14: credential injection (plans, token endpoint exchange, the token cache).
+pub mod inject;
 pub mod key_cache;
 pub mod log;
 // Fixed ranges of a fixed-size nonce array, after its length was checked.

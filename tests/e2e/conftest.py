@@ -45,6 +45,15 @@ PREVIOUS_SIGNING_KEY = OKPKey.generate_key("Ed25519", parameters={"kid": "gw-e2e
 # Issue 14: the example receipt-verifying origins (examples/origin-*, test_receipt.py), on ports
 # fixed before the build since the policy names them.
 RECEIPT_ORIGIN_PORTS = {"py": free_port(), "node": free_port()}
+# Issue 14 (test_inject.py): the port of the local authorization server (oidc-provider, started
+# by that file's fixture) and the Worker secrets of the injection routes.
+INJECT_AS_PORT = free_port()
+INJECT_SECRETS = {
+    "IJ_STATIC_KEY": "sk-" + secrets.token_urlsafe(24),
+    "IJ_CLIENT_ID": "attestgate-gw-" + secrets.token_hex(4),
+    "IJ_CLIENT_SECRET": secrets.token_urlsafe(32),
+    "IJ_WRONG_SECRET": secrets.token_urlsafe(32),
+}
 
 
 class Response:
@@ -86,6 +95,7 @@ class Gateway:
             f'HR_SECRET_2026="{base64.b64encode(HR_SECRETS["k2"]).decode()}"\n'
             f"ATTESTGATE_SIGNING_KEY='{json.dumps(SIGNING_KEY.as_dict(private=True))}'\n"
             f"ATTESTGATE_SIGNING_KEY_PREVIOUS='{json.dumps(PREVIOUS_SIGNING_KEY.as_dict(private=False))}'\n"
+            + "".join(f'{name}="{value}"\n' for name, value in INJECT_SECRETS.items())
         )
         dev_vars = "".join(
             line + "\n" for line in dev_vars.splitlines() if not line.startswith(self.drop_vars)
@@ -191,6 +201,7 @@ def built(servers, workdir):
         text = text.replace("{{BASE}}", servers.base)
         for name, port in RECEIPT_ORIGIN_PORTS.items():
             text = text.replace("{{RC_%s_ORIGIN}}" % name.upper(), f"http://127.0.0.1:{port}")
+        text = text.replace("{{INJECT_AS}}", f"http://127.0.0.1:{INJECT_AS_PORT}")
         # A port nothing listens on: an origin that refuses connections.
         text = text.replace("{{DEAD_ORIGIN}}", f"http://127.0.0.1:{free_port()}")
         (policy_dir / template.name).write_text(text)

@@ -30,10 +30,33 @@
 //! allocation (deletions are a lazy filter over the names, the set list borrows the plan).
 
 use crate::gate::extract::HeaderSource;
-use crate::gate::phase::receipt::{CONTENT_DIGEST_HEADER, RECEIPT_HEADER};
+use crate::gate::phase::receipt::CONTENT_DIGEST_HEADER;
 use crate::gate::phase::request::Request;
 use crate::gate::Gate;
 use crate::policy::{HeaderPlan, Route, PASSABLE_HEADERS};
+
+/// Issue 14: the receipt header (`crate::gate::phase::receipt`). Only the gateway signs
+/// receipts: a client-sent one is deleted on every route.
+pub use crate::gate::phase::receipt::RECEIPT_HEADER;
+
+/// Issue 14 item 1: the header families the gateway owns, deleted before forwarding on every
+/// route with an `upstream` (whether the route reads them or not), so that no client credential
+/// reaches an upstream the gateway authenticates to itself: `Authorization` (Bearer, DPoP,
+/// Basic), the DPoP proof, Approov and Firebase App Check attestations, the OAuth attestation-based
+/// client authentication headers, RFC 9421 HTTP message signatures (and Web Bot Auth's
+/// `Signature-Agent`), and the receipt.
+pub const GATEWAY_OWNED: [&str; 10] = [
+    "authorization",
+    "dpop",
+    "approov-token",
+    "x-firebase-appcheck",
+    "oauth-client-attestation",
+    "oauth-client-attestation-pop",
+    "signature",
+    "signature-input",
+    "signature-agent",
+    RECEIPT_HEADER,
+];
 
 /// What the gateway saw of the request, for the `X-Forwarded-*` headers it sets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +106,9 @@ pub struct ForwardPlan<'a> {
     /// Issue 14: the receipt to sign (`receipt = true`); the executor signs it and sets it with
     /// [`HeaderEdits::set_receipt`] before sending.
     pub receipt: Option<Box<crate::gate::phase::receipt::ReceiptPlan>>,
+    /// Issue 14: the credential the upstream gets (set by the Worker after the deletes; its
+    /// header is always among them).
+    pub inject: Option<Box<crate::gate::inject::InjectPlan<'a>>>,
 }
 
 impl ForwardPlan<'_> {
@@ -117,9 +143,11 @@ pub fn plan<'a, H: HeaderSource + ?Sized>(
     ForwardPlan {
         route,
         target,
-        headers: HeaderEdits::new(&route.pass_headers, gate.consumed(route), claims, seen),
+        headers: HeaderEdits::new(&route.pass_headers, gate.consumed(route), claims, seen)
+            .with_strips(gate.strips(route)),
         body: None,
         receipt: None,
+        inject: None,
     }
 }
 
@@ -133,6 +161,8 @@ pub struct HeaderEdits<'a> {
     host: &'a str,
     /// The client address, when it is an IP literal.
     client: Option<String>,
+    /// Issue 14: further headers deleted ([`crate::gate::Gate::strips`]).
+    strips: &'a [String],
     /// Issue 14: the `Content-Digest` the receipt binds, and the signed receipt (boxed: most
     /// routes sign none).
     receipt: Option<Box<ReceiptHeaders>>,
@@ -163,6 +193,7 @@ impl<'a> HeaderEdits<'a> {
             proto: seen.proto,
             host: seen.host,
             client: seen.client.filter(|c| is_ip_literal(c)),
+            strips: &[],
             receipt: None,
         }
     }
@@ -191,6 +222,18 @@ impl<'a> HeaderEdits<'a> {
             .as_ref()
             .map(|r| r.content_digest.as_str())
             .filter(|d| !d.is_empty())
+    }
+
+    /// Also delete `strips` (issue 14: the gateway-owned families, the receipt, cookies and the
+    /// injected credential's header), in every `_`/`-` spelling.
+    pub fn with_strips(mut self, strips: &'a [String]) -> Self {
+        self.strips = strips;
+        self
+    }
+
+    /// The further headers deleted (issue 14).
+    pub fn strips(&self) -> &[String] {
+        self.strips
     }
 
     /// The verified-claims header plan (what the route's `forward` headers became).
@@ -236,6 +279,7 @@ impl<'a> HeaderEdits<'a> {
             || (self.content_digest().is_some() && eq_folded(n, CONTENT_DIGEST_HEADER.as_bytes()))
             || HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
             || self.consumed.iter().any(|s| eq_folded(n, s.as_bytes()))
+            || self.strips.iter().any(|s| eq_folded(n, s.as_bytes()))
             || self
                 .claims
                 .set

@@ -202,6 +202,10 @@ where
             .set_content_digest(receipt.content_digest.clone());
         plan.receipt = Some(Box::new(receipt));
     }
+    // Issue 14: the upstream's credential, planned here, obtained by the executor.
+    if let Some(upstream) = gate.policy().route_upstream(route) {
+        plan.inject = crate::gate::inject::plan(upstream, &d.principal.tokens)?.map(Box::new);
+    }
     // RFC 9449 §8.2: the proof's nonce is spent; the response carries the next one.
     let next_nonce = d
         .principal

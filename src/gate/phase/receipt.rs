@@ -7,7 +7,7 @@
 //! | claim | value |
 //! |---|---|
 //! | `iss` | `[gateway] issuer`, else the origin the request was sent to |
-//! | `aud` | the upstream: the route's origin URL (without a trailing `/`) |
+//! | `aud` | the upstream: its `url` (`upstream = "NAME"`), else the route's origin (without a trailing `/`) |
 //! | `iat`, `exp` | now, now + `receipt_ttl_secs` (at most 300) |
 //! | `jti` | the decision's `request_id` (one receipt per request) |
 //! | `sub` | the verified subject (absent on a public route) |
@@ -82,7 +82,13 @@ pub fn plan(facts: &Facts<'_>) -> ReceiptPlan {
             facts.request_origin,
         )),
     );
-    put("aud", Value::from(facts.route.origin.trim_end_matches('/')));
+    // The upstream the request goes to (`upstream = "NAME"`), else the route's origin.
+    let aud = facts
+        .gate
+        .policy()
+        .route_upstream(facts.route)
+        .map_or(facts.route.origin.as_str(), |u| u.url.as_str());
+    put("aud", Value::from(aud.trim_end_matches('/')));
     put("iat", Value::from(facts.now));
     put("exp", Value::from(facts.now.saturating_add(ttl)));
     put("jti", Value::from(facts.request_id));

@@ -152,6 +152,7 @@ impl Cx {
         gateway: &Gateway,
         known: &BTreeSet<&str>,
         providers: &BTreeMap<String, Provider>,
+        upstreams: &BTreeMap<String, crate::policy::Upstream>,
     ) -> Option<Route> {
         let before = self.errors.len();
         let id = r.id.as_str();
@@ -441,14 +442,8 @@ impl Cx {
             }
         }
 
-        // origin override
-        let origin = match &r.origin {
-            Some(o) => {
-                self.url(&|| at("origin"), o, gateway.allow_insecure_http, false);
-                o.clone()
-            }
-            None => gateway.origin.clone(),
-        };
+        // origin override, or the upstream (issue 14)
+        let (origin, upstream) = self.route_upstream(file, r, access.as_ref(), gateway, upstreams);
 
         // max_body_bytes (issue 15): setting it makes the gateway read and cap the body.
         let mut body = crate::policy::BodyRule::UNREAD;
@@ -487,6 +482,8 @@ impl Cx {
             forward_tokens: r.forward_tokens,
             pass_headers,
             origin,
+            upstream,
+            strip_cookies: r.strip_cookies,
         })
     }
 
