@@ -440,6 +440,12 @@ fn receipt_fields_are_checked_at_build_and_the_policy_hash_is_stable() {
     assert_eq!(a.gate().policy_sha256(), b.gate().policy_sha256());
     assert_ne!(a.gate().policy_sha256(), c.gate().policy_sha256());
     assert_eq!(a.gate().policy_sha256().len(), 43);
+    // The Worker hashes its embedded JSON text: the same as the policy's embedded form.
+    let built = attestgate::gate::Gate::from_embedded().unwrap();
+    assert_eq!(
+        built.policy_sha256(),
+        attestgate::gate::digest::sha256_b64url(attestgate::EMBEDDED_POLICY_JSON.as_bytes())
+    );
     // ... and what the Worker computes from its embedded JSON.
     let embedded = attestgate::policy::Policy::from_json(&a.policy().to_json()).unwrap();
     assert_eq!(

@@ -175,8 +175,15 @@ impl Gate {
     /// ([`Policy::to_json`], what `build.rs` embeds), computed once: a receipt names the exact
     /// policy that decided, and `attestgate explain` shows the same value.
     pub fn policy_sha256(&self) -> &str {
-        self.policy_sha256
-            .get_or_init(|| crate::gate::digest::sha256_b64url(self.policy.to_json().as_bytes()))
+        self.policy_sha256.get_or_init(|| {
+            #[cfg(not(target_arch = "wasm32"))]
+            let text = self.policy.to_json();
+            // The Worker's one policy is the embedded one (`from_embedded`), whose text this is
+            // (the same bytes, tested natively): the wasm links no policy serialiser.
+            #[cfg(target_arch = "wasm32")]
+            let text = crate::EMBEDDED_POLICY_JSON;
+            crate::gate::digest::sha256_b64url(text.as_bytes())
+        })
     }
 
     pub fn provider(&self, name: &str) -> Option<&ProviderRt> {
