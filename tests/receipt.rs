@@ -10,7 +10,7 @@ use attestgate::api::{
 };
 use attestgate::gate::compiled::hmac_keys;
 use attestgate::gate::phase::receipt::{CONTENT_DIGEST_HEADER, RECEIPT_HEADER, RECEIPT_TYP};
-use attestgate::gate::signing::sign_jwt;
+use attestgate::gate::signing::{sign_jwt, sign_jwt_json};
 use attestgate::jose::{b64, verify_native, Alg, Limits};
 use attestgate::policy::Secret;
 use serde_json::{json, Value};
@@ -151,6 +151,17 @@ impl World {
     }
 }
 
+/// The receipt's claims text, parsed strictly (it must also be exactly `serde_json`'s text).
+fn claims_of(text: &str) -> Value {
+    let v: Value = serde_json::from_str(text).expect("the claims are JSON");
+    assert_eq!(
+        v.to_string(),
+        text,
+        "members sorted, compact, as serde_json writes them"
+    );
+    v
+}
+
 fn sets(d: &Decision<'_>) -> Vec<(String, String)> {
     d.forward()
         .expect("forwarded")
@@ -167,7 +178,7 @@ fn the_receipt_holds_exactly_the_claims_of_the_issue_bound_to_the_forwarded_requ
     let w = World::new();
     let bearer = format!("Bearer {}", agent_token("t-1"));
     let body = br#"{"hello": "world"}"#;
-    let (claims, digest, set) = w.decide(
+    let (text, digest, set) = w.decide(
         &gw,
         Some(&keys),
         "POST",
@@ -189,6 +200,7 @@ fn the_receipt_holds_exactly_the_claims_of_the_issue_bound_to_the_forwarded_requ
             (r.claims, r.content_digest, sets(d))
         },
     );
+    let claims = claims_of(&text);
     assert_eq!(
         digest,
         "sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:"
@@ -217,7 +229,13 @@ fn the_receipt_holds_exactly_the_claims_of_the_issue_bound_to_the_forwarded_requ
     // The gateway sends the Content-Digest it signs.
     assert!(set.contains(&(CONTENT_DIGEST_HEADER.to_owned(), digest.clone())));
     // Signed as the Worker signs it; the JWS is a receipt the JOSE parser reads back.
-    let jws = block_on_ready(sign_jwt(&keys, &NativeSigner, RECEIPT_TYP, &claims)).unwrap();
+    let jws = block_on_ready(sign_jwt_json(&keys, &NativeSigner, RECEIPT_TYP, &text)).unwrap();
+    // ... the same bytes as signing the claims as a `Value`.
+    let same = block_on_ready(sign_jwt(&keys, &NativeSigner, RECEIPT_TYP, &claims)).unwrap();
+    assert_eq!(
+        jws.rsplit_once('.').unwrap().0,
+        same.rsplit_once('.').unwrap().0
+    );
     let parsed =
         attestgate::jose::jws::parse(&jws, &[Alg::Es256], &[RECEIPT_TYP], &Limits::default())
             .unwrap();
@@ -242,7 +260,7 @@ fn a_public_receipt_route_and_a_bodiless_request_still_bind_method_url_and_the_e
         "https://api.example.com/rc/public",
         &[],
         b"",
-        |d| d.forward().unwrap().receipt.clone().unwrap().claims,
+        |d| claims_of(&d.forward().unwrap().receipt.clone().unwrap().claims),
     );
     assert_eq!(
         claims["content_digest"],
@@ -267,7 +285,7 @@ fn a_public_receipt_route_and_a_bodiless_request_still_bind_method_url_and_the_e
         "https://api.example.com:8443/rc/public",
         &[],
         b"",
-        |d| d.forward().unwrap().receipt.clone().unwrap().claims,
+        |d| claims_of(&d.forward().unwrap().receipt.clone().unwrap().claims),
     );
     assert_eq!(claims["iss"], "https://api.example.com:8443");
 }
@@ -287,7 +305,7 @@ fn the_audience_of_a_receipt_is_the_upstream_it_goes_to() {
         b"",
         |d| {
             assert_eq!(d.error(), None, "{:?}", d.error());
-            d.forward().unwrap().receipt.clone().unwrap().claims
+            claims_of(&d.forward().unwrap().receipt.clone().unwrap().claims)
         },
     );
     assert_eq!(claims["aud"], "https://billing.internal.example.com/api");

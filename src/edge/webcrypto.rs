@@ -219,25 +219,23 @@ impl WebCryptoSigner {
         if let Some(k) = self.keys.borrow().get(id) {
             return Ok(k.clone());
         }
-        let public = key.public_jwk();
-        let member = |name: &str| public.get(name).and_then(|v| v.as_str()).unwrap_or("");
         let d = b64::encode(key.secret_bytes());
         let (jwk, algorithm) = match key.public_key().material() {
-            KeyMaterial::Ec { .. } => (
+            KeyMaterial::Ec { x, y, .. } => (
                 object(&[
                     ("kty", "EC"),
                     ("crv", "P-256"),
-                    ("x", member("x")),
-                    ("y", member("y")),
+                    ("x", &b64::encode(x)),
+                    ("y", &b64::encode(y)),
                     ("d", &d),
                 ]),
                 object(&[("name", "ECDSA"), ("namedCurve", "P-256")]),
             ),
-            KeyMaterial::Ed25519 { .. } => (
+            KeyMaterial::Ed25519 { x, .. } => (
                 object(&[
                     ("kty", "OKP"),
                     ("crv", "Ed25519"),
-                    ("x", member("x")),
+                    ("x", &b64::encode(x)),
                     ("d", &d),
                 ]),
                 object(&[("name", "Ed25519")]),

@@ -15,11 +15,11 @@
 //! that needs a signature answer 503 `temporarily_unavailable`
 //! ([`Error::SigningKeyUnavailable`]); nothing is ever sent unsigned.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::gate::phase::response::Answer;
 use crate::gate::seams::{Secrets, Signer};
-use crate::jose::{json as strict_json, sign_compact, Alg, Key, KeyRejection, SigningKey};
+use crate::jose::{json as strict_json, sign_compact_json, Alg, Key, KeyRejection, SigningKey};
 use crate::Error;
 
 /// The Worker secret with the gateway's private signing JWK.
@@ -140,11 +140,11 @@ impl GatewayKeys {
                 Some(key)
             }
         };
-        let mut keys = vec![current.public_jwk()];
+        let mut keys = vec![public_jwk(current.public_key())];
         if let Some(p) = &previous {
             keys.push(public_jwk(p));
         }
-        let jwks = json!({ "keys": keys }).to_string();
+        let jwks = format!("{{\"keys\":[{}]}}", keys.join(","));
         Ok(GatewayKeys {
             current,
             previous,
@@ -177,26 +177,35 @@ impl GatewayKeys {
     }
 }
 
-/// The public JWK of a verification key (ES256 or EdDSA), as [`SigningKey::public_jwk`] writes it.
-fn public_jwk(key: &Key) -> Value {
+/// The public JWK text of a verification key (ES256 or EdDSA): the members
+/// [`SigningKey::public_jwk`] has, in the order `serde_json` writes them (sorted), written by
+/// hand (less code in the Worker than a `serde_json::Value`).
+fn public_jwk(key: &Key) -> String {
+    use crate::gate::log::{json_object, json_str};
     use crate::jose::{b64, KeyMaterial};
-    let mut jwk = match key.material() {
-        KeyMaterial::Ec { x, y, .. } => {
-            json!({"kty": "EC", "crv": "P-256", "x": b64::encode(x), "y": b64::encode(y)})
-        }
-        KeyMaterial::Ed25519 { x, .. } => {
-            json!({"kty": "OKP", "crv": "Ed25519", "x": b64::encode(x)})
-        }
-        _ => Value::Null,
+    let (kty, crv, x, y) = match key.material() {
+        KeyMaterial::Ec { x, y, .. } => ("EC", "P-256", b64::encode(x), Some(b64::encode(y))),
+        KeyMaterial::Ed25519 { x, .. } => ("OKP", "Ed25519", b64::encode(x), None),
+        // `GatewayKeys::new` admits only the two above.
+        _ => return String::from("{}"),
     };
-    if let Value::Object(m) = &mut jwk {
-        m.insert("alg".into(), Value::from(key.alg().as_str()));
-        m.insert("use".into(), Value::from("sig"));
-        if let Some(kid) = key.kid() {
-            m.insert("kid".into(), Value::from(kid));
-        }
+    let (alg, crv, kty, x) = (
+        json_str(key.alg().as_str()),
+        json_str(crv),
+        json_str(kty),
+        json_str(&x),
+    );
+    let kid = key.kid().map(json_str);
+    let y = y.as_deref().map(json_str);
+    let mut members: Vec<(&str, &str)> = vec![("alg", &alg), ("crv", &crv)];
+    if let Some(kid) = &kid {
+        members.push(("kid", kid));
     }
-    jwk
+    members.extend([("kty", kty.as_str()), ("use", "\"sig\""), ("x", x.as_str())]);
+    if let Some(y) = &y {
+        members.push(("y", y));
+    }
+    json_object(&members)
 }
 
 /// Where the gateway's signing keys come from, asked for only by what signs or publishes them
@@ -227,7 +236,18 @@ pub async fn sign_jwt<S: Signer>(
     typ: &str,
     claims: &Value,
 ) -> Result<String, Error> {
-    sign_compact(claims, typ, &keys.current, signer)
+    sign_jwt_json(keys, signer, typ, &claims.to_string()).await
+}
+
+/// [`sign_jwt`] of claims given as the text of a JSON object (the receipt writes its claims by
+/// hand, as the gateway's other JSON texts are: less code in the Worker).
+pub async fn sign_jwt_json<S: Signer>(
+    keys: &GatewayKeys,
+    signer: &S,
+    typ: &str,
+    claims_json: &str,
+) -> Result<String, Error> {
+    sign_compact_json(claims_json, typ, &keys.current, signer)
         .await
         .map_err(|_| Error::SigningKeyUnavailable)
 }
@@ -259,6 +279,7 @@ mod tests {
     use super::*;
     use crate::gate::seams::MemorySecrets;
     use crate::jose::{b64, block_on_ready, verify_native, NativeSigner};
+    use serde_json::json;
 
     fn es256(seed: u8, kid: Option<&str>) -> Value {
         let sk = p256::ecdsa::SigningKey::from_slice(&[seed; 32]).unwrap();
@@ -295,6 +316,13 @@ mod tests {
         assert_eq!(list[1]["kid"], "gw-1");
         assert_eq!(list[1]["alg"], "EdDSA");
         assert!(!keys.jwks().contains("\"d\""), "{}", keys.jwks());
+        // The hand-written text is the JSON of the signing key's own public JWK.
+        let current = SigningKey::from_jwk(&cur.to_string()).unwrap();
+        let previous = SigningKey::from_jwk(&prev.to_string()).unwrap();
+        assert_eq!(
+            keys.jwks(),
+            json!({"keys": [current.public_jwk(), previous.public_jwk()]}).to_string()
+        );
         assert!(!keys.jwks().contains(cur["d"].as_str().unwrap()));
         assert!(!keys.jwks().contains(prev["d"].as_str().unwrap()));
         // The published set parses as a JWKS the gateway itself would accept.

@@ -48,7 +48,8 @@ pub fn print_planned(fwd: &ForwardPlan<'_>) {
         "  set     {}: <compact JWS signed by the Worker with {SIGNING_KEY_SECRET}> holding",
         header_name(RECEIPT_HEADER)
     );
-    let text = serde_json::to_string_pretty(&receipt.claims).unwrap_or_default();
+    let claims: serde_json::Value = serde_json::from_str(&receipt.claims).unwrap_or_default();
+    let text = serde_json::to_string_pretty(&claims).unwrap_or_default();
     for line in text.lines() {
         println!("          {line}");
     }

@@ -28,9 +28,8 @@
 //! Without a usable signing key the request is refused with 503 before anything single-use is
 //! spent, and nothing reaches the origin.
 
-use serde_json::{json, Map, Value};
-
 use crate::gate::digest;
+use crate::gate::log::{json_object, json_str, json_strs};
 use crate::gate::phase::record::Principal;
 use crate::gate::Gate;
 use crate::policy::{ReceiptRule, Route};
@@ -42,10 +41,11 @@ pub const CONTENT_DIGEST_HEADER: &str = "content-digest";
 /// The receipt's JWS `typ`.
 pub const RECEIPT_TYP: &str = "attestgate-receipt+jwt";
 
-/// A receipt to sign: the claims, and the digest also sent as `Content-Digest`.
+/// A receipt to sign: the claims (the text of a JSON object, members sorted by name), and the
+/// digest also sent as `Content-Digest`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReceiptPlan {
-    pub claims: Value,
+    pub claims: String,
     pub content_digest: String,
 }
 
@@ -66,65 +66,102 @@ pub struct Facts<'a> {
     pub now: i64,
 }
 
-/// The receipt for `facts`.
+/// The receipt for `facts`. The JSON is written by hand (`gate::log`'s writers, as the
+/// gateway's other JSON texts): the same text `serde_json` makes of the same members, with less
+/// code in the Worker.
 pub fn plan(facts: &Facts<'_>) -> ReceiptPlan {
     let p = facts.principal;
     let content_digest = digest::content_digest(facts.body);
     let ttl = i64::try_from(facts.rule.ttl_secs).unwrap_or(60);
-    let mut c = Map::new();
-    let mut put = |name: &str, value: Value| {
-        c.insert(name.to_owned(), value);
-    };
-    put(
-        "iss",
-        Value::from(crate::gate::signing::issuer(
-            facts.gate,
-            facts.request_origin,
-        )),
-    );
     // The upstream the request goes to (`upstream = "NAME"`), else the route's origin.
     let aud = facts
         .gate
         .policy()
         .route_upstream(facts.route)
         .map_or(facts.route.origin.as_str(), |u| u.url.as_str());
-    put("aud", Value::from(aud.trim_end_matches('/')));
-    put("iat", Value::from(facts.now));
-    put("exp", Value::from(facts.now.saturating_add(ttl)));
-    put("jti", Value::from(facts.request_id));
-    if let Some(sub) = p.subject() {
-        put("sub", Value::from(sub));
+    let mut attestation = Vec::with_capacity(3);
+    let device = p.device().map(json_str);
+    let (issuers, providers) = (json_strs(p.issuers()), json_strs(p.providers()));
+    if let Some(did) = &device {
+        attestation.push(("device_id", did.as_str()));
     }
-    if let Some(act) = act_chain(p) {
-        put("act", act);
-    }
-    let mut attestation = json!({
-        "providers": p.providers().collect::<Vec<_>>(),
-        "issuers": p.issuers(),
-    });
-    if let (Some(did), Value::Object(m)) = (p.device(), &mut attestation) {
-        m.insert("device_id".into(), Value::from(did));
-    }
-    put("attestation", attestation);
-    put("route", Value::from(facts.route.id.as_str()));
-    put("policy_sha256", Value::from(facts.gate.policy_sha256()));
+    attestation.push(("issuers", issuers.as_str()));
+    attestation.push(("providers", providers.as_str()));
     let scopes = granted_scopes(p);
-    if !scopes.is_empty() {
-        put("scope", Value::from(scopes.join(" ")));
-    }
-    if let Some(jkt) = p
+    let jkt = p
         .tokens
         .iter()
-        .find_map(|(_, c)| c.get_path(&["cnf", "jkt"]).and_then(Value::as_str))
-    {
-        put("cnf", json!({ "jkt": jkt }));
-    }
-    put("htm", Value::from(facts.method));
-    put("htu", Value::from(facts.target));
-    put("content_digest", Value::from(content_digest.as_str()));
+        .find_map(|(_, c)| c.get_path(&["cnf", "jkt"]).and_then(|v| v.as_str()));
+    let texts = Texts {
+        act: act_chain(p),
+        attestation: json_object(&attestation),
+        aud: json_str(aud.trim_end_matches('/')),
+        cnf: jkt.map(|j| json_object(&[("jkt", &json_str(j))])),
+        content_digest: json_str(&content_digest),
+        exp: facts.now.saturating_add(ttl).to_string(),
+        htm: json_str(facts.method),
+        htu: json_str(facts.target),
+        iat: facts.now.to_string(),
+        iss: json_str(crate::gate::signing::issuer(
+            facts.gate,
+            facts.request_origin,
+        )),
+        jti: json_str(facts.request_id),
+        policy: json_str(facts.gate.policy_sha256()),
+        route: json_str(&facts.route.id),
+        scope: (!scopes.is_empty()).then(|| json_str(&scopes.join(" "))),
+        sub: p.subject().map(json_str),
+    };
     ReceiptPlan {
-        claims: Value::Object(c),
+        claims: texts.object(),
         content_digest,
+    }
+}
+
+/// The JSON text of each claim.
+struct Texts {
+    act: Option<String>,
+    attestation: String,
+    aud: String,
+    cnf: Option<String>,
+    content_digest: String,
+    exp: String,
+    htm: String,
+    htu: String,
+    iat: String,
+    iss: String,
+    jti: String,
+    policy: String,
+    route: String,
+    scope: Option<String>,
+    sub: Option<String>,
+}
+
+impl Texts {
+    /// The claims object, members sorted by name; absent ones left out.
+    fn object(&self) -> String {
+        let all: [(&str, Option<&String>); 15] = [
+            ("act", self.act.as_ref()),
+            ("attestation", Some(&self.attestation)),
+            ("aud", Some(&self.aud)),
+            ("cnf", self.cnf.as_ref()),
+            ("content_digest", Some(&self.content_digest)),
+            ("exp", Some(&self.exp)),
+            ("htm", Some(&self.htm)),
+            ("htu", Some(&self.htu)),
+            ("iat", Some(&self.iat)),
+            ("iss", Some(&self.iss)),
+            ("jti", Some(&self.jti)),
+            ("policy_sha256", Some(&self.policy)),
+            ("route", Some(&self.route)),
+            ("scope", self.scope.as_ref()),
+            ("sub", self.sub.as_ref()),
+        ];
+        let members: Vec<(&str, &str)> = all
+            .iter()
+            .filter_map(|(n, v)| v.map(|v| (*n, v.as_str())))
+            .collect();
+        json_object(&members)
     }
 }
 
@@ -141,32 +178,36 @@ fn granted_scopes<'p>(p: &'p Principal<'_>) -> Vec<&'p str> {
     out
 }
 
-/// The `act` chain of the first credential that has one, as nested `{"sub", "iss"?, "act"}`
+/// The `act` chain of the first credential that has one, as nested `{"act"?, "iss"?, "sub"}`
 /// objects (RFC 8693 §4.1), at most [`crate::policy::act::MAX_DEPTH`] levels; the other members
 /// of each level are left out.
-fn act_chain(p: &Principal<'_>) -> Option<Value> {
+fn act_chain(p: &Principal<'_>) -> Option<String> {
     let claims = p
         .tokens
         .iter()
         .find(|(_, c)| c.get("act").is_some())?
         .1
         .map();
-    let levels: Vec<Map<String, Value>> = crate::policy::act::chain(claims)
+    let levels: Vec<(String, Option<String>)> = crate::policy::act::chain(claims)
         .take(crate::policy::act::MAX_DEPTH)
         .map_while(|level| {
-            let sub = level.sub()?;
-            let mut m = Map::new();
-            m.insert("sub".into(), Value::from(sub));
-            if let Some(iss) = level.object().and_then(|o| o.get("iss")?.as_str()) {
-                m.insert("iss".into(), Value::from(iss));
-            }
-            Some(m)
+            let sub = json_str(level.sub()?);
+            let iss = level
+                .object()
+                .and_then(|o| o.get("iss")?.as_str())
+                .map(json_str);
+            Some((sub, iss))
         })
         .collect();
-    levels.into_iter().rev().fold(None, |inner, mut level| {
-        if let Some(inner) = inner {
-            level.insert("act".into(), inner);
+    levels.into_iter().rev().fold(None, |inner, (sub, iss)| {
+        let mut members: Vec<(&str, &str)> = Vec::with_capacity(3);
+        if let Some(inner) = &inner {
+            members.push(("act", inner));
         }
-        Some(Value::Object(level))
+        if let Some(iss) = &iss {
+            members.push(("iss", iss));
+        }
+        members.push(("sub", &sub));
+        Some(json_object(&members))
     })
 }
