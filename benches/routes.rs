@@ -26,6 +26,10 @@ fn route(id: String, path: String, methods: Option<Vec<String>>) -> RouteConfig 
         max_body_bytes: None,
         intent: None,
         budget: None,
+        receipt: false,
+        receipt_ttl_secs: None,
+        upstream: None,
+        strip_cookies: false,
     }
 }
 
@@ -67,9 +71,11 @@ fn policy(n: usize) -> Policy {
             case_sensitive_paths: false,
             origin_timeout_secs: 100,
             log_allow_sample: 1,
+            issuer: None,
         }),
         provider: Default::default(),
         route: routes,
+        upstreams: Default::default(),
     };
     compile(vec![SourceFile::new("bench.toml", file)]).unwrap_or_else(|e| panic!("{}", e[0]))
 }

@@ -89,6 +89,7 @@ fn own(gw: &Gateway, method: &str, url: &str) -> (u16, Vec<(String, String)>, St
         verifier: &NativeVerifier,
         replay: &replay,
         nonce_key: None,
+        signing_keys: None,
     };
     block_on_ready(async {
         let d = gw.decide(&req, &seams, 1_800_000_000, "req-1").await;

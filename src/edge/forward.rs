@@ -36,6 +36,7 @@ pub fn send(
     method: &str,
     inbound: &Headers,
     plan: &ForwardPlan<'_>,
+    credential: Option<(&str, &str)>,
     realm: &str,
     id: &str,
 ) -> Result<js_sys::Promise, Error> {
@@ -49,6 +50,11 @@ pub fn send(
     for (name, value) in plan.headers.sets() {
         out.set(name, value)
             .map_err(|_| Error::Denied(crate::policy::Denial::UnforwardableClaim))?;
+    }
+    // Issue 14: the upstream's injected credential, after every delete (its header among them).
+    if let Some((name, value)) = credential {
+        out.set(name, value)
+            .map_err(|_| Error::CredentialUnavailable)?;
     }
     let bad_gateway = error::body(&Error::OriginUnreachable.wire(realm), id);
     // Issue 15: a body the gateway read goes exactly as read; otherwise the stream goes through.

@@ -8,6 +8,7 @@ mod budget;
 #[cfg(attestgate_selftest)]
 mod fault_test;
 mod forward;
+mod inject;
 mod keys;
 mod nonce_store;
 mod promise;
@@ -15,6 +16,7 @@ mod replay;
 mod secrets;
 #[cfg(attestgate_selftest)]
 mod selftest;
+mod signing;
 mod task;
 mod webcrypto;
 
@@ -42,6 +44,10 @@ struct Isolate {
     nonce_key: OnceCell<Option<NonceKey>>,
     /// Challenge requests per client address (`CF-Connecting-IP`), bounded.
     challenges: RefCell<RateLimiter>,
+    /// Issue 14: the gateway's signing key, read on first use, and its WebCrypto signer.
+    signing: signing::IsolateSigning,
+    /// Issue 14: the upstreams' injected tokens.
+    tokens: inject::TokenStore,
 }
 
 thread_local! {
@@ -61,6 +67,8 @@ fn isolate() -> std::result::Result<Rc<Isolate>, Error> {
             secrets: secrets::SecretCache::default(),
             nonce_key: OnceCell::new(),
             challenges: RefCell::new(RateLimiter::for_challenges()),
+            signing: signing::IsolateSigning::new(),
+            tokens: inject::TokenStore::default(),
             gate,
         });
         *cell.borrow_mut() = Some(isolate.clone());
@@ -248,6 +256,10 @@ async fn run(
         now,
     };
     let replay = replay::DoReplay { env: &env };
+    let signing_keys = signing::IsolateSigningKeys {
+        state: &isolate.signing,
+        secrets: &secrets,
+    };
     let seams = phase::Env {
         keys: &keys,
         verifier: &isolate.crypto,
@@ -255,32 +267,63 @@ async fn run(
         nonce_key: &nonce_key,
         random: &SystemRandom,
         challenges: &isolate.challenges,
+        signing: &signing_keys,
         now,
         now_ms: started as i64,
     };
     let mut decision = phase::decide(gate, &request, &seams, &id).await;
-    let answer = execute(&req, &inbound, gate, &mut decision).await;
+    // Issue 14: the receipt the forward plan asks for, signed in WebCrypto.
+    isolate
+        .signing
+        .sign_receipt(&secrets, gate, &mut decision)
+        .await;
+    let injector = inject::Injector {
+        secrets: &secrets,
+        store: &isolate.tokens,
+        request_id: &id,
+    };
+    let answer = execute(&req, &inbound, gate, &injector, &mut decision).await;
     finish(decision, answer, started, &mut sinks)
 }
 
 /// Run the decision's plans: forward the request (and add the response headers the response
 /// plan names), or answer with the gateway's own response. A forward that cannot be sent
 /// becomes a refusal.
-async fn execute(
+async fn execute<S: Secrets>(
     req: &web_sys::Request,
     inbound: &worker::Headers,
     gate: &Gate,
+    injector: &inject::Injector<'_, S>,
     d: &mut Decision<'_>,
 ) -> Result<JsValue> {
     let sent = match &d.outcome {
-        Outcome::Forward(plan) => Some(forward::send(
-            req,
-            d.method,
-            inbound,
-            plan,
-            &gate.realm,
-            d.request_id,
-        )),
+        Outcome::Forward(plan) => {
+            // Issue 14: the upstream's credential first; without it nothing is sent.
+            let injected = match &plan.inject {
+                Some(p) => Some(
+                    injector
+                        .credential(p)
+                        .await
+                        .map(|v| (p.at.header.as_str(), v)),
+                ),
+                None => None,
+            };
+            match injected {
+                Some(Err(e)) => Some(Err(e)),
+                injected => {
+                    let credential = injected.and_then(|r| r.ok());
+                    Some(forward::send(
+                        req,
+                        d.method,
+                        inbound,
+                        plan,
+                        credential.as_ref().map(|(n, v)| (*n, v.as_str())),
+                        &gate.realm,
+                        d.request_id,
+                    ))
+                }
+            }
+        }
         Outcome::Endpoint(_) | Outcome::Refused(_) => None,
     };
     match sent {

@@ -311,6 +311,7 @@ public = true
             verifier: &NativeVerifier,
             replay: &replay,
             nonce_key: None,
+            signing_keys: None,
         };
         block_on_ready(async {
             let d = gw

@@ -824,6 +824,7 @@ spend = "instructedAmount.amount"
             verifier: &NativeVerifier,
             replay,
             nonce_key: None,
+            signing_keys: None,
         };
         block_on_ready(async {
             let d = gw

@@ -87,6 +87,8 @@ struct RouteRt {
     /// The request headers its providers' credentials occupy, deleted before forwarding
     /// (none with `forward_tokens = true`).
     consumed: Vec<String>,
+    /// Issue 14: the other headers deleted before forwarding ([`route_strips`]).
+    strips: Vec<String>,
 }
 
 /// The gateway: policy, providers and the gateway-wide settings.
@@ -112,6 +114,8 @@ pub struct Gate {
     pub log_allow_sample: u32,
     /// Tokens whose signature verified in this isolate ([`VerifiedCache`]).
     verified: VerifiedCache,
+    /// Issue 14: SHA-256 of the compiled policy's embedded form, made on first use (receipts).
+    policy_sha256: std::sync::OnceLock<String>,
 }
 
 fn secs(v: u64) -> i64 {
@@ -137,11 +141,16 @@ impl Gate {
         let routes = policy
             .routes()
             .iter()
-            .map(|r| (r.id.clone(), route_rt(&gw.realm, r, &providers)))
+            .map(|r| {
+                let mut rt = route_rt(&gw.realm, r, &providers);
+                rt.strips = route_strips(&policy, r, &providers, &rt.consumed);
+                (r.id.clone(), rt)
+            })
             .collect();
         let resources = crate::gate::phase::metadata::Resources::new(&policy, &providers);
         Ok(Self {
             resources,
+            policy_sha256: std::sync::OnceLock::new(),
             verified: VerifiedCache::default(),
             routes,
             default_challenge: Challenge::bearer(&gw.realm),
@@ -167,6 +176,21 @@ impl Gate {
 
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// Issue 14: the SHA-256 (base64url) of the compiled policy in its embedded form
+    /// ([`Policy::to_json`], what `build.rs` embeds), computed once: a receipt names the exact
+    /// policy that decided, and `attestgate explain` shows the same value.
+    pub fn policy_sha256(&self) -> &str {
+        self.policy_sha256.get_or_init(|| {
+            #[cfg(not(target_arch = "wasm32"))]
+            let text = self.policy.to_json();
+            // The Worker's one policy is the embedded one (`from_embedded`), whose text this is
+            // (the same bytes, tested natively): the wasm links no policy serialiser.
+            #[cfg(target_arch = "wasm32")]
+            let text = crate::EMBEDDED_POLICY_JSON;
+            crate::gate::digest::sha256_b64url(text.as_bytes())
+        })
     }
 
     pub fn provider(&self, name: &str) -> Option<&ProviderRt> {
@@ -211,6 +235,14 @@ impl Gate {
         self.routes
             .get(&route.id)
             .map_or(&[][..], |r| r.consumed.as_slice())
+    }
+
+    /// Issue 14: the headers the forward plan deletes besides [`Gate::consumed`], the claims
+    /// prefix and the override and hop-by-hop headers ([`route_strips`]).
+    pub fn strips(&self, route: &Route) -> &[String] {
+        self.routes
+            .get(&route.id)
+            .map_or(&[][..], |r| r.strips.as_slice())
     }
 
     pub fn requires_all(route: &Route) -> bool {
@@ -260,7 +292,72 @@ fn route_rt(realm: &str, route: &Route, providers: &HashMap<String, ProviderRt>)
             .with_resource(&metadata, &route.scopes)
             .with_remediation(crate::gate::intent::remediation(route)),
         consumed,
+        strips: Vec::new(),
     }
+}
+
+/// Issue 14 item 1: what a route's forward deletes besides the credentials it consumed.
+///
+/// - Every route: a client-sent `Attestgate-Receipt` (only the gateway signs receipts), and
+///   `Cookie` where the route says `strip_cookies = true`.
+/// - A route with an `upstream`: every header family the gateway owns
+///   ([`crate::gate::phase::forward::GATEWAY_OWNED`]: `Authorization`, `DPoP`,
+///   `Approov-Token`, the attestation and signature headers) and the credential header of every
+///   provider of the policy, whether this route reads it or not; and the header every upstream's
+///   injected credential goes into (this one's and the others'), so that nothing the client sent
+///   there reaches the upstream.
+///   With `forward_tokens = true` (only on an upstream that injects nothing), the route's own
+///   consumed headers stay.
+fn route_strips(
+    policy: &Policy,
+    route: &Route,
+    providers: &HashMap<String, ProviderRt>,
+    consumed: &[String],
+) -> Vec<String> {
+    use crate::gate::phase::forward::{GATEWAY_OWNED, RECEIPT_HEADER};
+    let mut out: Vec<String> = vec![RECEIPT_HEADER.to_owned()];
+    let add = |h: &str, out: &mut Vec<String>| {
+        let h = h.to_ascii_lowercase();
+        if !out.contains(&h) && !consumed.contains(&h) {
+            out.push(h);
+        }
+    };
+    if route.strip_cookies {
+        add("cookie", &mut out);
+    }
+    if policy.route_upstream(route).is_some() {
+        // The route's own credential headers when it forwards its tokens.
+        let kept: Vec<String> = if route.forward_tokens {
+            route
+                .access
+                .providers()
+                .iter()
+                .filter_map(|n| providers.get(n))
+                .flat_map(|p| p.family.consumes().iter().cloned())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut names: Vec<&str> = GATEWAY_OWNED.to_vec();
+        let mut all: Vec<&ProviderRt> = providers.values().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        for p in all {
+            names.extend(p.family.consumes().iter().map(String::as_str));
+        }
+        // The header of this upstream's credential, and of every other upstream's: a client
+        // that holds one upstream's credential cannot hand it to another through the gateway.
+        for u in policy.upstreams() {
+            if let Some(auth) = &u.auth {
+                names.push(auth.header().header.as_str());
+            }
+        }
+        for h in names {
+            if !kept.iter().any(|k| k.eq_ignore_ascii_case(h)) {
+                add(h, &mut out);
+            }
+        }
+    }
+    out
 }
 
 fn provider_rt(p: &Provider, skew_secs: i64) -> Result<ProviderRt, Error> {

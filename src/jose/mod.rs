@@ -36,7 +36,7 @@ pub use jwk::{JwksLimits, JwksReport, Key, KeyMaterial, KeyRejection, KeySet, Sk
 pub use jws::{Header, Jws, Limits};
 #[cfg(not(target_arch = "wasm32"))]
 pub use sign::NativeSigner;
-pub use sign::{sign_compact, Signer, SigningKey};
+pub use sign::{sign_compact, sign_compact_json, Signer, SigningKey};
 
 use serde_json::{Map, Value};
 

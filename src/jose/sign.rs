@@ -168,13 +168,31 @@ pub async fn sign_compact<S: Signer>(
     key: &SigningKey,
     signer: &S,
 ) -> Result<String, Error> {
-    let mut header = json!({ "alg": key.alg().as_str(), "typ": typ });
-    if let (Some(kid), Value::Object(h)) = (key.kid(), &mut header) {
-        h.insert("kid".into(), Value::from(kid));
-    }
-    let mut out = b64::encode(header.to_string().as_bytes());
+    sign_compact_json(&claims.to_string(), typ, key, signer).await
+}
+
+/// [`sign_compact`] of claims given as JSON text (the caller wrote a JSON object; the Worker
+/// writes its JSON by hand rather than building a `serde_json::Value`, less code in the wasm).
+/// The header is `{"alg","kid"?,"typ"}`, members sorted as `serde_json` writes them.
+pub async fn sign_compact_json<S: Signer>(
+    claims_json: &str,
+    typ: &str,
+    key: &SigningKey,
+    signer: &S,
+) -> Result<String, Error> {
+    let quoted = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| String::from("\"\""));
+    let kid = key
+        .kid()
+        .map(|k| format!(",\"kid\":{}", quoted(k)))
+        .unwrap_or_default();
+    let header = format!(
+        "{{\"alg\":\"{}\"{kid},\"typ\":{}}}",
+        key.alg().as_str(),
+        quoted(typ)
+    );
+    let mut out = b64::encode(header.as_bytes());
     out.push('.');
-    out.push_str(&b64::encode(claims.to_string().as_bytes()));
+    out.push_str(&b64::encode(claims_json.as_bytes()));
     let signature = signer.sign(key, out.as_bytes()).await?;
     out.push('.');
     out.push_str(&b64::encode(&signature));

@@ -21,6 +21,8 @@ pub enum Subject {
     Provider(String),
     /// `[[route]]` with this id.
     Route(String),
+    /// `[upstreams.NAME]` (issue 14).
+    Upstream(String),
 }
 
 /// Where a diagnostic points: file, subject and field.
@@ -53,6 +55,13 @@ impl Location {
             field: Some(field.to_owned()),
         }
     }
+    pub fn upstream(file: &str, name: &str, field: &str) -> Self {
+        Location {
+            file: file.to_owned(),
+            subject: Subject::Upstream(name.to_owned()),
+            field: Some(field.to_owned()),
+        }
+    }
     pub fn route(file: &str, id: &str, field: &str) -> Self {
         Location {
             file: file.to_owned(),
@@ -71,6 +80,7 @@ impl fmt::Display for Location {
             Subject::Gateway => f.write_str("[gateway]: ")?,
             Subject::Provider(name) => write!(f, "provider {name:?}: ")?,
             Subject::Route(id) => write!(f, "route {id:?}: ")?,
+            Subject::Upstream(name) => write!(f, "upstream {name:?}: ")?,
         }
         if let Some(field) = &self.field {
             write!(f, "field {field:?}: ")?;

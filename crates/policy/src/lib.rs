@@ -70,9 +70,9 @@ pub use evaluate::{Denial, Explanation, HeaderPlan, Step, VerifiedTokens, MAX_FO
 pub use matcher::{check_path, split_request_url, Allow, Miss, PathPattern, PathProblem, Segment};
 pub use model::{PolicyFile, SourceFile};
 pub use policy::{
-    Access, Binding, BodyRule, ClaimPath, ClaimRule, Delegation, ForwardRule, Gateway, KeyOrigin,
-    Matched, MemberPath, Policy, Provider, Route, Secret, TokenLocation, PASSABLE_HEADERS,
-    ROUTE_HEADER, SET_FORWARDED,
+    Access, Auth, Binding, BodyRule, ClaimPath, ClaimRule, Delegation, ForwardRule, Gateway,
+    InjectHeader, KeyOrigin, Matched, MemberPath, OauthClient, Policy, Provider, ReceiptRule,
+    Route, Secret, TokenLocation, Upstream, PASSABLE_HEADERS, ROUTE_HEADER, SET_FORWARDED,
 };
 
 #[cfg(feature = "toml")]

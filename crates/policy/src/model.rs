@@ -27,6 +27,78 @@ pub struct PolicyFile {
     /// `[[route]]`: ids are unique across all files.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub route: Vec<RouteConfig>,
+    /// `[upstreams.NAME]` (issue 14): where routes send requests and how the gateway
+    /// authenticates to it. Names are unique across all files.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+}
+
+/// `[upstreams.NAME]` (issue 14 item 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// `https://host[:port][/prefix]`, the same rules as `[gateway] origin`.
+    pub url: String,
+    /// How the gateway authenticates to it (issue 14 item 2). Absent: it injects nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthConfig>,
+}
+
+/// `auth = { kind = "...", ... }`: one table for every kind; the compiler refuses a field the
+/// kind does not take and names a missing one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `static`, `client_credentials`, `token_exchange` or `gateway_jwt`.
+    pub kind: String,
+    /// The header the credential goes into (lowercase). Default `authorization`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    /// The scheme before the credential. Default `Bearer` in `authorization`, none elsewhere;
+    /// `""` for none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+    /// `static`: the name of the Worker secret holding the credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// `client_credentials`, `token_exchange`: the token endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<String>,
+    /// `client_credentials`, `token_exchange`: the Worker secrets holding the client id and
+    /// secret (`client_secret_basic`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<ClientSecretsConfig>,
+    /// `client_credentials`, `token_exchange`: the scope asked for (space-separated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// `client_credentials`, `token_exchange`, `gateway_jwt`: the audience.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// `client_credentials`, `token_exchange`: RFC 8707 / RFC 8693 `resource`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// `token_exchange`, `gateway_jwt`: the provider whose verified token is the subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// `client_credentials`, `token_exchange`: seconds before `expires_in` runs out at which a
+    /// cached token is no longer used. Default 30.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_margin_secs: Option<u64>,
+    /// `client_credentials`, `token_exchange`: seconds the token endpoint has to answer.
+    /// Default 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
+    /// `gateway_jwt`: the minted token's lifetime. Default 60.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifetime_secs: Option<u64>,
+}
+
+/// `secrets = { client_id = "NAME", client_secret = "NAME" }`: Worker secret names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSecretsConfig {
+    pub client_id: String,
+    pub client_secret: String,
 }
 
 /// A named policy file, as read from the folder (the name is used in every message).
@@ -82,6 +154,10 @@ pub struct GatewayConfig {
     /// challenges and errors are always written. Default 1: every decision (SPEC §6).
     #[serde(default = "defaults::log_allow_sample")]
     pub log_allow_sample: u32,
+    /// Issue 14: the `iss` of everything the gateway signs (receipts, JWTs it mints), an
+    /// `https://` URL. Default: the origin (scheme and authority) the request was sent to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
 }
 
 /// `[provider.NAME]`: a JWT issuer.
@@ -233,6 +309,20 @@ pub struct RouteConfig {
     /// Session budgets (issue 15 item 5; [`BudgetConfig`], read by the compiler).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<Value>,
+    // ---- issue 14: the request receipt -------------------------------------------------------
+    /// Sign a request receipt (`Attestgate-Receipt`, bound to method, URL and body digest) on
+    /// every request forwarded on this route. The body is then read (and capped) by the gateway.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub receipt: bool,
+    /// The receipt's lifetime in seconds (1..=300; default 60). Only with `receipt = true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt_ttl_secs: Option<u64>,
+    /// Issue 14: the `[upstreams.NAME]` this route sends requests to (instead of `origin`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    /// Issue 14: delete the client's `Cookie` header before forwarding.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub strip_cookies: bool,
 }
 
 /// `budget = { calls = 10, window_secs = 60, ... }`: what one session (agent, user, and the

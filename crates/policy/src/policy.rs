@@ -48,6 +48,8 @@ pub struct Gateway {
     pub origin_timeout_secs: u64,
     /// The decision line of 1 in N allowed and public decisions is written (1: all).
     pub log_allow_sample: u32,
+    /// Issue 14: the `iss` of what the gateway signs; None: the request's origin.
+    pub issuer: Option<String>,
 }
 
 /// Where a provider's keys come from.
@@ -375,7 +377,7 @@ pub struct Route {
     /// Lowercase names from [`PASSABLE_HEADERS`] (or `x-forwarded-*` other than the three the
     /// gateway sets) that the client's request may still carry to the origin.
     pub pass_headers: Vec<String>,
-    /// Resolved: the route's `origin`, or the gateway's.
+    /// Resolved: the upstream's `url`, the route's `origin`, or the gateway's.
     pub origin: String,
     /// RFC 9728: the path of the protected resource the route belongs to (`""`: the origin
     /// itself), without a trailing `/`; `None` for a public route (it protects nothing).
@@ -386,7 +388,22 @@ pub struct Route {
     pub intent: Option<crate::compile::intent::Intent>,
     /// Issue 15: the session budget (`budget = {...}`).
     pub budget: Option<crate::compile::intent::Budget>,
+    /// Issue 14: the request receipt the gateway signs on every forward (`receipt = true`).
+    pub receipt: Option<ReceiptRule>,
+    /// Issue 14: the `[upstreams.NAME]` the route sends requests to (None: an `origin`, the
+    /// implicit upstream that injects nothing).
+    pub upstream: Option<String>,
+    /// Issue 14: delete the client's `Cookie` before forwarding.
+    pub strip_cookies: bool,
     pub(crate) capture_names: Vec<Option<String>>,
+}
+
+/// `receipt = true` (issue 14 item 4): the gateway signs an `Attestgate-Receipt` for every
+/// request it forwards on the route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceiptRule {
+    /// The receipt's lifetime (`exp - iat`), 1..=[`crate::compile::MAX_RECEIPT_TTL_SECS`].
+    pub ttl_secs: u64,
 }
 
 /// How a route treats the request body (issue 15 item 2, the `h-body` foundation).
@@ -479,6 +496,104 @@ impl Route {
     }
 }
 
+/// A compiled `[upstreams.NAME]` (issue 14).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub name: String,
+    pub file: String,
+    /// `https://host[:port][/prefix]`.
+    pub url: String,
+    /// How the gateway authenticates to it; None: nothing is injected.
+    pub auth: Option<Auth>,
+}
+
+/// Where an injected credential goes: a lowercase header and the scheme before the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InjectHeader {
+    /// Lowercase header name.
+    pub header: String,
+    /// `Bearer`, ...; None: the value alone.
+    pub scheme: Option<String>,
+}
+
+/// The OAuth client of a token-endpoint kind: the Worker secrets of its id and secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OauthClient {
+    pub token_url: String,
+    pub client_id_secret: String,
+    pub client_secret_secret: String,
+    pub scope: Option<String>,
+    pub audience: Option<String>,
+    pub resource: Option<String>,
+    /// A cached token is used until `expires_in` minus this.
+    pub refresh_margin_secs: u64,
+    /// The token endpoint's answer must arrive within this.
+    pub timeout_secs: u64,
+}
+
+/// How the gateway authenticates to an upstream (issue 14 item 2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// A Worker secret, into a header with a scheme.
+    Static { secret: String, at: InjectHeader },
+    /// An OAuth access token from the client credentials grant (RFC 6749 §4.4).
+    ClientCredentials {
+        client: OauthClient,
+        at: InjectHeader,
+    },
+    /// RFC 8693 token exchange: the verified token of `subject` as `subject_token`, the
+    /// gateway's own assertion as `actor_token`.
+    TokenExchange {
+        client: OauthClient,
+        subject: String,
+        at: InjectHeader,
+    },
+    /// A short-lived JWT the gateway signs for `audience`, with the verified `sub` of
+    /// `subject` and its `act` chain.
+    GatewayJwt {
+        audience: String,
+        subject: String,
+        lifetime_secs: u64,
+        at: InjectHeader,
+    },
+}
+
+impl Auth {
+    /// The policy `kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Auth::Static { .. } => "static",
+            Auth::ClientCredentials { .. } => "client_credentials",
+            Auth::TokenExchange { .. } => "token_exchange",
+            Auth::GatewayJwt { .. } => "gateway_jwt",
+        }
+    }
+
+    /// Where the credential goes.
+    pub fn header(&self) -> &InjectHeader {
+        match self {
+            Auth::Static { at, .. }
+            | Auth::ClientCredentials { at, .. }
+            | Auth::TokenExchange { at, .. }
+            | Auth::GatewayJwt { at, .. } => at,
+        }
+    }
+
+    /// The Worker secrets it reads.
+    pub fn secrets(&self) -> Vec<&str> {
+        match self {
+            Auth::Static { secret, .. } => vec![secret.as_str()],
+            Auth::ClientCredentials { client, .. } | Auth::TokenExchange { client, .. } => {
+                vec![
+                    client.client_id_secret.as_str(),
+                    client.client_secret_secret.as_str(),
+                ]
+            }
+            Auth::GatewayJwt { .. } => vec![],
+        }
+    }
+}
+
 /// A route lookup result: the route and its `{param}` values (raw, still percent-encoded).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Matched<'r, 'p> {
@@ -494,6 +609,8 @@ pub struct Policy {
     pub(crate) providers: Vec<Provider>,
     /// In file order (files in the order given, routes in the order written).
     pub(crate) routes: Vec<Route>,
+    /// Issue 14: sorted by name.
+    pub(crate) upstreams: Vec<Upstream>,
     pub(crate) index: RouteIndex,
     /// The same routes over folded patterns ([`PathPattern::folded`]); only when some route is
     /// protected (otherwise no variant can be refused).
@@ -521,6 +638,23 @@ impl Policy {
             .binary_search_by(|p| p.name.as_str().cmp(name))
             .ok()
             .map(|i| &self.providers[i])
+    }
+
+    /// All upstreams, sorted by name (issue 14).
+    pub fn upstreams(&self) -> &[Upstream] {
+        &self.upstreams
+    }
+
+    pub fn upstream(&self, name: &str) -> Option<&Upstream> {
+        self.upstreams
+            .binary_search_by(|u| u.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.upstreams[i])
+    }
+
+    /// The upstream a route sends requests to, if it names one.
+    pub fn route_upstream(&self, route: &Route) -> Option<&Upstream> {
+        route.upstream.as_deref().and_then(|n| self.upstream(n))
     }
 
     /// All routes, in file order.

@@ -142,6 +142,10 @@ pub fn explain(args: &[String]) -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
+    if path == attestgate::gate::signing::JWKS_PATH {
+        println!("verdict   JWKS endpoint: GET {path} serves the gateway's public signing keys (ATTESTGATE_SIGNING_KEY, _PREVIOUS); no route is consulted");
+        return ExitCode::SUCCESS;
+    }
     let route = match policy.match_route(&args.method, &host, &path) {
         Ok(m) => {
             let r = m.route;
@@ -159,6 +163,7 @@ pub fn explain(args: &[String]) -> ExitCode {
                 println!("          param {name} = {value:?} (raw, percent-encoded as sent)");
             }
             println!("requires  {}", requirement(r));
+            crate::receipt::print_rule(gate, r);
             Some(r)
         }
         Err(miss) => {
@@ -317,11 +322,13 @@ pub fn explain(args: &[String]) -> ExitCode {
     if unverified.is_empty() || route.is_none() {
         // The gateway's own decision.
         let replay = MemoryReplay::new();
+        let signing_keys = crate::receipt::throwaway_keys();
         let seams = Seams {
             keys: &keys,
             verifier: &NativeVerifier,
             replay: &replay,
             nonce_key: None,
+            signing_keys: signing_keys.as_ref(),
         };
         let req = Request {
             method: &args.method,
@@ -363,6 +370,11 @@ pub fn explain(args: &[String]) -> ExitCode {
                     println!("  {}", a.body);
                 }
             }
+            // Issue 14: the gateway's public signing keys.
+            Ok(Outcome::Endpoint(Endpoint::Jwks)) => println!(
+                "verdict   the gateway's JWKS ({}): the public halves of ATTESTGATE_SIGNING_KEY and ATTESTGATE_SIGNING_KEY_PREVIOUS",
+                attestgate::gate::signing::JWKS_PATH
+            ),
         }
     } else {
         println!(
@@ -473,4 +485,5 @@ fn print_allow(fwd: &ForwardPlan<'_>, path: &str, public: bool) {
     for (name, value) in &claims.set {
         println!("  set     {name}: {value}");
     }
+    crate::receipt::print_planned(fwd);
 }

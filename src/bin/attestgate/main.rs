@@ -17,6 +17,7 @@ mod check;
 mod explain;
 #[cfg(not(target_arch = "wasm32"))]
 mod intent;
+mod receipt;
 
 use std::process::ExitCode;
 

@@ -30,9 +30,33 @@
 //! allocation (deletions are a lazy filter over the names, the set list borrows the plan).
 
 use crate::gate::extract::HeaderSource;
+use crate::gate::phase::receipt::CONTENT_DIGEST_HEADER;
 use crate::gate::phase::request::Request;
 use crate::gate::Gate;
 use crate::policy::{HeaderPlan, Route, PASSABLE_HEADERS};
+
+/// Issue 14: the receipt header (`crate::gate::phase::receipt`). Only the gateway signs
+/// receipts: a client-sent one is deleted on every route.
+pub use crate::gate::phase::receipt::RECEIPT_HEADER;
+
+/// Issue 14 item 1: the header families the gateway owns, deleted before forwarding on every
+/// route with an `upstream` (whether the route reads them or not), so that no client credential
+/// reaches an upstream the gateway authenticates to itself: `Authorization` (Bearer, DPoP,
+/// Basic), the DPoP proof, Approov and Firebase App Check attestations, the OAuth attestation-based
+/// client authentication headers, RFC 9421 HTTP message signatures (and Web Bot Auth's
+/// `Signature-Agent`), and the receipt.
+pub const GATEWAY_OWNED: [&str; 10] = [
+    "authorization",
+    "dpop",
+    "approov-token",
+    "x-firebase-appcheck",
+    "oauth-client-attestation",
+    "oauth-client-attestation-pop",
+    "signature",
+    "signature-input",
+    "signature-agent",
+    RECEIPT_HEADER,
+];
 
 /// What the gateway saw of the request, for the `X-Forwarded-*` headers it sets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +103,12 @@ pub struct ForwardPlan<'a> {
     /// Issue 15: the body the gateway read and checked, forwarded exactly (byte for byte);
     /// `None`: the inbound body streams through unread.
     pub body: Option<&'a [u8]>,
+    /// Issue 14: the receipt to sign (`receipt = true`); the executor signs it and sets it with
+    /// [`HeaderEdits::set_receipt`] before sending.
+    pub receipt: Option<Box<crate::gate::phase::receipt::ReceiptPlan>>,
+    /// Issue 14: the credential the upstream gets (set by the Worker after the deletes; its
+    /// header is always among them).
+    pub inject: Option<Box<crate::gate::inject::InjectPlan<'a>>>,
 }
 
 impl ForwardPlan<'_> {
@@ -113,8 +143,11 @@ pub fn plan<'a, H: HeaderSource + ?Sized>(
     ForwardPlan {
         route,
         target,
-        headers: HeaderEdits::new(&route.pass_headers, gate.consumed(route), claims, seen),
+        headers: HeaderEdits::new(&route.pass_headers, gate.consumed(route), claims, seen)
+            .with_strips(gate.strips(route)),
         body: None,
+        receipt: None,
+        inject: None,
     }
 }
 
@@ -128,6 +161,18 @@ pub struct HeaderEdits<'a> {
     host: &'a str,
     /// The client address, when it is an IP literal.
     client: Option<String>,
+    /// Issue 14: further headers deleted ([`crate::gate::Gate::strips`]).
+    strips: &'a [String],
+    /// Issue 14: the `Content-Digest` the receipt binds, and the signed receipt (boxed: most
+    /// routes sign none).
+    receipt: Option<Box<ReceiptHeaders>>,
+}
+
+/// Issue 14: the headers of a receipt route, as the plan and the executor set them.
+#[derive(Debug, Clone, Default)]
+struct ReceiptHeaders {
+    content_digest: String,
+    receipt: Option<String>,
 }
 
 impl<'a> HeaderEdits<'a> {
@@ -148,7 +193,47 @@ impl<'a> HeaderEdits<'a> {
             proto: seen.proto,
             host: seen.host,
             client: seen.client.filter(|c| is_ip_literal(c)),
+            strips: &[],
+            receipt: None,
         }
+    }
+
+    /// Issue 14: send `value` as `Content-Digest` (every other spelling of the name inbound is
+    /// deleted, the exact one replaced).
+    pub fn set_content_digest(&mut self, value: String) {
+        self.receipt
+            .get_or_insert_with(Default::default)
+            .content_digest = value;
+    }
+
+    /// Issue 14: send the signed receipt as `Attestgate-Receipt` (after
+    /// [`HeaderEdits::set_content_digest`]).
+    pub fn set_receipt(&mut self, jws: String) {
+        self.receipt.get_or_insert_with(Default::default).receipt = Some(jws);
+    }
+
+    /// The signed receipt, once set.
+    pub fn receipt(&self) -> Option<&str> {
+        self.receipt.as_ref()?.receipt.as_deref()
+    }
+
+    fn content_digest(&self) -> Option<&str> {
+        self.receipt
+            .as_ref()
+            .map(|r| r.content_digest.as_str())
+            .filter(|d| !d.is_empty())
+    }
+
+    /// Also delete `strips` (issue 14: the gateway-owned families, the receipt, cookies and the
+    /// injected credential's header), in every `_`/`-` spelling.
+    pub fn with_strips(mut self, strips: &'a [String]) -> Self {
+        self.strips = strips;
+        self
+    }
+
+    /// The further headers deleted (issue 14).
+    pub fn strips(&self) -> &[String] {
+        self.strips
     }
 
     /// The verified-claims header plan (what the route's `forward` headers became).
@@ -189,8 +274,12 @@ impl<'a> HeaderEdits<'a> {
             return !self.pass.iter().any(|p| p.eq_ignore_ascii_case(name));
         }
         name.eq_ignore_ascii_case("host")
+            // Issue 14: a receipt only ever comes from the gateway, on every route.
+            || eq_folded(n, RECEIPT_HEADER.as_bytes())
+            || (self.content_digest().is_some() && eq_folded(n, CONTENT_DIGEST_HEADER.as_bytes()))
             || HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
             || self.consumed.iter().any(|s| eq_folded(n, s.as_bytes()))
+            || self.strips.iter().any(|s| eq_folded(n, s.as_bytes()))
             || self
                 .claims
                 .set
@@ -214,6 +303,8 @@ impl<'a> HeaderEdits<'a> {
             (X_FORWARDED_HOST, Some(self.host)),
             (X_FORWARDED_PROTO, Some(self.proto)),
             (X_FORWARDED_FOR, self.client.as_deref()),
+            (CONTENT_DIGEST_HEADER, self.content_digest()),
+            (RECEIPT_HEADER, self.receipt()),
         ]
         .into_iter()
     }

@@ -26,6 +26,7 @@ pub mod authenticate;
 pub mod authorize;
 pub mod forward;
 pub mod metadata;
+pub mod receipt;
 pub mod record;
 pub mod request;
 pub mod response;
@@ -48,6 +49,8 @@ pub struct Env<'a, K, V, R> {
     pub random: &'a dyn Random,
     /// The challenge endpoint's per-client buckets (per isolate).
     pub challenges: &'a dyn request::Buckets,
+    /// Issue 14: the gateway's signing keys (the Worker reads the secrets lazily).
+    pub signing: &'a dyn crate::gate::signing::SigningKeySource,
     /// Unix seconds.
     pub now: i64,
     /// Unix milliseconds (the challenge endpoint's rate limit).
@@ -153,6 +156,9 @@ where
             metadata::requested(req.url.path).unwrap_or_default(),
             &gate.challenge_path,
         )?),
+        request::Endpoint::Jwks => Ok(crate::gate::signing::jwks_answer(
+            env.signing.signing_keys()?,
+        )),
     }
 }
 
@@ -186,6 +192,11 @@ where
         .await?;
     }
     let claims = authorize::authorize(gate, route, &d.principal)?;
+    // Issue 14: a route that signs a receipt needs the signing key: 503 before anything
+    // single-use is spent.
+    if route.receipt.is_some() {
+        env.signing.signing_keys()?;
+    }
     // Issue 15: the declared intent must cover the request (on a route with intent rules); an
     // attempt outside it counts against the session's divergence score.
     let checked =
@@ -226,6 +237,30 @@ where
     }
     let mut plan = forward::plan(gate, route, claims, req);
     plan.body = body;
+    if let Some(rule) = route.receipt {
+        // A receipt route always reads its body (the compiler sets it): never sign a digest
+        // of bytes the gateway did not see.
+        let body = body.ok_or(Error::Internal)?;
+        let receipt = receipt::plan(&receipt::Facts {
+            gate,
+            route,
+            rule,
+            principal: &d.principal,
+            request_origin: req.url.origin,
+            method: req.method,
+            target: &plan.target,
+            body,
+            request_id: d.request_id,
+            now: env.now,
+        });
+        plan.headers
+            .set_content_digest(receipt.content_digest.clone());
+        plan.receipt = Some(Box::new(receipt));
+    }
+    // Issue 14: the upstream's credential, planned here, obtained by the executor.
+    if let Some(upstream) = gate.policy().route_upstream(route) {
+        plan.inject = crate::gate::inject::plan(upstream, &d.principal.tokens)?.map(Box::new);
+    }
     // RFC 9449 §8.2: the proof's nonce is spent; the response carries the next one.
     let next_nonce = d
         .principal

@@ -26,7 +26,7 @@ pub enum Verdict {
     Deny,
     /// The challenge endpoint issued a nonce.
     Challenge,
-    /// Another of the gateway's own endpoints answered (RFC 9728 metadata).
+    /// Another of the gateway's own endpoints answered (RFC 9728 metadata, the JWKS).
     Endpoint,
 }
 
@@ -44,6 +44,10 @@ impl Verdict {
 }
 
 /// What the gateway does with the request.
+// A forward is the common outcome and a decision is made once per request: boxing the plan
+// would add an allocation to every allowed request to save stack on refusals (issue 14 and 15
+// grew the plan: body, receipt, injected credential, further strips).
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Outcome<'a> {
     /// Forward it to the origin.
@@ -139,6 +143,9 @@ pub struct Decision<'a> {
     pub intent: crate::gate::intent::Record,
     /// The session budget: divergence score, which budget refused.
     pub budget: crate::gate::budget::Record,
+    // ---- issue 14: the receipt ------------------------------------------------------------
+    /// The `jti` of the receipt signed for this request (its `request_id`), once signed.
+    pub receipt: Option<&'a str>,
 }
 
 impl<'a> Decision<'a> {
@@ -157,6 +164,7 @@ impl<'a> Decision<'a> {
             timings: Timings::default(),
             intent: Default::default(),
             budget: Default::default(),
+            receipt: None,
         }
     }
 
@@ -189,6 +197,7 @@ impl<'a> Decision<'a> {
             Outcome::Forward(_) => Verdict::Allow,
             Outcome::Endpoint(Endpoint::Challenge) => Verdict::Challenge,
             Outcome::Endpoint(Endpoint::ResourceMetadata) => Verdict::Endpoint,
+            Outcome::Endpoint(Endpoint::Jwks) => Verdict::Endpoint,
             Outcome::Refused(_) => Verdict::Deny,
         }
     }

@@ -6,6 +6,8 @@
 //!   any other method there is 405 with `Allow: POST`. No route is consulted.
 //! - `/.well-known/oauth-protected-resource[/...]`: RFC 9728 metadata
 //!   ([`crate::gate::phase::metadata`]).
+//! - `GET /.well-known/attestgate/jwks.json`: the gateway's public signing keys
+//!   ([`crate::gate::signing`]); other methods 405 with `Allow: GET, HEAD`.
 //! - anything else: the route the matcher gives, or its refusal: 400 (unnormalised path, or a
 //!   case / trailing-slash variant of a more protected route), 404 (no route), 405 with the
 //!   path's `Allow`.
@@ -67,6 +69,8 @@ pub enum Endpoint {
     /// `GET /.well-known/oauth-protected-resource[/<resource path>]`: RFC 9728 metadata
     /// ([`crate::gate::phase::metadata`], issue 14 item 5).
     ResourceMetadata,
+    /// Issue 14: `GET /.well-known/attestgate/jwks.json`, the gateway's public signing keys.
+    Jwks,
 }
 
 impl Endpoint {
@@ -75,6 +79,7 @@ impl Endpoint {
         match self {
             Endpoint::Challenge => "challenge",
             Endpoint::ResourceMetadata => "resource-metadata",
+            Endpoint::Jwks => "jwks",
         }
     }
 }
@@ -104,6 +109,16 @@ pub fn plan<'g, H: HeaderSource + ?Sized>(gate: &'g Gate, req: &Request<'_, H>) 
     // RFC 9728 metadata: the endpoint checks the method and names the resource (or 404).
     if crate::gate::phase::metadata::requested(req.url.path).is_some() {
         return Plan::Endpoint(Endpoint::ResourceMetadata, Ok(()));
+    }
+    if req.url.path == crate::gate::signing::JWKS_PATH {
+        let allowed = if req.method == "GET" || req.method == "HEAD" {
+            Ok(())
+        } else {
+            Err(Error::Route(crate::policy::Miss::MethodNotAllowed(
+                Allow::from_static("GET, HEAD"),
+            )))
+        };
+        return Plan::Endpoint(Endpoint::Jwks, allowed);
     }
     Plan::Route(gate.route(req.method, &req.host, req.url.path))
 }

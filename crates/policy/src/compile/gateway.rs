@@ -94,6 +94,10 @@ impl Cx {
                 format!("{} is not in 1..=10000", g.log_allow_sample),
             );
         }
+        // Issue 14: the issuer of the gateway's own signatures (no query, no fragment).
+        if let Some(issuer) = &g.issuer {
+            self.url(&|| at("issuer"), issuer, g.allow_insecure_http, false);
+        }
         Gateway {
             file: file.to_owned(),
             origin: g.origin.clone(),
@@ -107,6 +111,7 @@ impl Cx {
             case_sensitive_paths: g.case_sensitive_paths,
             origin_timeout_secs: g.origin_timeout_secs,
             log_allow_sample: g.log_allow_sample,
+            issuer: g.issuer.clone(),
         }
     }
 }

@@ -15,27 +15,34 @@
 mod gateway;
 pub mod intent;
 mod provider;
+mod receipt;
 // Routes by the ids the route index gave out, and `&required[i + 1..]` after `enumerate`.
 #[allow(clippy::indexing_slicing)]
 mod route;
 mod syntax;
+mod upstream;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::diag::{Location, PolicyError, Warning};
 use crate::matcher::{PathPattern, RouteIndex, Segment};
 use crate::model::{defaults, GatewayConfig, SourceFile};
-use crate::policy::{Policy, Provider, Route};
+use crate::policy::{Policy, Provider, Route, Upstream};
 
 #[cfg(not(target_arch = "wasm32"))]
 use provider::token_state_conflicts;
 pub use provider::{DEFAULT_MAX_LIFETIME_SECS, MAX_LIFETIME_SECS};
+pub use receipt::{DEFAULT_RECEIPT_TTL_SECS, MAX_RECEIPT_TTL_SECS};
 use route::overlap;
 pub use route::MAX_DELEGATION_DEPTH;
 #[cfg(not(target_arch = "wasm32"))]
 use route::{host_warnings, variant_warnings};
 pub use route::{DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BODY_DEPTH, MAX_BODY_BYTES, MAX_BODY_DEPTH};
 use syntax::{check_url, Scheme};
+pub use upstream::{
+    DEFAULT_GATEWAY_JWT_SECS, DEFAULT_REFRESH_MARGIN_SECS, DEFAULT_TOKEN_TIMEOUT_SECS,
+    MAX_GATEWAY_JWT_SECS,
+};
 
 /// Compile the merged policy. On success the policy carries its warnings
 /// ([`Policy::warnings`]); on failure every error found is returned.
@@ -62,6 +69,7 @@ pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
         case_sensitive_paths: false,
         origin_timeout_secs: defaults::origin_timeout_secs(),
         log_allow_sample: defaults::log_allow_sample(),
+        issuer: None,
     };
     let (gateway_file, gateway_config) = match gateways.as_slice() {
         [] => {
@@ -119,6 +127,25 @@ pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
     #[cfg(not(target_arch = "wasm32"))]
     token_state_conflicts(&mut cx, &providers, &files);
 
+    // ---- upstreams (issue 14): unique names across files ------------------------------------
+    let mut upstreams: BTreeMap<String, Upstream> = BTreeMap::new();
+    let mut upstream_files: BTreeMap<&str, &str> = BTreeMap::new();
+    for f in &files {
+        for (name, config) in &f.model.upstreams {
+            if let Some(first) = upstream_files.get(name.as_str()) {
+                cx.error(
+                    Location::upstream(&f.name, name, "name"),
+                    format!("upstream {name:?} is also defined in {first}; names are unique across files"),
+                );
+                continue;
+            }
+            upstream_files.insert(name, &f.name);
+            if let Some(u) = cx.upstream(&f.name, name, config, &gateway, &known) {
+                upstreams.insert(name.clone(), u);
+            }
+        }
+    }
+
     // ---- routes: unique ids across files -------------------------------------------------------
     let mut routes: Vec<Route> = Vec::new();
     let mut route_files: BTreeMap<&str, &str> = BTreeMap::new();
@@ -135,7 +162,8 @@ pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
                 continue;
             }
             route_files.insert(&config.id, &f.name);
-            if let Some(route) = cx.route(&f.name, config, &gateway, &known, &providers) {
+            if let Some(route) = cx.route(&f.name, config, &gateway, &known, &providers, &upstreams)
+            {
                 routes.push(route);
             }
         }
@@ -197,6 +225,18 @@ pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
         }
     }
 
+    for u in upstreams.values() {
+        if !routes
+            .iter()
+            .any(|r| r.upstream.as_deref() == Some(u.name.as_str()))
+        {
+            cx.warning(
+                Location::upstream(&u.file, &u.name, "name"),
+                "no route uses this upstream",
+            );
+        }
+    }
+
     if !cx.errors.is_empty() {
         return Err(cx.errors);
     }
@@ -214,6 +254,7 @@ pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
         folded,
         gateway,
         providers: providers.into_values().collect(),
+        upstreams: upstreams.into_values().collect(),
         routes,
         index,
         sources: files,

@@ -152,6 +152,7 @@ impl Cx {
         gateway: &Gateway,
         known: &BTreeSet<&str>,
         providers: &BTreeMap<String, Provider>,
+        upstreams: &BTreeMap<String, crate::policy::Upstream>,
     ) -> Option<Route> {
         let before = self.errors.len();
         let id = r.id.as_str();
@@ -441,14 +442,8 @@ impl Cx {
             }
         }
 
-        // origin override
-        let origin = match &r.origin {
-            Some(o) => {
-                self.url(&|| at("origin"), o, gateway.allow_insecure_http, false);
-                o.clone()
-            }
-            None => gateway.origin.clone(),
-        };
+        // origin override, or the upstream (issue 14)
+        let (origin, upstream) = self.route_upstream(file, r, access.as_ref(), gateway, upstreams);
 
         // RFC 9728 resource (issue 14 item 5): the route's literal prefix, or the path it names,
         // which must contain the route (a client checks that the URL it calls lies within the
@@ -563,12 +558,15 @@ impl Cx {
                 &mut body,
             )
         });
+        // receipt (issue 14): a receipt binds the body's digest, so the body is read.
+        let receipt = self.receipt(file, r, &mut body);
 
         if self.errors.len() != before {
             return None;
         }
         let path = path?;
         Some(Route {
+            receipt,
             body,
             intent,
             budget,
@@ -587,6 +585,8 @@ impl Cx {
             pass_headers,
             origin,
             resource,
+            upstream,
+            strip_cookies: r.strip_cookies,
         })
     }
 

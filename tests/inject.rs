@@ -1,0 +1,467 @@
+//! Issue 14 items 1 and 2, natively: upstreams in the policy (build errors naming file,
+//! upstream or route, and field), the forward plan of a route with an upstream (every inbound
+//! credential and gateway-owned header family deleted, in every spelling, before the
+//! credential is injected), and the injection plan each kind makes. Tokens are HS256, signed
+//! here with `hmac` directly (tests/common), independently of the gateway's own code.
+
+mod common;
+
+use base64ct::{Base64, Base64UrlUnpadded, Encoding};
+use serde_json::json;
+
+use attestgate::api::{Gateway, MemoryReplay, Outcome, Request, Seams, StaticKeys};
+use attestgate::gate::inject::Source;
+use attestgate::jose::{block_on_ready, NativeVerifier};
+use attestgate::policy::{compile, parse_toml, Auth, Policy};
+
+const NOW: i64 = 1_700_000_000;
+const SECRET: [u8; 32] = [0x42; 32];
+
+const POLICY: &str = r#"
+[gateway]
+origin = "https://origin.example.com"
+
+[provider.agent]
+algorithms = ["HS256"]
+secret = "AGENT_SECRET"
+
+[provider.device]
+algorithms = ["HS256"]
+secret = "DEVICE_SECRET"
+from = { header = "approov-token" }
+
+[provider.sig]
+algorithms = ["HS256"]
+secret = "SIG_SECRET"
+from = { header = "x-client-signature" }
+
+[upstreams.billing]
+url = "https://billing.internal.example.com/v2"
+auth = { kind = "static", secret = "BILLING_KEY", header = "x-api-key" }
+
+[upstreams.ledger]
+url = "https://ledger.internal.example.com"
+auth = { kind = "client_credentials", token_url = "https://as.example.com/token", secrets = { client_id = "LEDGER_ID", client_secret = "LEDGER_SECRET" }, scope = "ledger:read", audience = "https://ledger.internal.example.com" }
+
+[upstreams.plain]
+url = "https://plain.internal.example.com"
+
+[[route]]
+id = "billing"
+path = "/billing/**"
+upstream = "billing"
+require = { all = ["agent"] }
+forward = { "x-verified-user" = "agent.sub" }
+strip_cookies = true
+
+[[route]]
+id = "ledger"
+path = "/ledger/**"
+upstream = "ledger"
+require = { all = ["agent"] }
+
+[[route]]
+id = "plain"
+path = "/plain/**"
+upstream = "plain"
+public = true
+
+[[route]]
+id = "legacy"
+path = "/legacy/**"
+require = { all = ["agent"] }
+"#;
+
+fn policy() -> Policy {
+    compile(vec![parse_toml("p.toml", POLICY).expect("toml")])
+        .unwrap_or_else(|e| panic!("{}", e[0]))
+}
+
+fn errors(text: &str) -> Vec<String> {
+    match compile(vec![parse_toml("p.toml", text).expect("toml")]) {
+        Ok(_) => panic!("compiled"),
+        Err(e) => e.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn hs256(claims: serde_json::Value) -> String {
+    let head = Base64UrlUnpadded::encode_string(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let body = Base64UrlUnpadded::encode_string(claims.to_string().as_bytes());
+    let input = format!("{head}.{body}");
+    let sig = common::sign::hs256(&SECRET, input.as_bytes());
+    format!("{input}.{}", Base64UrlUnpadded::encode_string(&sig))
+}
+
+fn token() -> String {
+    hs256(json!({"sub": "user:alice", "iat": NOW, "exp": NOW + 300}))
+}
+
+/// Decide `GET https://api.example.com{path}` with `headers`; the outcome, looked at by `f`.
+fn decide<T>(path: &str, headers: &[(&str, &str)], f: impl FnOnce(&Outcome<'_>) -> T) -> T {
+    let gw = Gateway::new(policy()).expect("gateway");
+    let mut keys = StaticKeys::new();
+    for p in ["agent", "device", "sig"] {
+        let set = attestgate::api::secret_keys(
+            &{
+                let mut s = attestgate::api::MemorySecrets::new();
+                s.insert("K", &Base64::encode_string(&SECRET));
+                s
+            },
+            &[attestgate::policy::Secret {
+                name: "K".into(),
+                kid: None,
+            }],
+        )
+        .expect("keys");
+        keys.insert(p, set);
+    }
+    let replay = MemoryReplay::new();
+    let seams = Seams {
+        keys: &keys,
+        verifier: &NativeVerifier,
+        replay: &replay,
+        nonce_key: None,
+        signing_keys: None,
+    };
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    let url = format!("https://api.example.com{path}");
+    let req = Request {
+        method: "GET",
+        url: &url,
+        headers: &headers,
+    };
+    block_on_ready(async {
+        let d = gw.decide(&req, &seams, NOW, "req-1").await;
+        Ok::<_, attestgate::Error>(f(&d.outcome))
+    })
+    .expect("nothing waits")
+}
+
+/// Every spelling a client could use for the gateway-owned families, its tokens, a receipt, an
+/// injected credential and the claims prefix.
+const HOSTILE: [&str; 24] = [
+    "authorization",
+    "dpop",
+    "DPoP",
+    "approov-token",
+    "approov_token",
+    "x-firebase-appcheck",
+    "oauth-client-attestation",
+    "oauth-client-attestation-pop",
+    "signature",
+    "signature-input",
+    "signature-agent",
+    "x-client-signature",
+    "x_client_signature",
+    "attestgate-receipt",
+    "Attestgate-Receipt",
+    "attestgate_receipt",
+    "x-api-key",
+    "X-Api-Key",
+    "x_api_key",
+    "cookie",
+    "Cookie",
+    "x_verified_user",
+    "X-Verified_Route",
+    "x-verified-admin",
+];
+
+#[test]
+fn an_upstream_route_deletes_every_owned_family_and_plans_its_credential() {
+    let auth = format!("Bearer {}", token());
+    decide("/billing/invoices", &[("authorization", &auth)], |o| {
+        let Outcome::Forward(plan) = o else {
+            panic!("not forwarded: {o:?}")
+        };
+        assert_eq!(
+            plan.target,
+            "https://billing.internal.example.com/v2/billing/invoices"
+        );
+        for name in HOSTILE {
+            assert!(
+                plan.headers.deletes_name(name),
+                "{name} reaches the upstream"
+            );
+        }
+        for kept in ["accept", "content-type", "user-agent", "x-request-id"] {
+            assert!(!plan.headers.deletes_name(kept), "{kept}");
+        }
+        let inject = plan.inject.as_ref().expect("a credential");
+        assert_eq!(inject.kind(), "static");
+        assert_eq!(inject.at.header, "x-api-key");
+        assert!(matches!(inject.source, Source::Secret("BILLING_KEY")));
+        // The verified claims are still set (and x-verified-user is replaced, not kept).
+        let set: Vec<(&str, &str)> = plan.headers.sets().collect();
+        assert!(set.contains(&("x-verified-user", "user:alice")), "{set:?}");
+    });
+}
+
+#[test]
+fn a_client_credentials_route_plans_a_token_for_its_own_upstream_only() {
+    let auth = format!("Bearer {}", token());
+    let key = |path: &str| {
+        decide(path, &[("authorization", &auth)], |o| {
+            let Outcome::Forward(plan) = o else {
+                panic!("not forwarded: {o:?}")
+            };
+            let inject = plan.inject.as_ref().expect("a credential");
+            assert_eq!(inject.kind(), "client_credentials");
+            assert_eq!(
+                (inject.at.header.as_str(), inject.at.scheme.as_deref()),
+                ("authorization", Some("Bearer"))
+            );
+            // The client's Authorization is deleted before the token goes in.
+            assert!(plan.headers.deletes_name("authorization"));
+            assert!(
+                !plan.headers.deletes_name("cookie"),
+                "strip_cookies is per route"
+            );
+            match &inject.source {
+                Source::ClientCredentials { client, key } => {
+                    assert_eq!(client.scope.as_deref(), Some("ledger:read"));
+                    *key
+                }
+                Source::Secret(_) => panic!("not a token"),
+            }
+        })
+    };
+    assert_eq!(key("/ledger/a"), key("/ledger/b"), "one token per upstream");
+}
+
+#[test]
+fn a_public_route_on_a_plain_upstream_injects_nothing_but_still_strips_owned_headers() {
+    decide(
+        "/plain/x",
+        &[
+            ("authorization", "Bearer abc"),
+            ("dpop", "x"),
+            ("attestgate-receipt", "r"),
+        ],
+        |o| {
+            let Outcome::Forward(plan) = o else {
+                panic!("not forwarded: {o:?}")
+            };
+            assert!(plan.inject.is_none());
+            assert_eq!(plan.target, "https://plain.internal.example.com/plain/x");
+            for name in [
+                "authorization",
+                "dpop",
+                "approov-token",
+                "attestgate-receipt",
+                "x-client-signature",
+            ] {
+                assert!(plan.headers.deletes_name(name), "{name}");
+            }
+        },
+    );
+}
+
+#[test]
+fn a_route_with_origin_keeps_its_behaviour_but_never_passes_a_client_receipt() {
+    let auth = format!("Bearer {}", token());
+    decide("/legacy/x", &[("authorization", &auth)], |o| {
+        let Outcome::Forward(plan) = o else {
+            panic!("not forwarded: {o:?}")
+        };
+        assert!(plan.inject.is_none());
+        assert_eq!(plan.target, "https://origin.example.com/legacy/x");
+        assert!(plan.headers.deletes_name("authorization"), "consumed");
+        assert!(plan.headers.deletes_name("attestgate_receipt"));
+        // Not an upstream route: the other families pass as before.
+        assert!(!plan.headers.deletes_name("approov-token"));
+        assert!(!plan.headers.deletes_name("cookie"));
+    });
+}
+
+#[test]
+fn the_compiled_upstreams_resolve_kinds_headers_and_defaults() {
+    let p = policy();
+    let billing = p.upstream("billing").expect("billing");
+    assert!(matches!(&billing.auth, Some(Auth::Static { secret, .. }) if secret == "BILLING_KEY"));
+    let ledger = p.upstream("ledger").expect("ledger");
+    match &ledger.auth {
+        Some(Auth::ClientCredentials { client, at }) => {
+            assert_eq!(client.refresh_margin_secs, 30);
+            assert_eq!(client.timeout_secs, 5);
+            assert_eq!(at.scheme.as_deref(), Some("Bearer"));
+            assert_eq!(client.client_id_secret, "LEDGER_ID");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(p.upstream("plain").expect("plain").auth.is_none());
+    assert_eq!(
+        p.route("billing").expect("r").upstream.as_deref(),
+        Some("billing")
+    );
+    assert!(p.route("billing").expect("r").strip_cookies);
+}
+
+const HEAD: &str = r#"
+[gateway]
+origin = "https://origin.example.com"
+[provider.agent]
+algorithms = ["HS256"]
+secret = "AGENT_SECRET"
+"#;
+
+fn with(extra: &str) -> String {
+    format!("{HEAD}{extra}")
+}
+
+#[test]
+fn policy_errors_name_file_upstream_or_route_and_field() {
+    let cases: &[(&str, &str)] = &[
+        (
+            r#"
+[[route]]
+id = "r"
+path = "/r"
+upstream = "nowhere"
+require = { all = ["agent"] }
+"#,
+            r#"p.toml: route "r": field "upstream": unknown upstream "nowhere" (defined: none)"#,
+        ),
+        (
+            r#"
+[upstreams.u]
+url = "ftp://u.example.com"
+"#,
+            r#"p.toml: upstream "u": field "url": "ftp://u.example.com" must be an https:// URL"#,
+        ),
+        (
+            r#"
+[upstreams.u]
+url = "https://u.example.com"
+auth = { kind = "static" }
+"#,
+            r#"p.toml: upstream "u": field "auth.secret": is required for kind "static""#,
+        ),
+        (
+            r#"
+[upstreams.u]
+url = "https://u.example.com"
+auth = { kind = "static", secret = "not-a-name" }
+"#,
+            r#"p.toml: upstream "u": field "auth.secret": "not-a-name" is not a Worker secret name"#,
+        ),
+        (
+            r#"
+[upstreams.u]
+url = "https://u.example.com"
+auth = { kind = "client_credentials", token_url = "https://as.example.com/token" }
+"#,
+            r#"p.toml: upstream "u": field "auth.secrets": is required for kind "client_credentials""#,
+        ),
+        (
+            r#"
+[upstreams.u]
+url = "https://u.example.com"
+auth = { kind = "client_credentials", secrets = { client_id = "A", client_secret = "B" } }
+"#,
+            r#"p.toml: upstream "u": field "auth.token_url": is required for kind "client_credentials""#,
+        ),
+        (
+            r#"
+[upstreams.u]
+url = "https://u.example.com"
+auth = { kind = "static", secret = "K", token_url = "https://as.example.com/token" }
+"#,
+            r#"p.toml: upstream "u": field "auth.token_url": kind "static" does not take token_url"#,
+        ),
+        (
+            r#"
+[upstreams.u]
+url = "https://u.example.com"
+auth = { kind = "magic" }
+"#,
+            r#"p.toml: upstream "u": field "auth.kind": "magic" is not a credential kind"#,
+        ),
+        (
+            r#"
+[upstreams.u]
+url = "https://u.example.com"
+auth = { kind = "static", secret = "K", header = "x-verified-key" }
+"#,
+            r#"p.toml: upstream "u": field "auth.header": "x-verified-key" starts with the claims_header_prefix"#,
+        ),
+        (
+            r#"
+[upstreams.u]
+url = "https://u.example.com"
+auth = { kind = "static", secret = "K", header = "host" }
+"#,
+            r#"p.toml: upstream "u": field "auth.header": "host" is a header the gateway sets"#,
+        ),
+        (
+            r#"
+[upstreams.u]
+url = "https://u.example.com"
+auth = { kind = "static", secret = "K" }
+[[route]]
+id = "r"
+path = "/r"
+upstream = "u"
+public = true
+"#,
+            r#"p.toml: route "r": field "upstream": a public route cannot use upstream "u", which injects a static credential"#,
+        ),
+        (
+            r#"
+[upstreams.u]
+url = "https://u.example.com"
+auth = { kind = "static", secret = "K" }
+[[route]]
+id = "r"
+path = "/r"
+upstream = "u"
+origin = "https://o.example.com"
+require = { all = ["agent"] }
+"#,
+            r#"p.toml: route "r": field "upstream": a route has either origin or upstream, not both"#,
+        ),
+        (
+            r#"
+[upstreams.u]
+url = "https://u.example.com"
+auth = { kind = "static", secret = "K" }
+[[route]]
+id = "r"
+path = "/r"
+upstream = "u"
+forward_tokens = true
+require = { all = ["agent"] }
+"#,
+            r#"p.toml: route "r": field "forward_tokens": upstream "u" injects a static credential"#,
+        ),
+    ];
+    for (extra, want) in cases {
+        let got = errors(&with(extra));
+        assert!(
+            got.iter().any(|e| e.starts_with(want)),
+            "want {want}\n got {got:?}"
+        );
+    }
+}
+
+#[test]
+fn an_unused_upstream_is_a_warning() {
+    let text = with(
+        r#"
+[upstreams.u]
+url = "https://u.example.com"
+[[route]]
+id = "r"
+path = "/r"
+require = { all = ["agent"] }
+"#,
+    );
+    let p = compile(vec![parse_toml("p.toml", &text).expect("toml")]).expect("policy");
+    assert!(p
+        .warnings()
+        .iter()
+        .any(|w| w.to_string()
+            == r#"p.toml: upstream "u": field "name": no route uses this upstream"#));
+}
