@@ -121,6 +121,7 @@ fn decide<T>(path: &str, headers: &[(&str, &str)], f: impl FnOnce(&Outcome<'_>) 
         verifier: &NativeVerifier,
         replay: &replay,
         nonce_key: None,
+        signing_keys: None,
     };
     let headers: Vec<(String, String)> = headers
         .iter()

@@ -14,6 +14,7 @@ mod replay;
 mod secrets;
 #[cfg(attestgate_selftest)]
 mod selftest;
+mod signing;
 mod task;
 mod webcrypto;
 
@@ -43,6 +44,8 @@ struct Isolate {
     challenges: RefCell<RateLimiter>,
     /// Issue 14: the upstreams' injected tokens.
     tokens: inject::TokenStore,
+    /// Issue 14: the gateway's signing key, read on first use, and its WebCrypto signer.
+    signing: signing::IsolateSigning,
 }
 
 thread_local! {
@@ -63,6 +66,7 @@ fn isolate() -> std::result::Result<Rc<Isolate>, Error> {
             nonce_key: OnceCell::new(),
             challenges: RefCell::new(RateLimiter::for_challenges()),
             tokens: inject::TokenStore::default(),
+            signing: signing::IsolateSigning::new(),
             gate,
         });
         *cell.borrow_mut() = Some(isolate.clone());
@@ -223,6 +227,10 @@ async fn run(
         now,
     };
     let replay = replay::DoReplay { env: &env };
+    let signing_keys = signing::IsolateSigningKeys {
+        state: &isolate.signing,
+        secrets: &secrets,
+    };
     let seams = phase::Env {
         keys: &keys,
         verifier: &isolate.crypto,
@@ -230,6 +238,7 @@ async fn run(
         nonce_key: &nonce_key,
         random: &SystemRandom,
         challenges: &isolate.challenges,
+        signing: &signing_keys,
         now,
         now_ms: started as i64,
     };

@@ -26,6 +26,8 @@ pub enum Verdict {
     Deny,
     /// The challenge endpoint issued a nonce.
     Challenge,
+    /// Another of the gateway's own endpoints answered (the JWKS).
+    Endpoint,
 }
 
 impl Verdict {
@@ -36,6 +38,7 @@ impl Verdict {
             Verdict::Public => "public",
             Verdict::Deny => "deny",
             Verdict::Challenge => "challenge",
+            Verdict::Endpoint => "endpoint",
         }
     }
 }
@@ -179,6 +182,7 @@ impl<'a> Decision<'a> {
             Outcome::Forward(plan) if plan.is_public() => Verdict::Public,
             Outcome::Forward(_) => Verdict::Allow,
             Outcome::Endpoint(Endpoint::Challenge) => Verdict::Challenge,
+            Outcome::Endpoint(Endpoint::Jwks) => Verdict::Endpoint,
             Outcome::Refused(_) => Verdict::Deny,
         }
     }

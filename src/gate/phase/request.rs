@@ -4,6 +4,8 @@
 //!
 //! - `POST {challenge_path}`: a fresh nonce ([`challenge`]), rate-limited per client address;
 //!   any other method there is 405 with `Allow: POST`. No route is consulted.
+//! - `GET /.well-known/attestgate/jwks.json`: the gateway's public signing keys
+//!   ([`crate::gate::signing`]); other methods 405 with `Allow: GET, HEAD`.
 //! - anything else: the route the matcher gives, or its refusal: 400 (unnormalised path, or a
 //!   case / trailing-slash variant of a more protected route), 404 (no route), 405 with the
 //!   path's `Allow`.
@@ -53,6 +55,8 @@ impl<'a, H: HeaderSource + ?Sized> Request<'a, H> {
 pub enum Endpoint {
     /// `POST {challenge_path}`: a single-use challenge nonce.
     Challenge,
+    /// Issue 14: `GET /.well-known/attestgate/jwks.json`, the gateway's public signing keys.
+    Jwks,
 }
 
 impl Endpoint {
@@ -60,6 +64,7 @@ impl Endpoint {
     pub fn label(self) -> &'static str {
         match self {
             Endpoint::Challenge => "challenge",
+            Endpoint::Jwks => "jwks",
         }
     }
 }
@@ -85,6 +90,16 @@ pub fn plan<'g, H: HeaderSource + ?Sized>(gate: &'g Gate, req: &Request<'_, H>) 
             )))
         };
         return Plan::Endpoint(Endpoint::Challenge, allowed);
+    }
+    if req.url.path == crate::gate::signing::JWKS_PATH {
+        let allowed = if req.method == "GET" || req.method == "HEAD" {
+            Ok(())
+        } else {
+            Err(Error::Route(crate::policy::Miss::MethodNotAllowed(
+                Allow::from_static("GET, HEAD"),
+            )))
+        };
+        return Plan::Endpoint(Endpoint::Jwks, allowed);
     }
     Plan::Route(gate.route(req.method, &req.host, req.url.path))
 }
