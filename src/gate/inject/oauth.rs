@@ -88,6 +88,45 @@ pub fn token_request(client: &OauthClient, client_id: &str, client_secret: &str)
     }
 }
 
+/// RFC 8693 §2.1: the token exchange request of `client` for `subject_token` (the verified
+/// inbound token) with `actor_token` (the gateway's signed assertion), `client_secret_basic`.
+pub fn exchange_request(
+    client: &OauthClient,
+    client_id: &str,
+    client_secret: &str,
+    subject_token: &str,
+    actor_token: &str,
+) -> TokenRequest {
+    let mut r = token_request(client, client_id, client_secret);
+    let mut body =
+        String::from("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange");
+    for (name, value) in [
+        ("subject_token", subject_token),
+        (
+            "subject_token_type",
+            "urn:ietf:params:oauth:token-type:access_token",
+        ),
+        ("actor_token", actor_token),
+        ("actor_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+        (
+            "requested_token_type",
+            "urn:ietf:params:oauth:token-type:access_token",
+        ),
+    ] {
+        body.push('&');
+        body.push_str(name);
+        body.push('=');
+        body.push_str(&form_encode(value));
+    }
+    // scope, audience and resource as in the client credentials request
+    if let Some((_, rest)) = r.body.split_once('&') {
+        body.push('&');
+        body.push_str(rest);
+    }
+    r.body = body;
+    r
+}
+
 /// A token as issued: its value and until when (unix seconds) it may be used from the cache
 /// (`None`: not cached, used for this request only). Printed redacted.
 #[derive(Clone, PartialEq, Eq)]
@@ -236,6 +275,24 @@ mod tests {
             !shown.contains(basic) && shown.contains("<redacted>"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn the_exchange_request_carries_subject_actor_and_the_upstreams_parameters() {
+        let mut c = client();
+        c.audience = Some("https://ledger".into());
+        let r = exchange_request(&c, "id", "secret", "sub.tok.en", "act.tok.en");
+        assert_eq!(
+            r.body,
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange\
+             &subject_token=sub.tok.en\
+             &subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token\
+             &actor_token=act.tok.en\
+             &actor_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt\
+             &requested_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token\
+             &scope=read+write&audience=https%3A%2F%2Fledger&resource=https%3A%2F%2Fapi.example.com%2F"
+        );
+        assert!(r.authorization.starts_with("Basic "));
     }
 
     #[test]
