@@ -376,3 +376,77 @@ def test_gateway_jwt_is_signed_for_the_upstream_with_the_verified_chain(gateway,
     gateway.request("GET", "/ij/jwt/y", {"authorization": f"Bearer {agent_token(servers)}"})
     second = seen_headers(servers.recorder.snapshot()[-1])["authorization"][0][len("Bearer "):]
     assert jwt.decode(second, gateway_keys(gateway), algorithms=["ES256"]).claims["jti"] != c["jti"]
+
+
+CLI_POLICY = """
+[gateway]
+origin = "https://origin.example"
+
+[provider.agent]
+issuer = "https://idp.example"
+audiences = ["https://api.example"]
+algorithms = ["ES256"]
+jwks_uri = "https://idp.example/jwks.json"
+
+[upstreams.billing]
+url = "https://billing.internal.example"
+auth = { kind = "static", secret = "BILLING_API_KEY", header = "x-api-key" }
+
+[upstreams.ledger]
+url = "https://ledger.internal.example"
+auth = { kind = "client_credentials", token_url = "https://as.example/token", secrets = { client_id = "LEDGER_ID", client_secret = "LEDGER_SECRET" }, scope = "ledger:read" }
+
+[[route]]
+id = "billing"
+path = "/billing/**"
+upstream = "billing"
+require = { all = ["agent"] }
+
+[[route]]
+id = "ledger"
+path = "/ledger/**"
+upstream = "ledger"
+require = { all = ["agent"] }
+"""
+
+
+def test_explain_shows_what_a_route_injects_and_never_a_secret(tmp_path, monkeypatch):
+    from joserfc import jwk as jjwk
+    from servers import sign
+
+    subprocess.run(
+        ["cargo", "build", "--quiet", "--bin", "attestgate"], cwd=ROOT, check=True, timeout=900
+    )
+    cli = ROOT / "target" / "debug" / "attestgate"
+    (tmp_path / "policy.toml").write_text(CLI_POLICY)
+    key = jjwk.ECKey.generate_key("P-256", parameters={"kid": "k1"}, private=True)
+    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [key.as_dict(private=False)]}))
+    now = int(time.time())
+    token = sign(
+        {"alg": "ES256", "kid": "k1", "typ": "at+jwt"},
+        {"iss": "https://idp.example", "aud": "https://api.example", "sub": "user:alice",
+         "iat": now, "exp": now + 300},
+        key,
+    )
+    # Even with the secret in the environment, explain never reads or shows it.
+    monkeypatch.setenv("BILLING_API_KEY", "sk-must-never-appear")
+
+    def explain(path):
+        out = subprocess.run(
+            [str(cli), "explain", "GET", f"https://api.example{path}", "--dir", str(tmp_path),
+             "--token", f"agent={token}", "--jwks", f"agent={tmp_path / 'jwks.json'}"],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    billing = explain("/billing/x")
+    assert "upstream  billing (" in billing and "https://billing.internal.example" in billing
+    assert "inject  static into x-api-key: <the secret's value>" in billing
+    assert "Worker secrets read: BILLING_API_KEY (values never shown)" in billing
+    assert "inject  static into x-api-key (obtained by the Worker; never shown)" in billing
+    assert "authorization" in billing.split("strip", 1)[1]
+    assert "sk-must-never-appear" not in billing
+    ledger = explain("/ledger/x")
+    assert "inject  client_credentials into authorization: Bearer <an access token from https://as.example/token" in ledger
+    assert "Worker secrets read: LEDGER_ID, LEDGER_SECRET" in ledger

@@ -145,6 +145,9 @@ pub fn explain(args: &[String]) -> ExitCode {
                 println!("          param {name} = {value:?} (raw, percent-encoded as sent)");
             }
             println!("requires  {}", requirement(r));
+            for line in crate::upstream::lines(policy, gate, r) {
+                println!("{line}");
+            }
             Some(r)
         }
         Err(miss) => {
@@ -407,6 +410,7 @@ fn print_allow(fwd: &ForwardPlan<'_>, path: &str, public: bool) {
     // credential headers the route's families consumed.
     let strip: Vec<&str> = std::iter::once(ROUTE_HEADER)
         .chain(fwd.headers.consumed().iter().map(String::as_str))
+        .chain(fwd.headers.strips().iter().map(String::as_str))
         .collect();
     let claims = fwd.headers.claims();
     println!(
@@ -416,5 +420,12 @@ fn print_allow(fwd: &ForwardPlan<'_>, path: &str, public: bool) {
     );
     for (name, value) in &claims.set {
         println!("  set     {name}: {value}");
+    }
+    if let Some(inject) = &fwd.inject {
+        println!(
+            "  inject  {} into {} (obtained by the Worker; never shown)",
+            inject.kind(),
+            inject.at.header
+        );
     }
 }

@@ -15,6 +15,8 @@
 mod check;
 #[cfg(not(target_arch = "wasm32"))]
 mod explain;
+#[cfg(not(target_arch = "wasm32"))]
+mod upstream;
 
 use std::process::ExitCode;
 
