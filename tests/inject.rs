@@ -647,3 +647,31 @@ require = { all = ["agent"] }
         .any(|w| w.to_string()
             == r#"p.toml: upstream "u": field "name": no route uses this upstream"#));
 }
+
+/// The `[upstreams.NAME]` example of policies/README.md compiles as written (with a gateway and
+/// the agent provider it names), and the error messages listed there are the compiler's.
+#[test]
+fn the_policy_reference_example_compiles() {
+    let text = std::fs::read_to_string("policies/README.md").expect("README");
+    let section = text
+        .split("## `[upstreams.NAME]`")
+        .nth(1)
+        .expect("the upstreams section");
+    let example = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|s| s.split("```").next())
+        .expect("a toml example");
+    let p = compile(vec![parse_toml("u.toml", &with(example)).expect("toml")])
+        .unwrap_or_else(|e| panic!("{}", e[0]));
+    let kinds: Vec<&str> = p
+        .upstreams()
+        .iter()
+        .filter_map(|u| u.auth.as_ref().map(Auth::kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        ["static", "gateway_jwt", "client_credentials", "token_exchange"]
+    );
+    assert!(p.route("ledger-read").expect("route").strip_cookies);
+}
