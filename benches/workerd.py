@@ -31,7 +31,10 @@ What it does (docs/performance.md explains the method and how to read the figure
      public   GET /healthz: attestgate's and jose's public route, the floors;
      refusal  bad signature, expired, wrong audience in equal parts, ES256 and EdDSA: 401 from
               attestgate and jose (the floors forward the same requests);
-     log      the log-line alternatives against the floor, each answering without a subrequest.
+     log      the log-line alternatives against the floor, each answering without a subrequest;
+     inject   issue 14: attestgate alone, a verified request whose upstream gets a static
+              injected credential (benches/policies/inject.toml), against the same requests
+              on the route without an upstream ("inject, none"), in the same rounds.
    For each round and workload, N requests to each of its Workers, interleaved one by one
    (A, B, floor, A, B, floor, ...; the order rotates per round), and the CPU time of each
    Worker's workerd process before and after. Any answer other than the expected one stops the
@@ -80,6 +83,9 @@ from servers import LocalServers  # noqa: E402
 WRANGLER = ROOT / "node_modules" / ".bin" / "wrangler"
 WORKERD = ROOT / "node_modules" / ".bin" / "workerd"
 ORDER_PATH = "/v1/orders/42"
+# Issue 14: the same route with an upstream that injects a static credential (benches/policies/inject.toml).
+INJECT_PATH = "/v1/inject/42"
+INJECT_KEY = "bench-" + secrets.token_urlsafe(24)
 PUBLIC_PATH = "/healthz"
 # The floors answer these paths themselves, without the origin subrequest (the log-line group):
 # the first with their log line (if they have one), the second without it.
@@ -550,7 +556,8 @@ def attestgate_config(workdir: Path, build_dir: Path, observability: bool) -> Pa
         config = re.sub(r"(?ms)^\[observability\]\n.*?(?=^\[|\Z)", "", config)
     (d / "wrangler.toml").write_text(config)
     nonce_key = base64.b64encode(secrets.token_bytes(32)).decode()
-    (d / ".dev.vars").write_text(f'ATTESTGATE_NONCE_KEY="{nonce_key}"\n')
+    (d / ".dev.vars").write_text(
+        f'ATTESTGATE_NONCE_KEY="{nonce_key}"\nBENCH_INJECT_KEY="{INJECT_KEY}"\n')
     return d / "wrangler.toml"
 
 
@@ -747,7 +754,37 @@ class LogWorkload(Workload):
         return dict(super().meta(), **extra)
 
 
-WORKLOAD_KINDS = ["unique", "session", "public", "refusal", "log"]
+class InjectWorkload(Workload):
+    """Issue 14: attestgate alone, a verified request (a distinct ES256 token every request) on
+    the route whose upstream injects a static credential (a Worker secret, read once per
+    isolate: the cached path) and, as the "inject, none" workload, the same kind of requests on
+    the route without an upstream, in the same rounds. The cost of injecting is the difference
+    per round (`inject_us`, `inject_ratio`)."""
+
+    kind = "inject"
+    describe = (f"GET {INJECT_PATH}: a verified request (a distinct ES256 token each) whose "
+                "upstream gets a static injected credential, cached per isolate")
+
+    def __init__(self, servers, total, injected: bool):
+        super().__init__("inject" if injected else "inject, none", ["attestgate"], "ES256")
+        if not injected:
+            self.kind = "inject-none"
+            self.describe = (f"GET {ORDER_PATH}: the same requests on the route without an "
+                             "upstream (the baseline of the inject workload)")
+        self.path = INJECT_PATH if injected else ORDER_PATH
+        now = int(time.time())
+        self.tokens = [servers.issuer.mint(KIDS["ES256"], **good_claims(now))
+                       for _ in range(total)]
+
+    def request(self, name, k):
+        return self.path, bearer(self.tokens[k]), 200
+
+    def meta(self):
+        extra = {"base_group": "inject, none"} if self.kind == "inject" else {}
+        return dict(super().meta(), **extra)
+
+
+WORKLOAD_KINDS = ["unique", "session", "public", "refusal", "log", "inject"]
 TOKEN_NAMES = ["attestgate", "jose", "floor", "floor-log", "floor-verify"]
 
 
@@ -769,6 +806,8 @@ def make_workloads(servers, kinds: list[str], total: int) -> list[Workload]:
         elif kind == "log":
             out.append(LogWorkload(["floor"] + LOG_NAMES))
             out.append(LogWorkload(["floor"] + LOG_NAMES, quiet=True))
+        elif kind == "inject":
+            out += [InjectWorkload(servers, total, True), InjectWorkload(servers, total, False)]
         else:
             raise SystemExit(f"unknown workload {kind!r} (known: {', '.join(WORKLOAD_KINDS)})")
     minted = sum(len(getattr(w, "tokens", ())) for w in out)
@@ -886,6 +925,13 @@ def sanity(workers: dict[str, Worker], tokens: dict[str, str], servers: LocalSer
             if reasons != [REFUSALS[kind]]:
                 raise RuntimeError(f"attestgate: {kind} {alg} refused for {reasons}, expected "
                                    f"{REFUSALS[kind]}")
+    if "inject" in kinds:
+        token = servers.issuer.mint(KIDS["ES256"], **good_claims(int(time.time()))) if servers \
+            else next(iter(tokens.values()))
+        status, body = workers["attestgate"].get(INJECT_PATH, bearer(token))
+        if status != 200 or json.loads(body).get("path") != INJECT_PATH:
+            raise RuntimeError(f"attestgate {INJECT_PATH}: expected the origin's 200, got "
+                               f"{status} {body[:200]!r}")
     if "log" in kinds:
         for name in ["floor"] + LOG_NAMES:
             w = workers[name]
@@ -1098,6 +1144,12 @@ def cpu_summary(results: dict, meta: dict | None = None) -> dict:
             if has("attestgate", "floor-log", "floor"):
                 row["ratio_floor_ex_log"] = per_round(lambda a, fl, f: (a - (fl - f)) / f,
                                                       "attestgate", "floor-log", "floor")
+        elif kind == "inject" and has("attestgate"):
+            base = results.get((meta or {}).get(group, {}).get("base_group", ""), {})
+            if base.get("attestgate"):
+                pairs = list(zip(by["attestgate"], base["attestgate"]))
+                row["inject_us"] = summary([a - b for a, b in pairs])
+                row["inject_ratio"] = summary([a / b for a, b in pairs if b > 0])
         elif kind == "log" and has("floor"):
             m = (meta or {}).get(group, {})
             variants = m.get("variants", {})
@@ -1498,6 +1550,15 @@ def report_cpu(c: dict) -> list[str]:
                      f"| {fmt(row.get('ratio_floor'), 2)} | {fmt(row.get('jose_floor'), 2)} "
                      f"| {fmt(row.get('ratio_floor_log'), 2)} "
                      f"| {fmt(row.get('ratio_floor_ex_log'), 2)} | {fmt(row.get('log_line'))} |")
+    for g in [g for g in s if group_kind(g, meta) == "inject"]:
+        row = s[g]
+        base = s.get((meta or {}).get(g, {}).get("base_group", ""), {})
+        lines.append("")
+        lines.append("| injection (issue 14) | attestgate, injected | attestgate, no upstream "
+                     "| injected − not (us) | injected / not |")
+        lines.append("|---|---|---|---|---|")
+        lines.append(f"| {g} | {fmt(row.get('attestgate'))} | {fmt(base.get('attestgate'))} "
+                     f"| {fmt(row.get('inject_us'), 1)} | {fmt(row.get('inject_ratio'), 3)} |")
     for g in [g for g in s if group_kind(g, meta) == "log"]:
         row = s[g]
         m = (meta or {}).get(g, {})
@@ -1767,7 +1828,8 @@ def main():
         Worker_ = DirectWorker if args.runtime == "workerd" else Worker
         res["runtime"] = args.runtime
         attestgate_vars = {"ATTESTGATE_LOG": "decisions", "ATTESTGATE_NONCE_KEY":
-                           base64.b64encode(secrets.token_bytes(32)).decode()}
+                           base64.b64encode(secrets.token_bytes(32)).decode(),
+                           "BENCH_INJECT_KEY": INJECT_KEY}
         workers["attestgate"] = Worker_(
             "attestgate", attestgate_config(workdir, build_dir, args.observability), workdir,
             attestgate_vars if args.runtime == "workerd" else None)
