@@ -127,11 +127,9 @@ pub fn cache_key(upstream: &Upstream, client: &OauthClient) -> CacheKey {
 /// share a token.
 pub fn exchange_key(upstream: &Upstream, client: &OauthClient, subject: &Claims) -> CacheKey {
     let chain = subject.act_chain();
-    let scopes = {
-        let mut s = subject.scopes();
-        s.sort_unstable();
-        s.join(" ")
-    };
+    // As the token lists them: the same scopes in another order are another key (a cache miss,
+    // never a shared token).
+    let scopes = subject.scopes().join(" ");
     let depth = chain.len().to_string();
     let mut parts: Vec<&str> = vec![
         "token_exchange",

@@ -14,7 +14,6 @@
 
 use core::fmt;
 
-use base64ct::{Base64, Encoding};
 use serde_json::Value;
 
 use crate::policy::{InjectHeader, OauthClient};
@@ -64,6 +63,23 @@ pub fn form_encode(s: &str) -> String {
     out
 }
 
+/// Standard base64 with padding (RFC 4648 §4, what `Basic` takes), from the base64url encoder
+/// the gateway already has: the two alphabets differ in two characters.
+fn base64_std(bytes: &[u8]) -> String {
+    let mut out: String = crate::jose::b64::encode(bytes)
+        .chars()
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            c => c,
+        })
+        .collect();
+    while out.len() % 4 != 0 {
+        out.push('=');
+    }
+    out
+}
+
 /// The client credentials request of `client`, with its id and secret (the Worker secrets'
 /// texts).
 pub fn token_request(client: &OauthClient, client_id: &str, client_secret: &str) -> TokenRequest {
@@ -83,7 +99,7 @@ pub fn token_request(client: &OauthClient, client_id: &str, client_secret: &str)
     }
     TokenRequest {
         url: client.token_url.clone(),
-        authorization: format!("Basic {}", Base64::encode_string(basic.as_bytes())),
+        authorization: format!("Basic {}", base64_std(basic.as_bytes())),
         body,
     }
 }
@@ -243,6 +259,7 @@ pub fn header_value(at: &InjectHeader, value: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64ct::{Base64, Encoding};
 
     fn client() -> OauthClient {
         OauthClient {
@@ -254,6 +271,26 @@ mod tests {
             resource: Some("https://api.example.com/".into()),
             refresh_margin_secs: 30,
             timeout_secs: 5,
+        }
+    }
+
+    #[test]
+    fn basic_is_standard_base64_with_padding() {
+        for input in [
+            &b""[..],
+            b"f",
+            b"fo",
+            b"foo",
+            b"foob",
+            b"fooba",
+            b"foobar",
+            &[0xfb, 0xff, 0xfe],
+        ] {
+            assert_eq!(
+                base64_std(input),
+                base64ct::Base64::encode_string(input),
+                "{input:?}"
+            );
         }
     }
 
