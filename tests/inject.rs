@@ -671,7 +671,12 @@ fn the_policy_reference_example_compiles() {
         .collect();
     assert_eq!(
         kinds,
-        ["static", "gateway_jwt", "client_credentials", "token_exchange"]
+        [
+            "static",
+            "gateway_jwt",
+            "client_credentials",
+            "token_exchange"
+        ]
     );
     assert!(p.route("ledger-read").expect("route").strip_cookies);
 }
