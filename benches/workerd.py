@@ -31,7 +31,10 @@ What it does (docs/performance.md explains the method and how to read the figure
      public   GET /healthz: attestgate's and jose's public route, the floors;
      refusal  bad signature, expired, wrong audience in equal parts, ES256 and EdDSA: 401 from
               attestgate and jose (the floors forward the same requests);
-     log      the log-line alternatives against the floor, each answering without a subrequest.
+     log      the log-line alternatives against the floor, each answering without a subrequest;
+     inject   issue 14: attestgate alone, a verified request whose upstream gets a static
+              injected credential (benches/policies/inject.toml), against the same requests
+              on the route without an upstream ("inject, none"), in the same rounds.
    For each round and workload, N requests to each of its Workers, interleaved one by one
    (A, B, floor, A, B, floor, ...; the order rotates per round), and the CPU time of each
    Worker's workerd process before and after. Any answer other than the expected one stops the
@@ -80,6 +83,9 @@ from servers import LocalServers  # noqa: E402
 WRANGLER = ROOT / "node_modules" / ".bin" / "wrangler"
 WORKERD = ROOT / "node_modules" / ".bin" / "workerd"
 ORDER_PATH = "/v1/orders/42"
+# Issue 14: the same route with an upstream that injects a static credential (benches/policies/inject.toml).
+INJECT_PATH = "/v1/inject/42"
+INJECT_KEY = "bench-" + secrets.token_urlsafe(24)
 PUBLIC_PATH = "/healthz"
 # Issue 14: the same route as ORDER_PATH with `receipt = true` (benches/policies/receipt.toml).
 RECEIPT_PATH = "/v1/receipt/orders/42"
@@ -557,6 +563,7 @@ def attestgate_config(workdir: Path, build_dir: Path, observability: bool) -> Pa
     nonce_key = base64.b64encode(secrets.token_bytes(32)).decode()
     (d / ".dev.vars").write_text(
         f'ATTESTGATE_NONCE_KEY="{nonce_key}"\n'
+        f'BENCH_INJECT_KEY="{INJECT_KEY}"\n'
         f"ATTESTGATE_SIGNING_KEY='{signing_key_json()}'\n"
     )
     return d / "wrangler.toml"
@@ -825,7 +832,37 @@ class ReceiptWorkload(Workload):
         return dict(super().meta(), **({} if self.none else {"none_group": "receipt, none"}))
 
 
-WORKLOAD_KINDS = ["unique", "session", "public", "refusal", "log", "intent", "receipt"]
+class InjectWorkload(Workload):
+    """Issue 14: attestgate alone, a verified request (a distinct ES256 token every request) on
+    the route whose upstream injects a static credential (a Worker secret, read once per
+    isolate: the cached path) and, as the "inject, none" workload, the same kind of requests on
+    the route without an upstream, in the same rounds. The cost of injecting is the difference
+    per round (`inject_us`, `inject_ratio`)."""
+
+    kind = "inject"
+    describe = (f"GET {INJECT_PATH}: a verified request (a distinct ES256 token each) whose "
+                "upstream gets a static injected credential, cached per isolate")
+
+    def __init__(self, servers, total, injected: bool):
+        super().__init__("inject" if injected else "inject, none", ["attestgate"], "ES256")
+        if not injected:
+            self.kind = "inject-none"
+            self.describe = (f"GET {ORDER_PATH}: the same requests on the route without an "
+                             "upstream (the baseline of the inject workload)")
+        self.path = INJECT_PATH if injected else ORDER_PATH
+        now = int(time.time())
+        self.tokens = [servers.issuer.mint(KIDS["ES256"], **good_claims(now))
+                       for _ in range(total)]
+
+    def request(self, name, k):
+        return self.path, bearer(self.tokens[k]), 200
+
+    def meta(self):
+        extra = {"base_group": "inject, none"} if self.kind == "inject" else {}
+        return dict(super().meta(), **extra)
+
+
+WORKLOAD_KINDS = ["unique", "session", "public", "refusal", "log", "intent", "receipt", "inject"]
 TOKEN_NAMES = ["attestgate", "jose", "floor", "floor-log", "floor-verify"]
 
 
@@ -851,6 +888,8 @@ def make_workloads(servers, kinds: list[str], total: int) -> list[Workload]:
             out.append(LogWorkload(["floor"] + LOG_NAMES, quiet=True))
         elif kind == "receipt":
             out += [ReceiptWorkload(servers, total), ReceiptWorkload(servers, total, none=True)]
+        elif kind == "inject":
+            out += [InjectWorkload(servers, total, True), InjectWorkload(servers, total, False)]
         else:
             raise SystemExit(f"unknown workload {kind!r} (known: {', '.join(WORKLOAD_KINDS)})")
     minted = sum(len(getattr(w, "tokens", ())) for w in out)
@@ -978,6 +1017,13 @@ def sanity(workers: dict[str, Worker], tokens: dict[str, str], servers: LocalSer
                 n == "attestgate-receipt" for n, _ in seen[-1]["headers"]):
             raise RuntimeError(f"attestgate {RECEIPT_PATH}: no receipt reached the origin "
                                f"({status} {body[:200]!r})")
+    if "inject" in kinds:
+        token = servers.issuer.mint(KIDS["ES256"], **good_claims(int(time.time()))) if servers \
+            else next(iter(tokens.values()))
+        status, body = workers["attestgate"].get(INJECT_PATH, bearer(token))
+        if status != 200 or json.loads(body).get("path") != INJECT_PATH:
+            raise RuntimeError(f"attestgate {INJECT_PATH}: expected the origin's 200, got "
+                               f"{status} {body[:200]!r}")
     if "log" in kinds:
         for name in ["floor"] + LOG_NAMES:
             w = workers[name]
@@ -1200,6 +1246,12 @@ def cpu_summary(results: dict, meta: dict | None = None) -> dict:
                     [r / n for r, n in zip(by["attestgate"], none["attestgate"]) if n > 0])
                 row["receipt_cost"] = summary(
                     [r - n for r, n in zip(by["attestgate"], none["attestgate"])])
+        elif kind == "inject" and has("attestgate"):
+            base = results.get((meta or {}).get(group, {}).get("base_group", ""), {})
+            if base.get("attestgate"):
+                pairs = list(zip(by["attestgate"], base["attestgate"]))
+                row["inject_us"] = summary([a - b for a, b in pairs])
+                row["inject_ratio"] = summary([a / b for a, b in pairs if b > 0])
         elif kind == "log" and has("floor"):
             m = (meta or {}).get(group, {})
             variants = m.get("variants", {})
@@ -1602,6 +1654,15 @@ def report_cpu(c: dict) -> list[str]:
                      f"| {fmt(row.get('ratio_floor'), 2)} | {fmt(row.get('jose_floor'), 2)} "
                      f"| {fmt(row.get('ratio_floor_log'), 2)} "
                      f"| {fmt(row.get('ratio_floor_ex_log'), 2)} | {fmt(row.get('log_line'))} |")
+    for g in [g for g in s if group_kind(g, meta) == "inject"]:
+        row = s[g]
+        base = s.get((meta or {}).get(g, {}).get("base_group", ""), {})
+        lines.append("")
+        lines.append("| injection (issue 14) | attestgate, injected | attestgate, no upstream "
+                     "| injected − not (us) | injected / not |")
+        lines.append("|---|---|---|---|---|")
+        lines.append(f"| {g} | {fmt(row.get('attestgate'))} | {fmt(base.get('attestgate'))} "
+                     f"| {fmt(row.get('inject_us'), 1)} | {fmt(row.get('inject_ratio'), 3)} |")
     for g in [g for g in s if group_kind(g, meta) == "log"]:
         row = s[g]
         m = (meta or {}).get(g, {})
@@ -1872,7 +1933,8 @@ def main():
         res["runtime"] = args.runtime
         attestgate_vars = {"ATTESTGATE_LOG": "decisions", "ATTESTGATE_NONCE_KEY":
                            base64.b64encode(secrets.token_bytes(32)).decode(),
-                           "ATTESTGATE_SIGNING_KEY": signing_key_json()}  # issue 14
+                           "ATTESTGATE_SIGNING_KEY": signing_key_json(),  # issue 14
+                           "BENCH_INJECT_KEY": INJECT_KEY}
         workers["attestgate"] = Worker_(
             "attestgate", attestgate_config(workdir, build_dir, args.observability), workdir,
             attestgate_vars if args.runtime == "workerd" else None)

@@ -46,6 +46,14 @@ auth = { kind = "client_credentials", token_url = "https://as.example.com/token"
 [upstreams.plain]
 url = "https://plain.internal.example.com"
 
+[upstreams.exchange]
+url = "https://exchange.internal.example.com"
+auth = { kind = "token_exchange", token_url = "https://as.example.com/token", secrets = { client_id = "X_ID", client_secret = "X_SECRET" }, subject = "agent", audience = "https://exchange.internal.example.com", scope = "orders:read" }
+
+[upstreams.minted]
+url = "https://minted.internal.example.com"
+auth = { kind = "gateway_jwt", audience = "https://minted.internal.example.com", subject = "agent", lifetime_secs = 45, header = "x-gateway-jwt" }
+
 [[route]]
 id = "billing"
 path = "/billing/**"
@@ -65,6 +73,18 @@ id = "plain"
 path = "/plain/**"
 upstream = "plain"
 public = true
+
+[[route]]
+id = "exchange"
+path = "/exchange/**"
+upstream = "exchange"
+require = { all = ["agent"] }
+
+[[route]]
+id = "minted"
+path = "/minted/**"
+upstream = "minted"
+require = { all = ["agent"] }
 
 [[route]]
 id = "legacy"
@@ -224,7 +244,7 @@ fn a_client_credentials_route_plans_a_token_for_its_own_upstream_only() {
                     assert_eq!(client.scope.as_deref(), Some("ledger:read"));
                     *key
                 }
-                Source::Secret(_) => panic!("not a token"),
+                _ => panic!("not a client credentials token"),
             }
         })
     };
@@ -273,6 +293,119 @@ fn a_route_with_origin_keeps_its_behaviour_but_never_passes_a_client_receipt() {
         // Not an upstream route: the other families pass as before.
         assert!(!plan.headers.deletes_name("approov-token"));
         assert!(!plan.headers.deletes_name("cookie"));
+    });
+}
+
+/// The token exchange plan of a request with `claims` (its token, the plan's cache key, the
+/// subject token it carries, the actor claims and the subject's exp).
+fn exchange(claims: serde_json::Value) -> (String, [u8; 32], String, serde_json::Value, i64) {
+    let token = hs256(claims);
+    let auth = format!("Bearer {token}");
+    decide("/exchange/x", &[("authorization", &auth)], |o| {
+        let Outcome::Forward(plan) = o else {
+            panic!("not forwarded: {o:?}")
+        };
+        let inject = plan.inject.as_ref().expect("a credential");
+        assert_eq!(inject.kind(), "token_exchange");
+        assert!(
+            !format!("{inject:?}").contains(&token),
+            "the plan prints no token"
+        );
+        match &inject.source {
+            Source::TokenExchange {
+                key,
+                subject_token,
+                actor,
+                subject_exp,
+                ..
+            } => (
+                token.clone(),
+                key.0,
+                subject_token.0.clone(),
+                actor.clone(),
+                *subject_exp,
+            ),
+            _ => panic!("not an exchange"),
+        }
+    })
+}
+
+#[test]
+fn token_exchange_sends_the_verified_token_and_caches_per_principal_chain_and_scope() {
+    let alice = |jti: &str, act: serde_json::Value, scope: &str| json!({"sub": "user:alice", "iss": "https://idp", "jti": jti, "scope": scope, "act": act, "iat": NOW, "exp": NOW + 200});
+    let planner = json!({"sub": "agent:planner"});
+    let (token, key, subject, actor, exp) = exchange(alice("1", planner.clone(), "orders:read"));
+    assert_eq!(
+        subject, token,
+        "the verified inbound token is the subject_token"
+    );
+    assert_eq!(exp, NOW + 200);
+    assert_eq!(
+        actor["iss"], "https://api.example.com",
+        "the gateway, as the request's origin"
+    );
+    assert_eq!(actor["sub"], actor["iss"]);
+    assert_eq!(actor["aud"], "https://as.example.com/token");
+    assert_eq!(actor["exp"].as_i64(), Some(NOW + 60));
+    assert!(actor["jti"].as_str().is_some_and(|j| j.len() >= 16));
+    // Another token of the same principal, chain and scopes: the same cached exchange.
+    let (_, same, ..) = exchange(alice("2", planner.clone(), "orders:read"));
+    assert_eq!(same, key);
+    // Another principal, another actor chain, other scopes: never the same token.
+    let (_, bob, ..) = exchange(
+        json!({"sub": "user:bob", "iss": "https://idp", "act": planner, "scope": "orders:read", "iat": NOW, "exp": NOW + 200}),
+    );
+    let (_, chain, ..) = exchange(alice("3", json!({"sub": "agent:buyer"}), "orders:read"));
+    let (_, deeper, ..) = exchange(alice(
+        "4",
+        json!({"sub": "agent:planner", "act": {"sub": "agent:root"}}),
+        "orders:read",
+    ));
+    let (_, scopes, ..) = exchange(alice(
+        "5",
+        json!({"sub": "agent:planner"}),
+        "orders:read orders:write",
+    ));
+    let keys = [key, bob, chain, deeper, scopes];
+    for (i, a) in keys.iter().enumerate() {
+        for b in &keys[i + 1..] {
+            assert_ne!(a, b);
+        }
+    }
+}
+
+#[test]
+fn gateway_jwt_carries_the_verified_subject_and_act_chain_for_the_upstreams_audience() {
+    let act = json!({"sub": "agent:planner", "act": {"sub": "agent:root"}});
+    let token = hs256(
+        json!({"sub": "user:alice", "iss": "https://idp", "act": act, "iat": NOW, "exp": NOW + 200}),
+    );
+    let auth = format!("Bearer {token}");
+    decide("/minted/x", &[("authorization", &auth)], |o| {
+        let Outcome::Forward(plan) = o else {
+            panic!("not forwarded: {o:?}")
+        };
+        // The client's Authorization is not the upstream's: deleted.
+        assert!(plan.headers.deletes_name("authorization"));
+        assert!(plan.headers.deletes_name("x_gateway_jwt"));
+        let inject = plan.inject.as_ref().expect("a credential");
+        assert_eq!(inject.at.header, "x-gateway-jwt");
+        let Source::GatewayJwt { claims } = &inject.source else {
+            panic!("not a gateway_jwt")
+        };
+        assert_eq!(claims["aud"], "https://minted.internal.example.com");
+        assert_eq!(claims["sub"], "user:alice");
+        assert_eq!(claims["act"], act);
+        assert_eq!(claims["subject_issuer"], "https://idp");
+        assert_eq!(claims["iss"], "https://api.example.com");
+        assert_eq!(claims["exp"].as_i64(), Some(NOW + 45));
+        assert_eq!(claims["iat"].as_i64(), Some(NOW));
+    });
+    // A verified token without `sub` cannot name the principal: refused, not minted.
+    let token = hs256(json!({"iat": NOW, "exp": NOW + 200}));
+    let auth = format!("Bearer {token}");
+    decide("/minted/x", &[("authorization", &auth)], |o| {
+        assert!(matches!(o, Outcome::Refused(_)), "{o:?}");
     });
 }
 
@@ -426,6 +559,55 @@ require = { all = ["agent"] }
             r#"
 [upstreams.u]
 url = "https://u.example.com"
+auth = { kind = "gateway_jwt", subject = "agent" }
+"#,
+            r#"p.toml: upstream "u": field "auth.audience": is required for kind "gateway_jwt""#,
+        ),
+        (
+            r#"
+[upstreams.u]
+url = "https://u.example.com"
+auth = { kind = "gateway_jwt", audience = "https://u", subject = "nobody" }
+"#,
+            r#"p.toml: upstream "u": field "auth.subject": unknown provider "nobody""#,
+        ),
+        (
+            r#"
+[upstreams.u]
+url = "https://u.example.com"
+auth = { kind = "token_exchange", token_url = "https://as.example.com/token", secrets = { client_id = "A", client_secret = "B" } }
+"#,
+            r#"p.toml: upstream "u": field "auth.subject": is required for kind "token_exchange""#,
+        ),
+        (
+            r#"
+[provider.other]
+algorithms = ["HS256"]
+secret = "OTHER"
+from = { header = "x-other" }
+[upstreams.u]
+url = "https://u.example.com"
+auth = { kind = "gateway_jwt", audience = "https://u", subject = "agent" }
+[[route]]
+id = "r"
+path = "/r"
+upstream = "u"
+require = { any = ["agent", "other"] }
+"#,
+            r#"p.toml: route "r": field "upstream": upstream "u" (gateway_jwt) needs the verified token of provider "agent""#,
+        ),
+        (
+            r#"
+[upstreams.u]
+url = "https://u.example.com"
+auth = { kind = "gateway_jwt", audience = "https://u", subject = "agent", lifetime_secs = 3600 }
+"#,
+            r#"p.toml: upstream "u": field "auth.lifetime_secs": 3600 is not in 1..=300"#,
+        ),
+        (
+            r#"
+[upstreams.u]
+url = "https://u.example.com"
 auth = { kind = "static", secret = "K" }
 [[route]]
 id = "r"
@@ -464,4 +646,37 @@ require = { all = ["agent"] }
         .iter()
         .any(|w| w.to_string()
             == r#"p.toml: upstream "u": field "name": no route uses this upstream"#));
+}
+
+/// The `[upstreams.NAME]` example of policies/README.md compiles as written (with a gateway and
+/// the agent provider it names), and the error messages listed there are the compiler's.
+#[test]
+fn the_policy_reference_example_compiles() {
+    let text = std::fs::read_to_string("policies/README.md").expect("README");
+    let section = text
+        .split("## `[upstreams.NAME]`")
+        .nth(1)
+        .expect("the upstreams section");
+    let example = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|s| s.split("```").next())
+        .expect("a toml example");
+    let p = compile(vec![parse_toml("u.toml", &with(example)).expect("toml")])
+        .unwrap_or_else(|e| panic!("{}", e[0]));
+    let kinds: Vec<&str> = p
+        .upstreams()
+        .iter()
+        .filter_map(|u| u.auth.as_ref().map(Auth::kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "static",
+            "gateway_jwt",
+            "client_credentials",
+            "token_exchange"
+        ]
+    );
+    assert!(p.route("ledger-read").expect("route").strip_cookies);
 }

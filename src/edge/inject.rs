@@ -14,14 +14,16 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use worker::{Fetch, Headers};
 
+use super::signing::IsolateSigning;
 use super::task::{sleep, within};
 use crate::gate::inject::oauth::MAX_RESPONSE_BYTES;
 use crate::gate::inject::{
-    header_value, token_request, token_response, CachePlan, InjectPlan, Source, TokenCache,
-    TokenFault,
+    exchange_request, header_value, token_request, token_response, CacheKey, CachePlan, InjectPlan,
+    Issued, Source, TokenCache, TokenFault, ACTOR_TYP, GATEWAY_JWT_TYP,
 };
 use crate::gate::log::{ascii_json, json_object, json_str};
 use crate::gate::seams::Secrets;
+use crate::policy::OauthClient;
 use crate::Error;
 
 /// While another request fetches the same token: ask the cache again this often.
@@ -34,6 +36,8 @@ pub struct TokenStore(pub RefCell<TokenCache>);
 pub struct Injector<'a, S> {
     pub secrets: &'a S,
     pub store: &'a TokenStore,
+    /// The gateway's signing key (`token_exchange` actor assertions, `gateway_jwt`).
+    pub signing: &'a IsolateSigning,
     pub request_id: &'a str,
 }
 
@@ -48,78 +52,124 @@ impl<S: Secrets> Injector<'_, S> {
                     Error::SecretUnavailable
                 })
             }
-            Source::ClientCredentials { client, key } => {
-                let timeout_ms = i64::try_from(client.timeout_secs)
-                    .unwrap_or(30)
-                    .saturating_mul(1000);
-                let mut ticket = None;
-                let waited_max =
-                    Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(30_000) + 1500);
-                let mut waited = Duration::ZERO;
-                loop {
-                    let now_ms = js_sys::Date::now() as i64;
-                    let step = self
-                        .store
-                        .0
-                        .borrow_mut()
-                        .plan(*key, now_ms, ticket, timeout_ms);
-                    match step {
-                        CachePlan::Use(token) => {
-                            return header_value(plan.at, &token)
-                                .ok_or(Error::CredentialUnavailable)
-                        }
-                        CachePlan::Failed => {
-                            self.log(plan, "token_fetch_failed_while_waiting", None);
-                            return Err(Error::CredentialUnavailable);
-                        }
-                        CachePlan::Wait(t) if waited < waited_max => {
-                            ticket = Some(t);
-                            sleep(WAIT_STEP).await;
-                            waited += WAIT_STEP;
-                        }
-                        CachePlan::Wait(_) => {
-                            self.log(plan, "token_wait_timeout", None);
-                            return Err(Error::CredentialUnavailable);
-                        }
-                        CachePlan::Fetch => break,
-                    }
+            Source::GatewayJwt { claims } => {
+                let jwt = self
+                    .signing
+                    .sign_jwt(self.secrets, GATEWAY_JWT_TYP, claims)
+                    .await?;
+                header_value(plan.at, &jwt).ok_or(Error::SigningKeyUnavailable)
+            }
+            Source::ClientCredentials { client, key } => self.token(plan, client, *key, None).await,
+            Source::TokenExchange {
+                client,
+                key,
+                subject_exp,
+                ..
+            } => self.token(plan, client, *key, Some(*subject_exp)).await,
+        }
+    }
+
+    /// A token of the upstream's token endpoint: from the cache, or fetched once for every
+    /// request that asks for it meanwhile (single flight). `cap`: never cached past it.
+    async fn token(
+        &self,
+        plan: &InjectPlan<'_>,
+        client: &OauthClient,
+        key: CacheKey,
+        cap: Option<i64>,
+    ) -> Result<String, Error> {
+        let timeout_ms = i64::try_from(client.timeout_secs)
+            .unwrap_or(30)
+            .saturating_mul(1000);
+        let waited_max = Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(30_000) + 1500);
+        let mut waited = Duration::ZERO;
+        let mut ticket = None;
+        loop {
+            let now_ms = js_sys::Date::now() as i64;
+            let step = self
+                .store
+                .0
+                .borrow_mut()
+                .plan(key, now_ms, ticket, timeout_ms);
+            match step {
+                CachePlan::Use(token) => {
+                    return header_value(plan.at, &token).ok_or(Error::CredentialUnavailable)
                 }
-                // This request holds the key's flight: report back whatever happens.
-                let secrets = self
-                    .secret(plan, &client.client_id_secret)
-                    .and_then(|id| Ok((id, self.secret(plan, &client.client_secret_secret)?)));
-                let (id, secret) = match secrets {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        self.store.0.borrow_mut().failed(*key);
-                        return Err(e);
-                    }
-                };
-                let request = token_request(client, &id, &secret);
-                let limit = Duration::from_secs(client.timeout_secs);
-                let answer = match within(limit, fetch_token(&request)).await {
-                    Some(answer) => answer,
-                    None => Err(TokenFault::Timeout),
-                };
-                let now = (js_sys::Date::now() / 1000.0) as i64;
-                let issued = answer.and_then(|(status, body)| {
-                    token_response(status, &body, now, client.refresh_margin_secs)
-                });
-                match issued {
-                    Ok(issued) => {
-                        let token = self.store.0.borrow_mut().fetched(
-                            *key,
-                            &issued.token,
-                            issued.cache_until,
-                        );
-                        header_value(plan.at, &token).ok_or(Error::CredentialUnavailable)
-                    }
-                    Err(fault) => {
-                        self.store.0.borrow_mut().failed(*key);
-                        self.log(plan, &format!("token_endpoint_{}", fault.reason()), None);
-                        Err(Error::CredentialUnavailable)
-                    }
+                CachePlan::Failed => {
+                    self.log(plan, "token_fetch_failed_while_waiting", None);
+                    return Err(Error::CredentialUnavailable);
                 }
+                CachePlan::Wait(t) if waited < waited_max => {
+                    ticket = Some(t);
+                    sleep(WAIT_STEP).await;
+                    waited += WAIT_STEP;
+                }
+                CachePlan::Wait(_) => {
+                    self.log(plan, "token_wait_timeout", None);
+                    return Err(Error::CredentialUnavailable);
+                }
+                CachePlan::Fetch => break,
+            }
+        }
+        // This request holds the key's flight: report back whatever happens.
+        let fetched = self.fetch(plan, client, cap).await;
+        let mut store = self.store.0.borrow_mut();
+        match fetched {
+            Ok(issued) => {
+                let token = store.fetched(key, &issued.token, issued.cache_until);
+                header_value(plan.at, &token).ok_or(Error::CredentialUnavailable)
+            }
+            Err(e) => {
+                store.failed(key);
+                Err(e)
+            }
+        }
+    }
+
+    /// Build, send and read one token request.
+    async fn fetch(
+        &self,
+        plan: &InjectPlan<'_>,
+        client: &OauthClient,
+        cap: Option<i64>,
+    ) -> Result<Issued, Error> {
+        let id = self.secret(plan, &client.client_id_secret)?;
+        let secret = self.secret(plan, &client.client_secret_secret)?;
+        let request = match &plan.source {
+            Source::TokenExchange {
+                subject_token,
+                actor,
+                ..
+            } => {
+                let actor_token = self
+                    .signing
+                    .sign_jwt(self.secrets, ACTOR_TYP, actor)
+                    .await?;
+                exchange_request(client, &id, &secret, &subject_token.0, &actor_token)
+            }
+            _ => token_request(client, &id, &secret),
+        };
+        let limit = Duration::from_secs(client.timeout_secs);
+        let answer = match within(limit, fetch_token(&request)).await {
+            Some(answer) => answer,
+            None => Err(TokenFault::Timeout),
+        };
+        let now = (js_sys::Date::now() / 1000.0) as i64;
+        let issued = answer.and_then(|(status, body)| {
+            token_response(status, &body, now, client.refresh_margin_secs)
+        });
+        match issued {
+            Ok(mut issued) => {
+                // An exchanged token is never used past the subject token's expiry.
+                if let Some(cap) = cap {
+                    issued.cache_until =
+                        issued.cache_until.map(|u| u.min(cap)).filter(|&u| u > now);
+                }
+                Ok(issued)
+            }
+            Err(fault) => {
+                self.log(plan, &format!("token_endpoint_{}", fault.reason()), None);
+                Err(Error::CredentialUnavailable)
             }
         }
     }

@@ -280,6 +280,7 @@ async fn run(
     let injector = inject::Injector {
         secrets: &secrets,
         store: &isolate.tokens,
+        signing: &isolate.signing,
         request_id: &id,
     };
     let answer = execute(&req, &inbound, gate, &injector, &mut decision).await;

@@ -339,9 +339,12 @@ fn route_strips(
             Vec::new()
         };
         let mut names: Vec<&str> = GATEWAY_OWNED.to_vec();
-        let mut all: Vec<&ProviderRt> = providers.values().collect();
-        all.sort_by(|a, b| a.name.cmp(&b.name));
-        for p in all {
+        // In the policy's order (sorted by name): the same list in every isolate.
+        for p in policy
+            .providers()
+            .iter()
+            .filter_map(|p| providers.get(&p.name))
+        {
             names.extend(p.family.consumes().iter().map(String::as_str));
         }
         // The header of this upstream's credential, and of every other upstream's: a client

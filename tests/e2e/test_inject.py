@@ -2,7 +2,11 @@
 
 The authorization server is the real npm `oidc-provider` (features.clientCredentials), started
 here on 127.0.0.1 (tests/e2e/as/oidc_as.mjs); the tokens it issues are its own, and the tests
-check them through its introspection endpoint. Agent tokens are minted by joserfc (servers.py).
+check them through its introspection endpoint. oidc-provider has no RFC 8693 token exchange:
+the exchange grant is a STAND-IN registered on it (`registerGrantType`, in oidc_as.mjs), which
+verifies the subject and actor tokens with npm `jose` and issues through oidc-provider's token
+model. Agent tokens are minted by joserfc (servers.py); the gateway's own JWTs are verified here
+by joserfc against the gateway's published JWKS.
 The recording origin (servers.py) shows what each upstream received.
 """
 
@@ -35,8 +39,11 @@ def as_request(method: str, path: str, body: bytes | None = None, headers=None):
 
 
 @pytest.fixture(scope="module")
-def auth_server(gateway):
+def auth_server(gateway, servers):
     env = {
+        "AS_SUBJECT_ISSUER": servers.issuer_named("ij").issuer,
+        "AS_SUBJECT_JWKS": servers.jwks_uri_of("ij"),
+        "AS_GATEWAY_JWKS": f"{gateway.base}/.well-known/attestgate/jwks.json",
         "AS_PORT": str(INJECT_AS_PORT),
         "AS_CLIENT_ID": INJECT_SECRETS["IJ_CLIENT_ID"],
         "AS_CLIENT_SECRET": INJECT_SECRETS["IJ_CLIENT_SECRET"],
@@ -67,10 +74,10 @@ def auth_server(gateway):
     stop_group(proc)
 
 
-def stats() -> dict:
+def stats(member: str = "counts"):
     status, body = as_request("GET", "/stats")
     assert status == 200
-    return json.loads(body)["counts"]
+    return json.loads(body)[member]
 
 
 def introspect(token: str) -> dict:
@@ -294,3 +301,152 @@ def test_an_upstream_without_auth_strips_owned_headers_and_cookies(gateway, orig
     assert "authorization" not in headers
     assert "cookie" not in headers
     assert_no_hostile(headers, {"x-verified-route": "ij-plain"})
+
+
+def gateway_keys(gateway):
+    from joserfc.jwk import KeySet
+
+    resp = gateway.request("GET", "/.well-known/attestgate/jwks.json")
+    assert resp.status == 200, resp
+    return KeySet.import_key_set(resp.json())
+
+
+def test_token_exchange_at_the_stand_in_grant_per_principal(gateway, servers, origin, auth_server):
+    """RFC 8693 through oidc-provider with the STAND-IN exchange grant of oidc_as.mjs."""
+    before = stats().get("/te/token", 0)
+    planner = {"sub": "agent:planner"}
+
+    def call(sub, act, path):
+        token = agent_token(servers, sub=sub, act=act, scope="ij:read")
+        resp = gateway.request("GET", path, {"authorization": f"Bearer {token}"})
+        assert resp.status == 200, resp
+        entry = servers.recorder.snapshot()[-1]
+        auth = seen_headers(entry)["authorization"]
+        assert len(auth) == 1 and auth[0].startswith("Bearer ")
+        assert token not in json.dumps(entry), "the agent's token never reaches the upstream"
+        return auth[0][len("Bearer "):]
+
+    alice = call("user:alice", planner, "/ij/te/a")
+    info = introspect(alice)
+    assert info["active"] is True, info
+    assert info["sub"] == "user:alice"
+    # The act chain: the gateway (its assertion, verified by the AS against the gateway's
+    # JWKS), then the agent of the subject token.
+    assert info["act"] == {"sub": gateway.base, "act": planner}, info
+    assert info["aud"] == "https://te-upstream.example"
+    assert info["scope"] == "ij:read"
+    # A second token of the same principal and chain: the cached exchange, no new request.
+    assert call("user:alice", planner, "/ij/te/b") == alice
+    assert stats().get("/te/token", 0) - before == 1
+    # Another principal, another chain: their own exchanges, never alice's token.
+    bob = call("user:bob", planner, "/ij/te/c")
+    buyer = call("user:alice", {"sub": "agent:buyer"}, "/ij/te/d")
+    assert len({alice, bob, buyer}) == 3
+    assert stats().get("/te/token", 0) - before == 3
+    assert introspect(bob)["sub"] == "user:bob"
+    assert introspect(buyer)["act"] == {"sub": gateway.base, "act": {"sub": "agent:buyer"}}
+    logs = gateway.logs()
+    assert alice not in logs and bob not in logs
+
+
+def test_gateway_jwt_is_signed_for_the_upstream_with_the_verified_chain(gateway, servers, origin):
+    from joserfc import jwt
+
+    act = {"sub": "agent:planner", "act": {"sub": "agent:root"}}
+    token = agent_token(servers, sub="user:alice", act=act)
+    resp = gateway.request("GET", "/ij/jwt/x", {"authorization": f"Bearer {token}"})
+    assert resp.status == 200, resp
+    auth = seen_headers(origin.since()[0])["authorization"]
+    assert len(auth) == 1 and auth[0].startswith("Bearer ")
+    minted = auth[0][len("Bearer "):]
+    assert minted != token
+    decoded = jwt.decode(minted, gateway_keys(gateway), algorithms=["ES256"])
+    assert decoded.header["typ"] == "attestgate-upstream+jwt"
+    assert decoded.header["kid"] == "gw-e2e-2"
+    c = decoded.claims
+    assert c["aud"] == "https://jwt-upstream.example"
+    assert c["iss"] == gateway.base
+    assert c["sub"] == "user:alice"
+    assert c["act"] == act
+    assert c["subject_issuer"] == servers.issuer_named("ij").issuer
+    assert c["exp"] - c["iat"] == 60
+    assert abs(c["iat"] - time.time()) < 30
+    assert minted not in gateway.logs()
+    # One per request: a second request gets another jti.
+    gateway.request("GET", "/ij/jwt/y", {"authorization": f"Bearer {agent_token(servers)}"})
+    second = seen_headers(servers.recorder.snapshot()[-1])["authorization"][0][len("Bearer "):]
+    assert jwt.decode(second, gateway_keys(gateway), algorithms=["ES256"]).claims["jti"] != c["jti"]
+
+
+CLI_POLICY = """
+[gateway]
+origin = "https://origin.example"
+
+[provider.agent]
+issuer = "https://idp.example"
+audiences = ["https://api.example"]
+algorithms = ["ES256"]
+jwks_uri = "https://idp.example/jwks.json"
+
+[upstreams.billing]
+url = "https://billing.internal.example"
+auth = { kind = "static", secret = "BILLING_API_KEY", header = "x-api-key" }
+
+[upstreams.ledger]
+url = "https://ledger.internal.example"
+auth = { kind = "client_credentials", token_url = "https://as.example/token", secrets = { client_id = "LEDGER_ID", client_secret = "LEDGER_SECRET" }, scope = "ledger:read" }
+
+[[route]]
+id = "billing"
+path = "/billing/**"
+upstream = "billing"
+require = { all = ["agent"] }
+
+[[route]]
+id = "ledger"
+path = "/ledger/**"
+upstream = "ledger"
+require = { all = ["agent"] }
+"""
+
+
+def test_explain_shows_what_a_route_injects_and_never_a_secret(tmp_path, monkeypatch):
+    from joserfc import jwk as jjwk
+    from servers import sign
+
+    subprocess.run(
+        ["cargo", "build", "--quiet", "--bin", "attestgate"], cwd=ROOT, check=True, timeout=900
+    )
+    cli = ROOT / "target" / "debug" / "attestgate"
+    (tmp_path / "policy.toml").write_text(CLI_POLICY)
+    key = jjwk.ECKey.generate_key("P-256", parameters={"kid": "k1"}, private=True)
+    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [key.as_dict(private=False)]}))
+    now = int(time.time())
+    token = sign(
+        {"alg": "ES256", "kid": "k1", "typ": "at+jwt"},
+        {"iss": "https://idp.example", "aud": "https://api.example", "sub": "user:alice",
+         "iat": now, "exp": now + 300},
+        key,
+    )
+    # Even with the secret in the environment, explain never reads or shows it.
+    monkeypatch.setenv("BILLING_API_KEY", "sk-must-never-appear")
+
+    def explain(path):
+        out = subprocess.run(
+            [str(cli), "explain", "GET", f"https://api.example{path}", "--dir", str(tmp_path),
+             "--token", f"agent={token}", "--jwks", f"agent={tmp_path / 'jwks.json'}"],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    billing = explain("/billing/x")
+    assert "upstream  billing (" in billing and "https://billing.internal.example" in billing
+    assert "inject  static into x-api-key: <the secret's value>" in billing
+    assert "Worker secrets read: BILLING_API_KEY (values never shown)" in billing
+    assert "inject  static into x-api-key (obtained by the Worker; never shown)" in billing
+    assert "authorization" in billing.split("strip", 1)[1]
+    assert "sk-must-never-appear" not in billing
+    ledger = explain("/ledger/x")
+    assert "inject  client_credentials into authorization: Bearer <an access token from https://as.example/token" in ledger
+    assert "Worker secrets read: LEDGER_ID, LEDGER_SECRET" in ledger

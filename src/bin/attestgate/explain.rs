@@ -164,6 +164,9 @@ pub fn explain(args: &[String]) -> ExitCode {
             }
             println!("requires  {}", requirement(r));
             crate::receipt::print_rule(gate, r);
+            for line in crate::upstream::lines(policy, gate, r) {
+                println!("{line}");
+            }
             Some(r)
         }
         Err(miss) => {
@@ -475,6 +478,7 @@ fn print_allow(fwd: &ForwardPlan<'_>, path: &str, public: bool) {
     // credential headers the route's families consumed.
     let strip: Vec<&str> = std::iter::once(ROUTE_HEADER)
         .chain(fwd.headers.consumed().iter().map(String::as_str))
+        .chain(fwd.headers.strips().iter().map(String::as_str))
         .collect();
     let claims = fwd.headers.claims();
     println!(
@@ -486,4 +490,11 @@ fn print_allow(fwd: &ForwardPlan<'_>, path: &str, public: bool) {
         println!("  set     {name}: {value}");
     }
     crate::receipt::print_planned(fwd);
+    if let Some(inject) = &fwd.inject {
+        println!(
+            "  inject  {} into {} (obtained by the Worker; never shown)",
+            inject.kind(),
+            inject.at.header
+        );
+    }
 }

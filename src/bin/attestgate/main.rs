@@ -18,6 +18,7 @@ mod explain;
 #[cfg(not(target_arch = "wasm32"))]
 mod intent;
 mod receipt;
+mod upstream;
 
 use std::process::ExitCode;
 

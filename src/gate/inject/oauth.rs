@@ -14,7 +14,6 @@
 
 use core::fmt;
 
-use base64ct::{Base64, Encoding};
 use serde_json::Value;
 
 use crate::policy::{InjectHeader, OauthClient};
@@ -64,6 +63,23 @@ pub fn form_encode(s: &str) -> String {
     out
 }
 
+/// Standard base64 with padding (RFC 4648 §4, what `Basic` takes), from the base64url encoder
+/// the gateway already has: the two alphabets differ in two characters.
+fn base64_std(bytes: &[u8]) -> String {
+    let mut out: String = crate::jose::b64::encode(bytes)
+        .chars()
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            c => c,
+        })
+        .collect();
+    while out.len() % 4 != 0 {
+        out.push('=');
+    }
+    out
+}
+
 /// The client credentials request of `client`, with its id and secret (the Worker secrets'
 /// texts).
 pub fn token_request(client: &OauthClient, client_id: &str, client_secret: &str) -> TokenRequest {
@@ -83,9 +99,48 @@ pub fn token_request(client: &OauthClient, client_id: &str, client_secret: &str)
     }
     TokenRequest {
         url: client.token_url.clone(),
-        authorization: format!("Basic {}", Base64::encode_string(basic.as_bytes())),
+        authorization: format!("Basic {}", base64_std(basic.as_bytes())),
         body,
     }
+}
+
+/// RFC 8693 §2.1: the token exchange request of `client` for `subject_token` (the verified
+/// inbound token) with `actor_token` (the gateway's signed assertion), `client_secret_basic`.
+pub fn exchange_request(
+    client: &OauthClient,
+    client_id: &str,
+    client_secret: &str,
+    subject_token: &str,
+    actor_token: &str,
+) -> TokenRequest {
+    let mut r = token_request(client, client_id, client_secret);
+    let mut body =
+        String::from("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange");
+    for (name, value) in [
+        ("subject_token", subject_token),
+        (
+            "subject_token_type",
+            "urn:ietf:params:oauth:token-type:access_token",
+        ),
+        ("actor_token", actor_token),
+        ("actor_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+        (
+            "requested_token_type",
+            "urn:ietf:params:oauth:token-type:access_token",
+        ),
+    ] {
+        body.push('&');
+        body.push_str(name);
+        body.push('=');
+        body.push_str(&form_encode(value));
+    }
+    // scope, audience and resource as in the client credentials request
+    if let Some((_, rest)) = r.body.split_once('&') {
+        body.push('&');
+        body.push_str(rest);
+    }
+    r.body = body;
+    r
 }
 
 /// A token as issued: its value and until when (unix seconds) it may be used from the cache
@@ -204,6 +259,7 @@ pub fn header_value(at: &InjectHeader, value: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64ct::{Base64, Encoding};
 
     fn client() -> OauthClient {
         OauthClient {
@@ -215,6 +271,26 @@ mod tests {
             resource: Some("https://api.example.com/".into()),
             refresh_margin_secs: 30,
             timeout_secs: 5,
+        }
+    }
+
+    #[test]
+    fn basic_is_standard_base64_with_padding() {
+        for input in [
+            &b""[..],
+            b"f",
+            b"fo",
+            b"foo",
+            b"foob",
+            b"fooba",
+            b"foobar",
+            &[0xfb, 0xff, 0xfe],
+        ] {
+            assert_eq!(
+                base64_std(input),
+                base64ct::Base64::encode_string(input),
+                "{input:?}"
+            );
         }
     }
 
@@ -236,6 +312,24 @@ mod tests {
             !shown.contains(basic) && shown.contains("<redacted>"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn the_exchange_request_carries_subject_actor_and_the_upstreams_parameters() {
+        let mut c = client();
+        c.audience = Some("https://ledger".into());
+        let r = exchange_request(&c, "id", "secret", "sub.tok.en", "act.tok.en");
+        assert_eq!(
+            r.body,
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange\
+             &subject_token=sub.tok.en\
+             &subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token\
+             &actor_token=act.tok.en\
+             &actor_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt\
+             &requested_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token\
+             &scope=read+write&audience=https%3A%2F%2Fledger&resource=https%3A%2F%2Fapi.example.com%2F"
+        );
+        assert!(r.authorization.starts_with("Basic "));
     }
 
     #[test]

@@ -259,7 +259,13 @@ where
     }
     // Issue 14: the upstream's credential, planned here, obtained by the executor.
     if let Some(upstream) = gate.policy().route_upstream(route) {
-        plan.inject = crate::gate::inject::plan(upstream, &d.principal.tokens)?.map(Box::new);
+        let cx = crate::gate::inject::Context {
+            headers: req.headers,
+            issuer: crate::gate::signing::issuer(gate, req.url.origin),
+            now: env.now,
+            random: env.random,
+        };
+        plan.inject = crate::gate::inject::plan(upstream, &d.principal.tokens, &cx)?.map(Box::new);
     }
     // RFC 9449 §8.2: the proof's nonce is spent; the response carries the next one.
     let next_nonce = d

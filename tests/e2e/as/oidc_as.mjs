@@ -2,7 +2,16 @@
 // `oidc-provider` (features.clientCredentials), on 127.0.0.1 only. Tokens it issues are its own
 // (opaque, checked by the tests through its introspection endpoint).
 //
-// Environment: AS_PORT, AS_CLIENT_ID, AS_CLIENT_SECRET.
+// Environment: AS_PORT, AS_CLIENT_ID, AS_CLIENT_SECRET; for the token exchange grant also
+// AS_SUBJECT_ISSUER, AS_SUBJECT_JWKS (the agent tokens' issuer and its JWKS URL) and
+// AS_GATEWAY_JWKS (the gateway's /.well-known/attestgate/jwks.json).
+//
+// RFC 8693 token exchange: oidc-provider has no built-in handler for this grant, so this file
+// registers one (`provider.registerGrantType`): a STAND-IN for the grant, not oidc-provider's
+// own implementation. It verifies the subject_token against the agent issuer's JWKS and the
+// actor_token against the gateway's JWKS (both with npm `jose`, typ, iss, aud and exp checked),
+// then issues an access token through oidc-provider's own token model, with the subject and the
+// `act` chain (the gateway, then the subject token's own `act`) that introspection shows.
 //
 // Besides the provider's own endpoints (`/token`, `/token/introspection`, discovery), the
 // wrapper serves a few paths for the fault scenarios, which the provider does not have:
@@ -12,18 +21,21 @@
 // - `/stats`: how many requests each path got, and the client authentication scheme last seen.
 import http from "node:http";
 import Provider from "oidc-provider";
+import { createRemoteJWKSet, jwtVerify } from "jose";
 
 const port = Number(process.env.AS_PORT);
 const clientId = process.env.AS_CLIENT_ID;
 const clientSecret = process.env.AS_CLIENT_SECRET;
 const issuer = `http://127.0.0.1:${port}`;
+const exchanged = new WeakMap();
+const TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange";
 
 const provider = new Provider(issuer, {
   clients: [
     {
       client_id: clientId,
       client_secret: clientSecret,
-      grant_types: ["client_credentials"],
+      grant_types: ["client_credentials", TOKEN_EXCHANGE],
       response_types: [],
       redirect_uris: [],
       token_endpoint_auth_method: "client_secret_basic",
@@ -37,7 +49,63 @@ const provider = new Provider(issuer, {
     devInteractions: { enabled: false },
   },
   ttl: { ClientCredentials: 600 },
+  // What the stand-in exchange grant records on the tokens it issues (introspection shows it).
+  extraTokenClaims: (ctx, token) => exchanged.get(token),
 });
+// The stand-in token exchange grant (see the top of this file).
+const exchanges = [];
+provider.registerGrantType(
+  TOKEN_EXCHANGE,
+  async (ctx) => {
+    const p = ctx.oidc.params;
+    const fail = (description) => {
+      ctx.status = 400;
+      ctx.body = { error: "invalid_grant", error_description: description };
+    };
+    if (p.subject_token_type !== "urn:ietf:params:oauth:token-type:access_token"
+      || p.actor_token_type !== "urn:ietf:params:oauth:token-type:jwt") {
+      return fail("unsupported token types");
+    }
+    let subject;
+    let actor;
+    try {
+      ({ payload: subject } = await jwtVerify(p.subject_token, subjectJwks, {
+        issuer: process.env.AS_SUBJECT_ISSUER,
+        audience: "https://api.example.com",
+        typ: "at+jwt",
+      }));
+      ({ payload: actor } = await jwtVerify(p.actor_token, gatewayJwks, {
+        audience: `${issuer}/te/token`,
+        typ: "attestgate-actor+jwt",
+        maxTokenAge: 120,
+      }));
+    } catch (e) {
+      return fail(`token refused: ${e.code || e.message}`);
+    }
+    if (actor.sub !== actor.iss) return fail("the actor is not the gateway");
+    const act = { sub: actor.sub, ...(subject.act ? { act: subject.act } : {}) };
+    const token = new provider.ClientCredentials({
+      client: ctx.oidc.client,
+      scope: p.scope || undefined,
+    });
+    if (p.audience) token.aud = p.audience;
+    exchanged.set(token, { sub: subject.sub, subject_iss: subject.iss, act });
+    const value = await token.save();
+    exchanges.push({ sub: subject.sub, act, audience: p.audience, scope: p.scope });
+    ctx.body = {
+      access_token: value,
+      issued_token_type: "urn:ietf:params:oauth:token-type:access_token",
+      token_type: "Bearer",
+      expires_in: token.expiration,
+      scope: token.scope,
+    };
+  },
+  ["subject_token", "subject_token_type", "actor_token", "actor_token_type",
+    "requested_token_type", "audience", "scope"],
+);
+const subjectJwks = createRemoteJWKSet(new URL(process.env.AS_SUBJECT_JWKS || "http://127.0.0.1:9/none"));
+const gatewayJwks = createRemoteJWKSet(new URL(process.env.AS_GATEWAY_JWKS || "http://127.0.0.1:9/none"));
+
 const callback = provider.callback();
 
 const counts = {};
@@ -51,7 +119,7 @@ const server = http.createServer((req, res) => {
   }
   if (path === "/stats") {
     res.writeHead(200, { "content-type": "application/json" });
-    res.end(JSON.stringify({ counts, last_scheme: lastScheme }));
+    res.end(JSON.stringify({ counts, last_scheme: lastScheme, exchanges }));
     return;
   }
   if (path === "/slow/token") {
@@ -64,6 +132,11 @@ const server = http.createServer((req, res) => {
   if (path === "/garbage/token") {
     res.writeHead(200, { "content-type": "text/html" });
     res.end("<html><body>maintenance</body></html>");
+    return;
+  }
+  if (path === "/te/token") {
+    req.url = "/token";
+    callback(req, res);
     return;
   }
   if (path === "/delay/token") {

@@ -184,12 +184,6 @@ impl Cx {
             }
             Some(s) => Some(s.clone()),
         };
-        if matches!(*kind, "token_exchange" | "gateway_jwt") {
-            self.error(
-                at("kind"),
-                format!("kind {kind:?} signs with the gateway's signing key, which this build does not have yet"),
-            );
-        }
         let auth = match *kind {
             "static" => match &a.secret {
                 None => {
