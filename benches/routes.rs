@@ -22,6 +22,7 @@ fn route(id: String, path: String, methods: Option<Vec<String>>) -> RouteConfig 
         forward_tokens: false,
         pass_headers: vec![],
         origin: None,
+        deny_check: None,
     }
 }
 
@@ -65,6 +66,7 @@ fn policy(n: usize) -> Policy {
         }),
         provider: Default::default(),
         route: routes,
+        ..Default::default()
     };
     compile(vec![SourceFile::new("bench.toml", file)]).unwrap_or_else(|e| panic!("{}", e[0]))
 }

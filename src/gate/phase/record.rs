@@ -26,6 +26,8 @@ pub enum Verdict {
     Deny,
     /// The challenge endpoint issued a nonce.
     Challenge,
+    /// An authenticated operator used the operator API (issue 16).
+    Operator,
 }
 
 impl Verdict {
@@ -36,6 +38,7 @@ impl Verdict {
             Verdict::Public => "public",
             Verdict::Deny => "deny",
             Verdict::Challenge => "challenge",
+            Verdict::Operator => "operator",
         }
     }
 }
@@ -132,6 +135,13 @@ pub struct Decision<'a> {
     /// the origin's).
     pub status: Option<u16>,
     pub timings: Timings,
+    // ---- issue 16: the operator API and the deny list ----
+    /// The authenticated operator of an operator API request (recorded with every change).
+    pub operator: Option<crate::gate::operator::OperatorId>,
+    /// What the operator asked for, for the executor to run against the stores.
+    pub operator_call: Option<crate::gate::operator::Call>,
+    /// The deny entry that refused the request (its id, never its content, in the log).
+    pub deny_entry: Option<String>,
 }
 
 impl<'a> Decision<'a> {
@@ -148,6 +158,9 @@ impl<'a> Decision<'a> {
             response: ResponsePlan::origin(None),
             status: None,
             timings: Timings::default(),
+            operator: None,
+            operator_call: None,
+            deny_entry: None,
         }
     }
 
@@ -179,6 +192,7 @@ impl<'a> Decision<'a> {
             Outcome::Forward(plan) if plan.is_public() => Verdict::Public,
             Outcome::Forward(_) => Verdict::Allow,
             Outcome::Endpoint(Endpoint::Challenge) => Verdict::Challenge,
+            Outcome::Endpoint(Endpoint::Operator) => Verdict::Operator,
             Outcome::Refused(_) => Verdict::Deny,
         }
     }
@@ -221,6 +235,7 @@ impl<'a> Decision<'a> {
             log.add_claims(claims.map());
         }
         log.latency_ms = self.timings.latency_ms;
+        log.deny_entry = self.deny_entry.clone();
         log
     }
 

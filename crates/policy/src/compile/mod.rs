@@ -12,6 +12,7 @@
 //! This module merges the files, picks the one `[gateway]`, keeps provider names and route ids
 //! unique, runs the cross checks and builds the [`Policy`].
 
+pub mod deny;
 mod gateway;
 mod provider;
 // Routes by the ids the route index gave out, and `&required[i + 1..]` after `enumerate`.
@@ -138,6 +139,11 @@ pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
         }
     }
 
+    // ---- issue 16: [operator], [deny], each route's deny_check ---------------------------------
+    let operator = cx.operator(&files, &providers, &known);
+    let deny = cx.deny(&files);
+    cx.deny_checks(&files, &mut routes, deny.is_some());
+
     // ---- cross checks ---------------------------------------------------------------------------
     let index = RouteIndex::build(&mut routes.iter().map(|r| &r.path));
     for group in index.groups() {
@@ -184,6 +190,7 @@ pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
     let used: BTreeSet<&str> = routes
         .iter()
         .flat_map(|r| r.access.providers().iter().map(String::as_str))
+        .chain(operator.as_ref().map(|o| o.provider.as_str()))
         .collect();
     for p in providers.values() {
         if !used.contains(p.name.as_str()) {
@@ -215,6 +222,8 @@ pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
         index,
         sources: files,
         warnings: cx.warnings,
+        operator,
+        deny,
     })
 }
 

@@ -460,6 +460,7 @@ impl Cx {
             forward_tokens: r.forward_tokens,
             pass_headers,
             origin,
+            deny_check: Default::default(),
         })
     }
 
