@@ -216,6 +216,7 @@ fn decision<T>(w: &Workload, keep: impl FnOnce(&Decision<'_>, String) -> T) -> R
         nonce_key: &no_nonce_key,
         random: &SystemRandom,
         challenges: &w.challenges,
+        deny: &attestgate::gate::deny::NoDenyStore,
         now: NOW,
         now_ms: NOW * 1000,
     };

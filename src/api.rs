@@ -27,6 +27,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 pub use crate::error::{Error, Wire};
+pub use crate::gate::deny::view::{Clock, DenyStore, Refresh, View as DenyView, ViewSource};
+pub use crate::gate::deny::{DenySource, Hit, Key as DenyKey, Kind as DenyKind, NoDenyStore};
 pub use crate::gate::extract::HeaderSource;
 pub use crate::gate::log::DecisionLog;
 pub use crate::gate::nonce::{NonceKey, NonceRef};
@@ -81,6 +83,9 @@ pub struct Seams<'a, K, V, R> {
     /// The challenge-nonce MAC key (`ATTESTGATE_NONCE_KEY`); `None` makes the routes that check
     /// a nonce answer 503, as in the Worker.
     pub nonce_key: Option<&'a NonceKey>,
+    /// Issue 16: the deny list; `None` makes the routes that check it answer 503, as a Worker
+    /// whose deny store cannot be reached.
+    pub deny: Option<&'a dyn DenySource>,
 }
 
 /// The gateway's decision logic for one compiled policy.
@@ -144,6 +149,7 @@ impl Gateway {
             nonce_key: &seams.nonce_key,
             random: &SystemRandom,
             challenges: &self.challenges,
+            deny: seams.deny.unwrap_or(&NoDenyStore),
             now,
             now_ms: now.saturating_mul(1000),
         };

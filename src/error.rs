@@ -65,6 +65,20 @@ pub enum Error {
     /// `proof = "dpop"`: a bound token is never accepted as a bearer token (RFC 9449 §7.2).
     SenderConstrained,
 
+    // ---- issue 16: the deny list and token status lists (401 invalid_token, 403 a fence) ----
+    /// The principal, agent, device, key, client, issuer, session or token is on the deny list
+    /// (the entry id is in the log, nothing of it in the response).
+    Revoked,
+    /// A time fence of the deny list has passed: the token is valid, the principal may no
+    /// longer act (403).
+    Fenced,
+    /// The token's status list entry is INVALID (draft-ietf-oauth-status-list).
+    StatusInvalid,
+    /// The token's status list entry is SUSPENDED.
+    StatusSuspended,
+    /// The token's `status.status_list` is malformed, or its `idx` is outside the list.
+    StatusReference,
+
     // ---- 401 DPoP (RFC 9449) ---------------------------------------------------------------
     /// The provider requires a DPoP proof and none was sent.
     DpopProofMissing,
@@ -96,6 +110,12 @@ pub enum Error {
     KeysUnavailable,
     /// The nonce / replay store could not be reached.
     NonceStoreUnavailable,
+    /// Issue 16: the deny store could not be reached and the isolate's view is older than the
+    /// propagation bound (or the route checks the store on every request).
+    DenyStoreUnavailable,
+    /// Issue 16: the token's status list could not be fetched or verified, and no copy within
+    /// the route's maximum staleness is held.
+    StatusListUnavailable,
     /// A Worker secret the route needs is missing or unusable.
     SecretUnavailable,
     /// The policy compiled into the Worker could not be loaded.
@@ -163,6 +183,11 @@ impl Error {
             Error::JtiMissing => "jti_missing",
             Error::BindingMismatch => "binding_mismatch",
             Error::SenderConstrained => "sender_constrained_token",
+            Error::Revoked => "revoked",
+            Error::Fenced => "fenced",
+            Error::StatusInvalid => "token_status_invalid",
+            Error::StatusSuspended => "token_status_suspended",
+            Error::StatusReference => "token_status_reference",
             Error::DpopProofMissing => "dpop_proof_missing",
             Error::DpopProofInvalid => "dpop_proof_invalid",
             Error::DpopNonceRequired => "dpop_nonce_required",
@@ -174,6 +199,8 @@ impl Error {
             Error::RateLimited => "rate_limited",
             Error::KeysUnavailable => "keys_unavailable",
             Error::NonceStoreUnavailable => "nonce_store_unavailable",
+            Error::DenyStoreUnavailable => "deny_store_unavailable",
+            Error::StatusListUnavailable => "status_list_unavailable",
             Error::SecretUnavailable => "secret_unavailable",
             Error::PolicyUnavailable => "policy_unavailable",
             Error::OriginUnreachable => "origin_unreachable",
@@ -252,6 +279,15 @@ impl Error {
             Error::JtiMissing | Error::BindingMismatch | Error::SenderConstrained => {
                 (InvalidToken, INVALID_TOKEN)
             }
+            // Issue 16: one fixed text for every deny-list and status-list refusal.
+            Error::Revoked
+            | Error::StatusInvalid
+            | Error::StatusSuspended
+            | Error::StatusReference => (InvalidToken, "The token is no longer accepted."),
+            Error::Fenced => (
+                Fenced,
+                "The token is no longer accepted for this principal.",
+            ),
             // A claim the route forwards that no header may carry: the token's fault, 401.
             Error::Denied(Denial::UnforwardableClaim) => (InvalidToken, INVALID_TOKEN),
 
@@ -277,6 +313,13 @@ impl Error {
             Error::NonceStoreUnavailable => {
                 (Unavailable, "The nonce store is temporarily unavailable.")
             }
+            Error::DenyStoreUnavailable => {
+                (Unavailable, "The deny list is temporarily unavailable.")
+            }
+            Error::StatusListUnavailable => (
+                Unavailable,
+                "The token status list is temporarily unavailable.",
+            ),
             Error::SecretUnavailable | Error::PolicyUnavailable => (Unavailable, NOT_CONFIGURED),
             Error::InstanceReset => (Unavailable, "The gateway is restarting; retry shortly."),
             Error::OriginUnreachable => (BadGateway, "The origin could not be reached."),
@@ -405,6 +448,9 @@ enum Class {
     UseDpopNonce,
     UseAttestationChallenge,
     InsufficientScope,
+    /// Issue 16: a valid token whose principal is past a deny-list time fence (403
+    /// `invalid_token`, SPEC §4).
+    Fenced,
     NotFound,
     /// With the `Allow` value the matcher (or the challenge endpoint) computed.
     MethodNotAllowed(crate::policy::Allow),
@@ -448,6 +494,7 @@ impl Class {
                 None,
             ),
             Class::InsufficientScope => (403, "insufficient_scope", Auth::Error, N::No, None, None),
+            Class::Fenced => (403, "invalid_token", Auth::Error, N::No, None, None),
             Class::NotFound => (404, "not_found", Auth::No, N::No, None, None),
             Class::MethodNotAllowed(allow) => (
                 405,
@@ -606,6 +653,12 @@ mod tests {
         [Error::JtiMissing] 401 "invalid_token",
         [Error::BindingMismatch] 401 "invalid_token",
         [Error::SenderConstrained] 401 "invalid_token",
+        // issue 16: the deny list and token status lists
+        [Error::Revoked] 401 "invalid_token",
+        [Error::Fenced] 403 "invalid_token",
+        [Error::StatusInvalid] 401 "invalid_token",
+        [Error::StatusSuspended] 401 "invalid_token",
+        [Error::StatusReference] 401 "invalid_token",
         [Error::Denied(Denial::UnforwardableClaim)] 401 "invalid_token",
         // DPoP and the attestation challenge
         [Error::DpopProofMissing] 401 "invalid_dpop_proof",
@@ -624,6 +677,8 @@ mod tests {
         [Error::RateLimited] 429 "rate_limited",
         [Error::KeysUnavailable] 503 "temporarily_unavailable",
         [Error::NonceStoreUnavailable] 503 "temporarily_unavailable",
+        [Error::DenyStoreUnavailable] 503 "temporarily_unavailable",
+        [Error::StatusListUnavailable] 503 "temporarily_unavailable",
         [Error::SecretUnavailable] 503 "temporarily_unavailable",
         [Error::PolicyUnavailable] 503 "temporarily_unavailable",
         [Error::InstanceReset] 503 "temporarily_unavailable",

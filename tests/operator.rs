@@ -5,9 +5,10 @@
 mod common;
 
 use attestgate::api::{
-    block_on_ready, compile_toml, Gateway, KeySet, MemoryReplay, NativeVerifier, Request, Seams,
-    StaticKeys, Verdict,
+    block_on_ready, compile_toml, DenyKey, DenyKind, DenySource, Gateway, Hit, KeySet,
+    MemoryReplay, NativeVerifier, Request, Seams, StaticKeys, Verdict,
 };
+use attestgate::gate::deny::Pending;
 use attestgate::jose::{b64, Key};
 use serde_json::{json, Value};
 
@@ -93,6 +94,18 @@ struct Answer {
 }
 
 fn call(gw: &Gateway, method: &str, path: &str, auth: Option<&str>) -> Answer {
+    call_with(gw, method, path, auth, None).0
+}
+
+/// The decision with the deny list `deny`: the answer (the gateway's own, or 0 for a forward)
+/// and the log line.
+fn call_with(
+    gw: &Gateway,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    deny: Option<&dyn DenySource>,
+) -> (Answer, String) {
     let mut keys = StaticKeys::new();
     keys.insert(
         "corp-idp",
@@ -117,10 +130,14 @@ fn call(gw: &Gateway, method: &str, path: &str, auth: Option<&str>) -> Answer {
         verifier: &NativeVerifier,
         replay: &replay,
         nonce_key: None,
+        deny,
     };
     block_on_ready(async {
         let d = gw.decide(&req, &seams, NOW, "rid").await;
         let (status, body, www) = match &d.response {
+            attestgate::api::ResponsePlan::Origin { .. } if d.forward().is_some() => {
+                (0, String::new(), None)
+            }
             attestgate::api::ResponsePlan::Own(a) => (
                 a.status,
                 a.body.clone(),
@@ -131,13 +148,16 @@ fn call(gw: &Gateway, method: &str, path: &str, auth: Option<&str>) -> Answer {
             ),
             other => panic!("not an own answer: {other:?}"),
         };
-        Ok::<_, attestgate::Error>(Answer {
-            verdict: d.verdict(),
-            status,
-            body,
-            www,
-            operator: d.operator.as_ref().map(|o| (o.iss.clone(), o.sub.clone())),
-        })
+        Ok::<_, attestgate::Error>((
+            Answer {
+                verdict: d.verdict(),
+                status,
+                body,
+                www,
+                operator: d.operator.as_ref().map(|o| (o.iss.clone(), o.sub.clone())),
+            },
+            d.log_line(),
+        ))
     })
     .unwrap()
 }
@@ -298,4 +318,233 @@ fn policy_errors_name_the_operator_table_and_field() {
     );
     let e = errors("[operator]\nprovider = \"corp-idp\"\nscopes = [\"a\"]\ntoken = \"s3cret\"");
     assert!(!e.is_empty(), "an unknown field is refused");
+}
+
+// ---- the deny phase on routes (issue 16 items 1-2) ------------------------------------------
+
+const DENY: &str = r#"
+[deny]
+shards = 4
+propagation_secs = 2
+"#;
+
+/// A deny list that answers `hits` for the keys in `denied`, counting strict lookups; `down`:
+/// unreachable.
+struct Listed {
+    denied: Vec<(DenyKey, Hit)>,
+    down: bool,
+    strict: std::cell::Cell<u32>,
+}
+
+impl DenySource for Listed {
+    fn hits<'a>(
+        &'a self,
+        keys: &'a [DenyKey],
+        strict: bool,
+        _now_ms: i64,
+    ) -> Pending<'a, Result<Vec<Hit>, attestgate::Error>> {
+        Box::pin(async move {
+            if strict {
+                self.strict.set(self.strict.get() + 1);
+            }
+            if self.down {
+                return Err(attestgate::Error::DenyStoreUnavailable);
+            }
+            Ok(self
+                .denied
+                .iter()
+                .filter(|(k, _)| keys.contains(k))
+                .map(|(_, h)| h.clone())
+                .collect())
+        })
+    }
+}
+
+fn listed(denied: Vec<(DenyKey, Hit)>) -> Listed {
+    Listed {
+        denied,
+        down: false,
+        strict: std::cell::Cell::new(0),
+    }
+}
+
+fn agent_token(extra: Value) -> String {
+    let mut claims = json!({
+        "iss": "https://agents.example.com", "aud": AUD, "sub": "user:bob", "iat": NOW,
+        "exp": NOW + 300, "jti": "tok-1", "did": "device-7",
+        "act": {"sub": "agent:planner", "act": {"sub": "agent:deep"}},
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        claims[k] = v.clone();
+    }
+    format!("Bearer {}", token(OTHER, claims))
+}
+
+fn hit(id: &str, fence: Option<i64>) -> Hit {
+    Hit {
+        id: id.into(),
+        fence,
+    }
+}
+
+#[test]
+fn a_denied_agent_at_any_depth_user_device_or_token_is_refused_401_with_the_entry_in_the_log() {
+    let gw = gateway(DENY);
+    let t = agent_token(json!({}));
+    let agents = "https://agents.example.com";
+    for (key, what) in [
+        (
+            DenyKey::new(DenyKind::Agent, &["agent:deep"], 4),
+            "agent at depth 2",
+        ),
+        (
+            DenyKey::new(DenyKind::Agent, &["agent:planner"], 4),
+            "agent",
+        ),
+        (
+            DenyKey::new(DenyKind::User, &[agents, "user:bob"], 4),
+            "user",
+        ),
+        (DenyKey::new(DenyKind::Device, &["device-7"], 4), "device"),
+        (
+            DenyKey::new(DenyKind::Token, &[agents, "tok-1"], 4),
+            "token",
+        ),
+        (DenyKey::new(DenyKind::Issuer, &[agents], 4), "issuer"),
+    ] {
+        let list = listed(vec![(key, hit("02secret-entry-id", None))]);
+        let (a, log) = call_with(&gw, "GET", "/api/x", Some(&t), Some(&list));
+        assert_eq!((a.verdict, a.status), (Verdict::Deny, 401), "{what}");
+        let v: Value = serde_json::from_str(&a.body).unwrap();
+        assert_eq!(v["error"], "invalid_token", "{what}");
+        assert_eq!(v["error_description"], "The token is no longer accepted.");
+        assert!(!a.body.contains("02secret-entry-id"), "{what}: {}", a.body);
+        assert_eq!(
+            a.www.as_deref(),
+            Some("Bearer realm=\"gw\", error=\"invalid_token\"")
+        );
+        let log: Value = serde_json::from_str(&log).unwrap();
+        assert_eq!(log["deny_entry"], "02secret-entry-id", "{what}");
+        assert_eq!(log["reason"], "revoked");
+    }
+    // Someone else's entry does not refuse this request.
+    let list = listed(vec![(
+        DenyKey::new(DenyKind::Agent, &["agent:other"], 4),
+        hit("01x", None),
+    )]);
+    assert_eq!(
+        call_with(&gw, "GET", "/api/x", Some(&t), Some(&list))
+            .0
+            .status,
+        0
+    );
+}
+
+#[test]
+fn a_time_fence_allows_until_its_time_then_403() {
+    let gw = gateway(DENY);
+    let t = agent_token(json!({}));
+    let key = DenyKey::new(DenyKind::Agent, &["agent:planner"], 4);
+    let ahead = listed(vec![(key.clone(), hit("01f", Some(NOW + 1)))]);
+    assert_eq!(
+        call_with(&gw, "GET", "/api/x", Some(&t), Some(&ahead))
+            .0
+            .status,
+        0
+    );
+    let passed = listed(vec![(key, hit("01f", Some(NOW)))]);
+    let (a, log) = call_with(&gw, "GET", "/api/x", Some(&t), Some(&passed));
+    assert_eq!(a.status, 403);
+    assert!(a.body.contains("\"invalid_token\""));
+    assert!(log.contains("\"reason\":\"fenced\""));
+}
+
+#[test]
+fn an_unreachable_deny_store_is_503_and_strict_routes_ask_every_time() {
+    let gw = gateway(&format!(
+        "{DENY}\n[[route]]\nid = \"strict\"\npath = \"/strict\"\nrequire = {{ all = [\"agent\"] }}\ndeny_check = \"strict\"\n[[route]]\nid = \"off\"\npath = \"/off\"\nrequire = {{ all = [\"agent\"] }}\ndeny_check = \"off\"\n"
+    ));
+    let t = agent_token(json!({}));
+    let down = Listed {
+        down: true,
+        ..listed(vec![])
+    };
+    let (a, _) = call_with(&gw, "GET", "/api/x", Some(&t), Some(&down));
+    assert_eq!(a.status, 503);
+    assert!(a.body.contains("temporarily_unavailable"));
+    // no deny source at all: fail closed
+    assert_eq!(
+        call_with(&gw, "GET", "/api/x", Some(&t), None).0.status,
+        503
+    );
+    // strict asks with strict = true; off does not ask
+    let list = listed(vec![]);
+    assert_eq!(
+        call_with(&gw, "GET", "/strict", Some(&t), Some(&list))
+            .0
+            .status,
+        0
+    );
+    assert_eq!(list.strict.get(), 1);
+    assert_eq!(
+        call_with(&gw, "GET", "/off", Some(&t), Some(&down))
+            .0
+            .status,
+        0
+    );
+    // a forged token never reaches the deny list
+    let forged = format!(
+        "Bearer {}",
+        token(
+            SECRET,
+            json!({"iss": "https://agents.example.com", "aud": AUD, "exp": NOW + 9})
+        )
+    );
+    assert_eq!(
+        call_with(&gw, "GET", "/api/x", Some(&forged), Some(&down))
+            .0
+            .status,
+        401
+    );
+}
+
+#[test]
+fn without_a_deny_table_nothing_is_checked_and_deny_check_is_refused() {
+    let gw = gateway("");
+    let t = agent_token(json!({}));
+    assert_eq!(call_with(&gw, "GET", "/api/x", Some(&t), None).0.status, 0);
+    let e = compile_toml(
+        "p.toml",
+        &policy("[[route]]\nid = \"s\"\npath = \"/s\"\nrequire = { all = [\"agent\"] }\ndeny_check = \"strict\""),
+    )
+    .unwrap_err();
+    assert!(
+        e.iter().any(|m| m
+            .to_string()
+            .starts_with("p.toml: route \"s\": field \"deny_check\"")),
+        "{e:?}"
+    );
+    for (extra, field) in [
+        ("[deny]\nshards = 0", "shards"),
+        ("[deny]\nshards = 65", "shards"),
+        ("[deny]\npropagation_secs = 6", "propagation_secs"),
+        ("[deny]\npropagation_secs = 0", "propagation_secs"),
+    ] {
+        let e = compile_toml("p.toml", &policy(extra)).unwrap_err();
+        assert!(
+            e.iter().any(|m| m
+                .to_string()
+                .starts_with(&format!("p.toml: [deny]: field \"{field}\""))),
+            "{extra}: {e:?}"
+        );
+    }
+    let e = compile_toml(
+        "p.toml",
+        &policy("[deny]\n[[route]]\nid = \"pub\"\npath = \"/pub\"\npublic = true\ndeny_check = \"cached\""),
+    )
+    .unwrap_err();
+    assert!(
+        e.iter().any(|m| m.to_string().contains("public route")),
+        "{e:?}"
+    );
 }

@@ -3,6 +3,7 @@
 //! [`phase::decide`], executes its plans (forward, or the gateway's own answer), and hands the
 //! final decision to its sinks.
 
+mod deny_store;
 #[cfg(attestgate_selftest)]
 mod fault_test;
 mod forward;
@@ -40,6 +41,8 @@ struct Isolate {
     nonce_key: OnceCell<Option<NonceKey>>,
     /// Challenge requests per client address (`CF-Connecting-IP`), bounded.
     challenges: RefCell<RateLimiter>,
+    /// Issue 16: this isolate's view of the deny store.
+    deny_view: crate::gate::deny::view::View,
 }
 
 thread_local! {
@@ -59,6 +62,7 @@ fn isolate() -> std::result::Result<Rc<Isolate>, Error> {
             secrets: secrets::SecretCache::default(),
             nonce_key: OnceCell::new(),
             challenges: RefCell::new(RateLimiter::for_challenges()),
+            deny_view: crate::gate::deny::view::View::new(gate.deny_bound_secs),
             gate,
         });
         *cell.borrow_mut() = Some(isolate.clone());
@@ -219,6 +223,12 @@ async fn run(
         now,
     };
     let replay = replay::DoReplay { env: &env };
+    let deny_store = deny_store::DoDenyStore { env: &env };
+    let deny = crate::gate::deny::view::ViewSource {
+        view: &isolate.deny_view,
+        store: &deny_store,
+        clock: &deny_store::WorkerClock,
+    };
     let seams = phase::Env {
         keys: &keys,
         verifier: &isolate.crypto,
@@ -226,10 +236,15 @@ async fn run(
         nonce_key: &nonce_key,
         random: &SystemRandom,
         challenges: &isolate.challenges,
+        deny: &deny,
         now,
         now_ms: started as i64,
     };
     let mut decision = phase::decide(gate, &request, &seams, &id).await;
+    // Issue 16: an operator's call on a store, after the core authenticated it.
+    if let Some(crate::gate::operator::Call::Deny(call)) = decision.operator_call.take() {
+        deny_store::run_call(&req, &env, gate, &mut decision, call, now).await;
+    }
     let answer = execute(&req, &inbound, gate, &mut decision).await;
     finish(decision, answer, started, &mut sinks)
 }

@@ -108,6 +108,9 @@ pub struct Gate {
     pub origin_timeout_secs: u32,
     /// Tokens whose signature verified in this isolate ([`VerifiedCache`]).
     verified: VerifiedCache,
+    /// Issue 16: the deny store's shards and propagation bound (1 and 0 without `[deny]`).
+    pub deny_shards: u8,
+    pub deny_bound_secs: u8,
 }
 
 fn secs(v: u64) -> i64 {
@@ -135,7 +138,12 @@ impl Gate {
             .iter()
             .map(|r| (r.id.clone(), route_rt(&gw.realm, r, &providers)))
             .collect();
+        let (deny_shards, deny_bound_secs) = policy
+            .deny()
+            .map_or((1, 0), |d| (d.shards.max(1), d.propagation_secs));
         Ok(Self {
+            deny_shards,
+            deny_bound_secs,
             verified: VerifiedCache::default(),
             routes,
             default_challenge: Challenge::bearer(&gw.realm),

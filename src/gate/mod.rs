@@ -20,6 +20,7 @@
 
 pub mod binding;
 pub mod compiled;
+pub mod deny;
 pub mod digest;
 pub mod dpop;
 pub mod extract;

@@ -139,7 +139,10 @@ pub const WHOAMI_PATH: &str = "/.well-known/attestgate/operator/whoami";
 /// What an authenticated operator asked for that the executor runs against a store (the
 /// operator API's endpoints that need I/O add their variant here).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Call {}
+pub enum Call {
+    /// The deny list ([`crate::gate::deny::api`]).
+    Deny(crate::gate::deny::api::DenyCall),
+}
 
 /// An authenticated operator request: answered by the core, or a [`Call`] for the executor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,7 +153,15 @@ pub enum Dispatch {
 
 /// Which operator endpoint `method` and `path` are, for the authenticated operator `id`: 404 for
 /// an unknown path, 405 (with `Allow`) for a known path with another method.
-pub fn dispatch(method: &str, path: &str, id: &OperatorId) -> Result<Dispatch, Error> {
+pub fn dispatch(
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+    id: &OperatorId,
+) -> Result<Dispatch, Error> {
+    if let Some(call) = crate::gate::deny::api::route(method, path, query) {
+        return call.map(|c| Dispatch::Call(Call::Deny(c)));
+    }
     if path == WHOAMI_PATH {
         if method != "GET" && method != "HEAD" {
             return Err(Error::Route(Miss::MethodNotAllowed(Allow::from_static(

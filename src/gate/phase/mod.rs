@@ -48,6 +48,8 @@ pub struct Env<'a, K, V, R> {
     pub random: &'a dyn Random,
     /// The challenge endpoint's per-client buckets (per isolate).
     pub challenges: &'a dyn request::Buckets,
+    /// Issue 16: the deny list's entries (the isolate's view of the deny store).
+    pub deny: &'a dyn crate::gate::deny::DenySource,
     /// Unix seconds.
     pub now: i64,
     /// Unix milliseconds (the challenge endpoint's rate limit).
@@ -135,7 +137,7 @@ async fn operator_endpoint<'a, H, K, V, R>(
     let answered = match operator::authenticate(gate, req, env).await {
         Ok((id, provider, claims)) => {
             d.principal.tokens.push((provider, claims));
-            let dispatched = operator::dispatch(req.method, req.url.path, &id);
+            let dispatched = operator::dispatch(req.method, req.url.path, req.url.query, &id);
             d.operator = Some(id);
             dispatched
         }
@@ -235,6 +237,17 @@ where
         )
         .await?;
     }
+    // Issue 16: the deny list, on the verified principal, before anything is authorised or
+    // consumed.
+    crate::gate::deny::enforce(
+        route.deny_check,
+        gate.deny_shards,
+        &d.principal,
+        env.deny,
+        env.now_ms,
+        &mut d.deny_entry,
+    )
+    .await?;
     let claims = authorize::authorize(gate, route, &d.principal)?;
     single_use::run(pending, env.replay, env.now).await?;
     let plan = forward::plan(gate, route, claims, req);

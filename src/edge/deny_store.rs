@@ -1,0 +1,462 @@
+//! The deny store (issue 16): a sharded, SQLite-backed Durable Object (`DenyStore`, binding
+//! `DENY_STORE`, shard `n` is the object named `deny-shard-n`), the Worker's client of it (the
+//! [`view::DenyStore`] seam under the isolate's view), and the operator API's executor.
+//!
+//! The protocol and every check of its bodies are in `src/gate/deny/wire.rs` (tested
+//! natively). The object's version (`<epoch>.<n>`, `epoch` random when its tables are first
+//! made, `n` counting changes) changes with every put and delete, in the same synchronous
+//! section as the write (no `await` between), so a snapshot at a version holds exactly the
+//! changes acknowledged before it. The runtime's output gate holds each answer until its write
+//! is durable: an acknowledged change is a committed one.
+//!
+//! Any failure to reach the store, an answer later than [`STORE_TIMEOUT`], or an answer that is
+//! not the expected JSON is [`Error::DenyStoreUnavailable`] (503), never an allow.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use worker::{
+    durable_object, DurableObject, Env, Headers, Request, Response, Result, SqlStorage,
+    SqlStorageValue, State,
+};
+
+use crate::gate::deny::api::{self, BadBody, DenyCall};
+use crate::gate::deny::view::{self, Refresh};
+use crate::gate::deny::wire::{self, Entry, Op, StoreRequest, MAX_SNAPSHOT};
+use crate::gate::deny::{Hit, Pending};
+use crate::gate::phase::{Answer, Decision, ResponsePlan};
+use crate::gate::Gate;
+use crate::Error;
+
+pub const BINDING: &str = "DENY_STORE";
+
+/// Time allowed for one store call, answer included.
+pub const STORE_TIMEOUT: Duration = Duration::from_secs(4);
+
+// ---- the Worker's side ----------------------------------------------------------------------
+
+/// The deny store as the Worker reaches it.
+pub struct DoDenyStore<'a> {
+    pub env: &'a Env,
+}
+
+impl DoDenyStore<'_> {
+    async fn call(
+        &self,
+        shard: u8,
+        op: Op,
+        body: &StoreRequest,
+    ) -> std::result::Result<String, Error> {
+        let unavailable = |_| Error::DenyStoreUnavailable;
+        let namespace = self.env.durable_object(BINDING).map_err(unavailable)?;
+        let stub = namespace
+            .id_from_name(&format!("deny-shard-{shard}"))
+            .and_then(|id| id.get_stub())
+            .map_err(unavailable)?;
+        let headers = Headers::new();
+        headers
+            .set("content-type", "application/json")
+            .map_err(unavailable)?;
+        let text = wasm_bindgen::JsValue::from_str(&body.to_json());
+        let req = super::new_request(&op.url(), "POST", &headers, Some(&text), false)
+            .map_err(unavailable)?;
+        let exchange = async move {
+            let mut resp = stub
+                .fetch_with_request(req.into())
+                .await
+                .map_err(unavailable)?;
+            if resp.status_code() != 200 {
+                return Err(Error::DenyStoreUnavailable);
+            }
+            resp.text().await.map_err(unavailable)
+        };
+        super::task::within(STORE_TIMEOUT, exchange)
+            .await
+            .unwrap_or(Err(Error::DenyStoreUnavailable))
+    }
+
+    async fn entry(&self, op: Op, id: &str) -> std::result::Result<Option<Entry>, Error> {
+        let shard = Entry::shard_of(id).ok_or(Error::DenyStoreUnavailable)?;
+        let req = match op {
+            Op::Delete => StoreRequest::Delete { id: id.to_owned() },
+            _ => StoreRequest::Get { id: id.to_owned() },
+        };
+        let text = self.call(shard, op, &req).await?;
+        wire::parse_entry_answer(&text).ok_or(Error::DenyStoreUnavailable)
+    }
+}
+
+impl view::DenyStore for DoDenyStore<'_> {
+    fn snapshot<'a>(
+        &'a self,
+        shard: u8,
+        have: Option<&'a str>,
+    ) -> Pending<'a, std::result::Result<Refresh, Error>> {
+        Box::pin(async move {
+            let req = StoreRequest::Snapshot {
+                have: have.map(str::to_owned),
+            };
+            let text = self.call(shard, Op::Snapshot, &req).await?;
+            wire::parse_snapshot(&text).ok_or(Error::DenyStoreUnavailable)
+        })
+    }
+
+    fn lookup<'a>(
+        &'a self,
+        shard: u8,
+        keys: &'a [String],
+    ) -> Pending<'a, std::result::Result<Vec<Hit>, Error>> {
+        Box::pin(async move {
+            let req = StoreRequest::Lookup {
+                keys: keys.to_vec(),
+            };
+            let text = self.call(shard, Op::Lookup, &req).await?;
+            wire::parse_lookup(&text).ok_or(Error::DenyStoreUnavailable)
+        })
+    }
+}
+
+/// The Worker's clock for the view.
+pub struct WorkerClock;
+
+impl view::Clock for WorkerClock {
+    fn now_ms(&self) -> i64 {
+        js_sys::Date::now() as i64
+    }
+}
+
+/// The request body of an operator call, at most [`api::MAX_BODY`] bytes: a declared length over
+/// it is refused before anything is read.
+async fn body(req: &worker::web_sys::Request) -> std::result::Result<Vec<u8>, BadBody> {
+    let declared = req
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > api::MAX_BODY as u64) {
+        return Err(BadBody::TooLarge);
+    }
+    let promise = req.text().map_err(|_| BadBody::NotJson)?;
+    let text = super::task::Settled::new(promise)
+        .await
+        .map_err(|_| BadBody::NotJson)?;
+    let text = text.as_string().ok_or(BadBody::NotJson)?;
+    if text.len() > api::MAX_BODY {
+        return Err(BadBody::TooLarge);
+    }
+    Ok(text.into_bytes())
+}
+
+/// Run an operator's deny-list call and put its answer in the decision (keeping the headers the
+/// core planned, such as the next `DPoP-Nonce`). Every change names its entry in the decision
+/// (the log line is the change's record).
+pub async fn run_call(
+    req: &worker::web_sys::Request,
+    env: &Env,
+    gate: &Gate,
+    d: &mut Decision<'_>,
+    call: DenyCall,
+    now: i64,
+) {
+    let store = DoDenyStore { env };
+    let planned = match &d.response {
+        ResponsePlan::Own(a) => a.headers.clone(),
+        ResponsePlan::Origin { .. } => Vec::new(),
+    };
+    let answer = match answer(req, &store, gate, d, call, now).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            let answer = Answer::refusal(&e.wire(&gate.realm), d.request_id, None);
+            d.refuse(e, Some(answer));
+            return;
+        }
+    };
+    let mut answer = answer;
+    answer.headers.extend(planned);
+    d.status = Some(answer.status);
+    d.response = ResponsePlan::Own(answer);
+}
+
+async fn answer(
+    req: &worker::web_sys::Request,
+    store: &DoDenyStore<'_>,
+    gate: &Gate,
+    d: &mut Decision<'_>,
+    call: DenyCall,
+    now: i64,
+) -> std::result::Result<Answer, Error> {
+    let shards = gate.deny_shards;
+    let Some(by) = d.operator.clone() else {
+        return Err(Error::Internal);
+    };
+    let not_found = || Err(Error::Route(crate::policy::Miss::NoRoute));
+    if gate.policy().deny().is_none() {
+        return not_found();
+    }
+    if let DenyCall::Get { id } | DenyCall::Remove { id } = &call {
+        if !in_range(id, shards) {
+            return not_found();
+        }
+    }
+    let body = if call.needs_body() {
+        match body(req).await {
+            Ok(b) => b,
+            Err(bad) => return Ok(bad.answer(d.request_id)),
+        }
+    } else {
+        Vec::new()
+    };
+    match call {
+        DenyCall::Add => {
+            let mut random = [0u8; 16];
+            if getrandom::fill(&mut random).is_err() {
+                return Err(Error::Internal);
+            }
+            let (key, entry) = match api::new_entry(&body, shards, &random, now, &by) {
+                Ok(made) => made,
+                Err(bad) => return Ok(bad.answer(d.request_id)),
+            };
+            let put = StoreRequest::Put {
+                key: key.digest,
+                entry: entry.clone(),
+            };
+            store.call(key.shard, Op::Put, &put).await?;
+            d.deny_entry = Some(entry.id.clone());
+            Ok(api::entry_answer(201, &entry))
+        }
+        DenyCall::Lookup => {
+            let key = match api::lookup_key(&body, shards) {
+                Ok(key) => key,
+                Err(bad) => return Ok(bad.answer(d.request_id)),
+            };
+            let hits = view::DenyStore::lookup(store, key.shard, std::slice::from_ref(&key.digest))
+                .await?;
+            let mut entries = Vec::new();
+            for hit in hits {
+                if let Some(e) = store.entry(Op::Get, &hit.id).await? {
+                    entries.push(e);
+                }
+            }
+            Ok(api::entries_answer(&entries))
+        }
+        DenyCall::Get { id } => match store.entry(Op::Get, &id).await? {
+            Some(e) => Ok(api::entry_answer(200, &e)),
+            None => not_found(),
+        },
+        DenyCall::Remove { id } => match store.entry(Op::Delete, &id).await? {
+            Some(e) => {
+                d.deny_entry = Some(e.id.clone());
+                Ok(api::entry_answer(200, &e))
+            }
+            None => not_found(),
+        },
+        DenyCall::List { after, limit } => {
+            let first = after.as_deref().and_then(Entry::shard_of).unwrap_or(0);
+            let mut entries: Vec<Entry> = Vec::new();
+            let mut full = false;
+            for shard in first..shards {
+                let want = limit.saturating_sub(u32::try_from(entries.len()).unwrap_or(u32::MAX));
+                if want == 0 {
+                    full = true;
+                    break;
+                }
+                let req = StoreRequest::List {
+                    after: if shard == first { after.clone() } else { None },
+                    limit: want,
+                };
+                let text = store.call(shard, Op::List, &req).await?;
+                let page = wire::parse_list(&text).ok_or(Error::DenyStoreUnavailable)?;
+                entries.extend(page);
+            }
+            let full = full || entries.len() >= limit as usize;
+            let next = full.then(|| entries.last().map(|e| e.id.clone())).flatten();
+            Ok(api::list_answer(&entries, next.as_deref()))
+        }
+    }
+}
+
+fn in_range(id: &str, shards: u8) -> bool {
+    Entry::shard_of(id).is_some_and(|s| s < shards)
+}
+
+// ---- the Durable Object ---------------------------------------------------------------------
+
+#[durable_object]
+pub struct DenyStore {
+    sql: SqlStorage,
+}
+
+const SCHEMA: [&str; 3] = [
+    "CREATE TABLE IF NOT EXISTS entries (id TEXT PRIMARY KEY, key TEXT NOT NULL, fence INTEGER, body TEXT NOT NULL) WITHOUT ROWID;",
+    "CREATE INDEX IF NOT EXISTS entries_key ON entries (key);",
+    "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
+];
+
+#[derive(Deserialize)]
+struct HitRow {
+    key: String,
+    id: String,
+    fence: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct BodyRow {
+    body: String,
+}
+
+#[derive(Deserialize)]
+struct MetaRow {
+    value: String,
+}
+
+impl DurableObject for DenyStore {
+    fn new(state: State, _env: Env) -> Self {
+        let sql = state.storage().sql();
+        for statement in SCHEMA {
+            // An error here surfaces on the first operation (which then fails closed with 503).
+            let _ = sql.exec(statement, None);
+        }
+        Self { sql }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let Some(op) = Op::from_path(&req.path()) else {
+            return Response::error("unknown operation", 404);
+        };
+        let body = req.text().await?;
+        let Some(request) = StoreRequest::parse(op, &body) else {
+            return Response::error("bad request", 400);
+        };
+        // From here on no `await` until the answer: each operation is one synchronous section.
+        let text = self.run(request)?;
+        let headers = Headers::new();
+        headers.set("content-type", "application/json")?;
+        Ok(Response::ok(text)?.with_headers(headers))
+    }
+}
+
+impl DenyStore {
+    fn meta(&self, name: &str) -> Result<Option<String>> {
+        let rows: Vec<MetaRow> = self
+            .sql
+            .exec("SELECT value FROM meta WHERE name = ?;", vec![name.into()])?
+            .to_array()?;
+        Ok(rows.into_iter().next().map(|r| r.value))
+    }
+
+    fn set_meta(&self, name: &str, value: &str) -> Result<()> {
+        self.sql.exec(
+            "INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value;",
+            vec![name.into(), value.into()],
+        )?;
+        Ok(())
+    }
+
+    /// The version: `<epoch>.<changes>`.
+    fn version(&self) -> Result<String> {
+        let epoch = match self.meta("epoch")? {
+            Some(e) => e,
+            None => {
+                let mut random = [0u8; 9];
+                getrandom::fill(&mut random)
+                    .map_err(|_| worker::Error::RustError("no randomness".into()))?;
+                let e = crate::jose::b64::encode(&random);
+                self.set_meta("epoch", &e)?;
+                e
+            }
+        };
+        let n = self.meta("n")?.unwrap_or_else(|| "0".to_owned());
+        Ok(format!("{epoch}.{n}"))
+    }
+
+    fn changed(&self) -> Result<()> {
+        self.version()?;
+        let n: u64 = self.meta("n")?.and_then(|n| n.parse().ok()).unwrap_or(0);
+        self.set_meta("n", &n.saturating_add(1).to_string())
+    }
+
+    fn hits(&self, query: &str, bindings: Vec<SqlStorageValue>) -> Result<Vec<(String, Hit)>> {
+        let rows: Vec<HitRow> = self.sql.exec(query, bindings)?.to_array()?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                (
+                    r.key,
+                    Hit {
+                        id: r.id,
+                        fence: r.fence,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    fn body_of(&self, id: &str) -> Result<Option<String>> {
+        let rows: Vec<BodyRow> = self
+            .sql
+            .exec("SELECT body FROM entries WHERE id = ?;", vec![id.into()])?
+            .to_array()?;
+        Ok(rows.into_iter().next().map(|r| r.body))
+    }
+
+    fn run(&self, request: StoreRequest) -> Result<String> {
+        Ok(match request {
+            StoreRequest::Snapshot { have } => {
+                let version = self.version()?;
+                if have.as_deref() == Some(version.as_str()) {
+                    wire::snapshot_json(&version, None)
+                } else {
+                    let limit = i64::try_from(MAX_SNAPSHOT).unwrap_or(i64::MAX) + 1;
+                    let mut hits = self.hits(
+                        "SELECT key, id, fence FROM entries ORDER BY id LIMIT ?;",
+                        vec![limit.into()],
+                    )?;
+                    let complete = hits.len() <= MAX_SNAPSHOT;
+                    hits.truncate(MAX_SNAPSHOT);
+                    wire::snapshot_json(&version, Some((complete, &hits)))
+                }
+            }
+            StoreRequest::Lookup { keys } => {
+                let marks = vec!["?"; keys.len()].join(",");
+                let hits = self.hits(
+                    &format!("SELECT key, id, fence FROM entries WHERE key IN ({marks});"),
+                    keys.into_iter().map(SqlStorageValue::from).collect(),
+                )?;
+                wire::lookup_json(&hits)
+            }
+            StoreRequest::Put { key, entry } => {
+                let fence = entry
+                    .fence
+                    .map_or(SqlStorageValue::Null, SqlStorageValue::from);
+                self.sql.exec(
+                    "INSERT INTO entries (id, key, fence, body) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET key = excluded.key, fence = excluded.fence, body = excluded.body;",
+                    vec![entry.id.clone().into(), key.into(), fence, entry.to_json().into()],
+                )?;
+                self.changed()?;
+                r#"{"ok":true}"#.to_owned()
+            }
+            StoreRequest::Get { id } => wire::entry_answer_json(self.body_of(&id)?.as_deref()),
+            StoreRequest::Delete { id } => {
+                let body = self.body_of(&id)?;
+                if body.is_some() {
+                    self.sql
+                        .exec("DELETE FROM entries WHERE id = ?;", vec![id.into()])?;
+                    self.changed()?;
+                }
+                wire::entry_answer_json(body.as_deref())
+            }
+            StoreRequest::List { after, limit } => {
+                let rows: Vec<BodyRow> = self
+                    .sql
+                    .exec(
+                        "SELECT body FROM entries WHERE id > ? ORDER BY id LIMIT ?;",
+                        vec![after.unwrap_or_default().into(), i64::from(limit).into()],
+                    )?
+                    .to_array()?;
+                let bodies: Vec<String> = rows.into_iter().map(|r| r.body).collect();
+                wire::list_json(&bodies)
+            }
+        })
+    }
+}
