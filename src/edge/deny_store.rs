@@ -285,6 +285,48 @@ fn in_range(id: &str, shards: u8) -> bool {
 #[durable_object]
 pub struct DenyStore {
     sql: SqlStorage,
+    /// Test builds only (`--cfg attestgate_selftest`): answer every operation with 500, as an
+    /// unreachable store (`tests/e2e/test_deny.py`).
+    #[cfg(attestgate_selftest)]
+    down: std::cell::Cell<bool>,
+}
+
+/// Test builds only: `POST /__attestgate/selftest/deny-store/{down,up}` makes every shard of
+/// the deny store fail (or work again), to check end to end that the gateway answers 503.
+#[cfg(attestgate_selftest)]
+pub async fn fault(
+    method: &str,
+    path: &str,
+    env: &Env,
+    shards: u8,
+) -> Option<std::result::Result<wasm_bindgen::JsValue, wasm_bindgen::JsValue>> {
+    let op = path.strip_prefix("/__attestgate/selftest/deny-store/")?;
+    if method != "POST" || !matches!(op, "down" | "up") {
+        return None;
+    }
+    let text = |t: &str| {
+        worker::web_sys::Response::new_with_opt_str(Some(t)).map(wasm_bindgen::JsValue::from)
+    };
+    for shard in 0..shards {
+        let call = async {
+            let stub = env
+                .durable_object(BINDING)?
+                .id_from_name(&format!("deny-shard-{shard}"))?
+                .get_stub()?;
+            let req = super::new_request(
+                &format!("https://deny-store/fault-{op}"),
+                "POST",
+                &Headers::new(),
+                None,
+                false,
+            )?;
+            stub.fetch_with_request(req.into()).await
+        };
+        if call.await.is_err() {
+            return Some(text("failed"));
+        }
+    }
+    Some(text(op))
 }
 
 const SCHEMA: [&str; 3] = [
@@ -317,10 +359,26 @@ impl DurableObject for DenyStore {
             // An error here surfaces on the first operation (which then fails closed with 503).
             let _ = sql.exec(statement, None);
         }
-        Self { sql }
+        Self {
+            sql,
+            #[cfg(attestgate_selftest)]
+            down: std::cell::Cell::new(false),
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
+        #[cfg(attestgate_selftest)]
+        {
+            match req.path().as_str() {
+                "/fault-down" => self.down.set(true),
+                "/fault-up" => self.down.set(false),
+                _ if self.down.get() => return Response::error("down", 500),
+                _ => {}
+            }
+            if req.path().starts_with("/fault-") {
+                return Response::ok("ok");
+            }
+        }
         let Some(op) = Op::from_path(&req.path()) else {
             return Response::error("unknown operation", 404);
         };

@@ -203,6 +203,10 @@ async fn run(
         }
     };
     let gate = &isolate.gate;
+    #[cfg(attestgate_selftest)]
+    if let Some(answer) = deny_store::fault(&method, url.path, &env, gate.deny_shards).await {
+        return answer;
+    }
     let inbound = worker::Headers(req.headers());
     let headers = forward::RuntimeHeaders(&inbound);
     let request = phase::Request::new(&method, url, &headers);

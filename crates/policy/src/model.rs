@@ -271,6 +271,10 @@ pub struct DenyConfig {
     /// (1..=5 seconds).
     #[serde(default = "defaults::deny_propagation_secs")]
     pub propagation_secs: u64,
+    /// The `deny_check` of protected routes that do not set one: `"cached"` (default) or
+    /// `"off"` (routes opt in one by one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_check: Option<String>,
 }
 
 /// Defaults of SPEC §2.

@@ -8,7 +8,7 @@
 //!   README states: a revocation acknowledged by the store is enforced by every isolate for
 //!   every request that starts at least this long after the acknowledgement).
 //! - a route's `deny_check`: `"cached"` (the default on protected routes when `[deny]` is
-//!   present), `"strict"` or `"off"`; `"cached"`/`"strict"` without `[deny]`, or any value on a
+//!   present, unless `[deny] default_check = "off"`), `"strict"` or `"off"`; `"cached"`/`"strict"` without `[deny]`, or any value on a
 //!   public route, is an error.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -35,6 +35,8 @@ pub struct Deny {
     pub shards: u8,
     /// The propagation bound, in seconds (1..=5).
     pub propagation_secs: u8,
+    /// The check of protected routes that do not name one.
+    pub default_check: DenyCheck,
 }
 
 /// How a route checks the deny list.
@@ -135,7 +137,19 @@ impl Cx {
                 ),
             );
         }
+        let default_check = match d.default_check.as_deref() {
+            None | Some("cached") => DenyCheck::Cached,
+            Some("off") => DenyCheck::Off,
+            Some(other) => {
+                self.error(
+                    at("default_check"),
+                    format!("{other:?} is not one of \"cached\", \"off\""),
+                );
+                DenyCheck::Off
+            }
+        };
         (self.errors.len() == before).then(|| Deny {
+            default_check,
             file: file.to_owned(),
             shards: u8::try_from(d.shards).unwrap_or(1),
             propagation_secs: u8::try_from(d.propagation_secs).unwrap_or(1),
@@ -143,7 +157,14 @@ impl Cx {
     }
 
     /// Each route's `deny_check`, from its own field and whether `[deny]` is present.
-    pub(super) fn deny_checks(&mut self, files: &[SourceFile], routes: &mut [Route], deny: bool) {
+    pub(super) fn deny_checks(
+        &mut self,
+        files: &[SourceFile],
+        routes: &mut [Route],
+        deny: Option<&Deny>,
+    ) {
+        let default = deny.map_or(DenyCheck::Off, |d| d.default_check);
+        let deny = deny.is_some();
         let written: BTreeMap<&str, Option<&str>> = files
             .iter()
             .flat_map(|f| f.model.route.iter())
@@ -153,7 +174,7 @@ impl Cx {
             let at = || Location::route(&route.file, &route.id, "deny_check");
             let value = written.get(route.id.as_str()).copied().flatten();
             let check = match value {
-                None => DenyCheck::Cached,
+                None => default,
                 Some("cached") => DenyCheck::Cached,
                 Some("strict") => DenyCheck::Strict,
                 Some("off") => DenyCheck::Off,

@@ -142,7 +142,7 @@ pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
     // ---- issue 16: [operator], [deny], each route's deny_check ---------------------------------
     let operator = cx.operator(&files, &providers, &known);
     let deny = cx.deny(&files);
-    cx.deny_checks(&files, &mut routes, deny.is_some());
+    cx.deny_checks(&files, &mut routes, deny.as_ref());
 
     // ---- cross checks ---------------------------------------------------------------------------
     let index = RouteIndex::build(&mut routes.iter().map(|r| &r.path));
