@@ -342,3 +342,46 @@ def test_concurrent_adds_of_one_key_all_land_and_all_refuse(gateway, servers, or
     found = op(gateway, servers, "POST", f"{BASE}/lookup", {"kind": "agent", "value": agent}).json()
     assert {e["id"] for e in found["entries"]} == ids
     assert_refused(gateway.request("GET", "/dn/strict/c", bearer(agent_token(servers, agent))), 401, "invalid_token", origin)
+
+
+# ---- the command-line tool ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cli():
+    import subprocess
+
+    from conftest import ROOT
+
+    subprocess.run(["cargo", "build", "--quiet", "--bin", "attestgate"], cwd=ROOT, check=True, timeout=900)
+    return ROOT / "target" / "debug" / "attestgate"
+
+
+def test_the_cli_adds_lists_gets_and_removes_through_the_operator_api(gateway, servers, cli, tmp_path, origin):
+    import os
+    import subprocess
+
+    token_file = tmp_path / "operator.jwt"
+    token_file.write_text(operator_token(servers) + "\n")
+    env = dict(os.environ, ATTESTGATE_GATEWAY=gateway.base)
+
+    def run(*args, ok=True):
+        r = subprocess.run([str(cli), "deny", *args, "--token-file", str(token_file)],
+                           env=env, capture_output=True, text=True, timeout=60)
+        assert (r.returncode == 0) == ok, (r.stdout, r.stderr)
+        return r
+
+    agent = fresh("cli")
+    entry = json.loads(run("add", "--kind", "agent", "--value", agent, "--reason", "cli test").stdout)
+    assert entry["value"] == agent and entry["by"]["sub"] == "ops:alice"
+    assert_refused(gateway.request("GET", "/dn/strict/cli", bearer(agent_token(servers, agent))), 401, "invalid_token", origin)
+    assert json.loads(run("get", entry["id"]).stdout) == entry
+    listed = json.loads(run("list", "--limit", "500").stdout)
+    assert isinstance(listed["entries"], list)
+    assert json.loads(run("rm", entry["id"]).stdout)["id"] == entry["id"]
+    assert "404" in run("get", entry["id"], ok=False).stderr
+    # the token never on the command line; a bad one is the gateway's 401
+    r = subprocess.run([str(cli), "deny", "list", "--token", "x"], env=env, capture_output=True, text=True)
+    assert r.returncode != 0 and "never a command-line argument" in r.stderr
+    token_file.write_text(operator_token(servers, scope="openid"))
+    assert "403" in run("list", ok=False).stderr
