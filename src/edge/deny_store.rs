@@ -1,6 +1,13 @@
-//! The deny store (issue 16): a sharded, SQLite-backed Durable Object (`DenyStore`, binding
-//! `DENY_STORE`, shard `n` is the object named `deny-shard-n`), the Worker's client of it (the
+//! The deny store (issue 16): sharded, SQLite-backed Durable Objects (binding `DENY_STORE`, shard
+//! `n` is the object named `deny-shard-n`), the Worker's client of them (the
 //! [`view::DenyStore`] seam under the isolate's view), and the operator API's executor.
+//!
+//! The objects are of the nonce store's class (`NonceStore`, `nonce_store.rs`, which hands every
+//! `/deny/<op>` request to [`serve`]): a second Durable Object class would add its runtime glue
+//! (about 13 KB of wasm) to every Worker, for no gain in isolation, since a deny shard and a
+//! nonce shard are different objects (different names) with their own SQLite databases anyway.
+//! All of this is compiled only with `--cfg attestgate_deny` (a policy with `[deny]` or
+//! `[operator]`, `build.rs`).
 //!
 //! The protocol and every check of its bodies are in `src/gate/deny/wire.rs` (tested
 //! natively). The object's version (`<epoch>.<n>`, `epoch` random when its tables are first
@@ -15,10 +22,7 @@
 use std::time::Duration;
 
 use serde::Deserialize;
-use worker::{
-    durable_object, DurableObject, Env, Headers, Request, Response, Result, SqlStorage,
-    SqlStorageValue, State,
-};
+use worker::{Env, Headers, Response, Result, SqlStorage, SqlStorageValue};
 
 use crate::gate::deny::api::{self, BadBody, DenyCall};
 use crate::gate::deny::view::{self, Refresh};
@@ -280,19 +284,35 @@ fn in_range(id: &str, shards: u8) -> bool {
     Entry::shard_of(id).is_some_and(|s| s < shards)
 }
 
-// ---- the Durable Object ---------------------------------------------------------------------
+// ---- the Durable Object's side ----------------------------------------------------------------
 
-#[durable_object]
-pub struct DenyStore {
-    sql: SqlStorage,
-    /// Test builds only (`--cfg attestgate_selftest`): answer every operation with 500, as an
-    /// unreachable store (`tests/e2e/test_deny.py`).
-    #[cfg(attestgate_selftest)]
-    down: std::cell::Cell<bool>,
+const SCHEMA: [&str; 3] = [
+    "CREATE TABLE IF NOT EXISTS deny_entries (id TEXT PRIMARY KEY, key TEXT NOT NULL, fence INTEGER, body TEXT NOT NULL) WITHOUT ROWID;",
+    "CREATE INDEX IF NOT EXISTS deny_entries_key ON deny_entries (key);",
+    "CREATE TABLE IF NOT EXISTS deny_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
+];
+
+#[derive(Deserialize)]
+struct HitRow {
+    key: String,
+    id: String,
+    fence: Option<i64>,
 }
 
-/// Test builds only: `POST /__attestgate/selftest/deny-store/{down,up}` makes every shard of
-/// the deny store fail (or work again), to check end to end that the gateway answers 503.
+#[derive(Deserialize)]
+struct TextRow {
+    v: String,
+}
+
+#[cfg(attestgate_selftest)]
+thread_local! {
+    /// Test builds only: answer every deny operation with 500, as an unreachable store.
+    static DOWN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Test builds only (`--cfg attestgate_selftest`): `POST /__attestgate/selftest/deny-store/{down,up}`
+/// makes every shard of the deny store fail (or work again), to check end to end that the gateway
+/// answers 503 (`tests/e2e/test_deny.py`).
 #[cfg(attestgate_selftest)]
 pub async fn fault(
     method: &str,
@@ -314,7 +334,7 @@ pub async fn fault(
                 .id_from_name(&format!("deny-shard-{shard}"))?
                 .get_stub()?;
             let req = super::new_request(
-                &format!("https://deny-store/fault-{op}"),
+                &format!("https://deny-store/deny/fault-{op}"),
                 "POST",
                 &Headers::new(),
                 None,
@@ -329,89 +349,66 @@ pub async fn fault(
     Some(text(op))
 }
 
-const SCHEMA: [&str; 3] = [
-    "CREATE TABLE IF NOT EXISTS entries (id TEXT PRIMARY KEY, key TEXT NOT NULL, fence INTEGER, body TEXT NOT NULL) WITHOUT ROWID;",
-    "CREATE INDEX IF NOT EXISTS entries_key ON entries (key);",
-    "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
-];
-
-#[derive(Deserialize)]
-struct HitRow {
-    key: String,
-    id: String,
-    fence: Option<i64>,
-}
-
-#[derive(Deserialize)]
-struct BodyRow {
-    body: String,
-}
-
-#[derive(Deserialize)]
-struct MetaRow {
-    value: String,
-}
-
-impl DurableObject for DenyStore {
-    fn new(state: State, _env: Env) -> Self {
-        let sql = state.storage().sql();
-        for statement in SCHEMA {
-            // An error here surfaces on the first operation (which then fails closed with 503).
-            let _ = sql.exec(statement, None);
+/// One deny-store request on an object's SQLite database: `op` is the path after `/deny`
+/// (`/snapshot`, ...). Anything malformed is 400, which the Worker treats as unavailable. No
+/// `await`: each operation is one synchronous section.
+pub fn serve(sql: &SqlStorage, op: &str, body: &str) -> Result<Response> {
+    #[cfg(attestgate_selftest)]
+    {
+        match op {
+            "/fault-down" => DOWN.with(|d| d.set(true)),
+            "/fault-up" => DOWN.with(|d| d.set(false)),
+            _ if DOWN.with(std::cell::Cell::get) => return Response::error("down", 500),
+            _ => {}
         }
-        Self {
-            sql,
-            #[cfg(attestgate_selftest)]
-            down: std::cell::Cell::new(false),
+        if op.starts_with("/fault-") {
+            return Response::ok("ok");
         }
     }
-
-    async fn fetch(&self, mut req: Request) -> Result<Response> {
-        #[cfg(attestgate_selftest)]
-        {
-            match req.path().as_str() {
-                "/fault-down" => self.down.set(true),
-                "/fault-up" => self.down.set(false),
-                _ if self.down.get() => return Response::error("down", 500),
-                _ => {}
-            }
-            if req.path().starts_with("/fault-") {
-                return Response::ok("ok");
-            }
-        }
-        let Some(op) = Op::from_path(&req.path()) else {
-            return Response::error("unknown operation", 404);
-        };
-        let body = req.text().await?;
-        let Some(request) = StoreRequest::parse(op, &body) else {
-            return Response::error("bad request", 400);
-        };
-        // From here on no `await` until the answer: each operation is one synchronous section.
-        let text = self.run(request)?;
-        let headers = Headers::new();
-        headers.set("content-type", "application/json")?;
-        Ok(Response::ok(text)?.with_headers(headers))
+    let Some(op) = Op::from_path(op) else {
+        return Response::error("unknown operation", 404);
+    };
+    let Some(request) = StoreRequest::parse(op, body) else {
+        return Response::error("bad request", 400);
+    };
+    for statement in SCHEMA {
+        sql.exec(statement, None)?;
     }
+    let text = Shard { sql }.run(request)?;
+    let headers = Headers::new();
+    headers.set("content-type", "application/json")?;
+    Ok(Response::ok(text)?.with_headers(headers))
 }
 
-impl DenyStore {
+struct Shard<'a> {
+    sql: &'a SqlStorage,
+}
+
+impl Shard<'_> {
+    fn text(&self, query: &str, bindings: Vec<SqlStorageValue>) -> Result<Vec<String>> {
+        let rows: Vec<TextRow> = self.sql.exec(query, bindings)?.to_array()?;
+        Ok(rows.into_iter().map(|r| r.v).collect())
+    }
+
     fn meta(&self, name: &str) -> Result<Option<String>> {
-        let rows: Vec<MetaRow> = self
-            .sql
-            .exec("SELECT value FROM meta WHERE name = ?;", vec![name.into()])?
-            .to_array()?;
-        Ok(rows.into_iter().next().map(|r| r.value))
+        Ok(self
+            .text(
+                "SELECT value AS v FROM deny_meta WHERE name = ?;",
+                vec![name.into()],
+            )?
+            .into_iter()
+            .next())
     }
 
     fn set_meta(&self, name: &str, value: &str) -> Result<()> {
         self.sql.exec(
-            "INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value;",
+            "INSERT INTO deny_meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value;",
             vec![name.into(), value.into()],
         )?;
         Ok(())
     }
 
-    /// The version: `<epoch>.<changes>`.
+    /// The version: `<epoch>.<changes>`; the epoch is random, made with the tables.
     fn version(&self) -> Result<String> {
         let epoch = match self.meta("epoch")? {
             Some(e) => e,
@@ -451,11 +448,13 @@ impl DenyStore {
     }
 
     fn body_of(&self, id: &str) -> Result<Option<String>> {
-        let rows: Vec<BodyRow> = self
-            .sql
-            .exec("SELECT body FROM entries WHERE id = ?;", vec![id.into()])?
-            .to_array()?;
-        Ok(rows.into_iter().next().map(|r| r.body))
+        Ok(self
+            .text(
+                "SELECT body AS v FROM deny_entries WHERE id = ?;",
+                vec![id.into()],
+            )?
+            .into_iter()
+            .next())
     }
 
     fn run(&self, request: StoreRequest) -> Result<String> {
@@ -467,7 +466,7 @@ impl DenyStore {
                 } else {
                     let limit = i64::try_from(MAX_SNAPSHOT).unwrap_or(i64::MAX) + 1;
                     let mut hits = self.hits(
-                        "SELECT key, id, fence FROM entries ORDER BY id LIMIT ?;",
+                        "SELECT key, id, fence FROM deny_entries ORDER BY id LIMIT ?;",
                         vec![limit.into()],
                     )?;
                     let complete = hits.len() <= MAX_SNAPSHOT;
@@ -478,7 +477,7 @@ impl DenyStore {
             StoreRequest::Lookup { keys } => {
                 let marks = vec!["?"; keys.len()].join(",");
                 let hits = self.hits(
-                    &format!("SELECT key, id, fence FROM entries WHERE key IN ({marks});"),
+                    &format!("SELECT key, id, fence FROM deny_entries WHERE key IN ({marks});"),
                     keys.into_iter().map(SqlStorageValue::from).collect(),
                 )?;
                 wire::lookup_json(&hits)
@@ -488,7 +487,7 @@ impl DenyStore {
                     .fence
                     .map_or(SqlStorageValue::Null, SqlStorageValue::from);
                 self.sql.exec(
-                    "INSERT INTO entries (id, key, fence, body) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET key = excluded.key, fence = excluded.fence, body = excluded.body;",
+                    "INSERT INTO deny_entries (id, key, fence, body) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET key = excluded.key, fence = excluded.fence, body = excluded.body;",
                     vec![entry.id.clone().into(), key.into(), fence, entry.to_json().into()],
                 )?;
                 self.changed()?;
@@ -499,20 +498,16 @@ impl DenyStore {
                 let body = self.body_of(&id)?;
                 if body.is_some() {
                     self.sql
-                        .exec("DELETE FROM entries WHERE id = ?;", vec![id.into()])?;
+                        .exec("DELETE FROM deny_entries WHERE id = ?;", vec![id.into()])?;
                     self.changed()?;
                 }
                 wire::entry_answer_json(body.as_deref())
             }
             StoreRequest::List { after, limit } => {
-                let rows: Vec<BodyRow> = self
-                    .sql
-                    .exec(
-                        "SELECT body FROM entries WHERE id > ? ORDER BY id LIMIT ?;",
-                        vec![after.unwrap_or_default().into(), i64::from(limit).into()],
-                    )?
-                    .to_array()?;
-                let bodies: Vec<String> = rows.into_iter().map(|r| r.body).collect();
+                let bodies = self.text(
+                    "SELECT body AS v FROM deny_entries WHERE id > ? ORDER BY id LIMIT ?;",
+                    vec![after.unwrap_or_default().into(), i64::from(limit).into()],
+                )?;
                 wire::list_json(&bodies)
             }
         })

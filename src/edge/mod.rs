@@ -3,6 +3,7 @@
 //! [`phase::decide`], executes its plans (forward, or the gateway's own answer), and hands the
 //! final decision to its sinks.
 
+#[cfg(attestgate_deny)]
 mod deny_store;
 #[cfg(attestgate_selftest)]
 mod fault_test;
@@ -42,6 +43,7 @@ struct Isolate {
     /// Challenge requests per client address (`CF-Connecting-IP`), bounded.
     challenges: RefCell<RateLimiter>,
     /// Issue 16: this isolate's view of the deny store.
+    #[cfg(attestgate_deny)]
     deny_view: crate::gate::deny::view::View,
 }
 
@@ -62,6 +64,7 @@ fn isolate() -> std::result::Result<Rc<Isolate>, Error> {
             secrets: secrets::SecretCache::default(),
             nonce_key: OnceCell::new(),
             challenges: RefCell::new(RateLimiter::for_challenges()),
+            #[cfg(attestgate_deny)]
             deny_view: crate::gate::deny::view::View::new(gate.deny_bound_secs),
             gate,
         });
@@ -203,7 +206,7 @@ async fn run(
         }
     };
     let gate = &isolate.gate;
-    #[cfg(attestgate_selftest)]
+    #[cfg(all(attestgate_selftest, attestgate_deny))]
     if let Some(answer) = deny_store::fault(&method, url.path, &env, gate.deny_shards).await {
         return answer;
     }
@@ -227,12 +230,16 @@ async fn run(
         now,
     };
     let replay = replay::DoReplay { env: &env };
+    #[cfg(attestgate_deny)]
     let deny_store = deny_store::DoDenyStore { env: &env };
+    #[cfg(attestgate_deny)]
     let deny = crate::gate::deny::view::ViewSource {
         view: &isolate.deny_view,
         store: &deny_store,
         clock: &deny_store::WorkerClock,
     };
+    #[cfg(not(attestgate_deny))]
+    let deny = crate::gate::deny::NoDenyStore;
     let seams = phase::Env {
         keys: &keys,
         verifier: &isolate.crypto,
@@ -246,6 +253,7 @@ async fn run(
     };
     let mut decision = phase::decide(gate, &request, &seams, &id).await;
     // Issue 16: an operator's call on a store, after the core authenticated it.
+    #[cfg(attestgate_deny)]
     if let Some(crate::gate::operator::Call::Deny(call)) = decision.operator_call.take() {
         deny_store::run_call(&req, &env, gate, &mut decision, call, now).await;
     }

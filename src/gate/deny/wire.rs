@@ -4,7 +4,7 @@
 //! duplicate member, exact member sets, exact types); anything else is refused, never
 //! defaulted.
 //!
-//! `POST https://deny-store/<op>` on shard object `deny-shard-<n>`:
+//! `POST https://deny-store/deny/<op>` on shard object `deny-shard-<n>`:
 //! - `snapshot` `{"have": "<version>" | null}` → `{"version", "unchanged": true}` or
 //!   `{"version", "complete", "entries": [{"key", "id", "fence"}]}` (at most [`MAX_SNAPSHOT`]);
 //! - `lookup` `{"keys": ["<digest>", ...]}` → `{"entries": [{"key", "id", "fence"}]}`;
@@ -236,8 +236,9 @@ impl Op {
         .find(|op| op.name() == name)
     }
 
+    /// The URL the Worker calls (the object hands `/deny/...` to the deny store).
     pub fn url(self) -> String {
-        format!("https://deny-store/{}", self.name())
+        format!("https://deny-store/deny/{}", self.name())
     }
 }
 

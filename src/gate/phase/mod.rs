@@ -18,6 +18,7 @@
 use crate::error::FreshNonce;
 use crate::gate::extract::HeaderSource;
 use crate::gate::family::CredentialFamily;
+#[cfg(attestgate_deny)]
 use crate::gate::operator;
 use crate::gate::seams::{KeySource, NonceKeySource, Random, ReplayGuard, SignatureVerifier};
 use crate::gate::Gate;
@@ -73,6 +74,9 @@ where
     let mut d = Decision::new(request_id, req.method, req.url.path);
     // 1. The request phase: the gateway's own endpoints, else the route.
     let route = match request::plan(gate, req) {
+        // Issue 16: compiled into the Worker only for a policy with `[operator]` or `[deny]`
+        // (`build.rs`); without, the policy has no operator and the API answers 404.
+        #[cfg(attestgate_deny)]
         request::Plan::Endpoint(request::Endpoint::Operator, _) => {
             operator_endpoint(gate, req, env, &mut d).await;
             return d;
@@ -119,6 +123,7 @@ where
     d
 }
 
+#[cfg(attestgate_deny)]
 /// The operator API (issue 16): authenticate the operator ([`operator::authenticate`]), then
 /// the endpoint's answer or the [`operator::Call`] for the executor. Refusals carry the operator
 /// provider's challenges (and the scopes needed, for 403).
@@ -239,6 +244,7 @@ where
     }
     // Issue 16: the deny list, on the verified principal, before anything is authorised or
     // consumed.
+    #[cfg(attestgate_deny)]
     crate::gate::deny::enforce(
         route.deny_check,
         gate.deny_shards,

@@ -165,14 +165,14 @@ impl Cx {
     ) {
         let default = deny.map_or(DenyCheck::Off, |d| d.default_check);
         let deny = deny.is_some();
-        let written: BTreeMap<&str, Option<&str>> = files
-            .iter()
-            .flat_map(|f| f.model.route.iter())
-            .map(|r| (r.id.as_str(), r.deny_check.as_deref()))
-            .collect();
         for route in routes.iter_mut() {
             let at = || Location::route(&route.file, &route.id, "deny_check");
-            let value = written.get(route.id.as_str()).copied().flatten();
+            // Route ids are unique across files (checked before this runs).
+            let value = files
+                .iter()
+                .flat_map(|f| f.model.route.iter())
+                .find(|r| r.id == route.id)
+                .and_then(|r| r.deny_check.as_deref());
             let check = match value {
                 None => default,
                 Some("cached") => DenyCheck::Cached,
