@@ -38,7 +38,11 @@ fn main() {
 
     match attestgate_policy::load_dir(load_from) {
         Ok((policy, warnings)) => {
-            deny_cfg(policy.deny().is_some() || policy.operator().is_some());
+            deny_cfg(
+                policy.deny().is_some()
+                    || policy.operator().is_some()
+                    || policy.providers().iter().any(|p| p.status_list.is_some()),
+            );
             for w in &warnings {
                 println!("cargo:warning={w}");
             }
@@ -65,8 +69,9 @@ fn main() {
     }
 }
 
-/// Issue 16: `--cfg attestgate_deny` compiles the deny list's enforcement, the operator API and
-/// their store client into the Worker only when the policy has `[deny]` or `[operator]` (the
+/// Issue 16: `--cfg attestgate_deny` compiles the deny list's enforcement, the operator API,
+/// token status lists and their clients into the Worker only when the policy has `[deny]`,
+/// `[operator]` or a provider with `status_list` (the
 /// Worker of a policy without them stays as small as before: docs/performance.md, "Size").
 /// Native builds (tests, CLI, benches) always have it.
 fn deny_cfg(used: bool) {

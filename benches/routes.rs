@@ -23,6 +23,7 @@ fn route(id: String, path: String, methods: Option<Vec<String>>) -> RouteConfig 
         pass_headers: vec![],
         origin: None,
         deny_check: None,
+        status_max_stale_secs: None,
     }
 }
 

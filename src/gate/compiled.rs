@@ -111,6 +111,8 @@ pub struct Gate {
     /// Issue 16: the deny store's shards and propagation bound (1 and 0 without `[deny]`).
     pub deny_shards: u8,
     pub deny_bound_secs: u8,
+    /// Issue 16: the token status lists this isolate holds.
+    status_lists: crate::gate::status_list::ListCache,
 }
 
 fn secs(v: u64) -> i64 {
@@ -142,6 +144,7 @@ impl Gate {
             .deny()
             .map_or((1, 0), |d| (d.shards.max(1), d.propagation_secs));
         Ok(Self {
+            status_lists: Default::default(),
             deny_shards,
             deny_bound_secs,
             verified: VerifiedCache::default(),
@@ -159,6 +162,11 @@ impl Gate {
             providers,
             policy,
         })
+    }
+
+    /// The isolate's token status lists (issue 16).
+    pub fn status_lists(&self) -> &crate::gate::status_list::ListCache {
+        &self.status_lists
     }
 
     /// The isolate's verified-token cache.

@@ -147,6 +147,24 @@ pub struct ProviderConfig {
     /// error.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub weakens: Vec<String>,
+    /// Issue 16: check `status.status_list` of this provider's tokens against Token Status Lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_list: Option<StatusListConfig>,
+}
+
+/// `status_list = { uris = ["https://status.example.com/"], max_stale_secs = 300, required = false }`
+/// (issue 16).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusListConfig {
+    /// The only URI prefixes a token's `status_list.uri` may have (the gateway fetches nothing else).
+    pub uris: Vec<String>,
+    /// Longest a fetched list is used (its `ttl` may shorten it, `exp` ends it); 1..=86400.
+    #[serde(default = "defaults::status_max_stale_secs")]
+    pub max_stale_secs: u64,
+    /// A token without `status.status_list` is refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub required: bool,
 }
 
 /// One entry of `secrets = [...]`.
@@ -216,6 +234,10 @@ pub struct RouteConfig {
     /// `[deny] propagation_secs` old), `"strict"` (the store on every request) or `"off"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deny_check: Option<String>,
+    /// Issue 16: the longest a token status list may be used on this route (overrides the
+    /// provider's `status_list.max_stale_secs`; 1..=86400).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_max_stale_secs: Option<u64>,
 }
 
 /// `require = { all = [...] }` or `require = { any = [...] }` (exactly one of the two).
@@ -316,6 +338,9 @@ pub mod defaults {
     }
     pub fn jwks_max_stale_secs() -> u64 {
         3600
+    }
+    pub fn status_max_stale_secs() -> u64 {
+        300
     }
     pub fn deny_shards() -> u32 {
         4

@@ -118,6 +118,8 @@ pub struct Provider {
     /// `weakens = [...]`: the providers whose stricter checks this one is allowed to lack for
     /// tokens both accept (checked by the compiler, see [`Provider::may_accept_same_tokens`]).
     pub weakens: Vec<String>,
+    /// Issue 16: `status_list = {...}`.
+    pub status_list: Option<crate::compile::deny::StatusListRule>,
 }
 
 impl Provider {
@@ -374,6 +376,8 @@ pub struct Route {
     pub(crate) capture_names: Vec<Option<String>>,
     /// Issue 16: how the route checks the deny list.
     pub deny_check: crate::compile::deny::DenyCheck,
+    /// Issue 16: the route's maximum status-list staleness, if it sets one.
+    pub status_max_stale_secs: Option<u64>,
 }
 
 impl Route {

@@ -236,6 +236,12 @@ pub trait DenySource {
         strict: bool,
         now_ms: i64,
     ) -> Pending<'a, Result<Vec<Hit>, Error>>;
+
+    /// The text of the Status List Token at `uri` (concurrent asks for one URI share one
+    /// fetch); [`Error::StatusListUnavailable`] when it cannot be had.
+    fn list_token<'a>(&'a self, _uri: &'a str) -> Pending<'a, Result<String, Error>> {
+        Box::pin(async { Err(Error::StatusListUnavailable) })
+    }
 }
 
 /// A source for a gateway without a deny store: every lookup fails closed (used where a route

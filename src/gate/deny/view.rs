@@ -156,6 +156,10 @@ pub trait DenyStore {
     ) -> Pending<'a, Result<Refresh, Error>>;
     /// The entries of `keys` (digests), all of `shard`.
     fn lookup<'a>(&'a self, shard: u8, keys: &'a [String]) -> Pending<'a, Result<Vec<Hit>, Error>>;
+    /// A Status List Token's text ([`DenySource::list_token`]).
+    fn list_token<'a>(&'a self, _uri: &'a str) -> Pending<'a, Result<String, Error>> {
+        Box::pin(async { Err(Error::StatusListUnavailable) })
+    }
 }
 
 /// A clock in unix milliseconds (the Worker's `Date.now()`, a fake one in tests).
@@ -226,6 +230,10 @@ impl<S: DenyStore + ?Sized, C: Clock + ?Sized> DenySource for ViewSource<'_, S, 
                 self.cached(keys, now_ms).await
             }
         })
+    }
+
+    fn list_token<'a>(&'a self, uri: &'a str) -> Pending<'a, Result<String, Error>> {
+        self.store.list_token(uri)
     }
 }
 

@@ -254,6 +254,18 @@ where
         &mut d.deny_entry,
     )
     .await?;
+    // Issue 16: token status lists of the verified credentials.
+    #[cfg(attestgate_deny)]
+    crate::gate::status_list::enforce(
+        gate,
+        route,
+        &d.principal,
+        env.keys,
+        env.verifier,
+        env.deny,
+        env.now,
+    )
+    .await?;
     let claims = authorize::authorize(gate, route, &d.principal)?;
     single_use::run(pending, env.replay, env.now).await?;
     let plan = forward::plan(gate, route, claims, req);

@@ -52,6 +52,19 @@ pub enum DenyCheck {
     Strict,
 }
 
+/// `status_list = {...}` of a provider, compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusListRule {
+    /// URI prefixes, each an absolute `https://` (or, with `allow_insecure_http`, `http://`) URL
+    /// ending with `/`.
+    pub uris: Vec<String>,
+    pub max_stale_secs: u64,
+    pub required: bool,
+}
+
+/// The longest staleness of a status list a policy may allow.
+pub const MAX_STATUS_STALE_SECS: u64 = 86_400;
+
 /// The most shards the deny store may have.
 pub const MAX_DENY_SHARDS: u32 = 64;
 /// The largest propagation bound a policy may ask for.
@@ -117,6 +130,44 @@ impl Cx {
         })
     }
 
+    /// A provider's `status_list`.
+    pub(super) fn status_list_rule(
+        &mut self,
+        file: &str,
+        name: &str,
+        config: Option<&crate::model::StatusListConfig>,
+        gateway: &crate::policy::Gateway,
+    ) -> Option<StatusListRule> {
+        let c = config?;
+        let at = || Location::provider(file, name, "status_list");
+        if c.uris.is_empty() {
+            self.error(at(), "uris: at least one URI prefix is required (the gateway fetches status lists only under these)");
+        }
+        for u in &c.uris {
+            let ok = self.url(&at, u, gateway.allow_insecure_http, false);
+            if ok && !u.ends_with('/') {
+                self.error(
+                    at(),
+                    format!("uris: {u:?} must end with \"/\" (a prefix of the status list URIs, never a host prefix)"),
+                );
+            }
+        }
+        if !(1..=MAX_STATUS_STALE_SECS).contains(&c.max_stale_secs) {
+            self.error(
+                at(),
+                format!(
+                    "max_stale_secs: {} is not in 1..={MAX_STATUS_STALE_SECS}",
+                    c.max_stale_secs
+                ),
+            );
+        }
+        Some(StatusListRule {
+            uris: c.uris.clone(),
+            max_stale_secs: c.max_stale_secs,
+            required: c.required,
+        })
+    }
+
     /// The one `[deny]` table, if any.
     pub(super) fn deny(&mut self, files: &[SourceFile]) -> Option<Deny> {
         let (file, d) = self.one_table(files, "deny", |f| f.model.deny.as_ref())?;
@@ -168,11 +219,20 @@ impl Cx {
         for route in routes.iter_mut() {
             let at = || Location::route(&route.file, &route.id, "deny_check");
             // Route ids are unique across files (checked before this runs).
-            let value = files
+            let config = files
                 .iter()
                 .flat_map(|f| f.model.route.iter())
-                .find(|r| r.id == route.id)
-                .and_then(|r| r.deny_check.as_deref());
+                .find(|r| r.id == route.id);
+            let value = config.and_then(|r| r.deny_check.as_deref());
+            if let Some(secs) = config.and_then(|r| r.status_max_stale_secs) {
+                if !(1..=MAX_STATUS_STALE_SECS).contains(&secs) {
+                    self.error(
+                        Location::route(&route.file, &route.id, "status_max_stale_secs"),
+                        format!("{secs} is not in 1..={MAX_STATUS_STALE_SECS}"),
+                    );
+                }
+                route.status_max_stale_secs = Some(secs);
+            }
             let check = match value {
                 None => default,
                 Some("cached") => DenyCheck::Cached,

@@ -396,6 +396,8 @@ impl Cx {
             }
         };
 
+        // Issue 16 (compile/deny.rs).
+        let status_list = self.status_list_rule(file, name, p.status_list.as_ref(), gateway);
         if self.errors.len() != before {
             return None;
         }
@@ -420,6 +422,7 @@ impl Cx {
             binding,
             nonce_claim,
             weakens: p.weakens.clone(),
+            status_list,
         })
     }
 

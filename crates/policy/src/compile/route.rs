@@ -461,6 +461,7 @@ impl Cx {
             pass_headers,
             origin,
             deny_check: Default::default(),
+            status_max_stale_secs: None,
         })
     }
 
