@@ -118,6 +118,10 @@ impl view::DenyStore for DoDenyStore<'_> {
             wire::parse_lookup(&text).ok_or(Error::DenyStoreUnavailable)
         })
     }
+
+    fn list_token<'a>(&'a self, uri: &'a str) -> Pending<'a, std::result::Result<String, Error>> {
+        Box::pin(super::status_list::list_token(uri))
+    }
 }
 
 /// The Worker's clock for the view.

@@ -15,6 +15,8 @@ mod replay;
 mod secrets;
 #[cfg(attestgate_selftest)]
 mod selftest;
+#[cfg(attestgate_deny)]
+mod status_list;
 mod task;
 mod webcrypto;
 
