@@ -41,6 +41,7 @@ fn main() {
             deny_cfg(
                 policy.deny().is_some()
                     || policy.operator().is_some()
+                    || policy.shared_signals().is_some()
                     || policy.providers().iter().any(|p| p.status_list.is_some()),
             );
             for w in &warnings {

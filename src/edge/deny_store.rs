@@ -136,13 +136,20 @@ impl view::Clock for WorkerClock {
 /// The request body of an operator call, at most [`api::MAX_BODY`] bytes: a declared length over
 /// it is refused before anything is read.
 async fn body(req: &worker::web_sys::Request) -> std::result::Result<Vec<u8>, BadBody> {
+    body_capped(req, api::MAX_BODY).await
+}
+
+async fn body_capped(
+    req: &worker::web_sys::Request,
+    cap: usize,
+) -> std::result::Result<Vec<u8>, BadBody> {
     let declared = req
         .headers()
         .get("content-length")
         .ok()
         .flatten()
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > api::MAX_BODY as u64) {
+    if declared.is_some_and(|n| n > cap as u64) {
         return Err(BadBody::TooLarge);
     }
     let promise = req.text().map_err(|_| BadBody::NotJson)?;
@@ -150,7 +157,7 @@ async fn body(req: &worker::web_sys::Request) -> std::result::Result<Vec<u8>, Ba
         .await
         .map_err(|_| BadBody::NotJson)?;
     let text = text.as_string().ok_or(BadBody::NotJson)?;
-    if text.len() > api::MAX_BODY {
+    if text.len() > cap {
         return Err(BadBody::TooLarge);
     }
     Ok(text.into_bytes())
@@ -280,6 +287,82 @@ async fn answer(
             let full = full || entries.len() >= limit as usize;
             let next = full.then(|| entries.last().map(|e| e.id.clone())).flatten();
             Ok(api::list_answer(&entries, next.as_deref()))
+        }
+    }
+}
+
+/// The Shared Signals receiver's `POST`: read the SET (at most [`ssf::MAX_SET`] bytes), let the
+/// core receive it, store the entries it makes; 202, or 400 `{"err", "description"}`, or 503
+/// (the replay store, the transmitter's keys or the deny store cannot be reached).
+pub async fn run_signals<K, V, R>(
+    req: &worker::web_sys::Request,
+    env: &Env,
+    gate: &Gate,
+    d: &mut Decision<'_>,
+    (keys, verifier, replay): (&K, &V, &R),
+    now: i64,
+) where
+    K: crate::gate::seams::KeySource,
+    V: crate::gate::seams::SignatureVerifier,
+    R: crate::gate::seams::ReplayGuard,
+{
+    use crate::gate::ssf::{self, Refused, SetError};
+    let set_error = |e: SetError| Answer {
+        status: 400,
+        body: e.body(),
+        headers: Vec::new(),
+    };
+    let content_type = req.headers().get("content-type").ok().flatten();
+    let answer = match body_capped(req, ssf::MAX_SET).await {
+        Err(_) => Ok(set_error(SetError::InvalidRequest("The SET is too large."))),
+        Ok(body) => {
+            let mut random = || {
+                let mut r = [0u8; 16];
+                let _ = getrandom::fill(&mut r);
+                r
+            };
+            match ssf::receive(
+                gate,
+                content_type.as_deref(),
+                &body,
+                keys,
+                verifier,
+                replay,
+                now,
+                &mut random,
+            )
+            .await
+            {
+                Err(Refused::Set(e)) => Ok(set_error(e)),
+                Err(Refused::Gateway(e)) => Err(e),
+                Ok(entries) => {
+                    let store = DoDenyStore { env };
+                    let mut stored = Ok(());
+                    for (key, entry) in entries {
+                        let id = entry.id.clone();
+                        let put = StoreRequest::Put {
+                            key: key.digest,
+                            entry,
+                        };
+                        if let Err(e) = store.call(key.shard, Op::Put, &put).await {
+                            stored = Err(e);
+                            break;
+                        }
+                        d.deny_entry = Some(id);
+                    }
+                    stored.map(|()| Answer::json(202, String::new()))
+                }
+            }
+        }
+    };
+    match answer {
+        Ok(a) => {
+            d.status = Some(a.status);
+            d.response = ResponsePlan::Own(a);
+        }
+        Err(e) => {
+            let a = Answer::refusal(&e.wire(&gate.realm), d.request_id, None);
+            d.refuse(e, Some(a));
         }
     }
 }

@@ -256,8 +256,15 @@ async fn run(
     let mut decision = phase::decide(gate, &request, &seams, &id).await;
     // Issue 16: an operator's call on a store, after the core authenticated it.
     #[cfg(attestgate_deny)]
-    if let Some(crate::gate::operator::Call::Deny(call)) = decision.operator_call.take() {
-        deny_store::run_call(&req, &env, gate, &mut decision, call, now).await;
+    match decision.operator_call.take() {
+        Some(crate::gate::operator::Call::Deny(call)) => {
+            deny_store::run_call(&req, &env, gate, &mut decision, call, now).await;
+        }
+        Some(crate::gate::operator::Call::Signals) => {
+            let seams = (&keys, &isolate.crypto, &replay);
+            deny_store::run_signals(&req, &env, gate, &mut decision, seams, now).await;
+        }
+        None => {}
     }
     let answer = execute(&req, &inbound, gate, &mut decision).await;
     finish(decision, answer, started, &mut sinks)

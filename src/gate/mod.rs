@@ -34,6 +34,7 @@ pub mod operator;
 pub mod phase;
 pub mod rate_limit;
 pub mod seams;
+pub mod ssf;
 pub mod status_list;
 pub mod store;
 pub mod token_cache;

@@ -47,7 +47,13 @@ pub struct OperatorId {
 /// Whether `path` is the operator API's: under [`PREFIX`], and not the challenge path or one of
 /// the [`PUBLIC_PATHS`].
 pub fn is_operator_path(gate: &Gate, path: &str) -> bool {
-    path.starts_with(PREFIX) && path != gate.challenge_path && !PUBLIC_PATHS.contains(&path)
+    path.starts_with(PREFIX)
+        && path != gate.challenge_path
+        && !PUBLIC_PATHS.contains(&path)
+        && gate
+            .policy()
+            .shared_signals()
+            .is_none_or(|s| s.path != path)
 }
 
 /// The operator provider, when the policy has `[operator]`.
@@ -142,6 +148,9 @@ pub const WHOAMI_PATH: &str = "/.well-known/attestgate/operator/whoami";
 pub enum Call {
     /// The deny list ([`crate::gate::deny::api`]).
     Deny(crate::gate::deny::api::DenyCall),
+    /// A pushed SET for the Shared Signals receiver ([`crate::gate::ssf::receive`], with the
+    /// request body the executor reads).
+    Signals,
 }
 
 /// An authenticated operator request: answered by the core, or a [`Call`] for the executor.

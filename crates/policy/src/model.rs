@@ -34,6 +34,9 @@ pub struct PolicyFile {
     /// `[deny]`: the deny list, checked on every protected route (at most one across all files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deny: Option<DenyConfig>,
+    /// `[shared_signals]`: the SSF push receiver (at most one across all files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_signals: Option<SharedSignalsConfig>,
 }
 
 /// A named policy file, as read from the folder (the name is used in every message).
@@ -282,6 +285,21 @@ pub struct OperatorConfig {
     pub scopes: Vec<String>,
 }
 
+/// `[shared_signals]` (issue 16): RFC 8935 push of SETs from the named transmitter providers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedSignalsConfig {
+    /// The receiver's path (literal): `POST` a SET, `GET` the receiver's metadata.
+    pub path: String,
+    /// The `aud` SETs must carry.
+    pub audience: String,
+    /// Providers whose `issuer`, keys and algorithms verify SETs.
+    pub transmitters: Vec<String>,
+    /// `iat` at most this far from now (1..=3600); the `jti` is remembered as long.
+    #[serde(default = "defaults::ssf_iat_window_secs")]
+    pub iat_window_secs: u64,
+}
+
 /// `[deny]` (issue 16).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -340,6 +358,9 @@ pub mod defaults {
         3600
     }
     pub fn status_max_stale_secs() -> u64 {
+        300
+    }
+    pub fn ssf_iat_window_secs() -> u64 {
         300
     }
     pub fn deny_shards() -> u32 {

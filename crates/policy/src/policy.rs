@@ -464,12 +464,18 @@ pub struct Policy {
     /// Issue 16: `[operator]` and `[deny]`.
     pub(crate) operator: Option<crate::compile::deny::Operator>,
     pub(crate) deny: Option<crate::compile::deny::Deny>,
+    pub(crate) shared_signals: Option<crate::compile::deny::SharedSignals>,
 }
 
 impl Policy {
     /// `[operator]`: who may use the operator API (issue 16); `None`: the API answers 404.
     pub fn operator(&self) -> Option<&crate::compile::deny::Operator> {
         self.operator.as_ref()
+    }
+
+    /// `[shared_signals]`: the SSF push receiver (issue 16).
+    pub fn shared_signals(&self) -> Option<&crate::compile::deny::SharedSignals> {
+        self.shared_signals.as_ref()
     }
 
     /// `[deny]`: the deny list's store and propagation bound (issue 16).

@@ -81,6 +81,17 @@ where
             operator_endpoint(gate, req, env, &mut d).await;
             return d;
         }
+        #[cfg(attestgate_deny)]
+        request::Plan::Endpoint(request::Endpoint::SharedSignals, Ok(()))
+            if req.method == "POST" =>
+        {
+            d.route = Some(request::Endpoint::SharedSignals.label());
+            d.outcome = Outcome::Endpoint(request::Endpoint::SharedSignals);
+            d.operator_call = Some(operator::Call::Signals);
+            d.status = Some(202);
+            d.response = ResponsePlan::Own(Answer::json(202, String::new()));
+            return d;
+        }
         request::Plan::Endpoint(endpoint, allowed) => {
             d.route = Some(endpoint.label());
             let answered = allowed
@@ -200,6 +211,24 @@ where
     match endpoint {
         // Answered by `operator_endpoint` (it authenticates first, asynchronously).
         request::Endpoint::Operator => Err(Error::Route(crate::policy::Miss::NoRoute).into()),
+        // Issue 16: the receiver's metadata; a pushed SET is the executor's (it reads the body).
+        request::Endpoint::SharedSignals => {
+            let ssf = gate
+                .policy()
+                .shared_signals()
+                .ok_or(Error::Route(crate::policy::Miss::NoRoute))?;
+            let endpoint = format!("{}{}", req.url.origin, ssf.path);
+            let issuers: Vec<&str> = ssf
+                .transmitters
+                .iter()
+                .filter_map(|t| gate.policy().provider(t))
+                .filter_map(|p| p.issuer.as_deref())
+                .collect();
+            Ok(Answer::json(
+                200,
+                crate::gate::ssf::metadata(&endpoint, &ssf.audience, &issuers),
+            ))
+        }
         request::Endpoint::Challenge => {
             let nonce = request::challenge(
                 gate,

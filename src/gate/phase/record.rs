@@ -192,7 +192,7 @@ impl<'a> Decision<'a> {
             Outcome::Forward(plan) if plan.is_public() => Verdict::Public,
             Outcome::Forward(_) => Verdict::Allow,
             Outcome::Endpoint(Endpoint::Challenge) => Verdict::Challenge,
-            Outcome::Endpoint(Endpoint::Operator) => Verdict::Operator,
+            Outcome::Endpoint(Endpoint::Operator | Endpoint::SharedSignals) => Verdict::Operator,
             Outcome::Refused(_) => Verdict::Deny,
         }
     }

@@ -55,6 +55,8 @@ pub enum Endpoint {
     Challenge,
     /// The operator API under `/.well-known/attestgate/` (issue 16, [`crate::gate::operator`]).
     Operator,
+    /// The Shared Signals receiver at `[shared_signals] path` (issue 16, [`crate::gate::ssf`]).
+    SharedSignals,
 }
 
 impl Endpoint {
@@ -63,6 +65,7 @@ impl Endpoint {
         match self {
             Endpoint::Challenge => "challenge",
             Endpoint::Operator => "operator",
+            Endpoint::SharedSignals => "shared_signals",
         }
     }
 }
@@ -88,6 +91,17 @@ pub fn plan<'g, H: HeaderSource + ?Sized>(gate: &'g Gate, req: &Request<'_, H>) 
             )))
         };
         return Plan::Endpoint(Endpoint::Challenge, allowed);
+    }
+    if let Some(ssf) = gate.policy().shared_signals() {
+        if req.url.path == ssf.path {
+            let allowed = match req.method {
+                "GET" | "HEAD" | "POST" => Ok(()),
+                _ => Err(Error::Route(crate::policy::Miss::MethodNotAllowed(
+                    Allow::from_static("GET, HEAD, POST"),
+                ))),
+            };
+            return Plan::Endpoint(Endpoint::SharedSignals, allowed);
+        }
     }
     if crate::gate::operator::is_operator_path(gate, req.url.path) {
         return Plan::Endpoint(Endpoint::Operator, Ok(()));

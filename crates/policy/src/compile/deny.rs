@@ -65,6 +65,16 @@ pub struct StatusListRule {
 /// The longest staleness of a status list a policy may allow.
 pub const MAX_STATUS_STALE_SECS: u64 = 86_400;
 
+/// `[shared_signals]`, compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedSignals {
+    pub file: String,
+    pub path: String,
+    pub audience: String,
+    pub transmitters: Vec<String>,
+    pub iat_window_secs: u64,
+}
+
 /// The most shards the deny store may have.
 pub const MAX_DENY_SHARDS: u32 = 64;
 /// The largest propagation bound a policy may ask for.
@@ -165,6 +175,74 @@ impl Cx {
             uris: c.uris.clone(),
             max_stale_secs: c.max_stale_secs,
             required: c.required,
+        })
+    }
+
+    /// The one `[shared_signals]` table, if any.
+    pub(super) fn shared_signals(
+        &mut self,
+        files: &[SourceFile],
+        providers: &BTreeMap<String, Provider>,
+        known: &BTreeSet<&str>,
+        challenge_path: &str,
+    ) -> Option<SharedSignals> {
+        let (file, c) =
+            self.one_table(files, "shared_signals", |f| f.model.shared_signals.as_ref())?;
+        let at = |field: &str| section(file, "shared_signals", field);
+        let before = self.errors.len();
+        let literal = crate::matcher::PathPattern::parse(&c.path).is_ok_and(|p| {
+            p.segments()
+                .iter()
+                .all(|s| matches!(s, crate::matcher::Segment::Literal(_)))
+        });
+        if crate::matcher::check_path(&c.path).is_err()
+            || !literal
+            || c.path == "/"
+            || c.path == challenge_path
+        {
+            self.error(
+                at("path"),
+                format!("{:?} must be a normalised literal path other than \"/\" and the challenge path", c.path),
+            );
+        }
+        if c.audience.is_empty()
+            || c.audience.len() > 512
+            || !c.audience.bytes().all(|b| b.is_ascii_graphic())
+        {
+            self.error(
+                at("audience"),
+                "must be 1 to 512 printable ASCII characters without spaces",
+            );
+        }
+        if c.transmitters.is_empty() {
+            self.error(
+                at("transmitters"),
+                "at least one transmitter provider is required",
+            );
+        }
+        for t in &c.transmitters {
+            match providers.get(t) {
+                Some(p) if p.issuer.is_none() => self.error(
+                    at("transmitters"),
+                    format!("provider {t:?} has no issuer: a transmitter is named by its iss"),
+                ),
+                Some(_) => {}
+                None if known.contains(t.as_str()) => {}
+                None => self.error(at("transmitters"), super::unknown_provider(t, known)),
+            }
+        }
+        if !(1..=3600).contains(&c.iat_window_secs) {
+            self.error(
+                at("iat_window_secs"),
+                format!("{} is not in 1..=3600", c.iat_window_secs),
+            );
+        }
+        (self.errors.len() == before).then(|| SharedSignals {
+            file: file.to_owned(),
+            path: c.path.clone(),
+            audience: c.audience.clone(),
+            transmitters: c.transmitters.clone(),
+            iat_window_secs: c.iat_window_secs,
         })
     }
 

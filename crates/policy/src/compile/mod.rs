@@ -142,6 +142,7 @@ pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
     // ---- issue 16: [operator], [deny], each route's deny_check ---------------------------------
     let operator = cx.operator(&files, &providers, &known);
     let deny = cx.deny(&files);
+    let shared_signals = cx.shared_signals(&files, &providers, &known, &gateway.challenge_path);
     cx.deny_checks(&files, &mut routes, deny.as_ref());
 
     // ---- cross checks ---------------------------------------------------------------------------
@@ -191,6 +192,11 @@ pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
         .iter()
         .flat_map(|r| r.access.providers().iter().map(String::as_str))
         .chain(operator.as_ref().map(|o| o.provider.as_str()))
+        .chain(
+            shared_signals
+                .iter()
+                .flat_map(|s| s.transmitters.iter().map(String::as_str)),
+        )
         .collect();
     for p in providers.values() {
         if !used.contains(p.name.as_str()) {
@@ -224,6 +230,7 @@ pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
         warnings: cx.warnings,
         operator,
         deny,
+        shared_signals,
     })
 }
 
