@@ -80,6 +80,7 @@ from servers import LocalServers  # noqa: E402
 WRANGLER = ROOT / "node_modules" / ".bin" / "wrangler"
 WORKERD = ROOT / "node_modules" / ".bin" / "workerd"
 ORDER_PATH = "/v1/orders/42"
+DENY_PATH = "/v1/orders-deny/42"  # issue 16: the same route with deny_check = "cached"
 PUBLIC_PATH = "/healthz"
 # The floors answer these paths themselves, without the origin subrequest (the log-line group):
 # the first with their log line (if they have one), the second without it.
@@ -468,6 +469,8 @@ class DirectWorker(Worker):
             persist = self.workdir / f"persist-{self.name}"
             persist.mkdir(exist_ok=True)
             bindings.append('(name = "NONCE_STORE", durableObjectNamespace = "NonceStore")')
+            # Issue 16: the deny store's shards are objects of the same class.
+            bindings.append('(name = "DENY_STORE", durableObjectNamespace = "NonceStore")')
             extra = (',\n  durableObjectNamespaces = [(className = "NonceStore", '
                      'uniqueKey = "attestgate-NonceStore", enableSql = true)],\n'
                      '  durableObjectStorage = (localDisk = "disk")')
@@ -747,7 +750,26 @@ class LogWorkload(Workload):
         return dict(super().meta(), **extra)
 
 
-WORKLOAD_KINDS = ["unique", "session", "public", "refusal", "log"]
+class DenyWorkload(Workload):
+    """Issue 16: a verified request (a distinct ES256 token each time) on a route that checks the
+    deny list from the isolate's fresh view (DENY_PATH), or the same request without the check
+    (ORDER_PATH): attestgate only, side by side."""
+
+    kind = "deny"
+
+    def __init__(self, servers, total, check: bool):
+        super().__init__("deny, fresh view" if check else "deny, no check", ["attestgate"], "ES256")
+        self.path = DENY_PATH if check else ORDER_PATH
+        self.describe = ("unique ES256 tokens on a deny_check = \"cached\" route"
+                         if check else "the same requests on a route without the deny check")
+        now = int(time.time())
+        self.tokens = [servers.issuer.mint(KIDS["ES256"], **good_claims(now)) for _ in range(total)]
+
+    def request(self, name, k):
+        return self.path, bearer(self.tokens[k]), 200
+
+
+WORKLOAD_KINDS = ["unique", "session", "public", "refusal", "log", "deny"]
 TOKEN_NAMES = ["attestgate", "jose", "floor", "floor-log", "floor-verify"]
 
 
@@ -766,6 +788,8 @@ def make_workloads(servers, kinds: list[str], total: int) -> list[Workload]:
         elif kind == "refusal":
             out.append(RefusalWorkload(servers, ["attestgate", "jose", "floor", "floor-log"],
                                        total))
+        elif kind == "deny":
+            out += [DenyWorkload(servers, total, check) for check in (True, False)]
         elif kind == "log":
             out.append(LogWorkload(["floor"] + LOG_NAMES))
             out.append(LogWorkload(["floor"] + LOG_NAMES, quiet=True))

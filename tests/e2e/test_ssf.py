@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from joserfc import jwk
 
-from jwstools import assert_refused, bearer
+from jwstools import assert_refused, bearer, remark
 from servers import sign
 from test_deny import BASE, agent_token, op
 
@@ -92,6 +92,7 @@ def test_account_disabled_refuses_the_user_and_records_the_signal(gateway, serve
     set_token = tx.set({f"{RISC}account-disabled": {"subject": {"format": "iss_sub", "iss": agents(servers), "sub": sub}}})
     resp = tx.push(set_token)
     assert resp.status == 202 and resp.body == b"", resp
+    remark(origin, servers)
     assert_refused(gateway.request("GET", "/dn/strict/s", bearer(token)), 401, "invalid_token", origin)
     [entry] = lookup(gateway, servers, kind="user", iss=agents(servers), sub=sub)
     assert entry["source"] == "shared_signal" and entry["reason"] == "risc account-disabled"
@@ -126,6 +127,7 @@ def test_every_subject_format(gateway, servers, tx, origin):
     assert lookup(gateway, servers, kind="token", iss=agents(servers), jti=jti)
     assert lookup(gateway, servers, kind="user", iss=tx.issuer.issuer, sub="opaque-user")
     # the token by jwt_id and the device are refused
+    remark(origin, servers)
     assert_refused(gateway.request("GET", "/dn/strict/f", bearer(agent_token(servers, "agent:f", jti=jti))), 401, "invalid_token", origin)
     assert_refused(gateway.request("GET", "/dn/strict/f", bearer(agent_token(servers, "agent:f", did=did))), 401, "invalid_token", origin)
     # an unsupported format is refused whole
