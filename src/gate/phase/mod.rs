@@ -212,6 +212,9 @@ where
         // Answered by `operator_endpoint` (it authenticates first, asynchronously).
         request::Endpoint::Operator => Err(Error::Route(crate::policy::Miss::NoRoute).into()),
         // Issue 16: the receiver's metadata; a pushed SET is the executor's (it reads the body).
+        #[cfg(not(attestgate_deny))]
+        request::Endpoint::SharedSignals => Err(Error::Route(crate::policy::Miss::NoRoute).into()),
+        #[cfg(attestgate_deny)]
         request::Endpoint::SharedSignals => {
             let ssf = gate
                 .policy()

@@ -80,6 +80,10 @@ pub const MAX_DENY_SHARDS: u32 = 64;
 /// The largest propagation bound a policy may ask for.
 pub const MAX_PROPAGATION_SECS: u64 = 5;
 
+/// Whether the checks and their messages are compiled: not in the Worker, which re-compiles a
+/// policy the build already checked (dead code there, removed with its texts).
+const CHECKS: bool = cfg!(not(target_arch = "wasm32"));
+
 fn section(file: &str, table: &str, field: &str) -> Location {
     Location::section(file, table, field)
 }
@@ -100,6 +104,18 @@ impl Cx {
         known: &BTreeSet<&str>,
     ) -> Option<Operator> {
         let (file, o) = self.one_table(files, "operator", |f| f.model.operator.as_ref())?;
+        // The Worker re-compiles the policy the build already checked: no checks, no messages
+        // in the wasm (as for the warnings, `compile/mod.rs`).
+        #[cfg(target_arch = "wasm32")]
+        {
+            let _ = (providers, known);
+            return Some(Operator {
+                file: file.to_owned(),
+                provider: o.provider.clone(),
+                scopes: o.scopes.clone(),
+            });
+        }
+        #[allow(unreachable_code)]
         let at = |field: &str| section(file, "operator", field);
         let before = self.errors.len();
         match providers.get(&o.provider) {
@@ -149,6 +165,16 @@ impl Cx {
         gateway: &crate::policy::Gateway,
     ) -> Option<StatusListRule> {
         let c = config?;
+        #[cfg(target_arch = "wasm32")]
+        {
+            let _ = (file, name, gateway);
+            return Some(StatusListRule {
+                uris: c.uris.clone(),
+                max_stale_secs: c.max_stale_secs,
+                required: c.required,
+            });
+        }
+        #[allow(unreachable_code)]
         let at = || Location::provider(file, name, "status_list");
         if c.uris.is_empty() {
             self.error(at(), "uris: at least one URI prefix is required (the gateway fetches status lists only under these)");
@@ -249,6 +275,19 @@ impl Cx {
     /// The one `[deny]` table, if any.
     pub(super) fn deny(&mut self, files: &[SourceFile]) -> Option<Deny> {
         let (file, d) = self.one_table(files, "deny", |f| f.model.deny.as_ref())?;
+        #[cfg(target_arch = "wasm32")]
+        {
+            return Some(Deny {
+                file: file.to_owned(),
+                shards: u8::try_from(d.shards).unwrap_or(1),
+                propagation_secs: u8::try_from(d.propagation_secs).unwrap_or(1),
+                default_check: match d.default_check.as_deref() {
+                    Some("off") => DenyCheck::Off,
+                    _ => DenyCheck::Cached,
+                },
+            });
+        }
+        #[allow(unreachable_code)]
         let at = |field: &str| section(file, "deny", field);
         let before = self.errors.len();
         if !(1..=MAX_DENY_SHARDS).contains(&d.shards) {
@@ -286,6 +325,8 @@ impl Cx {
     }
 
     /// Each route's `deny_check`, from its own field and whether `[deny]` is present.
+    // `if CHECKS` blocks stay separate from the conditions they report.
+    #[allow(clippy::collapsible_if)]
     pub(super) fn deny_checks(
         &mut self,
         files: &[SourceFile],
@@ -304,10 +345,12 @@ impl Cx {
             let value = config.and_then(|r| r.deny_check.as_deref());
             if let Some(secs) = config.and_then(|r| r.status_max_stale_secs) {
                 if !(1..=MAX_STATUS_STALE_SECS).contains(&secs) {
-                    self.error(
-                        Location::route(&route.file, &route.id, "status_max_stale_secs"),
-                        format!("{secs} is not in 1..={MAX_STATUS_STALE_SECS}"),
-                    );
+                    if CHECKS {
+                        self.error(
+                            Location::route(&route.file, &route.id, "status_max_stale_secs"),
+                            format!("{secs} is not in 1..={MAX_STATUS_STALE_SECS}"),
+                        );
+                    }
                 }
                 route.status_max_stale_secs = Some(secs);
             }
@@ -317,27 +360,33 @@ impl Cx {
                 Some("strict") => DenyCheck::Strict,
                 Some("off") => DenyCheck::Off,
                 Some(other) => {
-                    self.error(
-                        at(),
-                        format!("{other:?} is not one of \"cached\", \"strict\", \"off\""),
-                    );
+                    if CHECKS {
+                        self.error(
+                            at(),
+                            format!("{other:?} is not one of \"cached\", \"strict\", \"off\""),
+                        );
+                    }
                     continue;
                 }
             };
             if route.is_public() {
                 if value.is_some() {
-                    self.error(
+                    if CHECKS {
+                        self.error(
                         at(),
                         "a public route verifies no token, so there is nothing to check against the deny list",
                     );
+                    }
                 }
                 continue;
             }
             if !deny && matches!(value, Some("cached" | "strict")) {
-                self.error(
-                    at(),
-                    "no [deny] table in the policy: add one to use the deny list",
-                );
+                if CHECKS {
+                    self.error(
+                        at(),
+                        "no [deny] table in the policy: add one to use the deny list",
+                    );
+                }
                 continue;
             }
             route.deny_check = if deny { check } else { DenyCheck::Off };
@@ -351,15 +400,20 @@ impl Cx {
         name: &str,
         get: impl Fn(&'f SourceFile) -> Option<&'f T>,
     ) -> Option<(&'f str, &'f T)> {
+        #[cfg(target_arch = "wasm32")]
+        let _ = name;
         let mut found: Option<(&str, &T)> = None;
         for f in files {
             if let Some(t) = get(f) {
                 match found {
                     None => found = Some((&f.name, t)),
+                    #[cfg(not(target_arch = "wasm32"))]
                     Some((first, _)) => self.error(
                         Location::section(&f.name, name, "table"),
                         format!("second [{name}] table (the first is in {first}); at most one is allowed across all files"),
                     ),
+                    #[cfg(target_arch = "wasm32")]
+                    Some(_) => {}
                 }
             }
         }
