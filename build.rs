@@ -38,6 +38,12 @@ fn main() {
 
     match attestgate_policy::load_dir(load_from) {
         Ok((policy, warnings)) => {
+            deny_cfg(
+                policy.deny().is_some()
+                    || policy.operator().is_some()
+                    || policy.shared_signals().is_some()
+                    || policy.providers().iter().any(|p| p.status_list.is_some()),
+            );
             for w in &warnings {
                 println!("cargo:warning={w}");
             }
@@ -61,6 +67,19 @@ fn main() {
                 list.join("\n")
             );
         }
+    }
+}
+
+/// Issue 16: `--cfg attestgate_deny` compiles the deny list's enforcement, the operator API,
+/// token status lists and their clients into the Worker only when the policy has `[deny]`,
+/// `[operator]` or a provider with `status_list` (the
+/// Worker of a policy without them stays as small as before: docs/performance.md, "Size").
+/// Native builds (tests, CLI, benches) always have it.
+fn deny_cfg(used: bool) {
+    println!("cargo:rustc-check-cfg=cfg(attestgate_deny)");
+    let wasm = std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("wasm32");
+    if used || !wasm {
+        println!("cargo:rustc-cfg=attestgate_deny");
     }
 }
 

@@ -217,6 +217,7 @@ fn decision<T>(w: &Workload, keep: impl FnOnce(&Decision<'_>, String) -> T) -> R
         random: &SystemRandom,
         challenges: &w.challenges,
         signing: &None::<&attestgate::gate::signing::GatewayKeys>,
+        deny: &attestgate::gate::deny::NoDenyStore,
         now: NOW,
         now_ms: NOW * 1000,
     };

@@ -30,6 +30,8 @@ fn route(id: String, path: String, methods: Option<Vec<String>>) -> RouteConfig 
         receipt_ttl_secs: None,
         upstream: None,
         strip_cookies: false,
+        deny_check: None,
+        status_max_stale_secs: None,
     }
 }
 
@@ -76,6 +78,7 @@ fn policy(n: usize) -> Policy {
         provider: Default::default(),
         route: routes,
         upstreams: Default::default(),
+        ..Default::default()
     };
     compile(vec![SourceFile::new("bench.toml", file)]).unwrap_or_else(|e| panic!("{}", e[0]))
 }

@@ -86,6 +86,7 @@ ORDER_PATH = "/v1/orders/42"
 # Issue 14: the same route with an upstream that injects a static credential (benches/policies/inject.toml).
 INJECT_PATH = "/v1/inject/42"
 INJECT_KEY = "bench-" + secrets.token_urlsafe(24)
+DENY_PATH = "/v1/orders-deny/42"  # issue 16: the same route with deny_check = "cached"
 PUBLIC_PATH = "/healthz"
 # Issue 14: the same route as ORDER_PATH with `receipt = true` (benches/policies/receipt.toml).
 RECEIPT_PATH = "/v1/receipt/orders/42"
@@ -479,6 +480,8 @@ class DirectWorker(Worker):
             persist = self.workdir / f"persist-{self.name}"
             persist.mkdir(exist_ok=True)
             bindings.append('(name = "NONCE_STORE", durableObjectNamespace = "NonceStore")')
+            # Issue 16: the deny store's shards are objects of the same class.
+            bindings.append('(name = "DENY_STORE", durableObjectNamespace = "NonceStore")')
             extra = (',\n  durableObjectNamespaces = [(className = "NonceStore", '
                      'uniqueKey = "attestgate-NonceStore", enableSql = true)],\n'
                      '  durableObjectStorage = (localDisk = "disk")')
@@ -862,7 +865,28 @@ class InjectWorkload(Workload):
         return dict(super().meta(), **extra)
 
 
-WORKLOAD_KINDS = ["unique", "session", "public", "refusal", "log", "intent", "receipt", "inject"]
+class DenyWorkload(Workload):
+    """Issue 16: a verified request (a distinct ES256 token each time) on a route that checks the
+    deny list from the isolate's fresh view (DENY_PATH), or the same request without the check
+    (ORDER_PATH): attestgate only, side by side."""
+
+    kind = "deny"
+
+    def __init__(self, servers, total, check: bool):
+        super().__init__("deny, fresh view" if check else "deny, no check", ["attestgate"], "ES256")
+        self.path = DENY_PATH if check else ORDER_PATH
+        self.describe = ("unique ES256 tokens on a deny_check = \"cached\" route"
+                         if check else "the same requests on a route without the deny check")
+        now = int(time.time())
+        self.tokens = [servers.issuer.mint(KIDS["ES256"], **good_claims(now)) for _ in range(total)]
+
+    def request(self, name, k):
+        return self.path, bearer(self.tokens[k]), 200
+
+
+
+
+WORKLOAD_KINDS = ["unique", "session", "public", "refusal", "log", "intent", "receipt", "inject", "deny"]
 TOKEN_NAMES = ["attestgate", "jose", "floor", "floor-log", "floor-verify"]
 
 
@@ -883,6 +907,8 @@ def make_workloads(servers, kinds: list[str], total: int) -> list[Workload]:
                                        total))
         elif kind == "intent":
             out.append(IntentWorkload(servers, ["attestgate"], total))
+        elif kind == "deny":
+            out += [DenyWorkload(servers, total, check) for check in (True, False)]
         elif kind == "log":
             out.append(LogWorkload(["floor"] + LOG_NAMES))
             out.append(LogWorkload(["floor"] + LOG_NAMES, quiet=True))

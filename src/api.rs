@@ -27,6 +27,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 pub use crate::error::{Error, Wire};
+pub use crate::gate::deny::view::{Clock, DenyStore, Refresh, View as DenyView, ViewSource};
+pub use crate::gate::deny::{DenySource, Hit, Key as DenyKey, Kind as DenyKind, NoDenyStore};
 pub use crate::gate::extract::HeaderSource;
 pub use crate::gate::log::DecisionLog;
 pub use crate::gate::nonce::{NonceKey, NonceRef};
@@ -86,6 +88,9 @@ pub struct Seams<'a, K, V, R> {
     /// Issue 14: the gateway's signing keys (`ATTESTGATE_SIGNING_KEY`); `None` makes the JWKS
     /// endpoint and the routes that sign answer 503, as in the Worker.
     pub signing_keys: Option<&'a GatewayKeys>,
+    /// Issue 16: the deny list; `None` makes the routes that check it answer 503, as a Worker
+    /// whose deny store cannot be reached.
+    pub deny: Option<&'a dyn DenySource>,
 }
 
 /// The gateway's decision logic for one compiled policy.
@@ -179,6 +184,7 @@ impl Gateway {
             random: &SystemRandom,
             challenges: &self.challenges,
             signing: &seams.signing_keys,
+            deny: seams.deny.unwrap_or(&NoDenyStore),
             now,
             now_ms: now.saturating_mul(1000),
         };

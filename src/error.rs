@@ -83,6 +83,20 @@ pub enum Error {
     /// `proof = "dpop"`: a bound token is never accepted as a bearer token (RFC 9449 §7.2).
     SenderConstrained,
 
+    // ---- issue 16: the deny list and token status lists (401 invalid_token, 403 a fence) ----
+    /// The principal, agent, device, key, client, issuer, session or token is on the deny list
+    /// (the entry id is in the log, nothing of it in the response).
+    Revoked,
+    /// A time fence of the deny list has passed: the token is valid, the principal may no
+    /// longer act (403).
+    Fenced,
+    /// The token's status list entry is INVALID (draft-ietf-oauth-status-list).
+    StatusInvalid,
+    /// The token's status list entry is SUSPENDED.
+    StatusSuspended,
+    /// The token's `status.status_list` is malformed, or its `idx` is outside the list.
+    StatusReference,
+
     // ---- 401 DPoP (RFC 9449) ---------------------------------------------------------------
     /// The provider requires a DPoP proof and none was sent.
     DpopProofMissing,
@@ -120,6 +134,12 @@ pub enum Error {
     NonceStoreUnavailable,
     /// Issue 15: the session-budget store could not be reached.
     BudgetStoreUnavailable,
+    /// Issue 16: the deny store could not be reached and the isolate's view is older than the
+    /// propagation bound (or the route checks the store on every request).
+    DenyStoreUnavailable,
+    /// Issue 16: the token's status list could not be fetched or verified, and no copy within
+    /// the route's maximum staleness is held.
+    StatusListUnavailable,
     /// A Worker secret the route needs is missing or unusable.
     SecretUnavailable,
     /// Issue 14: the upstream's injected credential could not be obtained (its token endpoint
@@ -207,6 +227,11 @@ impl Error {
             Error::JtiMissing => "jti_missing",
             Error::BindingMismatch => "binding_mismatch",
             Error::SenderConstrained => "sender_constrained_token",
+            Error::Revoked => "revoked",
+            Error::Fenced => "fenced",
+            Error::StatusInvalid => "token_status_invalid",
+            Error::StatusSuspended => "token_status_suspended",
+            Error::StatusReference => "token_status_reference",
             Error::DpopProofMissing => "dpop_proof_missing",
             Error::DpopProofInvalid => "dpop_proof_invalid",
             Error::DpopNonceRequired => "dpop_nonce_required",
@@ -221,6 +246,8 @@ impl Error {
             Error::BudgetStoreUnavailable => "budget_store_unavailable",
             Error::KeysUnavailable => "keys_unavailable",
             Error::NonceStoreUnavailable => "nonce_store_unavailable",
+            Error::DenyStoreUnavailable => "deny_store_unavailable",
+            Error::StatusListUnavailable => "status_list_unavailable",
             Error::SecretUnavailable => "secret_unavailable",
             Error::SigningKeyUnavailable => "signing_key_unavailable",
             Error::CredentialUnavailable => "credential_unavailable",
@@ -320,6 +347,15 @@ impl Error {
             Error::JtiMissing | Error::BindingMismatch | Error::SenderConstrained => {
                 (InvalidToken, INVALID_TOKEN)
             }
+            // Issue 16: one fixed text for every deny-list and status-list refusal.
+            Error::Revoked
+            | Error::StatusInvalid
+            | Error::StatusSuspended
+            | Error::StatusReference => (InvalidToken, "The token is no longer accepted."),
+            Error::Fenced => (
+                Fenced,
+                "The token is no longer accepted for this principal.",
+            ),
             // A claim the route forwards that no header may carry: the token's fault, 401.
             Error::Denied(Denial::UnforwardableClaim) => (InvalidToken, INVALID_TOKEN),
 
@@ -357,6 +393,13 @@ impl Error {
             Error::NonceStoreUnavailable => {
                 (Unavailable, "The nonce store is temporarily unavailable.")
             }
+            Error::DenyStoreUnavailable => {
+                (Unavailable, "The deny list is temporarily unavailable.")
+            }
+            Error::StatusListUnavailable => (
+                Unavailable,
+                "The token status list is temporarily unavailable.",
+            ),
             Error::SecretUnavailable | Error::PolicyUnavailable | Error::SigningKeyUnavailable => {
                 (Unavailable, NOT_CONFIGURED)
             }
@@ -570,6 +613,9 @@ enum Class {
     InsufficientAuthorization,
     /// 403: the declared intent's limit is spent (issue 15).
     InsufficientAuthorizationLimit,
+    /// Issue 16: a valid token whose principal is past a deny-list time fence (403
+    /// `invalid_token`, SPEC §4).
+    Fenced,
     NotFound,
     /// With the `Allow` value the matcher (or the challenge endpoint) computed.
     MethodNotAllowed(crate::policy::Allow),
@@ -635,6 +681,7 @@ impl Class {
                 None,
                 None,
             ),
+            Class::Fenced => (403, "invalid_token", Auth::Error, N::No, None, None),
             Class::NotFound => (404, "not_found", Auth::No, N::No, None, None),
             Class::MethodNotAllowed(allow) => (
                 405,
@@ -808,6 +855,12 @@ mod tests {
         [Error::JtiMissing] 401 "invalid_token",
         [Error::BindingMismatch] 401 "invalid_token",
         [Error::SenderConstrained] 401 "invalid_token",
+        // issue 16: the deny list and token status lists
+        [Error::Revoked] 401 "invalid_token",
+        [Error::Fenced] 403 "invalid_token",
+        [Error::StatusInvalid] 401 "invalid_token",
+        [Error::StatusSuspended] 401 "invalid_token",
+        [Error::StatusReference] 401 "invalid_token",
         [Error::Denied(Denial::UnforwardableClaim)] 401 "invalid_token",
         // DPoP and the attestation challenge
         [Error::DpopProofMissing] 401 "invalid_dpop_proof",
@@ -829,6 +882,8 @@ mod tests {
         [Error::BudgetStoreUnavailable] 503 "temporarily_unavailable",
         [Error::KeysUnavailable] 503 "temporarily_unavailable",
         [Error::NonceStoreUnavailable] 503 "temporarily_unavailable",
+        [Error::DenyStoreUnavailable] 503 "temporarily_unavailable",
+        [Error::StatusListUnavailable] 503 "temporarily_unavailable",
         [Error::SecretUnavailable] 503 "temporarily_unavailable",
         [Error::CredentialUnavailable] 503 "temporarily_unavailable",
         [Error::PolicyUnavailable] 503 "temporarily_unavailable",

@@ -142,6 +142,7 @@ fn decide<T>(path: &str, headers: &[(&str, &str)], f: impl FnOnce(&Outcome<'_>) 
         replay: &replay,
         nonce_key: None,
         signing_keys: None,
+        deny: None,
     };
     let headers: Vec<(String, String)> = headers
         .iter()

@@ -90,6 +90,7 @@ fn own(gw: &Gateway, method: &str, url: &str) -> (u16, Vec<(String, String)>, St
         replay: &replay,
         nonce_key: None,
         signing_keys: None,
+        deny: None,
     };
     block_on_ready(async {
         let d = gw.decide(&req, &seams, 1_800_000_000, "req-1").await;

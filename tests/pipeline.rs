@@ -488,6 +488,7 @@ impl World {
             random: &SystemRandom,
             challenges: &self.challenges,
             signing: &None::<&attestgate::gate::signing::GatewayKeys>,
+            deny: &attestgate::gate::deny::NoDenyStore,
             now: NOW,
             now_ms: NOW * 1000,
         };
@@ -1693,6 +1694,7 @@ fn run_cached(
         random: &SystemRandom,
         challenges: &w.challenges,
         signing: &None::<&attestgate::gate::signing::GatewayKeys>,
+        deny: &attestgate::gate::deny::NoDenyStore,
         now,
         now_ms: now * 1000,
     };

@@ -135,6 +135,7 @@ impl World {
             replay: &self.replay,
             nonce_key: None,
             signing_keys: signing,
+            deny: None,
         };
         let req = Request {
             method,

@@ -5,6 +5,8 @@
 
 mod body;
 mod budget;
+#[cfg(attestgate_deny)]
+mod deny_store;
 #[cfg(attestgate_selftest)]
 mod fault_test;
 mod forward;
@@ -17,6 +19,8 @@ mod secrets;
 #[cfg(attestgate_selftest)]
 mod selftest;
 mod signing;
+#[cfg(attestgate_deny)]
+mod status_list;
 mod task;
 mod webcrypto;
 
@@ -48,6 +52,9 @@ struct Isolate {
     signing: signing::IsolateSigning,
     /// Issue 14: the upstreams' injected tokens.
     tokens: inject::TokenStore,
+    /// Issue 16: this isolate's view of the deny store.
+    #[cfg(attestgate_deny)]
+    deny_view: crate::gate::deny::view::View,
 }
 
 thread_local! {
@@ -69,6 +76,8 @@ fn isolate() -> std::result::Result<Rc<Isolate>, Error> {
             challenges: RefCell::new(RateLimiter::for_challenges()),
             signing: signing::IsolateSigning::new(),
             tokens: inject::TokenStore::default(),
+            #[cfg(attestgate_deny)]
+            deny_view: crate::gate::deny::view::View::new(gate.deny_bound_secs),
             gate,
         });
         *cell.borrow_mut() = Some(isolate.clone());
@@ -233,6 +242,10 @@ async fn run(
     };
     let gate = &isolate.gate;
     sinks.log_allow_sample = gate.log_allow_sample;
+    #[cfg(all(attestgate_selftest, attestgate_deny))]
+    if let Some(answer) = deny_store::fault(&method, url.path, &env, gate.deny_shards).await {
+        return answer;
+    }
     let inbound = worker::Headers(req.headers());
     let headers = forward::RuntimeHeaders(&inbound);
     let request = phase::Request::new(&method, url, &headers);
@@ -260,6 +273,16 @@ async fn run(
         state: &isolate.signing,
         secrets: &secrets,
     };
+    #[cfg(attestgate_deny)]
+    let deny_store = deny_store::DoDenyStore { env: &env };
+    #[cfg(attestgate_deny)]
+    let deny = crate::gate::deny::view::ViewSource {
+        view: &isolate.deny_view,
+        store: &deny_store,
+        clock: &deny_store::WorkerClock,
+    };
+    #[cfg(not(attestgate_deny))]
+    let deny = crate::gate::deny::NoDenyStore;
     let seams = phase::Env {
         keys: &keys,
         verifier: &isolate.crypto,
@@ -268,10 +291,23 @@ async fn run(
         random: &SystemRandom,
         challenges: &isolate.challenges,
         signing: &signing_keys,
+        deny: &deny,
         now,
         now_ms: started as i64,
     };
     let mut decision = phase::decide(gate, &request, &seams, &id).await;
+    // Issue 16: an operator's call on a store, after the core authenticated it.
+    #[cfg(attestgate_deny)]
+    match decision.operator_call.take() {
+        Some(crate::gate::operator::Call::Deny(call)) => {
+            deny_store::run_call(&req, &env, gate, &mut decision, call, now).await;
+        }
+        Some(crate::gate::operator::Call::Signals) => {
+            let seams = (&keys, &isolate.crypto, &replay);
+            deny_store::run_signals(&req, &env, gate, &mut decision, seams, now).await;
+        }
+        None => {}
+    }
     // Issue 14: the receipt the forward plan asks for, signed in WebCrypto.
     isolate
         .signing

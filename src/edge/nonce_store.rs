@@ -83,6 +83,13 @@ impl DurableObject for NonceStore {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
+        // Issue 16: the deny store's shards are objects of this class (`deny_store.rs`).
+        #[cfg(attestgate_deny)]
+        if let Some(op) = req.path().strip_prefix("/deny") {
+            let op = op.to_owned();
+            let body = req.text().await?;
+            return super::deny_store::serve(&self.sql, &op, &body);
+        }
         let Some(op) = Op::from_path(&req.path()) else {
             return Response::error("unknown operation", 404);
         };

@@ -312,6 +312,7 @@ public = true
             replay: &replay,
             nonce_key: None,
             signing_keys: None,
+            deny: None,
         };
         block_on_ready(async {
             let d = gw

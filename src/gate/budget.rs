@@ -825,6 +825,7 @@ spend = "instructedAmount.amount"
             replay,
             nonce_key: None,
             signing_keys: None,
+            deny: None,
         };
         block_on_ready(async {
             let d = gw

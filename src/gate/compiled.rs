@@ -116,6 +116,11 @@ pub struct Gate {
     verified: VerifiedCache,
     /// Issue 14: SHA-256 of the compiled policy's embedded form, made on first use (receipts).
     policy_sha256: std::sync::OnceLock<String>,
+    /// Issue 16: the deny store's shards and propagation bound (1 and 0 without `[deny]`).
+    pub deny_shards: u8,
+    pub deny_bound_secs: u8,
+    /// Issue 16: the token status lists this isolate holds.
+    status_lists: crate::gate::status_list::ListCache,
 }
 
 fn secs(v: u64) -> i64 {
@@ -148,9 +153,15 @@ impl Gate {
             })
             .collect();
         let resources = crate::gate::phase::metadata::Resources::new(&policy, &providers);
+        let (deny_shards, deny_bound_secs) = policy
+            .deny()
+            .map_or((1, 0), |d| (d.shards.max(1), d.propagation_secs));
         Ok(Self {
             resources,
             policy_sha256: std::sync::OnceLock::new(),
+            status_lists: Default::default(),
+            deny_shards,
+            deny_bound_secs,
             verified: VerifiedCache::default(),
             routes,
             default_challenge: Challenge::bearer(&gw.realm),
@@ -167,6 +178,11 @@ impl Gate {
             providers,
             policy,
         })
+    }
+
+    /// The isolate's token status lists (issue 16).
+    pub fn status_lists(&self) -> &crate::gate::status_list::ListCache {
+        &self.status_lists
     }
 
     /// The isolate's verified-token cache.

@@ -62,6 +62,9 @@ pub struct DecisionLog {
     /// Which session budget refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget_spent: Option<&'static str>,
+    /// Issue 16: the id of the deny entry that refused the request (never its content).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deny_entry: Option<String>,
 }
 
 impl DecisionLog {

@@ -24,6 +24,7 @@ pub mod binding;
 pub mod body;
 pub mod budget;
 pub mod compiled;
+pub mod deny;
 pub mod digest;
 pub mod dpop;
 pub mod extract;
@@ -36,10 +37,13 @@ pub mod log;
 // Fixed ranges of a fixed-size nonce array, after its length was checked.
 #[allow(clippy::indexing_slicing)]
 pub mod nonce;
+pub mod operator;
 pub mod phase;
 pub mod rate_limit;
 pub mod seams;
 pub mod signing;
+pub mod ssf;
+pub mod status_list;
 pub mod store;
 pub mod token_cache;
 pub mod url;

@@ -453,6 +453,7 @@ public = true
             replay: &r,
             nonce_key: None,
             signing_keys: keys,
+            deny: None,
         };
         let req = Request {
             method,

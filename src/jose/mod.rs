@@ -121,6 +121,13 @@ impl Selected<'_, '_> {
             .await
     }
 
+    /// The payload as a JSON object, without the JWT claim rules (for tokens that are not access
+    /// tokens: Status List Tokens and Security Event Tokens have no required `exp`); only after
+    /// the signature verified.
+    pub fn payload(&self) -> Result<Map<String, Value>, Error> {
+        claims::decode(self.jws.claims_b64)
+    }
+
     /// Decode and validate the claims (only after the signature verified, or a cache says this
     /// exact token verified with this exact key set).
     pub fn claims(&self, rules: &ClaimRules, now: i64) -> Result<Claims, Error> {

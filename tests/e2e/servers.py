@@ -38,6 +38,8 @@ warnings.filterwarnings("ignore", message=".*deprecated.*")
 ISSUER_PATH = "/demo-issuer"
 NAMED_ISSUERS_PATH = "/issuers"
 TRAP_PATH = "/trap"
+# Issue 16: the local stand-in for a token status issuer (test_status_list.py).
+STATUS_PATH = "/status-lists"
 
 
 class Issuer:
@@ -203,6 +205,8 @@ class LocalServers:
                     return servers._issuer(self, "/" + sub, servers.issuer_named(name))
                 if path.startswith(TRAP_PATH + "/"):
                     return servers._trap(self, path)
+                if path.startswith(STATUS_PATH + "/"):
+                    return servers._status_list(self, path)
                 body = self._body()
                 entry = {
                     "method": self.command,
@@ -234,6 +238,8 @@ class LocalServers:
         self.named_lock = threading.Lock()
         self.trap_hits: list[dict] = []
         self.trap_jwks: dict = {"keys": []}
+        # Status List Tokens by path: {"body": bytes, "status": int, "delay": s, "fetches": n}.
+        self.status_lists: dict[str, dict] = {}
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
@@ -262,6 +268,18 @@ class LocalServers:
             self.trap_hits.append({"method": handler.command, "path": handler.path})
             body = json.dumps(self.trap_jwks).encode()
         return handler._send(200, body)
+
+    def _status_list(self, handler, path: str):
+        with self.named_lock:
+            entry = self.status_lists.get(path)
+            if entry is not None:
+                entry["fetches"] = entry.get("fetches", 0) + 1
+                body, status, delay = entry["body"], entry.get("status", 200), entry.get("delay", 0)
+        if entry is None:
+            return handler._send(404, b'{"error":"not_found"}')
+        if delay:
+            time.sleep(delay)
+        return handler._send(status, body, {"content-type": "application/statuslist+jwt"})
 
     def _issuer(self, handler, sub: str, issuer: Issuer | None = None):
         issuer = issuer or self.issuer

@@ -23,6 +23,8 @@ pub enum Subject {
     Route(String),
     /// `[upstreams.NAME]` (issue 14).
     Upstream(String),
+    /// Another top-level table (`[operator]`, `[deny]`; issue 16).
+    Section(String),
 }
 
 /// Where a diagnostic points: file, subject and field.
@@ -71,6 +73,17 @@ impl Location {
     }
 }
 
+impl Location {
+    /// A field of the top-level table `[table]` (other than `[gateway]`).
+    pub fn section(file: &str, table: &str, field: &str) -> Self {
+        Location {
+            file: file.to_owned(),
+            subject: Subject::Section(table.to_owned()),
+            field: Some(field.to_owned()),
+        }
+    }
+}
+
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: ", self.file)?;
@@ -81,6 +94,7 @@ impl fmt::Display for Location {
             Subject::Provider(name) => write!(f, "provider {name:?}: ")?,
             Subject::Route(id) => write!(f, "route {id:?}: ")?,
             Subject::Upstream(name) => write!(f, "upstream {name:?}: ")?,
+            Subject::Section(table) => write!(f, "[{table}]: ")?,
         }
         if let Some(field) = &self.field {
             write!(f, "field {field:?}: ")?;

@@ -31,6 +31,16 @@ pub struct PolicyFile {
     /// authenticates to it. Names are unique across all files.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub upstreams: BTreeMap<String, UpstreamConfig>,
+    // ---- issue 16: the operator API and the deny list -----------------------------------------
+    /// `[operator]`: who may use the operator API (at most one across all files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<OperatorConfig>,
+    /// `[deny]`: the deny list, checked on every protected route (at most one across all files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deny: Option<DenyConfig>,
+    /// `[shared_signals]`: the SSF push receiver (at most one across all files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_signals: Option<SharedSignalsConfig>,
 }
 
 /// `[upstreams.NAME]` (issue 14 item 1).
@@ -225,6 +235,24 @@ pub struct ProviderConfig {
     /// by itself when the provider takes OAuth access tokens, see `policies/README.md`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub authorization_servers: Vec<String>,
+    /// Issue 16: check `status.status_list` of this provider's tokens against Token Status Lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_list: Option<StatusListConfig>,
+}
+
+/// `status_list = { uris = ["https://status.example.com/"], max_stale_secs = 300, required = false }`
+/// (issue 16).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusListConfig {
+    /// The only URI prefixes a token's `status_list.uri` may have (the gateway fetches nothing else).
+    pub uris: Vec<String>,
+    /// Longest a fetched list is used (its `ttl` may shorten it, `exp` ends it); 1..=86400.
+    #[serde(default = "defaults::status_max_stale_secs")]
+    pub max_stale_secs: u64,
+    /// A token without `status.status_list` is refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub required: bool,
 }
 
 /// One entry of `secrets = [...]`.
@@ -323,6 +351,14 @@ pub struct RouteConfig {
     /// Issue 14: delete the client's `Cookie` header before forwarding.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub strip_cookies: bool,
+    /// Issue 16: `"cached"` (the default where `[deny]` is present: the isolate's view, at most
+    /// `[deny] propagation_secs` old), `"strict"` (the store on every request) or `"off"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deny_check: Option<String>,
+    /// Issue 16: the longest a token status list may be used on this route (overrides the
+    /// provider's `status_list.max_stale_secs`; 1..=86400).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_max_stale_secs: Option<u64>,
 }
 
 /// `budget = { calls = 10, window_secs = 60, ... }`: what one session (agent, user, and the
@@ -464,6 +500,47 @@ pub struct DelegationConfig {
     pub max_depth: u32,
 }
 
+/// `[operator]` (issue 16): the operator API under `/.well-known/attestgate/` is authenticated
+/// by a token of this provider carrying every one of `scopes`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorConfig {
+    pub provider: String,
+    pub scopes: Vec<String>,
+}
+
+/// `[shared_signals]` (issue 16): RFC 8935 push of SETs from the named transmitter providers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedSignalsConfig {
+    /// The receiver's path (literal): `POST` a SET, `GET` the receiver's metadata.
+    pub path: String,
+    /// The `aud` SETs must carry.
+    pub audience: String,
+    /// Providers whose `issuer`, keys and algorithms verify SETs.
+    pub transmitters: Vec<String>,
+    /// `iat` at most this far from now (1..=3600); the `jti` is remembered as long.
+    #[serde(default = "defaults::ssf_iat_window_secs")]
+    pub iat_window_secs: u64,
+}
+
+/// `[deny]` (issue 16).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DenyConfig {
+    /// Deny-store Durable Object shards (1..=64).
+    #[serde(default = "defaults::deny_shards")]
+    pub shards: u32,
+    /// The propagation bound: an isolate's view of a shard is used for at most this long
+    /// (1..=5 seconds).
+    #[serde(default = "defaults::deny_propagation_secs")]
+    pub propagation_secs: u64,
+    /// The `deny_check` of protected routes that do not set one: `"cached"` (default) or
+    /// `"off"` (routes opt in one by one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_check: Option<String>,
+}
+
 /// Defaults of SPEC §2.
 pub mod defaults {
     use super::FromConfig;
@@ -506,6 +583,18 @@ pub mod defaults {
     }
     pub fn jwks_max_stale_secs() -> u64 {
         3600
+    }
+    pub fn status_max_stale_secs() -> u64 {
+        300
+    }
+    pub fn ssf_iat_window_secs() -> u64 {
+        300
+    }
+    pub fn deny_shards() -> u32 {
+        4
+    }
+    pub fn deny_propagation_secs() -> u64 {
+        2
     }
 }
 

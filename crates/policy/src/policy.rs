@@ -126,6 +126,8 @@ pub struct Provider {
     /// the provider takes OAuth access tokens (the `Authorization` header with a scheme) and it
     /// is an http(s) URL, then the policy's `authorization_servers`; each once.
     pub authorization_servers: Vec<String>,
+    /// Issue 16: `status_list = {...}`.
+    pub status_list: Option<crate::compile::deny::StatusListRule>,
 }
 
 impl Provider {
@@ -396,6 +398,10 @@ pub struct Route {
     /// Issue 14: delete the client's `Cookie` before forwarding.
     pub strip_cookies: bool,
     pub(crate) capture_names: Vec<Option<String>>,
+    /// Issue 16: how the route checks the deny list.
+    pub deny_check: crate::compile::deny::DenyCheck,
+    /// Issue 16: the route's maximum status-list staleness, if it sets one.
+    pub status_max_stale_secs: Option<u64>,
 }
 
 /// `receipt = true` (issue 14 item 4): the gateway signs an `Attestgate-Receipt` for every
@@ -621,9 +627,28 @@ pub struct Policy {
     pub(crate) protected_trailing_slash: bool,
     pub(crate) sources: Vec<SourceFile>,
     pub(crate) warnings: Vec<Warning>,
+    /// Issue 16: `[operator]` and `[deny]`.
+    pub(crate) operator: Option<crate::compile::deny::Operator>,
+    pub(crate) deny: Option<crate::compile::deny::Deny>,
+    pub(crate) shared_signals: Option<crate::compile::deny::SharedSignals>,
 }
 
 impl Policy {
+    /// `[operator]`: who may use the operator API (issue 16); `None`: the API answers 404.
+    pub fn operator(&self) -> Option<&crate::compile::deny::Operator> {
+        self.operator.as_ref()
+    }
+
+    /// `[shared_signals]`: the SSF push receiver (issue 16).
+    pub fn shared_signals(&self) -> Option<&crate::compile::deny::SharedSignals> {
+        self.shared_signals.as_ref()
+    }
+
+    /// `[deny]`: the deny list's store and propagation bound (issue 16).
+    pub fn deny(&self) -> Option<&crate::compile::deny::Deny> {
+        self.deny.as_ref()
+    }
+
     pub fn gateway(&self) -> &Gateway {
         &self.gateway
     }

@@ -332,6 +332,7 @@ pub fn explain(args: &[String]) -> ExitCode {
             replay: &replay,
             nonce_key: None,
             signing_keys: signing_keys.as_ref(),
+            deny: None,
         };
         let req = Request {
             method: &args.method,
@@ -372,6 +373,22 @@ pub fn explain(args: &[String]) -> ExitCode {
                     );
                     println!("  {}", a.body);
                 }
+            }
+            // Issue 16: the operator API and the Shared Signals receiver (their stores are the
+            // Worker's; explain shows who was authenticated).
+            Ok(Outcome::Endpoint(Endpoint::Operator)) => println!(
+                "verdict   operator API: {}",
+                decision
+                    .as_ref()
+                    .ok()
+                    .and_then(|d| d.operator.as_ref())
+                    .map_or("not authenticated".to_owned(), |o| format!(
+                        "authenticated operator iss={} sub={}",
+                        o.iss, o.sub
+                    ))
+            ),
+            Ok(Outcome::Endpoint(Endpoint::SharedSignals)) => {
+                println!("verdict   the Shared Signals receiver (SETs are verified by the Worker)")
             }
             // Issue 14: the gateway's public signing keys.
             Ok(Outcome::Endpoint(Endpoint::Jwks)) => println!(

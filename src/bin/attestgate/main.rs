@@ -14,6 +14,8 @@
 #[cfg(not(target_arch = "wasm32"))]
 mod check;
 #[cfg(not(target_arch = "wasm32"))]
+mod deny;
+#[cfg(not(target_arch = "wasm32"))]
 mod explain;
 #[cfg(not(target_arch = "wasm32"))]
 mod intent;
@@ -38,7 +40,13 @@ const USAGE: &str = "usage:
            --body FILE         the request body (issue 15: intent rules, body caps)
            --now UNIX          the clock (default: now)
            Providers with inline keys are verified too. Without keys for a provider, its
-           tokens are checked in every way but the signature, and the output says so.";
+           tokens are checked in every way but the signature, and the output says so.
+  attestgate deny add --kind KIND (--value V | --iss I --sub S | --iss I --jti J | --iss I --sid S)
+                      --reason TEXT [--fence UNIX]
+  attestgate deny list [--limit N] [--after ID]
+  attestgate deny get ID | attestgate deny rm ID
+           the deny list's operator API; --gateway URL (or ATTESTGATE_GATEWAY), the operator's
+           token in ATTESTGATE_OPERATOR_TOKEN or --token-file FILE (sent by curl)";
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() -> ExitCode {
@@ -46,6 +54,7 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("check") => check::check(&args[1..]),
         Some("explain") => explain::explain(&args[1..]),
+        Some("deny") => deny::deny(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             ExitCode::SUCCESS

@@ -18,6 +18,8 @@
 use crate::error::FreshNonce;
 use crate::gate::extract::HeaderSource;
 use crate::gate::family::CredentialFamily;
+#[cfg(attestgate_deny)]
+use crate::gate::operator;
 use crate::gate::seams::{KeySource, NonceKeySource, Random, ReplayGuard, SignatureVerifier};
 use crate::gate::Gate;
 use crate::Error;
@@ -51,6 +53,8 @@ pub struct Env<'a, K, V, R> {
     pub challenges: &'a dyn request::Buckets,
     /// Issue 14: the gateway's signing keys (the Worker reads the secrets lazily).
     pub signing: &'a dyn crate::gate::signing::SigningKeySource,
+    /// Issue 16: the deny list's entries (the isolate's view of the deny store).
+    pub deny: &'a dyn crate::gate::deny::DenySource,
     /// Unix seconds.
     pub now: i64,
     /// Unix milliseconds (the challenge endpoint's rate limit).
@@ -74,6 +78,24 @@ where
     let mut d = Decision::new(request_id, req.method, req.url.path);
     // 1. The request phase: the gateway's own endpoints, else the route.
     let route = match request::plan(gate, req) {
+        // Issue 16: compiled into the Worker only for a policy with `[operator]` or `[deny]`
+        // (`build.rs`); without, the policy has no operator and the API answers 404.
+        #[cfg(attestgate_deny)]
+        request::Plan::Endpoint(request::Endpoint::Operator, _) => {
+            operator_endpoint(gate, req, env, &mut d).await;
+            return d;
+        }
+        #[cfg(attestgate_deny)]
+        request::Plan::Endpoint(request::Endpoint::SharedSignals, Ok(()))
+            if req.method == "POST" =>
+        {
+            d.route = Some(request::Endpoint::SharedSignals.label());
+            d.outcome = Outcome::Endpoint(request::Endpoint::SharedSignals);
+            d.operator_call = Some(operator::Call::Signals);
+            d.status = Some(202);
+            d.response = ResponsePlan::Own(Answer::json(202, String::new()));
+            return d;
+        }
         request::Plan::Endpoint(endpoint, allowed) => {
             d.route = Some(endpoint.label());
             let answered = allowed
@@ -124,6 +146,70 @@ where
     d
 }
 
+#[cfg(attestgate_deny)]
+/// The operator API (issue 16): authenticate the operator ([`operator::authenticate`]), then
+/// the endpoint's answer or the [`operator::Call`] for the executor. Refusals carry the operator
+/// provider's challenges (and the scopes needed, for 403).
+async fn operator_endpoint<'a, H, K, V, R>(
+    gate: &'a Gate,
+    req: &Request<'a, H>,
+    env: &Env<'_, K, V, R>,
+    d: &mut Decision<'a>,
+) where
+    H: HeaderSource + ?Sized,
+    K: KeySource,
+    V: SignatureVerifier,
+    R: ReplayGuard,
+{
+    d.route = Some(request::Endpoint::Operator.label());
+    let answered = match operator::authenticate(gate, req, env).await {
+        Ok((id, provider, claims)) => {
+            d.principal.tokens.push((provider, claims));
+            let dispatched = operator::dispatch(req.method, req.url.path, req.url.query, &id);
+            d.operator = Some(id);
+            dispatched
+        }
+        Err(e) => Err(e),
+    };
+    let next_nonce = || {
+        operator::provider(gate)
+            .is_some_and(|p| p.family.needs_next_nonce())
+            .then(|| {
+                request::issue_nonce(gate, env.nonce_key.nonce_key(), env.random, env.now).ok()
+            })
+            .flatten()
+    };
+    match answered {
+        Ok(dispatch) => {
+            d.outcome = Outcome::Endpoint(request::Endpoint::Operator);
+            let mut answer = match dispatch {
+                operator::Dispatch::Answer(answer) => answer,
+                operator::Dispatch::Call(call) => {
+                    d.operator_call = Some(call);
+                    Answer::json(500, String::new())
+                }
+            };
+            if let Some(nonce) = next_nonce() {
+                answer.headers.push((response::DPOP_NONCE, nonce));
+            }
+            d.status = Some(answer.status);
+            d.response = ResponsePlan::Own(answer);
+        }
+        Err(e) => {
+            let mut wire = e.wire_for(&operator::challenge(gate));
+            wire.www_authenticate = operator::www_authenticate(gate, e);
+            let fresh = match wire.fresh_nonce {
+                FreshNonce::No => None,
+                _ => {
+                    request::issue_nonce(gate, env.nonce_key.nonce_key(), env.random, env.now).ok()
+                }
+            };
+            let answer = Answer::refusal(&wire, d.request_id, fresh);
+            d.refuse(e, Some(answer));
+        }
+    }
+}
+
 /// The answer of one of the gateway's own endpoints.
 fn own_endpoint<H, K, V, R>(
     gate: &Gate,
@@ -135,6 +221,29 @@ where
     H: HeaderSource + ?Sized,
 {
     match endpoint {
+        // Answered by `operator_endpoint` (it authenticates first, asynchronously).
+        request::Endpoint::Operator => Err(Error::Route(crate::policy::Miss::NoRoute).into()),
+        // Issue 16: the receiver's metadata; a pushed SET is the executor's (it reads the body).
+        #[cfg(not(attestgate_deny))]
+        request::Endpoint::SharedSignals => Err(Error::Route(crate::policy::Miss::NoRoute).into()),
+        #[cfg(attestgate_deny)]
+        request::Endpoint::SharedSignals => {
+            let ssf = gate
+                .policy()
+                .shared_signals()
+                .ok_or(Error::Route(crate::policy::Miss::NoRoute))?;
+            let endpoint = format!("{}{}", req.url.origin, ssf.path);
+            let issuers: Vec<&str> = ssf
+                .transmitters
+                .iter()
+                .filter_map(|t| gate.policy().provider(t))
+                .filter_map(|p| p.issuer.as_deref())
+                .collect();
+            Ok(Answer::json(
+                200,
+                crate::gate::ssf::metadata(&endpoint, &ssf.audience, &issuers),
+            ))
+        }
         request::Endpoint::Challenge => {
             let nonce = request::challenge(
                 gate,
@@ -191,6 +300,30 @@ where
         )
         .await?;
     }
+    // Issue 16: the deny list, on the verified principal, before anything is authorised or
+    // consumed.
+    #[cfg(attestgate_deny)]
+    crate::gate::deny::enforce(
+        route.deny_check,
+        gate.deny_shards,
+        &d.principal,
+        env.deny,
+        env.now_ms,
+        &mut d.deny_entry,
+    )
+    .await?;
+    // Issue 16: token status lists of the verified credentials.
+    #[cfg(attestgate_deny)]
+    crate::gate::status_list::enforce(
+        gate,
+        route,
+        &d.principal,
+        env.keys,
+        env.verifier,
+        env.deny,
+        env.now,
+    )
+    .await?;
     let claims = authorize::authorize(gate, route, &d.principal)?;
     // Issue 14: a route that signs a receipt needs the signing key: 503 before anything
     // single-use is spent.

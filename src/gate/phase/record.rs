@@ -28,6 +28,8 @@ pub enum Verdict {
     Challenge,
     /// Another of the gateway's own endpoints answered (RFC 9728 metadata, the JWKS).
     Endpoint,
+    /// An authenticated operator used the operator API (issue 16).
+    Operator,
 }
 
 impl Verdict {
@@ -39,6 +41,7 @@ impl Verdict {
             Verdict::Deny => "deny",
             Verdict::Challenge => "challenge",
             Verdict::Endpoint => "endpoint",
+            Verdict::Operator => "operator",
         }
     }
 }
@@ -146,6 +149,13 @@ pub struct Decision<'a> {
     // ---- issue 14: the receipt ------------------------------------------------------------
     /// The `jti` of the receipt signed for this request (its `request_id`), once signed.
     pub receipt: Option<&'a str>,
+    // ---- issue 16: the operator API and the deny list ----
+    /// The authenticated operator of an operator API request (recorded with every change).
+    pub operator: Option<crate::gate::operator::OperatorId>,
+    /// What the operator asked for, for the executor to run against the stores.
+    pub operator_call: Option<crate::gate::operator::Call>,
+    /// The deny entry that refused the request (its id, never its content, in the log).
+    pub deny_entry: Option<String>,
 }
 
 impl<'a> Decision<'a> {
@@ -165,6 +175,9 @@ impl<'a> Decision<'a> {
             intent: Default::default(),
             budget: Default::default(),
             receipt: None,
+            operator: None,
+            operator_call: None,
+            deny_entry: None,
         }
     }
 
@@ -198,6 +211,7 @@ impl<'a> Decision<'a> {
             Outcome::Endpoint(Endpoint::Challenge) => Verdict::Challenge,
             Outcome::Endpoint(Endpoint::ResourceMetadata) => Verdict::Endpoint,
             Outcome::Endpoint(Endpoint::Jwks) => Verdict::Endpoint,
+            Outcome::Endpoint(Endpoint::Operator | Endpoint::SharedSignals) => Verdict::Operator,
             Outcome::Refused(_) => Verdict::Deny,
         }
     }
@@ -246,6 +260,7 @@ impl<'a> Decision<'a> {
         log.intent_failed = self.intent.failed.as_deref().map(crate::gate::log::bounded);
         log.divergence = self.budget.divergence;
         log.budget_spent = self.budget.spent.map(crate::gate::budget::Spent::as_str);
+        log.deny_entry = self.deny_entry.clone();
         log
     }
 
@@ -300,7 +315,7 @@ impl LogSampling {
                 self.seen = self.seen.wrapping_add(1);
                 keep
             }
-            Verdict::Deny | Verdict::Challenge | Verdict::Endpoint => true,
+            Verdict::Deny | Verdict::Challenge | Verdict::Endpoint | Verdict::Operator => true,
         }
     }
 }

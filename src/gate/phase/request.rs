@@ -71,6 +71,10 @@ pub enum Endpoint {
     ResourceMetadata,
     /// Issue 14: `GET /.well-known/attestgate/jwks.json`, the gateway's public signing keys.
     Jwks,
+    /// The operator API under `/.well-known/attestgate/` (issue 16, [`crate::gate::operator`]).
+    Operator,
+    /// The Shared Signals receiver at `[shared_signals] path` (issue 16, [`crate::gate::ssf`]).
+    SharedSignals,
 }
 
 impl Endpoint {
@@ -80,6 +84,8 @@ impl Endpoint {
             Endpoint::Challenge => "challenge",
             Endpoint::ResourceMetadata => "resource-metadata",
             Endpoint::Jwks => "jwks",
+            Endpoint::Operator => "operator",
+            Endpoint::SharedSignals => "shared_signals",
         }
     }
 }
@@ -119,6 +125,20 @@ pub fn plan<'g, H: HeaderSource + ?Sized>(gate: &'g Gate, req: &Request<'_, H>) 
             )))
         };
         return Plan::Endpoint(Endpoint::Jwks, allowed);
+    }
+    if let Some(ssf) = gate.policy().shared_signals() {
+        if req.url.path == ssf.path {
+            let allowed = match req.method {
+                "GET" | "HEAD" | "POST" => Ok(()),
+                _ => Err(Error::Route(crate::policy::Miss::MethodNotAllowed(
+                    Allow::from_static("GET, HEAD, POST"),
+                ))),
+            };
+            return Plan::Endpoint(Endpoint::SharedSignals, allowed);
+        }
+    }
+    if crate::gate::operator::is_operator_path(gate, req.url.path) {
+        return Plan::Endpoint(Endpoint::Operator, Ok(()));
     }
     Plan::Route(gate.route(req.method, &req.host, req.url.path))
 }

@@ -12,6 +12,7 @@
 //! This module merges the files, picks the one `[gateway]`, keeps provider names and route ids
 //! unique, runs the cross checks and builds the [`Policy`].
 
+pub mod deny;
 mod gateway;
 pub mod intent;
 mod provider;
@@ -169,6 +170,12 @@ pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
         }
     }
 
+    // ---- issue 16: [operator], [deny], each route's deny_check ---------------------------------
+    let operator = cx.operator(&files, &providers, &known);
+    let deny = cx.deny(&files);
+    let shared_signals = cx.shared_signals(&files, &providers, &known, &gateway.challenge_path);
+    cx.deny_checks(&files, &mut routes, deny.as_ref());
+
     // ---- cross checks ---------------------------------------------------------------------------
     let index = RouteIndex::build(&mut routes.iter().map(|r| &r.path));
     for group in index.groups() {
@@ -215,6 +222,12 @@ pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
     let used: BTreeSet<&str> = routes
         .iter()
         .flat_map(|r| r.access.providers().iter().map(String::as_str))
+        .chain(operator.as_ref().map(|o| o.provider.as_str()))
+        .chain(
+            shared_signals
+                .iter()
+                .flat_map(|s| s.transmitters.iter().map(String::as_str)),
+        )
         .collect();
     for p in providers.values() {
         if !used.contains(p.name.as_str()) {
@@ -259,6 +272,9 @@ pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
         index,
         sources: files,
         warnings: cx.warnings,
+        operator,
+        deny,
+        shared_signals,
     })
 }
 

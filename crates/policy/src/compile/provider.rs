@@ -433,6 +433,8 @@ impl Cx {
             }
         }
 
+        // Issue 16 (compile/deny.rs).
+        let status_list = self.status_list_rule(file, name, p.status_list.as_ref(), gateway);
         if self.errors.len() != before {
             return None;
         }
@@ -458,6 +460,7 @@ impl Cx {
             nonce_claim,
             weakens: p.weakens.clone(),
             authorization_servers,
+            status_list,
         })
     }
 

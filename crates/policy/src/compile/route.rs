@@ -587,6 +587,8 @@ impl Cx {
             resource,
             upstream,
             strip_cookies: r.strip_cookies,
+            deny_check: Default::default(),
+            status_max_stale_secs: None,
         })
     }
 
