@@ -193,7 +193,7 @@ fn no_token_is_401_with_the_providers_challenge() {
     let a = call(&gw, "GET", WHOAMI, None);
     assert_eq!((a.verdict, a.status), (Verdict::Deny, 401));
     assert!(a.body.contains("\"missing_token\""), "{}", a.body);
-    assert_eq!(a.www.as_deref(), Some("Bearer realm=\"gw\""));
+    assert_eq!(a.www.as_deref(), Some("Bearer realm=\"gw\", resource_metadata=\"https://gateway.example.com/.well-known/oauth-protected-resource\""));
     assert_eq!(a.operator, None);
     // Any path under the prefix is the operator API: nothing about it is said before
     // authentication (not even 404 for an unknown one), and no route under the prefix sees it.
@@ -224,7 +224,7 @@ fn bad_tokens_are_401_invalid_token() {
         assert!(a.body.contains("\"invalid_token\""), "{}", a.body);
         assert_eq!(
             a.www.as_deref(),
-            Some("Bearer realm=\"gw\", error=\"invalid_token\"")
+            Some("Bearer realm=\"gw\", error=\"invalid_token\", resource_metadata=\"https://gateway.example.com/.well-known/oauth-protected-resource\"")
         );
         assert_eq!(a.operator, None);
     }
@@ -245,7 +245,7 @@ fn a_valid_token_without_the_scope_or_sub_is_403_naming_the_scope() {
         assert!(a.body.contains("\"insufficient_scope\""), "{}", a.body);
         assert_eq!(
             a.www.as_deref(),
-            Some("Bearer realm=\"gw\", error=\"insufficient_scope\", scope=\"attestgate:admin\"")
+            Some("Bearer realm=\"gw\", error=\"insufficient_scope\", scope=\"attestgate:admin\", resource_metadata=\"https://gateway.example.com/.well-known/oauth-protected-resource\"")
         );
         assert_eq!(a.operator, None);
     }

@@ -63,26 +63,20 @@ pub fn provider(gate: &Gate) -> Option<&ProviderRt> {
         .and_then(|o| gate.provider(&o.provider))
 }
 
-/// The `WWW-Authenticate` challenges of the operator API (its provider's schemes).
+/// The `WWW-Authenticate` challenges of the operator API: its provider's schemes, the scopes
+/// it needs (`scope="a b"` on 403, RFC 6750 §3.1) and, like every challenge (SPEC §4), RFC 9728
+/// `resource_metadata`: the gateway-wide document (the operator API is no route's resource).
 pub fn challenge(gate: &Gate) -> Challenge {
     let schemes = provider(gate)
         .map(|p| p.family.schemes())
         .unwrap_or_default();
+    let scopes = gate
+        .policy()
+        .operator()
+        .map(|o| o.scopes.clone())
+        .unwrap_or_default();
     Challenge::new(&gate.realm, schemes.bearer, schemes.dpop)
-}
-
-/// A refusal's `WWW-Authenticate` for the operator API: the provider's challenges, and for 403
-/// the scopes it needs (`scope="a b"`, RFC 6750 §3.1).
-pub fn www_authenticate(gate: &Gate, e: Error) -> Option<String> {
-    let wire = e.wire_for(&challenge(gate));
-    let mut value = wire.www_authenticate?;
-    if wire.status == 403 {
-        if let Some(o) = gate.policy().operator() {
-            // Scope tokens are checked by the compiler: no quote or backslash.
-            value.push_str(&format!(", scope=\"{}\"", o.scopes.join(" ")));
-        }
-    }
-    Some(value)
+        .with_resource(crate::gate::phase::metadata::WELL_KNOWN, &scopes)
 }
 
 /// Authenticate an operator request: the operator's identity and the verified claims, or the

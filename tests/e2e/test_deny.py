@@ -75,7 +75,8 @@ def test_the_operator_api_authenticates_with_the_admin_provider_and_scope(gatewa
     assert resp.status == 403, resp
     assert resp.json()["error"] == "insufficient_scope"
     assert resp.headers["www-authenticate"] == (
-        f'Bearer realm="{REALM}", error="insufficient_scope", scope="attestgate:admin"'
+        f'Bearer realm="{REALM}", error="insufficient_scope", scope="attestgate:admin", '
+        f'resource_metadata="{gateway.base}/.well-known/oauth-protected-resource"'
     )
     # An agent's token, a token for another audience, a forged one: 401.
     forged = operator_token(servers)[:-4] + "AAAA"

@@ -196,8 +196,7 @@ async fn operator_endpoint<'a, H, K, V, R>(
             d.response = ResponsePlan::Own(answer);
         }
         Err(e) => {
-            let mut wire = e.wire_for(&operator::challenge(gate));
-            wire.www_authenticate = operator::www_authenticate(gate, e);
+            let wire = e.wire_at(&operator::challenge(gate), req.url.origin);
             let fresh = match wire.fresh_nonce {
                 FreshNonce::No => None,
                 _ => {
