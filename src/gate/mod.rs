@@ -18,6 +18,7 @@
 //! - [`digest`]: one length-prefixed SHA-256 of several parts (store keys, cache keys);
 //! - [`token_cache`]: tokens whose signature verified, per isolate (only the signature check is skipped).
 
+pub mod audit;
 pub mod binding;
 pub mod compiled;
 pub mod digest;
