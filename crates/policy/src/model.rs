@@ -205,6 +205,10 @@ pub struct RouteConfig {
     /// Overrides `[gateway] origin` for this route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
+    /// Issue 17: `"sync"`, `"async"` or `"off"` (default): the decision log
+    /// (`compile/audit.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<String>,
 }
 
 /// `require = { all = [...] }` or `require = { any = [...] }` (exactly one of the two).

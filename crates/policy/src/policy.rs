@@ -371,6 +371,8 @@ pub struct Route {
     pub pass_headers: Vec<String>,
     /// Resolved: the route's `origin`, or the gateway's.
     pub origin: String,
+    /// Issue 17: how the route's decisions reach the decision log.
+    pub audit: crate::AuditMode,
     pub(crate) capture_names: Vec<Option<String>>,
 }
 

@@ -193,10 +193,16 @@ mod tests {
         let mut v: Value = serde_json::from_str(values).unwrap();
         // serde_json (without `float_roundtrip`) may parse a long decimal one ULP off; the
         // canonicaliser is what is tested, so the numbers are the correctly parsed doubles.
-        v["numbers"] = ["1E30", "4.50", "333333333.33333329", "2e-3", "0.000000000000000000000000001"]
-            .iter()
-            .map(|t| Value::from(t.parse::<f64>().unwrap()))
-            .collect();
+        v["numbers"] = [
+            "1E30",
+            "4.50",
+            "333333333.33333329",
+            "2e-3",
+            "0.000000000000000000000000001",
+        ]
+        .iter()
+        .map(|t| Value::from(t.parse::<f64>().unwrap()))
+        .collect();
         assert_eq!(
             to_string(&v),
             r#"{"escaping":"€$\u000f\nA'B\"\\\\\"/","literals":[null,true,false],"numbers":[1e+30,4.5,333333333.3333333,0.002,1e-27]}"#
@@ -226,7 +232,8 @@ mod tests {
         let v = serde_json::json!("\u{0}\u{1f}\u{7f}\u{2028}");
         assert_eq!(to_string(&v), "\"\\u0000\\u001f\u{7f}\u{2028}\"");
         // Integers above 2^53 are doubles first (I-JSON).
-        let v: Value = serde_json::from_str("[9007199254740993, -1, 18446744073709551615]").unwrap();
+        let v: Value =
+            serde_json::from_str("[9007199254740993, -1, 18446744073709551615]").unwrap();
         assert_eq!(to_string(&v), "[9007199254740992,-1,18446744073709552000]");
     }
 }

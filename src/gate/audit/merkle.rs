@@ -511,7 +511,13 @@ mod tests {
                 assert!(!verify_inclusion(*index, *size, &leaf, &bad, &r));
             }
             if !got.is_empty() {
-                assert!(!verify_inclusion(*index, *size, &leaf, &got[..got.len() - 1], &r));
+                assert!(!verify_inclusion(
+                    *index,
+                    *size,
+                    &leaf,
+                    &got[..got.len() - 1],
+                    &r
+                ));
             }
         }
         assert_eq!(inclusion_proof(&t, 8, 8), Err(ProofError::OutOfRange));
@@ -573,7 +579,13 @@ mod tests {
             assert!(!verify_consistency(*old, new * 2, &r1, &r2, &got));
             assert!(!verify_consistency(*old, *new, &r2, &r1, &got));
             assert!(!verify_consistency(*old, *new, &r1, &r2, &[]));
-            assert!(!verify_consistency(*old, *new, &r1, &r2, &got[..got.len() - 1]));
+            assert!(!verify_consistency(
+                *old,
+                *new,
+                &r1,
+                &r2,
+                &got[..got.len() - 1]
+            ));
             let mut longer = got.clone();
             longer.push(r1);
             assert!(!verify_consistency(*old, *new, &r1, &r2, &longer));
@@ -601,7 +613,13 @@ mod tests {
             for index in 0..size {
                 let leaf = leaf_hash(&(index as u32).to_be_bytes());
                 let p = inclusion_proof(&t, index, size).unwrap();
-                assert!(verify_inclusion(index, size, &leaf, &p, &roots[size as usize]));
+                assert!(verify_inclusion(
+                    index,
+                    size,
+                    &leaf,
+                    &p,
+                    &roots[size as usize]
+                ));
             }
             for old in 0..=size {
                 let p = consistency_proof(&t, old, size).unwrap();

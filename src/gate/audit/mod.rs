@@ -6,3 +6,4 @@
 
 pub mod jcs;
 pub mod merkle;
+pub mod record;

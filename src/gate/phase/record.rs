@@ -57,6 +57,9 @@ pub enum Outcome<'a> {
 #[derive(Debug, Default, Clone)]
 pub struct Principal<'a> {
     pub tokens: Vec<(&'a ProviderRt, Claims)>,
+    /// Issue 17 (decision log): on routes with `audit` on, each credential presented, verified
+    /// or not: its provider and the SHA-256 of the credential (never the credential).
+    pub presented: Vec<(&'a str, [u8; 32])>,
 }
 
 impl Principal<'_> {
@@ -132,6 +135,9 @@ pub struct Decision<'a> {
     /// the origin's).
     pub status: Option<u16>,
     pub timings: Timings,
+    // Issue 17 (decision log).
+    /// The record's index in the decision log, once sequenced (`audit = "sync"` routes).
+    pub log_index: Option<u64>,
 }
 
 impl<'a> Decision<'a> {
@@ -148,6 +154,7 @@ impl<'a> Decision<'a> {
             response: ResponsePlan::origin(None),
             status: None,
             timings: Timings::default(),
+            log_index: None,
         }
     }
 

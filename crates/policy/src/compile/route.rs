@@ -441,6 +441,8 @@ impl Cx {
             None => gateway.origin.clone(),
         };
 
+        let audit = self.audit_mode(at("audit"), r.audit.as_deref());
+
         if self.errors.len() != before {
             return None;
         }
@@ -460,6 +462,7 @@ impl Cx {
             forward_tokens: r.forward_tokens,
             pass_headers,
             origin,
+            audit,
         })
     }
 
