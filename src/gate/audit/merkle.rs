@@ -292,6 +292,24 @@ impl Frontier {
         self.size
     }
 
+    /// The frontier's hashes, largest subtree first.
+    pub fn hashes(&self) -> Vec<Hash> {
+        self.nodes.iter().map(|(_, h)| *h).collect()
+    }
+
+    /// A frontier from its size and hashes (largest subtree first): `None` unless there is
+    /// exactly one hash per set bit of `size`.
+    pub fn from_hashes(size: u64, hashes: &[Hash]) -> Option<Self> {
+        if hashes.len() != size.count_ones() as usize {
+            return None;
+        }
+        let levels = (0..64u8).rev().filter(|l| size & (1u64 << l) != 0);
+        Some(Frontier {
+            size,
+            nodes: levels.zip(hashes.iter().copied()).collect(),
+        })
+    }
+
     /// The root hash of the tree.
     pub fn root(&self) -> Hash {
         let mut iter = self.nodes.iter().rev();

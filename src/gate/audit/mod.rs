@@ -4,6 +4,9 @@
 //! the gateway key ([`checkpoint`]). The same code verifies proofs and exports offline
 //! (`attestgate audit verify`).
 
+pub mod checkpoint;
+pub mod export;
 pub mod jcs;
 pub mod merkle;
 pub mod record;
+pub mod sequencer;
