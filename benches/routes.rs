@@ -23,6 +23,7 @@ fn route(id: String, path: String, methods: Option<Vec<String>>) -> RouteConfig 
         pass_headers: vec![],
         origin: None,
         audit: None,
+        deny_check: None,
     }
 }
 
@@ -66,6 +67,7 @@ fn policy(n: usize) -> Policy {
         }),
         provider: Default::default(),
         route: routes,
+        ..Default::default()
     };
     compile(vec![SourceFile::new("bench.toml", file)]).unwrap_or_else(|e| panic!("{}", e[0]))
 }

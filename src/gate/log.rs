@@ -42,6 +42,9 @@ pub struct DecisionLog {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub jti: Vec<String>,
     pub latency_ms: f64,
+    /// Issue 16: the id of the deny entry that refused the request (never its content).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deny_entry: Option<String>,
 }
 
 impl DecisionLog {

@@ -30,6 +30,7 @@ pub mod log;
 // Fixed ranges of a fixed-size nonce array, after its length was checked.
 #[allow(clippy::indexing_slicing)]
 pub mod nonce;
+pub mod operator;
 pub mod phase;
 pub mod rate_limit;
 pub mod seams;

@@ -21,6 +21,8 @@ pub enum Subject {
     Provider(String),
     /// `[[route]]` with this id.
     Route(String),
+    /// Another top-level table (`[operator]`, `[deny]`; issue 16).
+    Section(String),
 }
 
 /// Where a diagnostic points: file, subject and field.
@@ -62,6 +64,17 @@ impl Location {
     }
 }
 
+impl Location {
+    /// A field of the top-level table `[table]` (other than `[gateway]`).
+    pub fn section(file: &str, table: &str, field: &str) -> Self {
+        Location {
+            file: file.to_owned(),
+            subject: Subject::Section(table.to_owned()),
+            field: Some(field.to_owned()),
+        }
+    }
+}
+
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: ", self.file)?;
@@ -71,6 +84,7 @@ impl fmt::Display for Location {
             Subject::Gateway => f.write_str("[gateway]: ")?,
             Subject::Provider(name) => write!(f, "provider {name:?}: ")?,
             Subject::Route(id) => write!(f, "route {id:?}: ")?,
+            Subject::Section(table) => write!(f, "[{table}]: ")?,
         }
         if let Some(field) = &self.field {
             write!(f, "field {field:?}: ")?;

@@ -27,6 +27,13 @@ pub struct PolicyFile {
     /// `[[route]]`: ids are unique across all files.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub route: Vec<RouteConfig>,
+    // ---- issue 16: the operator API and the deny list -----------------------------------------
+    /// `[operator]`: who may use the operator API (at most one across all files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<OperatorConfig>,
+    /// `[deny]`: the deny list, checked on every protected route (at most one across all files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deny: Option<DenyConfig>,
 }
 
 /// A named policy file, as read from the folder (the name is used in every message).
@@ -209,6 +216,10 @@ pub struct RouteConfig {
     /// (`compile/audit.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit: Option<String>,
+    /// Issue 16: `"cached"` (the default where `[deny]` is present: the isolate's view, at most
+    /// `[deny] propagation_secs` old), `"strict"` (the store on every request) or `"off"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deny_check: Option<String>,
 }
 
 /// `require = { all = [...] }` or `require = { any = [...] }` (exactly one of the two).
@@ -242,6 +253,28 @@ pub struct ConstraintConfig {
 pub struct DelegationConfig {
     pub provider: String,
     pub max_depth: u32,
+}
+
+/// `[operator]` (issue 16): the operator API under `/.well-known/attestgate/` is authenticated
+/// by a token of this provider carrying every one of `scopes`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorConfig {
+    pub provider: String,
+    pub scopes: Vec<String>,
+}
+
+/// `[deny]` (issue 16).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DenyConfig {
+    /// Deny-store Durable Object shards (1..=64).
+    #[serde(default = "defaults::deny_shards")]
+    pub shards: u32,
+    /// The propagation bound: an isolate's view of a shard is used for at most this long
+    /// (1..=5 seconds).
+    #[serde(default = "defaults::deny_propagation_secs")]
+    pub propagation_secs: u64,
 }
 
 /// Defaults of SPEC §2.
@@ -283,5 +316,11 @@ pub mod defaults {
     }
     pub fn jwks_max_stale_secs() -> u64 {
         3600
+    }
+    pub fn deny_shards() -> u32 {
+        4
+    }
+    pub fn deny_propagation_secs() -> u64 {
+        2
     }
 }

@@ -374,6 +374,8 @@ pub struct Route {
     /// Issue 17: how the route's decisions reach the decision log.
     pub audit: crate::AuditMode,
     pub(crate) capture_names: Vec<Option<String>>,
+    /// Issue 16: how the route checks the deny list.
+    pub deny_check: crate::compile::deny::DenyCheck,
 }
 
 impl Route {
@@ -457,9 +459,22 @@ pub struct Policy {
     pub(crate) protected_trailing_slash: bool,
     pub(crate) sources: Vec<SourceFile>,
     pub(crate) warnings: Vec<Warning>,
+    /// Issue 16: `[operator]` and `[deny]`.
+    pub(crate) operator: Option<crate::compile::deny::Operator>,
+    pub(crate) deny: Option<crate::compile::deny::Deny>,
 }
 
 impl Policy {
+    /// `[operator]`: who may use the operator API (issue 16); `None`: the API answers 404.
+    pub fn operator(&self) -> Option<&crate::compile::deny::Operator> {
+        self.operator.as_ref()
+    }
+
+    /// `[deny]`: the deny list's store and propagation bound (issue 16).
+    pub fn deny(&self) -> Option<&crate::compile::deny::Deny> {
+        self.deny.as_ref()
+    }
+
     pub fn gateway(&self) -> &Gateway {
         &self.gateway
     }

@@ -18,6 +18,7 @@
 use crate::error::FreshNonce;
 use crate::gate::extract::HeaderSource;
 use crate::gate::family::CredentialFamily;
+use crate::gate::operator;
 use crate::gate::seams::{KeySource, NonceKeySource, Random, ReplayGuard, SignatureVerifier};
 use crate::gate::Gate;
 use crate::Error;
@@ -70,6 +71,10 @@ where
     let mut d = Decision::new(request_id, req.method, req.url.path);
     // 1. The request phase: the gateway's own endpoints, else the route.
     let route = match request::plan(gate, req) {
+        request::Plan::Endpoint(request::Endpoint::Operator, _) => {
+            operator_endpoint(gate, req, env, &mut d).await;
+            return d;
+        }
         request::Plan::Endpoint(endpoint, allowed) => {
             d.route = Some(endpoint.label());
             let answered = allowed
@@ -112,6 +117,69 @@ where
     d
 }
 
+/// The operator API (issue 16): authenticate the operator ([`operator::authenticate`]), then
+/// the endpoint's answer or the [`operator::Call`] for the executor. Refusals carry the operator
+/// provider's challenges (and the scopes needed, for 403).
+async fn operator_endpoint<'a, H, K, V, R>(
+    gate: &'a Gate,
+    req: &Request<'a, H>,
+    env: &Env<'_, K, V, R>,
+    d: &mut Decision<'a>,
+) where
+    H: HeaderSource + ?Sized,
+    K: KeySource,
+    V: SignatureVerifier,
+    R: ReplayGuard,
+{
+    d.route = Some(request::Endpoint::Operator.label());
+    let answered = match operator::authenticate(gate, req, env).await {
+        Ok((id, provider, claims)) => {
+            d.principal.tokens.push((provider, claims));
+            let dispatched = operator::dispatch(req.method, req.url.path, &id);
+            d.operator = Some(id);
+            dispatched
+        }
+        Err(e) => Err(e),
+    };
+    let next_nonce = || {
+        operator::provider(gate)
+            .is_some_and(|p| p.family.needs_next_nonce())
+            .then(|| {
+                request::issue_nonce(gate, env.nonce_key.nonce_key(), env.random, env.now).ok()
+            })
+            .flatten()
+    };
+    match answered {
+        Ok(dispatch) => {
+            d.outcome = Outcome::Endpoint(request::Endpoint::Operator);
+            let mut answer = match dispatch {
+                operator::Dispatch::Answer(answer) => answer,
+                operator::Dispatch::Call(call) => {
+                    d.operator_call = Some(call);
+                    Answer::json(500, String::new())
+                }
+            };
+            if let Some(nonce) = next_nonce() {
+                answer.headers.push((response::DPOP_NONCE, nonce));
+            }
+            d.status = Some(answer.status);
+            d.response = ResponsePlan::Own(answer);
+        }
+        Err(e) => {
+            let mut wire = e.wire_for(&operator::challenge(gate));
+            wire.www_authenticate = operator::www_authenticate(gate, e);
+            let fresh = match wire.fresh_nonce {
+                FreshNonce::No => None,
+                _ => {
+                    request::issue_nonce(gate, env.nonce_key.nonce_key(), env.random, env.now).ok()
+                }
+            };
+            let answer = Answer::refusal(&wire, d.request_id, fresh);
+            d.refuse(e, Some(answer));
+        }
+    }
+}
+
 /// The answer of one of the gateway's own endpoints.
 fn own_endpoint<H, K, V, R>(
     gate: &Gate,
@@ -123,6 +191,8 @@ where
     H: HeaderSource + ?Sized,
 {
     match endpoint {
+        // Answered by `operator_endpoint` (it authenticates first, asynchronously).
+        request::Endpoint::Operator => Err(Error::Route(crate::policy::Miss::NoRoute).into()),
         request::Endpoint::Challenge => {
             let nonce = request::challenge(
                 gate,

@@ -26,6 +26,8 @@ pub enum Verdict {
     Deny,
     /// The challenge endpoint issued a nonce.
     Challenge,
+    /// An authenticated operator used the operator API (issue 16).
+    Operator,
 }
 
 impl Verdict {
@@ -36,6 +38,7 @@ impl Verdict {
             Verdict::Public => "public",
             Verdict::Deny => "deny",
             Verdict::Challenge => "challenge",
+            Verdict::Operator => "operator",
         }
     }
 }
@@ -138,6 +141,13 @@ pub struct Decision<'a> {
     // Issue 17 (decision log).
     /// The record's index in the decision log, once sequenced (`audit = "sync"` routes).
     pub log_index: Option<u64>,
+    // ---- issue 16: the operator API and the deny list ----
+    /// The authenticated operator of an operator API request (recorded with every change).
+    pub operator: Option<crate::gate::operator::OperatorId>,
+    /// What the operator asked for, for the executor to run against the stores.
+    pub operator_call: Option<crate::gate::operator::Call>,
+    /// The deny entry that refused the request (its id, never its content, in the log).
+    pub deny_entry: Option<String>,
 }
 
 impl<'a> Decision<'a> {
@@ -155,6 +165,9 @@ impl<'a> Decision<'a> {
             status: None,
             timings: Timings::default(),
             log_index: None,
+            operator: None,
+            operator_call: None,
+            deny_entry: None,
         }
     }
 
@@ -186,6 +199,7 @@ impl<'a> Decision<'a> {
             Outcome::Forward(plan) if plan.is_public() => Verdict::Public,
             Outcome::Forward(_) => Verdict::Allow,
             Outcome::Endpoint(Endpoint::Challenge) => Verdict::Challenge,
+            Outcome::Endpoint(Endpoint::Operator) => Verdict::Operator,
             Outcome::Refused(_) => Verdict::Deny,
         }
     }
@@ -228,6 +242,7 @@ impl<'a> Decision<'a> {
             log.add_claims(claims.map());
         }
         log.latency_ms = self.timings.latency_ms;
+        log.deny_entry = self.deny_entry.clone();
         log
     }
 

@@ -53,6 +53,8 @@ impl<'a, H: HeaderSource + ?Sized> Request<'a, H> {
 pub enum Endpoint {
     /// `POST {challenge_path}`: a single-use challenge nonce.
     Challenge,
+    /// The operator API under `/.well-known/attestgate/` (issue 16, [`crate::gate::operator`]).
+    Operator,
 }
 
 impl Endpoint {
@@ -60,6 +62,7 @@ impl Endpoint {
     pub fn label(self) -> &'static str {
         match self {
             Endpoint::Challenge => "challenge",
+            Endpoint::Operator => "operator",
         }
     }
 }
@@ -85,6 +88,9 @@ pub fn plan<'g, H: HeaderSource + ?Sized>(gate: &'g Gate, req: &Request<'_, H>) 
             )))
         };
         return Plan::Endpoint(Endpoint::Challenge, allowed);
+    }
+    if crate::gate::operator::is_operator_path(gate, req.url.path) {
+        return Plan::Endpoint(Endpoint::Operator, Ok(()));
     }
     Plan::Route(gate.route(req.method, &req.host, req.url.path))
 }

@@ -55,6 +55,15 @@ impl Answer {
         }
     }
 
+    /// A JSON answer of one of the gateway's own endpoints (the operator API, issue 16).
+    pub fn json(status: u16, body: String) -> Self {
+        Answer {
+            status,
+            body,
+            headers: Vec::new(),
+        }
+    }
+
     /// A refusal in its wire form (SPEC §4): the JSON error body with the request id, then
     /// `WWW-Authenticate`, `Retry-After` (503, 429), `Allow` (405), and the fresh nonce headers
     /// the wire form asks for when a nonce is given.

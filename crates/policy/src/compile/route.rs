@@ -463,6 +463,7 @@ impl Cx {
             pass_headers,
             origin,
             audit,
+            deny_check: Default::default(),
         })
     }
 
