@@ -96,6 +96,9 @@ pub enum Error {
     KeysUnavailable,
     /// The nonce / replay store could not be reached.
     NonceStoreUnavailable,
+    /// Issue 17: the decision log could not sequence the record of an `audit = "sync"` route
+    /// (nothing is forwarded unrecorded), or answer an operator's read.
+    AuditLogUnavailable,
     /// A Worker secret the route needs is missing or unusable.
     SecretUnavailable,
     /// The policy compiled into the Worker could not be loaded.
@@ -174,6 +177,7 @@ impl Error {
             Error::RateLimited => "rate_limited",
             Error::KeysUnavailable => "keys_unavailable",
             Error::NonceStoreUnavailable => "nonce_store_unavailable",
+            Error::AuditLogUnavailable => "audit_log_unavailable",
             Error::SecretUnavailable => "secret_unavailable",
             Error::PolicyUnavailable => "policy_unavailable",
             Error::OriginUnreachable => "origin_unreachable",
@@ -276,6 +280,9 @@ impl Error {
             ),
             Error::NonceStoreUnavailable => {
                 (Unavailable, "The nonce store is temporarily unavailable.")
+            }
+            Error::AuditLogUnavailable => {
+                (Unavailable, "The decision log is temporarily unavailable.")
             }
             Error::SecretUnavailable | Error::PolicyUnavailable => (Unavailable, NOT_CONFIGURED),
             Error::InstanceReset => (Unavailable, "The gateway is restarting; retry shortly."),
@@ -624,6 +631,7 @@ mod tests {
         [Error::RateLimited] 429 "rate_limited",
         [Error::KeysUnavailable] 503 "temporarily_unavailable",
         [Error::NonceStoreUnavailable] 503 "temporarily_unavailable",
+        [Error::AuditLogUnavailable] 503 "temporarily_unavailable",
         [Error::SecretUnavailable] 503 "temporarily_unavailable",
         [Error::PolicyUnavailable] 503 "temporarily_unavailable",
         [Error::InstanceReset] 503 "temporarily_unavailable",

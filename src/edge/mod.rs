@@ -3,6 +3,7 @@
 //! [`phase::decide`], executes its plans (forward, or the gateway's own answer), and hands the
 //! final decision to its sinks.
 
+mod audit_log;
 #[cfg(attestgate_selftest)]
 mod fault_test;
 mod forward;
@@ -40,6 +41,14 @@ struct Isolate {
     nonce_key: OnceCell<Option<NonceKey>>,
     /// Challenge requests per client address (`CF-Connecting-IP`), bounded.
     challenges: RefCell<RateLimiter>,
+    /// Issue 17: the decision log's origin line and the policy hash its records carry.
+    audit: AuditIdentity,
+}
+
+/// What this isolate's decision records and checkpoints name (issue 17).
+struct AuditIdentity {
+    origin: String,
+    policy_hash: String,
 }
 
 thread_local! {
@@ -59,6 +68,10 @@ fn isolate() -> std::result::Result<Rc<Isolate>, Error> {
             secrets: secrets::SecretCache::default(),
             nonce_key: OnceCell::new(),
             challenges: RefCell::new(RateLimiter::for_challenges()),
+            audit: AuditIdentity {
+                origin: format!("{}/attestgate/decisions", gate.realm),
+                policy_hash: crate::gate::audit::record::policy_hash(crate::EMBEDDED_POLICY_JSON),
+            },
             gate,
         });
         *cell.borrow_mut() = Some(isolate.clone());
@@ -88,14 +101,44 @@ impl<S: Secrets> NonceKeySource for IsolateNonceKey<'_, S> {
 /// The Worker's decision sinks: the log line on the console. It keeps the request's `ctx`, so
 /// a sink can hand work to `waitUntil` (an audit log, metrics) without holding the response.
 struct WorkerSinks<'a> {
-    #[allow(dead_code)] // for `waitUntil`: the sinks of later issues
     ctx: &'a JsValue,
+    /// Issue 17: the decision log (records of `audit` routes not yet sequenced, and operator
+    /// requests), once the isolate is known.
+    audit: Option<AuditSink<'a>>,
+}
+
+struct AuditSink<'a> {
+    env: &'a Env,
+    identity: &'a AuditIdentity,
+    url: phase::request::RequestUrl<'a>,
 }
 
 impl DecisionSink for WorkerSinks<'_> {
     fn record(&mut self, decision: &Decision<'_>) {
         worker::console_log!("{}", decision.log_line());
+        if let Some(audit) = &self.audit {
+            let wanted = decision.audit.is_on() || decision.operator.is_some();
+            if wanted && decision.log_index.is_none() {
+                let record = audit_record(decision, &audit.url, audit.identity);
+                audit_log::enqueue(audit.env, self.ctx, &audit.identity.origin, record);
+            }
+        }
     }
+}
+
+/// The canonical decision record (issue 17, `gate::audit::record`).
+fn audit_record(
+    d: &Decision<'_>,
+    url: &phase::request::RequestUrl<'_>,
+    id: &AuditIdentity,
+) -> String {
+    let cx = crate::gate::audit::record::Context {
+        policy_hash: &id.policy_hash,
+        url: url.htu,
+        query: url.query,
+        body_sha256: None,
+    };
+    crate::gate::audit::record::canonical(d, &cx)
 }
 
 /// A `Request` made with the runtime's own `RequestInit`. `worker::RequestInit` would do the
@@ -175,7 +218,7 @@ async fn run(
         return Ok(respond(&Answer::refusal(&wire, &request_id(), None))?.into());
     };
     #[cfg(attestgate_selftest)]
-    if let Some(answer) = fault_test::handle(&req, &req.method(), &url).await {
+    if let Some(answer) = fault_test::handle(&req, &req.method(), &url, &env).await {
         return answer;
     }
     #[cfg(attestgate_selftest)]
@@ -188,7 +231,10 @@ async fn run(
     // write them) and it is forwarded unchanged. (worker::Method would turn an unknown method
     // into GET and a lowercase `patch` into PATCH.)
     let method = req.method();
-    let mut sinks = WorkerSinks { ctx: &ctx };
+    let mut sinks = WorkerSinks {
+        ctx: &ctx,
+        audit: None,
+    };
 
     let isolate = match isolate() {
         Ok(isolate) => isolate,
@@ -230,8 +276,68 @@ async fn run(
         now_ms: started as i64,
     };
     let mut decision = phase::decide(gate, &request, &seams, &id).await;
+    // Issue 17: the decision log.
+    let identity = &isolate.audit;
+    sinks.audit = Some(AuditSink {
+        env: &env,
+        identity,
+        url,
+    });
+    if let Some(crate::gate::operator::Call::AuditLog(read)) = decision.operator_call.clone() {
+        operator_log_read(&env, gate, identity, read, &mut decision).await;
+    }
+    if decision.audit == crate::policy::AuditMode::Sync && decision.forward().is_some() {
+        // Sequenced before anything is forwarded: the log down is a 503, never a request
+        // forwarded unrecorded.
+        decision.timings.started_ms = started;
+        let record = audit_record(&decision, &url, identity);
+        match audit_log::append(&env, &identity.origin, &[record]).await {
+            Ok(index) => {
+                decision.log_index = Some(index);
+                // The client learns where its decision is (to ask for its inclusion proof).
+                if let ResponsePlan::Origin { headers } = &mut decision.response {
+                    headers.push((LOG_INDEX_HEADER, index.to_string()));
+                }
+            }
+            Err(e) => {
+                let wire = e.wire_for(gate.challenge(decision.route));
+                decision.refuse(e, Some(Answer::refusal(&wire, decision.request_id, None)));
+            }
+        }
+    }
     let answer = execute(&req, &inbound, gate, &mut decision).await;
     finish(decision, answer, started, &mut sinks)
+}
+
+/// Issue 17: the response header with the index of the decision's record in the log
+/// (`audit = "sync"` routes).
+const LOG_INDEX_HEADER: &str = "attestgate-log-index";
+
+/// An operator's read of the decision log (issue 17): the sequencer's answer, with the headers
+/// the core planned (a next DPoP nonce); 404 for what the log does not hold, 503 when it cannot
+/// be reached.
+async fn operator_log_read(
+    env: &Env,
+    gate: &Gate,
+    identity: &AuditIdentity,
+    read: crate::gate::audit::read::LogRead,
+    d: &mut Decision<'_>,
+) {
+    let planned = match &d.response {
+        ResponsePlan::Own(a) => a.headers.clone(),
+        ResponsePlan::Origin { .. } => Vec::new(),
+    };
+    match audit_log::read(env, &identity.origin, read).await {
+        Ok(mut answer) => {
+            answer.headers.extend(planned);
+            d.status = Some(answer.status);
+            d.response = ResponsePlan::Own(answer);
+        }
+        Err(e) => {
+            let wire = e.wire(&gate.realm);
+            d.refuse(e, Some(Answer::refusal(&wire, d.request_id, None)));
+        }
+    }
 }
 
 /// Run the decision's plans: forward the request (and add the response headers the response

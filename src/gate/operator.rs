@@ -139,7 +139,10 @@ pub const WHOAMI_PATH: &str = "/.well-known/attestgate/operator/whoami";
 /// What an authenticated operator asked for that the executor runs against a store (the
 /// operator API's endpoints that need I/O add their variant here).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Call {}
+pub enum Call {
+    /// Issue 17: a read of the decision log (`/.well-known/attestgate/log/...`).
+    AuditLog(crate::gate::audit::read::LogRead),
+}
 
 /// An authenticated operator request: answered by the core, or a [`Call`] for the executor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +154,9 @@ pub enum Dispatch {
 /// Which operator endpoint `method` and `path` are, for the authenticated operator `id`: 404 for
 /// an unknown path, 405 (with `Allow`) for a known path with another method.
 pub fn dispatch(method: &str, path: &str, id: &OperatorId) -> Result<Dispatch, Error> {
+    if let Some(read) = crate::gate::audit::read::LogRead::parse(method, path) {
+        return read.map(|r| Dispatch::Call(Call::AuditLog(r)));
+    }
     if path == WHOAMI_PATH {
         if method != "GET" && method != "HEAD" {
             return Err(Error::Route(Miss::MethodNotAllowed(Allow::from_static(

@@ -8,5 +8,6 @@ pub mod checkpoint;
 pub mod export;
 pub mod jcs;
 pub mod merkle;
+pub mod read;
 pub mod record;
 pub mod sequencer;

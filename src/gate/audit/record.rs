@@ -16,6 +16,7 @@
 //! | `issuers` | each credential's `iss` |
 //! | `tokens` | per credential presented: `provider`, `sha256` (base64url SHA-256 of the credential, never the credential), `verified`, `jti` |
 //! | `posture` | `attestations` (the providers whose credentials verified) and `device` (`did`) |
+//! | `operator` | `iss` and `sub` of the authenticated operator, for operator API requests |
 //! | `remediation` | what the refusal asked the client to do (`dpop_nonce`, `attestation_challenge`), when it did |
 //! | `truncated` | `true` when a value was cut to its bound |
 //!
@@ -210,6 +211,12 @@ pub fn build(d: &Decision<'_>, cx: &Context<'_>) -> Value {
     });
     if let Some(r) = remediation {
         record.insert("remediation".into(), json!([r]));
+    }
+    if let Some(op) = &d.operator {
+        let mut o = Map::new();
+        o.insert("iss".into(), b.claim(&op.iss));
+        o.insert("sub".into(), b.claim(&op.sub));
+        record.insert("operator".into(), Value::Object(o));
     }
     if b.truncated {
         record.insert("truncated".into(), Value::Bool(true));

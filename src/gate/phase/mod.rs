@@ -104,6 +104,7 @@ where
         Err(e) => Err(e),
         Ok(route) => {
             d.route = Some(&route.id);
+            d.audit = route.audit;
             route_phases(gate, route, req, env, &mut d).await
         }
     };

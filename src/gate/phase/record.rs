@@ -141,6 +141,8 @@ pub struct Decision<'a> {
     // Issue 17 (decision log).
     /// The record's index in the decision log, once sequenced (`audit = "sync"` routes).
     pub log_index: Option<u64>,
+    /// The matched route's `audit` mode (off for the gateway's own endpoints).
+    pub audit: crate::policy::AuditMode,
     // ---- issue 16: the operator API and the deny list ----
     /// The authenticated operator of an operator API request (recorded with every change).
     pub operator: Option<crate::gate::operator::OperatorId>,
@@ -165,6 +167,7 @@ impl<'a> Decision<'a> {
             status: None,
             timings: Timings::default(),
             log_index: None,
+            audit: crate::policy::AuditMode::Off,
             operator: None,
             operator_call: None,
             deny_entry: None,
