@@ -216,6 +216,7 @@ fn decision<T>(w: &Workload, keep: impl FnOnce(&Decision<'_>, String) -> T) -> R
         nonce_key: &no_nonce_key,
         random: &SystemRandom,
         challenges: &w.challenges,
+        signing: &None::<&attestgate::gate::signing::GatewayKeys>,
         now: NOW,
         now_ms: NOW * 1000,
     };

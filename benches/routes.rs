@@ -64,6 +64,7 @@ fn policy(n: usize) -> Policy {
             nonce_shards: 4,
             case_sensitive_paths: false,
             origin_timeout_secs: 100,
+            issuer: None,
         }),
         provider: Default::default(),
         route: routes,

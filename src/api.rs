@@ -40,6 +40,7 @@ pub use crate::gate::seams::{
     secret_keys, KeySource, MemorySecrets, Random, ReplayGuard, Secrets, SignatureVerifier, Signer,
     SystemRandom,
 };
+pub use crate::gate::signing::GatewayKeys;
 pub use crate::gate::{Gate, KeySpec, ProviderRt};
 pub use crate::jose::{block_on_ready, KeySet};
 #[cfg(not(target_arch = "wasm32"))]
@@ -81,6 +82,9 @@ pub struct Seams<'a, K, V, R> {
     /// The challenge-nonce MAC key (`ATTESTGATE_NONCE_KEY`); `None` makes the routes that check
     /// a nonce answer 503, as in the Worker.
     pub nonce_key: Option<&'a NonceKey>,
+    /// Issue 14: the gateway's signing keys (`ATTESTGATE_SIGNING_KEY`); `None` makes the JWKS
+    /// endpoint and the routes that sign answer 503, as in the Worker.
+    pub signing_keys: Option<&'a GatewayKeys>,
 }
 
 /// The gateway's decision logic for one compiled policy.
@@ -144,6 +148,7 @@ impl Gateway {
             nonce_key: &seams.nonce_key,
             random: &SystemRandom,
             challenges: &self.challenges,
+            signing: &seams.signing_keys,
             now,
             now_ms: now.saturating_mul(1000),
         };

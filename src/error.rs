@@ -103,6 +103,9 @@ pub enum Error {
     SecretUnavailable,
     /// The policy compiled into the Worker could not be loaded.
     PolicyUnavailable,
+    /// Issue 14: the gateway's signing key (`ATTESTGATE_SIGNING_KEY`) is missing, malformed or
+    /// refused by the runtime, on a route or endpoint that needs a signature.
+    SigningKeyUnavailable,
     /// The origin could not be reached.
     OriginUnreachable,
     /// The origin sent no response headers within the gateway's origin timeout.
@@ -179,6 +182,7 @@ impl Error {
             Error::NonceStoreUnavailable => "nonce_store_unavailable",
             Error::AuditLogUnavailable => "audit_log_unavailable",
             Error::SecretUnavailable => "secret_unavailable",
+            Error::SigningKeyUnavailable => "signing_key_unavailable",
             Error::PolicyUnavailable => "policy_unavailable",
             Error::OriginUnreachable => "origin_unreachable",
             Error::OriginTimeout => "origin_timeout",
@@ -284,7 +288,9 @@ impl Error {
             Error::AuditLogUnavailable => {
                 (Unavailable, "The decision log is temporarily unavailable.")
             }
-            Error::SecretUnavailable | Error::PolicyUnavailable => (Unavailable, NOT_CONFIGURED),
+            Error::SecretUnavailable | Error::PolicyUnavailable | Error::SigningKeyUnavailable => {
+                (Unavailable, NOT_CONFIGURED)
+            }
             Error::InstanceReset => (Unavailable, "The gateway is restarting; retry shortly."),
             Error::OriginUnreachable => (BadGateway, "The origin could not be reached."),
             Error::OriginTimeout => (GatewayTimeout, "The origin did not answer in time."),
@@ -634,6 +640,7 @@ mod tests {
         [Error::AuditLogUnavailable] 503 "temporarily_unavailable",
         [Error::SecretUnavailable] 503 "temporarily_unavailable",
         [Error::PolicyUnavailable] 503 "temporarily_unavailable",
+        [Error::SigningKeyUnavailable] 503 "temporarily_unavailable",
         [Error::InstanceReset] 503 "temporarily_unavailable",
         [Error::OriginUnreachable] 502 "bad_gateway",
         [Error::OriginTimeout] 504 "gateway_timeout",

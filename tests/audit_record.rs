@@ -93,6 +93,7 @@ fn record_of(gw: &Gateway, url: &str, tok: Option<&str>) -> (Value, String) {
         verifier: &NativeVerifier,
         replay: &replay,
         nonce_key: None,
+        signing_keys: None,
     };
     let d = block_on_ready(async {
         Ok::<_, attestgate::jose::Error>(gw.decide(&req, &seams, NOW, "req-1").await)

@@ -117,6 +117,7 @@ fn call(gw: &Gateway, method: &str, path: &str, auth: Option<&str>) -> Answer {
         verifier: &NativeVerifier,
         replay: &replay,
         nonce_key: None,
+        signing_keys: None,
     };
     block_on_ready(async {
         let d = gw.decide(&req, &seams, NOW, "rid").await;

@@ -487,6 +487,7 @@ impl World {
             nonce_key: &nonce_key,
             random: &SystemRandom,
             challenges: &self.challenges,
+            signing: &None::<&attestgate::gate::signing::GatewayKeys>,
             now: NOW,
             now_ms: NOW * 1000,
         };
@@ -1659,6 +1660,7 @@ fn run_cached(
         nonce_key: &nonce_key,
         random: &SystemRandom,
         challenges: &w.challenges,
+        signing: &None::<&attestgate::gate::signing::GatewayKeys>,
         now,
         now_ms: now * 1000,
     };

@@ -14,6 +14,7 @@ mod replay;
 mod secrets;
 #[cfg(attestgate_selftest)]
 mod selftest;
+mod signing;
 mod task;
 mod webcrypto;
 
@@ -43,6 +44,8 @@ struct Isolate {
     challenges: RefCell<RateLimiter>,
     /// Issue 17: the decision log's origin line and the policy hash its records carry.
     audit: AuditIdentity,
+    /// Issue 14: the gateway's signing key, read on first use, and its WebCrypto signer.
+    signing: signing::IsolateSigning,
 }
 
 /// What this isolate's decision records and checkpoints name (issue 17).
@@ -72,6 +75,7 @@ fn isolate() -> std::result::Result<Rc<Isolate>, Error> {
                 origin: format!("{}/attestgate/decisions", gate.realm),
                 policy_hash: crate::gate::audit::record::policy_hash(crate::EMBEDDED_POLICY_JSON),
             },
+            signing: signing::IsolateSigning::new(),
             gate,
         });
         *cell.borrow_mut() = Some(isolate.clone());
@@ -265,6 +269,10 @@ async fn run(
         now,
     };
     let replay = replay::DoReplay { env: &env };
+    let signing_keys = signing::IsolateSigningKeys {
+        state: &isolate.signing,
+        secrets: &secrets,
+    };
     let seams = phase::Env {
         keys: &keys,
         verifier: &isolate.crypto,
@@ -272,6 +280,7 @@ async fn run(
         nonce_key: &nonce_key,
         random: &SystemRandom,
         challenges: &isolate.challenges,
+        signing: &signing_keys,
         now,
         now_ms: started as i64,
     };

@@ -172,19 +172,16 @@ impl SignatureVerifier for WebCrypto {
 /// first use, a probe signature is verified with the key's public half, so a secret whose
 /// private and public halves do not match never signs anything (`SecretUnavailable`, 503).
 ///
-/// Used by the self-test endpoint today and by the receipt and checkpoint signers next (issues
-/// 14 and 17); until then a production build does not link it.
-#[cfg_attr(not(attestgate_selftest), allow(dead_code))]
+/// Used by the gateway's signing key (`src/edge/signing.rs`: receipts, minted JWTs) and the
+/// self-test endpoint.
 pub struct WebCryptoSigner {
     keys: RefCell<HashMap<String, JsValue>>,
     verifier: WebCrypto,
 }
 
 /// What the probe signature covers (never sent anywhere).
-#[cfg_attr(not(attestgate_selftest), allow(dead_code))]
 const PROBE: &[u8] = b"attestgate signing key probe";
 
-#[cfg_attr(not(attestgate_selftest), allow(dead_code))]
 impl WebCryptoSigner {
     pub fn new() -> Self {
         Self {

@@ -15,6 +15,7 @@
 //! - [`url`]: the parts of the request URL, split without a second parse;
 //! - [`rate_limit`]: the challenge endpoint's per-client token buckets;
 //! - [`store`]: the nonce store's wire protocol and its checks, shared by Worker and object;
+//! - [`signing`]: the gateway's signing key, its JWKS and `sign_jwt` (issue 14);
 //! - [`digest`]: one length-prefixed SHA-256 of several parts (store keys, cache keys);
 //! - [`token_cache`]: tokens whose signature verified, per isolate (only the signature check is skipped).
 
@@ -34,6 +35,7 @@ pub mod operator;
 pub mod phase;
 pub mod rate_limit;
 pub mod seams;
+pub mod signing;
 pub mod store;
 pub mod token_cache;
 pub mod url;

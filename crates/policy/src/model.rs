@@ -85,6 +85,10 @@ pub struct GatewayConfig {
     /// Seconds the origin has to send its response headers (1..=900); then 504.
     #[serde(default = "defaults::origin_timeout_secs")]
     pub origin_timeout_secs: u64,
+    /// Issue 14: the `iss` of everything the gateway signs (receipts, JWTs it mints), an
+    /// `https://` URL. Default: the origin (scheme and authority) the request was sent to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
 }
 
 /// `[provider.NAME]`: a JWT issuer.

@@ -46,6 +46,8 @@ pub struct Gateway {
     /// The origin compares paths case-sensitively: case variants of a route are not refused.
     pub case_sensitive_paths: bool,
     pub origin_timeout_secs: u64,
+    /// Issue 14: the `iss` of what the gateway signs; None: the request's origin.
+    pub issuer: Option<String>,
 }
 
 /// Where a provider's keys come from.

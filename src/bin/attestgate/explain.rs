@@ -298,6 +298,7 @@ pub fn explain(args: &[String]) -> ExitCode {
             verifier: &NativeVerifier,
             replay: &replay,
             nonce_key: None,
+            signing_keys: None,
         };
         let req = Request {
             method: &args.method,

@@ -48,6 +48,8 @@ pub struct Env<'a, K, V, R> {
     pub random: &'a dyn Random,
     /// The challenge endpoint's per-client buckets (per isolate).
     pub challenges: &'a dyn request::Buckets,
+    /// Issue 14: the gateway's signing keys (the Worker reads the secrets lazily).
+    pub signing: &'a dyn crate::gate::signing::SigningKeySource,
     /// Unix seconds.
     pub now: i64,
     /// Unix milliseconds (the challenge endpoint's rate limit).
@@ -206,6 +208,9 @@ where
             )?;
             Ok(Answer::challenge(nonce, gate.challenge_ttl_secs))
         }
+        request::Endpoint::Jwks => Ok(crate::gate::signing::jwks_answer(
+            env.signing.signing_keys()?,
+        )),
     }
 }
 

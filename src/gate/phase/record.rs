@@ -28,6 +28,8 @@ pub enum Verdict {
     Challenge,
     /// An authenticated operator used the operator API (issue 16).
     Operator,
+    /// Another of the gateway's own endpoints answered (the JWKS).
+    Endpoint,
 }
 
 impl Verdict {
@@ -39,6 +41,7 @@ impl Verdict {
             Verdict::Deny => "deny",
             Verdict::Challenge => "challenge",
             Verdict::Operator => "operator",
+            Verdict::Endpoint => "endpoint",
         }
     }
 }
@@ -203,6 +206,7 @@ impl<'a> Decision<'a> {
             Outcome::Forward(_) => Verdict::Allow,
             Outcome::Endpoint(Endpoint::Challenge) => Verdict::Challenge,
             Outcome::Endpoint(Endpoint::Operator) => Verdict::Operator,
+            Outcome::Endpoint(Endpoint::Jwks) => Verdict::Endpoint,
             Outcome::Refused(_) => Verdict::Deny,
         }
     }

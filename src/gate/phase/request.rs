@@ -4,6 +4,8 @@
 //!
 //! - `POST {challenge_path}`: a fresh nonce ([`challenge`]), rate-limited per client address;
 //!   any other method there is 405 with `Allow: POST`. No route is consulted.
+//! - `GET /.well-known/attestgate/jwks.json`: the gateway's public signing keys
+//!   ([`crate::gate::signing`]); other methods 405 with `Allow: GET, HEAD`.
 //! - anything else: the route the matcher gives, or its refusal: 400 (unnormalised path, or a
 //!   case / trailing-slash variant of a more protected route), 404 (no route), 405 with the
 //!   path's `Allow`.
@@ -55,6 +57,8 @@ pub enum Endpoint {
     Challenge,
     /// The operator API under `/.well-known/attestgate/` (issue 16, [`crate::gate::operator`]).
     Operator,
+    /// Issue 14: `GET /.well-known/attestgate/jwks.json`, the gateway's public signing keys.
+    Jwks,
 }
 
 impl Endpoint {
@@ -63,6 +67,7 @@ impl Endpoint {
         match self {
             Endpoint::Challenge => "challenge",
             Endpoint::Operator => "operator",
+            Endpoint::Jwks => "jwks",
         }
     }
 }
@@ -88,6 +93,16 @@ pub fn plan<'g, H: HeaderSource + ?Sized>(gate: &'g Gate, req: &Request<'_, H>) 
             )))
         };
         return Plan::Endpoint(Endpoint::Challenge, allowed);
+    }
+    if req.url.path == crate::gate::signing::JWKS_PATH {
+        let allowed = if req.method == "GET" || req.method == "HEAD" {
+            Ok(())
+        } else {
+            Err(Error::Route(crate::policy::Miss::MethodNotAllowed(
+                Allow::from_static("GET, HEAD"),
+            )))
+        };
+        return Plan::Endpoint(Endpoint::Jwks, allowed);
     }
     if crate::gate::operator::is_operator_path(gate, req.url.path) {
         return Plan::Endpoint(Endpoint::Operator, Ok(()));

@@ -88,6 +88,10 @@ impl Cx {
                 format!("{} is not in 1..=900", g.origin_timeout_secs),
             );
         }
+        // Issue 14: the issuer of the gateway's own signatures (no query, no fragment).
+        if let Some(issuer) = &g.issuer {
+            self.url(&|| at("issuer"), issuer, g.allow_insecure_http, false);
+        }
         Gateway {
             file: file.to_owned(),
             origin: g.origin.clone(),
@@ -100,6 +104,7 @@ impl Cx {
             nonce_shards: g.nonce_shards,
             case_sensitive_paths: g.case_sensitive_paths,
             origin_timeout_secs: g.origin_timeout_secs,
+            issuer: g.issuer.clone(),
         }
     }
 }

@@ -62,6 +62,7 @@ pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
         nonce_shards: defaults::nonce_shards(),
         case_sensitive_paths: false,
         origin_timeout_secs: defaults::origin_timeout_secs(),
+        issuer: None,
     };
     let (gateway_file, gateway_config) = match gateways.as_slice() {
         [] => {
