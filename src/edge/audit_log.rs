@@ -34,14 +34,12 @@ use crate::gate::audit::merkle::{self, Hash, NewNode};
 use crate::gate::audit::read::LogRead;
 use crate::gate::audit::sequencer::{LogStore, Nodes, SeqError, Sequencer, MAX_BATCH};
 use crate::gate::phase::Answer;
-use crate::jose::{b64, SigningKey};
+use crate::jose::b64;
 use crate::Error;
 
 pub const BINDING: &str = "AUDIT_LOG";
 /// The one sequencer object's name.
 const OBJECT: &str = "decisions";
-/// The Worker secret with the gateway's signing key (CONTRACTS.md, `h-signing`).
-const SIGNING_KEY_SECRET: &str = "ATTESTGATE_SIGNING_KEY";
 /// A checkpoint is signed at most this long after the first record it does not cover.
 pub const CHECKPOINT_SECS: i64 = 10;
 /// Longest record accepted (the records are bounded well below it, `gate::audit::record`).
@@ -365,18 +363,21 @@ impl AuditLog {
                 return Ok(false);
             }
         };
-        let key = js_sys::Reflect::get(self.env.as_ref(), &SIGNING_KEY_SECRET.into())
-            .ok()
-            .and_then(|v| v.as_string())
-            .and_then(|text| SigningKey::from_jwk(&text).ok());
-        let Some(key) = key else {
+        // The gateway key as the Worker reads it (`gate::signing`), read again at each
+        // checkpoint: a checkpoint is rare, and a rotated key is used from the next one.
+        let secrets = super::secrets::WorkerSecrets {
+            env: &self.env,
+            cache: &super::secrets::SecretCache::default(),
+        };
+        let keys = crate::gate::signing::GatewayKeys::from_secrets(&secrets).ok();
+        let Some(key) = keys.as_ref().map(|k| k.current()) else {
             worker::console_error!(
                 "{{\"attestgate\":\"audit_log\",\"error\":\"ATTESTGATE_SIGNING_KEY missing or unusable: checkpoint not signed\"}}"
             );
             return Ok(false);
         };
         self.signing.set(true);
-        let note = checkpoint::sign(&head, &key, &self.signer).await;
+        let note = checkpoint::sign(&head, key, &self.signer).await;
         self.signing.set(false);
         let Ok(note) = note else {
             return Ok(false);
