@@ -85,10 +85,12 @@ pub fn string(out: &mut String, s: &str) {
 
 /// ECMAScript `Number::toString(x)` (ECMA-262 §7.1.12.1 / Number::toString) for a finite `x`.
 ///
-/// Rust's `{:e}` gives a shortest digit string that round-trips: its length is ECMAScript's
-/// `k`. Of the `k`-digit strings that round-trip ECMAScript takes the one closest to `x`, which
-/// is `x` correctly rounded to `k` digits (Rust's `{:.N$e}`, exact): the shortest algorithm
-/// may pick another (`1424953923781206.3` for `1424953923781206.2`, RFC 8785 Appendix B).
+/// The digits come from serde_json's own float writer (Ryu): the shortest digit string that
+/// round-trips, and of those the closest to `x`, which is exactly the `s` and `k` ECMAScript
+/// asks for; only the layout differs, so its text is read back into digits and exponent and
+/// laid out again. (Rust's `{:e}` is not used: it may pick another of the shortest strings,
+/// `1424953923781206.3` for `1424953923781206.2`, and it links a second float formatter into
+/// the Worker.)
 pub fn number(out: &mut String, x: f64) {
     if x == 0.0 || !x.is_finite() {
         out.push('0');
@@ -97,18 +99,18 @@ pub fn number(out: &mut String, x: f64) {
     if x < 0.0 {
         out.push('-');
     }
-    let shortest = format!("{:e}", x.abs());
-    let k = shortest
-        .split('e')
-        .next()
-        .map_or(1, |m| m.chars().filter(char::is_ascii_digit).count());
-    let sci = format!("{:.*e}", k.saturating_sub(1), x.abs());
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
-    let mut digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    while digits.len() > 1 && digits.ends_with('0') {
-        digits.pop();
-    }
-    let e: i32 = exp.parse().unwrap_or(0);
+    let text = serde_json::to_string(&x.abs()).unwrap_or_default();
+    let (mantissa, exp) = match text.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.trim_start_matches('+').parse::<i32>().unwrap_or(0)),
+        None => (text.as_str(), 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    // mantissa = int.frac: the digits, and where the decimal point sits among them.
+    let all: String = int.chars().chain(frac.chars()).collect();
+    let lead = all.len() - all.trim_start_matches('0').len();
+    let digits = all.trim_start_matches('0').trim_end_matches('0');
+    let digits = if digits.is_empty() { "0" } else { digits };
+    let e = int.len() as i32 - lead as i32 + exp - 1;
     // x = 0.d1d2...dk × 10^n with n = e + 1.
     let k = digits.len() as i32;
     let n = e + 1;
