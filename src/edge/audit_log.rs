@@ -24,9 +24,10 @@
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
-use serde::Deserialize;
-use serde_json::{json, Value};
-use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, State};
+use worker::{
+    durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, SqlStorageValue,
+    State,
+};
 
 use crate::gate::audit::checkpoint::{self, TreeHead};
 use crate::gate::audit::export;
@@ -68,44 +69,41 @@ const SCHEMA: [&str; 4] = [
     "CREATE TABLE IF NOT EXISTS records (idx INTEGER PRIMARY KEY, record TEXT NOT NULL);",
     "CREATE TABLE IF NOT EXISTS nodes (level INTEGER NOT NULL, idx INTEGER NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (level, idx)) WITHOUT ROWID;",
     "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;",
-    "CREATE TABLE IF NOT EXISTS checkpoints (size INTEGER PRIMARY KEY, note TEXT NOT NULL);",
+    "CREATE TABLE IF NOT EXISTS checkpoints (size INTEGER PRIMARY KEY, origin TEXT NOT NULL, root TEXT NOT NULL, note TEXT NOT NULL);",
 ];
 
-#[derive(Deserialize)]
-struct Text {
-    v: String,
+/// The rows of a query as raw values (no per-row deserialiser: the Worker stays small).
+fn rows(cursor: worker::SqlCursor) -> Result<Vec<Vec<SqlStorageValue>>> {
+    let mut out = Vec::new();
+    for row in cursor.raw() {
+        out.push(row?);
+    }
+    Ok(out)
 }
 
-#[derive(Deserialize)]
-struct HashRow {
-    hash: String,
-}
-
-#[derive(Deserialize)]
-struct RecordRow {
-    idx: i64,
-    record: String,
-}
-
-#[derive(Deserialize)]
-struct NoteRow {
-    note: String,
+/// The first column of the first row, as text.
+fn first_text(cursor: worker::SqlCursor) -> Result<Option<String>> {
+    Ok(rows(cursor)?.into_iter().next().and_then(|row| {
+        row.into_iter().next().and_then(|v| match v {
+            SqlStorageValue::String(s) => Some(s),
+            _ => None,
+        })
+    }))
 }
 
 /// The object's SQLite storage as the sequencer's [`LogStore`].
 struct Sql<'a>(&'a SqlStorage);
 
-fn int(v: u64) -> worker::SqlStorageValue {
-    worker::SqlStorageValue::Integer(i64::try_from(v).unwrap_or(i64::MAX))
+fn int(v: u64) -> SqlStorageValue {
+    SqlStorageValue::Integer(i64::try_from(v).unwrap_or(i64::MAX))
 }
 
 impl Sql<'_> {
     fn meta(&self, k: &str) -> Result<Option<String>> {
-        let rows: Vec<Text> = self
-            .0
-            .exec("SELECT v FROM meta WHERE k = ?;", vec![k.into()])?
-            .to_array()?;
-        Ok(rows.into_iter().next().map(|r| r.v))
+        first_text(
+            self.0
+                .exec("SELECT v FROM meta WHERE k = ?;", vec![k.into()])?,
+        )
     }
 
     fn set_meta(&self, k: &str, v: &str) -> Result<()> {
@@ -117,14 +115,10 @@ impl Sql<'_> {
     }
 
     fn record(&self, index: u64) -> Result<Option<String>> {
-        let rows: Vec<RecordRow> = self
-            .0
-            .exec(
-                "SELECT idx, record FROM records WHERE idx = ?;",
-                vec![int(index)],
-            )?
-            .to_array()?;
-        Ok(rows.into_iter().next().map(|r| r.record))
+        first_text(self.0.exec(
+            "SELECT record FROM records WHERE idx = ?;",
+            vec![int(index)],
+        )?)
     }
 }
 
@@ -136,17 +130,12 @@ impl LogStore for Sql<'_> {
     }
 
     fn node(&self, level: u8, index: u64) -> Result<Option<Hash>> {
-        let rows: Vec<HashRow> = self
-            .0
-            .exec(
-                "SELECT hash FROM nodes WHERE level = ? AND idx = ?;",
-                vec![i64::from(level).into(), int(index)],
-            )?
-            .to_array()?;
-        Ok(rows
-            .into_iter()
-            .next()
-            .and_then(|r| b64::decode(&r.hash).ok())
+        let hash = first_text(self.0.exec(
+            "SELECT hash FROM nodes WHERE level = ? AND idx = ?;",
+            vec![i64::from(level).into(), int(index)],
+        )?)?;
+        Ok(hash
+            .and_then(|h| b64::decode(&h).ok())
             .and_then(|b| b.try_into().ok()))
     }
 
@@ -183,46 +172,60 @@ impl LogStore for Sql<'_> {
     }
 
     fn last_checkpoint(&self) -> Result<Option<(TreeHead, String)>> {
-        let rows: Vec<NoteRow> = self
-            .0
-            .exec(
-                "SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1;",
-                None,
-            )?
-            .to_array()?;
-        Ok(rows.into_iter().next().and_then(|r| {
-            let head = checkpoint::parse(&r.note).ok()?.head;
-            Some((head, r.note))
-        }))
+        let row = rows(self.0.exec(
+            "SELECT size, origin, root, note FROM checkpoints ORDER BY size DESC LIMIT 1;",
+            None,
+        )?)?
+        .into_iter()
+        .next();
+        Ok(match row.as_deref() {
+            Some(
+                [SqlStorageValue::Integer(size), SqlStorageValue::String(origin), SqlStorageValue::String(root), SqlStorageValue::String(note)],
+            ) => {
+                let root: Option<Hash> = b64::decode(root).ok().and_then(|b| b.try_into().ok());
+                match (u64::try_from(*size), root) {
+                    (Ok(size), Some(root)) => Some((
+                        TreeHead {
+                            origin: origin.clone(),
+                            size,
+                            root,
+                        },
+                        note.clone(),
+                    )),
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
     }
 
     fn put_checkpoint(&self, head: &TreeHead, note: &str) -> Result<()> {
         self.0.exec(
-            "INSERT OR REPLACE INTO checkpoints (size, note) VALUES (?, ?);",
-            vec![int(head.size), note.into()],
+            "INSERT OR REPLACE INTO checkpoints (size, origin, root, note) VALUES (?, ?, ?, ?);",
+            vec![
+                int(head.size),
+                head.origin.as_str().into(),
+                b64::encode(&head.root).into(),
+                note.into(),
+            ],
         )?;
         Ok(())
     }
 }
 
-fn json_response(status: u16, body: &Value) -> Result<Response> {
+fn json_response(body: String) -> Result<Response> {
     let headers = worker::Headers::new();
     headers.set("content-type", "application/json")?;
-    Ok(Response::ok(body.to_string())?
-        .with_status(status)
-        .with_headers(headers))
+    Ok(Response::ok(body)?.with_headers(headers))
 }
 
-fn b64_list(hashes: &[Hash]) -> Vec<String> {
-    use base64ct::{Base64, Encoding};
-    hashes.iter().map(|h| Base64::encode_string(h)).collect()
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AppendBody {
-    origin: String,
-    records: Vec<String>,
+/// A JSON array of standard-base64 hashes.
+fn b64_list(hashes: &[Hash]) -> String {
+    let items: Vec<String> = hashes
+        .iter()
+        .map(|h| format!("\"{}\"", crate::gate::audit::std_b64(h)))
+        .collect();
+    format!("[{}]", items.join(","))
 }
 
 impl DurableObject for AuditLog {
@@ -297,33 +300,31 @@ impl AuditLog {
         Ok(())
     }
 
+    /// `origin\nrecord\nrecord...`: canonical records never hold a raw newline (JSON escapes
+    /// control characters), so one line is one record.
     async fn append(&self, body: &str) -> Result<Response> {
-        let Ok(body) = serde_json::from_str::<AppendBody>(body) else {
-            return Response::error("bad request", 400);
-        };
-        let valid = !body.origin.is_empty()
-            && !body.records.is_empty()
-            && body.records.len() <= MAX_BATCH
-            && body
-                .records
+        let mut lines = body.split('\n');
+        let origin = lines.next().unwrap_or_default();
+        let records: Vec<String> = lines.map(str::to_owned).collect();
+        let valid = !origin.is_empty()
+            && !records.is_empty()
+            && records.len() <= MAX_BATCH
+            && records
                 .iter()
-                .all(|r| r.starts_with('{') && r.len() <= MAX_RECORD);
+                .all(|r| r.starts_with('{') && r.ends_with('}') && r.len() <= MAX_RECORD);
         if !valid {
             return Response::error("bad request", 400);
         }
-        self.remember_origin(&body.origin)?;
+        self.remember_origin(origin)?;
         // No await from here to the commit: one event at a time, so indexes are distinct.
-        let appended = self.seq.borrow_mut().append(&self.store(), &body.records);
+        let appended = self.seq.borrow_mut().append(&self.store(), &records);
         let appended = match appended {
             Ok(a) => a,
             Err(SeqError::Store(e)) => return Err(e),
             Err(_) => return Response::error("log unavailable", 500),
         };
         self.ensure_alarm().await?;
-        json_response(
-            200,
-            &json!({"first": appended.first, "size": appended.size}),
-        )
+        Response::ok(format!("{} {}", appended.first, appended.size))
     }
 
     /// An alarm will sign a checkpoint within [`CHECKPOINT_SECS`].
@@ -424,20 +425,20 @@ impl AuditLog {
                 let proof = merkle::inclusion_proof(&nodes, index, at);
                 let leaf = store.node(0, index)?;
                 match (proof, leaf) {
-                    (Ok(proof), Some(leaf)) => json_response(
-                        200,
-                        &json!({"index": index, "size": at,
-                            "leaf_hash": b64_list(&[leaf])[0], "proof": b64_list(&proof)}),
-                    ),
+                    (Ok(proof), Some(leaf)) => json_response(format!(
+                        "{{\"index\":{index},\"size\":{at},\"leaf_hash\":{},\"proof\":{}}}",
+                        b64_list(&[leaf]).trim_matches(['[', ']']),
+                        b64_list(&proof)
+                    )),
                     _ => Response::error("log unavailable", 500),
                 }
             }
             LogRead::Consistency { old, new } if new <= size => {
                 match merkle::consistency_proof(&nodes, old, new) {
-                    Ok(proof) => json_response(
-                        200,
-                        &json!({"old": old, "new": new, "proof": b64_list(&proof)}),
-                    ),
+                    Ok(proof) => json_response(format!(
+                        "{{\"old\":{old},\"new\":{new},\"proof\":{}}}",
+                        b64_list(&proof)
+                    )),
                     Err(_) => Response::error("log unavailable", 500),
                 }
             }
@@ -452,18 +453,18 @@ impl AuditLog {
                     return Response::error("log unavailable", 500);
                 };
                 out.push('\n');
-                let rows: Vec<RecordRow> = self
-                    .sql
-                    .exec(
-                        "SELECT idx, record FROM records WHERE idx >= ? AND idx < ? ORDER BY idx;",
-                        vec![int(start), int(end)],
-                    )?
-                    .to_array()?;
+                let rows = rows(self.sql.exec(
+                    "SELECT record FROM records WHERE idx >= ? AND idx < ? ORDER BY idx;",
+                    vec![int(start), int(end)],
+                )?)?;
                 if rows.len() as u64 != end - start {
                     return Response::error("log unavailable", 500);
                 }
-                for row in rows {
-                    out.push_str(&export::line(row.idx as u64, &row.record));
+                for (index, row) in (start..).zip(rows) {
+                    let Some(SqlStorageValue::String(record)) = row.into_iter().next() else {
+                        return Response::error("log unavailable", 500);
+                    };
+                    out.push_str(&export::line(index, &record));
                     out.push('\n');
                 }
                 let headers = worker::Headers::new();
@@ -541,14 +542,18 @@ pub async fn append(
     origin: &str,
     records: &[String],
 ) -> std::result::Result<u64, Error> {
-    let body = json!({"origin": origin, "records": records}).to_string();
+    let mut body = origin.to_owned();
+    for record in records {
+        body.push('\n');
+        body.push_str(record);
+    }
     let (status, _, text) = call(env, "https://audit-log/append", "POST", Some(body)).await?;
     if status != 200 {
         return Err(Error::AuditLogUnavailable);
     }
-    serde_json::from_str::<Value>(&text)
-        .ok()
-        .and_then(|v| v.get("first").and_then(Value::as_u64))
+    text.split(' ')
+        .next()
+        .and_then(|first| first.parse().ok())
         .ok_or(Error::AuditLogUnavailable)
 }
 
@@ -609,7 +614,7 @@ pub fn enqueue(env: &Env, ctx: &wasm_bindgen::JsValue, origin: &str, record: Str
     FLUSHING.with(|f| f.set(true));
     let env = env.clone();
     let origin = origin.to_owned();
-    let promise = super::promise::promise(async move {
+    let promise = wasm_bindgen_futures::future_to_promise(async move {
         flush(&env, &origin).await;
         FLUSHING.with(|f| f.set(false));
         Ok(wasm_bindgen::JsValue::UNDEFINED)

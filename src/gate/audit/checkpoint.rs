@@ -63,7 +63,7 @@ pub fn text(head: &TreeHead) -> String {
         "{}\n{}\n{}\n",
         head.origin,
         head.size,
-        Base64::encode_string(&head.root)
+        super::std_b64(&head.root)
     )
 }
 
@@ -138,7 +138,7 @@ pub async fn sign<S: Signer>(
     Ok(format!(
         "{body}\n\u{2014} {} {}\n",
         head.origin,
-        Base64::encode_string(&blob)
+        super::std_b64(&blob)
     ))
 }
 

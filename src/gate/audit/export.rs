@@ -38,8 +38,7 @@ pub fn header<S: NodeSource>(
     }
     let frontier = Frontier::load(src, start)?;
     let proof = merkle::consistency_proof(src, end, tree_size)?;
-    let b64 =
-        |hs: &[Hash]| -> Vec<String> { hs.iter().map(|h| Base64::encode_string(h)).collect() };
+    let b64 = |hs: &[Hash]| -> Vec<String> { hs.iter().map(|h| super::std_b64(h)).collect() };
     Ok(json!({
         "export": FORMAT,
         "start": start,

@@ -44,8 +44,22 @@ fn write(out: &mut String, value: &Value) {
 }
 
 fn object(out: &mut String, map: &Map<String, Value>) {
+    // serde_json's map (without `preserve_order`) is ordered by the names' UTF-8 bytes, which
+    // is code-point order; UTF-16 order differs from it only between U+E000..U+FFFF and the
+    // supplementary planes. So the sort runs only for a name above U+D7FF, or if the map ever
+    // comes in another order.
     let mut members: Vec<(&String, &Value)> = map.iter().collect();
-    members.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
+    let in_order = members
+        .iter()
+        .zip(members.iter().skip(1))
+        .all(|(a, b)| a.0 < b.0);
+    if !in_order
+        || members
+            .iter()
+            .any(|(name, _)| name.chars().any(|c| c > '\u{d7ff}'))
+    {
+        members.sort_unstable_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
+    }
     out.push('{');
     for (i, (name, value)) in members.into_iter().enumerate() {
         if i > 0 {
