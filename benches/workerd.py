@@ -80,6 +80,8 @@ from servers import LocalServers  # noqa: E402
 WRANGLER = ROOT / "node_modules" / ".bin" / "wrangler"
 WORKERD = ROOT / "node_modules" / ".bin" / "workerd"
 ORDER_PATH = "/v1/orders/42"
+# Issue 17: the same route with audit = "async" (benches/policies/routes.toml).
+AUDIT_PATH = "/v1/audited/42"
 PUBLIC_PATH = "/healthz"
 # The floors answer these paths themselves, without the origin subrequest (the log-line group):
 # the first with their log line (if they have one), the second without it.
@@ -468,8 +470,12 @@ class DirectWorker(Worker):
             persist = self.workdir / f"persist-{self.name}"
             persist.mkdir(exist_ok=True)
             bindings.append('(name = "NONCE_STORE", durableObjectNamespace = "NonceStore")')
+            # Issue 17: the decision log's sequencer (the "audit" workload).
+            bindings.append('(name = "AUDIT_LOG", durableObjectNamespace = "AuditLog")')
             extra = (',\n  durableObjectNamespaces = [(className = "NonceStore", '
-                     'uniqueKey = "attestgate-NonceStore", enableSql = true)],\n'
+                     'uniqueKey = "attestgate-NonceStore", enableSql = true), '
+                     '(className = "AuditLog", uniqueKey = "attestgate-AuditLog", '
+                     'enableSql = true)],\n'
                      '  durableObjectStorage = (localDisk = "disk")')
             services = f',\n    (name = "disk", disk = (path = "{persist}", writable = true))'
         text = f"""using Workerd = import "/workerd/workerd.capnp";
@@ -747,7 +753,29 @@ class LogWorkload(Workload):
         return dict(super().meta(), **extra)
 
 
-WORKLOAD_KINDS = ["unique", "session", "public", "refusal", "log"]
+class AuditWorkload(Workload):
+    """Issue 17: the decision log's cost in async mode. A distinct ES256 token every request on
+    the route with audit = "async" (the record built and queued, then sequenced by the AuditLog
+    Durable Object, in the same workerd process, through waitUntil) and, as "audit, off", the
+    same requests on the route without it; the difference is the log's CPU per request."""
+
+    kind = "audit"
+    describe = f'GET {AUDIT_PATH}: unique ES256 tokens on a route with audit = "async"'
+
+    def __init__(self, servers, names, total, off: bool = False):
+        super().__init__("audit, off" if off else "audit", names, "ES256")
+        self.off = off
+        if off:
+            self.kind = "audit-off"
+            self.describe = f"GET {ORDER_PATH}: the same requests on the route without audit"
+        now = int(time.time())
+        self.tokens = [servers.issuer.mint(KIDS["ES256"], **good_claims(now)) for _ in range(total)]
+
+    def request(self, name, k):
+        return (ORDER_PATH if self.off else AUDIT_PATH), bearer(self.tokens[k]), 200
+
+
+WORKLOAD_KINDS = ["unique", "session", "public", "refusal", "log", "audit"]
 TOKEN_NAMES = ["attestgate", "jose", "floor", "floor-log", "floor-verify"]
 
 
@@ -766,6 +794,9 @@ def make_workloads(servers, kinds: list[str], total: int) -> list[Workload]:
         elif kind == "refusal":
             out.append(RefusalWorkload(servers, ["attestgate", "jose", "floor", "floor-log"],
                                        total))
+        elif kind == "audit":
+            out.append(AuditWorkload(servers, ["attestgate"], total))
+            out.append(AuditWorkload(servers, ["attestgate"], total, off=True))
         elif kind == "log":
             out.append(LogWorkload(["floor"] + LOG_NAMES))
             out.append(LogWorkload(["floor"] + LOG_NAMES, quiet=True))

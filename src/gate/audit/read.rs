@@ -134,10 +134,7 @@ impl LogRead {
             _ => {}
         }
         let method = "GET";
-        match LogRead::parse(method, &format!("{PREFIX}{rest}"))? {
-            Ok(read) => Some(read),
-            Err(_) => None,
-        }
+        LogRead::parse(method, &format!("{PREFIX}{rest}"))?.ok()
     }
 }
 

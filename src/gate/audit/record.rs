@@ -152,7 +152,7 @@ pub fn build(d: &Decision<'_>, cx: &Context<'_>) -> Value {
     record.insert("v".into(), Value::from(1));
     record.insert("kind".into(), Value::from("decision"));
     record.insert("request_id".into(), b.claim(d.request_id));
-    let time_ms = d.timings.started_ms.max(0.0).min(9.0e15).trunc() as i64;
+    let time_ms = d.timings.started_ms.clamp(0.0, 9.0e15).trunc() as i64;
     record.insert("time_ms".into(), Value::from(time_ms));
     record.insert("policy".into(), Value::from(cx.policy_hash));
     record.insert("resource".into(), Value::Object(resource));

@@ -35,7 +35,13 @@ impl LogStore for Store {
         self.reads.set(self.reads.get() + 1);
         Ok(self.nodes.borrow().get(&(level, index)).copied())
     }
-    fn commit(&self, first: u64, records: &[String], nodes: &[NewNode], size: u64) -> Result<(), ()> {
+    fn commit(
+        &self,
+        first: u64,
+        records: &[String],
+        nodes: &[NewNode],
+        size: u64,
+    ) -> Result<(), ()> {
         let mut r = self.records.borrow_mut();
         for (i, rec) in records.iter().enumerate() {
             r.insert(first + i as u64, rec.clone());
@@ -72,12 +78,15 @@ fn main() {
     println!("records   ns/append (batch {BATCH})   rows read/append   rows written/append   inclusion proof reads");
     for mark in [10_000u64, 100_000, 1_000_000] {
         // Fill up to just before the mark, then measure a window of 8192 appends there.
-        let batch_of = |from: u64| -> Vec<String> { (from..from + BATCH as u64).map(record).collect() };
+        let batch_of =
+            |from: u64| -> Vec<String> { (from..from + BATCH as u64).map(record).collect() };
         while n + 4096 < mark {
             seq.append(&store, &batch_of(n)).unwrap();
             n += BATCH as u64;
         }
-        let window: Vec<Vec<String>> = (0..8192 / BATCH).map(|b| batch_of(n + (b * BATCH) as u64)).collect();
+        let window: Vec<Vec<String>> = (0..8192 / BATCH)
+            .map(|b| batch_of(n + (b * BATCH) as u64))
+            .collect();
         let (r0, w0) = (store.reads.get(), store.writes.get());
         let t = Instant::now();
         for b in &window {
