@@ -583,6 +583,11 @@ pub async fn read(env: &Env, origin: &str, read: LogRead) -> std::result::Result
 
 // ---- async mode: the per-isolate queue ----------------------------------------------------------
 
+/// How long a flush waits before it takes the queue, so that the records of the requests an
+/// isolate serves meanwhile go in one batch (one object round trip and one commit for all of
+/// them, instead of one per request). This is the async loss window's length.
+pub const ASYNC_FLUSH_DELAY: Duration = Duration::from_millis(50);
+
 /// Most records waiting in one isolate; beyond it a record is dropped (and the drop logged):
 /// the memory of an isolate whose log is down stays bounded.
 pub const MAX_QUEUE: usize = 4096;
@@ -625,6 +630,7 @@ pub fn enqueue(env: &Env, ctx: &wasm_bindgen::JsValue, origin: &str, record: Str
 /// Append the queued records in batches until the queue is empty. A batch the log did not
 /// take is tried once more, then dropped (logged): async mode never holds a request.
 async fn flush(env: &Env, origin: &str) {
+    super::task::sleep(ASYNC_FLUSH_DELAY).await;
     loop {
         let batch: Vec<String> = QUEUE.with(|q| {
             let mut q = q.borrow_mut();
