@@ -30,6 +30,7 @@ fn route(id: String, path: String, methods: Option<Vec<String>>) -> RouteConfig 
         receipt_ttl_secs: None,
         upstream: None,
         strip_cookies: false,
+        audit: None,
         deny_check: None,
         status_max_stale_secs: None,
     }

@@ -87,6 +87,8 @@ ORDER_PATH = "/v1/orders/42"
 INJECT_PATH = "/v1/inject/42"
 INJECT_KEY = "bench-" + secrets.token_urlsafe(24)
 DENY_PATH = "/v1/orders-deny/42"  # issue 16: the same route with deny_check = "cached"
+# Issue 17: the same route with audit = "async" (benches/policies/routes.toml).
+AUDIT_PATH = "/v1/audited/42"
 PUBLIC_PATH = "/healthz"
 # Issue 14: the same route as ORDER_PATH with `receipt = true` (benches/policies/receipt.toml).
 RECEIPT_PATH = "/v1/receipt/orders/42"
@@ -482,8 +484,12 @@ class DirectWorker(Worker):
             bindings.append('(name = "NONCE_STORE", durableObjectNamespace = "NonceStore")')
             # Issue 16: the deny store's shards are objects of the same class.
             bindings.append('(name = "DENY_STORE", durableObjectNamespace = "NonceStore")')
+            # Issue 17: the decision log's sequencer (the "audit" workload).
+            bindings.append('(name = "AUDIT_LOG", durableObjectNamespace = "AuditLog")')
             extra = (',\n  durableObjectNamespaces = [(className = "NonceStore", '
-                     'uniqueKey = "attestgate-NonceStore", enableSql = true)],\n'
+                     'uniqueKey = "attestgate-NonceStore", enableSql = true), '
+                     '(className = "AuditLog", uniqueKey = "attestgate-AuditLog", '
+                     'enableSql = true)],\n'
                      '  durableObjectStorage = (localDisk = "disk")')
             services = f',\n    (name = "disk", disk = (path = "{persist}", writable = true))'
         text = f"""using Workerd = import "/workerd/workerd.capnp";
@@ -884,9 +890,29 @@ class DenyWorkload(Workload):
         return self.path, bearer(self.tokens[k]), 200
 
 
+class AuditWorkload(Workload):
+    """Issue 17: the decision log's cost in async mode. A distinct ES256 token every request on
+    the route with audit = "async" (the record built and queued, then sequenced by the AuditLog
+    Durable Object, in the same workerd process, through waitUntil) and, as "audit, off", the
+    same requests on the route without it; the difference is the log's CPU per request."""
+
+    kind = "audit"
+    describe = f'GET {AUDIT_PATH}: unique ES256 tokens on a route with audit = "async"'
+
+    def __init__(self, servers, names, total, off: bool = False):
+        super().__init__("audit, off" if off else "audit", names, "ES256")
+        self.off = off
+        if off:
+            self.kind = "audit-off"
+            self.describe = f"GET {ORDER_PATH}: the same requests on the route without audit"
+        now = int(time.time())
+        self.tokens = [servers.issuer.mint(KIDS["ES256"], **good_claims(now)) for _ in range(total)]
+
+    def request(self, name, k):
+        return (ORDER_PATH if self.off else AUDIT_PATH), bearer(self.tokens[k]), 200
 
 
-WORKLOAD_KINDS = ["unique", "session", "public", "refusal", "log", "intent", "receipt", "inject", "deny"]
+WORKLOAD_KINDS = ["unique", "session", "public", "refusal", "log", "intent", "receipt", "inject", "deny", "audit"]
 TOKEN_NAMES = ["attestgate", "jose", "floor", "floor-log", "floor-verify"]
 
 
@@ -909,6 +935,9 @@ def make_workloads(servers, kinds: list[str], total: int) -> list[Workload]:
             out.append(IntentWorkload(servers, ["attestgate"], total))
         elif kind == "deny":
             out += [DenyWorkload(servers, total, check) for check in (True, False)]
+        elif kind == "audit":
+            out.append(AuditWorkload(servers, ["attestgate"], total))
+            out.append(AuditWorkload(servers, ["attestgate"], total, off=True))
         elif kind == "log":
             out.append(LogWorkload(["floor"] + LOG_NAMES))
             out.append(LogWorkload(["floor"] + LOG_NAMES, quiet=True))

@@ -140,6 +140,9 @@ pub enum Error {
     /// Issue 16: the token's status list could not be fetched or verified, and no copy within
     /// the route's maximum staleness is held.
     StatusListUnavailable,
+    /// Issue 17: the decision log could not sequence the record of an `audit = "sync"` route
+    /// (nothing is forwarded unrecorded), or answer an operator's read.
+    AuditLogUnavailable,
     /// A Worker secret the route needs is missing or unusable.
     SecretUnavailable,
     /// Issue 14: the upstream's injected credential could not be obtained (its token endpoint
@@ -248,6 +251,7 @@ impl Error {
             Error::NonceStoreUnavailable => "nonce_store_unavailable",
             Error::DenyStoreUnavailable => "deny_store_unavailable",
             Error::StatusListUnavailable => "status_list_unavailable",
+            Error::AuditLogUnavailable => "audit_log_unavailable",
             Error::SecretUnavailable => "secret_unavailable",
             Error::SigningKeyUnavailable => "signing_key_unavailable",
             Error::CredentialUnavailable => "credential_unavailable",
@@ -400,6 +404,9 @@ impl Error {
                 Unavailable,
                 "The token status list is temporarily unavailable.",
             ),
+            Error::AuditLogUnavailable => {
+                (Unavailable, "The decision log is temporarily unavailable.")
+            }
             Error::SecretUnavailable | Error::PolicyUnavailable | Error::SigningKeyUnavailable => {
                 (Unavailable, NOT_CONFIGURED)
             }
@@ -884,6 +891,7 @@ mod tests {
         [Error::NonceStoreUnavailable] 503 "temporarily_unavailable",
         [Error::DenyStoreUnavailable] 503 "temporarily_unavailable",
         [Error::StatusListUnavailable] 503 "temporarily_unavailable",
+        [Error::AuditLogUnavailable] 503 "temporarily_unavailable",
         [Error::SecretUnavailable] 503 "temporarily_unavailable",
         [Error::CredentialUnavailable] 503 "temporarily_unavailable",
         [Error::PolicyUnavailable] 503 "temporarily_unavailable",

@@ -8,6 +8,8 @@
 //! - `POST /__attestgate/selftest/fault/trap-later`: waits 50 ms, then traps inside the executor
 //!   (a microtask: only `task.js` sees it);
 //! - `GET /__attestgate/selftest/fault/wait?ms=N`: answers 200 after N ms (at most 20 s);
+//! - `POST /__attestgate/selftest/fault/audit-down?ms=N`: the decision log's sequencer fails
+//!   every operation for N ms (issue 17: a store that cannot be reached);
 //! - `POST /__attestgate/selftest/fault/plant-cache` with `{"url", "body", "headers"}`: puts a
 //!   response into the Cache API under `url`, as another Worker on the same zone could (the
 //!   JWKS copy scenarios of `src/edge/keys.rs`).
@@ -38,6 +40,7 @@ pub async fn handle(
     req: &worker::web_sys::Request,
     method: &str,
     url: &RequestUrl<'_>,
+    env: &worker::Env,
 ) -> Option<Result<JsValue, JsValue>> {
     let op = url.path.strip_prefix(PREFIX)?;
     match (method, op) {
@@ -63,6 +66,19 @@ pub async fn handle(
             Some(text("waited"))
         }
         ("POST", "plant-cache") => Some(plant(req).await),
+        // Issue 17: the decision log's sequencer fails for `ms` milliseconds.
+        ("POST", "audit-down") => {
+            let ms = url
+                .query
+                .and_then(|q| q.strip_prefix("ms="))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            Some(if super::audit_log::fault_down(env, ms).await {
+                text("down")
+            } else {
+                text("not down")
+            })
+        }
         _ => Some(text("unknown fault")),
     }
 }

@@ -3,6 +3,7 @@
 //! [`phase::decide`], executes its plans (forward, or the gateway's own answer), and hands the
 //! final decision to its sinks.
 
+mod audit_log;
 mod body;
 mod budget;
 #[cfg(attestgate_deny)]
@@ -48,6 +49,8 @@ struct Isolate {
     nonce_key: OnceCell<Option<NonceKey>>,
     /// Challenge requests per client address (`CF-Connecting-IP`), bounded.
     challenges: RefCell<RateLimiter>,
+    /// Issue 17: the decision log's origin line and the policy hash its records carry.
+    audit: AuditIdentity,
     /// Issue 14: the gateway's signing key, read on first use, and its WebCrypto signer.
     signing: signing::IsolateSigning,
     /// Issue 14: the upstreams' injected tokens.
@@ -55,6 +58,12 @@ struct Isolate {
     /// Issue 16: this isolate's view of the deny store.
     #[cfg(attestgate_deny)]
     deny_view: crate::gate::deny::view::View,
+}
+
+/// What this isolate's decision records and checkpoints name (issue 17).
+struct AuditIdentity {
+    origin: String,
+    policy_hash: String,
 }
 
 thread_local! {
@@ -74,6 +83,10 @@ fn isolate() -> std::result::Result<Rc<Isolate>, Error> {
             secrets: secrets::SecretCache::default(),
             nonce_key: OnceCell::new(),
             challenges: RefCell::new(RateLimiter::for_challenges()),
+            audit: AuditIdentity {
+                origin: format!("{}/attestgate/decisions", gate.realm),
+                policy_hash: crate::gate::audit::record::policy_hash(crate::EMBEDDED_POLICY_JSON),
+            },
             signing: signing::IsolateSigning::new(),
             tokens: inject::TokenStore::default(),
             #[cfg(attestgate_deny)]
@@ -107,10 +120,18 @@ impl<S: Secrets> NonceKeySource for IsolateNonceKey<'_, S> {
 /// The Worker's decision sinks: the log line on the console. It keeps the request's `ctx`, so
 /// a sink can hand work to `waitUntil` (an audit log, metrics) without holding the response.
 struct WorkerSinks<'a> {
-    #[allow(dead_code)] // for `waitUntil`: the sinks of later issues
     ctx: &'a JsValue,
     /// `[gateway] log_allow_sample` (1 until the policy is known: a policy failure is logged).
     log_allow_sample: u32,
+    /// Issue 17: the decision log (records of `audit` routes not yet sequenced, and operator
+    /// requests), once the isolate is known.
+    audit: Option<AuditSink<'a>>,
+}
+
+struct AuditSink<'a> {
+    env: &'a Env,
+    identity: &'a AuditIdentity,
+    url: phase::request::RequestUrl<'a>,
 }
 
 thread_local! {
@@ -123,18 +144,41 @@ impl DecisionSink for WorkerSinks<'_> {
     fn record(&mut self, decision: &Decision<'_>) {
         if self.log_allow_sample <= 1 {
             worker::console_log!("{}", decision.log_line());
-            return;
+        } else {
+            let mut sampling = LOG_SAMPLING.with(core::cell::Cell::get);
+            if sampling.every() != self.log_allow_sample {
+                sampling = phase::record::LogSampling::new(self.log_allow_sample);
+            }
+            let line = decision.sampled_log_line(&mut sampling);
+            LOG_SAMPLING.with(|c| c.set(sampling));
+            if let Some(line) = line {
+                worker::console_log!("{}", line);
+            }
         }
-        let mut sampling = LOG_SAMPLING.with(core::cell::Cell::get);
-        if sampling.every() != self.log_allow_sample {
-            sampling = phase::record::LogSampling::new(self.log_allow_sample);
-        }
-        let line = decision.sampled_log_line(&mut sampling);
-        LOG_SAMPLING.with(|c| c.set(sampling));
-        if let Some(line) = line {
-            worker::console_log!("{}", line);
+        // The decision log records every decision of an audited route, sampled lines or not.
+        if let Some(audit) = &self.audit {
+            let wanted = decision.audit.is_on() || decision.operator.is_some();
+            if wanted && decision.log_index.is_none() {
+                let record = audit_record(decision, &audit.url, audit.identity);
+                audit_log::enqueue(audit.env, self.ctx, &audit.identity.origin, record);
+            }
         }
     }
+}
+
+/// The canonical decision record (issue 17, `gate::audit::record`).
+fn audit_record(
+    d: &Decision<'_>,
+    url: &phase::request::RequestUrl<'_>,
+    id: &AuditIdentity,
+) -> String {
+    let cx = crate::gate::audit::record::Context {
+        policy_hash: &id.policy_hash,
+        url: url.htu,
+        query: url.query,
+        body_sha256: None,
+    };
+    crate::gate::audit::record::canonical(d, &cx)
 }
 
 /// A `Request` made with the runtime's own `RequestInit`. `worker::RequestInit` would do the
@@ -214,7 +258,7 @@ async fn run(
         return Ok(respond(&Answer::refusal(&wire, &request_id(), None))?.into());
     };
     #[cfg(attestgate_selftest)]
-    if let Some(answer) = fault_test::handle(&req, &req.method(), &url).await {
+    if let Some(answer) = fault_test::handle(&req, &req.method(), &url, &env).await {
         return answer;
     }
     #[cfg(attestgate_selftest)]
@@ -230,6 +274,7 @@ async fn run(
     let mut sinks = WorkerSinks {
         ctx: &ctx,
         log_allow_sample: 1,
+        audit: None,
     };
 
     let isolate = match isolate() {
@@ -308,6 +353,35 @@ async fn run(
         }
         None => {}
     }
+    // Issue 17: the decision log.
+    let identity = &isolate.audit;
+    sinks.audit = Some(AuditSink {
+        env: &env,
+        identity,
+        url,
+    });
+    if let Some(crate::gate::operator::Call::AuditLog(read)) = decision.operator_call.clone() {
+        operator_log_read(&env, gate, identity, read, &mut decision).await;
+    }
+    if decision.audit == crate::policy::AuditMode::Sync && decision.forward().is_some() {
+        // Sequenced before anything is forwarded: the log down is a 503, never a request
+        // forwarded unrecorded.
+        decision.timings.started_ms = started;
+        let record = audit_record(&decision, &url, identity);
+        match audit_log::append(&env, &identity.origin, &[record]).await {
+            Ok(index) => {
+                decision.log_index = Some(index);
+                // The client learns where its decision is (to ask for its inclusion proof).
+                if let ResponsePlan::Origin { headers } = &mut decision.response {
+                    headers.push((LOG_INDEX_HEADER, index.to_string()));
+                }
+            }
+            Err(e) => {
+                let wire = e.wire_for(gate.challenge(decision.route));
+                decision.refuse(e, Some(Answer::refusal(&wire, decision.request_id, None)));
+            }
+        }
+    }
     // Issue 14: the receipt the forward plan asks for, signed in WebCrypto.
     isolate
         .signing
@@ -321,6 +395,37 @@ async fn run(
     };
     let answer = execute(&req, &inbound, gate, &injector, &mut decision).await;
     finish(decision, answer, started, &mut sinks)
+}
+
+/// Issue 17: the response header with the index of the decision's record in the log
+/// (`audit = "sync"` routes).
+const LOG_INDEX_HEADER: &str = "attestgate-log-index";
+
+/// An operator's read of the decision log (issue 17): the sequencer's answer, with the headers
+/// the core planned (a next DPoP nonce); 404 for what the log does not hold, 503 when it cannot
+/// be reached.
+async fn operator_log_read(
+    env: &Env,
+    gate: &Gate,
+    identity: &AuditIdentity,
+    read: crate::gate::audit::read::LogRead,
+    d: &mut Decision<'_>,
+) {
+    let planned = match &d.response {
+        ResponsePlan::Own(a) => a.headers.clone(),
+        ResponsePlan::Origin { .. } => Vec::new(),
+    };
+    match audit_log::read(env, &identity.origin, read).await {
+        Ok(mut answer) => {
+            answer.headers.extend(planned);
+            d.status = Some(answer.status);
+            d.response = ResponsePlan::Own(answer);
+        }
+        Err(e) => {
+            let wire = e.wire(&gate.realm);
+            d.refuse(e, Some(Answer::refusal(&wire, d.request_id, None)));
+        }
+    }
 }
 
 /// Run the decision's plans: forward the request (and add the response headers the response

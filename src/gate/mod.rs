@@ -20,6 +20,7 @@
 //! - [`token_cache`]: tokens whose signature verified, per isolate (only the signature check is skipped);
 //! - [`inject`]: the credential an upstream gets (issue 14): what to fetch, cache keys, headers.
 
+pub mod audit;
 pub mod binding;
 pub mod body;
 pub mod budget;

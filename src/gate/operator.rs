@@ -145,6 +145,8 @@ pub enum Call {
     /// A pushed SET for the Shared Signals receiver ([`crate::gate::ssf::receive`], with the
     /// request body the executor reads).
     Signals,
+    /// Issue 17: a read of the decision log (`/.well-known/attestgate/log/...`).
+    AuditLog(crate::gate::audit::read::LogRead),
 }
 
 /// An authenticated operator request: answered by the core, or a [`Call`] for the executor.
@@ -164,6 +166,9 @@ pub fn dispatch(
 ) -> Result<Dispatch, Error> {
     if let Some(call) = crate::gate::deny::api::route(method, path, query) {
         return call.map(|c| Dispatch::Call(Call::Deny(c)));
+    }
+    if let Some(read) = crate::gate::audit::read::LogRead::parse(method, path) {
+        return read.map(|r| Dispatch::Call(Call::AuditLog(r)));
     }
     if path == WHOAMI_PATH {
         if method != "GET" && method != "HEAD" {

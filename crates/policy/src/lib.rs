@@ -63,8 +63,8 @@ pub mod typ;
 mod load;
 
 pub use alg::{Alg, UnknownAlg};
-pub use compile::compile;
 pub use compile::intent::{Bind, Budget, Intent, Op, Source};
+pub use compile::{compile, AuditMode};
 pub use diag::{Location, PolicyError, Subject, Warning};
 pub use evaluate::{Denial, Explanation, HeaderPlan, Step, VerifiedTokens, MAX_FORWARD_VALUE};
 pub use matcher::{check_path, split_request_url, Allow, Miss, PathPattern, PathProblem, Segment};

@@ -351,6 +351,10 @@ pub struct RouteConfig {
     /// Issue 14: delete the client's `Cookie` header before forwarding.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub strip_cookies: bool,
+    /// Issue 17: `"sync"`, `"async"` or `"off"` (default): the decision log
+    /// (`compile/audit.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<String>,
     /// Issue 16: `"cached"` (the default where `[deny]` is present: the isolate's view, at most
     /// `[deny] propagation_secs` old), `"strict"` (the store on every request) or `"off"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -397,6 +397,8 @@ pub struct Route {
     pub upstream: Option<String>,
     /// Issue 14: delete the client's `Cookie` before forwarding.
     pub strip_cookies: bool,
+    /// Issue 17: how the route's decisions reach the decision log.
+    pub audit: crate::AuditMode,
     pub(crate) capture_names: Vec<Option<String>>,
     /// Issue 16: how the route checks the deny list.
     pub deny_check: crate::compile::deny::DenyCheck,

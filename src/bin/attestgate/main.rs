@@ -12,6 +12,8 @@
 //! gateway's decision pipeline and error mapping.
 
 #[cfg(not(target_arch = "wasm32"))]
+mod audit;
+#[cfg(not(target_arch = "wasm32"))]
 mod check;
 #[cfg(not(target_arch = "wasm32"))]
 mod deny;
@@ -26,11 +28,17 @@ use std::process::ExitCode;
 
 const USAGE: &str = "usage:
   attestgate check [DIR]
+  attestgate audit verify --jwks FILE --checkpoint FILE [--record FILE --inclusion FILE]
+                   [--old-checkpoint FILE --consistency FILE] [--export FILE]
+  attestgate audit policy-hash [DIR]
   attestgate explain METHOD URL [--dir DIR] [--token NAME=JWT ...] [--header NAME=VALUE ...]
                      [--jwks NAME=FILE ...] [--secret SECRET=BASE64 ...] [--now UNIX]
 
   check    compile the policy folder (default: policies) as the Worker's build does, and list
            the gateway, providers and routes; exit status 1 on any policy error
+  audit    the decision log, offline: verify a checkpoint's signature against the gateway's
+           JWKS, a record's inclusion, two checkpoints' consistency, an export's completeness;
+           policy-hash prints the `policy` value the records of a policy folder carry
   explain  decide METHOD URL as the gateway would, with the gateway's own pipeline:
            --token NAME=JWT    a token for provider NAME, placed where that provider reads it
            --header NAME=VALUE any other request header (DPoP proofs, bound headers)
@@ -53,6 +61,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("check") => check::check(&args[1..]),
+        Some("audit") => audit::audit(&args[1..]),
         Some("explain") => explain::explain(&args[1..]),
         Some("deny") => deny::deny(&args[1..]),
         Some("-h" | "--help" | "help") => {

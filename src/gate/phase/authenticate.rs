@@ -45,6 +45,13 @@ where
             None => missing = true,
         }
     }
+    // Issue 17: the decision record names each credential by its SHA-256.
+    if route.audit.is_on() {
+        principal.presented = presented
+            .iter()
+            .map(|(p, c)| (p.name.as_str(), crate::gate::audit::record::token_hash(c)))
+            .collect();
+    }
     if presented.is_empty() || (missing && Gate::requires_all(route)) {
         return Err(Error::MissingToken);
     }

@@ -125,6 +125,7 @@ where
         Err(e) => Err(e),
         Ok(route) => {
             d.route = Some(&route.id);
+            d.audit = route.audit;
             route_phases(gate, route, req, env, &mut d).await
         }
     };

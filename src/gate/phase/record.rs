@@ -67,6 +67,9 @@ pub enum Outcome<'a> {
 #[derive(Debug, Default, Clone)]
 pub struct Principal<'a> {
     pub tokens: Vec<(&'a ProviderRt, Claims)>,
+    /// Issue 17 (decision log): on routes with `audit` on, each credential presented, verified
+    /// or not: its provider and the SHA-256 of the credential (never the credential).
+    pub presented: Vec<(&'a str, [u8; 32])>,
 }
 
 impl Principal<'_> {
@@ -149,6 +152,11 @@ pub struct Decision<'a> {
     // ---- issue 14: the receipt ------------------------------------------------------------
     /// The `jti` of the receipt signed for this request (its `request_id`), once signed.
     pub receipt: Option<&'a str>,
+    // Issue 17 (decision log).
+    /// The record's index in the decision log, once sequenced (`audit = "sync"` routes).
+    pub log_index: Option<u64>,
+    /// The matched route's `audit` mode (off for the gateway's own endpoints).
+    pub audit: crate::policy::AuditMode,
     // ---- issue 16: the operator API and the deny list ----
     /// The authenticated operator of an operator API request (recorded with every change).
     pub operator: Option<crate::gate::operator::OperatorId>,
@@ -175,6 +183,8 @@ impl<'a> Decision<'a> {
             intent: Default::default(),
             budget: Default::default(),
             receipt: None,
+            log_index: None,
+            audit: crate::policy::AuditMode::Off,
             operator: None,
             operator_call: None,
             deny_entry: None,

@@ -12,6 +12,7 @@
 //! This module merges the files, picks the one `[gateway]`, keeps provider names and route ids
 //! unique, runs the cross checks and builds the [`Policy`].
 
+mod audit;
 pub mod deny;
 mod gateway;
 pub mod intent;
@@ -30,6 +31,7 @@ use crate::matcher::{PathPattern, RouteIndex, Segment};
 use crate::model::{defaults, GatewayConfig, SourceFile};
 use crate::policy::{Policy, Provider, Route, Upstream};
 
+pub use audit::AuditMode;
 #[cfg(not(target_arch = "wasm32"))]
 use provider::token_state_conflicts;
 pub use provider::{DEFAULT_MAX_LIFETIME_SECS, MAX_LIFETIME_SECS};

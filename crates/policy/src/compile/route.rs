@@ -561,6 +561,8 @@ impl Cx {
         // receipt (issue 14): a receipt binds the body's digest, so the body is read.
         let receipt = self.receipt(file, r, &mut body);
 
+        let audit = self.audit_mode(at("audit"), r.audit.as_deref());
+
         if self.errors.len() != before {
             return None;
         }
@@ -587,6 +589,7 @@ impl Cx {
             resource,
             upstream,
             strip_cookies: r.strip_cookies,
+            audit,
             deny_check: Default::default(),
             status_max_stale_secs: None,
         })

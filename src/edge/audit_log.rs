@@ -1,0 +1,660 @@
+//! The decision log's sequencer Durable Object (issue 17), and the Worker's side of it.
+//!
+//! One object (`AUDIT_LOG`, named `decisions`) sequences every record: a Durable Object handles
+//! one event at a time and each append runs without an `await` between reading the committed
+//! size and writing the new one, so two isolates appending at once get distinct indexes. The
+//! logic is the pure [`Sequencer`] (`src/gate/audit/sequencer.rs`): records, then tree nodes,
+//! then the committed size last, so a batch cut short by a restart leaves nothing that counts
+//! (and its caller, never answered, holds no index). The runtime's output gate holds each
+//! answer until its writes are durable: an acknowledged record is stored.
+//!
+//! Tables (SQLite): `records (idx, record)`, `nodes (level, idx, hash)` — every complete subtree
+//! of the RFC 6962 tree, level 0 the leaf hashes — `meta (k, v)` (`size`, `origin`) and
+//! `checkpoints (size, note)`. Per append: one record row and on average two node rows, and
+//! no reads (the frontier is kept in memory): the cost per record does not grow with the log.
+//!
+//! Checkpoints are signed here with the gateway key (`ATTESTGATE_SIGNING_KEY`, through WebCrypto)
+//! at most [`CHECKPOINT_SECS`] after the first unsigned record (an alarm) and on demand (`POST
+//! /sign`), each checked against the last signed one before signing.
+//!
+//! The Worker's side: [`append`] (one round trip; `audit = "sync"` routes wait for it), the
+//! per-isolate queue of `audit = "async"` records ([`enqueue`], flushed through `waitUntil`),
+//! and [`read`] for the operator API.
+
+use std::cell::{Cell, RefCell};
+use std::time::Duration;
+
+use worker::{
+    durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, SqlStorageValue,
+    State,
+};
+
+use crate::gate::audit::checkpoint::{self, TreeHead};
+use crate::gate::audit::export;
+use crate::gate::audit::merkle::{self, Hash, NewNode};
+use crate::gate::audit::read::LogRead;
+use crate::gate::audit::sequencer::{LogStore, Nodes, SeqError, Sequencer, MAX_BATCH};
+use crate::gate::phase::Answer;
+use crate::jose::b64;
+use crate::Error;
+
+pub const BINDING: &str = "AUDIT_LOG";
+/// The one sequencer object's name.
+const OBJECT: &str = "decisions";
+/// A checkpoint is signed at most this long after the first record it does not cover.
+pub const CHECKPOINT_SECS: i64 = 10;
+/// Longest record accepted (the records are bounded well below it, `gate::audit::record`).
+const MAX_RECORD: usize = 64 * 1024;
+/// Time allowed for one call to the object, answer included.
+pub const LOG_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[durable_object]
+pub struct AuditLog {
+    state: State,
+    env: Env,
+    sql: SqlStorage,
+    seq: RefCell<Sequencer>,
+    signer: super::webcrypto::WebCryptoSigner,
+    /// A checkpoint is being signed (one at a time).
+    signing: Cell<bool>,
+    /// Whether an alarm is set, as this instance knows it (`None`: not read yet).
+    alarm: Cell<Option<bool>>,
+    /// Test builds only: the object fails every operation until then (ms since the epoch), as a
+    /// store that cannot be reached (`fault_test.rs`, `POST .../fault/audit-down?ms=N`).
+    #[cfg(attestgate_selftest)]
+    down_until: Cell<f64>,
+}
+
+const SCHEMA: [&str; 4] = [
+    "CREATE TABLE IF NOT EXISTS records (idx INTEGER PRIMARY KEY, record TEXT NOT NULL);",
+    "CREATE TABLE IF NOT EXISTS nodes (level INTEGER NOT NULL, idx INTEGER NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (level, idx)) WITHOUT ROWID;",
+    "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;",
+    "CREATE TABLE IF NOT EXISTS checkpoints (size INTEGER PRIMARY KEY, origin TEXT NOT NULL, root TEXT NOT NULL, note TEXT NOT NULL);",
+];
+
+/// The rows of a query as raw values (no per-row deserialiser: the Worker stays small).
+fn rows(cursor: worker::SqlCursor) -> Result<Vec<Vec<SqlStorageValue>>> {
+    let mut out = Vec::new();
+    for row in cursor.raw() {
+        out.push(row?);
+    }
+    Ok(out)
+}
+
+/// The first column of the first row, as text.
+fn first_text(cursor: worker::SqlCursor) -> Result<Option<String>> {
+    Ok(rows(cursor)?.into_iter().next().and_then(|row| {
+        row.into_iter().next().and_then(|v| match v {
+            SqlStorageValue::String(s) => Some(s),
+            _ => None,
+        })
+    }))
+}
+
+/// The object's SQLite storage as the sequencer's [`LogStore`].
+struct Sql<'a>(&'a SqlStorage);
+
+fn int(v: u64) -> SqlStorageValue {
+    SqlStorageValue::Integer(i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+impl Sql<'_> {
+    fn meta(&self, k: &str) -> Result<Option<String>> {
+        first_text(
+            self.0
+                .exec("SELECT v FROM meta WHERE k = ?;", vec![k.into()])?,
+        )
+    }
+
+    fn set_meta(&self, k: &str, v: &str) -> Result<()> {
+        self.0.exec(
+            "INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?);",
+            vec![k.into(), v.into()],
+        )?;
+        Ok(())
+    }
+
+    fn record(&self, index: u64) -> Result<Option<String>> {
+        first_text(self.0.exec(
+            "SELECT record FROM records WHERE idx = ?;",
+            vec![int(index)],
+        )?)
+    }
+}
+
+impl LogStore for Sql<'_> {
+    type Error = worker::Error;
+
+    fn size(&self) -> Result<u64> {
+        Ok(self.meta("size")?.and_then(|s| s.parse().ok()).unwrap_or(0))
+    }
+
+    fn node(&self, level: u8, index: u64) -> Result<Option<Hash>> {
+        let hash = first_text(self.0.exec(
+            "SELECT hash FROM nodes WHERE level = ? AND idx = ?;",
+            vec![i64::from(level).into(), int(index)],
+        )?)?;
+        Ok(hash
+            .and_then(|h| b64::decode(&h).ok())
+            .and_then(|b| b.try_into().ok()))
+    }
+
+    fn commit(&self, first: u64, records: &[String], nodes: &[NewNode], size: u64) -> Result<()> {
+        // Rows at or beyond the committed size are overwritten: they are what a batch cut
+        // short left behind, never part of the log.
+        for (i, chunk) in records.chunks(50).enumerate() {
+            let sql = format!(
+                "INSERT OR REPLACE INTO records (idx, record) VALUES {};",
+                vec!["(?, ?)"; chunk.len()].join(", ")
+            );
+            let mut args = Vec::with_capacity(chunk.len() * 2);
+            for (j, r) in chunk.iter().enumerate() {
+                args.push(int(first + (i * 50 + j) as u64));
+                args.push(r.as_str().into());
+            }
+            self.0.exec(&sql, args)?;
+        }
+        for chunk in nodes.chunks(33) {
+            let sql = format!(
+                "INSERT OR REPLACE INTO nodes (level, idx, hash) VALUES {};",
+                vec!["(?, ?, ?)"; chunk.len()].join(", ")
+            );
+            let mut args = Vec::with_capacity(chunk.len() * 3);
+            for (level, index, hash) in chunk {
+                args.push(i64::from(*level).into());
+                args.push(int(*index));
+                args.push(b64::encode(hash).into());
+            }
+            self.0.exec(&sql, args)?;
+        }
+        // The commit marker, last.
+        self.set_meta("size", &size.to_string())
+    }
+
+    fn last_checkpoint(&self) -> Result<Option<(TreeHead, String)>> {
+        let row = rows(self.0.exec(
+            "SELECT size, origin, root, note FROM checkpoints ORDER BY size DESC LIMIT 1;",
+            None,
+        )?)?
+        .into_iter()
+        .next();
+        Ok(match row.as_deref() {
+            Some(
+                [SqlStorageValue::Integer(size), SqlStorageValue::String(origin), SqlStorageValue::String(root), SqlStorageValue::String(note)],
+            ) => {
+                let root: Option<Hash> = b64::decode(root).ok().and_then(|b| b.try_into().ok());
+                match (u64::try_from(*size), root) {
+                    (Ok(size), Some(root)) => Some((
+                        TreeHead {
+                            origin: origin.clone(),
+                            size,
+                            root,
+                        },
+                        note.clone(),
+                    )),
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
+    }
+
+    fn put_checkpoint(&self, head: &TreeHead, note: &str) -> Result<()> {
+        self.0.exec(
+            "INSERT OR REPLACE INTO checkpoints (size, origin, root, note) VALUES (?, ?, ?, ?);",
+            vec![
+                int(head.size),
+                head.origin.as_str().into(),
+                b64::encode(&head.root).into(),
+                note.into(),
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+fn json_response(body: String) -> Result<Response> {
+    let headers = worker::Headers::new();
+    headers.set("content-type", "application/json")?;
+    Ok(Response::ok(body)?.with_headers(headers))
+}
+
+/// A JSON array of standard-base64 hashes.
+fn b64_list(hashes: &[Hash]) -> String {
+    let items: Vec<String> = hashes
+        .iter()
+        .map(|h| format!("\"{}\"", crate::gate::audit::std_b64(h)))
+        .collect();
+    format!("[{}]", items.join(","))
+}
+
+impl DurableObject for AuditLog {
+    fn new(state: State, env: Env) -> Self {
+        let sql = state.storage().sql();
+        for statement in SCHEMA {
+            // An error here surfaces on the first operation (which then fails closed).
+            let _ = sql.exec(statement, None);
+        }
+        Self {
+            state,
+            env,
+            sql,
+            seq: RefCell::new(Sequencer::new()),
+            signer: super::webcrypto::WebCryptoSigner::new(),
+            signing: Cell::new(false),
+            alarm: Cell::new(None),
+            #[cfg(attestgate_selftest)]
+            down_until: Cell::new(0.0),
+        }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let path = req.path();
+        #[cfg(attestgate_selftest)]
+        {
+            let now = js_sys::Date::now();
+            if path == "/fault/down" {
+                let ms: f64 = req.text().await?.parse().unwrap_or(0.0);
+                self.down_until.set(now + ms.min(60_000.0));
+                return Response::ok("down");
+            }
+            if now < self.down_until.get() {
+                return Err(worker::Error::RustError(
+                    "audit log down (fault test)".into(),
+                ));
+            }
+        }
+        if path == "/append" {
+            let body = req.text().await?;
+            return self.append(&body).await;
+        }
+        if path == "/sign" {
+            let origin = req.text().await?;
+            if !origin.is_empty() {
+                self.remember_origin(&origin)?;
+            }
+        }
+        match LogRead::from_object_path(&path) {
+            Some(read) => self.read(read).await,
+            None => Response::error("unknown operation", 404),
+        }
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        self.alarm.set(Some(false));
+        self.sign_checkpoint().await?;
+        Response::ok("checkpoint")
+    }
+}
+
+impl AuditLog {
+    fn store(&self) -> Sql<'_> {
+        Sql(&self.sql)
+    }
+
+    fn remember_origin(&self, origin: &str) -> Result<()> {
+        let store = self.store();
+        if store.meta("origin")?.as_deref() != Some(origin) {
+            store.set_meta("origin", origin)?;
+        }
+        Ok(())
+    }
+
+    /// `origin\nrecord\nrecord...`: canonical records never hold a raw newline (JSON escapes
+    /// control characters), so one line is one record.
+    async fn append(&self, body: &str) -> Result<Response> {
+        let mut lines = body.split('\n');
+        let origin = lines.next().unwrap_or_default();
+        let records: Vec<String> = lines.map(str::to_owned).collect();
+        let valid = !origin.is_empty()
+            && !records.is_empty()
+            && records.len() <= MAX_BATCH
+            && records
+                .iter()
+                .all(|r| r.starts_with('{') && r.ends_with('}') && r.len() <= MAX_RECORD);
+        if !valid {
+            return Response::error("bad request", 400);
+        }
+        self.remember_origin(origin)?;
+        // No await from here to the commit: one event at a time, so indexes are distinct.
+        let appended = self.seq.borrow_mut().append(&self.store(), &records);
+        let appended = match appended {
+            Ok(a) => a,
+            Err(SeqError::Store(e)) => return Err(e),
+            Err(_) => return Response::error("log unavailable", 500),
+        };
+        self.ensure_alarm().await?;
+        Response::ok(format!("{} {}", appended.first, appended.size))
+    }
+
+    /// An alarm will sign a checkpoint within [`CHECKPOINT_SECS`].
+    async fn ensure_alarm(&self) -> Result<()> {
+        let storage = self.state.storage();
+        let set = match self.alarm.get() {
+            Some(known) => known,
+            None => storage.get_alarm().await?.is_some(),
+        };
+        if !set {
+            storage
+                .set_alarm(Duration::from_secs(CHECKPOINT_SECS as u64))
+                .await?;
+        }
+        self.alarm.set(Some(true));
+        Ok(())
+    }
+
+    /// Sign a checkpoint of the current tree if it grew since the last one. `Ok(false)` when
+    /// it could not be signed now (no key, or another signing in progress).
+    async fn sign_checkpoint(&self) -> Result<bool> {
+        if self.signing.get() {
+            return Ok(false);
+        }
+        let store = self.store();
+        let Some(origin) = store.meta("origin")? else {
+            return Ok(true); // nothing appended yet
+        };
+        let head = match self.seq.borrow_mut().prepare_checkpoint(&store, &origin) {
+            Ok(None) => return Ok(true),
+            Ok(Some(head)) => head,
+            Err(SeqError::Store(e)) => return Err(e),
+            Err(_) => {
+                worker::console_error!(
+                    "{{\"attestgate\":\"audit_log\",\"error\":\"inconsistent tree: checkpoint not signed\"}}"
+                );
+                return Ok(false);
+            }
+        };
+        // The gateway key as the Worker reads it (`gate::signing`), read again at each
+        // checkpoint: a checkpoint is rare, and a rotated key is used from the next one.
+        let secrets = super::secrets::WorkerSecrets {
+            env: &self.env,
+            cache: &super::secrets::SecretCache::default(),
+        };
+        let keys = crate::gate::signing::GatewayKeys::from_secrets(&secrets).ok();
+        let Some(key) = keys.as_ref().map(|k| k.current()) else {
+            worker::console_error!(
+                "{{\"attestgate\":\"audit_log\",\"error\":\"ATTESTGATE_SIGNING_KEY missing or unusable: checkpoint not signed\"}}"
+            );
+            return Ok(false);
+        };
+        self.signing.set(true);
+        let note = checkpoint::sign(&head, key, &self.signer).await;
+        self.signing.set(false);
+        let Ok(note) = note else {
+            return Ok(false);
+        };
+        match self
+            .seq
+            .borrow_mut()
+            .accept_checkpoint(&store, &head, &note)
+        {
+            Ok(()) => Ok(true),
+            Err(SeqError::Store(e)) => Err(e),
+            Err(_) => Ok(false),
+        }
+    }
+
+    async fn read(&self, read: LogRead) -> Result<Response> {
+        let store = self.store();
+        let size = store.size()?;
+        let nodes = Nodes(&store);
+        let not_found = || Response::error("not found", 404);
+        match read {
+            LogRead::Checkpoint { sign } => {
+                if sign && !self.sign_checkpoint().await? {
+                    return Response::error("checkpoint not signed", 503);
+                }
+                match store.last_checkpoint()? {
+                    Some((_, note)) => {
+                        let headers = worker::Headers::new();
+                        headers.set("content-type", "text/plain; charset=utf-8")?;
+                        Ok(Response::ok(note)?.with_headers(headers))
+                    }
+                    None => not_found(),
+                }
+            }
+            LogRead::Record(index) if index < size => match store.record(index)? {
+                Some(record) => {
+                    let headers = worker::Headers::new();
+                    headers.set("content-type", "application/json")?;
+                    Ok(Response::ok(export::line(index, &record))?.with_headers(headers))
+                }
+                None => not_found(),
+            },
+            LogRead::Inclusion { index, size: at } if at <= size => {
+                let proof = merkle::inclusion_proof(&nodes, index, at);
+                let leaf = store.node(0, index)?;
+                match (proof, leaf) {
+                    (Ok(proof), Some(leaf)) => json_response(format!(
+                        "{{\"index\":{index},\"size\":{at},\"leaf_hash\":{},\"proof\":{}}}",
+                        b64_list(&[leaf]).trim_matches(['[', ']']),
+                        b64_list(&proof)
+                    )),
+                    _ => Response::error("log unavailable", 500),
+                }
+            }
+            LogRead::Consistency { old, new } if new <= size => {
+                match merkle::consistency_proof(&nodes, old, new) {
+                    Ok(proof) => json_response(format!(
+                        "{{\"old\":{old},\"new\":{new},\"proof\":{}}}",
+                        b64_list(&proof)
+                    )),
+                    Err(_) => Response::error("log unavailable", 500),
+                }
+            }
+            LogRead::Export { start, end } => {
+                let Some((head, _)) = store.last_checkpoint()? else {
+                    return not_found();
+                };
+                if end > head.size {
+                    return not_found();
+                }
+                let Ok(mut out) = export::header(&nodes, start, end, head.size) else {
+                    return Response::error("log unavailable", 500);
+                };
+                out.push('\n');
+                let rows = rows(self.sql.exec(
+                    "SELECT record FROM records WHERE idx >= ? AND idx < ? ORDER BY idx;",
+                    vec![int(start), int(end)],
+                )?)?;
+                if rows.len() as u64 != end - start {
+                    return Response::error("log unavailable", 500);
+                }
+                for (index, row) in (start..).zip(rows) {
+                    let Some(SqlStorageValue::String(record)) = row.into_iter().next() else {
+                        return Response::error("log unavailable", 500);
+                    };
+                    out.push_str(&export::line(index, &record));
+                    out.push('\n');
+                }
+                let headers = worker::Headers::new();
+                headers.set("content-type", "application/x-ndjson")?;
+                headers.set(
+                    "content-disposition",
+                    &format!("attachment; filename=\"decisions-{start}-{end}.ndjson\""),
+                )?;
+                Ok(Response::ok(out)?.with_headers(headers))
+            }
+            _ => not_found(),
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// The Worker's side.
+
+/// One call to the sequencer object: its status, content type and body. Any failure to reach
+/// it, or an answer later than [`LOG_TIMEOUT`], is [`Error::AuditLogUnavailable`].
+async fn call(
+    env: &Env,
+    url: &str,
+    method: &str,
+    body: Option<String>,
+) -> std::result::Result<(u16, String, String), Error> {
+    let unavailable = |_| Error::AuditLogUnavailable;
+    let namespace = env.durable_object(BINDING).map_err(unavailable)?;
+    let stub = namespace
+        .id_from_name(OBJECT)
+        .and_then(|id| id.get_stub())
+        .map_err(unavailable)?;
+    let headers = worker::Headers::new();
+    let body = body.map(|b| wasm_bindgen::JsValue::from_str(&b));
+    let req =
+        super::new_request(url, method, &headers, body.as_ref(), false).map_err(unavailable)?;
+    let exchange = async move {
+        let mut resp = stub
+            .fetch_with_request(req.into())
+            .await
+            .map_err(unavailable)?;
+        let status = resp.status_code();
+        let kind = resp
+            .headers()
+            .get("content-type")
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let text = resp.text().await.map_err(unavailable)?;
+        Ok((status, kind, text))
+    };
+    super::task::within(LOG_TIMEOUT, exchange)
+        .await
+        .unwrap_or(Err(Error::AuditLogUnavailable))
+}
+
+/// Test builds only: make the sequencer fail every operation for `ms` milliseconds.
+#[cfg(attestgate_selftest)]
+pub async fn fault_down(env: &Env, ms: u64) -> bool {
+    matches!(
+        call(
+            env,
+            "https://audit-log/fault/down",
+            "POST",
+            Some(ms.to_string())
+        )
+        .await,
+        Ok((200, _, _))
+    )
+}
+
+/// Sequence `records`: the first one's index.
+pub async fn append(
+    env: &Env,
+    origin: &str,
+    records: &[String],
+) -> std::result::Result<u64, Error> {
+    let mut body = origin.to_owned();
+    for record in records {
+        body.push('\n');
+        body.push_str(record);
+    }
+    let (status, _, text) = call(env, "https://audit-log/append", "POST", Some(body)).await?;
+    if status != 200 {
+        return Err(Error::AuditLogUnavailable);
+    }
+    text.split(' ')
+        .next()
+        .and_then(|first| first.parse().ok())
+        .ok_or(Error::AuditLogUnavailable)
+}
+
+/// An operator's read of the log, as the gateway's answer (404 for what the log does not have).
+pub async fn read(env: &Env, origin: &str, read: LogRead) -> std::result::Result<Answer, Error> {
+    let (method, body) = match read {
+        LogRead::Checkpoint { sign: true } => ("POST", Some(origin.to_owned())),
+        _ => ("GET", None),
+    };
+    let (status, kind, text) = call(env, &read.object_url(), method, body).await?;
+    match status {
+        200 => {
+            let mut answer = Answer::json(200, text);
+            answer.headers.push(("content-type", kind));
+            if let LogRead::Export { start, end } = read {
+                answer.headers.push((
+                    "content-disposition",
+                    format!("attachment; filename=\"decisions-{start}-{end}.ndjson\""),
+                ));
+            }
+            Ok(answer)
+        }
+        404 => Err(Error::Route(crate::policy::Miss::NoRoute)),
+        _ => Err(Error::AuditLogUnavailable),
+    }
+}
+
+// ---- async mode: the per-isolate queue ----------------------------------------------------------
+
+/// How long a flush waits before it takes the queue, so that the records of the requests an
+/// isolate serves meanwhile go in one batch (one object round trip and one commit for all of
+/// them, instead of one per request). This is the async loss window's length.
+pub const ASYNC_FLUSH_DELAY: Duration = Duration::from_millis(50);
+
+/// Most records waiting in one isolate; beyond it a record is dropped (and the drop logged):
+/// the memory of an isolate whose log is down stays bounded.
+pub const MAX_QUEUE: usize = 4096;
+
+thread_local! {
+    static QUEUE: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    static FLUSHING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Queue a record of an `audit = "async"` decision and make sure a flush is under way: the
+/// request's `waitUntil` keeps the isolate alive until the queue is empty.
+pub fn enqueue(env: &Env, ctx: &wasm_bindgen::JsValue, origin: &str, record: String) {
+    let dropped = QUEUE.with(|q| {
+        let mut q = q.borrow_mut();
+        if q.len() >= MAX_QUEUE {
+            return true;
+        }
+        q.push(record);
+        false
+    });
+    if dropped {
+        worker::console_error!(
+            "{{\"attestgate\":\"audit_log\",\"error\":\"queue full: record dropped\"}}"
+        );
+    }
+    if FLUSHING.with(Cell::get) {
+        return; // the flush under way drains the queue, this record included
+    }
+    FLUSHING.with(|f| f.set(true));
+    let env = env.clone();
+    let origin = origin.to_owned();
+    let promise = wasm_bindgen_futures::future_to_promise(async move {
+        flush(&env, &origin).await;
+        FLUSHING.with(|f| f.set(false));
+        Ok(wasm_bindgen::JsValue::UNDEFINED)
+    });
+    wait_until(ctx, &promise);
+}
+
+/// Append the queued records in batches until the queue is empty. A batch the log did not
+/// take is tried once more, then dropped (logged): async mode never holds a request.
+async fn flush(env: &Env, origin: &str) {
+    super::task::sleep(ASYNC_FLUSH_DELAY).await;
+    loop {
+        let batch: Vec<String> = QUEUE.with(|q| {
+            let mut q = q.borrow_mut();
+            let n = q.len().min(MAX_BATCH);
+            q.drain(..n).collect()
+        });
+        if batch.is_empty() {
+            return;
+        }
+        if append(env, origin, &batch).await.is_err() && append(env, origin, &batch).await.is_err()
+        {
+            worker::console_error!(
+                "{{\"attestgate\":\"audit_log\",\"error\":\"log unavailable: {} records dropped\"}}",
+                batch.len()
+            );
+        }
+    }
+}
+
+/// `ctx.waitUntil(promise)`.
+fn wait_until(ctx: &wasm_bindgen::JsValue, promise: &js_sys::Promise) {
+    use wasm_bindgen::JsCast;
+    let f = js_sys::Reflect::get(ctx, &"waitUntil".into()).ok();
+    if let Some(f) = f.and_then(|f| f.dyn_into::<js_sys::Function>().ok()) {
+        let _ = f.call1(ctx, promise);
+    }
+}
