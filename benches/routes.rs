@@ -22,6 +22,7 @@ fn route(id: String, path: String, methods: Option<Vec<String>>) -> RouteConfig 
         forward_tokens: false,
         pass_headers: vec![],
         origin: None,
+        mask: None,
     }
 }
 

@@ -26,6 +26,7 @@ pub mod extract;
 pub mod family;
 pub mod key_cache;
 pub mod log;
+pub mod mask;
 // Fixed ranges of a fixed-size nonce array, after its length was checked.
 #[allow(clippy::indexing_slicing)]
 pub mod nonce;

@@ -64,6 +64,7 @@ mod load;
 
 pub use alg::{Alg, UnknownAlg};
 pub use compile::compile;
+pub use compile::mask::{Mask, MaskAction, MaskRule, MaskWhen, PathStep};
 pub use diag::{Location, PolicyError, Subject, Warning};
 pub use evaluate::{Denial, Explanation, HeaderPlan, Step, VerifiedTokens, MAX_FORWARD_VALUE};
 pub use matcher::{check_path, split_request_url, Allow, Miss, PathPattern, PathProblem, Segment};

@@ -205,6 +205,54 @@ pub struct RouteConfig {
     /// Overrides `[gateway] origin` for this route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
+    /// Issue 18: response masking (`[route.mask]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask: Option<MaskConfig>,
+}
+
+/// `[route.mask]` (issue 18): what of the origin's JSON answer is masked, and for whom.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskConfig {
+    /// When the mask applies (any condition that holds). Default `{ agent = true }`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<MaskWhenConfig>,
+    /// Name of the Worker secret (base64, at least 32 bytes) keying the `hash` action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// `[[route.mask.rules]]`: a JSON path and its action.
+    pub rules: Vec<MaskRuleConfig>,
+}
+
+/// `when = { agent = true, agent_providers = [...], unattested = [...], always = false }`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskWhenConfig {
+    /// A verified credential carries an `act` claim (RFC 8693: an agent acts for the subject).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub agent: bool,
+    /// A credential of one of these providers verified (their tokens are agents' tokens).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agent_providers: Vec<String>,
+    /// No credential of any of these (attestation) providers verified on the request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unattested: Vec<String>,
+    /// Every caller.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub always: bool,
+}
+
+/// One `[[route.mask.rules]]` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskRuleConfig {
+    /// `$.a.b`, `$.items[*].ssn`, `$..email`, ... (policies/README.md, "Response masking").
+    pub path: String,
+    /// `drop`, `redact`, `hash` or `last4`.
+    pub action: String,
+    /// `redact` only: the replacement (a string, number, boolean or null); default `"[redacted]"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub with: Option<Value>,
 }
 
 /// `require = { all = [...] }` or `require = { any = [...] }` (exactly one of the two).

@@ -371,6 +371,8 @@ pub struct Route {
     pub pass_headers: Vec<String>,
     /// Resolved: the route's `origin`, or the gateway's.
     pub origin: String,
+    /// Issue 18: the response mask, if the route has one.
+    pub mask: Option<crate::compile::mask::Mask>,
     pub(crate) capture_names: Vec<Option<String>>,
 }
 

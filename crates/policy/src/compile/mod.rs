@@ -13,6 +13,7 @@
 //! unique, runs the cross checks and builds the [`Policy`].
 
 mod gateway;
+pub mod mask;
 mod provider;
 // Routes by the ids the route index gave out, and `&required[i + 1..]` after `enumerate`.
 #[allow(clippy::indexing_slicing)]

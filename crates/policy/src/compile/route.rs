@@ -441,6 +441,12 @@ impl Cx {
             None => gateway.origin.clone(),
         };
 
+        // mask (issue 18)
+        let mask = r.mask.as_ref().and_then(|m| {
+            let any = matches!(access, Some(Access::Any(_)));
+            self.mask(file, id, m, known, &required, any)
+        });
+
         if self.errors.len() != before {
             return None;
         }
@@ -460,6 +466,7 @@ impl Cx {
             forward_tokens: r.forward_tokens,
             pass_headers,
             origin,
+            mask,
         })
     }
 
