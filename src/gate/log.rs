@@ -42,6 +42,9 @@ pub struct DecisionLog {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub jti: Vec<String>,
     pub latency_ms: f64,
+    /// Issue 18: what the response mask did (counts and rule paths).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mask: Option<crate::gate::mask::MaskRecord>,
 }
 
 impl DecisionLog {

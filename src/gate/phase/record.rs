@@ -132,6 +132,9 @@ pub struct Decision<'a> {
     /// the origin's).
     pub status: Option<u16>,
     pub timings: Timings,
+    // ---- issue 18: response masking ----
+    /// What the mask did to the response (counts, never values), once the executor knows.
+    pub mask: Option<crate::gate::mask::MaskRecord>,
 }
 
 impl<'a> Decision<'a> {
@@ -148,6 +151,7 @@ impl<'a> Decision<'a> {
             response: ResponsePlan::origin(None),
             status: None,
             timings: Timings::default(),
+            mask: None,
         }
     }
 
@@ -221,6 +225,7 @@ impl<'a> Decision<'a> {
             log.add_claims(claims.map());
         }
         log.latency_ms = self.timings.latency_ms;
+        log.mask = self.mask.clone();
         log
     }
 
