@@ -7,6 +7,7 @@
 mod fault_test;
 mod forward;
 mod keys;
+mod mask;
 mod nonce_store;
 mod promise;
 mod replay;
@@ -230,7 +231,7 @@ async fn run(
         now_ms: started as i64,
     };
     let mut decision = phase::decide(gate, &request, &seams, &id).await;
-    let answer = execute(&req, &inbound, gate, &mut decision).await;
+    let answer = execute(&req, &inbound, gate, &secrets, &mut decision).await;
     finish(decision, answer, started, &mut sinks)
 }
 
@@ -241,8 +242,23 @@ async fn execute(
     req: &web_sys::Request,
     inbound: &worker::Headers,
     gate: &Gate,
+    secrets: &impl Secrets,
     d: &mut Decision<'_>,
 ) -> Result<JsValue> {
+    // Issue 18: the hash key of a mask that applies, before anything is forwarded (a missing
+    // secret is a 503 the origin never sees).
+    let mut hash_key = None;
+    if let (Some(plan), Some(fwd)) = (d.response.mask(), d.forward()) {
+        if let (Some(_), Some(rules)) = (plan.why, &fwd.route.mask) {
+            match crate::gate::mask::hash_key(rules, secrets) {
+                Ok(k) => hash_key = k,
+                Err(e) => {
+                    let wire = e.wire_for(gate.challenge(d.route));
+                    d.refuse(e, Some(Answer::refusal(&wire, d.request_id, None)));
+                }
+            }
+        }
+    }
     let sent = match &d.outcome {
         Outcome::Forward(plan) => Some(forward::send(
             req,
@@ -262,17 +278,32 @@ async fn execute(
             d.refuse(e, Some(Answer::refusal(&wire, d.request_id, None)));
         }
         Some(Ok(sent)) => {
-            let ResponsePlan::Origin { headers } = &d.response else {
+            let ResponsePlan::Origin { headers, mask } = &d.response else {
                 return Ok(sent.into());
             };
-            if headers.is_empty() {
+            if headers.is_empty() && mask.is_none() {
                 return Ok(sent.into());
             }
             // (An unreachable origin is already the gateway's 502; it gets the headers too.)
             let resp: web_sys::Response = task::Settled::new(sent).await?.unchecked_into();
-            let r = with_headers(resp, headers)?;
-            d.status = Some(r.status());
-            return Ok(r.into());
+            let rules = d.forward().and_then(|f| f.route.mask.as_ref());
+            let (Some(plan), Some(rules)) = (mask, rules) else {
+                let r = with_headers(resp, headers)?;
+                d.status = Some(r.status());
+                return Ok(r.into());
+            };
+            let masked =
+                mask::respond(resp, d.method, plan, rules, hash_key, headers, d.request_id).await;
+            match masked {
+                Ok((r, record)) => {
+                    d.mask = record;
+                    return Ok(r.into());
+                }
+                Err(e) => {
+                    let wire = e.wire_for(gate.challenge(d.route));
+                    d.refuse(e, Some(Answer::refusal(&wire, d.request_id, None)));
+                }
+            }
         }
     }
     execute_own(d)

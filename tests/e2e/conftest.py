@@ -37,6 +37,8 @@ NONCE_KEY = base64.b64encode(secrets.token_bytes(32)).decode()
 APPROOV_SECRET = secrets.token_bytes(32)
 # Two HMAC keys of one provider (test_hardening_routes.py): kid k1 and k2.
 HR_SECRETS = {"k1": secrets.token_bytes(32), "k2": secrets.token_bytes(32)}
+# The key of the mask routes' hash action (test_mask.py).
+MK_MASK_KEY = secrets.token_bytes(32)
 
 
 class Response:
@@ -74,6 +76,7 @@ class Gateway:
             f'APPROOV_SECRET="{base64.b64encode(APPROOV_SECRET).decode()}"\n'
             f'HR_SECRET="{base64.b64encode(HR_SECRETS["k1"]).decode()}"\n'
             f'HR_SECRET_2026="{base64.b64encode(HR_SECRETS["k2"]).decode()}"\n'
+            f'MK_MASK_KEY="{base64.b64encode(MK_MASK_KEY).decode()}"\n'
         )
         env = wrangler_env(ROOT, self.workdir / "wrangler-logs")
         self.log = open(self.log_path, "ab")
@@ -227,3 +230,8 @@ def approov_secret():
 @pytest.fixture
 def hr_secrets():
     return HR_SECRETS
+
+
+@pytest.fixture
+def mk_mask_key():
+    return MK_MASK_KEY

@@ -221,3 +221,21 @@ impl MaskRecord {
         }
     }
 }
+
+/// The key of the `hash` action from the Worker secret the mask names (base64, at least 32
+/// bytes): `Ok(None)` when no rule hashes; a missing or unusable secret is
+/// [`Error::SecretUnavailable`] (503), decided before anything is forwarded.
+pub fn hash_key(
+    mask: &Mask,
+    secrets: &impl crate::gate::seams::Secrets,
+) -> Result<Option<HashKey>, Error> {
+    let Some(name) = &mask.secret else {
+        return Ok(None);
+    };
+    let text = secrets.secret(name).ok_or(Error::SecretUnavailable)?;
+    let bytes =
+        crate::gate::nonce::decode_any_base64(text.trim()).ok_or(Error::SecretUnavailable)?;
+    HashKey::new(&bytes)
+        .map(Some)
+        .ok_or(Error::SecretUnavailable)
+}

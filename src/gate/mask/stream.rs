@@ -17,6 +17,7 @@
 //!   ever written; an error stops the output where it is (the caller never passes on a
 //!   document that did not end cleanly: `src/edge/mask.rs`).
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use hmac::{Hmac, KeyInit, Mac};
@@ -247,7 +248,7 @@ impl Counts {
 
 /// The streaming transformer of one response.
 pub struct Transformer<'m> {
-    mask: &'m Mask,
+    mask: Cow<'m, Mask>,
     key: Option<HashKey>,
     limits: Limits,
     lex: Lex,
@@ -322,9 +323,18 @@ impl<'m> Transformer<'m> {
     /// A transformer for `mask`; `key` keys the `hash` action (required when a rule hashes:
     /// without it a hashed value fails the document).
     pub fn new(mask: &'m Mask, key: Option<HashKey>, limits: Limits) -> Self {
+        Self::with(Cow::Borrowed(mask), key, limits)
+    }
+
+    /// [`Transformer::new`] owning its copy of the rules (the Worker's stream outlives the
+    /// request's borrow of the policy).
+    pub fn owned(mask: Mask, key: Option<HashKey>, limits: Limits) -> Transformer<'static> {
+        Transformer::with(Cow::Owned(mask), key, limits)
+    }
+
+    fn with(mask: Cow<'m, Mask>, key: Option<HashKey>, limits: Limits) -> Self {
         let next = (0..mask.rules.len()).map(|r| (r as u16, 0u8)).collect();
         Transformer {
-            mask,
             key,
             limits,
             lex: Lex::Value { elem: false },
@@ -350,7 +360,13 @@ impl<'m> Transformer<'m> {
             seen: 0,
             counts: Counts(vec![0; mask.rules.len()]),
             failed: None,
+            mask,
         }
+    }
+
+    /// The rules.
+    pub fn mask(&self) -> &Mask {
+        &self.mask
     }
 
     /// The values masked so far, per rule.
@@ -476,9 +492,7 @@ impl<'m> Transformer<'m> {
     /// `self.next`.
     fn decide(&mut self, key: Option<&[u8]>, index: u64) -> Option<usize> {
         let rules = &self.mask.rules;
-        let Some(frame) = self.depth.checked_sub(1).and_then(|d| self.frames.get(d)) else {
-            return None;
-        };
+        let frame = self.depth.checked_sub(1).and_then(|d| self.frames.get(d))?;
         self.next.clear();
         let mut best: Option<usize> = None;
         for &(r, i) in &frame.states {

@@ -242,7 +242,7 @@ impl Cx {
             agent: true,
             ..Default::default()
         });
-        if !(w.agent || w.always || !w.agent_providers.is_empty() || !w.unattested.is_empty()) {
+        if !w.agent && !w.always && w.agent_providers.is_empty() && w.unattested.is_empty() {
             self.error(
                 at("mask.when"),
                 "names no condition: set agent = true, agent_providers, unattested or always = true",
