@@ -37,31 +37,40 @@ pub struct MaskStream {
 
 #[wasm_bindgen]
 impl MaskStream {
-    /// The masked output of the next chunk; throws the error's reason.
-    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<u8>, JsValue> {
+    /// The masked output of the next chunk (a `Uint8Array`), or the error's reason (a
+    /// string). (Not a `Result` of a `Vec`: its multi-value shim costs 5 KB of wasm.)
+    pub fn push(&mut self, chunk: &[u8]) -> JsValue {
         let mut out = Vec::with_capacity(chunk.len() + 64);
         let r = self.t.feed(chunk, &mut out);
-        *self.counts.borrow_mut() = self.t.counts().clone();
-        r.map(|()| out).map_err(|e| JsValue::from_str(e.reason()))
+        self.answer(r.map(|()| out))
     }
 
-    /// The body ended: the rest of the output; throws if the document is incomplete.
-    pub fn end(&mut self) -> Result<Vec<u8>, JsValue> {
+    /// The body ended: the rest of the output, or the reason the document is incomplete.
+    pub fn end(&mut self) -> JsValue {
         let mut out = Vec::new();
         let r = self.t.finish(&mut out);
-        *self.counts.borrow_mut() = self.t.counts().clone();
-        r.map(|_| out).map_err(|e| JsValue::from_str(e.reason()))
+        self.answer(r.map(|_| out))
     }
 
     /// The `mask_end` log line of a body that streamed past the commit buffer.
     #[wasm_bindgen(js_name = endLine)]
-    pub fn end_line(&self) -> String {
+    pub fn end_line(&self) -> JsValue {
         let record = MaskRecord::new(self.why, self.t.mask(), self.t.counts(), true);
-        format!(
+        JsValue::from_str(&format!(
             "{{\"attestgate\":\"mask_end\",\"request_id\":{},\"mask\":{}}}",
             crate::gate::log::json_str(&self.request_id),
             serde_json::to_string(&record).unwrap_or_default()
-        )
+        ))
+    }
+}
+
+impl MaskStream {
+    fn answer(&mut self, r: Result<Vec<u8>, crate::gate::mask::MaskError>) -> JsValue {
+        *self.counts.borrow_mut() = self.t.counts().clone();
+        match r {
+            Ok(out) => js_sys::Uint8Array::from(out.as_slice()).into(),
+            Err(e) => JsValue::from_str(e.reason()),
+        }
     }
 }
 
@@ -69,6 +78,11 @@ impl MaskStream {
 const MARK = Symbol.for("attestgate.markCritical");
 function trap(e) {
   if (e instanceof WebAssembly.RuntimeError && typeof globalThis[MARK] === "function") globalThis[MARK](e);
+}
+// The transformer answers its output, or the reason it failed (a string).
+function ok(r) {
+  if (typeof r === "string") throw new Error(r);
+  return r;
 }
 function concat(parts, size) {
   const all = new Uint8Array(size);
@@ -90,12 +104,12 @@ export async function maskBody(body, inflate, m, commit, requestId) {
     for (;;) {
       const { done, value } = await reader.read();
       if (done) {
-        const tail = m.end();
+        const tail = ok(m.end());
         if (tail.length) { head.push(tail); size += tail.length; }
         free();
         return [concat(head, size), true];
       }
-      const out = m.push(value);
+      const out = ok(m.push(value));
       if (out.length) { head.push(out); size += out.length; }
       if (size >= commit) break;
     }
@@ -112,14 +126,14 @@ export async function maskBody(body, inflate, m, commit, requestId) {
         for (;;) {
           const { done, value } = await reader.read();
           if (done) {
-            const tail = m.end();
+            const tail = ok(m.end());
             console.log(m.endLine());
             free();
             if (tail.length) c.enqueue(tail);
             c.close();
             return;
           }
-          const out = m.push(value);
+          const out = ok(m.push(value));
           if (out.length) { c.enqueue(out); return; }
         }
       } catch (e) {
@@ -134,6 +148,15 @@ export async function maskBody(body, inflate, m, commit, requestId) {
   });
   return [stream, false];
 }
+// The masked response: the origin's status and headers, less `deletes`, with `sets` (both
+// newline-separated; sets as name, value, name, value, ...).
+export function maskedResponse(resp, body, sets, deletes) {
+  const h = new Headers(resp.headers);
+  for (const name of deletes.split("\n")) h.delete(name);
+  const s = sets.split("\n");
+  for (let i = 0; i + 1 < s.length; i += 2) h.set(s[i], s[i + 1]);
+  return new Response(body, { status: resp.status, statusText: resp.statusText, headers: h });
+}
 "#)]
 extern "C" {
     #[wasm_bindgen(js_name = maskBody)]
@@ -144,6 +167,14 @@ extern "C" {
         commit: usize,
         request_id: &str,
     ) -> js_sys::Promise;
+
+    #[wasm_bindgen(js_name = maskedResponse)]
+    fn masked_response(
+        resp: &web_sys::Response,
+        body: &JsValue,
+        sets: &str,
+        deletes: &str,
+    ) -> web_sys::Response;
 }
 
 /// The origin's response `resp` on a masking route, as the client gets it: masked when the
@@ -159,33 +190,23 @@ pub async fn respond(
     extra: &[(&'static str, String)],
     request_id: &str,
 ) -> Result<(web_sys::Response, Option<MaskRecord>), Error> {
-    let failed = |_| Error::Internal;
     let origin = resp.headers();
-    let headers = web_sys::Headers::new_with_headers(&origin).map_err(failed)?;
     let get = |name: &str| origin.get(name).ok().flatten();
-    headers
-        .set("vary", &mask::vary(get("vary").as_deref(), &plan.vary))
-        .map_err(failed)?;
-    for (name, value) in extra {
-        headers.set(name, value).map_err(failed)?;
-    }
-    let init = web_sys::ResponseInit::new();
-    init.set_status(resp.status());
-    init.set_status_text(&resp.status_text());
+    let mut sets = vec![("vary", mask::vary(get("vary").as_deref(), &plan.vary))];
+    sets.extend(extra.iter().cloned());
     let Some(why) = plan.why else {
-        init.set_headers(&headers);
-        let r =
-            web_sys::Response::new_with_opt_readable_stream_and_init(resp.body().as_ref(), &init)
-                .map_err(failed)?;
-        return Ok((r, None));
+        return Ok((
+            crate::edge::with_headers(resp, &sets).map_err(|_| Error::Internal)?,
+            None,
+        ));
     };
-    let body_plan = mask::check_response(
+    let checked = mask::check_response(
         method,
         resp.status(),
         get("content-type").as_deref(),
         get("content-encoding").as_deref(),
     );
-    let body_plan = match body_plan {
+    let body_plan = match checked {
         Ok(p) => p,
         Err(e) => {
             if let Some(b) = resp.body() {
@@ -194,22 +215,17 @@ pub async fn respond(
             return Err(e);
         }
     };
-    for name in mask::MASKED_DELETES {
-        headers.delete(name).map_err(failed)?;
-    }
-    headers
-        .set(
-            "cache-control",
-            &mask::masked_cache_control(get("cache-control").as_deref()),
-        )
-        .map_err(failed)?;
+    sets.push((
+        "cache-control",
+        mask::masked_cache_control(get("cache-control").as_deref()),
+    ));
     let counts = Rc::new(RefCell::new(Counts(vec![0; rules.rules.len()])));
     let (body, complete) = match (body_plan, resp.body()) {
         (BodyPlan::None, b) => {
             if let Some(b) = b {
                 let _ = b.cancel();
             }
-            (None, true)
+            (JsValue::NULL, true)
         }
         // A JSON answer with no body at all is not a document.
         (_, None) => return Err(Error::OriginUnmaskable),
@@ -231,20 +247,21 @@ pub async fn respond(
                 Error::OriginUnmaskable
             })?;
             let pair = js_sys::Array::from(&done);
-            let body: js_sys::Object = pair.get(0).unchecked_into();
-            (Some(body), pair.get(1).as_bool().unwrap_or(false))
+            (pair.get(0), pair.get(1).is_truthy())
         }
     };
     let counts = counts.borrow().clone();
-    headers
-        .set(
-            mask::MASKED_HEADER,
-            &mask::masked_count(counts.total(), complete),
-        )
-        .map_err(failed)?;
-    init.set_headers(&headers);
-    // A Uint8Array or a ReadableStream: both are a BodyInit.
-    let r = web_sys::Response::new_with_opt_buffer_source_and_init(body.as_ref(), &init)
-        .map_err(failed)?;
+    sets.push((
+        mask::MASKED_HEADER,
+        mask::masked_count(counts.total(), complete),
+    ));
+    let mut list = String::new();
+    for (name, value) in &sets {
+        list.push_str(name);
+        list.push('\n');
+        list.push_str(value);
+        list.push('\n');
+    }
+    let r = masked_response(&resp, &body, &list, mask::MASKED_DELETES);
     Ok((r, Some(MaskRecord::new(why, rules, &counts, complete))))
 }

@@ -350,7 +350,7 @@ fn finish(
 
 /// The origin's response with `headers` set. A fetched response's headers are immutable, so
 /// this makes a new Response around the same body stream, status, status text and headers.
-fn with_headers(
+pub(crate) fn with_headers(
     resp: web_sys::Response,
     set: &[(&'static str, String)],
 ) -> Result<web_sys::Response> {

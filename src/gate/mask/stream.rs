@@ -131,8 +131,8 @@ impl HashKey {
     }
 
     /// `h:` and the first 16 bytes of HMAC-SHA-256(key, `tag` `:` `value`), base64url: the
-    /// same value always maps to the same token; `tag` is `s` (string), `n` (number, in
-    /// serde_json's canonical form) or `l` (`true`, `false`, `null`).
+    /// same value always maps to the same token; `tag` is `s` (string), `n` (number, as
+    /// serde_json's `Number` displays it: `1.0`, `100`, `1e+21`) or `l` (`true`, `false`, `null`).
     pub fn token(&self, tag: u8, value: &[u8]) -> String {
         let mut mac = self.0.clone();
         mac.update(&[tag, b':']);
@@ -959,8 +959,11 @@ impl<'m> Transformer<'m> {
         let canonical = if plain && self.act != Act::Hash && self.act != Act::Last4 {
             None
         } else {
+            // (The literal is ASCII: its grammar was checked byte by byte.)
+            let text = core::str::from_utf8(&self.nbuf).map_err(|_| MaskError::Syntax)?;
             let n: serde_json::Number =
-                serde_json::from_slice(&self.nbuf).map_err(|_| MaskError::NumberOverflow)?;
+                serde_json::from_str(text).map_err(|_| MaskError::NumberOverflow)?;
+            // `Display`, as the policy's claim rules print numbers (one formatter in the Worker).
             Some(n.to_string())
         };
         match (self.act, canonical) {

@@ -27,10 +27,14 @@
 
 use std::collections::BTreeSet;
 
+#[cfg(not(target_arch = "wasm32"))]
 use serde_json::Value;
 
+#[cfg(not(target_arch = "wasm32"))]
 use super::syntax::is_token;
-use super::{unknown_provider, Cx};
+#[cfg(not(target_arch = "wasm32"))]
+use super::unknown_provider;
+use super::Cx;
 use crate::diag::Location;
 use crate::model::MaskConfig;
 
@@ -114,14 +118,14 @@ pub struct Mask {
 }
 
 /// Parse a path of the subset above.
-pub fn parse_path(text: &str) -> Result<Vec<PathStep>, String> {
+pub fn parse_path(text: &str) -> Result<Vec<PathStep>, &'static str> {
     let b = text.as_bytes();
     if b.first() != Some(&b'$') {
-        return Err("must start with \"$\"".into());
+        return Err("must start with \"$\"");
     }
     let mut i = 1;
     let mut steps = Vec::new();
-    let name_at = |i: usize| -> Result<(String, usize), String> {
+    let name_at = |i: usize| -> Result<(String, usize), &'static str> {
         let start = i;
         let mut j = i;
         while let Some(&c) = b.get(j) {
@@ -134,12 +138,12 @@ pub fn parse_path(text: &str) -> Result<Vec<PathStep>, String> {
             j += 1;
         }
         if j == start {
-            return Err(format!("expected a member name at byte {start} (letters, digits, '_', '-'; or ['any name'])"));
+            return Err("expected a member name (letters, digits, '_', '-', not starting with a digit or '-'; or ['any name'])");
         }
         Ok((text.get(start..j).unwrap_or_default().to_owned(), j))
     };
     // `[...]` at i (b[i] == '['): a quoted name, `*` or an index; returns the step and the end.
-    let bracket = |i: usize| -> Result<(PathStep, usize), String> {
+    let bracket = |i: usize| -> Result<(PathStep, usize), &'static str> {
         let rest = text.get(i + 1..).unwrap_or_default();
         if let Some(r) = rest.strip_prefix("*]") {
             let _ = r;
@@ -150,13 +154,13 @@ pub fn parse_path(text: &str) -> Result<Vec<PathStep>, String> {
             let body = rest.get(1..).unwrap_or_default();
             let end = body
                 .find(q as char)
-                .ok_or_else(|| format!("unterminated quoted name at byte {i}"))?;
+                .ok_or("has an unterminated quoted name")?;
             let name = body.get(..end).unwrap_or_default();
             if name.contains('\\') {
-                return Err("escapes in quoted names are not supported".into());
+                return Err("has an escape in a quoted name (not supported)");
             }
             if body.get(end + 1..end + 2) != Some("]") {
-                return Err(format!("expected ']' after the quoted name at byte {i}"));
+                return Err("expected ']' after a quoted name");
             }
             return Ok((PathStep::Child(name.to_owned()), i + 1 + 1 + end + 2));
         }
@@ -165,16 +169,14 @@ pub fn parse_path(text: &str) -> Result<Vec<PathStep>, String> {
             .unwrap_or_default();
         if !digits.is_empty() && rest.get(digits.len()..digits.len() + 1) == Some("]") {
             if digits.len() > 1 && digits.starts_with('0') {
-                return Err(format!("index {digits} has a leading zero"));
+                return Err("has an index with a leading zero");
             }
             let n = digits
                 .parse::<u64>()
-                .map_err(|_| format!("index {digits} is too large"))?;
+                .map_err(|_| "has an index that is too large")?;
             return Ok((PathStep::Index(n), i + 1 + digits.len() + 1));
         }
-        Err(format!(
-            "expected ['name'], [*] or [index] at byte {i} (filters and slices are not supported)"
-        ))
+        Err("expected ['name'], [*] or [index] (filters and slices are not supported)")
     };
     while i < b.len() {
         let step;
@@ -183,7 +185,7 @@ pub fn parse_path(text: &str) -> Result<Vec<PathStep>, String> {
                 let (name, j) = match b.get(i + 2) {
                     Some(b'[') => match bracket(i + 2)? {
                         (PathStep::Child(n), j) => (n, j),
-                        _ => return Err("\"..\" must be followed by a member name".into()),
+                        _ => return Err("\"..\" must be followed by a member name"),
                     },
                     _ => name_at(i + 2)?,
                 };
@@ -204,29 +206,81 @@ pub fn parse_path(text: &str) -> Result<Vec<PathStep>, String> {
                 step = s;
                 i = j;
             }
-            _ => {
-                let c = b.get(i).map_or(' ', |&c| char::from(c));
-                return Err(format!("unexpected {c:?} at byte {i}"));
-            }
+            _ => return Err("expected '.', '..' or '[' after a step"),
         }
         if let PathStep::Child(n) | PathStep::Descendant(n) = &step {
             if n.is_empty() || n.len() > MAX_NAME {
-                return Err(format!("member names are 1 to {MAX_NAME} bytes"));
+                return Err("has a member name that is empty or longer than 256 bytes");
             }
         }
         steps.push(step);
         if steps.len() > MAX_STEPS {
-            return Err(format!("has more than {MAX_STEPS} steps"));
+            return Err("has more than 16 steps");
         }
     }
     if steps.is_empty() {
-        return Err("selects the whole document; name a member or element (\"$.field\")".into());
+        return Err("selects the whole document; name a member or element (\"$.field\")");
     }
     Ok(steps)
 }
 
 impl Cx {
+    /// In the Worker: the build compiled and checked this very policy natively, so the embedded
+    /// mask is only converted. Anything that does not convert fails the policy (every route
+    /// answers 503): a mask is never silently lost.
+    #[cfg(target_arch = "wasm32")]
+    pub(super) fn mask(
+        &mut self,
+        file: &str,
+        id: &str,
+        config: &MaskConfig,
+        _known: &BTreeSet<&str>,
+        _required: &[&str],
+        _any: bool,
+    ) -> Option<Mask> {
+        let mut rules = Vec::new();
+        for r in &config.rules {
+            let action = match (r.action.as_str(), &r.with) {
+                ("drop", _) => MaskAction::Drop,
+                ("hash", _) => MaskAction::Hash,
+                ("last4", _) => MaskAction::Last4,
+                ("redact", None) => MaskAction::Redact(DEFAULT_REDACTION.to_owned()),
+                ("redact", Some(v)) => {
+                    MaskAction::Redact(serde_json::to_string(v).unwrap_or_default())
+                }
+                _ => {
+                    self.error(Location::route(file, id, "mask"), "unknown action");
+                    return None;
+                }
+            };
+            let Ok(steps) = parse_path(&r.path) else {
+                self.error(Location::route(file, id, "mask"), "bad path");
+                return None;
+            };
+            rules.push(MaskRule {
+                path: r.path.clone(),
+                steps,
+                action,
+            });
+        }
+        let w = config.when.clone().unwrap_or(crate::model::MaskWhenConfig {
+            agent: true,
+            ..Default::default()
+        });
+        Some(Mask {
+            when: MaskWhen {
+                agent: w.agent,
+                agent_providers: w.agent_providers,
+                unattested: w.unattested,
+                always: w.always,
+            },
+            secret: config.secret.clone(),
+            rules,
+        })
+    }
+
     /// Compile a route's `mask`; `required` are the route's providers (empty for a public route).
+    #[cfg(not(target_arch = "wasm32"))]
     pub(super) fn mask(
         &mut self,
         file: &str,
