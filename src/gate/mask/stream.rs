@@ -364,6 +364,25 @@ impl<'m> Transformer<'m> {
         }
     }
 
+    /// Bytes the transformer holds on the heap right now (its buffers and open containers, by
+    /// capacity): what the memory bound is about.
+    pub fn retained_bytes(&self) -> usize {
+        let frames: usize = self
+            .frames
+            .iter()
+            .map(|f| {
+                core::mem::size_of::<Frame>()
+                    + f.states.capacity() * core::mem::size_of::<St>()
+                    + f.keys.capacity() * (core::mem::size_of::<Vec<u8>>() + 1)
+                    + f.keys.iter().map(Vec::capacity).sum::<usize>()
+            })
+            .sum();
+        frames
+            + self.sbuf.capacity()
+            + self.nbuf.capacity()
+            + self.next.capacity() * core::mem::size_of::<St>()
+    }
+
     /// The rules.
     pub fn mask(&self) -> &Mask {
         &self.mask
