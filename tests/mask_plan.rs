@@ -257,3 +257,48 @@ fn a_masked_answer_is_private_and_varies_on_the_credentials() {
     assert_eq!(masked_count(3, true), "3");
     assert_eq!(masked_count(3, false), "3+");
 }
+
+#[test]
+fn explain_shows_the_mask_a_request_would_get() {
+    let dir = std::env::temp_dir().join(format!("attestgate-mask-explain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("mask.toml"), POLICY).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let run = |claims: Value| {
+        let mut c = json!({"sub": "user:alice", "iat": now, "exp": now + 300});
+        c.as_object_mut()
+            .unwrap()
+            .extend(claims.as_object().unwrap().clone());
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_attestgate"))
+            .args([
+                "explain",
+                "GET",
+                "https://api.example.com/mk/customers/1",
+                "--dir",
+            ])
+            .arg(&dir)
+            .args(["--token", &format!("agent={}", token(&AGENT_KEY, c))])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let agent = run(json!({"act": {"sub": "agent:planner"}}));
+    assert!(
+        agent.contains("mask      when agent (act) or unattested device"),
+        "{agent}"
+    );
+    assert!(agent.contains("  rule    $..email  hash"), "{agent}");
+    assert!(
+        agent.contains("  mask    APPLIES: a token carries an act chain"),
+        "{agent}"
+    );
+    let human = run(json!({}));
+    assert!(
+        human.contains("  mask    APPLIES: no token of the unattested providers"),
+        "{human}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

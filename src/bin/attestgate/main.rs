@@ -15,6 +15,8 @@
 mod check;
 #[cfg(not(target_arch = "wasm32"))]
 mod explain;
+// Issue 18: the mask part of `explain`.
+mod mask;
 
 use std::process::ExitCode;
 

@@ -52,17 +52,30 @@ impl MaskWhy {
     }
 }
 
-/// Whether `mask` applies to a request verified as `principal`, and why (the first condition
-/// that holds, in the order `always`, `agent`, `agent_providers`, `unattested`).
+/// Whether `mask` applies to a request verified as `principal`, and why.
 pub fn applies(mask: &Mask, principal: &Principal<'_>) -> Option<MaskWhy> {
+    let tokens: Vec<(&str, &serde_json::Map<String, serde_json::Value>)> = principal
+        .tokens
+        .iter()
+        .map(|(p, c)| (p.name.as_str(), c.map()))
+        .collect();
+    applies_to(mask, &tokens)
+}
+
+/// [`applies`] for verified tokens given as (provider, claims): the first condition that
+/// holds, in the order `always`, `agent` (a token has a non-null `act` claim),
+/// `agent_providers`, `unattested` (no token of those providers).
+pub fn applies_to(
+    mask: &Mask,
+    tokens: &[(&str, &serde_json::Map<String, serde_json::Value>)],
+) -> Option<MaskWhy> {
     let w = &mask.when;
-    let names = || principal.tokens.iter().map(|(p, _)| p.name.as_str());
+    let names = || tokens.iter().map(|(p, _)| *p);
     if w.always {
         return Some(MaskWhy::Always);
     }
     if w.agent
-        && principal
-            .tokens
+        && tokens
             .iter()
             .any(|(_, c)| c.get("act").is_some_and(|a| !a.is_null()))
     {
