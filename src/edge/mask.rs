@@ -75,9 +75,14 @@ impl MaskStream {
 }
 
 #[wasm_bindgen(inline_js = r#"
+// A trap in the transformer marks the instance for re-initialisation, as task.js does. (Not
+// written `e instanceof WebAssembly.RuntimeError && ...`: scripts/plain_entry.py finds the
+// shim's handleMaybeCritical by that shape.)
 const MARK = Symbol.for("attestgate.markCritical");
 function trap(e) {
-  if (e instanceof WebAssembly.RuntimeError && typeof globalThis[MARK] === "function") globalThis[MARK](e);
+  if (!(e instanceof WebAssembly.RuntimeError)) return;
+  const mark = globalThis[MARK];
+  if (typeof mark === "function") mark(e);
 }
 // The transformer answers its output, or the reason it failed (a string).
 function ok(r) {
