@@ -332,3 +332,31 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn duplicates_are_found_in_small_and_large_objects() {
+    let m = customer_mask();
+    let l = Limits::default();
+    let doc = |n: usize| {
+        let members: Vec<String> = (0..n).map(|i| format!("\"k{i}\":{i}")).collect();
+        format!("{{{}}}", members.join(",")).into_bytes()
+    };
+    for n in [1, 5, 23, 24, 25, 60] {
+        assert!(run(&m, &doc(n), 7, l).is_ok(), "{n}");
+        for j in [0, n / 2, n - 1] {
+            let body = {
+                let mut members: Vec<String> = (0..n).map(|i| format!("\"k{i}\":{i}")).collect();
+                members.push(format!("\"k{j}\":0"));
+                format!("{{{}}}", members.join(",")).into_bytes()
+            };
+            assert_eq!(
+                run(&m, &body, 7, l).unwrap_err(),
+                MaskError::DuplicateKey,
+                "{n} {j}"
+            );
+        }
+    }
+    // Sibling objects each start from an empty name set.
+    let twice = format!("[{0},{0}]", String::from_utf8(doc(30)).unwrap());
+    assert!(run(&m, twice.as_bytes(), 5, l).is_ok());
+}

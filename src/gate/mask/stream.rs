@@ -145,6 +145,10 @@ impl HashKey {
     }
 }
 
+/// Objects with at most this many members check duplicates by a scan of one buffer (no
+/// allocation or hash per name); larger ones move their names into a hash set.
+const SMALL_OBJECT: usize = 24;
+
 /// A state of one rule's path: rule `r` has matched its first `i` steps.
 type St = (u16, u8);
 
@@ -164,6 +168,10 @@ struct Frame {
     written: u64,
     /// The next element's index.
     index: u64,
+    /// The member names seen, for the duplicate check: the first [`SMALL_OBJECT`] in one
+    /// buffer (`names`, `spans`: start and length), compared by a scan; past that all in `keys`.
+    names: Vec<u8>,
+    spans: Vec<(usize, usize)>,
     keys: HashSet<Vec<u8>>,
     key_bytes: usize,
 }
@@ -381,6 +389,8 @@ impl<'m> Transformer<'m> {
                     + f.states.capacity() * core::mem::size_of::<St>()
                     + f.keys.capacity() * (core::mem::size_of::<Vec<u8>>() + 1)
                     + f.keys.iter().map(Vec::capacity).sum::<usize>()
+                    + f.names.capacity()
+                    + f.spans.capacity() * core::mem::size_of::<(usize, usize)>()
             })
             .sum();
         frames
@@ -628,6 +638,8 @@ impl<'m> Transformer<'m> {
                         states: Vec::new(),
                         written: 0,
                         index: 0,
+                        names: Vec::new(),
+                        spans: Vec::new(),
                         keys: HashSet::new(),
                         key_bytes: 0,
                     });
@@ -639,6 +651,8 @@ impl<'m> Transformer<'m> {
                     f.written = 0;
                     f.index = 0;
                     f.key_bytes = 0;
+                    f.names.clear();
+                    f.spans.clear();
                     f.keys.clear();
                     if f.keys.capacity() > 256 {
                         f.keys = HashSet::new();
@@ -923,7 +937,14 @@ impl<'m> Transformer<'m> {
             let Some(f) = self.top() else {
                 return Err(MaskError::Syntax);
             };
-            if f.keys.contains(&key) {
+            let duplicate = if f.keys.is_empty() {
+                f.spans
+                    .iter()
+                    .any(|&(at, len)| f.names.get(at..at + len) == Some(key.as_slice()))
+            } else {
+                f.keys.contains(&key)
+            };
+            if duplicate {
                 return Err(MaskError::DuplicateKey);
             }
             if open + key.len() + 32 > max {
@@ -946,7 +967,28 @@ impl<'m> Transformer<'m> {
                 self.masked = masked;
             }
         }
-        if let Some(f) = self.top() {
+        let Some(f) = self
+            .depth
+            .checked_sub(1)
+            .and_then(|d| self.frames.get_mut(d))
+        else {
+            return Err(MaskError::Syntax);
+        };
+        if f.keys.is_empty() && f.spans.len() < SMALL_OBJECT {
+            f.spans.push((f.names.len(), key.len()));
+            f.names.extend_from_slice(&key);
+            // The name buffer is reused for the next string.
+            self.sbuf = key;
+            self.sbuf.clear();
+        } else {
+            if f.keys.is_empty() {
+                for &(at, len) in &f.spans {
+                    f.keys
+                        .insert(f.names.get(at..at + len).unwrap_or_default().to_vec());
+                }
+                f.spans.clear();
+                f.names.clear();
+            }
             f.keys.insert(key);
         }
         Ok(())
@@ -1036,6 +1078,8 @@ impl<'m> Transformer<'m> {
         }
         let silent = f.silent;
         f.keys.clear();
+        f.names.clear();
+        f.spans.clear();
         f.key_bytes = 0;
         if !silent {
             out.push(if kind == Kind::Object { b'}' } else { b']' });
