@@ -33,6 +33,7 @@ fn route(id: String, path: String, methods: Option<Vec<String>>) -> RouteConfig 
         audit: None,
         deny_check: None,
         status_max_stale_secs: None,
+        mask: None,
     }
 }
 

@@ -912,7 +912,46 @@ class AuditWorkload(Workload):
         return (ORDER_PATH if self.off else AUDIT_PATH), bearer(self.tokens[k]), 200
 
 
-WORKLOAD_KINDS = ["unique", "session", "public", "refusal", "log", "intent", "receipt", "inject", "deny", "audit"]
+class MaskWorkload(Workload):
+    """Issue 18: a verified request (ES256, a distinct token each time) whose origin answers a
+    10 KB JSON document: on `mask-on` masked by the route's rules (the token has `act`), on
+    `mask-off` (the same answer, no mask) passed through. The difference is the masking."""
+
+    kind = "mask"
+    @staticmethod
+    def document(size: int = 10 * 1024) -> bytes:
+        """Customer records until the document is about `size` bytes."""
+        records, i = [], 0
+        while len(json.dumps({"customers": records})) < size:
+            records.append({"id": f"c-{i}", "name": f"Customer {i}", "ssn": f"123-45-{i:04}",
+                            "email": f"user{i}@example.com",
+                            "internal": {"score": i / 100, "tags": ["a", "b"]},
+                            "orders": [i, i + 1, i + 2]})
+            i += 1
+        return json.dumps({"customers": records}).encode()
+
+    def __init__(self, servers, names, total, masked: bool):
+        super().__init__("mask" if masked else "mask, off", names, "ES256")
+        self.path = "/v1/customers/7" if masked else "/v1/records/7"
+        if not masked:
+            self.kind = "mask-off"
+        self.describe = (f"GET {self.path}: a verified request answered with a "
+                         f"{len(self.document())}-byte JSON document, "
+                         + ("masked (3 rules)" if masked else "not masked (same answer)"))
+        self.body = self.document()
+        servers.canned[self.path] = {"body": self.body,
+                                     "headers": {"content-type": "application/json"}}
+        now = int(time.time())
+        self.tokens = [servers.issuer.mint(KIDS["ES256"], **good_claims(now)) for _ in range(total)]
+
+    def request(self, name, k):
+        return self.path, bearer(self.tokens[k]), 200
+
+    def meta(self):
+        return dict(super().meta(), body_bytes=len(self.body))
+
+
+WORKLOAD_KINDS = ["unique", "session", "public", "refusal", "log", "intent", "receipt", "inject", "deny", "audit", "mask"]
 TOKEN_NAMES = ["attestgate", "jose", "floor", "floor-log", "floor-verify"]
 
 
@@ -945,6 +984,9 @@ def make_workloads(servers, kinds: list[str], total: int) -> list[Workload]:
             out += [ReceiptWorkload(servers, total), ReceiptWorkload(servers, total, none=True)]
         elif kind == "inject":
             out += [InjectWorkload(servers, total, True), InjectWorkload(servers, total, False)]
+        elif kind == "mask":
+            out.append(MaskWorkload(servers, ["attestgate"], total, masked=True))
+            out.append(MaskWorkload(servers, ["attestgate"], total, masked=False))
         else:
             raise SystemExit(f"unknown workload {kind!r} (known: {', '.join(WORKLOAD_KINDS)})")
     minted = sum(len(getattr(w, "tokens", ())) for w in out)

@@ -157,6 +157,9 @@ pub enum Error {
     OriginUnreachable,
     /// The origin sent no response headers within the gateway's origin timeout.
     OriginTimeout,
+    /// Issue 18: on a masking route, the origin's answer is not JSON the gateway can mask
+    /// (media type, encoding, syntax, limits): the gateway's own 502, never the answer.
+    OriginUnmaskable,
     /// The gateway's WebAssembly instance trapped while this request was in flight; it is
     /// being reset (the answer is made by the JavaScript entry, `src/edge/task.js`).
     InstanceReset,
@@ -258,6 +261,7 @@ impl Error {
             Error::PolicyUnavailable => "policy_unavailable",
             Error::OriginUnreachable => "origin_unreachable",
             Error::OriginTimeout => "origin_timeout",
+            Error::OriginUnmaskable => "origin_unmaskable",
             Error::InstanceReset => "instance_reset",
             Error::Internal => "internal_error",
         }
@@ -417,6 +421,7 @@ impl Error {
             Error::InstanceReset => (Unavailable, "The gateway is restarting; retry shortly."),
             Error::OriginUnreachable => (BadGateway, "The origin could not be reached."),
             Error::OriginTimeout => (GatewayTimeout, "The origin did not answer in time."),
+            Error::OriginUnmaskable => (BadGateway, "The origin's answer could not be masked."),
             Error::Internal => (ServerError, "Internal error."),
         }
     }
@@ -899,6 +904,7 @@ mod tests {
         [Error::InstanceReset] 503 "temporarily_unavailable",
         [Error::OriginUnreachable] 502 "bad_gateway",
         [Error::OriginTimeout] 504 "gateway_timeout",
+        [Error::OriginUnmaskable] 502 "bad_gateway",
         [Error::Internal] 500 "server_error",
     }
 

@@ -13,6 +13,7 @@ mod fault_test;
 mod forward;
 mod inject;
 mod keys;
+mod mask;
 mod nonce_store;
 mod promise;
 mod replay;
@@ -372,7 +373,7 @@ async fn run(
             Ok(index) => {
                 decision.log_index = Some(index);
                 // The client learns where its decision is (to ask for its inclusion proof).
-                if let ResponsePlan::Origin { headers } = &mut decision.response {
+                if let ResponsePlan::Origin { headers, .. } = &mut decision.response {
                     headers.push((LOG_INDEX_HEADER, index.to_string()));
                 }
             }
@@ -438,6 +439,20 @@ async fn execute<S: Secrets>(
     injector: &inject::Injector<'_, S>,
     d: &mut Decision<'_>,
 ) -> Result<JsValue> {
+    // Issue 18: the hash key of a mask that applies, before anything is forwarded (a missing
+    // secret is a 503 the origin never sees).
+    let mut hash_key = None;
+    if let (Some(plan), Some(fwd)) = (d.response.mask(), d.forward()) {
+        if let (Some(_), Some(rules)) = (plan.why, &fwd.route.mask) {
+            match crate::gate::mask::hash_key(rules, injector.secrets) {
+                Ok(k) => hash_key = k,
+                Err(e) => {
+                    let wire = e.wire_for(gate.challenge(d.route));
+                    d.refuse(e, Some(Answer::refusal(&wire, d.request_id, None)));
+                }
+            }
+        }
+    }
     let sent = match &d.outcome {
         Outcome::Forward(plan) => {
             // Issue 14: the upstream's credential first; without it nothing is sent.
@@ -476,17 +491,32 @@ async fn execute<S: Secrets>(
             d.refuse(e, Some(Answer::refusal(&wire, d.request_id, None)));
         }
         Some(Ok(sent)) => {
-            let ResponsePlan::Origin { headers } = &d.response else {
+            let ResponsePlan::Origin { headers, mask } = &d.response else {
                 return Ok(sent.into());
             };
-            if headers.is_empty() {
+            if headers.is_empty() && mask.is_none() {
                 return Ok(sent.into());
             }
             // (An unreachable origin is already the gateway's 502; it gets the headers too.)
             let resp: web_sys::Response = task::Settled::new(sent).await?.unchecked_into();
-            let r = with_headers(resp, headers)?;
-            d.status = Some(r.status());
-            return Ok(r.into());
+            let rules = d.forward().and_then(|f| f.route.mask.as_ref());
+            let (Some(plan), Some(rules)) = (mask, rules) else {
+                let r = with_headers(resp, headers)?;
+                d.status = Some(r.status());
+                return Ok(r.into());
+            };
+            let masked =
+                mask::respond(resp, d.method, plan, rules, hash_key, headers, d.request_id).await;
+            match masked {
+                Ok((r, record)) => {
+                    d.mask = record;
+                    return Ok(r.into());
+                }
+                Err(e) => {
+                    let wire = e.wire_for(gate.challenge(d.route));
+                    d.refuse(e, Some(Answer::refusal(&wire, d.request_id, None)));
+                }
+            }
         }
     }
     execute_own(d)
@@ -533,7 +563,7 @@ fn finish(
 
 /// The origin's response with `headers` set. A fetched response's headers are immutable, so
 /// this makes a new Response around the same body stream, status, status text and headers.
-fn with_headers(
+pub(crate) fn with_headers(
     resp: web_sys::Response,
     set: &[(&'static str, String)],
 ) -> Result<web_sys::Response> {

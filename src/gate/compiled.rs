@@ -261,6 +261,21 @@ impl Gate {
             .map_or(&[][..], |r| r.strips.as_slice())
     }
 
+    /// Issue 18: the credential headers of `route`'s providers, lowercase, each once: the
+    /// `Vary` of every response on a masking route.
+    pub fn mask_vary(&self, route: &Route) -> String {
+        let mut names: Vec<String> = Vec::new();
+        for name in route.access.providers() {
+            if let Some(p) = self.policy.providers().iter().find(|p| &p.name == name) {
+                let h = p.from.header.to_ascii_lowercase();
+                if !names.contains(&h) {
+                    names.push(h);
+                }
+            }
+        }
+        names.join(", ")
+    }
+
     pub fn requires_all(route: &Route) -> bool {
         matches!(route.access, Access::All(_))
     }

@@ -65,6 +65,9 @@ pub struct DecisionLog {
     /// Issue 16: the id of the deny entry that refused the request (never its content).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deny_entry: Option<String>,
+    /// Issue 18: what the response mask did (counts and rule paths).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mask: Option<crate::gate::mask::MaskRecord>,
 }
 
 impl DecisionLog {

@@ -35,6 +35,7 @@ pub mod intent;
 pub mod inject;
 pub mod key_cache;
 pub mod log;
+pub mod mask;
 // Fixed ranges of a fixed-size nonce array, after its length was checked.
 #[allow(clippy::indexing_slicing)]
 pub mod nonce;

@@ -20,6 +20,14 @@ use super::Error;
 /// Errors: [`Error::Utf8`] (not UTF-8), [`Error::DuplicateMember`], [`Error::Json`] (BOM, syntax,
 /// trailing data, nesting deeper than 128, numbers out of range, lone surrogates, not an object).
 pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, Error> {
+    match parse_value(bytes)? {
+        Value::Object(map) => Ok(map),
+        _ => Err(Error::Json),
+    }
+}
+
+/// [`parse_object`] for any top-level value (the masking reference, issue 18).
+pub fn parse_value(bytes: &[u8]) -> Result<Value, Error> {
     let text = core::str::from_utf8(bytes).map_err(|_| Error::Utf8)?;
     if text.starts_with('\u{feff}') {
         return Err(Error::Json);
@@ -32,8 +40,7 @@ pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, Error> {
     .deserialize(&mut de)
     .and_then(|value| de.end().map(|()| value));
     match parsed {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(Error::Json),
+        Ok(value) => Ok(value),
         Err(_) if duplicate.get() => Err(Error::DuplicateMember),
         Err(_) => Err(Error::Json),
     }

@@ -59,6 +59,8 @@ INJECT_SECRETS = {
     "IJ_CLIENT_SECRET": secrets.token_urlsafe(32),
     "IJ_WRONG_SECRET": secrets.token_urlsafe(32),
 }
+# The key of the mask routes' hash action (test_mask.py).
+MK_MASK_KEY = secrets.token_bytes(32)
 
 
 class Response:
@@ -100,6 +102,7 @@ class Gateway:
             f'HR_SECRET_2026="{base64.b64encode(HR_SECRETS["k2"]).decode()}"\n'
             f"ATTESTGATE_SIGNING_KEY='{json.dumps(SIGNING_KEY.as_dict(private=True))}'\n"
             f"ATTESTGATE_SIGNING_KEY_PREVIOUS='{json.dumps(PREVIOUS_SIGNING_KEY.as_dict(private=False))}'\n"
+            f'MK_MASK_KEY="{base64.b64encode(MK_MASK_KEY).decode()}"\n'
             + "".join(f'{name}="{value}"\n' for name, value in INJECT_SECRETS.items())
         )
         dev_vars = "".join(
@@ -277,3 +280,8 @@ def signing_keys():
 @pytest.fixture
 def hr_secrets():
     return HR_SECRETS
+
+
+@pytest.fixture
+def mk_mask_key():
+    return MK_MASK_KEY

@@ -196,6 +196,23 @@ class LocalServers:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the gateway stopped reading (size cap): expected
 
+            def _send_canned(self, body: bytes, status: int = 200, headers: dict | None = None,
+                             truncate: int | None = None):
+                """A body a test set (issue 18, test_mask.py): its own headers; with `truncate`,
+                announce the whole length, send only that many bytes and close."""
+                self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                try:
+                    self.wfile.write(body if truncate is None else body[:truncate])
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                if truncate is not None:
+                    self.close_connection = True
+
             def _handle(self):
                 path = urlsplit(self.path).path
                 if path.startswith(ISSUER_PATH + "/"):
@@ -216,6 +233,9 @@ class LocalServers:
                     "body_sha256": hashlib.sha256(body).hexdigest(),
                 }
                 servers.recorder.add(entry)
+                canned = servers.canned.get(urlsplit(self.path).path)
+                if canned is not None:
+                    return self._send_canned(**canned)
                 sleep_ms = parse_qs(urlsplit(self.path).query).get("origin_sleep_ms")
                 if sleep_ms:
                     time.sleep(int(sleep_ms[-1]) / 1000)
@@ -234,6 +254,8 @@ class LocalServers:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_PROPFIND = _handle
 
+        # Answers for given origin paths: path -> _send_canned keyword arguments.
+        self.canned: dict[str, dict] = {}
         self.named: dict[str, Issuer] = {}
         self.named_lock = threading.Lock()
         self.trap_hits: list[dict] = []

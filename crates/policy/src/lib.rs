@@ -64,6 +64,7 @@ mod load;
 
 pub use alg::{Alg, UnknownAlg};
 pub use compile::intent::{Bind, Budget, Intent, Op, Source};
+pub use compile::mask::{Mask, MaskAction, MaskRule, MaskWhen, PathStep};
 pub use compile::{compile, AuditMode};
 pub use diag::{Location, PolicyError, Subject, Warning};
 pub use evaluate::{Denial, Explanation, HeaderPlan, Step, VerifiedTokens, MAX_FORWARD_VALUE};

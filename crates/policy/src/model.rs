@@ -363,6 +363,9 @@ pub struct RouteConfig {
     /// provider's `status_list.max_stale_secs`; 1..=86400).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_max_stale_secs: Option<u64>,
+    /// Issue 18: response masking (`[route.mask]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask: Option<MaskConfig>,
 }
 
 /// `budget = { calls = 10, window_secs = 60, ... }`: what one session (agent, user, and the
@@ -469,6 +472,153 @@ pub struct BindRule {
     /// With `max`/`min`: the request part the detail's `currency` member (next to the bound
     /// amount: `instructedAmount.currency`) must equal, as RFC 9396's `instructedAmount` has it.
     pub currency: Option<String>,
+}
+
+/// `[route.mask]` (issue 18): what of the origin's JSON answer is masked, and for whom.
+///
+/// Read through a `serde_json::Value` and [`TryFrom`] (unknown fields refused there too): the
+/// derived deserializers of these three structs would add about 9 KB to the Worker, which
+/// reads the embedded policy with them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "Value")]
+pub struct MaskConfig {
+    /// When the mask applies (any condition that holds). Default `{ agent = true }`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<MaskWhenConfig>,
+    /// Name of the Worker secret (base64, at least 32 bytes) keying the `hash` action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// `[[route.mask.rules]]`: a JSON path and its action.
+    pub rules: Vec<MaskRuleConfig>,
+}
+
+/// `when = { agent = true, agent_providers = [...], unattested = [...], always = false }`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct MaskWhenConfig {
+    /// A verified credential carries an `act` claim (RFC 8693: an agent acts for the subject).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub agent: bool,
+    /// A credential of one of these providers verified (their tokens are agents' tokens).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agent_providers: Vec<String>,
+    /// No credential of any of these (attestation) providers verified on the request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unattested: Vec<String>,
+    /// Every caller.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub always: bool,
+}
+
+/// One `[[route.mask.rules]]` entry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MaskRuleConfig {
+    /// `$.a.b`, `$.items[*].ssn`, `$..email`, ... (policies/README.md, "Response masking").
+    pub path: String,
+    /// `drop`, `redact`, `hash` or `last4`.
+    pub action: String,
+    /// `redact` only: the replacement (a string, number, boolean or null); default `"[redacted]"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub with: Option<Value>,
+}
+
+type Table = serde_json::Map<String, Value>;
+
+/// A field of table `what` other than `known`: an error (unknown fields are refused).
+fn only(o: &Table, what: &str, known: &[&str]) -> Result<(), String> {
+    match o.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(k) => Err(format!("unknown field `{k}` in {what}")),
+        None => Ok(()),
+    }
+}
+
+fn bad(what: &str, name: &str, kind: &str) -> String {
+    format!("{what}.{name} must be {kind}")
+}
+
+fn take_bool(o: &Table, what: &str, name: &str) -> Result<bool, String> {
+    match o.get(name) {
+        None => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(bad(what, name, "a boolean")),
+    }
+}
+
+fn take_strings(o: &Table, what: &str, name: &str) -> Result<Vec<String>, String> {
+    let list = match o.get(name) {
+        None => return Ok(Vec::new()),
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err(bad(what, name, "a list of strings")),
+    };
+    let mut out = Vec::new();
+    for v in list {
+        out.push(
+            v.as_str()
+                .ok_or_else(|| bad(what, name, "a list of strings"))?
+                .to_owned(),
+        );
+    }
+    Ok(out)
+}
+
+fn take_string(o: &Table, what: &str, name: &str) -> Result<Option<String>, String> {
+    match o.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(bad(what, name, "a string")),
+    }
+}
+
+impl TryFrom<Value> for MaskConfig {
+    type Error = String;
+
+    fn try_from(v: Value) -> Result<Self, String> {
+        const RULE: &str = "mask.rules[]";
+        let Value::Object(o) = v else {
+            return Err("mask must be a table".to_owned());
+        };
+        only(&o, "mask", &["when", "secret", "rules"])?;
+        let when = match o.get("when") {
+            None => None,
+            Some(Value::Object(w)) => {
+                only(
+                    w,
+                    "mask.when",
+                    &["agent", "agent_providers", "unattested", "always"],
+                )?;
+                Some(MaskWhenConfig {
+                    agent: take_bool(w, "mask.when", "agent")?,
+                    agent_providers: take_strings(w, "mask.when", "agent_providers")?,
+                    unattested: take_strings(w, "mask.when", "unattested")?,
+                    always: take_bool(w, "mask.when", "always")?,
+                })
+            }
+            Some(_) => return Err("mask.when must be a table".to_owned()),
+        };
+        let Some(Value::Array(list)) = o.get("rules") else {
+            return Err("mask.rules must be a list of tables".to_owned());
+        };
+        let mut rules = Vec::new();
+        for r in list {
+            let Value::Object(r) = r else {
+                return Err("mask.rules must be a list of tables".to_owned());
+            };
+            only(r, RULE, &["path", "action", "with"])?;
+            let field = |name: &str| {
+                take_string(r, RULE, name)?
+                    .ok_or_else(|| format!("missing field `{name}` in {RULE}"))
+            };
+            rules.push(MaskRuleConfig {
+                path: field("path")?,
+                action: field("action")?,
+                with: r.get("with").cloned(),
+            });
+        }
+        Ok(MaskConfig {
+            when,
+            secret: take_string(&o, "mask", "secret")?,
+            rules,
+        })
+    }
 }
 
 /// `require = { all = [...] }` or `require = { any = [...] }` (exactly one of the two).

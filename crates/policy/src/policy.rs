@@ -399,6 +399,8 @@ pub struct Route {
     pub strip_cookies: bool,
     /// Issue 17: how the route's decisions reach the decision log.
     pub audit: crate::AuditMode,
+    /// Issue 18: the response mask, if the route has one.
+    pub mask: Option<crate::compile::mask::Mask>,
     pub(crate) capture_names: Vec<Option<String>>,
     /// Issue 16: how the route checks the deny list.
     pub deny_check: crate::compile::deny::DenyCheck,

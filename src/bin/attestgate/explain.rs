@@ -167,6 +167,7 @@ pub fn explain(args: &[String]) -> ExitCode {
             for line in crate::upstream::lines(policy, gate, r) {
                 println!("{line}");
             }
+            crate::mask::print_rules(r);
             Some(r)
         }
         Err(miss) => {
@@ -355,7 +356,18 @@ pub fn explain(args: &[String]) -> ExitCode {
             }
         }
         match decision.as_ref().map(|d| &d.outcome) {
-            Ok(Outcome::Forward(fwd)) => print_allow(fwd, &path, fwd.is_public()),
+            Ok(Outcome::Forward(fwd)) => {
+                print_allow(fwd, &path, fwd.is_public());
+                if let (Some(m), Ok(d)) = (&fwd.route.mask, &decision) {
+                    let tokens: Vec<_> = d
+                        .principal
+                        .tokens
+                        .iter()
+                        .map(|(p, c)| (p.name.as_str(), c.map()))
+                        .collect();
+                    crate::mask::print_decision(m, &tokens);
+                }
+            }
             Ok(Outcome::Refused(e)) => {
                 print_refusal(*e, realm, decision.as_ref().ok().map(|d| &d.response))
             }
@@ -427,6 +439,11 @@ pub fn explain(args: &[String]) -> ExitCode {
                     println!("  forward to {}{path}", r.origin.trim_end_matches('/'));
                     for (name, value) in &plan.set {
                         println!("  set     {name}: {value}");
+                    }
+                    if let Some(m) = &r.mask {
+                        let tokens: Vec<(&str, &Map<String, Value>)> =
+                            decoded.iter().map(|(n, c)| (n.as_str(), c)).collect();
+                        crate::mask::print_decision(m, &tokens);
                     }
                 }
                 Err(denial) => print_refusal(Error::from(denial), realm, None),

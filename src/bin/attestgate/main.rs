@@ -23,6 +23,8 @@ mod explain;
 mod intent;
 mod receipt;
 mod upstream;
+// Issue 18: the mask part of `explain`.
+mod mask;
 
 use std::process::ExitCode;
 

@@ -37,7 +37,7 @@ pub mod single_use;
 pub use forward::ForwardPlan;
 pub use record::{Decision, DecisionSink, Outcome, Principal, Verdict};
 pub use request::Request;
-pub use response::{Answer, ResponsePlan};
+pub use response::{Answer, MaskPlan, ResponsePlan};
 
 /// The seams, per-isolate state and clock of one decision.
 pub struct Env<'a, K, V, R> {
@@ -410,6 +410,13 @@ where
         d.response = ResponsePlan::origin(
             request::issue_nonce(gate, env.nonce_key.nonce_key(), env.random, env.now).ok(),
         );
+    }
+    // Issue 18: the route's mask, and whether it applies to this caller.
+    if let (Some(mask), ResponsePlan::Origin { mask: slot, .. }) = (&route.mask, &mut d.response) {
+        *slot = Some(response::MaskPlan {
+            why: crate::gate::mask::applies(mask, &d.principal),
+            vary: gate.mask_vary(route),
+        });
     }
     Ok(plan)
 }

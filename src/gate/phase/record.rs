@@ -164,6 +164,9 @@ pub struct Decision<'a> {
     pub operator_call: Option<crate::gate::operator::Call>,
     /// The deny entry that refused the request (its id, never its content, in the log).
     pub deny_entry: Option<String>,
+    // ---- issue 18: response masking ----
+    /// What the mask did to the response (counts, never values), once the executor knows.
+    pub mask: Option<crate::gate::mask::MaskRecord>,
 }
 
 impl<'a> Decision<'a> {
@@ -188,6 +191,7 @@ impl<'a> Decision<'a> {
             operator: None,
             operator_call: None,
             deny_entry: None,
+            mask: None,
         }
     }
 
@@ -271,6 +275,7 @@ impl<'a> Decision<'a> {
         log.divergence = self.budget.divergence;
         log.budget_spent = self.budget.spent.map(crate::gate::budget::Spent::as_str);
         log.deny_entry = self.deny_entry.clone();
+        log.mask = self.mask.clone();
         log
     }
 

@@ -2,8 +2,11 @@
 //!
 //! - A forwarded request gets the origin's response as it is (status, status text, headers, body
 //!   stream untouched), plus the headers the gateway adds. Today that is one: after a request
-//!   whose proof spent a DPoP nonce, the next `DPoP-Nonce` (RFC 9449 §8.2). Response masking and
-//!   other response headers go here.
+//!   whose proof spent a DPoP nonce, the next `DPoP-Nonce` (RFC 9449 §8.2). Other response
+//!   headers go here.
+//! - On a route with a `mask` (issue 18) the plan carries a [`MaskPlan`]: whether the mask
+//!   applies to this caller (then the executor pipes the body through the streaming
+//!   transformer, [`crate::gate::mask`]) and the `Vary` every response of the route gets.
 //! - The gateway's own answers (a refusal, the challenge endpoint) are an [`Answer`]: always JSON
 //!   with `Cache-Control: no-store`, and the headers SPEC §4 asks for.
 
@@ -22,6 +25,8 @@ pub enum ResponsePlan {
     /// headers are immutable, and answers with a new response around the same body stream).
     Origin {
         headers: Vec<(&'static str, String)>,
+        /// Issue 18: the route masks responses.
+        mask: Option<MaskPlan>,
     },
     /// The gateway's own answer.
     Own(Answer),
@@ -32,8 +37,27 @@ impl ResponsePlan {
     pub fn origin(dpop_nonce: Option<String>) -> Self {
         ResponsePlan::Origin {
             headers: dpop_nonce.map(|n| (DPOP_NONCE, n)).into_iter().collect(),
+            mask: None,
         }
     }
+
+    /// The mask plan of a forwarded request, if its route masks.
+    pub fn mask(&self) -> Option<&MaskPlan> {
+        match self {
+            ResponsePlan::Origin { mask, .. } => mask.as_ref(),
+            ResponsePlan::Own(_) => None,
+        }
+    }
+}
+
+/// Issue 18: the mask decision of a request on a route with a `mask`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaskPlan {
+    /// Why the mask applies to this caller; `None`: it does not (the origin's body passes,
+    /// with `vary`).
+    pub why: Option<crate::gate::mask::MaskWhy>,
+    /// The credential headers that decide it, for `Vary`.
+    pub vary: String,
 }
 
 /// One of the gateway's own answers: `status`, the JSON `body`, `Content-Type:
@@ -135,12 +159,16 @@ mod tests {
     fn only_a_dpop_request_adds_a_header_to_the_origins_response() {
         assert_eq!(
             ResponsePlan::origin(None),
-            ResponsePlan::Origin { headers: vec![] }
+            ResponsePlan::Origin {
+                headers: vec![],
+                mask: None
+            }
         );
         assert_eq!(
             ResponsePlan::origin(Some("n".into())),
             ResponsePlan::Origin {
-                headers: vec![(DPOP_NONCE, "n".into())]
+                headers: vec![(DPOP_NONCE, "n".into())],
+                mask: None
             }
         );
         let a = Answer::challenge("abc".into(), 120);

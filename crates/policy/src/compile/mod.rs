@@ -16,6 +16,7 @@ mod audit;
 pub mod deny;
 mod gateway;
 pub mod intent;
+pub mod mask;
 mod provider;
 mod receipt;
 // Routes by the ids the route index gave out, and `&required[i + 1..]` after `enumerate`.

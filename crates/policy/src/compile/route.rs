@@ -563,6 +563,12 @@ impl Cx {
 
         let audit = self.audit_mode(at("audit"), r.audit.as_deref());
 
+        // mask (issue 18)
+        let mask = r.mask.as_ref().and_then(|m| {
+            let any = matches!(access, Some(Access::Any(_)));
+            self.mask(file, id, m, known, &required, any)
+        });
+
         if self.errors.len() != before {
             return None;
         }
@@ -592,6 +598,7 @@ impl Cx {
             audit,
             deny_check: Default::default(),
             status_max_stale_secs: None,
+            mask,
         })
     }
 

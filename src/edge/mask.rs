@@ -1,0 +1,272 @@
+//! Response masking in the Worker (issue 18): the origin's body through the core's streaming
+//! transformer ([`crate::gate::mask`]), chunk by chunk, into the client's response.
+//!
+//! - Encodings: workerd hands a fetched body already decoded when the origin sent `gzip` or
+//!   `br` (measured); `deflate` goes through the runtime's `DecompressionStream`. The masked
+//!   answer has no `Content-Encoding` (the runtime may compress it for the client itself). The
+//!   transformer's input cap ([`Limits::max_input`], 32 MiB of decoded JSON) bounds a
+//!   compression bomb.
+//! - Committing: the first [`COMMIT_BYTES`] of masked output are held back. A body that ends
+//!   within them is answered only once it transformed cleanly, so any error (not JSON,
+//!   truncated, a limit) is the gateway's own 502 and the exact count goes in the header. A
+//!   longer body streams on after the headers; an error then aborts the stream (the client sees
+//!   a broken body, never an unmasked value, since the transformer writes only masked output),
+//!   and a `mask_error` line is logged; a clean end logs a `mask_end` line with the counts.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use wasm_bindgen::prelude::*;
+use worker::web_sys;
+
+use crate::gate::mask::{
+    self, BodyPlan, Counts, HashKey, Limits, MaskRecord, Transformer, COMMIT_BYTES,
+};
+use crate::gate::phase::MaskPlan;
+use crate::policy::Mask;
+use crate::Error;
+
+/// One response's transformer, driven from JavaScript chunk by chunk.
+#[wasm_bindgen]
+pub struct MaskStream {
+    t: Transformer<'static>,
+    counts: Rc<RefCell<Counts>>,
+    why: mask::MaskWhy,
+    request_id: String,
+}
+
+#[wasm_bindgen]
+impl MaskStream {
+    /// The masked output of the next chunk (a `Uint8Array`), or the error's reason (a
+    /// string). (Not a `Result` of a `Vec`: its multi-value shim costs 5 KB of wasm.)
+    pub fn push(&mut self, chunk: &[u8]) -> JsValue {
+        let mut out = Vec::with_capacity(chunk.len() + 64);
+        let r = self.t.feed(chunk, &mut out);
+        self.answer(r.map(|()| out))
+    }
+
+    /// The body ended: the rest of the output, or the reason the document is incomplete.
+    pub fn end(&mut self) -> JsValue {
+        let mut out = Vec::new();
+        let r = self.t.finish(&mut out);
+        self.answer(r.map(|_| out))
+    }
+
+    /// The `mask_end` log line of a body that streamed past the commit buffer.
+    #[wasm_bindgen(js_name = endLine)]
+    pub fn end_line(&self) -> JsValue {
+        let record = MaskRecord::new(self.why, self.t.mask(), self.t.counts(), true);
+        JsValue::from_str(&format!(
+            "{{\"attestgate\":\"mask_end\",\"request_id\":{},\"mask\":{}}}",
+            crate::gate::log::json_str(&self.request_id),
+            serde_json::to_string(&record).unwrap_or_default()
+        ))
+    }
+}
+
+impl MaskStream {
+    fn answer(&mut self, r: Result<Vec<u8>, crate::gate::mask::MaskError>) -> JsValue {
+        *self.counts.borrow_mut() = self.t.counts().clone();
+        match r {
+            Ok(out) => js_sys::Uint8Array::from(out.as_slice()).into(),
+            Err(e) => JsValue::from_str(e.reason()),
+        }
+    }
+}
+
+#[wasm_bindgen(inline_js = r#"
+// A trap in the transformer marks the instance for re-initialisation, as task.js does. (Not
+// written `e instanceof WebAssembly.RuntimeError && ...`: scripts/plain_entry.py finds the
+// shim's handleMaybeCritical by that shape.)
+const MARK = Symbol.for("attestgate.markCritical");
+function trap(e) {
+  if (!(e instanceof WebAssembly.RuntimeError)) return;
+  const mark = globalThis[MARK];
+  if (typeof mark === "function") mark(e);
+}
+// The transformer answers its output, or the reason it failed (a string).
+function ok(r) {
+  if (typeof r === "string") throw new Error(r);
+  return r;
+}
+function concat(parts, size) {
+  const all = new Uint8Array(size);
+  let at = 0;
+  for (const p of parts) { all.set(p, at); at += p.length; }
+  return all;
+}
+// Resolves to [body, complete]: the whole masked body (complete) or a stream that starts with
+// the held-back output and continues with the rest; rejects with the reason of an error
+// before the commit.
+export async function maskBody(body, inflate, m, commit, requestId) {
+  let freed = false;
+  const free = () => { if (!freed) { freed = true; try { m.free(); } catch (e) { trap(e); } } };
+  const src = inflate ? body.pipeThrough(new DecompressionStream("deflate")) : body;
+  const reader = src.getReader();
+  const head = [];
+  let size = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) {
+        const tail = ok(m.end());
+        if (tail.length) { head.push(tail); size += tail.length; }
+        free();
+        return [concat(head, size), true];
+      }
+      const out = ok(m.push(value));
+      if (out.length) { head.push(out); size += out.length; }
+      if (size >= commit) break;
+    }
+  } catch (e) {
+    trap(e);
+    free();
+    reader.cancel().catch(() => {});
+    throw String(e && e.message || e);
+  }
+  const stream = new ReadableStream({
+    async pull(c) {
+      if (head.length) { c.enqueue(head.shift()); return; }
+      try {
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) {
+            const tail = ok(m.end());
+            console.log(m.endLine());
+            free();
+            if (tail.length) c.enqueue(tail);
+            c.close();
+            return;
+          }
+          const out = ok(m.push(value));
+          if (out.length) { c.enqueue(out); return; }
+        }
+      } catch (e) {
+        trap(e);
+        free();
+        console.error(JSON.stringify({ attestgate: "mask_error", request_id: requestId, reason: String(e && e.message || e) }));
+        reader.cancel().catch(() => {});
+        c.error(new Error("masking failed"));
+      }
+    },
+    cancel(reason) { free(); return reader.cancel(reason); },
+  });
+  return [stream, false];
+}
+// The masked response: the origin's status and headers, less `deletes`, with `sets` (both
+// newline-separated; sets as name, value, name, value, ...).
+export function maskedResponse(resp, body, sets, deletes) {
+  const h = new Headers(resp.headers);
+  for (const name of deletes.split("\n")) h.delete(name);
+  const s = sets.split("\n");
+  for (let i = 0; i + 1 < s.length; i += 2) h.set(s[i], s[i + 1]);
+  return new Response(body, { status: resp.status, statusText: resp.statusText, headers: h });
+}
+"#)]
+extern "C" {
+    #[wasm_bindgen(js_name = maskBody)]
+    fn mask_body(
+        body: &web_sys::ReadableStream,
+        inflate: bool,
+        m: MaskStream,
+        commit: usize,
+        request_id: &str,
+    ) -> js_sys::Promise;
+
+    #[wasm_bindgen(js_name = maskedResponse)]
+    fn masked_response(
+        resp: &web_sys::Response,
+        body: &JsValue,
+        sets: &str,
+        deletes: &str,
+    ) -> web_sys::Response;
+}
+
+/// The origin's response `resp` on a masking route, as the client gets it: masked when the
+/// plan says the mask applies, else the origin's with `Vary`; `extra` are the response plan's
+/// other headers. Returns the mask record for the decision. A response that cannot be masked
+/// is `Err` (the caller answers with the gateway's 502).
+pub async fn respond(
+    resp: web_sys::Response,
+    method: &str,
+    plan: &MaskPlan,
+    rules: &Mask,
+    key: Option<HashKey>,
+    extra: &[(&'static str, String)],
+    request_id: &str,
+) -> Result<(web_sys::Response, Option<MaskRecord>), Error> {
+    let origin = resp.headers();
+    let get = |name: &str| origin.get(name).ok().flatten();
+    let mut sets = vec![("vary", mask::vary(get("vary").as_deref(), &plan.vary))];
+    sets.extend(extra.iter().cloned());
+    let Some(why) = plan.why else {
+        return Ok((
+            crate::edge::with_headers(resp, &sets).map_err(|_| Error::Internal)?,
+            None,
+        ));
+    };
+    let checked = mask::check_response(
+        method,
+        resp.status(),
+        get("content-type").as_deref(),
+        get("content-encoding").as_deref(),
+    );
+    let body_plan = match checked {
+        Ok(p) => p,
+        Err(e) => {
+            if let Some(b) = resp.body() {
+                let _ = b.cancel();
+            }
+            return Err(e);
+        }
+    };
+    sets.push((
+        "cache-control",
+        mask::masked_cache_control(get("cache-control").as_deref()),
+    ));
+    let counts = Rc::new(RefCell::new(Counts(vec![0; rules.rules.len()])));
+    let (body, complete) = match (body_plan, resp.body()) {
+        (BodyPlan::None, b) => {
+            if let Some(b) = b {
+                let _ = b.cancel();
+            }
+            (JsValue::NULL, true)
+        }
+        // A JSON answer with no body at all is not a document.
+        (_, None) => return Err(Error::OriginUnmaskable),
+        (body_plan, Some(stream)) => {
+            let m = MaskStream {
+                t: Transformer::owned(rules.clone(), key, Limits::default()),
+                counts: counts.clone(),
+                why,
+                request_id: request_id.to_owned(),
+            };
+            let inflate = body_plan == BodyPlan::Inflate;
+            let p = mask_body(&stream, inflate, m, COMMIT_BYTES, request_id);
+            let done = crate::edge::task::Settled::new(p).await.map_err(|reason| {
+                worker::console_error!(
+                    "{{\"attestgate\":\"mask_error\",\"request_id\":{},\"reason\":{}}}",
+                    crate::gate::log::json_str(request_id),
+                    crate::gate::log::json_str(&reason.as_string().unwrap_or_default())
+                );
+                Error::OriginUnmaskable
+            })?;
+            let pair = js_sys::Array::from(&done);
+            (pair.get(0), pair.get(1).is_truthy())
+        }
+    };
+    let counts = counts.borrow().clone();
+    sets.push((
+        mask::MASKED_HEADER,
+        mask::masked_count(counts.total(), complete),
+    ));
+    let mut list = String::new();
+    for (name, value) in &sets {
+        list.push_str(name);
+        list.push('\n');
+        list.push_str(value);
+        list.push('\n');
+    }
+    let r = masked_response(&resp, &body, &list, mask::MASKED_DELETES);
+    Ok((r, Some(MaskRecord::new(why, rules, &counts, complete))))
+}

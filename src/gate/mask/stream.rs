@@ -1,0 +1,1091 @@
+//! The streaming JSON transformer: an incremental, strict tokenizer fed the origin's body in
+//! chunks of any size, writing the masked document as it goes.
+//!
+//! - Strict RFC 8259: one value, optional insignificant whitespace around it; no BOM, no
+//!   comments, no trailing commas; strings are valid UTF-8 without raw control characters,
+//!   with valid escapes (a `\u` surrogate must be a correct pair); a number that does not fit a
+//!   finite double (what serde_json refuses, `1e400`) is an error; duplicate member names in an
+//!   object (compared after unescaping) are an error.
+//! - Fixed memory ([`Limits`]): nesting depth, the length of one string, number or member name,
+//!   and the member names kept for the duplicate check of the objects open at one time. Whatever
+//!   the body's size, the transformer holds at most one string (only for a value it hashes or
+//!   cuts to its last four characters, or a member name), one number, the open containers and
+//!   their member names; a passed-through string is copied as it streams.
+//! - Output: compact JSON (insignificant whitespace dropped), strings and numbers copied as the
+//!   origin wrote them, member names re-encoded from their decoded form. A value's fate is
+//!   known when it starts (its member name or index decides), so nothing of a masked value is
+//!   ever written; an error stops the output where it is (the caller never passes on a
+//!   document that did not end cleanly: `src/edge/mask.rs`).
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+use crate::policy::{Mask, MaskAction, PathStep};
+
+/// The fixed limits of one transformation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Deepest nesting of objects and arrays.
+    pub max_depth: usize,
+    /// Longest string value, in bytes as written (escapes included).
+    pub max_string: usize,
+    /// Longest number literal, in bytes.
+    pub max_number: usize,
+    /// Longest member name, in bytes as written.
+    pub max_key: usize,
+    /// Most bytes of member names kept for the duplicate check (each name counts its length
+    /// plus 32) over the objects open at one time.
+    pub max_key_bytes: usize,
+    /// Most bytes of (decompressed) input: the bound against a compression bomb.
+    pub max_input: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_depth: 64,
+            max_string: 1 << 20,
+            max_number: 512,
+            max_key: 1024,
+            max_key_bytes: 1 << 20,
+            max_input: 32 << 20,
+        }
+    }
+}
+
+/// Why a document could not be transformed. Every one fails the response closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaskError {
+    /// Not JSON: an unexpected byte.
+    Syntax,
+    /// A string that is not valid UTF-8.
+    InvalidUtf8,
+    /// A raw control character in a string, or a bad escape (lone surrogate included).
+    BadString,
+    /// The body ended before the document did (or was empty).
+    Truncated,
+    /// A number outside the range of a double.
+    NumberOverflow,
+    /// A member name twice in one object.
+    DuplicateKey,
+    /// Deeper than [`Limits::max_depth`].
+    TooDeep,
+    /// A string, number or member name longer than its limit.
+    ValueTooLarge,
+    /// More member names open at once than [`Limits::max_key_bytes`] allows.
+    TooManyKeys,
+    /// More input than [`Limits::max_input`].
+    BodyTooLarge,
+}
+
+impl MaskError {
+    /// The log line's reason.
+    pub fn reason(self) -> &'static str {
+        match self {
+            MaskError::Syntax => "mask_syntax",
+            MaskError::InvalidUtf8 => "mask_invalid_utf8",
+            MaskError::BadString => "mask_bad_string",
+            MaskError::Truncated => "mask_truncated",
+            MaskError::NumberOverflow => "mask_number_overflow",
+            MaskError::DuplicateKey => "mask_duplicate_key",
+            MaskError::TooDeep => "mask_too_deep",
+            MaskError::ValueTooLarge => "mask_value_too_large",
+            MaskError::TooManyKeys => "mask_too_many_keys",
+            MaskError::BodyTooLarge => "mask_body_too_large",
+        }
+    }
+
+    /// A limit of this transformer, not a fault of the JSON itself (a strict parser without
+    /// these limits could accept the document).
+    pub fn is_limit(self) -> bool {
+        matches!(
+            self,
+            MaskError::TooDeep
+                | MaskError::ValueTooLarge
+                | MaskError::TooManyKeys
+                | MaskError::BodyTooLarge
+        )
+    }
+}
+
+/// The HMAC key of the `hash` action.
+#[derive(Clone)]
+pub struct HashKey(Hmac<Sha256>);
+
+impl core::fmt::Debug for HashKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("HashKey(..)")
+    }
+}
+
+impl HashKey {
+    /// `None` for a key shorter than 32 bytes.
+    pub fn new(key: &[u8]) -> Option<Self> {
+        if key.len() < 32 {
+            return None;
+        }
+        Hmac::<Sha256>::new_from_slice(key).ok().map(HashKey)
+    }
+
+    /// `h:` and the first 16 bytes of HMAC-SHA-256(key, `tag` `:` `value`), base64url: the
+    /// same value always maps to the same token; `tag` is `s` (string), `n` (number, as
+    /// serde_json's `Number` displays it: `1.0`, `100`, `1e+21`) or `l` (`true`, `false`, `null`).
+    pub fn token(&self, tag: u8, value: &[u8]) -> String {
+        let mut mac = self.0.clone();
+        mac.update(&[tag, b':']);
+        mac.update(value);
+        let out = mac.finalize().into_bytes();
+        format!(
+            "h:{}",
+            crate::jose::b64::encode(out.get(..16).unwrap_or_default())
+        )
+    }
+}
+
+/// Objects with at most this many members check duplicates by a scan of one buffer (no
+/// allocation or hash per name); larger ones move their names into a hash set.
+const SMALL_OBJECT: usize = 24;
+
+/// A state of one rule's path: rule `r` has matched its first `i` steps.
+type St = (u16, u8);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Object,
+    Array,
+}
+
+struct Frame {
+    kind: Kind,
+    /// Nothing of this container is written (it is masked, or inside a masked value).
+    silent: bool,
+    /// The path states its children start from.
+    states: Vec<St>,
+    /// Children written so far (for the commas).
+    written: u64,
+    /// The next element's index.
+    index: u64,
+    /// The member names seen, for the duplicate check: the first [`SMALL_OBJECT`] in one
+    /// buffer (`names`, `spans`: start and length), compared by a scan; past that all in `keys`.
+    names: Vec<u8>,
+    spans: Vec<(usize, usize)>,
+    keys: HashSet<Vec<u8>>,
+    key_bytes: usize,
+}
+
+/// What happens to the value about to start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Act {
+    Pass,
+    /// Parsed, nothing written (dropped, inside a masked value, or already replaced).
+    Silent,
+    Hash,
+    Last4,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lex {
+    /// A value; `elem`: an array element (its fate is decided when it starts).
+    Value {
+        elem: bool,
+    },
+    /// Just after `[`: an element or `]`.
+    ValueOrClose,
+    /// Just after `{`: a member name or `}`.
+    KeyOrClose,
+    /// After `,` in an object.
+    Key,
+    Colon,
+    /// After a value inside a container: `,` or the close.
+    After,
+    Str,
+    Num,
+    Lit,
+    /// The document is complete: only whitespace may follow.
+    End,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Esc {
+    No,
+    Backslash,
+    /// `\u` and `n` hex digits of `v` so far; `low`: the second half of a surrogate pair.
+    Hex {
+        n: u8,
+        v: u32,
+        low: bool,
+    },
+    /// After a high surrogate: expecting `\`, then `u`.
+    PairBackslash,
+    PairU,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StrTo {
+    Key,
+    Emit,
+    Silent,
+    /// Decoded into `sbuf` (hash, last4).
+    Collect,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NumSt {
+    Minus,
+    Zero,
+    Int,
+    Dot,
+    Frac,
+    E,
+    ESign,
+    Exp,
+}
+
+/// Masked values per rule, in the order of the route's rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts(pub Vec<u32>);
+
+impl Counts {
+    pub fn total(&self) -> u64 {
+        self.0.iter().map(|&c| u64::from(c)).sum()
+    }
+}
+
+/// The streaming transformer of one response.
+pub struct Transformer<'m> {
+    mask: Cow<'m, Mask>,
+    key: Option<HashKey>,
+    limits: Limits,
+    lex: Lex,
+    frames: Vec<Frame>,
+    depth: usize,
+    act: Act,
+    /// The rule that masks the current value (for hash / last4 output).
+    rule: usize,
+    /// Child states of the value about to start, when it passes.
+    next: Vec<St>,
+    /// The rule that masks the value about to start, when it is written (replaced).
+    masked: Option<usize>,
+    // string state
+    esc: Esc,
+    str_to: StrTo,
+    str_len: usize,
+    hi: u32,
+    utf8_need: u8,
+    utf8_lo: u8,
+    utf8_hi: u8,
+    utf8_cp: u32,
+    sbuf: Vec<u8>,
+    // number state
+    num: NumSt,
+    nbuf: Vec<u8>,
+    // literal state
+    lit: &'static [u8],
+    lit_pos: usize,
+    seen: u64,
+    counts: Counts,
+    failed: Option<MaskError>,
+}
+
+fn ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// Write `s` as a JSON string literal.
+pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    // The common case: nothing to escape.
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
+    for c in s.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            c if (c as u32) < 0x20 => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                let v = c as usize;
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX.get(v >> 4).copied().unwrap_or(b'0'));
+                out.push(HEX.get(v & 15).copied().unwrap_or(b'0'));
+            }
+            c => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+/// `last4` of a text: `****` and its last four characters (`****` alone for four or fewer).
+pub fn last4(text: &str) -> String {
+    let n = text.chars().count();
+    let mut s = String::from("****");
+    if n > 4 {
+        s.extend(text.chars().skip(n - 4));
+    }
+    s
+}
+
+impl<'m> Transformer<'m> {
+    /// A transformer for `mask`; `key` keys the `hash` action (required when a rule hashes:
+    /// without it a hashed value fails the document).
+    pub fn new(mask: &'m Mask, key: Option<HashKey>, limits: Limits) -> Self {
+        Self::with(Cow::Borrowed(mask), key, limits)
+    }
+
+    /// [`Transformer::new`] owning its copy of the rules (the Worker's stream outlives the
+    /// request's borrow of the policy).
+    pub fn owned(mask: Mask, key: Option<HashKey>, limits: Limits) -> Transformer<'static> {
+        Transformer::with(Cow::Owned(mask), key, limits)
+    }
+
+    fn with(mask: Cow<'m, Mask>, key: Option<HashKey>, limits: Limits) -> Self {
+        let next = (0..mask.rules.len()).map(|r| (r as u16, 0u8)).collect();
+        Transformer {
+            key,
+            limits,
+            lex: Lex::Value { elem: false },
+            frames: Vec::new(),
+            depth: 0,
+            act: Act::Pass,
+            rule: 0,
+            next,
+            masked: None,
+            esc: Esc::No,
+            str_to: StrTo::Emit,
+            str_len: 0,
+            hi: 0,
+            utf8_need: 0,
+            utf8_lo: 0,
+            utf8_hi: 0,
+            utf8_cp: 0,
+            sbuf: Vec::new(),
+            num: NumSt::Zero,
+            nbuf: Vec::new(),
+            lit: b"",
+            lit_pos: 0,
+            seen: 0,
+            counts: Counts(vec![0; mask.rules.len()]),
+            failed: None,
+            mask,
+        }
+    }
+
+    /// Bytes the transformer holds on the heap right now (its buffers and open containers, by
+    /// capacity): what the memory bound is about.
+    pub fn retained_bytes(&self) -> usize {
+        let frames: usize = self
+            .frames
+            .iter()
+            .map(|f| {
+                core::mem::size_of::<Frame>()
+                    + f.states.capacity() * core::mem::size_of::<St>()
+                    + f.keys.capacity() * (core::mem::size_of::<Vec<u8>>() + 1)
+                    + f.keys.iter().map(Vec::capacity).sum::<usize>()
+                    + f.names.capacity()
+                    + f.spans.capacity() * core::mem::size_of::<(usize, usize)>()
+            })
+            .sum();
+        frames
+            + self.sbuf.capacity()
+            + self.nbuf.capacity()
+            + self.next.capacity() * core::mem::size_of::<St>()
+    }
+
+    /// The rules.
+    pub fn mask(&self) -> &Mask {
+        &self.mask
+    }
+
+    /// The values masked so far, per rule.
+    pub fn counts(&self) -> &Counts {
+        &self.counts
+    }
+
+    /// Transform the next chunk of the body, appending the output to `out`.
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), MaskError> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        self.seen = self.seen.saturating_add(input.len() as u64);
+        let r = if self.seen > self.limits.max_input {
+            Err(MaskError::BodyTooLarge)
+        } else {
+            self.run(input, out)
+        };
+        if let Err(e) = r {
+            self.failed = Some(e);
+        }
+        r
+    }
+
+    /// The body ended: the document must be complete. Returns the counts.
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<Counts, MaskError> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        // A number at the top level ends with the body.
+        if self.lex == Lex::Num && self.depth == 0 {
+            if let Err(e) = self.end_number(out) {
+                self.failed = Some(e);
+                return Err(e);
+            }
+        }
+        if self.lex != Lex::End {
+            self.failed = Some(MaskError::Truncated);
+            return Err(MaskError::Truncated);
+        }
+        Ok(self.counts.clone())
+    }
+
+    fn run(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), MaskError> {
+        let mut i = 0;
+        while let Some(&b) = input.get(i) {
+            match self.lex {
+                Lex::Str => {
+                    i = self.string(input, i, out)?;
+                    continue;
+                }
+                Lex::Num => {
+                    if self.number_byte(b)? {
+                        i += 1;
+                        continue;
+                    }
+                    // The delimiter is not part of the number: handled again below.
+                    self.end_number(out)?;
+                    continue;
+                }
+                Lex::Lit => {
+                    if self.lit.get(self.lit_pos) != Some(&b) {
+                        return Err(MaskError::Syntax);
+                    }
+                    self.lit_pos += 1;
+                    if self.lit_pos == self.lit.len() {
+                        self.end_literal(out)?;
+                    }
+                }
+                _ if ws(b) => {}
+                Lex::Value { elem } => self.begin_value(b, elem, out)?,
+                Lex::ValueOrClose => {
+                    if b == b']' {
+                        self.close(Kind::Array, out)?;
+                    } else {
+                        self.begin_value(b, true, out)?;
+                    }
+                }
+                Lex::KeyOrClose | Lex::Key => {
+                    if b == b'}' && self.lex == Lex::KeyOrClose {
+                        self.close(Kind::Object, out)?;
+                    } else if b == b'"' {
+                        self.begin_string(StrTo::Key, out);
+                    } else {
+                        return Err(MaskError::Syntax);
+                    }
+                }
+                Lex::Colon => {
+                    if b != b':' {
+                        return Err(MaskError::Syntax);
+                    }
+                    self.lex = Lex::Value { elem: false };
+                }
+                Lex::After => {
+                    let kind = self
+                        .depth
+                        .checked_sub(1)
+                        .and_then(|d| self.frames.get(d))
+                        .map(|f| f.kind);
+                    match (b, kind) {
+                        (b',', Some(Kind::Object)) => self.lex = Lex::Key,
+                        (b',', Some(Kind::Array)) => self.lex = Lex::Value { elem: true },
+                        (b'}', Some(Kind::Object)) => self.close(Kind::Object, out)?,
+                        (b']', Some(Kind::Array)) => self.close(Kind::Array, out)?,
+                        _ => return Err(MaskError::Syntax),
+                    }
+                }
+                Lex::End => return Err(MaskError::Syntax),
+            }
+            i += 1;
+        }
+        Ok(())
+    }
+
+    fn top(&mut self) -> Option<&mut Frame> {
+        self.depth
+            .checked_sub(1)
+            .and_then(|d| self.frames.get_mut(d))
+    }
+
+    /// The fate of the child `key` (an object member) or `index` (an array element) of the
+    /// current container: the rule that masks it (the strongest), else the child's states in
+    /// `self.next`.
+    fn decide(&mut self, key: Option<&[u8]>, index: u64) -> Option<usize> {
+        let rules = &self.mask.rules;
+        let frame = self.depth.checked_sub(1).and_then(|d| self.frames.get(d))?;
+        self.next.clear();
+        let mut best: Option<usize> = None;
+        for &(r, i) in &frame.states {
+            let Some(rule) = rules.get(usize::from(r)) else {
+                continue;
+            };
+            let Some(step) = rule.steps.get(usize::from(i)) else {
+                continue;
+            };
+            let advance = match step {
+                PathStep::Child(name) => key == Some(name.as_bytes()),
+                PathStep::Any => true,
+                PathStep::Index(n) => key.is_none() && index == *n,
+                PathStep::Descendant(name) => {
+                    if !self.next.contains(&(r, i)) {
+                        self.next.push((r, i));
+                    }
+                    key == Some(name.as_bytes())
+                }
+            };
+            if !advance {
+                continue;
+            }
+            let j = i + 1;
+            if usize::from(j) == rule.steps.len() {
+                let stronger = match best.and_then(|b| rules.get(b)) {
+                    None => true,
+                    Some(b) => {
+                        rule.action.strength() > b.action.strength()
+                            || (rule.action.strength() == b.action.strength()
+                                && usize::from(r) < best.unwrap_or(0))
+                    }
+                };
+                if stronger {
+                    best = Some(usize::from(r));
+                }
+            } else if !self.next.contains(&(r, j)) {
+                self.next.push((r, j));
+            }
+        }
+        best
+    }
+
+    /// Apply the fate of the child about to start; `Ok(true)`: it is written (a comma first
+    /// where needed, the caller writes the member name).
+    fn settle(&mut self, masked: Option<usize>, out: &mut Vec<u8>) -> bool {
+        self.act = Act::Pass;
+        if let Some(r) = masked {
+            if let Some(c) = self.counts.0.get_mut(r) {
+                *c = c.saturating_add(1);
+            }
+            self.rule = r;
+            match self.mask.rules.get(r).map(|x| &x.action) {
+                Some(MaskAction::Drop) | None => {
+                    self.act = Act::Silent;
+                    return false;
+                }
+                Some(MaskAction::Redact(_)) => self.act = Act::Silent,
+                Some(MaskAction::Hash) => self.act = Act::Hash,
+                Some(MaskAction::Last4) => self.act = Act::Last4,
+            }
+        }
+        if let Some(f) = self.top() {
+            if f.written > 0 {
+                out.push(b',');
+            }
+            f.written += 1;
+        }
+        true
+    }
+
+    fn begin_value(&mut self, b: u8, elem: bool, out: &mut Vec<u8>) -> Result<(), MaskError> {
+        if elem {
+            let (silent, index) = match self.top() {
+                Some(f) => {
+                    f.index += 1;
+                    (f.silent, f.index - 1)
+                }
+                None => (true, 0),
+            };
+            self.masked = None;
+            if silent {
+                self.act = Act::Silent;
+            } else {
+                let masked = self.decide(None, index);
+                if self.settle(masked, out) {
+                    self.masked = masked;
+                }
+            }
+        }
+        if let Some(m) = self.masked.take() {
+            self.write_replacement(m, b, out);
+        }
+        match b {
+            b'{' | b'[' => {
+                if self.depth >= self.limits.max_depth {
+                    return Err(MaskError::TooDeep);
+                }
+                let kind = if b == b'{' { Kind::Object } else { Kind::Array };
+                let silent = self.act != Act::Pass;
+                if !silent {
+                    out.push(b);
+                }
+                if self.frames.len() <= self.depth {
+                    self.frames.push(Frame {
+                        kind,
+                        silent,
+                        states: Vec::new(),
+                        written: 0,
+                        index: 0,
+                        names: Vec::new(),
+                        spans: Vec::new(),
+                        keys: HashSet::new(),
+                        key_bytes: 0,
+                    });
+                }
+                let next = std::mem::take(&mut self.next);
+                if let Some(f) = self.frames.get_mut(self.depth) {
+                    f.kind = kind;
+                    f.silent = silent;
+                    f.written = 0;
+                    f.index = 0;
+                    f.key_bytes = 0;
+                    f.names.clear();
+                    f.spans.clear();
+                    f.keys.clear();
+                    if f.keys.capacity() > 256 {
+                        f.keys = HashSet::new();
+                    }
+                    f.states.clear();
+                    if !silent {
+                        f.states.extend_from_slice(&next);
+                    }
+                }
+                self.next = next;
+                self.depth += 1;
+                self.lex = if kind == Kind::Object {
+                    Lex::KeyOrClose
+                } else {
+                    Lex::ValueOrClose
+                };
+            }
+            b'"' => {
+                let to = match self.act {
+                    Act::Pass => StrTo::Emit,
+                    Act::Silent => StrTo::Silent,
+                    Act::Hash | Act::Last4 => StrTo::Collect,
+                };
+                self.begin_string(to, out);
+            }
+            b'-' | b'0'..=b'9' => {
+                self.nbuf.clear();
+                self.nbuf.push(b);
+                self.num = match b {
+                    b'-' => NumSt::Minus,
+                    b'0' => NumSt::Zero,
+                    _ => NumSt::Int,
+                };
+                self.lex = Lex::Num;
+            }
+            b't' | b'f' | b'n' => {
+                self.lit = match b {
+                    b't' => b"true",
+                    b'f' => b"false",
+                    _ => b"null",
+                };
+                self.lit_pos = 1;
+                self.lex = Lex::Lit;
+            }
+            _ => return Err(MaskError::Syntax),
+        }
+        Ok(())
+    }
+
+    /// A `redact` writes its replacement, and a container at a `hash`/`last4` path the default
+    /// redaction, as the value starts.
+    fn write_replacement(&mut self, masked: usize, first: u8, out: &mut Vec<u8>) {
+        let Some(rule) = self.mask.rules.get(masked) else {
+            return;
+        };
+        match &rule.action {
+            MaskAction::Redact(text) => out.extend_from_slice(text.as_bytes()),
+            MaskAction::Hash | MaskAction::Last4 if matches!(first, b'{' | b'[') => {
+                out.extend_from_slice(crate::policy::compile::mask::DEFAULT_REDACTION.as_bytes());
+                self.act = Act::Silent;
+            }
+            _ => {}
+        }
+    }
+
+    fn begin_string(&mut self, to: StrTo, out: &mut Vec<u8>) {
+        self.str_to = to;
+        self.str_len = 0;
+        self.esc = Esc::No;
+        self.utf8_need = 0;
+        self.sbuf.clear();
+        if to == StrTo::Emit {
+            out.push(b'"');
+        }
+        self.lex = Lex::Str;
+    }
+
+    fn push_char(&mut self, c: u32) -> Result<(), MaskError> {
+        if matches!(self.str_to, StrTo::Key | StrTo::Collect) {
+            let c = char::from_u32(c).ok_or(MaskError::BadString)?;
+            let mut buf = [0u8; 4];
+            self.sbuf
+                .extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        }
+        Ok(())
+    }
+
+    /// Bytes of a string from `input[i..]`; returns where it stopped.
+    fn string(
+        &mut self,
+        input: &[u8],
+        mut i: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<usize, MaskError> {
+        let limit = if self.str_to == StrTo::Key {
+            self.limits.max_key
+        } else {
+            self.limits.max_string
+        };
+        while let Some(&b) = input.get(i) {
+            // The common case: a run of plain ASCII.
+            if self.esc == Esc::No && self.utf8_need == 0 {
+                let run = input
+                    .get(i..)
+                    .unwrap_or_default()
+                    .iter()
+                    .take_while(|&&c| (0x20..0x80).contains(&c) && c != b'"' && c != b'\\')
+                    .count();
+                if run > 0 {
+                    self.str_len += run;
+                    if self.str_len > limit {
+                        return Err(MaskError::ValueTooLarge);
+                    }
+                    let bytes = input.get(i..i + run).unwrap_or_default();
+                    match self.str_to {
+                        StrTo::Emit => out.extend_from_slice(bytes),
+                        StrTo::Key | StrTo::Collect => self.sbuf.extend_from_slice(bytes),
+                        StrTo::Silent => {}
+                    }
+                    i += run;
+                    continue;
+                }
+            }
+            i += 1;
+            self.str_len += 1;
+            if self.str_len > limit + 1 {
+                return Err(MaskError::ValueTooLarge);
+            }
+            if self.str_to == StrTo::Emit {
+                out.push(b);
+            }
+            if self.utf8_need > 0 {
+                if b < self.utf8_lo || b > self.utf8_hi {
+                    return Err(MaskError::InvalidUtf8);
+                }
+                self.utf8_lo = 0x80;
+                self.utf8_hi = 0xBF;
+                self.utf8_cp = (self.utf8_cp << 6) | u32::from(b & 0x3F);
+                self.utf8_need -= 1;
+                if self.utf8_need == 0 {
+                    self.push_char(self.utf8_cp)?;
+                }
+                continue;
+            }
+            match self.esc {
+                Esc::No => match b {
+                    b'"' => {
+                        self.end_string(out)?;
+                        return Ok(i);
+                    }
+                    b'\\' => self.esc = Esc::Backslash,
+                    0..=0x1F => return Err(MaskError::BadString),
+                    0x20..=0x7F => self.push_char(u32::from(b))?,
+                    _ => {
+                        let (need, lo, hi, cp) = match b {
+                            0xC2..=0xDF => (1, 0x80, 0xBF, b & 0x1F),
+                            0xE0 => (2, 0xA0, 0xBF, b & 0x0F),
+                            0xE1..=0xEC | 0xEE..=0xEF => (2, 0x80, 0xBF, b & 0x0F),
+                            0xED => (2, 0x80, 0x9F, b & 0x0F),
+                            0xF0 => (3, 0x90, 0xBF, b & 0x07),
+                            0xF1..=0xF3 => (3, 0x80, 0xBF, b & 0x07),
+                            0xF4 => (3, 0x80, 0x8F, b & 0x07),
+                            _ => return Err(MaskError::InvalidUtf8),
+                        };
+                        self.utf8_need = need;
+                        self.utf8_lo = lo;
+                        self.utf8_hi = hi;
+                        self.utf8_cp = u32::from(cp);
+                    }
+                },
+                Esc::Backslash => {
+                    let c = match b {
+                        b'"' => b'"',
+                        b'\\' => b'\\',
+                        b'/' => b'/',
+                        b'b' => 0x08,
+                        b'f' => 0x0C,
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        b'u' => {
+                            self.esc = Esc::Hex {
+                                n: 0,
+                                v: 0,
+                                low: false,
+                            };
+                            continue;
+                        }
+                        _ => return Err(MaskError::BadString),
+                    };
+                    self.esc = Esc::No;
+                    self.push_char(u32::from(c))?;
+                }
+                Esc::Hex { n, v, low } => {
+                    let d = match b {
+                        b'0'..=b'9' => b - b'0',
+                        b'a'..=b'f' => b - b'a' + 10,
+                        b'A'..=b'F' => b - b'A' + 10,
+                        _ => return Err(MaskError::BadString),
+                    };
+                    let v = (v << 4) | u32::from(d);
+                    if n < 3 {
+                        self.esc = Esc::Hex { n: n + 1, v, low };
+                        continue;
+                    }
+                    match (low, v) {
+                        (false, 0xD800..=0xDBFF) => {
+                            self.hi = v;
+                            self.esc = Esc::PairBackslash;
+                        }
+                        (false, 0xDC00..=0xDFFF) => return Err(MaskError::BadString),
+                        (false, _) => {
+                            self.esc = Esc::No;
+                            self.push_char(v)?;
+                        }
+                        (true, 0xDC00..=0xDFFF) => {
+                            self.esc = Esc::No;
+                            let c = 0x10000 + ((self.hi - 0xD800) << 10) + (v - 0xDC00);
+                            self.push_char(c)?;
+                        }
+                        (true, _) => return Err(MaskError::BadString),
+                    }
+                }
+                Esc::PairBackslash => {
+                    if b != b'\\' {
+                        return Err(MaskError::BadString);
+                    }
+                    self.esc = Esc::PairU;
+                }
+                Esc::PairU => {
+                    if b != b'u' {
+                        return Err(MaskError::BadString);
+                    }
+                    self.esc = Esc::Hex {
+                        n: 0,
+                        v: 0,
+                        low: true,
+                    };
+                }
+            }
+        }
+        Ok(i)
+    }
+
+    fn end_string(&mut self, out: &mut Vec<u8>) -> Result<(), MaskError> {
+        match self.str_to {
+            StrTo::Key => return self.end_key(out),
+            StrTo::Collect => {
+                let text = core::str::from_utf8(&self.sbuf).map_err(|_| MaskError::InvalidUtf8)?;
+                let masked = match self.act {
+                    Act::Hash => self.hash(b's', text.as_bytes())?,
+                    _ => last4(text),
+                };
+                write_json_str(out, &masked);
+            }
+            StrTo::Emit | StrTo::Silent => {}
+        }
+        self.end_value();
+        Ok(())
+    }
+
+    fn hash(&self, tag: u8, value: &[u8]) -> Result<String, MaskError> {
+        // The executor refuses the request before forwarding when the key is missing; a
+        // transformer without one fails the document rather than pass the value.
+        self.key
+            .as_ref()
+            .map(|k| k.token(tag, value))
+            .ok_or(MaskError::Syntax)
+    }
+
+    fn end_key(&mut self, out: &mut Vec<u8>) -> Result<(), MaskError> {
+        self.lex = Lex::Colon;
+        let key = std::mem::take(&mut self.sbuf);
+        let max = self.limits.max_key_bytes;
+        let open: usize = self
+            .frames
+            .iter()
+            .take(self.depth)
+            .map(|f| f.key_bytes)
+            .sum();
+        let silent = {
+            let Some(f) = self.top() else {
+                return Err(MaskError::Syntax);
+            };
+            let duplicate = if f.keys.is_empty() {
+                f.spans
+                    .iter()
+                    .any(|&(at, len)| f.names.get(at..at + len) == Some(key.as_slice()))
+            } else {
+                f.keys.contains(&key)
+            };
+            if duplicate {
+                return Err(MaskError::DuplicateKey);
+            }
+            if open + key.len() + 32 > max {
+                return Err(MaskError::TooManyKeys);
+            }
+            f.key_bytes += key.len() + 32;
+            f.silent
+        };
+        self.masked = None;
+        if silent {
+            self.act = Act::Silent;
+        } else {
+            let masked = self.decide(Some(&key), 0);
+            if self.settle(masked, out) {
+                let text = core::str::from_utf8(&key).map_err(|_| MaskError::InvalidUtf8)?;
+                write_json_str(out, text);
+                out.push(b':');
+                // The replacement is written when the value starts (a container at a hash
+                // or last4 path is redacted).
+                self.masked = masked;
+            }
+        }
+        let Some(f) = self
+            .depth
+            .checked_sub(1)
+            .and_then(|d| self.frames.get_mut(d))
+        else {
+            return Err(MaskError::Syntax);
+        };
+        if f.keys.is_empty() && f.spans.len() < SMALL_OBJECT {
+            f.spans.push((f.names.len(), key.len()));
+            f.names.extend_from_slice(&key);
+            // The name buffer is reused for the next string.
+            self.sbuf = key;
+            self.sbuf.clear();
+        } else {
+            if f.keys.is_empty() {
+                for &(at, len) in &f.spans {
+                    f.keys
+                        .insert(f.names.get(at..at + len).unwrap_or_default().to_vec());
+                }
+                f.spans.clear();
+                f.names.clear();
+            }
+            f.keys.insert(key);
+        }
+        Ok(())
+    }
+
+    fn number_byte(&mut self, b: u8) -> Result<bool, MaskError> {
+        use NumSt::*;
+        let next = match (self.num, b) {
+            (Minus, b'0') => Zero,
+            (Minus, b'1'..=b'9') => Int,
+            (Int, b'0'..=b'9') => Int,
+            (Zero | Int, b'.') => Dot,
+            (Dot | Frac, b'0'..=b'9') => Frac,
+            (Zero | Int | Frac, b'e' | b'E') => E,
+            (E, b'+' | b'-') => ESign,
+            (E | ESign | Exp, b'0'..=b'9') => Exp,
+            _ => return Ok(false),
+        };
+        self.num = next;
+        if self.nbuf.len() >= self.limits.max_number {
+            return Err(MaskError::ValueTooLarge);
+        }
+        self.nbuf.push(b);
+        Ok(true)
+    }
+
+    fn end_number(&mut self, out: &mut Vec<u8>) -> Result<(), MaskError> {
+        if !matches!(
+            self.num,
+            NumSt::Zero | NumSt::Int | NumSt::Frac | NumSt::Exp
+        ) {
+            return Err(MaskError::Syntax);
+        }
+        let plain = self.nbuf.len() <= 18 && !matches!(self.num, NumSt::Frac | NumSt::Exp);
+        let canonical = if plain && self.act != Act::Hash && self.act != Act::Last4 {
+            None
+        } else {
+            // (The literal is ASCII: its grammar was checked byte by byte.)
+            let text = core::str::from_utf8(&self.nbuf).map_err(|_| MaskError::Syntax)?;
+            let n: serde_json::Number =
+                serde_json::from_str(text).map_err(|_| MaskError::NumberOverflow)?;
+            // `Display`, as the policy's claim rules print numbers (one formatter in the Worker).
+            Some(n.to_string())
+        };
+        match (self.act, canonical) {
+            (Act::Pass, _) => out.extend_from_slice(&self.nbuf),
+            (Act::Hash, Some(c)) => write_json_str(out, &self.hash(b'n', c.as_bytes())?),
+            (Act::Last4, Some(c)) => write_json_str(out, &last4(&c)),
+            _ => {}
+        }
+        self.end_value();
+        Ok(())
+    }
+
+    fn end_literal(&mut self, out: &mut Vec<u8>) -> Result<(), MaskError> {
+        let lit = self.lit;
+        match self.act {
+            Act::Pass => out.extend_from_slice(lit),
+            Act::Hash => write_json_str(out, &self.hash(b'l', lit)?),
+            Act::Last4 => write_json_str(out, &last4(core::str::from_utf8(lit).unwrap_or(""))),
+            Act::Silent => {}
+        }
+        self.end_value();
+        Ok(())
+    }
+
+    fn end_value(&mut self) {
+        self.lex = if self.depth == 0 {
+            Lex::End
+        } else {
+            Lex::After
+        };
+        // The next sibling starts from its container's fate.
+        self.act = if self.top().is_some_and(|f| f.silent) {
+            Act::Silent
+        } else {
+            Act::Pass
+        };
+    }
+
+    fn close(&mut self, kind: Kind, out: &mut Vec<u8>) -> Result<(), MaskError> {
+        let Some(f) = self.top() else {
+            return Err(MaskError::Syntax);
+        };
+        if f.kind != kind {
+            return Err(MaskError::Syntax);
+        }
+        let silent = f.silent;
+        f.keys.clear();
+        f.names.clear();
+        f.spans.clear();
+        f.key_bytes = 0;
+        if !silent {
+            out.push(if kind == Kind::Object { b'}' } else { b']' });
+        }
+        self.depth -= 1;
+        self.end_value();
+        Ok(())
+    }
+}

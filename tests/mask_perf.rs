@@ -1,0 +1,127 @@
+//! Issue 18: the transformer's throughput on 1 MB and 10 MB documents, and its memory: what it
+//! holds (buffers and open containers) and the process's peak RSS do not grow with the body.
+//!
+//! The documents are generated chunk by chunk, never held whole, so the peak RSS measures the
+//! transformer. Throughput is printed (MB/s); the test asserts only the memory bound and the
+//! result (debug builds are slow). Figures: `cargo test --release --test mask_perf -- --nocapture`.
+
+use std::time::Instant;
+
+use attestgate::gate::mask::{HashKey, Limits, Transformer};
+use attestgate::policy::compile::mask::{parse_path, DEFAULT_REDACTION};
+use attestgate::policy::{Mask, MaskAction, MaskRule, MaskWhen};
+
+fn mask() -> Mask {
+    let rule = |p: &str, action| MaskRule {
+        path: p.to_owned(),
+        steps: parse_path(p).unwrap(),
+        action,
+    };
+    Mask {
+        when: MaskWhen::default(),
+        secret: Some("K".into()),
+        rules: vec![
+            rule(
+                "$.customers[*].ssn",
+                MaskAction::Redact(DEFAULT_REDACTION.into()),
+            ),
+            rule("$..email", MaskAction::Hash),
+            rule("$.customers[*].card", MaskAction::Last4),
+            rule("$.customers[*].internal", MaskAction::Drop),
+        ],
+    }
+}
+
+/// One customer record of about 330 bytes.
+fn record(i: usize) -> String {
+    format!(
+        r#"{{"id":"c-{i:08}","name":"Customer number {i}","ssn":"123-45-{:04}","email":"user{i}@example.com","card":"4111111111{:06}","address":{{"street":"{i} Long Street","city":"Springfield","zip":"{:05}"}},"internal":{{"score":0.{i},"tags":["a","b","c"]}},"orders":[{i},{},{}],"note":"caf\u00e9 \ud83d\ude00 ok"}}"#,
+        i % 10000,
+        i % 1_000_000,
+        i % 100_000,
+        i + 1,
+        i + 2
+    )
+}
+
+/// Run the transformer over a generated document of at least `bytes`, in 64 KiB chunks.
+/// Returns (input bytes, output bytes, masked values, seconds, peak retained bytes).
+fn run(bytes: usize) -> (usize, usize, u64, f64, usize) {
+    let m = mask();
+    let mut t = Transformer::new(&m, HashKey::new(&[3u8; 32]), Limits::default());
+    let mut out = Vec::new();
+    // (input seen, output written, peak retained)
+    let mut stats = (0usize, 0usize, 0usize);
+    let mut chunk = String::from(r#"{"customers":["#);
+    let mut i = 0;
+    let started = Instant::now();
+    let feed = |chunk: &str,
+                t: &mut Transformer<'_>,
+                out: &mut Vec<u8>,
+                stats: &mut (usize, usize, usize)| {
+        t.feed(chunk.as_bytes(), out).unwrap();
+        stats.0 += chunk.len();
+        stats.1 += out.len();
+        out.clear();
+        stats.2 = stats.2.max(t.retained_bytes());
+    };
+    while stats.0 + chunk.len() < bytes {
+        if i > 0 {
+            chunk.push(',');
+        }
+        chunk.push_str(&record(i));
+        i += 1;
+        if chunk.len() >= 64 * 1024 {
+            feed(&chunk, &mut t, &mut out, &mut stats);
+            chunk.clear();
+        }
+    }
+    chunk.push_str("]}");
+    feed(&chunk, &mut t, &mut out, &mut stats);
+    let counts = t.finish(&mut out).unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    (stats.0, stats.1 + out.len(), counts.total(), secs, stats.2)
+}
+
+/// The process's peak resident set (Linux), in KiB.
+fn peak_rss_kib() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn throughput_and_memory_do_not_depend_on_the_body_size() {
+    let (in1, out1, n1, s1, peak1) = run(1 << 20);
+    let rss1 = peak_rss_kib();
+    let (in10, out10, n10, s10, peak10) = run(10 << 20);
+    let rss10 = peak_rss_kib();
+    for (input, output, n, secs, peak) in
+        [(in1, out1, n1, s1, peak1), (in10, out10, n10, s10, peak10)]
+    {
+        println!(
+            "mask: {:.1} MB in {:.3}s = {:.1} MB/s, {} values masked, output {:.1} MB, transformer holds at most {} bytes",
+            input as f64 / 1e6,
+            secs,
+            input as f64 / 1e6 / secs,
+            n,
+            output as f64 / 1e6,
+            peak
+        );
+    }
+    // Every record masks four values (ssn, email, card, internal).
+    assert_eq!(n1 % 4, 0);
+    assert!(n10 > 9 * n1);
+    // What the transformer holds is the same for 1 MB and 10 MB, and small.
+    assert_eq!(peak1, peak10);
+    assert!(peak10 < 64 * 1024, "{peak10}");
+    // The process's peak RSS grew by less than the 9 MB more that went through.
+    if let (Some(a), Some(b)) = (rss1, rss10) {
+        println!("mask: peak RSS {a} KiB after 1 MB, {b} KiB after 10 MB");
+        assert!(
+            b.saturating_sub(a) < 4 * 1024,
+            "peak RSS grew by {} KiB",
+            b - a
+        );
+    }
+}
