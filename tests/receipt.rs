@@ -472,3 +472,38 @@ fn receipt_fields_are_checked_at_build_and_the_policy_hash_is_stable() {
         a.gate().policy_sha256()
     );
 }
+
+#[test]
+fn a_receipt_names_the_declared_intent_and_the_decision_logs_index() {
+    // Issue 15 item 3 and issue 17 item 6: the hash of the declared intent, and the index of the
+    // record sequenced before the request was forwarded, are claims of the receipt (members
+    // still sorted, so the text stays exactly serde_json's).
+    let gw = gateway(POLICY);
+    let keys = signing_keys();
+    let w = World::new();
+    let detail = json!([{"type": "payment_initiation", "actions": ["initiate"]}]);
+    let tok = token(json!({
+        "iss": "https://idp.example.com", "sub": "user:alice", "jti": "t-intent",
+        "exp": NOW + 300, "scope": "orders:read orders:write", "authorization_details": detail,
+    }));
+    let bearer = format!("Bearer {tok}");
+    let (mut plan, hash) = w.decide(
+        &gw,
+        Some(&keys),
+        "GET",
+        "https://api.example.com/rc/orders/7",
+        &[("authorization", &bearer)],
+        b"",
+        |d| {
+            assert_eq!(d.error(), None, "{:?}", d.error());
+            let r = d.forward().unwrap().receipt.clone().expect("a receipt");
+            (*r, d.intent.hash.clone().expect("the token declares an intent"))
+        },
+    );
+    assert_eq!(claims_of(&plan.claims)["intent_sha256"], json!(hash));
+    assert!(claims_of(&plan.claims).get("log_index").is_none());
+    attestgate::gate::phase::receipt::with_log_index(&mut plan, 41);
+    let claims = claims_of(&plan.claims);
+    assert_eq!(claims["log_index"], json!(41));
+    assert_eq!(claims["policy_sha256"], json!(gw.gate().policy_sha256()));
+}

@@ -79,13 +79,18 @@ impl IsolateSigning {
     /// plan's headers; a key that cannot sign refuses the request (503), before anything is
     /// sent.
     pub async fn sign_receipt(&self, secrets: &impl Secrets, gate: &Gate, d: &mut Decision<'_>) {
+        let log_index = d.log_index;
         let Outcome::Forward(ForwardPlan {
             receipt: Some(receipt),
             ..
-        }) = &d.outcome
+        }) = &mut d.outcome
         else {
             return;
         };
+        // Issue 17 item 6: sequenced before forwarding, the record's index is in the receipt.
+        if let Some(index) = log_index {
+            crate::gate::phase::receipt::with_log_index(receipt, index);
+        }
         let signed = self
             .sign_jwt_json(secrets, RECEIPT_TYP, &receipt.claims)
             .await;

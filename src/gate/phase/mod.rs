@@ -385,6 +385,7 @@ where
             body,
             request_id: d.request_id,
             now: env.now,
+            intent_sha256: d.intent.hash.as_deref(),
         });
         plan.headers
             .set_content_digest(receipt.content_digest.clone());

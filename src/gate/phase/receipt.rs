@@ -20,6 +20,8 @@
 //! | `htm` | the method, exactly as forwarded |
 //! | `htu` | the URL exactly as forwarded (the origin's URL, path and query) |
 //! | `content_digest` | RFC 9530 `sha-256=:...:` of the exact body bytes forwarded |
+//! | `intent_sha256` | the SHA-256 of the token's declared intent, normalised (issue 15), if it declares one |
+//! | `log_index` | on an `audit = "sync"` route: the index of the decision's record in the decision log (issue 17), so the origin can ask for its inclusion proof |
 //!
 //! The gateway also sends the `Content-Digest` header it signed. An inbound `Attestgate-Receipt`
 //! (any case, `_` for `-`) is deleted on every route; on a receipt route so is every other
@@ -64,6 +66,8 @@ pub struct Facts<'a> {
     pub body: &'a [u8],
     pub request_id: &'a str,
     pub now: i64,
+    /// Issue 15: the hash of the declared intent (`Decision::intent.hash`), if any.
+    pub intent_sha256: Option<&'a str>,
 }
 
 /// The receipt for `facts`. The JSON is written by hand (`gate::log`'s writers, as the
@@ -102,6 +106,7 @@ pub fn plan(facts: &Facts<'_>) -> ReceiptPlan {
         htm: json_str(facts.method),
         htu: json_str(facts.target),
         iat: facts.now.to_string(),
+        intent: facts.intent_sha256.map(json_str),
         iss: json_str(crate::gate::signing::issuer(
             facts.gate,
             facts.request_origin,
@@ -129,6 +134,7 @@ struct Texts {
     htm: String,
     htu: String,
     iat: String,
+    intent: Option<String>,
     iss: String,
     jti: String,
     policy: String,
@@ -140,7 +146,7 @@ struct Texts {
 impl Texts {
     /// The claims object, members sorted by name; absent ones left out.
     fn object(&self) -> String {
-        let all: [(&str, Option<&String>); 15] = [
+        let all: [(&str, Option<&String>); 16] = [
             ("act", self.act.as_ref()),
             ("attestation", Some(&self.attestation)),
             ("aud", Some(&self.aud)),
@@ -150,6 +156,7 @@ impl Texts {
             ("htm", Some(&self.htm)),
             ("htu", Some(&self.htu)),
             ("iat", Some(&self.iat)),
+            ("intent_sha256", self.intent.as_ref()),
             ("iss", Some(&self.iss)),
             ("jti", Some(&self.jti)),
             ("policy_sha256", Some(&self.policy)),
@@ -210,4 +217,15 @@ fn act_chain(p: &Principal<'_>) -> Option<String> {
         members.push(("sub", &sub));
         Some(json_object(&members))
     })
+}
+
+/// Issue 17 item 6: the receipt of a request whose record was sequenced first (`audit =
+/// "sync"`) names the record's index, `log_index`, between `jti` and `policy_sha256` (the
+/// members stay sorted). Every value in the claims text is a JSON string or a number written by
+/// this module, so `,"policy_sha256":` occurs exactly once, at the top level.
+pub fn with_log_index(plan: &mut ReceiptPlan, index: u64) {
+    const AT: &str = ",\"policy_sha256\":";
+    if let Some(i) = plan.claims.find(AT) {
+        plan.claims.insert_str(i, &format!(",\"log_index\":{index}"));
+    }
 }
