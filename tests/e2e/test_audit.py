@@ -6,7 +6,7 @@ for the checkpoint signature; tokens are minted by joserfc. The `attestgate audi
 is run on the downloaded files too.
 
 Routes (tests/e2e/policies/audit.toml): au-sync (audit = "sync"), au-async (audit = "async"),
-au-off; the operator API needs an `au_operator` token with scope attestgate:admin.
+au-off; the operator API needs a `dn_operator` token (deny.toml) with scope attestgate:admin.
 """
 
 from __future__ import annotations
@@ -121,9 +121,16 @@ def canonical(obj) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def operator_token(servers):
-    return servers.issuer.mint("k-es256", aud="https://operator.attestgate.test",
-                               scope="attestgate:admin", sub="ops:carol")
+# The e2e policies have one [operator] table (tests/e2e/policies/deny.toml: provider
+# dn_operator, the issuer /issuers/dn-idp, audience https://gateway.dn.test).
+OP_AUD = "https://gateway.dn.test"
+
+
+def operator_token(servers, **claims):
+    claims.setdefault("aud", OP_AUD)
+    claims.setdefault("sub", "ops:carol")
+    claims.setdefault("scope", "attestgate:admin")
+    return servers.issuer_named("dn-idp").mint("dn-idp-es256", typ="JWT", **claims)
 
 
 def op(gateway, servers, method, path):
@@ -364,8 +371,7 @@ def test_a_checkpoint_is_signed_on_the_interval_without_asking(gateway, servers)
 def test_log_endpoints_need_the_operator(gateway, servers, origin):
     resp = gateway.request("GET", f"{LOG}/checkpoint")
     assert resp.status == 401 and resp.json()["error"] == "missing_token", resp
-    agent = servers.issuer.mint("k-es256", aud="https://operator.attestgate.test", scope="read",
-                                sub="ops:mallory")
+    agent = operator_token(servers, scope="read", sub="ops:mallory")
     resp = gateway.request("GET", f"{LOG}/record/0", bearer(agent))
     assert resp.status == 403 and resp.json()["error"] == "insufficient_scope", resp
     # The agent's own token (another audience) is no operator token either.
@@ -375,3 +381,24 @@ def test_log_endpoints_need_the_operator(gateway, servers, origin):
     resp = op(gateway, servers, "GET", "record/999999999")
     assert resp.status == 404 and resp.json()["error"] == "not_found", resp
     assert origin.since() == []
+
+
+def test_a_receipt_on_a_sync_route_names_the_records_log_index(gateway, servers, origin):
+    """Issue 17 item 6: the record is sequenced before the request is forwarded, so the receipt
+    the origin gets (verified here by joserfc with the gateway's JWKS) carries its index, the
+    same as the client's Attestgate-Log-Index; the record at that index is this request's."""
+    from test_receipt import verify_with_jwks
+
+    remark(origin, servers)
+    resp = gateway.request("POST", "/au/receipt/pay/1", bearer(agent_token(servers)))
+    assert resp.status == 200, resp
+    index = int(resp.headers["attestgate-log-index"])
+    seen = origin.since()
+    assert len(seen) == 1
+    receipts = [v for n, v in seen[0]["headers"] if n == "attestgate-receipt"]
+    assert len(receipts) == 1
+    claims = verify_with_jwks(gateway, receipts[0])["claims"]
+    assert claims["log_index"] == index
+    record = op(gateway, servers, "GET", f"record/{index}")
+    assert record.status == 200, record
+    assert claims["jti"] in record.body.decode()
