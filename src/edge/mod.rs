@@ -352,7 +352,8 @@ async fn run(
             let seams = (&keys, &isolate.crypto, &replay);
             deny_store::run_signals(&req, &env, gate, &mut decision, seams, now).await;
         }
-        None => {}
+        // Not the deny store's (the decision log's reads, below): left for its executor.
+        other => decision.operator_call = other,
     }
     // Issue 17: the decision log.
     let identity = &isolate.audit;
