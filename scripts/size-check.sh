@@ -14,8 +14,10 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 
-# The target itself: 250 KB = 250,000 bytes gzip.
-BUDGET_GZIP_BYTES="${SIZE_BUDGET_GZIP_BYTES:-250000}"
+# Raised from 250,000 to 370,000 bytes when issues 14-18 landed together (363,237 bytes with the
+# default policies), with the cold-start figures before and after in docs/performance.md ("The
+# size gate, raised for issues 14-18"). Lower it again as the Worker sheds code; never drop it.
+BUDGET_GZIP_BYTES="${SIZE_BUDGET_GZIP_BYTES:-370000}"
 
 if [ -z "${SIZE_CHECK_NO_BUILD:-}" ]; then
   echo "size-check: building with the default policies (scripts/build.sh)"
