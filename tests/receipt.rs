@@ -497,7 +497,10 @@ fn a_receipt_names_the_declared_intent_and_the_decision_logs_index() {
         |d| {
             assert_eq!(d.error(), None, "{:?}", d.error());
             let r = d.forward().unwrap().receipt.clone().expect("a receipt");
-            (*r, d.intent.hash.clone().expect("the token declares an intent"))
+            (
+                *r,
+                d.intent.hash.clone().expect("the token declares an intent"),
+            )
         },
     );
     assert_eq!(claims_of(&plan.claims)["intent_sha256"], json!(hash));

@@ -17,9 +17,7 @@
 use std::time::Duration;
 
 use serde::Deserialize;
-use worker::{
-    durable_object, DurableObject, Env, Headers, Request, Response, Result, SqlStorage, State,
-};
+use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, State};
 
 use crate::gate::budget::{self, Answer, Ask};
 use crate::Error;
@@ -34,39 +32,17 @@ const CLOCK_MARGIN_SECS: i64 = 300;
 
 /// Charge one call to the session `key` (the Worker's side).
 pub async fn charge(env: &Env, key: &str, ask: &Ask) -> std::result::Result<Answer, Error> {
-    let unavailable = |_| Error::BudgetStoreUnavailable;
-    let namespace = env.durable_object(BINDING).map_err(unavailable)?;
-    let stub = namespace
-        .id_from_name(key)
-        .and_then(|id| id.get_stub())
-        .map_err(unavailable)?;
-    let headers = Headers::new();
-    headers
-        .set("content-type", "application/json")
-        .map_err(unavailable)?;
-    let body = wasm_bindgen::JsValue::from_str(&ask.to_json());
-    let req = super::new_request(
+    let text = super::store_call::post_json(
+        env,
+        BINDING,
+        key,
         "https://budget/charge",
-        "POST",
-        &headers,
-        Some(&body),
-        false,
+        &ask.to_json(),
+        BUDGET_TIMEOUT,
+        Error::BudgetStoreUnavailable,
     )
-    .map_err(unavailable)?;
-    let exchange = async move {
-        let mut resp = stub
-            .fetch_with_request(req.into())
-            .await
-            .map_err(unavailable)?;
-        if resp.status_code() != 200 {
-            return Err(Error::BudgetStoreUnavailable);
-        }
-        let text = resp.text().await.map_err(unavailable)?;
-        Answer::from_json(&text).ok_or(Error::BudgetStoreUnavailable)
-    };
-    super::task::within(BUDGET_TIMEOUT, exchange)
-        .await
-        .unwrap_or(Err(Error::BudgetStoreUnavailable))
+    .await?;
+    Answer::from_json(&text).ok_or(Error::BudgetStoreUnavailable)
 }
 
 #[durable_object]

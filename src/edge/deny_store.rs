@@ -51,32 +51,16 @@ impl DoDenyStore<'_> {
         op: Op,
         body: &StoreRequest,
     ) -> std::result::Result<String, Error> {
-        let unavailable = |_| Error::DenyStoreUnavailable;
-        let namespace = self.env.durable_object(BINDING).map_err(unavailable)?;
-        let stub = namespace
-            .id_from_name(&format!("deny-shard-{shard}"))
-            .and_then(|id| id.get_stub())
-            .map_err(unavailable)?;
-        let headers = Headers::new();
-        headers
-            .set("content-type", "application/json")
-            .map_err(unavailable)?;
-        let text = wasm_bindgen::JsValue::from_str(&body.to_json());
-        let req = super::new_request(&op.url(), "POST", &headers, Some(&text), false)
-            .map_err(unavailable)?;
-        let exchange = async move {
-            let mut resp = stub
-                .fetch_with_request(req.into())
-                .await
-                .map_err(unavailable)?;
-            if resp.status_code() != 200 {
-                return Err(Error::DenyStoreUnavailable);
-            }
-            resp.text().await.map_err(unavailable)
-        };
-        super::task::within(STORE_TIMEOUT, exchange)
-            .await
-            .unwrap_or(Err(Error::DenyStoreUnavailable))
+        super::store_call::post_json(
+            self.env,
+            BINDING,
+            &format!("deny-shard-{shard}"),
+            &op.url(),
+            &body.to_json(),
+            STORE_TIMEOUT,
+            Error::DenyStoreUnavailable,
+        )
+        .await
     }
 
     async fn entry(&self, op: Op, id: &str) -> std::result::Result<Option<Entry>, Error> {

@@ -23,6 +23,7 @@ mod selftest;
 mod signing;
 #[cfg(attestgate_deny)]
 mod status_list;
+mod store_call;
 mod task;
 mod webcrypto;
 

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use worker::{Env, Headers};
+use worker::Env;
 
 use crate::gate::nonce::NonceRef;
 use crate::gate::seams::ReplayGuard;
@@ -27,35 +27,19 @@ pub struct DoReplay<'a> {
 
 impl DoReplay<'_> {
     async fn call(&self, shard: u8, op: Op, record: &Record) -> Result<bool, Error> {
-        let unavailable = |_| Error::NonceStoreUnavailable;
-        let namespace = self.env.durable_object(BINDING).map_err(unavailable)?;
-        let stub = namespace
-            .id_from_name(&format!("nonce-shard-{shard}"))
-            .and_then(|id| id.get_stub())
-            .map_err(unavailable)?;
-        let headers = Headers::new();
-        headers
-            .set("content-type", "application/json")
-            .map_err(unavailable)?;
-        let body = wasm_bindgen::JsValue::from_str(&record.to_json());
-        let req = super::new_request(op.url(), "POST", &headers, Some(&body), false)
-            .map_err(unavailable)?;
-        let exchange = async move {
-            let mut resp = stub
-                .fetch_with_request(req.into())
-                .await
-                .map_err(unavailable)?;
-            if resp.status_code() != 200 {
-                return Err(Error::NonceStoreUnavailable);
-            }
-            let text = resp.text().await.map_err(unavailable)?;
-            Answer::from_json(&text)
-                .map(|answer| answer.ok)
-                .ok_or(Error::NonceStoreUnavailable)
-        };
-        super::task::within(STORE_TIMEOUT, exchange)
-            .await
-            .unwrap_or(Err(Error::NonceStoreUnavailable))
+        let text = super::store_call::post_json(
+            self.env,
+            BINDING,
+            &format!("nonce-shard-{shard}"),
+            op.url(),
+            &record.to_json(),
+            STORE_TIMEOUT,
+            Error::NonceStoreUnavailable,
+        )
+        .await?;
+        Answer::from_json(&text)
+            .map(|answer| answer.ok)
+            .ok_or(Error::NonceStoreUnavailable)
     }
 }
 

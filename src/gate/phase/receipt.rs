@@ -226,6 +226,7 @@ fn act_chain(p: &Principal<'_>) -> Option<String> {
 pub fn with_log_index(plan: &mut ReceiptPlan, index: u64) {
     const AT: &str = ",\"policy_sha256\":";
     if let Some(i) = plan.claims.find(AT) {
-        plan.claims.insert_str(i, &format!(",\"log_index\":{index}"));
+        plan.claims
+            .insert_str(i, &format!(",\"log_index\":{index}"));
     }
 }
