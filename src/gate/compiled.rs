@@ -89,6 +89,8 @@ struct RouteRt {
     consumed: Vec<String>,
     /// Issue 14: the other headers deleted before forwarding ([`route_strips`]).
     strips: Vec<String>,
+    /// Issue 18: on a masking route, the `Vary` of its responses ([`mask_vary`]).
+    mask_vary: String,
 }
 
 /// The gateway: policy, providers and the gateway-wide settings.
@@ -149,6 +151,9 @@ impl Gate {
             .map(|r| {
                 let mut rt = route_rt(&gw.realm, r, &providers);
                 rt.strips = route_strips(&policy, r, &providers, &rt.consumed);
+                if r.mask.is_some() {
+                    rt.mask_vary = mask_vary(&policy, r);
+                }
                 (r.id.clone(), rt)
             })
             .collect();
@@ -261,19 +266,12 @@ impl Gate {
             .map_or(&[][..], |r| r.strips.as_slice())
     }
 
-    /// Issue 18: the credential headers of `route`'s providers, lowercase, each once: the
-    /// `Vary` of every response on a masking route.
-    pub fn mask_vary(&self, route: &Route) -> String {
-        let mut names: Vec<String> = Vec::new();
-        for name in route.access.providers() {
-            if let Some(p) = self.policy.providers().iter().find(|p| &p.name == name) {
-                let h = p.from.header.to_ascii_lowercase();
-                if !names.contains(&h) {
-                    names.push(h);
-                }
-            }
-        }
-        names.join(", ")
+    /// Issue 18: the `Vary` of every response on a masking route ([`mask_vary`], made once
+    /// per isolate).
+    pub fn mask_vary(&self, route: &Route) -> &str {
+        self.routes
+            .get(&route.id)
+            .map_or("", |r| r.mask_vary.as_str())
     }
 
     pub fn requires_all(route: &Route) -> bool {
@@ -324,7 +322,23 @@ fn route_rt(realm: &str, route: &Route, providers: &HashMap<String, ProviderRt>)
             .with_remediation(crate::gate::intent::remediation(route)),
         consumed,
         strips: Vec::new(),
+        mask_vary: String::new(),
     }
+}
+
+/// The credential headers of `route`'s providers, lowercase, each once, joined: what a masked
+/// response varies on (a masked body must never reach a human from a shared cache).
+fn mask_vary(policy: &Policy, route: &Route) -> String {
+    let mut names: Vec<String> = Vec::new();
+    for name in route.access.providers() {
+        if let Some(p) = policy.provider(name) {
+            let h = p.from.header.to_ascii_lowercase();
+            if !names.contains(&h) {
+                names.push(h);
+            }
+        }
+    }
+    names.join(", ")
 }
 
 /// Issue 14 item 1: what a route's forward deletes besides the credentials it consumed.

@@ -416,7 +416,7 @@ where
     if let (Some(mask), ResponsePlan::Origin { mask: slot, .. }) = (&route.mask, &mut d.response) {
         *slot = Some(response::MaskPlan {
             why: crate::gate::mask::applies(mask, &d.principal),
-            vary: gate.mask_vary(route),
+            vary: gate.mask_vary(route).to_owned(),
         });
     }
     Ok(plan)
