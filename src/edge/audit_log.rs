@@ -491,34 +491,18 @@ async fn call(
     method: &str,
     body: Option<String>,
 ) -> std::result::Result<(u16, String, String), Error> {
-    let unavailable = |_| Error::AuditLogUnavailable;
-    let namespace = env.durable_object(BINDING).map_err(unavailable)?;
-    let stub = namespace
-        .id_from_name(OBJECT)
-        .and_then(|id| id.get_stub())
-        .map_err(unavailable)?;
-    let headers = worker::Headers::new();
-    let body = body.map(|b| wasm_bindgen::JsValue::from_str(&b));
-    let req =
-        super::new_request(url, method, &headers, body.as_ref(), false).map_err(unavailable)?;
-    let exchange = async move {
-        let mut resp = stub
-            .fetch_with_request(req.into())
-            .await
-            .map_err(unavailable)?;
-        let status = resp.status_code();
-        let kind = resp
-            .headers()
-            .get("content-type")
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        let text = resp.text().await.map_err(unavailable)?;
-        Ok((status, kind, text))
+    let call = super::store_call::Call {
+        binding: BINDING,
+        name: OBJECT,
+        url,
+        method,
+        body: body.as_deref(),
+        content_type: None,
+        timeout: LOG_TIMEOUT,
+        unavailable: Error::AuditLogUnavailable,
     };
-    super::task::within(LOG_TIMEOUT, exchange)
-        .await
-        .unwrap_or(Err(Error::AuditLogUnavailable))
+    let reply = super::store_call::send(env, call).await?;
+    Ok((reply.status, reply.content_type, reply.text))
 }
 
 /// Test builds only: make the sequencer fail every operation for `ms` milliseconds.
