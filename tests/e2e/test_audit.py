@@ -278,7 +278,7 @@ def test_consistency_between_two_checkpoints_and_a_verified_export(gateway, serv
     body = resp.body.decode()
     last = lines[-1]
     for name, text in [
-        ("flip", body.replace(last, last.replace('"allow"', '"alloW"'))),
+        ("flip", body.replace(last, last.replace('"v":1', '"v":2'))),
         ("drop", "\n".join(lines[:-2] + lines[-1:]) + "\n"),
         ("swap", "\n".join(lines[:-2] + [lines[-1], lines[-2]]) + "\n"),
     ]:
