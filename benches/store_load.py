@@ -32,23 +32,31 @@ store's round trip:
                                     the bench's [operator] provider), against operator/whoami
                                     (the same authentication, no store call)
 
-Phases, each reported as p50 / p99 latency (ms), requests per second and the workerd process's
-CPU per request:
+Phases, in this order by default (growth before audit, whose requests would otherwise have passed
+the first size already; audit then runs on the grown log), each reported as p50 / p99 latency
+(ms), requests per second and the workerd process's CPU per request:
   1. budget:  plain vs budget interleaved request by request on one connection; then each alone
               over --concurrency connections (all calls of one session: one object, serialised).
   2. deny:    plain vs deny-strict interleaved; the cached route right after its view went stale
               (a shard unchanged, and a shard changed by an operator add just before), against the
               next (fresh) request; operator add, lookup and remove, each interleaved with whoami;
               adds and removes over --concurrency connections.
-  3. audit:   plain vs audit-sync interleaved; audit-sync alone over --concurrency connections
-              (one append per request); audit-async over --concurrency connections for --window
-              seconds (batched appends: records per second, read as the growth of the log).
-  4. growth:  the log filled to each of --sizes (default 10k, 100k, 1M records) as fast as it
+  3. growth:  the log filled to each of --sizes (default 10k, 100k, 1M records) as fast as it
               takes them (--fill-procs client processes, each with --fill-threads connections,
               sending tokenless requests to the async route: each 401 is a decision record,
               sequenced in batches, with no origin hit and no verification), then at that size the
               sync round trip again (plain vs audit-sync interleaved) and the async window. The
               fill's rate and time, and the CPU per record, are reported per step.
+  4. audit:   plain vs audit-sync interleaved; audit-sync alone over --concurrency connections
+              (one append per request); audit-async over --concurrency connections for --window
+              seconds (batched appends: records per second, read as the growth of the log).
+
+--time-calls: the bundle's own entry behind a thin JavaScript module that times
+every Durable Object stub.fetch the Worker makes, on the Worker's clock, per binding: the store
+call itself as the Worker sees it, and how many calls a request made (a strict deny lookup asks
+each shard its keys fall in), and in the async windows the batch appends (records per batch,
+ms per batch, us per record). The Worker's clock has whole milliseconds here: read the means.
+
 The log's size is read only through the Worker's public behaviour: the index a sync answer
 names (attestgate-log-index) is the size before it. Nothing here depends on how the AuditLog
 object stores records.
@@ -142,12 +150,16 @@ class StoreWorker(DirectWorker):
     def _config(self, bundle: Path) -> Path:
         modules = []
         for f in sorted(p.relative_to(self.workdir) for p in bundle.iterdir()):
-            if f.name == "index.js":
+            if f.name == "index.js" and not self.entry_js:
                 modules.insert(0, f'(name = "index.js", esModule = embed "{f}")')
             elif f.suffix == ".js":
                 modules.append(f'(name = "{f.name}", esModule = embed "{f}")')
             elif f.suffix == ".wasm":
                 modules.append(f'(name = "{f.name}", wasm = embed "{f}")')
+        if self.entry_js:
+            entry = self.workdir / f"entry-{self.name}.js"
+            entry.write_text(self.entry_js)
+            modules.insert(0, f'(name = "bench-entry.js", esModule = embed "{entry.name}")')
         bindings = [f'(name = "{k}", text = {json.dumps(v)})' for k, v in self.vars.items()]
         do_bindings, classes = durable_objects()
         bindings += [f'(name = "{n}", durableObjectNamespace = "{c}")' for n, c in do_bindings]
@@ -177,6 +189,63 @@ const worker :Workerd.Worker = (
         path = self.workdir / f"workerd-{self.name}.capnp"
         path.write_text(text)
         return path
+
+
+# --time-calls: the bundle's own entry behind a thin module that hands the Worker an env whose
+# Durable Object namespaces time every stub.fetch (from the call to its answer's headers, on the
+# Worker's clock: workerd advances it at I/O, so this is the wall time of the round trip as the
+# Worker sees it, in whole or fractional ms as the runtime gives them), and answers
+# GET /__store_probe/calls with the times since the last read, per binding. The Durable Object
+# classes are the bundle's own (re-exported); nothing of the Worker's code changes.
+TIMING_ENTRY_JS = """\
+import entry from "./index.js";
+export * from "./index.js";
+const calls = {};
+function timedStub(binding, stub) {
+  return {
+    id: stub.id,
+    name: stub.name,
+    fetch(...args) {
+      const t0 = performance.now();
+      const p = stub.fetch(...args);
+      p.then(() => (calls[binding] ??= []).push(performance.now() - t0), () => {});
+      return p;
+    },
+  };
+}
+function timedNamespace(binding, ns) {
+  // workers-rs checks a binding's constructor name.
+  class DurableObjectNamespace {
+    idFromName(name) { return ns.idFromName(name); }
+    idFromString(id) { return ns.idFromString(id); }
+    newUniqueId(options) { return ns.newUniqueId(options); }
+    get(id, options) { return timedStub(binding, ns.get(id, options)); }
+  }
+  return new DurableObjectNamespace();
+}
+let timedEnv = null;
+function wrap(env) {
+  const out = Object.create(env);
+  for (const name of Object.keys(env)) {
+    const v = env[name];
+    if (v && v.constructor && v.constructor.name === "DurableObjectNamespace") {
+      out[name] = timedNamespace(name, v);
+    }
+  }
+  return out;
+}
+export default {
+  fetch(request, env, ctx) {
+    if (new URL(request.url).pathname === "/__store_probe/calls") {
+      const out = JSON.stringify(calls);
+      for (const k of Object.keys(calls)) delete calls[k];
+      return new Response(out, { headers: { "content-type": "application/json" } });
+    }
+    timedEnv ??= wrap(env);
+    return entry.fetch(request, timedEnv, ctx);
+  },
+};
+"""
 
 
 def fill_policies(dest: Path, origin: str, servers: LocalServers) -> Path:
@@ -235,10 +304,18 @@ class Runner:
     """Sends requests over keep-alive connections and times each one (client side: from the
     request's first byte sent to the answer's last byte read)."""
 
-    def __init__(self, port: int, pid: int, deadline: float):
+    def __init__(self, port: int, pid: int, deadline: float, time_calls: bool = False):
         self.port = port
         self.pid = pid
         self.deadline = deadline
+        self.time_calls = time_calls
+        self.last_calls: dict | None = None
+
+    def calls(self) -> dict:
+        """--time-calls: the Worker-side times of its Durable Object calls since the last read
+        ({binding: [ms]})."""
+        _, body = self.get(Req("calls", "GET", "/__store_probe/calls", {}))
+        return json.loads(body)
 
     def check_deadline(self):
         if time.time() > self.deadline:
@@ -306,6 +383,8 @@ class Runner:
                 if box[0] is not None:
                     box[0].close()
 
+        if self.time_calls:
+            self.calls()
         cpu0 = proc_cpu(self.pid)
         t0 = time.perf_counter()
         threads = [threading.Thread(target=work) for _ in range(concurrency)]
@@ -315,6 +394,8 @@ class Runner:
             t.join()
         wall = time.perf_counter() - t0
         cpu_ns, _ = cpu_delta_ns(cpu0, proc_cpu(self.pid))
+        if self.time_calls:
+            self.last_calls = self.calls()
         if errors:
             raise Failed(errors[0])
         self.check_deadline()
@@ -359,6 +440,19 @@ def pair_stats(lat: dict, a: str, b: str) -> dict:
         "median_pair_ms": round(statistics.median(diffs), 3) if diffs else None}}
 
 
+def with_calls(entry: dict, run: Runner, requests: int | None = None) -> dict:
+    """--time-calls: the Worker-side times of the Durable Object calls of the last run, per
+    binding (and calls per request of `requests`, when given)."""
+    if run.time_calls and run.last_calls is not None:
+        entry["do_calls"] = {}
+        for binding, xs in run.last_calls.items():
+            s = stats(xs)
+            if requests:
+                s["per_request"] = round(len(xs) / requests, 2)
+            entry["do_calls"][binding] = s
+    return entry
+
+
 def alone_stats(lat: dict, label: str, wall: float, cpu_ns: float, concurrency: int) -> dict:
     xs = lat.get(label, [])
     out = stats(xs)
@@ -388,10 +482,10 @@ def warm_up(run: Runner, tok: Tokens, n: int, op: str):
 
 def phase_budget(run: Runner, tok: Tokens, n: int, conc: int) -> dict:
     lat, _, _ = run.run(interleave(route("budget", tok.agents(n)), route("plain", tok.agents(n))))
-    out = {"interleaved": pair_stats(lat, "budget", "plain")}
+    out = {"interleaved": with_calls(pair_stats(lat, "budget", "plain"), run, n)}
     for kind in ("budget", "plain"):
         lat, wall, cpu = run.run(route(kind, tok.agents(n)), conc)
-        out[f"{kind}_concurrent"] = alone_stats(lat, kind, wall, cpu, conc)
+        out[f"{kind}_concurrent"] = with_calls(alone_stats(lat, kind, wall, cpu, conc), run, n)
     return out
 
 
@@ -399,9 +493,10 @@ def phase_deny(run: Runner, tok: Tokens, n: int, conc: int, probes: int, op: str
     out = {}
     lat, _, _ = run.run(interleave(route("deny-strict", tok.agents(n)),
                                    route("plain", tok.agents(n))))
-    out["strict_interleaved"] = pair_stats(lat, "deny-strict", "plain")
+    out["strict_interleaved"] = with_calls(pair_stats(lat, "deny-strict", "plain"), run, n)
     lat, wall, cpu = run.run(route("deny-strict", tok.agents(n)), conc)
-    out["strict_concurrent"] = alone_stats(lat, "deny-strict", wall, cpu, conc)
+    out["strict_concurrent"] = with_calls(alone_stats(lat, "deny-strict", wall, cpu, conc),
+                                         run, n)
 
     opb = bearer(op)
     whoami = lambda: Req("whoami", "GET", WHOAMI, opb)  # noqa: E731
@@ -421,19 +516,20 @@ def phase_deny(run: Runner, tok: Tokens, n: int, conc: int, probes: int, op: str
     m = max(1, n // 2)
     lat, _, _ = run.run(interleave([add(i) for i in range(m)], [whoami() for _ in range(m)]),
                         on_ok=keep_id)
-    out["add_interleaved"] = pair_stats(lat, "add", "whoami")
+    out["add_interleaved"] = with_calls(pair_stats(lat, "add", "whoami"), run, m)
     look = [Req("lookup", "POST", f"{DENY_API}/lookup", opb,
                 json.dumps({"kind": "agent",
                             "value": f"agent:bench-store-{tag}-add-{i}"}).encode())
             for i in range(m)]
     lat, _, _ = run.run(interleave(look, [whoami() for _ in range(m)]))
-    out["lookup_interleaved"] = pair_stats(lat, "lookup", "whoami")
+    out["lookup_interleaved"] = with_calls(pair_stats(lat, "lookup", "whoami"), run, m)
 
     # The cached route's view gone stale (older than the bound), against the next request.
     bound = deny_bound_secs()
     for changed in (False, True):
         name = "stale_after_change" if changed else "stale_unchanged"
         stale, fresh = [], []
+        stale_calls: dict[str, list[float]] = {}
         for i in range(probes):
             run.check_deadline()
             if changed:  # a change in some shard: its snapshot comes back whole
@@ -443,13 +539,20 @@ def phase_deny(run: Runner, tok: Tokens, n: int, conc: int, probes: int, op: str
             for bucket in (stale, fresh):
                 lat, _, _ = run.run(route("deny-cached", tok.agents(1)))
                 bucket.extend(lat["deny-cached"])
+                if bucket is stale and run.last_calls is not None:
+                    for k, xs in run.last_calls.items():
+                        stale_calls.setdefault(k, []).extend(xs)
         out[name] = pair_stats({"stale": stale, "fresh": fresh}, "stale", "fresh")
+        if run.time_calls:
+            run.last_calls = stale_calls
+            with_calls(out[name], run, probes)
         out[name]["bound_secs"] = bound
 
     # Removes, one at a time, then adds and removes over several connections.
     dels = [Req("remove", "DELETE", f"{DENY_API}/{i}", opb) for i in ids]
     lat, _, _ = run.run(interleave(dels, [whoami() for _ in dels]))
-    out["remove_interleaved"] = pair_stats(lat, "remove", "whoami")
+    out["remove_interleaved"] = with_calls(pair_stats(lat, "remove", "whoami"), run,
+                                           len(dels))
     out["entries_during_stale_probes"] = len(ids)
     ids.clear()
     lat, wall, cpu = run.run([add(i, "add") for i in range(m, 2 * m)], conc, on_ok=keep_id)
@@ -479,12 +582,23 @@ def async_window(run: Runner, tok: Tokens, conc: int, seconds: float, pool: list
             for i in range(min(n, int(seconds * 5000)))]
     lat, wall, cpu = run.run(reqs, conc, max_seconds=seconds)
     sent = len(lat.get("audit-async", []))
+    if run.time_calls:  # the last batches (flushed after the responses), before any probe
+        time.sleep(0.5)
+        for k, xs in run.calls().items():
+            run.last_calls.setdefault(k, []).extend(xs)
     after = settle(run, tok, before + sent + 1)
-    out = alone_stats(lat, "audit-async", wall, cpu, conc)
+    out = with_calls(alone_stats(lat, "audit-async", wall, cpu, conc), run, sent)
     appended = after - before - 1  # less the first size probe's own record
     out.update(records_appended=appended,
                appends_per_s=round(appended / wall, 1) if wall else None,
                cpu_us_per_record=round(cpu / 1000 / appended, 1) if appended else None)
+    batches = (run.last_calls or {}).get("AUDIT_LOG") if run.time_calls else None
+    if batches and appended:
+        # Every AUDIT_LOG call of the window is a batch append (nothing else asked the log).
+        out["batches"] = {"n": len(batches), "records_per_batch": round(appended / len(batches), 1),
+                          "mean_ms": round(statistics.fmean(batches), 3),
+                          "p99_ms": round(pct(batches, 0.99), 3),
+                          "us_per_record": round(sum(batches) * 1000 / appended, 1)}
     return out
 
 
@@ -502,11 +616,11 @@ def phase_audit(run: Runner, tok: Tokens, n: int, conc: int, window: float) -> d
     out = {}
     lat, _, _ = run.run(interleave(route("audit-sync", tok.agents(n)),
                                    route("plain", tok.agents(n))))
-    out["sync_interleaved"] = pair_stats(lat, "audit-sync", "plain")
+    out["sync_interleaved"] = with_calls(pair_stats(lat, "audit-sync", "plain"), run, n)
     indexes: list[int] = []
     lat, wall, cpu = run.run(route("audit-sync", tok.agents(n)), conc,
                              on_ok=lambda r, resp, b: indexes.append(int(resp.getheader(LOG_INDEX))))
-    out["sync_concurrent"] = alone_stats(lat, "audit-sync", wall, cpu, conc)
+    out["sync_concurrent"] = with_calls(alone_stats(lat, "audit-sync", wall, cpu, conc), run, n)
     if len(set(indexes)) != len(indexes):
         raise Failed("two sync answers named the same log index")
     out["sync_concurrent"]["appends_per_s"] = out["sync_concurrent"]["rps"]
@@ -552,7 +666,8 @@ print(sum(ok), sum(bad))
 """
 
 
-def fill(run: Runner, tok: Tokens, target: int, procs: int, threads: int, workdir: Path) -> dict:
+def fill(run: Runner, tok: Tokens, target: int, procs: int, threads: int, workdir: Path,
+         partial: dict) -> dict:
     """Tokenless requests to the async route (401, each a decision record sequenced in batches)
     from `procs` client processes until the log holds `target` records."""
     start_size = log_size(run, tok)
@@ -566,6 +681,8 @@ def fill(run: Runner, tok: Tokens, target: int, procs: int, threads: int, workdi
          str(stop)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
         start_new_session=True) for _ in range(procs)]
     progress = []
+    # What a deadline leaves: (seconds, size) points of the fill so far.
+    partial["fill_so_far"] = {"from": start_size, "progress": progress}
     try:
         size, last_note = start_size, time.time()
         while size < target:
@@ -612,14 +729,16 @@ def phase_growth(run: Runner, tok: Tokens, sizes: list[int], n: int, conc: int, 
     pool = tok.agents(500)
     for target in sizes:
         log(f"  growth: filling the log to {target} records")
-        step = {"fill": fill(run, tok, target, procs, threads, workdir)}
+        step: dict = {}
         out[str(target)] = step
+        step["fill"] = fill(run, tok, target, procs, threads, workdir, step)
+        step.pop("fill_so_far", None)
         f = step["fill"]
         log(f"    filled {f['from']} -> {f['to']} in {f['seconds']} s "
             f"({f.get('records_per_s')} records/s)")
         lat, _, _ = run.run(interleave(route("audit-sync", tok.agents(n)),
                                        route("plain", tok.agents(n))))
-        step["sync_interleaved"] = pair_stats(lat, "audit-sync", "plain")
+        step["sync_interleaved"] = with_calls(pair_stats(lat, "audit-sync", "plain"), run, n)
         step["async_window"] = async_window(run, tok, conc, window, pool)
         step["size_after"] = log_size(run, tok)
         step["storage_bytes"] = storage_bytes(workdir)
@@ -641,6 +760,12 @@ def report(res: dict) -> str:
     lines = [f"store_load: {res['machine']['date']}, {res['machine']['note']}",
              f"command: {res['command']}", ""]
 
+    def call_rows(p):
+        for binding, c in (p.get("do_calls") or {}).items():
+            lines.append(f"  Worker-side {binding} calls: p50 {f3(c['p50_ms'])} ms, p99 "
+                         f"{f3(c['p99_ms'])} ms, mean {f3(c['mean_ms'])} ms, {c['n']} calls"
+                         + (f" ({c['per_request']} per request)" if "per_request" in c else ""))
+
     def pair_rows(title, p, a, b):
         lines.append(f"{title}")
         lines.append(f"  {'':<22} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'n':>6}")
@@ -651,11 +776,13 @@ def report(res: dict) -> str:
         d = p["added"]
         lines.append(f"  {'added (a - b)':<22} {f3(d['p50_ms']):>8} {f3(d['p99_ms']):>8} "
                      f"{'':>8} {'':>6}  median of pair differences {f3(d['median_pair_ms'])} ms")
+        call_rows(p)
 
     def alone_rows(title, s, extra=""):
         lines.append(f"{title}: p50 {f3(s['p50_ms'])} ms, p99 {f3(s['p99_ms'])} ms, "
                      f"{s['rps']} req/s over {s['concurrency']} connections, "
                      f"{s['cpu_us_per_request']} us CPU/request (workerd){extra}")
+        call_rows(s)
 
     ph = res.get("phases", {})
     if "budget" in ph:
@@ -700,16 +827,28 @@ def report(res: dict) -> str:
             w = a["async_window"]
             alone_rows("audit-async alone", w, f"; the log took {w['records_appended']} records: "
                        f"{w['appends_per_s']} appends/s, {w['cpu_us_per_record']} us CPU/record")
+            if "batches" in w:
+                bt = w["batches"]
+                lines.append(f"  batch appends: {bt['n']}, {bt['records_per_batch']} records each, "
+                             f"mean {bt['mean_ms']} ms (p99 {bt['p99_ms']}), "
+                             f"{bt['us_per_record']} us per record (Worker-side)")
         lines.append("")
     if "growth" in ph:
         lines.append("== issue 17: the log as it grows ==")
         lines.append(f"  {'size':>9} | {'fill s':>7} | {'fill rec/s':>10} | {'fill us/rec':>11} | "
                      f"{'sync +p50':>9} | {'sync +p99':>9} | {'sync p50':>8} | {'sync p99':>8} | "
-                     f"{'async app/s':>11} | {'async us/rec':>12} | {'storage MB':>10}")
+                     f"{'async app/s':>11} | {'async us/rec':>12} | {'batch rec':>9} | {'batch ms':>8} | "
+                     f"{'seq us/rec':>10} | {'storage MB':>10}")
         for size, st in ph["growth"].items():
+            if "fill" not in st:
+                pts = st.get("fill_so_far", {}).get("progress") or [(0, 0)]
+                lines.append(f"  {size:>9}: not reached; the fill got to {pts[-1][1]} records in "
+                             f"{pts[-1][0]} s")
+                continue
             f = st["fill"]
             si = st.get("sync_interleaved", {})
             w = st.get("async_window", {})
+            bt = w.get("batches", {})
             lines.append(
                 f"  {st.get('size_after', f['to']):>9} | {f['seconds']:>7} | "
                 f"{dash(f.get('records_per_s')):>10} | {dash(f.get('cpu_us_per_record')):>11} | "
@@ -718,8 +857,10 @@ def report(res: dict) -> str:
                 f"{f3(si.get('audit-sync', {}).get('p50_ms')):>8} | "
                 f"{f3(si.get('audit-sync', {}).get('p99_ms')):>8} | "
                 f"{dash(w.get('appends_per_s')):>11} | {dash(w.get('cpu_us_per_record')):>12} | "
+                f"{dash(bt.get('records_per_batch')):>9} | {dash(bt.get('mean_ms')):>8} | "
+                f"{dash(bt.get('us_per_record')):>10} | "
                 f"{st.get('storage_bytes', 0) / 1e6:>10.1f}")
-        fills = [st["fill"]["seconds"] for st in ph["growth"].values()]
+        fills = [st["fill"]["seconds"] for st in ph["growth"].values() if "fill" in st]
         lines.append(f"  fill time in all: {sum(fills):.0f} s")
     if res.get("stopped_at_deadline"):
         lines.append(f"(stopped at the deadline of {res['parameters']['max_minutes']} min: "
@@ -775,8 +916,10 @@ def parse_sizes(text: str) -> list[int]:
 def main():
     signal.signal(signal.SIGTERM, _terminate)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--phases", default="budget,deny,audit,growth",
-                    help="which of budget, deny, audit, growth (default all)")
+    ap.add_argument("--phases", default="budget,deny,growth,audit",
+                    help="which of budget, deny, growth, audit, run in this order (default all: "
+                         "growth before audit, so that its first size is not already passed; the "
+                         "audit phase then runs on the grown log)")
     ap.add_argument("--requests", type=int, default=2000,
                     help="requests per route per latency measurement (default 2000)")
     ap.add_argument("--concurrency", type=int, default=8,
@@ -808,6 +951,11 @@ def main():
                          "stalls the process; see benches/nonce_load.py)")
     ap.add_argument("--out", type=Path, default=ROOT / "benches" / "results" / "store-load",
                     help="write OUT.json and OUT.txt (default benches/results/store-load)")
+    ap.add_argument("--time-calls", action="store_true",
+                    help="also time every Durable Object call on the Worker's side (the bundle "
+                         "served behind a thin timing module, TIMING_ENTRY_JS): per binding, "
+                         "p50/p99 and calls per request, and the log's batch appends; the "
+                         "module adds one JavaScript call per store call)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch folders")
     ap.add_argument("--quiet-machine", action="store_true",
                     help="record that nothing else ran during the measurement")
@@ -868,10 +1016,11 @@ def main():
                            "ATTESTGATE_SIGNING_KEY": signing_key_json(),
                            "BENCH_INJECT_KEY": INJECT_KEY}
         worker = StoreWorker("attestgate", attestgate_config(store_dir, build_dir, False),
-                             store_dir, attestgate_vars)
+                             store_dir, attestgate_vars,
+                             entry_js=TIMING_ENTRY_JS if args.time_calls else None)
         worker.start()
         log(f"workerd {worker.user_pid} serving on 127.0.0.1:{worker.port}")
-        run = Runner(worker.port, worker.user_pid, deadline)
+        run = Runner(worker.port, worker.user_pid, deadline, args.time_calls)
         tok = Tokens(servers)
         op = tok.operator()
         servers.recorder.add = lambda entry: None
