@@ -850,7 +850,7 @@ def report(res: dict) -> str:
             w = st.get("async_window", {})
             bt = w.get("batches", {})
             lines.append(
-                f"  {st.get('size_after', f['to']):>9} | {f['seconds']:>7} | "
+                f"  {f['to']:>9} | {f['seconds']:>7} | "
                 f"{dash(f.get('records_per_s')):>10} | {dash(f.get('cpu_us_per_record')):>11} | "
                 f"{f3(si.get('added', {}).get('p50_ms')):>9} | "
                 f"{f3(si.get('added', {}).get('p99_ms')):>9} | "
@@ -860,8 +860,11 @@ def report(res: dict) -> str:
                 f"{dash(bt.get('records_per_batch')):>9} | {dash(bt.get('mean_ms')):>8} | "
                 f"{dash(bt.get('us_per_record')):>10} | "
                 f"{st.get('storage_bytes', 0) / 1e6:>10.1f}")
-        fills = [st["fill"]["seconds"] for st in ph["growth"].values() if "fill" in st]
-        lines.append(f"  fill time in all: {sum(fills):.0f} s")
+        fills = [st["fill"] for st in ph["growth"].values() if "fill" in st]
+        if fills:
+            lines.append(f"  size: the log's size when the step's measurements began (they add "
+                         f"records of their own); the fill from {fills[0]['from']} to "
+                         f"{fills[-1]['to']} records took {sum(f['seconds'] for f in fills):.0f} s")
     if res.get("stopped_at_deadline"):
         lines.append(f"(stopped at the deadline of {res['parameters']['max_minutes']} min: "
                      "what is above is what was measured)")
@@ -959,7 +962,15 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the scratch folders")
     ap.add_argument("--quiet-machine", action="store_true",
                     help="record that nothing else ran during the measurement")
+    ap.add_argument("--report", type=Path,
+                    help="measure nothing: print the report of a saved JSON file (and write "
+                         "its .txt beside it)")
     args = ap.parse_args()
+    if args.report:
+        text = report(json.loads(args.report.read_text()))
+        print(text)
+        args.report.with_suffix(".txt").write_text(text + "\n")
+        return
     if args.quick:
         quick = dict(requests=300, window=3.0, stale_probes=5, sizes="10k,20k",
                      growth_requests=200, warmup=100)
