@@ -10,7 +10,8 @@
 //! durable.
 //!
 //! Bounded storage: one row per session, forgotten by an alarm a minute after its window and
-//! its deadline have passed. Anything malformed (a body that is not exactly an `Ask`, an
+//! its deadline have passed (set with a few minutes' slack, so most calls write no alarm:
+//! `gate::budget::alarm_to_set`). Anything malformed (a body that is not exactly an `Ask`, an
 //! implausible `now`, a stored state that does not parse) is an error answer, which the Worker
 //! turns into 503 (fail closed), never a default.
 
@@ -49,6 +50,9 @@ pub async fn charge(env: &Env, key: &str, ask: &Ask) -> std::result::Result<Answ
 pub struct SessionBudget {
     state: State,
     sql: SqlStorage,
+    /// What the alarm this instance set covers (`budget::alarm_to_set`); `None` until it sets
+    /// one and again once it fired. Memory only: a new instance sets the alarm on its first call.
+    alarm_covers: std::cell::Cell<Option<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -68,7 +72,11 @@ impl DurableObject for SessionBudget {
             "CREATE TABLE IF NOT EXISTS budget (k INTEGER PRIMARY KEY, state TEXT NOT NULL);",
             None,
         );
-        Self { state, sql }
+        Self {
+            state,
+            sql,
+            alarm_covers: std::cell::Cell::new(None),
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -99,14 +107,24 @@ impl DurableObject for SessionBudget {
                 vec![text.into()],
             )?;
         }
-        let forget_ms = budget::forget_at(&next, &ask.limits).saturating_sub(ask.now) * 1000;
-        self.state.storage().set_alarm(forget_ms.max(0)).await?;
+        // The alarm is written only when the one set before would fire too early: most calls
+        // answer without a second storage write (an alarm set later than needed only keeps the
+        // row longer; one set earlier would forget a live session, so that never happens).
+        if let Some(covers) = budget::alarm_to_set(
+            self.alarm_covers.get(),
+            budget::forget_at(&next, &ask.limits),
+        ) {
+            let in_ms = covers.saturating_sub(ask.now).saturating_mul(1000);
+            self.state.storage().set_alarm(in_ms.max(0)).await?;
+            self.alarm_covers.set(Some(covers));
+        }
         let headers = worker::Headers::new();
         headers.set("content-type", "application/json")?;
         Ok(Response::ok(answer.to_json())?.with_headers(headers))
     }
 
     async fn alarm(&self) -> Result<Response> {
+        self.alarm_covers.set(None);
         self.sql.exec("DELETE FROM budget;", None)?;
         Response::ok("forgotten")
     }

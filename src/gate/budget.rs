@@ -517,9 +517,65 @@ pub fn forget_at(state: &State, limits: &Limits) -> i64 {
     window_end.max(deadline)
 }
 
+/// How much later than [`forget_at`] the object's alarm is set, so that the calls of the next
+/// windows find it already far enough and need no alarm write of their own (one alarm write
+/// every few windows instead of one per call). Forgetting later is always safe; forgetting
+/// earlier than `forget_at` never happens.
+pub const ALARM_SLACK_SECS: i64 = 300;
+
+/// The alarm a call must set, given the time the object's current alarm covers (`covered`,
+/// unix seconds on the Worker's clock; `None` when the object does not know of one, e.g. after
+/// it was evicted or the alarm fired) and the session's [`forget_at`]: `None` when the current
+/// alarm already fires no earlier than `forget_at`, else the time to cover (with the slack).
+pub fn alarm_to_set(covered: Option<i64>, forget_at: i64) -> Option<i64> {
+    match covered {
+        Some(c) if c >= forget_at => None,
+        _ => Some(forget_at.saturating_add(ALARM_SLACK_SECS)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_alarm_is_set_only_when_it_would_fire_before_the_session_may_be_forgotten() {
+        // Unknown alarm: always set, with the slack.
+        assert_eq!(alarm_to_set(None, 1_000), Some(1_000 + ALARM_SLACK_SECS));
+        // Covered: no write, however close.
+        assert_eq!(alarm_to_set(Some(1_300), 1_000), None);
+        assert_eq!(alarm_to_set(Some(1_000), 1_000), None);
+        // One second short: set again, never left to fire early.
+        assert_eq!(
+            alarm_to_set(Some(999), 1_000),
+            Some(1_000 + ALARM_SLACK_SECS)
+        );
+        // The calls of a 60 s window charged over ten minutes write the alarm about every five.
+        let limits = Limits {
+            calls: None,
+            writes: None,
+            window_secs: 60,
+            identifiers: None,
+            deadline_secs: None,
+        };
+        let (mut covered, mut writes) = (None, 0);
+        for window in 0..10i64 {
+            let state = State {
+                window_start: 10_000 + window * 60,
+                ..State::default()
+            };
+            let f = forget_at(&state, &limits);
+            if let Some(c) = alarm_to_set(covered, f) {
+                writes += 1;
+                covered = Some(c);
+            }
+            assert!(
+                covered.is_some_and(|c| c >= f),
+                "the alarm would fire before {f}"
+            );
+        }
+        assert_eq!(writes, 2);
+    }
 
     fn limits() -> Limits {
         Limits {
