@@ -135,6 +135,10 @@ def main() -> None:
               f"{statistics.median(walls):.1f} s ({walls[0]:.1f} .. {walls[-1]:.1f})")
         print(f"  A - B per round, us:         {stats(diffs)}")
         print(f"  A - B per pair of rounds:    {stats(pairs)}")
+        ci = B.mean_ci(pairs)
+        if ci:  # (two pairs at least)
+            print(f"  A - B, mean of the pairs:    {ci['mean']:+.1f} ± {ci['ci95']:.1f} us "
+                  f"(95%), {1 + ci['mean'] / base:.3f} of B")
         print(f"  A / B per round:             {ratio_stats(ratios)}")
         print(f"  A / B per pair of rounds:    {ratio_stats(pair_ratios)}")
         out = os.environ.get("JSON")
