@@ -15,6 +15,8 @@ the mean of its two differences.
     AB_PORT=47511 .venv/bin/python benches/pair.py base deny       # /v1/orders-deny/42 vs /v1/orders/42
     AB_PORT=47511 .venv/bin/python benches/pair.py base inject     # /v1/inject/42 vs /v1/orders/42
     AB_PORT=47511 .venv/bin/python benches/pair.py base same       # /v1/orders/42 on both: the noise floor
+    (also: strict, the deny route that asks the store on every request; deny-wide, the deny
+    check of a token with 19 deny keys)
 
 Environment: ROUNDS (16, even), N requests per process per round (300), WARM (600 warm-up
 requests per process and path: both processes serve both paths before anything is timed),
@@ -40,13 +42,25 @@ import workerd as B  # noqa: E402
 
 AB = HERE / ".ab"
 PORT = int(os.environ.get("AB_PORT", "47123"))
-# name -> (path A: with the feature, path B: the same request without it)
+def wide_claims(now: int) -> dict:
+    """The bench token with every kind of deny key: a session, a device, an e-mail address, a
+    client and a 12-level delegation chain (19 keys; the "deny-wide" pair)."""
+    act: dict = {"sub": "agent:level-12"}
+    for level in range(11, 0, -1):
+        act = {"sub": f"agent:level-{level}", "act": act}
+    return dict(B.good_claims(now), act=act, sid="session-7", did="device-7",
+                email="Alice@Example.com", client_id="bench-client")
+
+
+# name -> (path A: with the feature, path B: the same request without it[, the tokens' claims])
 PAIRS = {
     "deny": (B.DENY_PATH, B.ORDER_PATH),
     "inject": (B.INJECT_PATH, B.ORDER_PATH),
     "same": (B.ORDER_PATH, B.ORDER_PATH),
     # deny_check = "strict": the store asked on every request (one call per shard of its keys).
     "strict": ("/v1/orders-deny-strict/42", B.ORDER_PATH),
+    # The deny check of a token with 19 keys (what its per-key cost multiplies).
+    "deny-wide": (B.DENY_PATH, B.ORDER_PATH, wide_claims),
 }
 
 
@@ -64,7 +78,8 @@ def main() -> None:
     if len(sys.argv) != 3 or sys.argv[2] not in PAIRS:
         sys.exit(__doc__)
     build = AB / "builds" / sys.argv[1]
-    path_a, path_b = PAIRS[sys.argv[2]]
+    path_a, path_b, *claims = PAIRS[sys.argv[2]]
+    claims_of = claims[0] if claims else B.good_claims
     rounds = int(os.environ.get("ROUNDS", "16"))
     n = int(os.environ.get("N", "300"))
     warm = int(os.environ.get("WARM", "600"))
@@ -94,7 +109,7 @@ def main() -> None:
         total = 2 * (2 * warm + rounds * n)
         started = time.perf_counter()
         now = int(time.time())
-        tokens = [servers.issuer.mint(B.KIDS["ES256"], **B.good_claims(now)) for _ in range(total)]
+        tokens = [servers.issuer.mint(B.KIDS["ES256"], **claims_of(now)) for _ in range(total)]
         print(f"minted {total} ES256 tokens in {time.perf_counter() - started:.0f} s", flush=True)
         servers.recorder.add = lambda entry: None
         used = iter(range(total))
