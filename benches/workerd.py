@@ -873,13 +873,18 @@ class InjectWorkload(Workload):
 
 class DenyWorkload(Workload):
     """Issue 16: a verified request (a distinct ES256 token each time) on a route that checks the
-    deny list from the isolate's fresh view (DENY_PATH), or the same request without the check
-    (ORDER_PATH): attestgate only, side by side."""
+    deny list from the isolate's fresh view (DENY_PATH), or, as "deny, no check", the same
+    request without the check (ORDER_PATH): attestgate only, in adjacent batches of each round
+    (their order alternating with the rounds). The cost is the difference per round (`deny_us`,
+    `deny_ratio`); benches/pair.py measures the same two paths interleaved request by request
+    in two processes, with less noise."""
 
     kind = "deny"
 
     def __init__(self, servers, total, check: bool):
         super().__init__("deny, fresh view" if check else "deny, no check", ["attestgate"], "ES256")
+        if not check:
+            self.kind = "deny-off"
         self.path = DENY_PATH if check else ORDER_PATH
         self.describe = ("unique ES256 tokens on a deny_check = \"cached\" route"
                          if check else "the same requests on a route without the deny check")
@@ -888,6 +893,10 @@ class DenyWorkload(Workload):
 
     def request(self, name, k):
         return self.path, bearer(self.tokens[k]), 200
+
+    def meta(self):
+        extra = {"base_group": "deny, no check"} if self.kind == "deny" else {}
+        return dict(super().meta(), **extra)
 
 
 class AuditWorkload(Workload):
@@ -1152,6 +1161,15 @@ def sanity(workers: dict[str, Worker], tokens: dict[str, str], servers: LocalSer
 # 1. CPU per request
 
 
+def mean_ci(values: list[float]) -> dict | None:
+    """The mean and the half-width of its 95% interval (normal approximation) of per-round
+    differences (issues 14 and 16: a cost of a few per cent under the rounds' noise)."""
+    if len(values) < 2:
+        return None
+    return {"mean": statistics.mean(values),
+            "ci95": 1.96 * statistics.stdev(values) / len(values) ** 0.5, "n": len(values)}
+
+
 def summary(values: list[float]) -> dict | None:
     values = sorted(values)
     if not values:
@@ -1246,9 +1264,11 @@ def cpu_rounds(workers, workloads: list[Workload], rounds, n, warmup, deadline) 
         this_round = list(workloads)
         if r % 2:  # the two log-line batches, which are compared with each other, swap places
             kinds = [wl.kind for wl in this_round]
-            if "log" in kinds and "log-quiet" in kinds:
-                i, j = kinds.index("log"), kinds.index("log-quiet")
-                this_round[i], this_round[j] = this_round[j], this_round[i]
+            # (so do the injection's and the deny check's pairs: issues 14 and 16)
+            for a, b in (("log", "log-quiet"), ("inject", "inject-none"), ("deny", "deny-off")):
+                if a in kinds and b in kinds:
+                    i, j = kinds.index(a), kinds.index(b)
+                    this_round[i], this_round[j] = this_round[j], this_round[i]
         for wl in this_round:
             if time.time() > deadline:
                 raise Deadline()
@@ -1349,6 +1369,17 @@ def cpu_summary(results: dict, meta: dict | None = None) -> dict:
                 pairs = list(zip(by["attestgate"], base["attestgate"]))
                 row["inject_us"] = summary([a - b for a, b in pairs])
                 row["inject_ratio"] = summary([a / b for a, b in pairs if b > 0])
+                row["inject_us_mean"] = mean_ci([a - b for a, b in pairs])
+        elif kind == "deny" and has("attestgate"):
+            # Issue 16: with the check / the same request without it, per round (same process;
+            # runs saved before the base group was named called it the same).
+            base_name = (meta or {}).get(group, {}).get("base_group", "deny, no check")
+            base = results.get(base_name, {}) if base_name != group else {}
+            if base.get("attestgate"):
+                pairs = list(zip(by["attestgate"], base["attestgate"]))
+                row["deny_us"] = summary([a - b for a, b in pairs])
+                row["deny_ratio"] = summary([a / b for a, b in pairs if b > 0])
+                row["deny_us_mean"] = mean_ci([a - b for a, b in pairs])
         elif kind == "log" and has("floor"):
             m = (meta or {}).get(group, {})
             variants = m.get("variants", {})
@@ -1663,6 +1694,10 @@ def fmt(s: dict | None, digits: int = 0) -> str:
     return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}–{s['max']:.{digits}f})"
 
 
+def fmt_ci(m: dict | None) -> str:
+    return "–" if not m else f"{m['mean']:+.1f} ± {m['ci95']:.1f}"
+
+
 def workload_label(group: str, kind: str) -> str:
     if kind == "legacy-token":
         return f"one token {group}"  # runs before issue 19: the same token for every request
@@ -1756,10 +1791,21 @@ def report_cpu(c: dict) -> list[str]:
         base = s.get((meta or {}).get(g, {}).get("base_group", ""), {})
         lines.append("")
         lines.append("| injection (issue 14) | attestgate, injected | attestgate, no upstream "
-                     "| injected − not (us) | injected / not |")
-        lines.append("|---|---|---|---|---|")
+                     "| injected − not (us) | injected / not | mean ± 95% (us) |")
+        lines.append("|---|---|---|---|---|---|")
         lines.append(f"| {g} | {fmt(row.get('attestgate'))} | {fmt(base.get('attestgate'))} "
-                     f"| {fmt(row.get('inject_us'), 1)} | {fmt(row.get('inject_ratio'), 3)} |")
+                     f"| {fmt(row.get('inject_us'), 1)} | {fmt(row.get('inject_ratio'), 3)} "
+                     f"| {fmt_ci(row.get('inject_us_mean'))} |")
+    for g in [g for g in s if group_kind(g, meta) == "deny" and "deny_us" in s[g]]:
+        row = s[g]
+        base = s.get((meta or {}).get(g, {}).get("base_group", "deny, no check"), {})
+        lines.append("")
+        lines.append("| deny check (issue 16) | attestgate, fresh view | attestgate, no check "
+                     "| with − without (us) | with / without | mean ± 95% (us) |")
+        lines.append("|---|---|---|---|---|---|")
+        lines.append(f"| {g} | {fmt(row.get('attestgate'))} | {fmt(base.get('attestgate'))} "
+                     f"| {fmt(row.get('deny_us'), 1)} | {fmt(row.get('deny_ratio'), 3)} "
+                     f"| {fmt_ci(row.get('deny_us_mean'))} |")
     for g in [g for g in s if group_kind(g, meta) == "log"]:
         row = s[g]
         m = (meta or {}).get(g, {})

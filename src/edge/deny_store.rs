@@ -217,7 +217,7 @@ async fn answer(
                 Err(bad) => return Ok(bad.answer(d.request_id)),
             };
             let put = StoreRequest::Put {
-                key: key.digest,
+                key: key.digest(),
                 entry: entry.clone(),
             };
             store.call(key.shard, Op::Put, &put).await?;
@@ -229,8 +229,8 @@ async fn answer(
                 Ok(key) => key,
                 Err(bad) => return Ok(bad.answer(d.request_id)),
             };
-            let hits = view::DenyStore::lookup(store, key.shard, std::slice::from_ref(&key.digest))
-                .await?;
+            let digest = [key.digest()];
+            let hits = view::DenyStore::lookup(store, key.shard, &digest).await?;
             let mut entries = Vec::new();
             for hit in hits {
                 if let Some(e) = store.entry(Op::Get, &hit.id).await? {
@@ -325,7 +325,7 @@ pub async fn run_signals<K, V, R>(
                     for (key, entry) in entries {
                         let id = entry.id.clone();
                         let put = StoreRequest::Put {
-                            key: key.digest,
+                            key: key.digest(),
                             entry,
                         };
                         if let Err(e) = store.call(key.shard, Op::Put, &put).await {

@@ -44,7 +44,9 @@ pub fn send(
     let out = web_sys::Headers::new_with_headers(&inbound.0).map_err(failed)?;
     // Header names as the runtime lists them: lower case, each once.
     let names: String = js_sys::Array::from(&inbound.0.keys()).join("\n").into();
-    for name in plan.headers.deletes(names.split('\n')) {
+    // (The injected credential's header is replaced by its set below, not deleted first.)
+    let set_after = credential.map(|(name, _)| name);
+    for name in plan.headers.deletes_before(names.split('\n'), set_after) {
         out.delete(name).map_err(failed)?;
     }
     for (name, value) in plan.headers.sets() {

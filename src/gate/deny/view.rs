@@ -23,7 +23,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use super::{DenySource, Hit, Key, Pending};
+use super::{DenySource, Hit, Key, KeyMemo, Pending};
 use crate::Error;
 
 /// What the store answers to "the shard's entries, I hold version `have`".
@@ -45,7 +45,9 @@ struct ShardView {
     version: String,
     fetched_ms: i64,
     complete: bool,
-    entries: HashMap<String, Vec<Hit>>,
+    /// By the key's digest (decoded from the store's base64url text once, when the snapshot is
+    /// taken: a request's keys are looked up without encoding them).
+    entries: HashMap<[u8; 32], Vec<Hit>>,
 }
 
 /// Whether a view asked for at `fetched_ms` may answer at `now_ms` under `bound_ms`.
@@ -57,7 +59,10 @@ pub fn is_fresh(fetched_ms: i64, now_ms: i64, bound_ms: i64) -> bool {
 #[derive(Debug)]
 pub struct View {
     bound_ms: i64,
-    shards: RefCell<HashMap<u8, ShardView>>,
+    /// By shard number (a shard is at most 63).
+    shards: RefCell<Vec<Option<ShardView>>>,
+    /// The digests of the keys the isolate computed last ([`KeyMemo`]).
+    memo: KeyMemo,
 }
 
 impl View {
@@ -65,12 +70,17 @@ impl View {
     pub fn new(bound_secs: u8) -> Self {
         View {
             bound_ms: i64::from(bound_secs) * 1000,
-            shards: RefCell::new(HashMap::new()),
+            shards: RefCell::new(Vec::new()),
+            memo: KeyMemo::default(),
         }
     }
 
     pub fn bound_ms(&self) -> i64 {
         self.bound_ms
+    }
+
+    pub fn memo(&self) -> &KeyMemo {
+        &self.memo
     }
 
     /// The shards of `keys` whose view cannot answer at `now_ms` (none, or too old), each once,
@@ -82,7 +92,7 @@ impl View {
             if out.iter().any(|(s, _)| *s == key.shard) {
                 continue;
             }
-            match shards.get(&key.shard) {
+            match shard_of(&shards, key.shard) {
                 Some(v) if is_fresh(v.fetched_ms, now_ms, self.bound_ms) => {}
                 Some(v) => out.push((key.shard, Some(v.version.clone()))),
                 None => out.push((key.shard, None)),
@@ -96,31 +106,40 @@ impl View {
     pub fn apply(&self, shard: u8, refresh: Refresh, fetched_ms: i64) -> bool {
         let mut shards = self.shards.borrow_mut();
         match refresh {
-            Refresh::Unchanged { version } => match shards.get_mut(&shard) {
-                Some(v) if v.version == version => {
-                    v.fetched_ms = v.fetched_ms.max(fetched_ms);
-                    true
+            Refresh::Unchanged { version } => {
+                match shards.get_mut(usize::from(shard)).and_then(Option::as_mut) {
+                    Some(v) if v.version == version => {
+                        v.fetched_ms = v.fetched_ms.max(fetched_ms);
+                        true
+                    }
+                    _ => false,
                 }
-                _ => false,
-            },
+            }
             Refresh::Full {
                 version,
                 complete,
                 entries,
             } => {
-                let mut map: HashMap<String, Vec<Hit>> = HashMap::new();
+                let mut map: HashMap<[u8; 32], Vec<Hit>> = HashMap::new();
                 for (key, hit) in entries {
-                    map.entry(key).or_default().push(hit);
+                    // A key that is not the text of a digest can match no request's key (theirs
+                    // all are): leaving it out changes no answer.
+                    if let Some(raw) = raw_digest(&key) {
+                        map.entry(raw).or_default().push(hit);
+                    }
                 }
-                shards.insert(
-                    shard,
-                    ShardView {
+                let at = usize::from(shard);
+                if shards.len() <= at {
+                    shards.resize_with(at + 1, || None);
+                }
+                if let Some(slot) = shards.get_mut(at) {
+                    *slot = Some(ShardView {
                         version,
                         fetched_ms,
                         complete,
                         entries: map,
-                    },
-                );
+                    });
+                }
                 true
             }
         }
@@ -133,9 +152,13 @@ impl View {
         let mut hits = Vec::new();
         let mut ask = Vec::new();
         for key in keys {
-            match shards.get(&key.shard) {
+            match shard_of(&shards, key.shard) {
                 Some(v) if v.complete && is_fresh(v.fetched_ms, now_ms, self.bound_ms) => {
-                    if let Some(found) = v.entries.get(&key.digest) {
+                    // (an empty shard, the usual case, is not hashed into at all)
+                    if v.entries.is_empty() {
+                        continue;
+                    }
+                    if let Some(found) = v.entries.get(&key.raw) {
                         hits.extend(found.iter().cloned());
                     }
                 }
@@ -144,6 +167,18 @@ impl View {
         }
         (hits, ask)
     }
+}
+
+fn shard_of(shards: &[Option<ShardView>], shard: u8) -> Option<&ShardView> {
+    shards.get(usize::from(shard)).and_then(Option::as_ref)
+}
+
+/// The digest a store key's text names: 43 base64url characters of 32 bytes.
+fn raw_digest(text: &str) -> Option<[u8; 32]> {
+    if !super::wire::valid_digest(text) {
+        return None;
+    }
+    crate::jose::b64::decode(text).ok()?.try_into().ok()
 }
 
 /// The deny store as the view's owner reaches it.
@@ -188,7 +223,7 @@ impl<S: DenyStore + ?Sized, C: Clock + ?Sized> ViewSource<'_, S, C> {
             let digests: Vec<String> = keys
                 .iter()
                 .filter(|k| k.shard == shard)
-                .map(|k| k.digest.clone())
+                .map(Key::digest)
                 .collect();
             hits.extend(self.store.lookup(shard, &digests).await?);
         }
@@ -235,6 +270,10 @@ impl<S: DenyStore + ?Sized, C: Clock + ?Sized> DenySource for ViewSource<'_, S, 
     fn list_token<'a>(&'a self, uri: &'a str) -> Pending<'a, Result<String, Error>> {
         self.store.list_token(uri)
     }
+
+    fn memo(&self) -> Option<&KeyMemo> {
+        Some(&self.view.memo)
+    }
 }
 
 #[cfg(test)]
@@ -259,7 +298,7 @@ mod tests {
     impl FakeStore {
         fn add(&self, key: &Key, id: &str, fence: Option<i64>) {
             self.entries.borrow_mut().push((
-                key.digest.clone(),
+                key.digest(),
                 key.shard,
                 Hit {
                     id: id.into(),

@@ -497,7 +497,7 @@ mod tests {
 
     #[test]
     fn store_requests_round_trip_and_bad_bodies_are_refused() {
-        let key = Key::new(Kind::Agent, &["a"], 4).digest;
+        let key = Key::new(Kind::Agent, &["a"], 4).digest();
         let e = entry(Kind::Agent, &["a"], None);
         for (op, req) in [
             (

@@ -258,6 +258,23 @@ impl<'a> HeaderEdits<'a> {
             .filter(move |name| self.deletes_name(name))
     }
 
+    /// [`HeaderEdits::deletes`] when the executor sets the header `set_after` (issue 14: the
+    /// injected credential's, after the plan's sets): that exact name is not deleted first, the
+    /// set replaces every inbound value of it (one call into the runtime instead of two); its
+    /// other spellings are deleted as before.
+    pub fn deletes_before<'n, I>(
+        &'n self,
+        names: I,
+        set_after: Option<&'n str>,
+    ) -> impl Iterator<Item = &'n str> + 'n
+    where
+        I: IntoIterator<Item = &'n str>,
+        I::IntoIter: 'n,
+    {
+        self.deletes(names)
+            .filter(move |name| !set_after.is_some_and(|s| s.eq_ignore_ascii_case(name)))
+    }
+
     /// Whether the inbound header `name` is deleted before forwarding.
     pub fn deletes_name(&self, name: &str) -> bool {
         if self.sets_exactly(name) {
@@ -526,6 +543,21 @@ mod tests {
                 "{client}"
             );
         }
+    }
+
+    #[test]
+    fn a_header_set_after_the_edits_is_replaced_not_deleted_first() {
+        let hp = header_plan();
+        let c = consumed();
+        let strips = vec!["authorization".to_owned(), "dpop".to_owned()];
+        let p = HeaderEdits::new(&[], &c, hp.clone(), seen()).with_strips(&strips);
+        let names = ["authorization", "authorization_", "dpop", "accept", "host"];
+        let all: Vec<&str> = p.deletes(names).collect();
+        assert_eq!(all, ["authorization", "dpop", "host"]);
+        let before: Vec<&str> = p.deletes_before(names, Some("Authorization")).collect();
+        assert_eq!(before, ["dpop", "host"]);
+        let none: Vec<&str> = p.deletes_before(names, None).collect();
+        assert_eq!(none, all);
     }
 
     #[test]
