@@ -125,3 +125,87 @@ fn throughput_and_memory_do_not_depend_on_the_body_size() {
         );
     }
 }
+
+/// The rules of the bench's masking route (`benches/policies/routes.toml`, route `mask-on`).
+fn bench_mask() -> Mask {
+    let rule = |p: &str, action| MaskRule {
+        path: p.to_owned(),
+        steps: parse_path(p).unwrap(),
+        action,
+    };
+    Mask {
+        when: MaskWhen::default(),
+        secret: None,
+        rules: vec![
+            rule(
+                "$.customers[*].ssn",
+                MaskAction::Redact(DEFAULT_REDACTION.into()),
+            ),
+            rule("$..email", MaskAction::Last4),
+            rule("$.customers[*].internal", MaskAction::Drop),
+        ],
+    }
+}
+
+/// The document of the bench's masking workload (`MaskWorkload.document` in
+/// `benches/workerd.py`, Python's `json.dumps` with its `", "` and `": "` separators), byte
+/// for byte: customer records until it is at least `size` bytes.
+pub fn bench_document(size: usize) -> String {
+    let render = |records: &[String]| format!("{{\"customers\": [{}]}}", records.join(", "));
+    let mut records: Vec<String> = Vec::new();
+    let mut i = 0usize;
+    while render(&records).len() < size {
+        records.push(format!(
+            r#"{{"id": "c-{i}", "name": "Customer {i}", "ssn": "123-45-{i:04}", "email": "user{i}@example.com", "internal": {{"score": {:?}, "tags": ["a", "b"]}}, "orders": [{i}, {}, {}]}}"#,
+            i as f64 / 100.0,
+            i + 1,
+            i + 2
+        ));
+        i += 1;
+    }
+    render(&records)
+}
+
+/// The bench's 10 KB document through the transformer in one chunk, `MASK_PERF_ITERS` times
+/// (default 200), checked against the reference once: the per-request cost of the transformer
+/// natively (the Worker's build profile is `cargo test --release`'s). Under callgrind:
+/// `MASK_PERF_ITERS=N valgrind --tool=callgrind <test binary> --exact ten_kb_document`.
+#[test]
+fn ten_kb_document() {
+    use attestgate::gate::mask::reference::mask_whole;
+    let m = bench_mask();
+    let doc = bench_document(10 * 1024);
+    assert_eq!(doc.len(), 10346, "the bench's document is 10,346 bytes");
+    let iters: usize = std::env::var("MASK_PERF_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let once = |out: &mut Vec<u8>| {
+        let mut t = Transformer::new(&m, None, Limits::default());
+        t.feed(doc.as_bytes(), out).unwrap();
+        t.finish(out).unwrap().total()
+    };
+    let mut out = Vec::with_capacity(doc.len());
+    let n = once(&mut out);
+    let (want, counts) = mask_whole(&m, None, doc.as_bytes(), &Limits::default()).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&out).unwrap(),
+        want
+    );
+    assert_eq!(n, counts.total());
+    assert_eq!(n, 63 * 3);
+    let started = Instant::now();
+    for _ in 0..iters {
+        out.clear();
+        std::hint::black_box(once(&mut out));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    if iters > 0 {
+        println!(
+            "mask: 10 KB document ({} bytes, {n} values masked): {:.1} us per document, {:.1} MB/s",
+            doc.len(),
+            secs * 1e6 / iters as f64,
+            (doc.len() * iters) as f64 / 1e6 / secs
+        );
+    }
+}

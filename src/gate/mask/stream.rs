@@ -23,7 +23,7 @@ use std::collections::HashSet;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::policy::{Mask, MaskAction, PathStep};
+use crate::policy::{Mask, MaskAction, MaskRule, PathStep};
 
 /// The fixed limits of one transformation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +164,11 @@ struct Frame {
     silent: bool,
     /// The path states its children start from.
     states: Vec<St>,
+    /// Which children a rule may end at, for a quick "no": a rule's last step in `states`
+    /// names a member of this length (bit `len`, names of 64 bytes or more in bit 63) ...
+    final_lens: u64,
+    /// ... or takes any member or element (`*`, `[n]`).
+    final_any: bool,
     /// Children written so far (for the commas).
     written: u64,
     /// The next element's index.
@@ -265,14 +270,16 @@ pub struct Transformer<'m> {
     act: Act,
     /// The rule that masks the current value (for hash / last4 output).
     rule: usize,
-    /// Child states of the value about to start, when it passes.
-    next: Vec<St>,
     /// The rule that masks the value about to start, when it is written (replaced).
     masked: Option<usize>,
     // string state
     esc: Esc,
     str_to: StrTo,
     str_len: usize,
+    /// The string has no escape: its decoded bytes are the bytes as written.
+    str_raw: bool,
+    /// Bytes of member names kept over the open objects (the sum of their `key_bytes`).
+    key_bytes: usize,
     hi: u32,
     utf8_need: u8,
     utf8_lo: u8,
@@ -290,6 +297,13 @@ pub struct Transformer<'m> {
     failed: Option<MaskError>,
 }
 
+/// A byte that stands for itself inside a string: printable ASCII but `"` and `\\`.
+#[inline(always)]
+fn plain_ascii(c: u8) -> bool {
+    (0x20..0x80).contains(&c) && c != b'"' && c != b'\\'
+}
+
+#[inline(always)]
 fn ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
@@ -297,10 +311,29 @@ fn ws(b: u8) -> bool {
 /// Write `s` as a JSON string literal.
 pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
+    write_json_chars(out, s);
+    out.push(b'"');
+}
+
+/// `last4` ([`last4`]) of `text`, written as a JSON string literal (no allocation).
+pub fn write_last4(out: &mut Vec<u8>, text: &str) {
+    // The start of the fourth character from the end, when a fifth one precedes it.
+    let mut rev = text.char_indices().rev();
+    let fourth = rev.nth(3).map(|(at, _)| at);
+    let tail = match (fourth, rev.next()) {
+        (Some(at), Some(_)) => text.get(at..).unwrap_or_default(),
+        _ => "",
+    };
+    out.extend_from_slice(b"\"****");
+    write_json_chars(out, tail);
+    out.push(b'"');
+}
+
+/// `s` escaped for the inside of a JSON string literal.
+fn write_json_chars(out: &mut Vec<u8>, s: &str) {
     // The common case: nothing to escape.
     if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
         out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
         return;
     }
     for c in s.chars() {
@@ -320,7 +353,6 @@ pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
             }
         }
     }
-    out.push(b'"');
 }
 
 /// `last4` of a text: `****` and its last four characters (`****` alone for four or fewer).
@@ -331,6 +363,53 @@ pub fn last4(text: &str) -> String {
         s.extend(text.chars().skip(n - 4));
     }
     s
+}
+
+/// The bit of a member name's length in [`Frame::final_lens`].
+#[inline(always)]
+fn len_bit(len: usize) -> u64 {
+    1 << len.min(63)
+}
+
+/// Whether `step` lets the child `key` (an object member) or `index` (an array element)
+/// through.
+#[inline(always)]
+fn step_matches(step: &PathStep, key: Option<&[u8]>, index: u64) -> bool {
+    match step {
+        PathStep::Child(name) | PathStep::Descendant(name) => key == Some(name.as_bytes()),
+        PathStep::Any => true,
+        PathStep::Index(n) => key.is_none() && index == *n,
+    }
+}
+
+/// The states a child container `key`/`index` of a container in `states` starts from, when
+/// the child passes (no rule ends at it): each state a step further where its step lets the
+/// child through, and every `..name` state as it is (it goes on looking deeper).
+fn child_states(
+    rules: &[MaskRule],
+    states: &[St],
+    key: Option<&[u8]>,
+    index: u64,
+    out: &mut Vec<St>,
+) {
+    for &(r, i) in states {
+        let Some(rule) = rules.get(usize::from(r)) else {
+            continue;
+        };
+        let Some(step) = rule.steps.get(usize::from(i)) else {
+            continue;
+        };
+        if matches!(step, PathStep::Descendant(_)) && !out.contains(&(r, i)) {
+            out.push((r, i));
+        }
+        let j = i + 1;
+        if step_matches(step, key, index)
+            && usize::from(j) < rule.steps.len()
+            && !out.contains(&(r, j))
+        {
+            out.push((r, j));
+        }
+    }
 }
 
 impl<'m> Transformer<'m> {
@@ -347,7 +426,6 @@ impl<'m> Transformer<'m> {
     }
 
     fn with(mask: Cow<'m, Mask>, key: Option<HashKey>, limits: Limits) -> Self {
-        let next = (0..mask.rules.len()).map(|r| (r as u16, 0u8)).collect();
         Transformer {
             key,
             limits,
@@ -356,11 +434,12 @@ impl<'m> Transformer<'m> {
             depth: 0,
             act: Act::Pass,
             rule: 0,
-            next,
             masked: None,
             esc: Esc::No,
             str_to: StrTo::Emit,
             str_len: 0,
+            str_raw: true,
+            key_bytes: 0,
             hi: 0,
             utf8_need: 0,
             utf8_lo: 0,
@@ -393,10 +472,7 @@ impl<'m> Transformer<'m> {
                     + f.spans.capacity() * core::mem::size_of::<(usize, usize)>()
             })
             .sum();
-        frames
-            + self.sbuf.capacity()
-            + self.nbuf.capacity()
-            + self.next.capacity() * core::mem::size_of::<St>()
+        frames + self.sbuf.capacity() + self.nbuf.capacity()
     }
 
     /// The rules.
@@ -454,12 +530,23 @@ impl<'m> Transformer<'m> {
                     continue;
                 }
                 Lex::Num => {
-                    if self.number_byte(b)? {
+                    // The number's bytes in this chunk, in one go.
+                    let start = i;
+                    while let Some(&c) = input.get(i) {
+                        if !self.number_byte(c) {
+                            break;
+                        }
                         i += 1;
-                        continue;
                     }
-                    // The delimiter is not part of the number: handled again below.
-                    self.end_number(out)?;
+                    let run = input.get(start..i).unwrap_or_default();
+                    if self.nbuf.len() + run.len() > self.limits.max_number {
+                        return Err(MaskError::ValueTooLarge);
+                    }
+                    self.nbuf.extend_from_slice(run);
+                    if i < input.len() {
+                        // The delimiter is not part of the number: handled again below.
+                        self.end_number(out)?;
+                    }
                     continue;
                 }
                 Lex::Lit => {
@@ -484,6 +571,19 @@ impl<'m> Transformer<'m> {
                     if b == b'}' && self.lex == Lex::KeyOrClose {
                         self.close(Kind::Object, out)?;
                     } else if b == b'"' {
+                        // The common case: a plain ASCII name, all in this chunk, used from
+                        // the input as it is.
+                        let body = input.get(i + 1..).unwrap_or_default();
+                        let n = body
+                            .iter()
+                            .position(|&c| !plain_ascii(c))
+                            .unwrap_or(body.len());
+                        if body.get(n) == Some(&b'"') && n <= self.limits.max_key {
+                            let key = body.get(..n).unwrap_or_default();
+                            self.member(key, input.get(i..i + n + 2), true, out)?;
+                            i += n + 2;
+                            continue;
+                        }
                         self.begin_string(StrTo::Key, out);
                     } else {
                         return Err(MaskError::Syntax);
@@ -516,6 +616,7 @@ impl<'m> Transformer<'m> {
         Ok(())
     }
 
+    #[inline(always)]
     fn top(&mut self) -> Option<&mut Frame> {
         self.depth
             .checked_sub(1)
@@ -523,56 +624,42 @@ impl<'m> Transformer<'m> {
     }
 
     /// The fate of the child `key` (an object member) or `index` (an array element) of the
-    /// current container: the rule that masks it (the strongest), else the child's states in
-    /// `self.next`.
-    fn decide(&mut self, key: Option<&[u8]>, index: u64) -> Option<usize> {
+    /// current container: the rule that masks it (the strongest; the first listed among
+    /// equals), if any. (Where a child that passes goes on in the paths is worked out only
+    /// when it is a container: [`child_states`].)
+    fn fate(&self, key: Option<&[u8]>, index: u64) -> Option<usize> {
         let rules = &self.mask.rules;
-        let frame = self.depth.checked_sub(1).and_then(|d| self.frames.get(d))?;
-        self.next.clear();
-        let mut best: Option<usize> = None;
+        let frame = self.frames.get(self.depth.checked_sub(1)?)?;
+        // The common case: no rule ends at a child of this name's length, or at an element.
+        if !frame.final_any && key.is_none_or(|k| frame.final_lens & len_bit(k.len()) == 0) {
+            return None;
+        }
+        let mut best: Option<(usize, u8)> = None;
         for &(r, i) in &frame.states {
             let Some(rule) = rules.get(usize::from(r)) else {
                 continue;
             };
-            let Some(step) = rule.steps.get(usize::from(i)) else {
-                continue;
-            };
-            let advance = match step {
-                PathStep::Child(name) => key == Some(name.as_bytes()),
-                PathStep::Any => true,
-                PathStep::Index(n) => key.is_none() && index == *n,
-                PathStep::Descendant(name) => {
-                    if !self.next.contains(&(r, i)) {
-                        self.next.push((r, i));
-                    }
-                    key == Some(name.as_bytes())
-                }
-            };
-            if !advance {
+            if usize::from(i) + 1 != rule.steps.len() {
                 continue;
             }
-            let j = i + 1;
-            if usize::from(j) == rule.steps.len() {
-                let stronger = match best.and_then(|b| rules.get(b)) {
-                    None => true,
-                    Some(b) => {
-                        rule.action.strength() > b.action.strength()
-                            || (rule.action.strength() == b.action.strength()
-                                && usize::from(r) < best.unwrap_or(0))
-                    }
-                };
-                if stronger {
-                    best = Some(usize::from(r));
-                }
-            } else if !self.next.contains(&(r, j)) {
-                self.next.push((r, j));
+            if !rule
+                .steps
+                .get(usize::from(i))
+                .is_some_and(|step| step_matches(step, key, index))
+            {
+                continue;
+            }
+            let (r, strength) = (usize::from(r), rule.action.strength());
+            if best.is_none_or(|(b, bs)| strength > bs || (strength == bs && r < b)) {
+                best = Some((r, strength));
             }
         }
-        best
+        best.map(|(r, _)| r)
     }
 
     /// Apply the fate of the child about to start; `Ok(true)`: it is written (a comma first
     /// where needed, the caller writes the member name).
+    #[inline(always)]
     fn settle(&mut self, masked: Option<usize>, out: &mut Vec<u8>) -> bool {
         self.act = Act::Pass;
         if let Some(r) = masked {
@@ -612,7 +699,7 @@ impl<'m> Transformer<'m> {
             if silent {
                 self.act = Act::Silent;
             } else {
-                let masked = self.decide(None, index);
+                let masked = self.fate(None, index);
                 if self.settle(masked, out) {
                     self.masked = masked;
                 }
@@ -636,6 +723,8 @@ impl<'m> Transformer<'m> {
                         kind,
                         silent,
                         states: Vec::new(),
+                        final_lens: 0,
+                        final_any: false,
                         written: 0,
                         index: 0,
                         names: Vec::new(),
@@ -644,8 +733,12 @@ impl<'m> Transformer<'m> {
                         key_bytes: 0,
                     });
                 }
-                let next = std::mem::take(&mut self.next);
-                if let Some(f) = self.frames.get_mut(self.depth) {
+                // The paths' states in the new container: from the parent's and the member
+                // name or the element's index (the parent's count of elements, less one) or,
+                // at the top, every rule's first step.
+                let (parents, rest) = self.frames.split_at_mut(self.depth);
+                let sbuf = self.sbuf.as_slice();
+                if let Some(f) = rest.first_mut() {
                     f.kind = kind;
                     f.silent = silent;
                     f.written = 0;
@@ -659,10 +752,49 @@ impl<'m> Transformer<'m> {
                     }
                     f.states.clear();
                     if !silent {
-                        f.states.extend_from_slice(&next);
+                        match parents.last() {
+                            None => f
+                                .states
+                                .extend((0..self.mask.rules.len()).map(|r| (r as u16, 0))),
+                            Some(p) => {
+                                // A member's name: the last one kept for the duplicate check
+                                // (in a large object: in `sbuf`).
+                                let child = if elem {
+                                    None
+                                } else if p.keys.is_empty() {
+                                    p.spans
+                                        .last()
+                                        .and_then(|&(at, len)| p.names.get(at..at + len))
+                                } else {
+                                    Some(sbuf)
+                                };
+                                child_states(
+                                    &self.mask.rules,
+                                    &p.states,
+                                    child,
+                                    p.index.saturating_sub(1),
+                                    &mut f.states,
+                                )
+                            }
+                        }
+                    }
+                    (f.final_lens, f.final_any) = (0, false);
+                    for &(r, i) in &f.states {
+                        let Some(rule) = self.mask.rules.get(usize::from(r)) else {
+                            continue;
+                        };
+                        if usize::from(i) + 1 != rule.steps.len() {
+                            continue;
+                        }
+                        match rule.steps.get(usize::from(i)) {
+                            Some(PathStep::Child(n) | PathStep::Descendant(n)) => {
+                                f.final_lens |= len_bit(n.len());
+                            }
+                            Some(PathStep::Any | PathStep::Index(_)) => f.final_any = true,
+                            None => {}
+                        }
                     }
                 }
-                self.next = next;
                 self.depth += 1;
                 self.lex = if kind == Kind::Object {
                     Lex::KeyOrClose
@@ -721,6 +853,7 @@ impl<'m> Transformer<'m> {
     fn begin_string(&mut self, to: StrTo, out: &mut Vec<u8>) {
         self.str_to = to;
         self.str_len = 0;
+        self.str_raw = true;
         self.esc = Esc::No;
         self.utf8_need = 0;
         self.sbuf.clear();
@@ -759,7 +892,7 @@ impl<'m> Transformer<'m> {
                     .get(i..)
                     .unwrap_or_default()
                     .iter()
-                    .take_while(|&&c| (0x20..0x80).contains(&c) && c != b'"' && c != b'\\')
+                    .take_while(|&&c| plain_ascii(c))
                     .count();
                 if run > 0 {
                     self.str_len += run;
@@ -803,7 +936,10 @@ impl<'m> Transformer<'m> {
                         self.end_string(out)?;
                         return Ok(i);
                     }
-                    b'\\' => self.esc = Esc::Backslash,
+                    b'\\' => {
+                        self.esc = Esc::Backslash;
+                        self.str_raw = false;
+                    }
                     0..=0x1F => return Err(MaskError::BadString),
                     0x20..=0x7F => self.push_char(u32::from(b))?,
                     _ => {
@@ -902,11 +1038,10 @@ impl<'m> Transformer<'m> {
             StrTo::Key => return self.end_key(out),
             StrTo::Collect => {
                 let text = core::str::from_utf8(&self.sbuf).map_err(|_| MaskError::InvalidUtf8)?;
-                let masked = match self.act {
-                    Act::Hash => self.hash(b's', text.as_bytes())?,
-                    _ => last4(text),
-                };
-                write_json_str(out, &masked);
+                match self.act {
+                    Act::Hash => write_json_str(out, &self.hash(b's', text.as_bytes())?),
+                    _ => write_last4(out, text),
+                }
             }
             StrTo::Emit | StrTo::Silent => {}
         }
@@ -924,15 +1059,27 @@ impl<'m> Transformer<'m> {
     }
 
     fn end_key(&mut self, out: &mut Vec<u8>) -> Result<(), MaskError> {
-        self.lex = Lex::Colon;
         let key = std::mem::take(&mut self.sbuf);
+        let r = self.member(&key, None, self.str_raw, out);
+        // The buffer is reused for the next string (and holds the name until its value
+        // starts: a container's path states in a large object need it).
+        self.sbuf = key;
+        r
+    }
+
+    /// A member name `key` (decoded) ended: the duplicate check, its value's fate, the name
+    /// written when the member is. `quoted`: the name as written, quotes included, when it
+    /// can be copied as is; `raw`: the name had no escape (its bytes are as written).
+    fn member(
+        &mut self,
+        key: &[u8],
+        quoted: Option<&[u8]>,
+        raw: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), MaskError> {
+        self.lex = Lex::Colon;
         let max = self.limits.max_key_bytes;
-        let open: usize = self
-            .frames
-            .iter()
-            .take(self.depth)
-            .map(|f| f.key_bytes)
-            .sum();
+        let open = self.key_bytes;
         let silent = {
             let Some(f) = self.top() else {
                 return Err(MaskError::Syntax);
@@ -940,9 +1087,9 @@ impl<'m> Transformer<'m> {
             let duplicate = if f.keys.is_empty() {
                 f.spans
                     .iter()
-                    .any(|&(at, len)| f.names.get(at..at + len) == Some(key.as_slice()))
+                    .any(|&(at, len)| len == key.len() && f.names.get(at..at + len) == Some(key))
             } else {
-                f.keys.contains(&key)
+                f.keys.contains(key)
             };
             if duplicate {
                 return Err(MaskError::DuplicateKey);
@@ -953,14 +1100,26 @@ impl<'m> Transformer<'m> {
             f.key_bytes += key.len() + 32;
             f.silent
         };
+        self.key_bytes = open + key.len() + 32;
         self.masked = None;
         if silent {
             self.act = Act::Silent;
         } else {
-            let masked = self.decide(Some(&key), 0);
+            let masked = self.fate(Some(key), 0);
             if self.settle(masked, out) {
-                let text = core::str::from_utf8(&key).map_err(|_| MaskError::InvalidUtf8)?;
-                write_json_str(out, text);
+                match quoted {
+                    Some(q) => out.extend_from_slice(q),
+                    None if raw => {
+                        // As written: no quote, backslash or control character in it.
+                        out.push(b'"');
+                        out.extend_from_slice(key);
+                        out.push(b'"');
+                    }
+                    None => {
+                        let text = core::str::from_utf8(key).map_err(|_| MaskError::InvalidUtf8)?;
+                        write_json_str(out, text);
+                    }
+                }
                 out.push(b':');
                 // The replacement is written when the value starts (a container at a hash
                 // or last4 path is redacted).
@@ -976,10 +1135,7 @@ impl<'m> Transformer<'m> {
         };
         if f.keys.is_empty() && f.spans.len() < SMALL_OBJECT {
             f.spans.push((f.names.len(), key.len()));
-            f.names.extend_from_slice(&key);
-            // The name buffer is reused for the next string.
-            self.sbuf = key;
-            self.sbuf.clear();
+            f.names.extend_from_slice(key);
         } else {
             if f.keys.is_empty() {
                 for &(at, len) in &f.spans {
@@ -989,14 +1145,20 @@ impl<'m> Transformer<'m> {
                 f.spans.clear();
                 f.names.clear();
             }
-            f.keys.insert(key);
+            f.keys.insert(key.to_vec());
+            if quoted.is_some() {
+                // (A name read by `end_key` is in `sbuf` already.)
+                self.sbuf.clear();
+                self.sbuf.extend_from_slice(key);
+            }
         }
         Ok(())
     }
 
-    fn number_byte(&mut self, b: u8) -> Result<bool, MaskError> {
+    /// One more byte of a number: `false` when it does not continue the literal.
+    fn number_byte(&mut self, b: u8) -> bool {
         use NumSt::*;
-        let next = match (self.num, b) {
+        self.num = match (self.num, b) {
             (Minus, b'0') => Zero,
             (Minus, b'1'..=b'9') => Int,
             (Int, b'0'..=b'9') => Int,
@@ -1005,14 +1167,9 @@ impl<'m> Transformer<'m> {
             (Zero | Int | Frac, b'e' | b'E') => E,
             (E, b'+' | b'-') => ESign,
             (E | ESign | Exp, b'0'..=b'9') => Exp,
-            _ => return Ok(false),
+            _ => return false,
         };
-        self.num = next;
-        if self.nbuf.len() >= self.limits.max_number {
-            return Err(MaskError::ValueTooLarge);
-        }
-        self.nbuf.push(b);
-        Ok(true)
+        true
     }
 
     fn end_number(&mut self, out: &mut Vec<u8>) -> Result<(), MaskError> {
@@ -1022,8 +1179,12 @@ impl<'m> Transformer<'m> {
         ) {
             return Err(MaskError::Syntax);
         }
-        let plain = self.nbuf.len() <= 18 && !matches!(self.num, NumSt::Frac | NumSt::Exp);
-        let canonical = if plain && self.act != Act::Hash && self.act != Act::Last4 {
+        // Without an exponent, a literal with at most 308 digits before its point is below
+        // 1e308, a finite double: only an exponent can overflow (`1e400`, what serde_json
+        // refuses). Such a number passes as written, unparsed.
+        let finite =
+            self.num != NumSt::Exp && self.nbuf.iter().take_while(|&&c| c != b'.').count() <= 308;
+        let canonical = if finite && self.act != Act::Hash && self.act != Act::Last4 {
             None
         } else {
             // (The literal is ASCII: its grammar was checked byte by byte.)
@@ -1036,7 +1197,7 @@ impl<'m> Transformer<'m> {
         match (self.act, canonical) {
             (Act::Pass, _) => out.extend_from_slice(&self.nbuf),
             (Act::Hash, Some(c)) => write_json_str(out, &self.hash(b'n', c.as_bytes())?),
-            (Act::Last4, Some(c)) => write_json_str(out, &last4(&c)),
+            (Act::Last4, Some(c)) => write_last4(out, &c),
             _ => {}
         }
         self.end_value();
@@ -1048,13 +1209,14 @@ impl<'m> Transformer<'m> {
         match self.act {
             Act::Pass => out.extend_from_slice(lit),
             Act::Hash => write_json_str(out, &self.hash(b'l', lit)?),
-            Act::Last4 => write_json_str(out, &last4(core::str::from_utf8(lit).unwrap_or(""))),
+            Act::Last4 => write_last4(out, core::str::from_utf8(lit).unwrap_or("")),
             Act::Silent => {}
         }
         self.end_value();
         Ok(())
     }
 
+    #[inline(always)]
     fn end_value(&mut self) {
         self.lex = if self.depth == 0 {
             Lex::End
@@ -1077,10 +1239,12 @@ impl<'m> Transformer<'m> {
             return Err(MaskError::Syntax);
         }
         let silent = f.silent;
+        let kept = f.key_bytes;
         f.keys.clear();
         f.names.clear();
         f.spans.clear();
         f.key_bytes = 0;
+        self.key_bytes = self.key_bytes.saturating_sub(kept);
         if !silent {
             out.push(if kind == Kind::Object { b'}' } else { b']' });
         }
