@@ -7,17 +7,19 @@ use std::collections::BTreeMap;
 
 use attestgate::gate::audit::checkpoint::{self, TreeHead};
 use attestgate::gate::audit::export::{self, ExportError};
-use attestgate::gate::audit::merkle::{self, Hash, NewNode};
+use attestgate::gate::audit::merkle::{self, Hash};
 use attestgate::gate::audit::sequencer::{LogStore, Nodes, SeqError, Sequencer};
+use attestgate::gate::audit::tiles::{TileSource, TileWrite};
 use attestgate::jose::{block_on_ready, NativeSigner, SigningKey};
 
 /// A store in memory that can be told to fail after `n` more row writes (the process dying
-/// in the middle of a batch: the rows written so far stay).
+/// in the middle of a batch: the rows written so far stay). Its rows are those of the Durable
+/// Object: one per batch of records (keyed by its first index), one per tile, the size.
 #[derive(Default)]
 struct Store {
     size: Cell<u64>,
-    records: RefCell<BTreeMap<u64, String>>,
-    nodes: RefCell<BTreeMap<(u8, u64), Hash>>,
+    batches: RefCell<BTreeMap<u64, Vec<String>>>,
+    tiles: RefCell<BTreeMap<(u8, u64), Vec<Hash>>>,
     last: RefCell<Option<(TreeHead, String)>>,
     fail_after: Cell<Option<usize>>,
 }
@@ -38,30 +40,42 @@ impl Store {
     }
 }
 
-impl LogStore for Store {
+impl Store {
+    /// Record `index` as a read finds it: in the last batch row starting at or before it.
+    fn record(&self, index: u64) -> Option<String> {
+        let batches = self.batches.borrow();
+        let (first, rows) = batches.range(..=index).next_back()?;
+        rows.get(usize::try_from(index - first).ok()?).cloned()
+    }
+}
+
+impl TileSource for Store {
     type Error = Crash;
+    fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<Hash>>, Crash> {
+        Ok(self.tiles.borrow().get(&(level, index)).cloned())
+    }
+}
+
+impl LogStore for Store {
     fn size(&self) -> Result<u64, Crash> {
         Ok(self.size.get())
-    }
-    fn node(&self, level: u8, index: u64) -> Result<Option<Hash>, Crash> {
-        Ok(self.nodes.borrow().get(&(level, index)).copied())
     }
     fn commit(
         &self,
         first: u64,
-        records: &[String],
-        nodes: &[NewNode],
+        records: &[&str],
+        tiles: &[TileWrite],
         size: u64,
     ) -> Result<(), Crash> {
-        for (i, r) in records.iter().enumerate() {
+        self.write()?;
+        self.batches
+            .borrow_mut()
+            .insert(first, records.iter().map(|r| r.to_string()).collect());
+        for (level, index, hashes) in tiles {
             self.write()?;
-            self.records
+            self.tiles
                 .borrow_mut()
-                .insert(first + i as u64, r.clone());
-        }
-        for (level, index, hash) in nodes {
-            self.write()?;
-            self.nodes.borrow_mut().insert((*level, *index), *hash);
+                .insert((*level, *index), hashes.clone());
         }
         self.write()?;
         self.size.set(size);
@@ -140,11 +154,11 @@ fn a_restart_mid_batch_loses_no_acknowledged_record_and_reuses_no_index() {
     assert_eq!(store.size.get(), acknowledged.len() as u64);
     let mut tree = merkle::MemoryTree::new();
     for (i, r) in &acknowledged {
-        assert_eq!(store.records.borrow().get(i), Some(r));
+        assert_eq!(store.record(*i).as_ref(), Some(r));
         tree.push(r.as_bytes());
     }
     // The stored tree is the tree of the acknowledged records, and proofs verify.
-    let nodes = Nodes(&store);
+    let nodes = Nodes::new(&store);
     let size = store.size.get();
     assert_eq!(merkle::root(&nodes, size).unwrap(), tree.root());
     for (i, r) in &acknowledged {
@@ -176,7 +190,8 @@ fn checkpoints_extend_each_other_and_an_inconsistent_head_is_never_signed() {
         .map(|n| checkpoint::verify(n, &keys).unwrap())
         .collect();
     for pair in heads.windows(2) {
-        let proof = merkle::consistency_proof(&Nodes(&store), pair[0].size, pair[1].size).unwrap();
+        let proof =
+            merkle::consistency_proof(&Nodes::new(&store), pair[0].size, pair[1].size).unwrap();
         assert!(merkle::verify_consistency(
             pair[0].size,
             pair[1].size,
@@ -185,17 +200,14 @@ fn checkpoints_extend_each_other_and_an_inconsistent_head_is_never_signed() {
             &proof
         ));
     }
-    // Someone rewrites history in the store: an old record's leaf and every node above it,
-    // consistently. The next head is refused, never signed, and the last signed checkpoint
-    // stays, whether the sequencer kept its frontier or restarted and read the forged one.
-    let mut hash = merkle::leaf_hash(b"forged");
-    store.nodes.borrow_mut().insert((0, 0), hash);
-    for level in 0..3u8 {
-        let sibling = store.nodes.borrow()[&(level, 1)];
-        hash = merkle::node_hash(&hash, &sibling);
-        store.nodes.borrow_mut().insert((level + 1, 0), hash);
-    }
+    // Someone rewrites history in the store: an old record's leaf (every node above it is
+    // recomputed from the tile, so the forged tree is consistent in itself). The next head is
+    // refused, never signed, and the last signed checkpoint stays, whether the sequencer kept
+    // its frontier or restarted and read the forged one.
+    // (After the last append: an append rewrites the partial tile it extends from the
+    // sequencer's own copy, which would undo the forgery.)
     seq.append(&store, &[rec(9)]).unwrap();
+    store.tiles.borrow_mut().get_mut(&(0, 0)).unwrap()[0] = merkle::leaf_hash(b"forged");
     assert_eq!(
         checkpoint_now(&mut seq, &store),
         Err(SeqError::Inconsistent)
@@ -213,10 +225,10 @@ fn checkpoints_extend_each_other_and_an_inconsistent_head_is_never_signed() {
 
 fn export_of(store: &Store, start: u64, end: u64) -> String {
     let size = store.size.get();
-    let mut out = export::header(&Nodes(store), start, end, size).unwrap();
+    let mut out = export::header(&Nodes::new(store), start, end, size).unwrap();
     out.push('\n');
     for i in start..end {
-        out.push_str(&export::line(i, &store.records.borrow()[&i]));
+        out.push_str(&export::line(i, &store.record(i).unwrap()));
         out.push('\n');
     }
     out
@@ -311,4 +323,16 @@ fn a_tampered_export_is_caught() {
         export::verify(&text, &later),
         Err(ExportError::WrongCheckpoint)
     );
+}
+
+#[test]
+fn a_log_whose_tiles_are_missing_takes_no_append() {
+    // A committed size without the tiles under it (a store of another layout, or one that lost
+    // rows): the sequencer cannot extend the tree, so it refuses, and no index is handed out.
+    let store = Store::default();
+    store.size.set(5);
+    let mut seq = Sequencer::new();
+    assert_eq!(seq.append(&store, &[rec(1)]), Err(SeqError::Corrupt));
+    assert_eq!(store.size.get(), 5);
+    assert!(store.batches.borrow().is_empty());
 }

@@ -228,3 +228,236 @@ fn hostile_claim_values_stay_canonical_and_bounded() {
     assert_eq!(r["tokens"][0]["jti"], controls);
     assert_eq!(jcs::to_string(&r), text);
 }
+
+/// The record as a JSON value, built member by member (the construction the record had before
+/// it was written straight into canonical text), canonicalised by `jcs`: the oracle the direct
+/// writer is held to.
+fn reference(
+    d: &attestgate::gate::phase::record::Decision<'_>,
+    cx: &record::Context<'_>,
+) -> String {
+    use attestgate::error::FreshNonce;
+    use serde_json::Map;
+    let truncated = std::cell::Cell::new(false);
+    let cut = |s: &str, max: usize| -> Value {
+        if s.len() <= max {
+            return Value::from(s);
+        }
+        truncated.set(true);
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        Value::from(format!("{}…", &s[..end]))
+    };
+    let list = |items: Vec<&str>| -> Value {
+        if items.len() > record::MAX_LIST {
+            truncated.set(true);
+        }
+        let items = items.into_iter().take(record::MAX_LIST);
+        Value::Array(items.map(|s| cut(s, record::MAX_CLAIM)).collect())
+    };
+    let p = &d.principal;
+    let mut r = Map::new();
+    r.insert("v".into(), json!(1));
+    r.insert("kind".into(), json!("decision"));
+    r.insert("request_id".into(), cut(d.request_id, record::MAX_CLAIM));
+    r.insert(
+        "time_ms".into(),
+        json!(d.timings.started_ms.clamp(0.0, 9.0e15).trunc() as i64),
+    );
+    r.insert("policy".into(), json!(cx.policy_hash));
+    let mut resource = Map::new();
+    if let Some(route) = d.route {
+        resource.insert("route".into(), cut(route, record::MAX_CLAIM));
+    }
+    resource.insert("method".into(), cut(d.method, record::MAX_CLAIM));
+    resource.insert("path".into(), cut(d.path, record::MAX_URL));
+    r.insert("resource".into(), Value::Object(resource));
+    let mut request = Map::new();
+    request.insert("method".into(), cut(d.method, record::MAX_CLAIM));
+    request.insert("url".into(), cut(cx.url, record::MAX_URL));
+    if let Some(q) = cx.query {
+        request.insert(
+            "query_sha256".into(),
+            json!(b64u(&Sha256::digest(q.as_bytes()))),
+        );
+    }
+    if let Some(h) = cx.body_sha256 {
+        request.insert("body_sha256".into(), json!(b64u(&h)));
+    }
+    r.insert("request".into(), Value::Object(request));
+    let mut decision = Map::new();
+    decision.insert("verdict".into(), json!(d.verdict().as_str()));
+    if let Some(s) = d.status {
+        decision.insert("status".into(), json!(s));
+    }
+    let error = d.error();
+    let wire = error.map(|e| e.wire(""));
+    if let Some(e) = error {
+        decision.insert("reason".into(), json!(e.reason()));
+    }
+    if let Some(w) = &wire {
+        decision.insert("error".into(), json!(w.code));
+    }
+    if let Some(provider) = d.provider {
+        decision.insert("provider".into(), cut(provider, record::MAX_CLAIM));
+    }
+    r.insert("decision".into(), Value::Object(decision));
+    if let Some(s) = p.subject() {
+        r.insert("subject".into(), cut(s, record::MAX_CLAIM));
+    }
+    let act = p.agents();
+    let id = act.first().map(String::as_str).or_else(|| {
+        p.tokens
+            .iter()
+            .find_map(|(_, c)| c.get("client_id").and_then(Value::as_str))
+    });
+    if id.is_some() || !act.is_empty() {
+        let mut agent = Map::new();
+        if let Some(id) = id {
+            agent.insert("id".into(), cut(id, record::MAX_CLAIM));
+        }
+        agent.insert("act".into(), list(act.iter().map(String::as_str).collect()));
+        r.insert("agent".into(), Value::Object(agent));
+    }
+    let issuers = p.issuers();
+    if !issuers.is_empty() {
+        r.insert("issuers".into(), list(issuers));
+    }
+    let mut tokens = Vec::new();
+    for (provider, digest) in p.presented.iter().take(record::MAX_LIST) {
+        let verified = p.tokens.iter().find(|(rt, _)| rt.name == *provider);
+        let mut t = Map::new();
+        t.insert("provider".into(), cut(provider, record::MAX_CLAIM));
+        t.insert("sha256".into(), json!(b64u(digest)));
+        t.insert("verified".into(), json!(verified.is_some()));
+        if let Some(jti) = verified.and_then(|(_, c)| c.jti()) {
+            t.insert("jti".into(), cut(jti, record::MAX_CLAIM));
+        }
+        tokens.push(Value::Object(t));
+    }
+    if p.presented.len() > record::MAX_LIST {
+        truncated.set(true);
+    }
+    if !tokens.is_empty() {
+        r.insert("tokens".into(), Value::Array(tokens));
+    }
+    if !p.tokens.is_empty() {
+        let mut posture = Map::new();
+        posture.insert("attestations".into(), list(p.providers().collect()));
+        if let Some(device) = p.device() {
+            posture.insert("device".into(), cut(device, record::MAX_CLAIM));
+        }
+        r.insert("posture".into(), Value::Object(posture));
+    }
+    match wire.map(|w| w.fresh_nonce) {
+        Some(FreshNonce::Dpop) => {
+            r.insert("remediation".into(), json!(["dpop_nonce"]));
+        }
+        Some(FreshNonce::Attestation) => {
+            r.insert("remediation".into(), json!(["attestation_challenge"]));
+        }
+        _ => {}
+    }
+    if let Some(op) = &d.operator {
+        r.insert(
+            "operator".into(),
+            json!({"iss": cut(&op.iss, record::MAX_CLAIM), "sub": cut(&op.sub, record::MAX_CLAIM)}),
+        );
+    }
+    if truncated.get() {
+        r.insert("truncated".into(), json!(true));
+    }
+    jcs::to_string(&Value::Object(r))
+}
+
+#[test]
+fn the_record_is_the_canonical_form_of_every_member_whatever_the_decision() {
+    use attestgate::gate::operator::OperatorId;
+    use attestgate::gate::phase::record::Outcome;
+    let gw = policy();
+    let huge = "é".repeat(1500);
+    let controls: String = (0u8..0x20)
+        .map(char::from)
+        .chain("\u{2028}\"\\".chars())
+        .collect();
+    let tokens = [
+        Some(token(&claims(json!({})))),
+        Some(token(&claims(
+            json!({"sub": huge, "jti": controls, "did": "\u{1f602}".repeat(300)}),
+        ))),
+        Some(token(&claims(
+            json!({"act": null, "client_id": "cli\u{0}ent", "did": null}),
+        ))),
+        Some(token(&claims(json!({"scope": "read"})))),
+        None,
+    ];
+    let mut checked = 0;
+    for tok in &tokens {
+        for url in [
+            "https://api.example.com/pay/1",
+            "https://api.example.com/pay/%22q%22?a=b&secret=\u{7f}",
+            "https://api.example.com/nowhere",
+        ] {
+            let headers: Vec<(String, String)> = tok
+                .iter()
+                .map(|t| ("authorization".to_owned(), format!("Bearer {t}")))
+                .collect();
+            let req = api::Request {
+                method: "POST",
+                url,
+                headers: &headers,
+            };
+            let (keys, replay) = (StaticKeys::new(), MemoryReplay::new());
+            let seams = Seams {
+                keys: &keys,
+                verifier: &NativeVerifier,
+                replay: &replay,
+                nonce_key: None,
+                signing_keys: None,
+                deny: None,
+            };
+            let decided = block_on_ready(async {
+                Ok::<_, attestgate::jose::Error>(gw.decide(&req, &seams, NOW, "req-\"1\"").await)
+            })
+            .unwrap();
+            let parts = attestgate::gate::url::split(url).unwrap();
+            // As decided, then with what the executor or the operator API adds.
+            for variant in 0..4 {
+                let mut d = decided.clone();
+                let mut cx = record::Context {
+                    policy_hash: "P",
+                    url: parts.htu,
+                    query: parts.query,
+                    body_sha256: None,
+                };
+                match variant {
+                    1 => {
+                        d.outcome = Outcome::Refused(attestgate::Error::DpopNonceRequired);
+                        d.status = Some(401);
+                        d.provider = Some("agent");
+                        cx.body_sha256 = Some([9; 32]);
+                    }
+                    2 => {
+                        d.outcome = Outcome::Refused(attestgate::Error::ChallengeUnknown);
+                        d.operator = Some(OperatorId {
+                            iss: "https://op.example".into(),
+                            sub: "x".repeat(300),
+                        });
+                        d.timings.started_ms = 1.7e12 + 0.75;
+                    }
+                    3 => {
+                        d.status = Some(200);
+                        d.timings.started_ms = -5.0;
+                    }
+                    _ => {}
+                }
+                let text = record::canonical(&d, &cx);
+                assert_eq!(text, reference(&d, &cx), "variant {variant}, {url}");
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 60);
+}

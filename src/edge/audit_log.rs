@@ -3,15 +3,22 @@
 //! One object (`AUDIT_LOG`, named `decisions`) sequences every record: a Durable Object handles
 //! one event at a time and each append runs without an `await` between reading the committed
 //! size and writing the new one, so two isolates appending at once get distinct indexes. The
-//! logic is the pure [`Sequencer`] (`src/gate/audit/sequencer.rs`): records, then tree nodes,
+//! logic is the pure [`Sequencer`] (`src/gate/audit/sequencer.rs`): records, then tree tiles,
 //! then the committed size last, so a batch cut short by a restart leaves nothing that counts
 //! (and its caller, never answered, holds no index). The runtime's output gate holds each
 //! answer until its writes are durable: an acknowledged record is stored.
 //!
-//! Tables (SQLite): `records (idx, record)`, `nodes (level, idx, hash)` — every complete subtree
-//! of the RFC 6962 tree, level 0 the leaf hashes — `meta (k, v)` (`size`, `origin`) and
-//! `checkpoints (size, note)`. Per append: one record row and on average two node rows, and
-//! no reads (the frontier is kept in memory): the cost per record does not grow with the log.
+//! Tables (SQLite), the layout of `src/gate/audit/tiles.rs` (C2SP `tlog-tiles`' tiles, as rows):
+//! `entries (first, records)` — one row per batch, its records one per line, `first` the index
+//! of the first —, `tiles (level, idx, hashes)` — tile `(L, N)`: up to 256 hashes of tree level
+//! `8·L`, 32 bytes each, as one blob; the right-most tile of each level is partial and
+//! rewritten as it grows —, `meta (k, v)` (`size`, the commit marker, and `origin`) and
+//! `checkpoints (size, note)`. Per batch: three statements (the records row, the tiles it
+//! changed: one, and one more every 256 records, the size) and no reads (the right edge of the
+//! tree is kept in memory): the cost per record does not grow with the log, and most of it is
+//! per batch. A log written in the layout before this one (tables `records` and `nodes`) is not
+//! read: its size is there but its tiles are not, so every append fails ("log unavailable")
+//! and no index is ever reused.
 //!
 //! Checkpoints are signed here with the gateway key (`ATTESTGATE_SIGNING_KEY`, through WebCrypto)
 //! at most [`CHECKPOINT_SECS`] after the first unsigned record (an alarm) and on demand (`POST
@@ -31,9 +38,10 @@ use worker::{
 
 use crate::gate::audit::checkpoint::{self, TreeHead};
 use crate::gate::audit::export;
-use crate::gate::audit::merkle::{self, Hash, NewNode};
+use crate::gate::audit::merkle::{self, Hash, NodeSource};
 use crate::gate::audit::read::LogRead;
 use crate::gate::audit::sequencer::{LogStore, Nodes, SeqError, Sequencer, MAX_BATCH};
+use crate::gate::audit::tiles::{TileSource, TileWrite};
 use crate::gate::phase::Answer;
 use crate::jose::b64;
 use crate::Error;
@@ -45,6 +53,9 @@ const OBJECT: &str = "decisions";
 pub const CHECKPOINT_SECS: i64 = 10;
 /// Longest record accepted (the records are bounded well below it, `gate::audit::record`).
 const MAX_RECORD: usize = 64 * 1024;
+/// Longest batch (the body of one append): its records are stored as one row, well within a
+/// Durable Object's row limit (2 MB).
+pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
 /// Time allowed for one call to the object, answer included.
 pub const LOG_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -59,6 +70,8 @@ pub struct AuditLog {
     signing: Cell<bool>,
     /// Whether an alarm is set, as this instance knows it (`None`: not read yet).
     alarm: Cell<Option<bool>>,
+    /// The log's origin as stored (`meta`), once this instance read or wrote it.
+    origin: RefCell<Option<String>>,
     /// Test builds only: the object fails every operation until then (ms since the epoch), as a
     /// store that cannot be reached (`fault_test.rs`, `POST .../fault/audit-down?ms=N`).
     #[cfg(attestgate_selftest)]
@@ -66,8 +79,8 @@ pub struct AuditLog {
 }
 
 const SCHEMA: [&str; 4] = [
-    "CREATE TABLE IF NOT EXISTS records (idx INTEGER PRIMARY KEY, record TEXT NOT NULL);",
-    "CREATE TABLE IF NOT EXISTS nodes (level INTEGER NOT NULL, idx INTEGER NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (level, idx)) WITHOUT ROWID;",
+    "CREATE TABLE IF NOT EXISTS entries (first INTEGER PRIMARY KEY, records TEXT NOT NULL);",
+    "CREATE TABLE IF NOT EXISTS tiles (level INTEGER NOT NULL, idx INTEGER NOT NULL, hashes BLOB NOT NULL, PRIMARY KEY (level, idx)) WITHOUT ROWID;",
     "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;",
     "CREATE TABLE IF NOT EXISTS checkpoints (size INTEGER PRIMARY KEY, origin TEXT NOT NULL, root TEXT NOT NULL, note TEXT NOT NULL);",
 ];
@@ -114,56 +127,101 @@ impl Sql<'_> {
         Ok(())
     }
 
+    /// Record `index` (below the committed size): a line of the batch row it is in.
     fn record(&self, index: u64) -> Result<Option<String>> {
-        first_text(self.0.exec(
-            "SELECT record FROM records WHERE idx = ?;",
+        let row = rows(self.0.exec(
+            "SELECT first, records FROM entries WHERE first <= ? ORDER BY first DESC LIMIT 1;",
             vec![int(index)],
-        )?)
+        )?)?;
+        Ok(match row.first().map(Vec::as_slice) {
+            Some([SqlStorageValue::Integer(first), SqlStorageValue::String(records)]) => {
+                let at = u64::try_from(*first)
+                    .ok()
+                    .and_then(|first| index.checked_sub(first))
+                    .and_then(|at| usize::try_from(at).ok());
+                at.and_then(|at| records.split('\n').nth(at).map(str::to_owned))
+            }
+            _ => None,
+        })
+    }
+
+    /// Records `[start, end)` (below the committed size), from the batch rows that hold them,
+    /// each row checked to start where the one before it ended. `None` if one is missing.
+    fn records(&self, start: u64, end: u64) -> Result<Option<Vec<String>>> {
+        let rows = rows(self.0.exec(
+            "SELECT first, records FROM entries WHERE first >= (SELECT COALESCE(MAX(first), 0) FROM entries WHERE first <= ?) AND first < ? ORDER BY first;",
+            vec![int(start), int(end)],
+        )?)?;
+        let mut out = Vec::new();
+        let mut next: Option<u64> = None;
+        for row in rows {
+            let [SqlStorageValue::Integer(first), SqlStorageValue::String(records)] =
+                row.as_slice()
+            else {
+                return Ok(None);
+            };
+            let Ok(mut index) = u64::try_from(*first) else {
+                return Ok(None);
+            };
+            if next.is_some_and(|n| n != index) {
+                return Ok(None);
+            }
+            for record in records.split('\n') {
+                if (start..end).contains(&index) {
+                    out.push(record.to_owned());
+                }
+                index += 1;
+            }
+            next = Some(index);
+        }
+        Ok((out.len() as u64 == end - start).then_some(out))
+    }
+}
+
+impl TileSource for Sql<'_> {
+    type Error = worker::Error;
+
+    fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<Hash>>> {
+        let row = rows(self.0.exec(
+            "SELECT hashes FROM tiles WHERE level = ? AND idx = ?;",
+            vec![i64::from(level).into(), int(index)],
+        )?)?;
+        Ok(match row.first().map(Vec::as_slice) {
+            Some([SqlStorageValue::Blob(bytes)]) => Some(
+                bytes
+                    .chunks_exact(32)
+                    .filter_map(|h| Hash::try_from(h).ok())
+                    .collect(),
+            ),
+            _ => None,
+        })
     }
 }
 
 impl LogStore for Sql<'_> {
-    type Error = worker::Error;
-
     fn size(&self) -> Result<u64> {
         Ok(self.meta("size")?.and_then(|s| s.parse().ok()).unwrap_or(0))
     }
 
-    fn node(&self, level: u8, index: u64) -> Result<Option<Hash>> {
-        let hash = first_text(self.0.exec(
-            "SELECT hash FROM nodes WHERE level = ? AND idx = ?;",
-            vec![i64::from(level).into(), int(index)],
-        )?)?;
-        Ok(hash
-            .and_then(|h| b64::decode(&h).ok())
-            .and_then(|b| b.try_into().ok()))
-    }
-
-    fn commit(&self, first: u64, records: &[String], nodes: &[NewNode], size: u64) -> Result<()> {
-        // Rows at or beyond the committed size are overwritten: they are what a batch cut
-        // short left behind, never part of the log.
-        for (i, chunk) in records.chunks(50).enumerate() {
+    /// Three statements whatever the batch: its records as one row (`first`, the records one
+    /// per line), the tiles it changed, the size. Rows at or beyond the committed size are
+    /// overwritten: they are what a batch cut short left behind (at the same `first`, the
+    /// committed size), never part of the log.
+    fn commit(&self, first: u64, records: &[&str], tiles: &[TileWrite], size: u64) -> Result<()> {
+        self.0.exec(
+            "INSERT OR REPLACE INTO entries (first, records) VALUES (?, ?);",
+            vec![int(first), records.join("\n").into()],
+        )?;
+        for chunk in tiles.chunks(33) {
             let sql = format!(
-                "INSERT OR REPLACE INTO records (idx, record) VALUES {};",
-                vec!["(?, ?)"; chunk.len()].join(", ")
-            );
-            let mut args = Vec::with_capacity(chunk.len() * 2);
-            for (j, r) in chunk.iter().enumerate() {
-                args.push(int(first + (i * 50 + j) as u64));
-                args.push(r.as_str().into());
-            }
-            self.0.exec(&sql, args)?;
-        }
-        for chunk in nodes.chunks(33) {
-            let sql = format!(
-                "INSERT OR REPLACE INTO nodes (level, idx, hash) VALUES {};",
+                "INSERT OR REPLACE INTO tiles (level, idx, hashes) VALUES {};",
                 vec!["(?, ?, ?)"; chunk.len()].join(", ")
             );
             let mut args = Vec::with_capacity(chunk.len() * 3);
-            for (level, index, hash) in chunk {
+            for (level, index, hashes) in chunk {
                 args.push(i64::from(*level).into());
                 args.push(int(*index));
-                args.push(b64::encode(hash).into());
+                args.push(SqlStorageValue::Blob(hashes.concat()));
             }
             self.0.exec(&sql, args)?;
         }
@@ -243,6 +301,7 @@ impl DurableObject for AuditLog {
             signer: super::webcrypto::WebCryptoSigner::new(),
             signing: Cell::new(false),
             alarm: Cell::new(None),
+            origin: RefCell::new(None),
             #[cfg(attestgate_selftest)]
             down_until: Cell::new(0.0),
         }
@@ -293,20 +352,26 @@ impl AuditLog {
     }
 
     fn remember_origin(&self, origin: &str) -> Result<()> {
+        if self.origin.borrow().as_deref() == Some(origin) {
+            return Ok(());
+        }
         let store = self.store();
         if store.meta("origin")?.as_deref() != Some(origin) {
             store.set_meta("origin", origin)?;
         }
+        *self.origin.borrow_mut() = Some(origin.to_owned());
         Ok(())
     }
 
     /// `origin\nrecord\nrecord...`: canonical records never hold a raw newline (JSON escapes
-    /// control characters), so one line is one record.
+    /// control characters), so one line is one record. At most [`MAX_BATCH`] records and
+    /// [`MAX_BATCH_BYTES`] bytes: the batch is one row.
     async fn append(&self, body: &str) -> Result<Response> {
         let mut lines = body.split('\n');
         let origin = lines.next().unwrap_or_default();
-        let records: Vec<String> = lines.map(str::to_owned).collect();
+        let records: Vec<&str> = lines.collect();
         let valid = !origin.is_empty()
+            && body.len() <= MAX_BATCH_BYTES
             && !records.is_empty()
             && records.len() <= MAX_BATCH
             && records
@@ -397,7 +462,7 @@ impl AuditLog {
     async fn read(&self, read: LogRead) -> Result<Response> {
         let store = self.store();
         let size = store.size()?;
-        let nodes = Nodes(&store);
+        let nodes = Nodes::new(&store);
         let not_found = || Response::error("not found", 404);
         match read {
             LogRead::Checkpoint { sign } => {
@@ -423,7 +488,7 @@ impl AuditLog {
             },
             LogRead::Inclusion { index, size: at } if at <= size => {
                 let proof = merkle::inclusion_proof(&nodes, index, at);
-                let leaf = store.node(0, index)?;
+                let leaf = nodes.node(0, index)?;
                 match (proof, leaf) {
                     (Ok(proof), Some(leaf)) => json_response(format!(
                         "{{\"index\":{index},\"size\":{at},\"leaf_hash\":{},\"proof\":{}}}",
@@ -453,17 +518,10 @@ impl AuditLog {
                     return Response::error("log unavailable", 500);
                 };
                 out.push('\n');
-                let rows = rows(self.sql.exec(
-                    "SELECT record FROM records WHERE idx >= ? AND idx < ? ORDER BY idx;",
-                    vec![int(start), int(end)],
-                )?)?;
-                if rows.len() as u64 != end - start {
+                let Some(records) = store.records(start, end)? else {
                     return Response::error("log unavailable", 500);
-                }
-                for (index, row) in (start..).zip(rows) {
-                    let Some(SqlStorageValue::String(record)) = row.into_iter().next() else {
-                        return Response::error("log unavailable", 500);
-                    };
+                };
+                for (index, record) in (start..).zip(records) {
                     out.push_str(&export::line(index, &record));
                     out.push('\n');
                 }
@@ -618,7 +676,16 @@ async fn flush(env: &Env, origin: &str) {
     loop {
         let batch: Vec<String> = QUEUE.with(|q| {
             let mut q = q.borrow_mut();
-            let n = q.len().min(MAX_BATCH);
+            // At most MAX_BATCH records and MAX_BATCH_BYTES of body (always at least one).
+            let mut bytes = origin.len();
+            let mut n = 0;
+            for record in q.iter().take(MAX_BATCH) {
+                bytes += 1 + record.len();
+                if n > 0 && bytes > MAX_BATCH_BYTES {
+                    break;
+                }
+                n += 1;
+            }
             q.drain(..n).collect()
         });
         if batch.is_empty() {

@@ -402,3 +402,49 @@ def test_a_receipt_on_a_sync_route_names_the_records_log_index(gateway, servers,
     record = op(gateway, servers, "GET", f"record/{index}")
     assert record.status == 200, record
     assert claims["jti"] in record.body.decode()
+
+
+def test_a_log_past_its_first_tiles_still_proves_every_record(gateway, servers):
+    """The tree is stored as tiles of 256 hashes (docs/architecture.md, "The decision log's
+    storage"): once the log is past 256 records its first level-0 tile is full and a level-1
+    tile holds its root. Enough async requests (batched by the isolate, several batches) to
+    cross that boundary, then: the whole log exported, its Python tree equal to the signed
+    root, every record read by index equal to its export line, inclusion proofs on both sides
+    of the boundary, and consistency from a checkpoint taken before it."""
+    assert gateway.request("POST", "/au/sync/first", bearer(agent_token(servers))).status == 200
+    _, (_, before, before_root) = signed_checkpoint(gateway, servers)
+    want = max(300, before + 40)
+    tokens = [agent_token(servers) for _ in range(want - before)]
+
+    def one(t):
+        return gateway.request("GET", "/au/async/tiles", bearer(t))
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(one, tokens))
+    assert all(a.status == 200 for a in answers), [a.status for a in answers][:5]
+    deadline = time.time() + 30
+    while True:
+        _, (_, size, root) = signed_checkpoint(gateway, servers)
+        if size >= want:
+            break
+        assert time.time() < deadline, f"the log reached {size} records, not {want}"
+        time.sleep(0.5)
+    assert size <= 1000  # one export holds it all
+    resp = op(gateway, servers, "GET", f"export/0/{size}")
+    assert resp.status == 200, resp
+    lines = resp.body.decode().splitlines()[1:]
+    records = [canonical(json.loads(x)["record"]) for x in lines]
+    assert [json.loads(x)["index"] for x in lines] == list(range(size))
+    assert mth([leaf_hash(r) for r in records]) == root
+    assert sum(1 for r in records if b'"/au/async/tiles"' in r) == len(tokens)
+    for i in sorted({0, 1, 254, 255, 256, 257, before, size // 2, size - 2, size - 1}):
+        raw = record_of(gateway, servers, i)
+        assert raw == records[i], i
+        proof = op(gateway, servers, "GET", f"inclusion/{i}/{size}").json()
+        assert root_from_inclusion(i, size, leaf_hash(raw), b64list(proof["proof"])) == root, i
+    proof = op(gateway, servers, "GET", f"consistency/{before}/{size}").json()
+    assert consistent(before, size, before_root, root, b64list(proof["proof"]))
+    # A checkpoint's size inside the first tile, proved against the one past it.
+    proof = op(gateway, servers, "GET", f"consistency/200/{size}").json()
+    assert consistent(200, size, mth([leaf_hash(r) for r in records[:200]]), root,
+                      b64list(proof["proof"]))

@@ -11,6 +11,7 @@ pub mod merkle;
 pub mod read;
 pub mod record;
 pub mod sequencer;
+pub mod tiles;
 
 /// Standard base64 with padding (RFC 4648 §4: checkpoints, proofs), from the gateway's
 /// base64url encoder: one alphabet's code in the Worker, not two.

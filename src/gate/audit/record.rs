@@ -26,8 +26,14 @@
 //! characters are escaped by the canonical form; strings are UTF-8 (the token reader refuses
 //! anything else). Only strings, integers below 2^53, booleans, arrays and objects appear, so a
 //! record parses and re-canonicalises to the same bytes with any JSON reader.
+//!
+//! The record is written straight into its canonical text: every member name is ASCII and
+//! known here, so the members are written in their canonical (sorted) order, and strings get
+//! the escapes of [`super::jcs::string`]. No intermediate JSON value is built: this runs for
+//! every decision of an audited route (issue 17's CPU target). The tests re-canonicalise
+//! records with [`super::jcs`] (an independent path) and expect the same bytes.
 
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::error::FreshNonce;
@@ -64,101 +70,95 @@ pub fn token_hash(credential: &str) -> [u8; 32] {
     Sha256::digest(credential.as_bytes()).into()
 }
 
-struct Bounded {
+/// The record's canonical text, written member by member in canonical order.
+struct Writer {
+    out: String,
     truncated: bool,
 }
 
-impl Bounded {
-    fn cut(&mut self, s: &str, max: usize) -> Value {
+impl Writer {
+    fn raw(&mut self, s: &str) {
+        self.out.push_str(s);
+    }
+
+    /// `"name":` (after a `,` unless it opens its object).
+    fn name(&mut self, first: bool, name: &str) {
+        if !first {
+            self.out.push(',');
+        }
+        self.out.push('"');
+        self.out.push_str(name);
+        self.out.push_str("\":");
+    }
+
+    /// `s` as a JSON string, cut to `max` bytes (at a character boundary, marked with `…`).
+    fn cut(&mut self, s: &str, max: usize) {
         if s.len() <= max {
-            return Value::from(s);
+            super::jcs::string(&mut self.out, s);
+            return;
         }
         self.truncated = true;
         let mut end = max;
         while !s.is_char_boundary(end) {
             end -= 1;
         }
-        let mut out = s.get(..end).unwrap_or_default().to_owned();
-        out.push('…');
-        Value::from(out)
+        let mut cut = String::with_capacity(end + 3);
+        cut.push_str(s.get(..end).unwrap_or_default());
+        cut.push('…');
+        super::jcs::string(&mut self.out, &cut);
     }
 
-    fn claim(&mut self, s: &str) -> Value {
-        self.cut(s, MAX_CLAIM)
+    fn claim(&mut self, s: &str) {
+        self.cut(s, MAX_CLAIM);
     }
 
-    fn list<'s>(&mut self, items: impl Iterator<Item = &'s str>) -> Value {
-        let mut out = Vec::new();
-        for item in items {
-            if out.len() == MAX_LIST {
+    /// A string the gateway itself made (a code, a hash): never cut.
+    fn text(&mut self, s: &str) {
+        super::jcs::string(&mut self.out, s);
+    }
+
+    fn int(&mut self, n: i64) {
+        use core::fmt::Write;
+        let _ = write!(self.out, "{n}");
+    }
+
+    fn hash(&mut self, digest: &[u8]) {
+        self.out.push('"');
+        self.out.push_str(&b64::encode(digest));
+        self.out.push('"');
+    }
+
+    /// At most [`MAX_LIST`] claims.
+    fn list<'s>(&mut self, items: impl Iterator<Item = &'s str>) {
+        self.out.push('[');
+        for (i, item) in items.enumerate() {
+            if i == MAX_LIST {
                 self.truncated = true;
                 break;
             }
-            out.push(self.claim(item));
+            if i > 0 {
+                self.out.push(',');
+            }
+            self.claim(item);
         }
-        Value::Array(out)
+        self.out.push(']');
     }
 }
 
-fn put(map: &mut Map<String, Value>, name: &str, value: Option<Value>) {
-    if let Some(v) = value {
-        map.insert(name.to_owned(), v);
-    }
-}
-
-/// The record of `d`, as a JSON value (not yet canonical: [`canonical`]).
-pub fn build(d: &Decision<'_>, cx: &Context<'_>) -> Value {
-    let mut b = Bounded { truncated: false };
+/// The record's canonical bytes: what the log's leaf hashes.
+///
+/// Members in canonical order (RFC 8785 §3.2.3: by name; all names are ASCII, so byte order):
+/// `agent`, `decision`, `issuers`, `kind`, `operator`, `policy`, `posture`, `remediation`,
+/// `request`, `request_id`, `resource`, `subject`, `time_ms`, `tokens`, `truncated`, `v`; and
+/// within each object likewise. `truncated` is written after every bounded value.
+pub fn canonical(d: &Decision<'_>, cx: &Context<'_>) -> String {
+    let mut w = Writer {
+        out: String::with_capacity(768),
+        truncated: false,
+    };
     let p = &d.principal;
-
-    let mut resource = Map::new();
-    put(&mut resource, "route", d.route.map(|r| b.claim(r)));
-    resource.insert("method".into(), b.claim(d.method));
-    resource.insert("path".into(), b.cut(d.path, MAX_URL));
-
-    let mut request = Map::new();
-    request.insert("method".into(), b.claim(d.method));
-    request.insert("url".into(), b.cut(cx.url, MAX_URL));
-    put(
-        &mut request,
-        "query_sha256",
-        cx.query
-            .map(|q| Value::from(b64::encode(&Sha256::digest(q.as_bytes())))),
-    );
-    put(
-        &mut request,
-        "body_sha256",
-        cx.body_sha256.map(|h| Value::from(b64::encode(&h))),
-    );
-
-    let mut decision = Map::new();
-    decision.insert("verdict".into(), Value::from(d.verdict().as_str()));
-    put(&mut decision, "status", d.status.map(Value::from));
-    let error = d.error();
-    put(
-        &mut decision,
-        "reason",
-        error.map(|e| Value::from(e.reason())),
-    );
-    let wire = error.map(|e| e.wire(""));
-    put(
-        &mut decision,
-        "error",
-        wire.as_ref().map(|w| Value::from(w.code)),
-    );
-    put(&mut decision, "provider", d.provider.map(|s| b.claim(s)));
-
-    let mut record = Map::new();
-    record.insert("v".into(), Value::from(1));
-    record.insert("kind".into(), Value::from("decision"));
-    record.insert("request_id".into(), b.claim(d.request_id));
-    let time_ms = d.timings.started_ms.clamp(0.0, 9.0e15).trunc() as i64;
-    record.insert("time_ms".into(), Value::from(time_ms));
-    record.insert("policy".into(), Value::from(cx.policy_hash));
-    record.insert("resource".into(), Value::Object(resource));
-    record.insert("request".into(), Value::Object(request));
-    record.insert("decision".into(), Value::Object(decision));
-    put(&mut record, "subject", p.subject().map(|s| b.claim(s)));
+    w.raw("{");
+    let mut first = true;
 
     let act = p.agents();
     let agent_id = act.first().map(String::as_str).or_else(|| {
@@ -167,42 +167,75 @@ pub fn build(d: &Decision<'_>, cx: &Context<'_>) -> Value {
             .find_map(|(_, c)| c.get("client_id").and_then(Value::as_str))
     });
     if agent_id.is_some() || !act.is_empty() {
-        let mut agent = Map::new();
-        put(&mut agent, "id", agent_id.map(|s| b.claim(s)));
-        agent.insert("act".into(), b.list(act.iter().map(String::as_str)));
-        record.insert("agent".into(), Value::Object(agent));
-    }
-    let issuers = p.issuers();
-    if !issuers.is_empty() {
-        record.insert("issuers".into(), b.list(issuers.into_iter()));
+        w.name(first, "agent");
+        first = false;
+        w.raw("{");
+        w.name(true, "act");
+        w.list(act.iter().map(String::as_str));
+        if let Some(id) = agent_id {
+            w.name(false, "id");
+            w.claim(id);
+        }
+        w.raw("}");
     }
 
-    let mut tokens = Vec::new();
-    for (i, (provider, digest)) in p.presented.iter().enumerate() {
-        if i == MAX_LIST {
-            b.truncated = true;
-            break;
-        }
-        let verified = p.tokens.iter().find(|(rt, _)| rt.name == *provider);
-        let mut t = Map::new();
-        t.insert("provider".into(), b.claim(provider));
-        t.insert("sha256".into(), Value::from(b64::encode(digest)));
-        t.insert("verified".into(), Value::from(verified.is_some()));
-        put(
-            &mut t,
-            "jti",
-            verified.and_then(|(_, c)| c.jti()).map(|j| b.claim(j)),
-        );
-        tokens.push(Value::Object(t));
+    w.name(first, "decision");
+    w.raw("{");
+    let error = d.error();
+    let wire = error.map(|e| e.wire(""));
+    let mut inner = true;
+    if let Some(wire) = &wire {
+        w.name(inner, "error");
+        inner = false;
+        w.text(wire.code);
     }
-    if !tokens.is_empty() {
-        record.insert("tokens".into(), Value::Array(tokens));
+    if let Some(provider) = d.provider {
+        w.name(inner, "provider");
+        inner = false;
+        w.claim(provider);
     }
+    if let Some(e) = error {
+        w.name(inner, "reason");
+        inner = false;
+        w.text(e.reason());
+    }
+    if let Some(status) = d.status {
+        w.name(inner, "status");
+        inner = false;
+        w.int(i64::from(status));
+    }
+    w.name(inner, "verdict");
+    w.text(d.verdict().as_str());
+    w.raw("}");
+
+    let issuers = p.issuers();
+    if !issuers.is_empty() {
+        w.name(false, "issuers");
+        w.list(issuers.into_iter());
+    }
+    w.name(false, "kind");
+    w.raw("\"decision\"");
+    if let Some(op) = &d.operator {
+        w.name(false, "operator");
+        w.raw("{");
+        w.name(true, "iss");
+        w.claim(&op.iss);
+        w.name(false, "sub");
+        w.claim(&op.sub);
+        w.raw("}");
+    }
+    w.name(false, "policy");
+    w.text(cx.policy_hash);
     if !p.tokens.is_empty() {
-        let mut posture = Map::new();
-        posture.insert("attestations".into(), b.list(p.providers()));
-        put(&mut posture, "device", p.device().map(|s| b.claim(s)));
-        record.insert("posture".into(), Value::Object(posture));
+        w.name(false, "posture");
+        w.raw("{");
+        w.name(true, "attestations");
+        w.list(p.providers());
+        if let Some(device) = p.device() {
+            w.name(false, "device");
+            w.claim(device);
+        }
+        w.raw("}");
     }
     let remediation = wire.and_then(|w| match w.fresh_nonce {
         FreshNonce::No => None,
@@ -210,21 +243,84 @@ pub fn build(d: &Decision<'_>, cx: &Context<'_>) -> Value {
         FreshNonce::Attestation => Some("attestation_challenge"),
     });
     if let Some(r) = remediation {
-        record.insert("remediation".into(), json!([r]));
+        w.name(false, "remediation");
+        w.raw("[");
+        w.text(r);
+        w.raw("]");
     }
-    if let Some(op) = &d.operator {
-        let mut o = Map::new();
-        o.insert("iss".into(), b.claim(&op.iss));
-        o.insert("sub".into(), b.claim(&op.sub));
-        record.insert("operator".into(), Value::Object(o));
-    }
-    if b.truncated {
-        record.insert("truncated".into(), Value::Bool(true));
-    }
-    Value::Object(record)
-}
 
-/// The record's canonical bytes: what the log's leaf hashes.
-pub fn canonical(d: &Decision<'_>, cx: &Context<'_>) -> String {
-    super::jcs::to_string(&build(d, cx))
+    w.name(false, "request");
+    w.raw("{");
+    let mut inner = true;
+    if let Some(h) = &cx.body_sha256 {
+        w.name(inner, "body_sha256");
+        inner = false;
+        w.hash(h);
+    }
+    w.name(inner, "method");
+    w.claim(d.method);
+    if let Some(q) = cx.query {
+        w.name(false, "query_sha256");
+        w.hash(&Sha256::digest(q.as_bytes()));
+    }
+    w.name(false, "url");
+    w.cut(cx.url, MAX_URL);
+    w.raw("}");
+
+    w.name(false, "request_id");
+    w.claim(d.request_id);
+    w.name(false, "resource");
+    w.raw("{");
+    w.name(true, "method");
+    w.claim(d.method);
+    w.name(false, "path");
+    w.cut(d.path, MAX_URL);
+    if let Some(route) = d.route {
+        w.name(false, "route");
+        w.claim(route);
+    }
+    w.raw("}");
+    if let Some(subject) = p.subject() {
+        w.name(false, "subject");
+        w.claim(subject);
+    }
+    w.name(false, "time_ms");
+    w.int(d.timings.started_ms.clamp(0.0, 9.0e15).trunc() as i64);
+
+    if !p.presented.is_empty() {
+        w.name(false, "tokens");
+        w.raw("[");
+        for (i, (provider, digest)) in p.presented.iter().enumerate() {
+            if i == MAX_LIST {
+                w.truncated = true;
+                break;
+            }
+            if i > 0 {
+                w.raw(",");
+            }
+            let verified = p.tokens.iter().find(|(rt, _)| rt.name == *provider);
+            w.raw("{");
+            let mut inner = true;
+            if let Some(jti) = verified.and_then(|(_, c)| c.jti()) {
+                w.name(inner, "jti");
+                inner = false;
+                w.claim(jti);
+            }
+            w.name(inner, "provider");
+            w.claim(provider);
+            w.name(false, "sha256");
+            w.hash(digest);
+            w.name(false, "verified");
+            w.raw(if verified.is_some() { "true" } else { "false" });
+            w.raw("}");
+        }
+        w.raw("]");
+    }
+    if w.truncated {
+        w.name(false, "truncated");
+        w.raw("true");
+    }
+    w.name(false, "v");
+    w.raw("1}");
+    w.out
 }

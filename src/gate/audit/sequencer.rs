@@ -2,15 +2,16 @@
 //! replaced by memory in the tests).
 //!
 //! - **Append** ([`Sequencer::append`]): the batch's records get the indexes `size ..
-//!   size + n` of the committed size; their leaves and every node they complete are written,
-//!   then the new size (the commit marker, last). Anything at or beyond the committed size is
+//!   size + n` of the committed size; the records (one row) and the tiles they change are
+//!   written, then the new size (the commit marker, last). Anything at or beyond the committed size is
 //!   not part of the log: a batch cut short by a restart left only rows that the next batch
 //!   overwrites and that no read returns, and since its caller was never answered no index it
 //!   held was ever acknowledged. An acknowledged index is never reused: indexes come only from
 //!   the committed size.
-//! - **Cost per append is flat**: the right edge of the tree ([`Frontier`]) is kept in memory
-//!   (read back from `log2 n` nodes after a restart), so an append writes one leaf and on
-//!   average one node (two rows) and reads nothing, whatever the size of the log.
+//! - **Cost per append is flat**: the right edge of the tree (the [`Frontier`] and the edge
+//!   tiles, [`super::tiles`]) is kept in memory (read back from at most `log256 n` tiles after a
+//!   restart), so a batch writes one row of records, the tiles it changed (about `1 + b/256`
+//!   rows for `b` records) and the size, and reads nothing, whatever the size of the log.
 //! - **Checkpoints** ([`Sequencer::prepare_checkpoint`], [`Sequencer::accept_checkpoint`]):
 //!   before a tree head is signed it is checked against the last signed one: the new size is not
 //!   smaller and a consistency proof from the last to the new one, built from the stored nodes,
@@ -18,25 +19,23 @@
 //!   so the log never signs two checkpoints that are inconsistent.
 
 use super::checkpoint::TreeHead;
-use super::merkle::{self, Frontier, Hash, NewNode, NodeSource, ProofError};
+use super::merkle::{self, Frontier, ProofError};
+use super::tiles::{Edges, TileNodes, TileSource, TileWrite};
 
 /// Most records in one append.
 pub const MAX_BATCH: usize = 512;
 
-/// The sequencer's storage.
-pub trait LogStore {
-    type Error;
+/// The sequencer's storage: its tiles ([`TileSource`]) and the rest.
+pub trait LogStore: TileSource {
     /// The committed size.
     fn size(&self) -> Result<u64, Self::Error>;
-    /// Node `(level, index)` (level 0: leaf hashes), committed or not: callers only ask for
-    /// nodes below the committed size.
-    fn node(&self, level: u8, index: u64) -> Result<Option<Hash>, Self::Error>;
-    /// Write the records, then the nodes, then (last) the new committed size.
+    /// Write the batch's records `first ..` (one row), then the tiles it changed, then (last)
+    /// the new committed size.
     fn commit(
         &self,
         first: u64,
-        records: &[String],
-        nodes: &[NewNode],
+        records: &[&str],
+        tiles: &[TileWrite],
         size: u64,
     ) -> Result<(), Self::Error>;
     /// The last signed checkpoint: its head and note.
@@ -45,15 +44,8 @@ pub trait LogStore {
     fn put_checkpoint(&self, head: &TreeHead, note: &str) -> Result<(), Self::Error>;
 }
 
-/// A store seen as the tree's complete nodes.
-pub struct Nodes<'a, S>(pub &'a S);
-
-impl<S: LogStore> NodeSource for Nodes<'_, S> {
-    type Error = S::Error;
-    fn node(&self, level: u8, index: u64) -> Result<Option<Hash>, S::Error> {
-        self.0.node(level, index)
-    }
-}
+/// A store seen as the tree's complete nodes (from its tiles; one view per operation).
+pub type Nodes<'a, S> = TileNodes<'a, S>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SeqError<E> {
@@ -84,10 +76,19 @@ pub struct Appended {
     pub size: u64,
 }
 
-/// The sequencer of one log: the frontier, cached in memory.
+/// The right edge of the committed tree, kept in memory between appends.
+#[derive(Debug)]
+struct Edge {
+    frontier: Frontier,
+    tiles: Edges,
+}
+
+/// The sequencer of one log: the tree's right edge (frontier and edge tiles), cached in memory.
+/// It is the store's only writer, so the cache stays what the store holds; it is dropped when
+/// a commit fails (and read again from the store by the next operation).
 #[derive(Debug, Default)]
 pub struct Sequencer {
-    frontier: Option<Frontier>,
+    edge: Option<Edge>,
 }
 
 impl Sequencer {
@@ -95,43 +96,52 @@ impl Sequencer {
         Self::default()
     }
 
-    /// The frontier of the committed tree (read from the store once).
-    fn frontier<S: LogStore>(&mut self, store: &S) -> Result<Frontier, SeqError<S::Error>> {
-        let size = store.size().map_err(SeqError::Store)?;
-        match &self.frontier {
-            Some(f) if f.size() == size => Ok(f.clone()),
-            _ => {
-                let f = Frontier::load(&Nodes(store), size)?;
-                self.frontier = Some(f.clone());
-                Ok(f)
-            }
+    /// The right edge of the committed tree (read from the store once).
+    fn edge<S: LogStore>(&mut self, store: &S) -> Result<Edge, SeqError<S::Error>> {
+        if let Some(edge) = self.edge.take() {
+            return Ok(edge);
         }
+        let size = store.size().map_err(SeqError::Store)?;
+        let frontier = Frontier::load(&Nodes::new(store), size)?;
+        let tiles = Edges::load(store, size)?;
+        Ok(Edge { frontier, tiles })
+    }
+
+    /// The frontier of the committed tree.
+    fn frontier<S: LogStore>(&mut self, store: &S) -> Result<Frontier, SeqError<S::Error>> {
+        let edge = self.edge(store)?;
+        let frontier = edge.frontier.clone();
+        self.edge = Some(edge);
+        Ok(frontier)
     }
 
     /// Append `records` (canonical record texts), in order.
-    pub fn append<S: LogStore>(
+    pub fn append<S: LogStore, R: AsRef<str>>(
         &mut self,
         store: &S,
-        records: &[String],
+        records: &[R],
     ) -> Result<Appended, SeqError<S::Error>> {
         if records.is_empty() || records.len() > MAX_BATCH {
             return Err(SeqError::BadBatch);
         }
-        let mut frontier = self.frontier(store)?;
-        let first = frontier.size();
+        // Taken out of the cache: it goes back only once the commit succeeded.
+        let mut edge = self.edge(store)?;
+        let first = edge.frontier.size();
         let mut nodes = Vec::with_capacity(records.len() * 2);
+        let mut texts = Vec::with_capacity(records.len());
         for record in records {
-            frontier
+            let record = record.as_ref();
+            edge.frontier
                 .append(merkle::leaf_hash(record.as_bytes()), &mut nodes)
                 .ok_or(SeqError::BadBatch)?;
+            texts.push(record);
         }
-        let size = frontier.size();
-        // Nothing cached changes unless the commit succeeded.
-        self.frontier = None;
+        let tiles = edge.tiles.add(&nodes).ok_or(SeqError::Corrupt)?;
+        let size = edge.frontier.size();
         store
-            .commit(first, records, &nodes, size)
+            .commit(first, &texts, &tiles, size)
             .map_err(SeqError::Store)?;
-        self.frontier = Some(frontier);
+        self.edge = Some(edge);
         Ok(Appended { first, size })
     }
 
@@ -189,7 +199,7 @@ pub fn check_consistent<S: LogStore>(
     last: Option<&TreeHead>,
     new: &TreeHead,
 ) -> Result<(), SeqError<S::Error>> {
-    let nodes = Nodes(store);
+    let nodes = Nodes::new(store);
     if merkle::root(&nodes, new.size)? != new.root {
         return Err(SeqError::Inconsistent);
     }
