@@ -6,7 +6,7 @@
 //! ```text
 //! cargo build --profile bench --example feature_insns
 //! .venv/bin/python benches/insns/mint_unique.py /tmp/unique.json      # 64 tokens, joserfc
-//! valgrind --tool=callgrind target/release/examples/feature_insns <base|deny|inject> <N> [/tmp/unique.json]
+//! valgrind --tool=callgrind target/release/examples/feature_insns <base|deny|inject|base-nf|deny-nf> <N> [/tmp/unique.json]
 //! ```
 //!
 //! The token is the HS256 fixture of the insn gate (`benches/insns/tokens.json`, minted by
@@ -71,6 +71,20 @@ methods = ["GET"]
 path = "/v1/deny/{id}"
 require = { all = ["device"] }
 forward = { "x-verified-device" = "device.did" }
+deny_check = "cached"
+
+# The same two without forwarded claims.
+[[route]]
+id = "base-nf"
+methods = ["GET"]
+path = "/v1/base-nf/{id}"
+require = { all = ["device"] }
+
+[[route]]
+id = "deny-nf"
+methods = ["GET"]
+path = "/v1/deny-nf/{id}"
+require = { all = ["device"] }
 deny_check = "cached"
 
 [[route]]
@@ -143,7 +157,7 @@ fn main() {
             n.parse::<u64>().expect("count"),
             Some(file.clone()),
         ),
-        _ => panic!("usage: feature_insns <base|deny|inject> <N> [tokens.json]"),
+        _ => panic!("usage: feature_insns <base|deny|inject|base-nf|deny-nf> <N> [tokens.json]"),
     };
     let fixtures: Value = serde_json::from_str(TOKENS).expect("fixtures");
     // Unique tokens (a JSON list of HS256 tokens of the fixture's claims, each with its own
