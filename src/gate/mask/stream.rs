@@ -530,23 +530,7 @@ impl<'m> Transformer<'m> {
                     continue;
                 }
                 Lex::Num => {
-                    // The number's bytes in this chunk, in one go.
-                    let start = i;
-                    while let Some(&c) = input.get(i) {
-                        if !self.number_byte(c) {
-                            break;
-                        }
-                        i += 1;
-                    }
-                    let run = input.get(start..i).unwrap_or_default();
-                    if self.nbuf.len() + run.len() > self.limits.max_number {
-                        return Err(MaskError::ValueTooLarge);
-                    }
-                    self.nbuf.extend_from_slice(run);
-                    if i < input.len() {
-                        // The delimiter is not part of the number: handled again below.
-                        self.end_number(out)?;
-                    }
+                    i = self.number(input, i, i, out)?;
                     continue;
                 }
                 Lex::Lit => {
@@ -559,12 +543,23 @@ impl<'m> Transformer<'m> {
                     }
                 }
                 _ if ws(b) => {}
-                Lex::Value { elem } => self.begin_value(b, elem, out)?,
-                Lex::ValueOrClose => {
-                    if b == b']' {
+                Lex::Value { .. } | Lex::ValueOrClose => {
+                    if b == b']' && self.lex == Lex::ValueOrClose {
                         self.close(Kind::Array, out)?;
                     } else {
-                        self.begin_value(b, true, out)?;
+                        let elem = !matches!(self.lex, Lex::Value { elem: false });
+                        self.begin_value(b, elem, out)?;
+                        match self.lex {
+                            Lex::Str => {
+                                i = self.short_string(input, i + 1, out)?;
+                                continue;
+                            }
+                            Lex::Num => {
+                                i = self.number(input, i, i + 1, out)?;
+                                continue;
+                            }
+                            _ => {}
+                        }
                     }
                 }
                 Lex::KeyOrClose | Lex::Key => {
@@ -580,8 +575,15 @@ impl<'m> Transformer<'m> {
                             .unwrap_or(body.len());
                         if body.get(n) == Some(&b'"') && n <= self.limits.max_key {
                             let key = body.get(..n).unwrap_or_default();
-                            self.member(key, input.get(i..i + n + 2), true, out)?;
-                            i += n + 2;
+                            if body.get(n + 1) == Some(&b':') {
+                                // `"name":` as written, the colon taken with it.
+                                self.member(key, input.get(i..i + n + 3), true, out)?;
+                                self.lex = Lex::Value { elem: false };
+                                i += n + 3;
+                            } else {
+                                self.member(key, None, true, out)?;
+                                i += n + 2;
+                            }
                             continue;
                         }
                         self.begin_string(StrTo::Key, out);
@@ -811,8 +813,8 @@ impl<'m> Transformer<'m> {
                 self.begin_string(to, out);
             }
             b'-' | b'0'..=b'9' => {
+                // (Its bytes are taken from the input by [`Transformer::number`].)
                 self.nbuf.clear();
-                self.nbuf.push(b);
                 self.num = match b {
                     b'-' => NumSt::Minus,
                     b'0' => NumSt::Zero,
@@ -1068,8 +1070,9 @@ impl<'m> Transformer<'m> {
     }
 
     /// A member name `key` (decoded) ended: the duplicate check, its value's fate, the name
-    /// written when the member is. `quoted`: the name as written, quotes included, when it
-    /// can be copied as is; `raw`: the name had no escape (its bytes are as written).
+    /// written when the member is. `quoted`: what to write then, the name as written with its
+    /// quotes and the colon, when it can be copied as is; `raw`: the name had no escape (its
+    /// bytes are as written).
     fn member(
         &mut self,
         key: &[u8],
@@ -1113,14 +1116,14 @@ impl<'m> Transformer<'m> {
                         // As written: no quote, backslash or control character in it.
                         out.push(b'"');
                         out.extend_from_slice(key);
-                        out.push(b'"');
+                        out.extend_from_slice(b"\":");
                     }
                     None => {
                         let text = core::str::from_utf8(key).map_err(|_| MaskError::InvalidUtf8)?;
                         write_json_str(out, text);
+                        out.push(b':');
                     }
                 }
-                out.push(b':');
                 // The replacement is written when the value starts (a container at a hash
                 // or last4 path is redacted).
                 self.masked = masked;
@@ -1172,7 +1175,80 @@ impl<'m> Transformer<'m> {
         true
     }
 
+    /// A string value just begun at `input[i..]`: the common case, plain ASCII up to its
+    /// closing quote within this chunk, in one go; anything else goes on byte by byte
+    /// ([`Transformer::string`]). Returns where it stopped.
+    fn short_string(
+        &mut self,
+        input: &[u8],
+        i: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<usize, MaskError> {
+        let body = input.get(i..).unwrap_or_default();
+        let n = body
+            .iter()
+            .position(|&c| !plain_ascii(c))
+            .unwrap_or(body.len());
+        if body.get(n) != Some(&b'"') || n > self.limits.max_string {
+            return self.string(input, i, out);
+        }
+        match self.str_to {
+            // The text and the closing quote, as written.
+            StrTo::Emit => out.extend_from_slice(body.get(..=n).unwrap_or_default()),
+            StrTo::Key | StrTo::Collect => self
+                .sbuf
+                .extend_from_slice(body.get(..n).unwrap_or_default()),
+            StrTo::Silent => {}
+        }
+        self.end_string(out)?;
+        Ok(i + n + 1)
+    }
+
+    /// A number's bytes from `input[i..]`: the literal began at `input[from..]` (`from <= i`)
+    /// if it began in this chunk, else it is in `nbuf` so far. When it ends within the chunk
+    /// it is finished (from the input as it is, when it all lies there); else what there is
+    /// waits in `nbuf`. Returns where it stopped.
+    fn number(
+        &mut self,
+        input: &[u8],
+        from: usize,
+        mut i: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<usize, MaskError> {
+        while let Some(&c) = input.get(i) {
+            if !self.number_byte(c) {
+                break;
+            }
+            i += 1;
+        }
+        let run = input.get(from..i).unwrap_or_default();
+        if self.nbuf.len() + run.len() > self.limits.max_number {
+            return Err(MaskError::ValueTooLarge);
+        }
+        if i == input.len() {
+            // It may go on in the next chunk.
+            self.nbuf.extend_from_slice(run);
+        } else if self.nbuf.is_empty() {
+            // The delimiter is not part of the number: handled by the caller.
+            self.number_done(run, out)?;
+        } else {
+            self.nbuf.extend_from_slice(run);
+            self.end_number(out)?;
+        }
+        Ok(i)
+    }
+
+    /// The number in `nbuf` ended.
     fn end_number(&mut self, out: &mut Vec<u8>) -> Result<(), MaskError> {
+        let lit = std::mem::take(&mut self.nbuf);
+        let r = self.number_done(&lit, out);
+        self.nbuf = lit;
+        self.nbuf.clear();
+        r
+    }
+
+    /// The number literal `lit` ended (its grammar checked byte by byte, but for its end).
+    fn number_done(&mut self, lit: &[u8], out: &mut Vec<u8>) -> Result<(), MaskError> {
         if !matches!(
             self.num,
             NumSt::Zero | NumSt::Int | NumSt::Frac | NumSt::Exp
@@ -1182,20 +1258,20 @@ impl<'m> Transformer<'m> {
         // Without an exponent, a literal with at most 308 digits before its point is below
         // 1e308, a finite double: only an exponent can overflow (`1e400`, what serde_json
         // refuses). Such a number passes as written, unparsed.
-        let finite =
-            self.num != NumSt::Exp && self.nbuf.iter().take_while(|&&c| c != b'.').count() <= 308;
+        let finite = self.num != NumSt::Exp
+            && (lit.len() <= 308 || lit.iter().take_while(|&&c| c != b'.').count() <= 308);
         let canonical = if finite && self.act != Act::Hash && self.act != Act::Last4 {
             None
         } else {
             // (The literal is ASCII: its grammar was checked byte by byte.)
-            let text = core::str::from_utf8(&self.nbuf).map_err(|_| MaskError::Syntax)?;
+            let text = core::str::from_utf8(lit).map_err(|_| MaskError::Syntax)?;
             let n: serde_json::Number =
                 serde_json::from_str(text).map_err(|_| MaskError::NumberOverflow)?;
             // `Display`, as the policy's claim rules print numbers (one formatter in the Worker).
             Some(n.to_string())
         };
         match (self.act, canonical) {
-            (Act::Pass, _) => out.extend_from_slice(&self.nbuf),
+            (Act::Pass, _) => out.extend_from_slice(lit),
             (Act::Hash, Some(c)) => write_json_str(out, &self.hash(b'n', c.as_bytes())?),
             (Act::Last4, Some(c)) => write_last4(out, &c),
             _ => {}
