@@ -36,6 +36,7 @@ use worker::{
     State,
 };
 
+use crate::gate::audit::batch::{self, MAX_BATCH_BYTES};
 use crate::gate::audit::checkpoint::{self, TreeHead};
 use crate::gate::audit::export;
 use crate::gate::audit::merkle::{self, Hash, NodeSource};
@@ -53,9 +54,7 @@ const OBJECT: &str = "decisions";
 pub const CHECKPOINT_SECS: i64 = 10;
 /// Longest record accepted (the records are bounded well below it, `gate::audit::record`).
 const MAX_RECORD: usize = 64 * 1024;
-/// Longest batch (the body of one append): its records are stored as one row, well within a
-/// Durable Object's row limit (2 MB).
-pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
+
 /// Time allowed for one call to the object, answer included.
 pub const LOG_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -625,26 +624,30 @@ pub async fn read(env: &Env, origin: &str, read: LogRead) -> std::result::Result
 
 // ---- async mode: the per-isolate queue ----------------------------------------------------------
 
-/// How long a flush waits before it takes the queue, so that the records of the requests an
-/// isolate serves meanwhile go in one batch (one object round trip and one commit for all of
-/// them, instead of one per request). This is the async loss window's length.
-pub const ASYNC_FLUSH_DELAY: Duration = Duration::from_millis(50);
-
-/// Most records waiting in one isolate; beyond it a record is dropped (and the drop logged):
-/// the memory of an isolate whose log is down stays bounded.
+/// Most records an isolate holds (queued, or taken by a flush and not yet acknowledged); beyond
+/// it a record is dropped (and the drop logged): the memory of an isolate whose log is down
+/// stays bounded.
 pub const MAX_QUEUE: usize = 4096;
+
+/// How long a flush keeps sending what it took (each try bounded by [`LOG_TIMEOUT`]); what is
+/// left then is dropped (logged).
+const SEND_BUDGET_MS: f64 = 20_000.0;
 
 thread_local! {
     static QUEUE: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
-    static FLUSHING: Cell<bool> = const { Cell::new(false) };
+    /// A flush is gathering the queue (it has not taken it yet).
+    static GATHERING: Cell<bool> = const { Cell::new(false) };
+    /// Records taken by a flush and not yet acknowledged by the log or dropped.
+    static IN_FLIGHT: Cell<usize> = const { Cell::new(0) };
 }
 
-/// Queue a record of an `audit = "async"` decision and make sure a flush is under way: the
-/// request's `waitUntil` keeps the isolate alive until the queue is empty.
+/// Queue a record of an `audit = "async"` decision and make sure a flush is gathering: the
+/// request's `waitUntil` keeps the isolate alive until that flush has sent what it took.
 pub fn enqueue(env: &Env, ctx: &wasm_bindgen::JsValue, origin: &str, record: String) {
+    let held = IN_FLIGHT.with(Cell::get);
     let dropped = QUEUE.with(|q| {
         let mut q = q.borrow_mut();
-        if q.len() >= MAX_QUEUE {
+        if q.len() + held >= MAX_QUEUE {
             return true;
         }
         q.push(record);
@@ -655,49 +658,54 @@ pub fn enqueue(env: &Env, ctx: &wasm_bindgen::JsValue, origin: &str, record: Str
             "{{\"attestgate\":\"audit_log\",\"error\":\"queue full: record dropped\"}}"
         );
     }
-    if FLUSHING.with(Cell::get) {
-        return; // the flush under way drains the queue, this record included
+    if GATHERING.with(Cell::get) {
+        return; // the flush gathering takes this record too
     }
-    FLUSHING.with(|f| f.set(true));
+    GATHERING.with(|f| f.set(true));
     let env = env.clone();
     let origin = origin.to_owned();
     let promise = wasm_bindgen_futures::future_to_promise(async move {
         flush(&env, &origin).await;
-        FLUSHING.with(|f| f.set(false));
         Ok(wasm_bindgen::JsValue::UNDEFINED)
     });
     wait_until(ctx, &promise);
 }
 
-/// Append the queued records in batches until the queue is empty. A batch the log did not
-/// take is tried once more, then dropped (logged): async mode never holds a request.
+/// Gather the queue ([`batch::gather_more`]), take it (records queued from then on start the
+/// next flush) and append it in batches ([`batch::split`]). A batch the log did not take is
+/// tried once more, then dropped (logged): async mode never holds a request.
 async fn flush(env: &Env, origin: &str) {
-    super::task::sleep(ASYNC_FLUSH_DELAY).await;
+    let mut waited = Duration::ZERO;
     loop {
-        let batch: Vec<String> = QUEUE.with(|q| {
-            let mut q = q.borrow_mut();
-            // At most MAX_BATCH records and MAX_BATCH_BYTES of body (always at least one).
-            let mut bytes = origin.len();
-            let mut n = 0;
-            for record in q.iter().take(MAX_BATCH) {
-                bytes += 1 + record.len();
-                if n > 0 && bytes > MAX_BATCH_BYTES {
-                    break;
-                }
-                n += 1;
-            }
-            q.drain(..n).collect()
-        });
-        if batch.is_empty() {
-            return;
+        super::task::sleep(batch::STEP).await;
+        waited += batch::STEP;
+        if !batch::gather_more(QUEUE.with(|q| q.borrow().len()), waited) {
+            break;
         }
-        if append(env, origin, &batch).await.is_err() && append(env, origin, &batch).await.is_err()
-        {
+    }
+    let taken = QUEUE.with(|q| std::mem::take(&mut *q.borrow_mut()));
+    GATHERING.with(|f| f.set(false));
+    IN_FLIGHT.with(|n| n.set(n.get() + taken.len()));
+    // Within the runtime's `waitUntil` limit (30 s), so that what this flush took is always
+    // accounted for (acknowledged or dropped) before the isolate may stop running it.
+    let started = js_sys::Date::now();
+    for records in batch::split(taken, origin.len()) {
+        let mut sent = false;
+        for _ in 0..2 {
+            if js_sys::Date::now() - started < SEND_BUDGET_MS
+                && append(env, origin, &records).await.is_ok()
+            {
+                sent = true;
+                break;
+            }
+        }
+        if !sent {
             worker::console_error!(
                 "{{\"attestgate\":\"audit_log\",\"error\":\"log unavailable: {} records dropped\"}}",
-                batch.len()
+                records.len()
             );
         }
+        IN_FLIGHT.with(|n| n.set(n.get().saturating_sub(records.len())));
     }
 }
 

@@ -4,6 +4,7 @@
 //! the gateway key ([`checkpoint`]). The same code verifies proofs and exports offline
 //! (`attestgate audit verify`).
 
+pub mod batch;
 pub mod checkpoint;
 pub mod export;
 pub mod jcs;
