@@ -29,9 +29,9 @@ joserfc before anything is timed.
   not grow with the body (1 MB vs 10 MB).
 
 FLOOR (build only) builds a measuring stick, never a gateway (the build leaves the tree as it
-was): `copy`: the Worker's masking path with the body pushed through WebAssembly and copied back
-unparsed (what the JS<->wasm crossings and copies cost); `js`: the same path with the body
-read in JavaScript and answered without entering WebAssembly at all.
+was): `copy`: the Worker's masking path with the body copied into WebAssembly and back,
+unparsed (what the crossings and copies cost); `js`: the same path with the body read and
+answered as read, never entering WebAssembly.
 
 HUMAN=1 (cpu) adds a third process per build: a caller without `act` on the masking route (the
 mask does not apply: the origin's answer with `Vary`), what the route costs without the body.
@@ -60,14 +60,27 @@ PORT = int(os.environ.get("MASK_PORT", "47311"))
 ON, OFF = "/v1/customers/", "/v1/records/"
 
 # FLOOR=...: (file, text, replacement) edits made for the build and undone after it.
+_NO_MASK = "Ok(Counts(vec![0; rules.rules.len()]))"
 FLOORS = {
+    # The body into WebAssembly and back, copied, not parsed.
     "copy": [
+        ("src/edge/mask.rs", "let done = t.feed(&input, &mut out).and_then(|()| t.finish(&mut out));",
+         "out.extend_from_slice(&input); let done: Result<Counts, crate::gate::mask::MaskError> = "
+         + _NO_MASK + "; let _ = &mut t;"),
         ("src/edge/mask.rs", "let r = self.t.feed(chunk, &mut out);",
          "out.extend_from_slice(chunk); let r: Result<(), crate::gate::mask::MaskError> = Ok(());"),
         ("src/edge/mask.rs", "let r = self.t.finish(&mut out);",
          "let r: Result<(), crate::gate::mask::MaskError> = Ok(());"),
     ],
+    # The body read and answered as read, never entering WebAssembly.
     "js": [
+        ("src/edge/mask.rs", "let input = js_sys::Uint8Array::new(&buf).to_vec();",
+         "let input: Vec<u8> = Vec::new(); let read = js_sys::Uint8Array::new(&buf);"),
+        ("src/edge/mask.rs", "let done = t.feed(&input, &mut out).and_then(|()| t.finish(&mut out));",
+         "let done: Result<Counts, crate::gate::mask::MaskError> = " + _NO_MASK
+         + "; let _ = (&mut t, &input);"),
+        ("src/edge/mask.rs", "(js_sys::Uint8Array::from(out.as_slice()).into(), true)",
+         "{ let _: Vec<u8> = out; (read.into(), true) }"),
         ("src/edge/mask.rs", "const out = ok(m.push(value));", "const out = value;"),
         ("src/edge/mask.rs", "const tail = ok(m.end());", "const tail = new Uint8Array(0);"),
     ],
