@@ -60,6 +60,8 @@ struct Isolate {
     /// Issue 16: this isolate's view of the deny store.
     #[cfg(attestgate_deny)]
     deny_view: crate::gate::deny::view::View,
+    /// Issue 19: the headers read with the names in one call ([`forward::RuntimeHeaders`]).
+    read_headers: Vec<String>,
 }
 
 /// What this isolate's decision records and checkpoints name (issue 17).
@@ -78,7 +80,7 @@ fn isolate() -> std::result::Result<Rc<Isolate>, Error> {
             return Ok(isolate.clone());
         }
         let gate = Gate::from_embedded()?;
-        forward::configure(&gate);
+        let read_headers = forward::configure(&gate);
         let isolate = Rc::new(Isolate {
             keys: keys::EdgeKeyCache::new(),
             crypto: webcrypto::WebCrypto::new(),
@@ -93,6 +95,7 @@ fn isolate() -> std::result::Result<Rc<Isolate>, Error> {
             tokens: inject::TokenStore::default(),
             #[cfg(attestgate_deny)]
             deny_view: crate::gate::deny::view::View::new(gate.deny_bound_secs),
+            read_headers,
             gate,
         });
         *cell.borrow_mut() = Some(isolate.clone());
@@ -145,7 +148,7 @@ thread_local! {
 impl DecisionSink for WorkerSinks<'_> {
     fn record(&mut self, decision: &Decision<'_>) {
         if self.log_allow_sample <= 1 {
-            worker::console_log!("{}", decision.log_line());
+            console_line(&decision.log_line());
         } else {
             let mut sampling = LOG_SAMPLING.with(core::cell::Cell::get);
             if sampling.every() != self.log_allow_sample {
@@ -154,7 +157,7 @@ impl DecisionSink for WorkerSinks<'_> {
             let line = decision.sampled_log_line(&mut sampling);
             LOG_SAMPLING.with(|c| c.set(sampling));
             if let Some(line) = line {
-                worker::console_log!("{}", line);
+                console_line(&line);
             }
         }
         // The decision log records every decision of an audited route, sampled lines or not.
@@ -166,6 +169,12 @@ impl DecisionSink for WorkerSinks<'_> {
             }
         }
     }
+}
+
+/// One decision line on the console, as it is (`worker::console_log!` would copy it through
+/// `format!` first).
+fn console_line(line: &str) {
+    web_sys::console::log_1(&JsValue::from_str(line));
 }
 
 /// The canonical decision record (issue 17, `gate::audit::record`).
@@ -294,7 +303,7 @@ async fn run(
         return answer;
     }
     let inbound = worker::Headers(req.headers());
-    let headers = forward::RuntimeHeaders(&inbound);
+    let headers = forward::RuntimeHeaders::read(&inbound, &isolate.read_headers);
     let request = phase::Request::new(&method, url, &headers);
     // Issue 15: the body, read under its cap, only on a route that needs it.
     let body_read = body::read(gate, &req, &method, &request.host, url.path, &headers).await;
@@ -396,7 +405,7 @@ async fn run(
         signing: &isolate.signing,
         request_id: &id,
     };
-    let answer = execute(&req, &inbound, gate, &injector, &mut decision).await;
+    let answer = execute(&req, &headers, gate, &injector, &mut decision).await;
     finish(decision, answer, started, &mut sinks)
 }
 
@@ -436,7 +445,7 @@ async fn operator_log_read(
 /// becomes a refusal.
 async fn execute<S: Secrets>(
     req: &web_sys::Request,
-    inbound: &worker::Headers,
+    inbound: &forward::RuntimeHeaders<'_>,
     gate: &Gate,
     injector: &inject::Injector<'_, S>,
     d: &mut Decision<'_>,
@@ -477,7 +486,6 @@ async fn execute<S: Secrets>(
                         inbound,
                         plan,
                         credential.as_ref().map(|(n, v)| (*n, v.as_str())),
-                        &gate.realm,
                         d.request_id,
                     ))
                 }

@@ -170,6 +170,129 @@ pub fn json_object(members: &[(&str, &str)]) -> String {
     out
 }
 
+/// The decision line written straight into one buffer (issue 19): the same text as
+/// [`DecisionLog::to_line`] gives for the same record — members in the same order, the same
+/// skipping, bounding and escaping (`serde_json`'s, string by string) — without building the
+/// record's owned strings and lists first. [`crate::gate::phase::Decision::log_line`] uses it;
+/// its tests check it against [`DecisionLog`].
+pub(crate) struct LineWriter {
+    out: Vec<u8>,
+}
+
+impl LineWriter {
+    pub(crate) fn new(request_id: &str, method: &str, path: &str) -> Self {
+        let mut w = LineWriter {
+            out: Vec::with_capacity(320),
+        };
+        w.out
+            .extend_from_slice(b"{\"attestgate\":\"decision\",\"request_id\":");
+        w.string(request_id);
+        w.member("method");
+        w.bounded(method);
+        w.member("path");
+        // The path only, never the query (it may carry credentials).
+        w.bounded(path.split('?').next().unwrap_or_default());
+        w
+    }
+
+    fn member(&mut self, name: &str) {
+        self.out.push(b',');
+        self.out.push(b'"');
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    fn string(&mut self, s: &str) {
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut self.out, s);
+    }
+
+    fn bounded(&mut self, s: &str) {
+        if s.len() <= MAX_FIELD {
+            self.string(s);
+        } else {
+            self.string(&bounded(s));
+        }
+    }
+
+    pub(crate) fn str_member(&mut self, name: &str, value: Option<&str>) {
+        if let Some(v) = value {
+            self.member(name);
+            self.string(v);
+        }
+    }
+
+    pub(crate) fn bounded_member(&mut self, name: &str, value: Option<&str>) {
+        if let Some(v) = value {
+            self.member(name);
+            self.bounded(v);
+        }
+    }
+
+    pub(crate) fn num_member<T: Serialize>(&mut self, name: &str, value: Option<T>) {
+        if let Some(v) = value {
+            self.member(name);
+            let _ = serde_json::to_writer(&mut self.out, &v);
+        }
+    }
+
+    /// A list member of at most [`MAX_LIST`] bounded values, without repeats where `dedupe`
+    /// (as [`DecisionLog::add_claims`] makes `issuer` and `jti`), skipped when empty.
+    pub(crate) fn list_member<'v>(
+        &mut self,
+        name: &str,
+        values: impl Iterator<Item = &'v str>,
+        dedupe: bool,
+    ) {
+        let mut seen: Vec<&str> = Vec::new();
+        for v in values {
+            if seen.len() >= MAX_LIST {
+                break;
+            }
+            // `push_bounded` compares the value with the bounded values already kept.
+            if dedupe && seen.iter().any(|s| bounded_eq(s, v)) {
+                continue;
+            }
+            if seen.is_empty() {
+                self.member(name);
+                self.out.push(b'[');
+            } else {
+                self.out.push(b',');
+            }
+            self.bounded(v);
+            seen.push(v);
+        }
+        if !seen.is_empty() {
+            self.out.push(b']');
+        }
+    }
+
+    pub(crate) fn value_member<T: Serialize>(&mut self, name: &str, value: Option<&T>) {
+        if let Some(v) = value {
+            self.member(name);
+            let _ = serde_json::to_writer(&mut self.out, v);
+        }
+    }
+
+    /// The line, ASCII only ([`ascii_json`]).
+    pub(crate) fn finish(mut self) -> String {
+        self.out.push(b'}');
+        match String::from_utf8(self.out) {
+            Ok(json) => ascii_json(json),
+            Err(_) => String::from("{\"attestgate\":\"decision\"}"),
+        }
+    }
+}
+
+/// Whether [`bounded`]`(kept)` equals `value`, without allocating in the usual case.
+fn bounded_eq(kept: &str, value: &str) -> bool {
+    if kept.len() <= MAX_FIELD {
+        kept == value
+    } else {
+        bounded(kept) == value
+    }
+}
+
 fn push_bounded(list: &mut Vec<String>, value: &str) {
     if list.len() < MAX_LIST && !list.iter().any(|v| v == value) {
         list.push(bounded(value));

@@ -26,6 +26,8 @@ use crate::Error;
 
 pub mod authenticate;
 pub mod authorize;
+// Issue 19: the one-call encodings of the Worker's header read and forward.
+pub mod crossing;
 pub mod forward;
 pub mod metadata;
 pub mod receipt;

@@ -8,7 +8,7 @@
 //! Worker writes it to the console).
 
 use crate::gate::compiled::ProviderRt;
-use crate::gate::log::DecisionLog;
+use crate::gate::log::{DecisionLog, LineWriter};
 use crate::gate::phase::forward::ForwardPlan;
 use crate::gate::phase::request::Endpoint;
 use crate::gate::phase::response::{Answer, ResponsePlan};
@@ -279,9 +279,47 @@ impl<'a> Decision<'a> {
         log
     }
 
-    /// The one JSON log line (ASCII only).
+    /// The one JSON log line (ASCII only): the text of [`Decision::log`]'s record
+    /// ([`DecisionLog::to_line`]), written straight into one buffer (issue 19).
     pub fn log_line(&self) -> String {
-        self.log().to_line()
+        self.line(None)
+    }
+
+    /// The line of [`Decision::log`] with `sample`, written by [`LineWriter`].
+    fn line(&self, sample: Option<u32>) -> String {
+        fn text<'c>(
+            c: &'c serde_json::Map<String, serde_json::Value>,
+            name: &str,
+        ) -> Option<&'c str> {
+            c.get(name).and_then(|v| v.as_str())
+        }
+        let claims = || self.principal.tokens.iter().map(|(_, c)| c.map());
+        let mut w = LineWriter::new(self.request_id, self.method, self.path);
+        w.str_member("route", self.route);
+        w.str_member("verdict", Some(self.verdict().as_str()));
+        w.num_member("status", self.status);
+        w.str_member("reason", self.error().map(Error::reason));
+        w.str_member("provider", self.provider);
+        w.list_member("issuer", claims().filter_map(|c| text(c, "iss")), true);
+        w.bounded_member("subject", claims().find_map(|c| text(c, "sub")));
+        let agents = claims().flat_map(|c| crate::policy::act::chain(c).filter_map(|l| l.sub()));
+        w.list_member("agent", agents, false);
+        w.bounded_member("device", claims().find_map(|c| text(c, "did")));
+        w.list_member("jti", claims().filter_map(|c| text(c, "jti")), true);
+        w.num_member("latency_ms", Some(self.timings.latency_ms));
+        w.num_member("sample", sample);
+        // issue 15
+        w.str_member("intent_hash", self.intent.hash.as_deref());
+        w.num_member("intent_detail", self.intent.covered_by);
+        w.bounded_member("intent_failed", self.intent.failed.as_deref());
+        w.num_member("divergence", self.budget.divergence);
+        w.str_member(
+            "budget_spent",
+            self.budget.spent.map(crate::gate::budget::Spent::as_str),
+        );
+        w.str_member("deny_entry", self.deny_entry.as_deref());
+        w.value_member("mask", self.mask.as_ref());
+        w.finish()
     }
 
     /// The log line under `sampling`, or `None` when this decision's line is one sampling
@@ -291,11 +329,8 @@ impl<'a> Decision<'a> {
         if !sampling.keep(verdict) {
             return None;
         }
-        let mut log = self.log();
-        if matches!(verdict, Verdict::Allow | Verdict::Public) && sampling.every > 1 {
-            log.sample = Some(sampling.every);
-        }
-        Some(log.to_line())
+        let sampled = matches!(verdict, Verdict::Allow | Verdict::Public) && sampling.every > 1;
+        Some(self.line(sampled.then_some(sampling.every)))
     }
 }
 
@@ -369,6 +404,7 @@ impl DecisionSink for LogLines {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jose::Claims;
 
     #[test]
     fn sampling_writes_every_refusal_and_one_in_n_allowed_lines() {
@@ -387,6 +423,131 @@ mod tests {
         for every in [0, 1] {
             let mut all = LogSampling::new(every);
             assert!((0..50).all(|_| all.keep(Verdict::Allow)));
+        }
+    }
+
+    /// Claims as the JOSE validation makes them (no `aud`, default rules, valid at 1000).
+    fn claims(v: serde_json::Value) -> Claims {
+        use base64ct::{Base64UrlUnpadded, Encoding};
+        let b64 = Base64UrlUnpadded::encode_string(v.to_string().as_bytes());
+        crate::jose::claims::validate(&b64, &Default::default(), 1000).expect("claims")
+    }
+
+    fn gate() -> crate::gate::Gate {
+        let text = r#"
+[gateway]
+origin = "https://api.example.com"
+[provider.agent]
+issuer = "https://idp.example.com"
+audiences = ["https://api.example.com"]
+algorithms = ["ES256"]
+jwks_uri = "https://idp.example.com/jwks.json"
+[provider.device]
+issuer = "https://dev.example.com"
+audiences = ["https://api.example.com"]
+algorithms = ["ES256"]
+jwks_uri = "https://dev.example.com/jwks.json"
+[[route]]
+id = "r"
+path = "/r"
+require = { all = ["agent"] }
+"#;
+        let file = crate::policy::parse_toml("p.toml", text).expect("toml");
+        crate::gate::Gate::new(crate::policy::compile(vec![file]).expect("policy")).expect("gate")
+    }
+
+    /// The line written straight into one buffer is exactly the text of the record
+    /// (`Decision::log` and `DecisionLog::to_line`, serde's serialisation) for every member:
+    /// bounding, de-duplication, list limits, escaping, non-ASCII, the optional members.
+    #[test]
+    fn the_line_written_directly_is_the_records_serialisation() {
+        use serde_json::json;
+        let g = gate();
+        let (agent, device) = (g.provider("agent").unwrap(), g.provider("device").unwrap());
+        let long = "é".repeat(200); // 400 bytes: bounded
+        let chain = |n: usize, tag: &str| {
+            let mut act = json!({"sub": format!("agent:{tag}{n}")});
+            for i in (0..n).rev() {
+                act = json!({"sub": format!("agent:{tag}{i}\u{2028}"), "act": act});
+            }
+            act
+        };
+        let first = claims(json!({
+            "exp": 2000, "iss": long.clone(), "sub": "user\r\n{\"forged\":1}\u{85}😀",
+            "jti": "j1", "act": chain(5, "a"),
+        }));
+        let second = claims(json!({
+            "exp": 2000, "iss": long.clone(), "sub": "ignored", "did": long.clone(),
+            "jti": "j1", "act": chain(6, "b"),
+        }));
+        let third = claims(json!({"exp": 2000, "iss": "https://dev.example.com", "jti": "j\"2"}));
+        let mut cases = Vec::new();
+        cases.push(Decision::refused(
+            "r1",
+            "GET",
+            "/x?token=secret",
+            Error::MissingToken,
+            "realm",
+        ));
+        let mut d = Decision::new("r2", "pAtCh", "/é/\u{0}?q");
+        d.outcome = Outcome::Endpoint(Endpoint::Challenge);
+        d.route = Some("r\"oute");
+        d.provider = Some("device");
+        d.status = Some(200);
+        d.principal.tokens = vec![(agent, first), (device, second), (device, third)];
+        d.timings.latency_ms = 12.0;
+        d.intent = crate::gate::intent::Record {
+            hash: Some("h4sh".into()),
+            covered_by: Some(2),
+            failed: Some(long.clone()),
+        };
+        d.budget = crate::gate::budget::Record {
+            divergence: Some(7),
+            spent: Some(crate::gate::budget::Spent::Amount),
+            retry_after: None,
+        };
+        d.deny_entry = Some("e-1".into());
+        d.mask = Some(crate::gate::mask::MaskRecord {
+            why: "scope",
+            masked: 3,
+            paths: vec![("$.a".into(), 2), ("$.b\"".into(), 1)],
+            complete: true,
+        });
+        cases.push(d.clone());
+        d.outcome = Outcome::Refused(Error::BudgetSpent);
+        d.principal.tokens.truncate(1);
+        d.mask = None;
+        d.timings.latency_ms = 0.0;
+        cases.push(d);
+        let long_path = format!("/{}", "p".repeat(400));
+        cases.push(Decision::new("r3", &long_path, &long_path));
+        for d in &cases {
+            assert_eq!(d.log_line(), d.log().to_line());
+            let mut s = LogSampling::new(5);
+            let mut want = d.log();
+            if matches!(d.verdict(), Verdict::Allow | Verdict::Public) {
+                want.sample = Some(5);
+            }
+            assert_eq!(d.sampled_log_line(&mut s), Some(want.to_line()));
+        }
+        let line = cases[1].log_line();
+        // Every member is there (the lists limited to 8), and the line is one ASCII line.
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["agent"].as_array().unwrap().len(), 8, "{line}");
+        // (A bounded issuer is compared as the record keeps it, bounded: the long one repeats,
+        // in the record and in the line alike.)
+        assert_eq!(v["issuer"].as_array().unwrap().len(), 3, "{line}");
+        assert_eq!(v["jti"], json!(["j1", "j\"2"]), "{line}");
+        assert!(line.is_ascii() && !line.contains('\n'), "{line}");
+        for member in [
+            "mask",
+            "deny_entry",
+            "budget_spent",
+            "divergence",
+            "intent_failed",
+            "device",
+        ] {
+            assert!(v.get(member).is_some(), "{member}: {line}");
         }
     }
 
