@@ -16,7 +16,8 @@ the mean of its two differences.
     AB_PORT=47511 .venv/bin/python benches/pair.py base inject     # /v1/inject/42 vs /v1/orders/42
     AB_PORT=47511 .venv/bin/python benches/pair.py base same       # /v1/orders/42 on both: the noise floor
     (also: strict, the deny route that asks the store on every request; deny-wide, the deny
-    check of a token with 19 deny keys)
+    check of a token with 19 deny keys; audit, the route with audit = "async"; mask, a 10 KB
+    JSON answer masked against the same answer unmasked)
 
 Environment: ROUNDS (16, even), N requests per process per round (300), WARM (600 warm-up
 requests per process and path: both processes serve both paths before anything is timed),
@@ -61,7 +62,16 @@ PAIRS = {
     "strict": ("/v1/orders-deny-strict/42", B.ORDER_PATH),
     # The deny check of a token with 19 keys (what its per-key cost multiplies).
     "deny-wide": (B.DENY_PATH, B.ORDER_PATH, wide_claims),
+    # Issue 17: audit = "async" (the record queued, sequenced by the AuditLog object in the same
+    # process, so its work is counted) vs the same request on the route without the log.
+    "audit": (B.AUDIT_PATH, B.ORDER_PATH),
+    # Issue 18: a 10 KB JSON answer masked (3 rules) vs the same answer on a route without a mask.
+    "mask": ("/v1/customers/7", "/v1/records/7"),
 }
+
+# The origin's answer for the mask pair's paths: the mask workload's 10 KB document.
+CANNED = {path: {"body": B.MaskWorkload.document(), "headers": {"content-type": "application/json"}}
+          for path in PAIRS["mask"]}
 
 
 def stats(values: list[float]) -> str:
@@ -88,6 +98,7 @@ def main() -> None:
     servers = B.LocalServers(port=PORT)
     servers.httpd.RequestHandlerClass.disable_nagle_algorithm = True
     servers.start()
+    servers.canned.update(CANNED)
     procs: list[B.DirectWorker] = []
     try:
         servers.issuer.add_key("ES256", "bench-es256")
