@@ -17,8 +17,15 @@ requests per Worker and token), ALGS (ES256,EdDSA), AB_PORT (47123: the origin/i
 compiled into the builds' policies, so builds and runs must use the same), WORKLOAD (unique: a
 distinct token for every request, minted ahead with joserfc; session: each token used 20 times,
 round-robin over 50 sessions, as benches/workerd.py; one: the same token for every request, as
-the runs before issue 19). At build time, LOG_SAMPLE=N builds with `[gateway] log_allow_sample =
-N` (1 in N allowed decision lines written; issue 19 item 3).
+the runs before issue 19; public: GET /healthz without a token, attestgate's public route). At
+build time, LOG_SAMPLE=N builds with `[gateway] log_allow_sample = N` (1 in N allowed decision
+lines written; issue 19 item 3).
+
+FLOORS=1 adds the pass-through floor and floor-log (benches/workerd.py) and prints each Worker's
+ratio to the floor too (the public route's target). COPIES=N serves each build by N workerd
+processes (named build#1..N) and reports the build as the mean of its copies per round: each
+process has a baseline of its own (up to ~30 µs apart on a busy machine, docs/performance.md),
+which a difference of a few tens of µs between two builds would otherwise carry.
 """
 from __future__ import annotations
 
@@ -67,28 +74,42 @@ def main() -> None:
         warm = int(os.environ.get("WARM", "1500"))
         algs = os.environ.get("ALGS", "ES256,EdDSA").split(",")
         workload = os.environ.get("WORKLOAD", "unique")
-        if workload not in ("unique", "session", "one"):
-            sys.exit(f"WORKLOAD={workload}: unique, session or one")
+        if workload not in ("unique", "session", "one", "public"):
+            sys.exit(f"WORKLOAD={workload}: unique, session, one or public")
+        if workload == "public":
+            algs = ["public"]  # one batch per round, no token
+        copies = max(1, int(os.environ.get("COPIES", "1")))
+        floors = os.environ.get("FLOORS") == "1"
         tokens = B.mint_tokens(servers)
         servers.recorder.add = lambda entry: None
         work = AB / "work"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         nonce_key = {"ATTESTGATE_NONCE_KEY": base64.b64encode(secrets.token_bytes(32)).decode()}
+        copy_of = {}
         for name in names:
-            (work / name).mkdir()
-            workers[name] = B.DirectWorker(
-                "attestgate", B.attestgate_config(work / name, AB / "builds" / name, False),
-                work / name, nonce_key)
+            for c in range(1, copies + 1):
+                label = name if copies == 1 else f"{name}#{c}"
+                copy_of[label] = name
+                (work / label).mkdir()
+                workers[label] = B.DirectWorker(
+                    "attestgate", B.attestgate_config(work / label, AB / "builds" / name, False),
+                    work / label, nonce_key)
         (work / "jose").mkdir()
         workers["jose"] = B.DirectWorker("jose", B.jose_config(work), work / "jose", dict(
             ORIGIN=servers.base, ISSUER=servers.issuer.issuer, JWKS_URI=servers.jwks_uri))
+        if floors:
+            for fl in ("floor", "floor-log"):
+                workers[fl] = B.DirectWorker(fl, B.floor_config(work, with_log=fl == "floor-log"),
+                                             work, {"ORIGIN": servers.base})
         for w in workers.values():
             w.start()
-        headers = {alg: {"authorization": f"Bearer {tokens[alg]}"} for alg in algs}
+        path = B.PUBLIC_PATH if workload == "public" else B.ORDER_PATH
+        headers = {alg: {"authorization": f"Bearer {tokens[alg]}"} for alg in tokens}
+        headers["public"] = {}
         for alg in algs:
             for name, w in workers.items():
-                status, body = w.get(B.ORDER_PATH, headers[alg])
+                status, body = w.get(path, headers[alg])
                 if status != 200:
                     sys.exit(f"{name} {alg}: {status} {body[:200]!r}")
         total = warm + rounds * n
@@ -97,7 +118,7 @@ def main() -> None:
 
         def plan(alg, order):
             if loads[alg] is None:
-                return [(name, workers[name], B.ORDER_PATH, headers[alg], 200) for name in order]
+                return [(name, workers[name], path, headers[alg], 200) for name in order]
             return B.workload_plan(workers, loads[alg], order)
 
         for alg in algs:
@@ -118,16 +139,29 @@ def main() -> None:
                     res[alg][name].append(batch.user_us[name])
             print(f"round {r + 1}/{rounds}", flush=True)
         for alg in algs:
-            label = {"unique": "unique tokens", "session": "session tokens", "one": "one token"}
+            # A build served by several copies: the mean of its copies in each round.
+            for name in names if copies > 1 else []:
+                mine = [res[alg][label] for label, of in copy_of.items() if of == name]
+                res[alg][name] = [statistics.fmean(v) for v in zip(*mine)]
+            label = {"unique": "unique tokens", "session": "session tokens", "one": "one token",
+                     "public": "public route"}
             print(f"== {alg}, {label[workload]}: us CPU/request, ratio to jose, ratio to "
-                  f"{names[0]} (median (min-max) of {rounds} rounds)")
-            for name in workers:
+                  f"{names[0]}" + (", ratio to the floor" if floors else "")
+                  + f" (median (min-max) of {rounds} rounds"
+                  + (f"; a build is the mean of its {copies} copies" if copies > 1 else "") + ")")
+            shown = list(workers) if copies == 1 else names + [w for w in workers if w not in copy_of]
+            for name in shown:
                 vals = res[alg][name]
                 to_jose = [a / b for a, b in zip(vals, res[alg]["jose"])]
                 to_first = [a / b for a, b in zip(vals, res[alg][names[0]])]
-                print(f"  {name:14s} {statistics.median(vals):6.0f}  "
-                      f"{statistics.median(to_jose):.3f} ({min(to_jose):.3f}-{max(to_jose):.3f})  "
-                      f"{statistics.median(to_first):.3f} ({min(to_first):.3f}-{max(to_first):.3f})")
+                line = (f"  {name:14s} {statistics.median(vals):6.0f}  "
+                        f"{statistics.median(to_jose):.3f} ({min(to_jose):.3f}-{max(to_jose):.3f})  "
+                        f"{statistics.median(to_first):.3f} ({min(to_first):.3f}-{max(to_first):.3f})")
+                if floors:
+                    to_floor = [a / b for a, b in zip(vals, res[alg]["floor"])]
+                    line += (f"  {statistics.median(to_floor):.3f} "
+                             f"({min(to_floor):.3f}-{max(to_floor):.3f})")
+                print(line)
     finally:
         for w in workers.values():
             try:

@@ -17,7 +17,7 @@ pub use super::sequencer::MAX_BATCH;
 /// How long a flush waits before it looks at the queue, and between two looks.
 pub const STEP: Duration = Duration::from_millis(100);
 /// A flush stops gathering once this many records are queued.
-pub const TARGET: usize = 128;
+pub const TARGET: usize = 256;
 /// ... or once it has waited this long.
 pub const MAX_WAIT: Duration = Duration::from_millis(500);
 /// Longest append body (the origin line and the records, one per line): its records are stored
