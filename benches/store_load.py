@@ -148,18 +148,7 @@ class StoreWorker(DirectWorker):
     config binds the ones its workloads use)."""
 
     def _config(self, bundle: Path) -> Path:
-        modules = []
-        for f in sorted(p.relative_to(self.workdir) for p in bundle.iterdir()):
-            if f.name == "index.js" and not self.entry_js:
-                modules.insert(0, f'(name = "index.js", esModule = embed "{f}")')
-            elif f.suffix == ".js":
-                modules.append(f'(name = "{f.name}", esModule = embed "{f}")')
-            elif f.suffix == ".wasm":
-                modules.append(f'(name = "{f.name}", wasm = embed "{f}")')
-        if self.entry_js:
-            entry = self.workdir / f"entry-{self.name}.js"
-            entry.write_text(self.entry_js)
-            modules.insert(0, f'(name = "bench-entry.js", esModule = embed "{entry.name}")')
+        modules = self._modules(bundle)
         bindings = [f'(name = "{k}", text = {json.dumps(v)})' for k, v in self.vars.items()]
         do_bindings, classes = durable_objects()
         bindings += [f'(name = "{n}", durableObjectNamespace = "{c}")' for n, c in do_bindings]
@@ -1009,6 +998,11 @@ def main():
             build_dir = args.build_dir.resolve()
             stamp = build_dir / ".store-bench-stamp"
             if not (stamp.exists() and stamp.read_text() == stamp_text):
+                # Only a folder of this tool's own (its stamp) or an empty/new one is rebuilt:
+                # another tool's build there (benches/ab.py's) is never deleted.
+                if build_dir.exists() and any(build_dir.iterdir()) and not stamp.exists():
+                    raise SystemExit(f"{build_dir} holds a build that is not store_load's "
+                                     "(no .store-bench-stamp): pass a new or empty folder")
                 log("building attestgate (release) with benches/policies ...")
                 shutil.rmtree(build_dir, ignore_errors=True)
                 build_attestgate(fill_policies(workdir / "policies", origin.base, servers),

@@ -460,8 +460,9 @@ class DirectWorker(Worker):
             raise RuntimeError(f"{self.name}: bundling failed:\n{r.stdout.decode()[-3000:]}")
         return out
 
-    def _config(self, bundle: Path) -> Path:
-        modules = []
+    def _modules(self, bundle: Path) -> list[str]:
+        """The config's modules: the bundle's files (and the bench entry in front, if any)."""
+        modules: list[str] = []
         # embed paths are relative to the config file (an absolute path is looked up in the
         # import roots instead).
         for f in sorted(p.relative_to(self.workdir) for p in bundle.iterdir()):
@@ -475,6 +476,10 @@ class DirectWorker(Worker):
             entry = self.workdir / f"entry-{self.name}.js"
             entry.write_text(self.entry_js)
             modules.insert(0, f'(name = "bench-entry.js", esModule = embed "{entry.name}")')
+        return modules
+
+    def _config(self, bundle: Path) -> Path:
+        modules = self._modules(bundle)
         bindings = [f'(name = "{k}", text = {json.dumps(v)})' for k, v in self.vars.items()]
         extra = ""
         services = ""
