@@ -31,7 +31,9 @@ joserfc before anything is timed.
 FLOOR (build only) builds a measuring stick, never a gateway (the build leaves the tree as it
 was): `copy`: the Worker's masking path with the body copied into WebAssembly and back,
 unparsed (what the crossings and copies cost); `js`: the same path with the body read and
-answered as read, never entering WebAssembly.
+answered as read, never entering WebAssembly; `await`: a caller the mask does not apply to
+(HUMAN=1) gets the origin's response object as it is, without `Vary` (the cost of awaiting the
+origin in the Worker).
 
 HUMAN=1 (cpu) adds a third process per build: a caller without `act` on the masking route (the
 mask does not apply: the origin's answer with `Vary`), what the route costs without the body.
@@ -71,6 +73,12 @@ FLOORS = {
          "out.extend_from_slice(chunk); let r: Result<(), crate::gate::mask::MaskError> = Ok(());"),
         ("src/edge/mask.rs", "let r = self.t.finish(&mut out);",
          "let r: Result<(), crate::gate::mask::MaskError> = Ok(());"),
+    ],
+    # A caller the mask does not apply to (HUMAN=1) gets the origin's response as it is (no
+    # Vary): what awaiting the origin in the Worker costs, without the headers.
+    "await": [
+        ("src/edge/mask.rs", "crate::edge::with_headers(resp, &sets).map_err(|_| Error::Internal)?,",
+         "{ let _ = &sets; resp },"),
     ],
     # The body read and answered as read, never entering WebAssembly.
     "js": [

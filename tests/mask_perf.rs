@@ -209,3 +209,32 @@ fn ten_kb_document() {
         );
     }
 }
+
+/// Attribution (not a check): the transformer over the bench's document with `MASK_PERF_VARIANT`
+/// = `norules` (no rule at all: the tokenizer alone), `compact` (the same document without
+/// insignificant whitespace), else as [`ten_kb_document`]; `MASK_PERF_ITERS` times.
+#[test]
+#[ignore]
+fn ten_kb_variant() {
+    let variant = std::env::var("MASK_PERF_VARIANT").unwrap_or_default();
+    let mut m = bench_mask();
+    let mut doc = bench_document(10 * 1024);
+    if variant == "norules" {
+        m.rules.clear();
+    }
+    if variant == "compact" {
+        let v: serde_json::Value = serde_json::from_str(&doc).unwrap();
+        doc = serde_json::to_string(&v).unwrap();
+    }
+    let iters: usize = std::env::var("MASK_PERF_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let mut out = Vec::with_capacity(doc.len());
+    for _ in 0..iters + 1 {
+        out.clear();
+        let mut t = Transformer::new(&m, None, Limits::default());
+        t.feed(doc.as_bytes(), &mut out).unwrap();
+        std::hint::black_box(t.finish(&mut out).unwrap());
+    }
+}

@@ -193,10 +193,10 @@ enum Act {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Lex {
-    /// A value; `elem`: an array element (its fate is decided when it starts).
-    Value {
-        elem: bool,
-    },
+    /// A member's value (after its name and colon).
+    Value,
+    /// An array element after `,` (its fate is decided when it starts).
+    Elem,
     /// Just after `[`: an element or `]`.
     ValueOrClose,
     /// Just after `{`: a member name or `}`.
@@ -206,11 +206,12 @@ enum Lex {
     Colon,
     /// After a value inside a container: `,` or the close.
     After,
+    /// The document is complete: only whitespace may follow.
+    End,
+    // Inside a token (from here on: whitespace is not insignificant).
     Str,
     Num,
     Lit,
-    /// The document is complete: only whitespace may follow.
-    End,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,6 +281,8 @@ pub struct Transformer<'m> {
     str_raw: bool,
     /// Bytes of member names kept over the open objects (the sum of their `key_bytes`).
     key_bytes: usize,
+    /// The innermost open container is silent (nothing of it is written).
+    silent_top: bool,
     hi: u32,
     utf8_need: u8,
     utf8_lo: u8,
@@ -365,6 +368,23 @@ pub fn last4(text: &str) -> String {
     s
 }
 
+/// A number's state after one more byte, `None` when the byte does not continue the literal.
+#[inline(always)]
+fn number_next(st: NumSt, b: u8) -> Option<NumSt> {
+    use NumSt::*;
+    Some(match (st, b) {
+        (Minus, b'0') => Zero,
+        (Minus, b'1'..=b'9') => Int,
+        (Int, b'0'..=b'9') => Int,
+        (Zero | Int, b'.') => Dot,
+        (Dot | Frac, b'0'..=b'9') => Frac,
+        (Zero | Int | Frac, b'e' | b'E') => E,
+        (E, b'+' | b'-') => ESign,
+        (E | ESign | Exp, b'0'..=b'9') => Exp,
+        _ => return None,
+    })
+}
+
 /// The bit of a member name's length in [`Frame::final_lens`].
 #[inline(always)]
 fn len_bit(len: usize) -> u64 {
@@ -429,7 +449,7 @@ impl<'m> Transformer<'m> {
         Transformer {
             key,
             limits,
-            lex: Lex::Value { elem: false },
+            lex: Lex::Value,
             frames: Vec::new(),
             depth: 0,
             act: Act::Pass,
@@ -440,6 +460,7 @@ impl<'m> Transformer<'m> {
             str_len: 0,
             str_raw: true,
             key_bytes: 0,
+            silent_top: false,
             hi: 0,
             utf8_need: 0,
             utf8_lo: 0,
@@ -524,6 +545,11 @@ impl<'m> Transformer<'m> {
     fn run(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), MaskError> {
         let mut i = 0;
         while let Some(&b) = input.get(i) {
+            // Insignificant whitespace, between tokens (Str, Num and Lit are inside one).
+            if ws(b) && (self.lex as u8) < (Lex::Str as u8) {
+                i += 1;
+                continue;
+            }
             match self.lex {
                 Lex::Str => {
                     i = self.string(input, i, out)?;
@@ -542,12 +568,11 @@ impl<'m> Transformer<'m> {
                         self.end_literal(out)?;
                     }
                 }
-                _ if ws(b) => {}
-                Lex::Value { .. } | Lex::ValueOrClose => {
+                Lex::Value | Lex::Elem | Lex::ValueOrClose => {
                     if b == b']' && self.lex == Lex::ValueOrClose {
                         self.close(Kind::Array, out)?;
                     } else {
-                        let elem = !matches!(self.lex, Lex::Value { elem: false });
+                        let elem = self.lex != Lex::Value;
                         self.begin_value(b, elem, out)?;
                         match self.lex {
                             Lex::Str => {
@@ -578,7 +603,7 @@ impl<'m> Transformer<'m> {
                             if body.get(n + 1) == Some(&b':') {
                                 // `"name":` as written, the colon taken with it.
                                 self.member(key, input.get(i..i + n + 3), true, out)?;
-                                self.lex = Lex::Value { elem: false };
+                                self.lex = Lex::Value;
                                 i += n + 3;
                             } else {
                                 self.member(key, None, true, out)?;
@@ -595,7 +620,7 @@ impl<'m> Transformer<'m> {
                     if b != b':' {
                         return Err(MaskError::Syntax);
                     }
-                    self.lex = Lex::Value { elem: false };
+                    self.lex = Lex::Value;
                 }
                 Lex::After => {
                     let kind = self
@@ -605,7 +630,7 @@ impl<'m> Transformer<'m> {
                         .map(|f| f.kind);
                     match (b, kind) {
                         (b',', Some(Kind::Object)) => self.lex = Lex::Key,
-                        (b',', Some(Kind::Array)) => self.lex = Lex::Value { elem: true },
+                        (b',', Some(Kind::Array)) => self.lex = Lex::Elem,
                         (b'}', Some(Kind::Object)) => self.close(Kind::Object, out)?,
                         (b']', Some(Kind::Array)) => self.close(Kind::Array, out)?,
                         _ => return Err(MaskError::Syntax),
@@ -690,18 +715,19 @@ impl<'m> Transformer<'m> {
 
     fn begin_value(&mut self, b: u8, elem: bool, out: &mut Vec<u8>) -> Result<(), MaskError> {
         if elem {
-            let (silent, index) = match self.top() {
+            let (silent, index, maybe) = match self.top() {
                 Some(f) => {
                     f.index += 1;
-                    (f.silent, f.index - 1)
+                    (f.silent, f.index - 1, f.final_any)
                 }
-                None => (true, 0),
+                None => (true, 0, false),
             };
             self.masked = None;
             if silent {
                 self.act = Act::Silent;
             } else {
-                let masked = self.fate(None, index);
+                // (Only `*` and `[n]` end at an element.)
+                let masked = if maybe { self.fate(None, index) } else { None };
                 if self.settle(masked, out) {
                     self.masked = masked;
                 }
@@ -798,6 +824,7 @@ impl<'m> Transformer<'m> {
                     }
                 }
                 self.depth += 1;
+                self.silent_top = silent;
                 self.lex = if kind == Kind::Object {
                     Lex::KeyOrClose
                 } else {
@@ -1081,54 +1108,9 @@ impl<'m> Transformer<'m> {
         out: &mut Vec<u8>,
     ) -> Result<(), MaskError> {
         self.lex = Lex::Colon;
-        let max = self.limits.max_key_bytes;
-        let open = self.key_bytes;
-        let silent = {
-            let Some(f) = self.top() else {
-                return Err(MaskError::Syntax);
-            };
-            let duplicate = if f.keys.is_empty() {
-                f.spans
-                    .iter()
-                    .any(|&(at, len)| len == key.len() && f.names.get(at..at + len) == Some(key))
-            } else {
-                f.keys.contains(key)
-            };
-            if duplicate {
-                return Err(MaskError::DuplicateKey);
-            }
-            if open + key.len() + 32 > max {
-                return Err(MaskError::TooManyKeys);
-            }
-            f.key_bytes += key.len() + 32;
-            f.silent
-        };
-        self.key_bytes = open + key.len() + 32;
         self.masked = None;
-        if silent {
-            self.act = Act::Silent;
-        } else {
-            let masked = self.fate(Some(key), 0);
-            if self.settle(masked, out) {
-                match quoted {
-                    Some(q) => out.extend_from_slice(q),
-                    None if raw => {
-                        // As written: no quote, backslash or control character in it.
-                        out.push(b'"');
-                        out.extend_from_slice(key);
-                        out.extend_from_slice(b"\":");
-                    }
-                    None => {
-                        let text = core::str::from_utf8(key).map_err(|_| MaskError::InvalidUtf8)?;
-                        write_json_str(out, text);
-                        out.push(b':');
-                    }
-                }
-                // The replacement is written when the value starts (a container at a hash
-                // or last4 path is redacted).
-                self.masked = masked;
-            }
-        }
+        let open = self.key_bytes;
+        let cost = key.len() + 32;
         let Some(f) = self
             .depth
             .checked_sub(1)
@@ -1136,6 +1118,22 @@ impl<'m> Transformer<'m> {
         else {
             return Err(MaskError::Syntax);
         };
+        let duplicate = if f.keys.is_empty() {
+            f.spans.iter().any(|&(at, len)| {
+                len == key.len() && f.names.get(at..at + len).is_some_and(|n| n == key)
+            })
+        } else {
+            f.keys.contains(key)
+        };
+        if duplicate {
+            return Err(MaskError::DuplicateKey);
+        }
+        if open + cost > self.limits.max_key_bytes {
+            return Err(MaskError::TooManyKeys);
+        }
+        f.key_bytes += cost;
+        self.key_bytes = open + cost;
+        // Kept for the duplicate check (and, the last one, for a container value's path states).
         if f.keys.is_empty() && f.spans.len() < SMALL_OBJECT {
             f.spans.push((f.names.len(), key.len()));
             f.names.extend_from_slice(key);
@@ -1155,24 +1153,33 @@ impl<'m> Transformer<'m> {
                 self.sbuf.extend_from_slice(key);
             }
         }
+        if f.silent {
+            self.act = Act::Silent;
+            return Ok(());
+        }
+        // The common case: no rule ends at a name of this length here.
+        let maybe = f.final_any || f.final_lens & len_bit(key.len()) != 0;
+        let masked = if maybe { self.fate(Some(key), 0) } else { None };
+        if self.settle(masked, out) {
+            match quoted {
+                Some(q) => out.extend_from_slice(q),
+                None if raw => {
+                    // As written: no quote, backslash or control character in it.
+                    out.push(b'"');
+                    out.extend_from_slice(key);
+                    out.extend_from_slice(b"\":");
+                }
+                None => {
+                    let text = core::str::from_utf8(key).map_err(|_| MaskError::InvalidUtf8)?;
+                    write_json_str(out, text);
+                    out.push(b':');
+                }
+            }
+            // The replacement is written when the value starts (a container at a hash or
+            // last4 path is redacted).
+            self.masked = masked;
+        }
         Ok(())
-    }
-
-    /// One more byte of a number: `false` when it does not continue the literal.
-    fn number_byte(&mut self, b: u8) -> bool {
-        use NumSt::*;
-        self.num = match (self.num, b) {
-            (Minus, b'0') => Zero,
-            (Minus, b'1'..=b'9') => Int,
-            (Int, b'0'..=b'9') => Int,
-            (Zero | Int, b'.') => Dot,
-            (Dot | Frac, b'0'..=b'9') => Frac,
-            (Zero | Int | Frac, b'e' | b'E') => E,
-            (E, b'+' | b'-') => ESign,
-            (E | ESign | Exp, b'0'..=b'9') => Exp,
-            _ => return false,
-        };
-        true
     }
 
     /// A string value just begun at `input[i..]`: the common case, plain ASCII up to its
@@ -1200,7 +1207,11 @@ impl<'m> Transformer<'m> {
                 .extend_from_slice(body.get(..n).unwrap_or_default()),
             StrTo::Silent => {}
         }
-        self.end_string(out)?;
+        if self.str_to == StrTo::Collect {
+            self.end_string(out)?;
+        } else {
+            self.end_value();
+        }
         Ok(i + n + 1)
     }
 
@@ -1215,12 +1226,12 @@ impl<'m> Transformer<'m> {
         mut i: usize,
         out: &mut Vec<u8>,
     ) -> Result<usize, MaskError> {
-        while let Some(&c) = input.get(i) {
-            if !self.number_byte(c) {
-                break;
-            }
+        let mut st = self.num;
+        while let Some(next) = input.get(i).and_then(|&c| number_next(st, c)) {
+            st = next;
             i += 1;
         }
+        self.num = st;
         let run = input.get(from..i).unwrap_or_default();
         if self.nbuf.len() + run.len() > self.limits.max_number {
             return Err(MaskError::ValueTooLarge);
@@ -1300,7 +1311,7 @@ impl<'m> Transformer<'m> {
             Lex::After
         };
         // The next sibling starts from its container's fate.
-        self.act = if self.top().is_some_and(|f| f.silent) {
+        self.act = if self.silent_top {
             Act::Silent
         } else {
             Act::Pass
@@ -1325,6 +1336,11 @@ impl<'m> Transformer<'m> {
             out.push(if kind == Kind::Object { b'}' } else { b']' });
         }
         self.depth -= 1;
+        self.silent_top = self
+            .depth
+            .checked_sub(1)
+            .and_then(|d| self.frames.get(d))
+            .is_some_and(|f| f.silent);
         self.end_value();
         Ok(())
     }
