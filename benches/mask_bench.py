@@ -350,6 +350,9 @@ RUNTIME_JS = {
               "const h = new Headers(r.headers); h.set('x-chunks', String(parts.length)); "
               "return new Response(all, { status: r.status, headers: h });",
     "bytes": "const r = await fetch(o); return new Response(await r.bytes(), { status: r.status, headers: r.headers });",
+    "byob": "const r = await fetch(o); const rd = r.body.getReader({ mode: 'byob' }); "
+            "const { value } = await rd.readAtLeast(262144, new Uint8Array(262144)); "
+            "return new Response(value, { status: r.status, headers: r.headers });",
     "arraybuffer": "const r = await fetch(o); return new Response(await r.arrayBuffer(), { status: r.status, headers: r.headers });",
     "transform": "const r = await fetch(o); return new Response(r.body.pipeThrough(new TransformStream()), { status: r.status, headers: r.headers });",
 }

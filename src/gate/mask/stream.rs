@@ -306,6 +306,32 @@ fn plain_ascii(c: u8) -> bool {
     (0x20..0x80).contains(&c) && c != b'"' && c != b'\\'
 }
 
+/// How many bytes at the start of `s` stand for themselves in a string ([`plain_ascii`]):
+/// eight at a time (the lowest flagged byte of a word is exact: a borrow only runs upwards
+/// from a byte that is itself flagged).
+fn plain_run(s: &[u8]) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let zero = |x: u64| x.wrapping_sub(LO) & !x & HI;
+    let mut i = 0;
+    while let Some(word) = s.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) {
+        let w = u64::from_le_bytes(word);
+        let stop = (w & HI)
+            | (w.wrapping_sub(0x20 * LO) & !w & HI)
+            | zero(w ^ (u64::from(b'"') * LO))
+            | zero(w ^ (u64::from(b'\\') * LO));
+        if stop != 0 {
+            return i + (stop.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    let rest = s.get(i..).unwrap_or_default();
+    i + rest
+        .iter()
+        .position(|&c| !plain_ascii(c))
+        .unwrap_or(rest.len())
+}
+
 #[inline(always)]
 fn ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
@@ -594,10 +620,7 @@ impl<'m> Transformer<'m> {
                         // The common case: a plain ASCII name, all in this chunk, used from
                         // the input as it is.
                         let body = input.get(i + 1..).unwrap_or_default();
-                        let n = body
-                            .iter()
-                            .position(|&c| !plain_ascii(c))
-                            .unwrap_or(body.len());
+                        let n = plain_run(body);
                         if body.get(n) == Some(&b'"') && n <= self.limits.max_key {
                             let key = body.get(..n).unwrap_or_default();
                             if body.get(n + 1) == Some(&b':') {
@@ -611,7 +634,7 @@ impl<'m> Transformer<'m> {
                             }
                             continue;
                         }
-                        self.begin_string(StrTo::Key, out);
+                        self.begin_string(StrTo::Key);
                     } else {
                         return Err(MaskError::Syntax);
                     }
@@ -837,7 +860,7 @@ impl<'m> Transformer<'m> {
                     Act::Silent => StrTo::Silent,
                     Act::Hash | Act::Last4 => StrTo::Collect,
                 };
-                self.begin_string(to, out);
+                self.begin_string(to);
             }
             b'-' | b'0'..=b'9' => {
                 // (Its bytes are taken from the input by [`Transformer::number`].)
@@ -879,16 +902,15 @@ impl<'m> Transformer<'m> {
         }
     }
 
-    fn begin_string(&mut self, to: StrTo, out: &mut Vec<u8>) {
+    /// A string begins (its opening quote read). A written one's quote is written by
+    /// [`Transformer::short_string`], with the text where it can.
+    fn begin_string(&mut self, to: StrTo) {
         self.str_to = to;
         self.str_len = 0;
         self.str_raw = true;
         self.esc = Esc::No;
         self.utf8_need = 0;
         self.sbuf.clear();
-        if to == StrTo::Emit {
-            out.push(b'"');
-        }
         self.lex = Lex::Str;
     }
 
@@ -917,12 +939,7 @@ impl<'m> Transformer<'m> {
         while let Some(&b) = input.get(i) {
             // The common case: a run of plain ASCII.
             if self.esc == Esc::No && self.utf8_need == 0 {
-                let run = input
-                    .get(i..)
-                    .unwrap_or_default()
-                    .iter()
-                    .take_while(|&&c| plain_ascii(c))
-                    .count();
+                let run = plain_run(input.get(i..).unwrap_or_default());
                 if run > 0 {
                     self.str_len += run;
                     if self.str_len > limit {
@@ -1192,16 +1209,18 @@ impl<'m> Transformer<'m> {
         out: &mut Vec<u8>,
     ) -> Result<usize, MaskError> {
         let body = input.get(i..).unwrap_or_default();
-        let n = body
-            .iter()
-            .position(|&c| !plain_ascii(c))
-            .unwrap_or(body.len());
+        let n = plain_run(body);
         if body.get(n) != Some(&b'"') || n > self.limits.max_string {
+            if self.str_to == StrTo::Emit {
+                out.push(b'"');
+            }
             return self.string(input, i, out);
         }
         match self.str_to {
-            // The text and the closing quote, as written.
-            StrTo::Emit => out.extend_from_slice(body.get(..=n).unwrap_or_default()),
+            // The string as written, its quotes included (the opening one is `input[i - 1]`).
+            StrTo::Emit => {
+                out.extend_from_slice(input.get(i.saturating_sub(1)..=i + n).unwrap_or_default())
+            }
             StrTo::Key | StrTo::Collect => self
                 .sbuf
                 .extend_from_slice(body.get(..n).unwrap_or_default()),
@@ -1343,5 +1362,34 @@ impl<'m> Transformer<'m> {
             .is_some_and(|f| f.silent);
         self.end_value();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{plain_ascii, plain_run};
+
+    #[test]
+    fn the_word_at_a_time_scan_stops_where_the_byte_by_byte_one_does() {
+        for len in 0..20 {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut s = vec![b'a'; len];
+                    s[at] = b;
+                    let want = if plain_ascii(b) { len } else { at };
+                    assert_eq!(plain_run(&s), want, "byte {b:#x} at {at} of {len}");
+                    // A second stop further on changes nothing.
+                    if at + 1 < len {
+                        s[len - 1] = b'"';
+                        let want = if plain_ascii(b) { len - 1 } else { at };
+                        assert_eq!(
+                            plain_run(&s),
+                            want,
+                            "byte {b:#x} at {at} of {len}, quote last"
+                        );
+                    }
+                }
+            }
+        }
     }
 }
