@@ -20,7 +20,7 @@ use wasm_bindgen::prelude::*;
 use worker::web_sys;
 
 use crate::gate::mask::{
-    self, BodyPlan, Counts, HashKey, Limits, MaskRecord, Transformer, COMMIT_BYTES,
+    self, BodyPlan, Counts, HashKey, Limits, MaskRecord, Transformer, COMMIT_BYTES, WHOLE_BYTES,
 };
 use crate::gate::phase::MaskPlan;
 use crate::policy::Mask;
@@ -113,25 +113,24 @@ function concat(parts, size) {
   for (const p of parts) { all.set(p, at); at += p.length; }
   return all;
 }
-// The body in reads of READ bytes (the last one shorter) where it is a byte stream (workerd's
+// The body in reads of `size` bytes (the last one shorter) where it is a byte stream (workerd's
 // readAtLeast on a BYOB reader), else as it comes. A fetched body comes in 4 KB chunks, and
 // each chunk through JavaScript and into the answer costs (1 MB: +16 ms CPU in 4 KB chunks,
 // +2 ms in 64 KB reads; docs/performance.md). One buffer, reused: the transformer copies each
 // read before the next.
-const READ = 65536;
-function readerOf(src) {
+function readerOf(src, size) {
   let byob = null;
   try { byob = src.getReader({ mode: "byob" }); } catch (e) { byob = null; }
   if (!byob || typeof byob.readAtLeast !== "function") {
     if (byob) byob.releaseLock();
     return src.getReader();
   }
-  let buf = new ArrayBuffer(READ);
+  let buf = new ArrayBuffer(size);
   let ended = false;
   return {
     async read() {
       while (!ended) {
-        const { done, value } = await byob.readAtLeast(READ, new Uint8Array(buf, 0, READ));
+        const { done, value } = await byob.readAtLeast(size, new Uint8Array(buf, 0, size));
         if (done || !value) ended = true;
         if (value) buf = value.buffer;
         if (value && value.byteLength) return { done: false, value };
@@ -144,11 +143,11 @@ function readerOf(src) {
 // Resolves to [body, complete]: the whole masked body (complete) or a stream that starts with
 // the held-back output and continues with the rest; rejects with the reason of an error
 // before the commit.
-export async function maskBody(body, inflate, m, commit, requestId) {
+export async function maskBody(body, inflate, m, commit, read, requestId) {
   let freed = false;
   const free = () => { if (!freed) { freed = true; try { m.free(); } catch (e) { trap(e); } } };
   const src = inflate ? body.pipeThrough(new DecompressionStream("deflate")) : body;
-  const reader = readerOf(src);
+  const reader = readerOf(src, read);
   const head = [];
   let size = 0;
   try {
@@ -216,6 +215,7 @@ extern "C" {
         inflate: bool,
         m: MaskStream,
         commit: usize,
+        read: usize,
         request_id: &str,
     ) -> js_sys::Promise;
 
@@ -279,15 +279,15 @@ pub async fn respond(
         mask::masked_cache_control(get("cache-control").as_deref()),
     ));
     let counts = Rc::new(RefCell::new(Counts(vec![0; rules.rules.len()])));
-    // A body of a known length within the commit buffer, as sent (no content coding the
-    // runtime decodes): read whole by the runtime (`arrayBuffer`, one promise) and masked in
-    // one call, instead of chunk by chunk through a reader (a promise per chunk: measured,
-    // docs/performance.md). The commit buffer bounds it, as it bounds the held-back output.
+    // A body of a known length up to WHOLE_BYTES, as sent (no content coding the runtime
+    // decodes): read whole by the runtime (`arrayBuffer`, one promise) and masked in one call,
+    // instead of chunk by chunk through a reader (a promise per chunk: measured,
+    // docs/performance.md).
     let whole = body_plan == BodyPlan::Plain
         && get("content-encoding").is_none_or(|e| e.trim().eq_ignore_ascii_case("identity"))
         && get("content-length")
             .and_then(|n| n.trim().parse::<usize>().ok())
-            .is_some_and(|n| n <= COMMIT_BYTES);
+            .is_some_and(|n| n <= WHOLE_BYTES);
     let (body, complete) = match (body_plan, resp.body()) {
         (BodyPlan::None, b) => {
             if let Some(b) = b {
@@ -328,7 +328,7 @@ pub async fn respond(
                 request_id: request_id.to_owned(),
             };
             let inflate = body_plan == BodyPlan::Inflate;
-            let p = mask_body(&stream, inflate, m, COMMIT_BYTES, request_id);
+            let p = mask_body(&stream, inflate, m, COMMIT_BYTES, WHOLE_BYTES, request_id);
             let done = crate::edge::task::Settled::new(p).await.map_err(|reason| {
                 worker::console_error!(
                     "{{\"attestgate\":\"mask_error\",\"request_id\":{},\"reason\":{}}}",
