@@ -31,10 +31,15 @@ joserfc before anything is timed.
 FLOOR (build only) builds a measuring stick, never a gateway (the build leaves the tree as it
 was): `copy`: the Worker's masking path with the body copied into WebAssembly and back,
 unparsed (what the crossings and copies cost); `js`: the same path with the body read and
-answered as read, never entering WebAssembly.
+answered as read, never entering WebAssembly; `await`: a caller the mask does not apply to
+(HUMAN=1) gets the origin's response object as it is, without `Vary` (the cost of awaiting the
+origin in the Worker).
 
 HUMAN=1 (cpu) adds a third process per build: a caller without `act` on the masking route (the
 mask does not apply: the origin's answer with `Vary`), what the route costs without the body.
+
+TRACE=1 (mbps) prints both processes' RSS after every big request (is a growth a peak per
+request, or garbage the isolate has not collected yet, which levels off?).
 
 Environment: MASK_PORT (47311: the origin/issuer port, compiled into the builds' policies, so
 builds and runs use the same), ROUNDS (6), N (300), WARM (300), SIZES (1,10), BIG_N (8).
@@ -67,10 +72,17 @@ FLOORS = {
         ("src/edge/mask.rs", "let done = t.feed(&input, &mut out).and_then(|()| t.finish(&mut out));",
          "out.extend_from_slice(&input); let done: Result<Counts, crate::gate::mask::MaskError> = "
          + _NO_MASK + "; let _ = &mut t;"),
-        ("src/edge/mask.rs", "let r = self.t.feed(chunk, &mut out);",
-         "out.extend_from_slice(chunk); let r: Result<(), crate::gate::mask::MaskError> = Ok(());"),
-        ("src/edge/mask.rs", "let r = self.t.finish(&mut out);",
+        ("src/edge/mask.rs", "let r = self.t.feed(&self.input, &mut self.out);",
+         "self.out.extend_from_slice(&self.input); "
          "let r: Result<(), crate::gate::mask::MaskError> = Ok(());"),
+        ("src/edge/mask.rs", "let r = self.t.finish(&mut self.out);",
+         "let r: Result<(), crate::gate::mask::MaskError> = Ok(());"),
+    ],
+    # A caller the mask does not apply to (HUMAN=1) gets the origin's response as it is (no
+    # Vary): what awaiting the origin in the Worker costs, without the headers.
+    "await": [
+        ("src/edge/mask.rs", "crate::edge::with_headers(resp, &sets).map_err(|_| Error::Internal)?,",
+         "{ let _ = &sets; resp },"),
     ],
     # The body read and answered as read, never entering WebAssembly.
     "js": [
@@ -296,6 +308,10 @@ def mbps(name: str, servers) -> None:
                     cpu_us[label].append(ns / 1000)
                     if st != 200 or (kind == "off" and len(got) != len(body)):
                         sys.exit(f"{label} {key}: {st}, {len(got)} bytes")
+                if os.environ.get("TRACE"):
+                    print("    after request " + str(i + 1) + ": " + "  ".join(
+                        f"{k} RSS {status(w.user_pid)['VmRSS'] / 1024:.1f} MiB"
+                        for k, w in workers.items()), flush=True)
             mem1 = {k: status(w.user_pid) for k, w in workers.items()}
             on, off = cpu_us[f"{name} mask"], cpu_us[f"{name} off"]
             diff = [a - b for a, b in zip(on, off)]
@@ -334,8 +350,37 @@ RUNTIME_JS = {
               "const h = new Headers(r.headers); h.set('x-chunks', String(parts.length)); "
               "return new Response(all, { status: r.status, headers: h });",
     "bytes": "const r = await fetch(o); return new Response(await r.bytes(), { status: r.status, headers: r.headers });",
+    "byob": "const r = await fetch(o); const rd = r.body.getReader({ mode: 'byob' }); "
+            "const { value } = await rd.readAtLeast(262144, new Uint8Array(262144)); "
+            "return new Response(value, { status: r.status, headers: r.headers });",
     "arraybuffer": "const r = await fetch(o); return new Response(await r.arrayBuffer(), { status: r.status, headers: r.headers });",
     "transform": "const r = await fetch(o); return new Response(r.body.pipeThrough(new TransformStream()), { status: r.status, headers: r.headers });",
+}
+
+
+# `runtime` with RT_SIZE (MB) > 0.2: ways of streaming a long answer through JavaScript, chunk
+# by chunk (what the masking path does past the commit buffer), without WebAssembly.
+RUNTIME_STREAM_JS = {
+    "return": "return fetch(o);",
+    "pull": "const r = await fetch(o); const rd = r.body.getReader(); let n = 0; "
+            "const body = new ReadableStream({ async pull(c) { const { done, value } = await rd.read(); "
+            "if (done) { c.close(); return; } n++; c.enqueue(value.slice()); } }); "
+            "return new Response(body, { status: r.status, headers: new Headers(r.headers) });",
+    "byob": "const r = await fetch(o); const rd = r.body.getReader({ mode: 'byob' }); "
+            "const body = new ReadableStream({ async pull(c) { "
+            "const { done, value } = await rd.readAtLeast(65536, new Uint8Array(65536)); "
+            "if (value && value.length) c.enqueue(value); if (done) c.close(); } }); "
+            "return new Response(body, { status: r.status, headers: new Headers(r.headers) });",
+    "count": "const r = await fetch(o); const rd = r.body.getReader(); let n = 0, max = 0; "
+             "for (;;) { const { done, value } = await rd.read(); if (done) break; n++; max = Math.max(max, value.length); } "
+             "return new Response(n + ' chunks, largest ' + max);",
+    "identity": "const r = await fetch(o); const rd = r.body.getReader(); "
+                "const { readable, writable } = new IdentityTransformStream(); const w = writable.getWriter(); "
+                "(async () => { for (;;) { const { done, value } = await rd.read(); if (done) break; "
+                "await w.write(value.slice()); } await w.close(); })(); "
+                "return new Response(readable, { status: r.status, headers: new Headers(r.headers) });",
+    "transform": "const r = await fetch(o); return new Response(r.body.pipeThrough(new TransformStream({ "
+                 "transform(chunk, c) { c.enqueue(chunk.slice()); } })), { status: r.status, headers: r.headers });",
 }
 
 
@@ -343,14 +388,16 @@ def runtime(servers) -> None:
     rounds = int(os.environ.get("ROUNDS", "6"))
     n = int(os.environ.get("N", "300"))
     warm = int(os.environ.get("WARM", "300"))
-    servers.canned[OFF + "7"] = {"body": document(10 * 1024),
+    size = float(os.environ.get("RT_SIZE", "0"))
+    variants = RUNTIME_STREAM_JS if size > 0.2 else RUNTIME_JS
+    servers.canned[OFF + "7"] = {"body": document(int(size * 1e6) if size else 10 * 1024),
                                  "headers": {"content-type": "application/json"}}
     work = AB / "work-runtime"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     workers: dict[str, B.DirectWorker] = {}
     try:
-        for name, code in RUNTIME_JS.items():
+        for name, code in variants.items():
             js = ("export default { async fetch(request, env) {\n"
                   f"  const o = env.ORIGIN + '{OFF}7';\n  {code}\n}} }};\n")
             config = B.floor_config(work, variant=f"rt-{name}", js=js)
@@ -358,13 +405,17 @@ def runtime(servers) -> None:
             w.start()
             workers[name] = w
         labels = list(workers)
-        import http.client
-        conn = http.client.HTTPConnection("127.0.0.1", workers["reader"].port, timeout=30)
-        conn.request("GET", OFF + "7")
-        resp = conn.getresponse()
-        resp.read()
-        conn.close()
-        print(f"the reader got the 10 KB body in {resp.getheader('x-chunks')} chunks")
+        if "count" in workers:
+            status, text = workers["count"].get(OFF + "7", {})
+            print(f"the reader got the body in {text.decode()}")
+        if "reader" in workers:
+            import http.client
+            conn = http.client.HTTPConnection("127.0.0.1", workers["reader"].port, timeout=30)
+            conn.request("GET", OFF + "7")
+            resp = conn.getresponse()
+            resp.read()
+            conn.close()
+            print(f"the reader got the 10 KB body in {resp.getheader('x-chunks')} chunks")
         plan = lambda order: [(x, workers[x], OFF + "7", {}, 200) for x in order]  # noqa: E731
         B.interleaved_batch(plan(labels), warm, 0)
         res = {x: [] for x in labels}
@@ -375,12 +426,12 @@ def runtime(servers) -> None:
                 sys.exit(f"round {r + 1}: {batch.examples}")
             for x in turn:
                 res[x].append(batch.user_us[x])
-        print(f"== the runtime, 10 KB answer: us CPU per request, median (min-max) of {rounds} x {n}; "
+        print(f"== the runtime, {size or 0.01:g} MB answer: us CPU per request, median (min-max) of {rounds} x {n}; "
               f"over `return` (load average {os.getloadavg()[0]:.1f})")
         for x in labels:
             d = [a - b for a, b in zip(res[x], res["return"])]
             print(f"  {x:12s} {statistics.median(res[x]):6.0f} ({min(res[x]):.0f}-{max(res[x]):.0f})"
-                  f"  +{statistics.median(d):.0f} ({min(d):.0f}..{max(d):.0f})   {RUNTIME_JS[x][:60]}")
+                  f"  +{statistics.median(d):.0f} ({min(d):.0f}..{max(d):.0f})   {variants[x][:60]}")
     finally:
         for w in workers.values():
             try:

@@ -47,19 +47,33 @@ fn record(i: usize) -> String {
 /// Run the transformer over a generated document of at least `bytes`, in 64 KiB chunks.
 /// Returns (input bytes, output bytes, masked values, seconds, peak retained bytes).
 fn run(bytes: usize) -> (usize, usize, u64, f64, usize) {
-    let m = mask();
-    let mut t = Transformer::new(&m, HashKey::new(&[3u8; 32]), Limits::default());
+    run_with(&mask(), HashKey::new(&[3u8; 32]), "", ",", record, bytes)
+}
+
+/// [`run`] for any rules and records: `{"customers":` `space` `[` records joined by `sep`
+/// `]}`, generated chunk by chunk (never held whole); only the transformer's work is timed.
+fn run_with(
+    m: &Mask,
+    key: Option<HashKey>,
+    space: &str,
+    sep: &str,
+    record: fn(usize) -> String,
+    bytes: usize,
+) -> (usize, usize, u64, f64, usize) {
+    let mut t = Transformer::new(m, key, Limits::default());
     let mut out = Vec::new();
     // (input seen, output written, peak retained)
     let mut stats = (0usize, 0usize, 0usize);
-    let mut chunk = String::from(r#"{"customers":["#);
+    let mut chunk = format!("{{\"customers\":{space}[");
     let mut i = 0;
-    let started = Instant::now();
-    let feed = |chunk: &str,
-                t: &mut Transformer<'_>,
-                out: &mut Vec<u8>,
-                stats: &mut (usize, usize, usize)| {
+    let mut busy = std::time::Duration::ZERO;
+    let mut feed = |chunk: &str,
+                    t: &mut Transformer<'_>,
+                    out: &mut Vec<u8>,
+                    stats: &mut (usize, usize, usize)| {
+        let started = Instant::now();
         t.feed(chunk.as_bytes(), out).unwrap();
+        busy += started.elapsed();
         stats.0 += chunk.len();
         stats.1 += out.len();
         out.clear();
@@ -67,7 +81,7 @@ fn run(bytes: usize) -> (usize, usize, u64, f64, usize) {
     };
     while stats.0 + chunk.len() < bytes {
         if i > 0 {
-            chunk.push(',');
+            chunk.push_str(sep);
         }
         chunk.push_str(&record(i));
         i += 1;
@@ -78,9 +92,16 @@ fn run(bytes: usize) -> (usize, usize, u64, f64, usize) {
     }
     chunk.push_str("]}");
     feed(&chunk, &mut t, &mut out, &mut stats);
+    let started = Instant::now();
     let counts = t.finish(&mut out).unwrap();
-    let secs = started.elapsed().as_secs_f64();
-    (stats.0, stats.1 + out.len(), counts.total(), secs, stats.2)
+    busy += started.elapsed();
+    (
+        stats.0,
+        stats.1 + out.len(),
+        counts.total(),
+        busy.as_secs_f64(),
+        stats.2,
+    )
 }
 
 /// The process's peak resident set (Linux), in KiB.
@@ -155,12 +176,7 @@ pub fn bench_document(size: usize) -> String {
     let mut records: Vec<String> = Vec::new();
     let mut i = 0usize;
     while render(&records).len() < size {
-        records.push(format!(
-            r#"{{"id": "c-{i}", "name": "Customer {i}", "ssn": "123-45-{i:04}", "email": "user{i}@example.com", "internal": {{"score": {:?}, "tags": ["a", "b"]}}, "orders": [{i}, {}, {}]}}"#,
-            i as f64 / 100.0,
-            i + 1,
-            i + 2
-        ));
+        records.push(bench_record(i));
         i += 1;
     }
     render(&records)
@@ -208,4 +224,68 @@ fn ten_kb_document() {
             (doc.len() * iters) as f64 / 1e6 / secs
         );
     }
+}
+
+/// Attribution (not a check): the transformer over the bench's document with `MASK_PERF_VARIANT`
+/// = `norules` (no rule at all: the tokenizer alone), `compact` (the same document without
+/// insignificant whitespace), else as [`ten_kb_document`]; `MASK_PERF_ITERS` times.
+#[test]
+#[ignore]
+fn ten_kb_variant() {
+    let variant = std::env::var("MASK_PERF_VARIANT").unwrap_or_default();
+    let mut m = bench_mask();
+    let mut doc = bench_document(10 * 1024);
+    if variant == "norules" {
+        m.rules.clear();
+    }
+    if variant == "compact" {
+        let v: serde_json::Value = serde_json::from_str(&doc).unwrap();
+        doc = serde_json::to_string(&v).unwrap();
+    }
+    let iters: usize = std::env::var("MASK_PERF_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let mut out = Vec::with_capacity(doc.len());
+    for _ in 0..iters + 1 {
+        out.clear();
+        let mut t = Transformer::new(&m, None, Limits::default());
+        t.feed(doc.as_bytes(), &mut out).unwrap();
+        std::hint::black_box(t.finish(&mut out).unwrap());
+    }
+}
+
+/// One record of the bench's document ([`bench_document`]).
+fn bench_record(i: usize) -> String {
+    format!(
+        r#"{{"id": "c-{i}", "name": "Customer {i}", "ssn": "123-45-{i:04}", "email": "user{i}@example.com", "internal": {{"score": {:?}, "tags": ["a", "b"]}}, "orders": [{i}, {}, {}]}}"#,
+        i as f64 / 100.0,
+        i + 1,
+        i + 2
+    )
+}
+
+/// The bench's document and rules (what `benches/mask_bench.py mbps` sends through the Worker)
+/// at 1 MB and 10 MB: MB/s of the transformer natively, and what it holds (the same for both).
+#[test]
+fn the_bench_document_at_1_and_10_mb() {
+    let m = bench_mask();
+    let mut held = Vec::new();
+    for mb in [1, 10] {
+        let (input, output, n, secs, peak) =
+            run_with(&m, None, " ", ", ", bench_record, mb * 1_000_000);
+        println!(
+            "mask: bench document {:.1} MB in {:.3}s = {:.1} MB/s, {} values masked, output {:.1} MB, transformer holds at most {} bytes",
+            input as f64 / 1e6,
+            secs,
+            input as f64 / 1e6 / secs,
+            n,
+            output as f64 / 1e6,
+            peak
+        );
+        assert_eq!(n % 3, 0);
+        held.push(peak);
+    }
+    assert_eq!(held[0], held[1]);
+    assert!(held[1] < 64 * 1024, "{}", held[1]);
 }

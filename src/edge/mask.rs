@@ -20,7 +20,7 @@ use wasm_bindgen::prelude::*;
 use worker::web_sys;
 
 use crate::gate::mask::{
-    self, BodyPlan, Counts, HashKey, Limits, MaskRecord, Transformer, COMMIT_BYTES,
+    self, BodyPlan, Counts, HashKey, Limits, MaskRecord, Transformer, COMMIT_BYTES, WHOLE_BYTES,
 };
 use crate::gate::phase::MaskPlan;
 use crate::policy::Mask;
@@ -30,6 +30,9 @@ use crate::Error;
 #[wasm_bindgen]
 pub struct MaskStream {
     t: Transformer<'static>,
+    /// The chunk being transformed and its output, reused from chunk to chunk.
+    input: Vec<u8>,
+    out: Vec<u8>,
     counts: Rc<RefCell<Counts>>,
     why: mask::MaskWhy,
     request_id: String,
@@ -38,18 +41,21 @@ pub struct MaskStream {
 #[wasm_bindgen]
 impl MaskStream {
     /// The masked output of the next chunk (a `Uint8Array`), or the error's reason (a
-    /// string). (Not a `Result` of a `Vec`: its multi-value shim costs 5 KB of wasm.)
-    pub fn push(&mut self, chunk: &[u8]) -> JsValue {
-        let mut out = Vec::with_capacity(chunk.len() + 64);
-        let r = self.t.feed(chunk, &mut out);
-        self.answer(r.map(|()| out))
+    /// string). (Not a `Result` of a `Vec`: its multi-value shim costs 5 KB of wasm.) The chunk
+    /// is copied into a buffer kept from chunk to chunk (no allocation per chunk).
+    pub fn push(&mut self, chunk: &js_sys::Uint8Array) -> JsValue {
+        self.input.resize(chunk.length() as usize, 0);
+        chunk.copy_to(&mut self.input);
+        self.out.clear();
+        let r = self.t.feed(&self.input, &mut self.out);
+        self.answer(r)
     }
 
     /// The body ended: the rest of the output, or the reason the document is incomplete.
     pub fn end(&mut self) -> JsValue {
-        let mut out = Vec::new();
-        let r = self.t.finish(&mut out);
-        self.answer(r.map(|_| out))
+        self.out.clear();
+        let r = self.t.finish(&mut self.out);
+        self.answer(r.map(|_| ()))
     }
 
     /// The `mask_end` log line of a body that streamed past the commit buffer.
@@ -65,12 +71,24 @@ impl MaskStream {
 }
 
 impl MaskStream {
-    fn answer(&mut self, r: Result<Vec<u8>, crate::gate::mask::MaskError>) -> JsValue {
-        *self.counts.borrow_mut() = self.t.counts().clone();
-        match r {
-            Ok(out) => js_sys::Uint8Array::from(out.as_slice()).into(),
+    fn answer(&mut self, r: Result<(), crate::gate::mask::MaskError>) -> JsValue {
+        self.counts
+            .borrow_mut()
+            .0
+            .clone_from_slice(&self.t.counts().0);
+        let answer = match r {
+            Ok(()) => js_sys::Uint8Array::from(self.out.as_slice()).into(),
             Err(e) => JsValue::from_str(e.reason()),
+        };
+        // The buffers stay as large as the largest chunk the runtime handed over, within a
+        // bound.
+        if self.input.capacity() > 1 << 20 {
+            self.input = Vec::new();
         }
+        if self.out.capacity() > 1 << 20 {
+            self.out = Vec::new();
+        }
+        answer
     }
 }
 
@@ -95,14 +113,41 @@ function concat(parts, size) {
   for (const p of parts) { all.set(p, at); at += p.length; }
   return all;
 }
+// The body in reads of `size` bytes (the last one shorter) where it is a byte stream (workerd's
+// readAtLeast on a BYOB reader), else as it comes. A fetched body comes in 4 KB chunks, and
+// each chunk through JavaScript and into the answer costs (1 MB: +16 ms CPU in 4 KB chunks,
+// +2 ms in 64 KB reads; docs/performance.md). One buffer, reused: the transformer copies each
+// read before the next.
+function readerOf(src, size) {
+  let byob = null;
+  try { byob = src.getReader({ mode: "byob" }); } catch (e) { byob = null; }
+  if (!byob || typeof byob.readAtLeast !== "function") {
+    if (byob) byob.releaseLock();
+    return src.getReader();
+  }
+  let buf = new ArrayBuffer(size);
+  let ended = false;
+  return {
+    async read() {
+      while (!ended) {
+        const { done, value } = await byob.readAtLeast(size, new Uint8Array(buf, 0, size));
+        if (done || !value) ended = true;
+        if (value) buf = value.buffer;
+        if (value && value.byteLength) return { done: false, value };
+      }
+      return { done: true, value: undefined };
+    },
+    cancel(reason) { return byob.cancel(reason); },
+  };
+}
 // Resolves to [body, complete]: the whole masked body (complete) or a stream that starts with
 // the held-back output and continues with the rest; rejects with the reason of an error
 // before the commit.
-export async function maskBody(body, inflate, m, commit, requestId) {
+export async function maskBody(body, inflate, m, commit, read, requestId) {
   let freed = false;
   const free = () => { if (!freed) { freed = true; try { m.free(); } catch (e) { trap(e); } } };
   const src = inflate ? body.pipeThrough(new DecompressionStream("deflate")) : body;
-  const reader = src.getReader();
+  const reader = readerOf(src, read);
   const head = [];
   let size = 0;
   try {
@@ -170,6 +215,7 @@ extern "C" {
         inflate: bool,
         m: MaskStream,
         commit: usize,
+        read: usize,
         request_id: &str,
     ) -> js_sys::Promise;
 
@@ -233,15 +279,15 @@ pub async fn respond(
         mask::masked_cache_control(get("cache-control").as_deref()),
     ));
     let counts = Rc::new(RefCell::new(Counts(vec![0; rules.rules.len()])));
-    // A body of a known length within the commit buffer, as sent (no content coding the
-    // runtime decodes): read whole by the runtime (`arrayBuffer`, one promise) and masked in
-    // one call, instead of chunk by chunk through a reader (a promise per chunk: measured,
-    // docs/performance.md). The commit buffer bounds it, as it bounds the held-back output.
+    // A body of a known length up to WHOLE_BYTES, as sent (no content coding the runtime
+    // decodes): read whole by the runtime (`arrayBuffer`, one promise) and masked in one call,
+    // instead of chunk by chunk through a reader (a promise per chunk: measured,
+    // docs/performance.md).
     let whole = body_plan == BodyPlan::Plain
         && get("content-encoding").is_none_or(|e| e.trim().eq_ignore_ascii_case("identity"))
         && get("content-length")
             .and_then(|n| n.trim().parse::<usize>().ok())
-            .is_some_and(|n| n <= COMMIT_BYTES);
+            .is_some_and(|n| n <= WHOLE_BYTES);
     let (body, complete) = match (body_plan, resp.body()) {
         (BodyPlan::None, b) => {
             if let Some(b) = b {
@@ -275,12 +321,14 @@ pub async fn respond(
         (body_plan, Some(stream)) => {
             let m = MaskStream {
                 t: Transformer::owned(rules.clone(), key, Limits::default()),
+                input: Vec::new(),
+                out: Vec::new(),
                 counts: counts.clone(),
                 why,
                 request_id: request_id.to_owned(),
             };
             let inflate = body_plan == BodyPlan::Inflate;
-            let p = mask_body(&stream, inflate, m, COMMIT_BYTES, request_id);
+            let p = mask_body(&stream, inflate, m, COMMIT_BYTES, WHOLE_BYTES, request_id);
             let done = crate::edge::task::Settled::new(p).await.map_err(|reason| {
                 worker::console_error!(
                     "{{\"attestgate\":\"mask_error\",\"request_id\":{},\"reason\":{}}}",

@@ -197,9 +197,22 @@ class LocalServers:
                     pass  # the gateway stopped reading (size cap): expected
 
             def _send_canned(self, body: bytes, status: int = 200, headers: dict | None = None,
-                             truncate: int | None = None):
+                             truncate: int | None = None, chunked: int | None = None):
                 """A body a test set (issue 18, test_mask.py): its own headers; with `truncate`,
-                announce the whole length, send only that many bytes and close."""
+                announce the whole length, send only that many bytes and close; with `chunked`,
+                no length, in chunks of that many bytes."""
+                if chunked:
+                    self.send_response(status)
+                    for name, value in (headers or {}).items():
+                        self.send_header(name, value)
+                    self.send_header("transfer-encoding", "chunked")
+                    self.end_headers()
+                    for i in range(0, len(body), chunked):
+                        part = body[i:i + chunked]
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                        self.wfile.flush()
+                    self.wfile.write(b"0\r\n\r\n")
+                    return
                 self.send_response(status)
                 for name, value in (headers or {}).items():
                     self.send_header(name, value)

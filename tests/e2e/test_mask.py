@@ -203,6 +203,33 @@ def test_a_long_body_that_breaks_after_the_headers_never_shows_an_unmasked_value
     assert full.json()["items"][7]["email"] == h(mk_mask_key, "ada@example.com")
 
 
+@pytest.mark.parametrize("how", ["length", "chunked", "long"])
+def test_every_way_an_answer_reaches_the_transformer_masks_it_the_same(gateway, servers, mk_mask_key, how):
+    # `length`: a known length up to 64 KiB, read whole (arrayBuffer); `chunked`: no length, in
+    # 100-byte chunks (streamed, read in 64 KiB reads); `long`: a known length over 64 KiB and
+    # under the 256 KiB commit buffer (streamed, answered complete).
+    if how == "long":
+        records = [{**CUSTOMER, "id": f"c-{i}"} for i in range(300)]
+        serve(servers, json.dumps({"items": records, **CUSTOMER}).encode())
+    else:
+        serve(servers, json.dumps(CUSTOMER).encode(), chunked=100 if how == "chunked" else None)
+    resp = get(gateway, servers, agent=True)
+    assert resp.status == 200, resp
+    want = expected(mk_mask_key)
+    if how == "long":
+        assert len(resp.body) > 64 * 1024
+        got = resp.json()
+        assert {k: v for k, v in got.items() if k != "items"} == want
+        # `$..email` reaches into the records; the top-level-only rules do not.
+        assert got["items"][299]["email"] == h(mk_mask_key, "ada@example.com")
+        assert got["items"][299]["ssn"] == "123-45-6789"
+        assert resp.headers["attestgate-masked"] == str(7 + 300 * 2)
+    else:
+        assert resp.json() == want
+        assert resp.headers["attestgate-masked"] == "7"
+    assert "content-length" not in resp.headers or int(resp.headers["content-length"]) == len(resp.body)
+
+
 def test_a_missing_hash_secret_is_503_before_the_origin(gateway, servers, origin):
     resp = get(gateway, servers, agent=True, path="/mk/nokey")
     assert resp.status == 503

@@ -193,10 +193,10 @@ enum Act {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Lex {
-    /// A value; `elem`: an array element (its fate is decided when it starts).
-    Value {
-        elem: bool,
-    },
+    /// A member's value (after its name and colon).
+    Value,
+    /// An array element after `,` (its fate is decided when it starts).
+    Elem,
     /// Just after `[`: an element or `]`.
     ValueOrClose,
     /// Just after `{`: a member name or `}`.
@@ -206,11 +206,12 @@ enum Lex {
     Colon,
     /// After a value inside a container: `,` or the close.
     After,
+    /// The document is complete: only whitespace may follow.
+    End,
+    // Inside a token (from here on: whitespace is not insignificant).
     Str,
     Num,
     Lit,
-    /// The document is complete: only whitespace may follow.
-    End,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,6 +281,8 @@ pub struct Transformer<'m> {
     str_raw: bool,
     /// Bytes of member names kept over the open objects (the sum of their `key_bytes`).
     key_bytes: usize,
+    /// The innermost open container is silent (nothing of it is written).
+    silent_top: bool,
     hi: u32,
     utf8_need: u8,
     utf8_lo: u8,
@@ -301,6 +304,32 @@ pub struct Transformer<'m> {
 #[inline(always)]
 fn plain_ascii(c: u8) -> bool {
     (0x20..0x80).contains(&c) && c != b'"' && c != b'\\'
+}
+
+/// How many bytes at the start of `s` stand for themselves in a string ([`plain_ascii`]):
+/// eight at a time (the lowest flagged byte of a word is exact: a borrow only runs upwards
+/// from a byte that is itself flagged).
+fn plain_run(s: &[u8]) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let zero = |x: u64| x.wrapping_sub(LO) & !x & HI;
+    let mut i = 0;
+    while let Some(word) = s.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) {
+        let w = u64::from_le_bytes(word);
+        let stop = (w & HI)
+            | (w.wrapping_sub(0x20 * LO) & !w & HI)
+            | zero(w ^ (u64::from(b'"') * LO))
+            | zero(w ^ (u64::from(b'\\') * LO));
+        if stop != 0 {
+            return i + (stop.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    let rest = s.get(i..).unwrap_or_default();
+    i + rest
+        .iter()
+        .position(|&c| !plain_ascii(c))
+        .unwrap_or(rest.len())
 }
 
 #[inline(always)]
@@ -363,6 +392,23 @@ pub fn last4(text: &str) -> String {
         s.extend(text.chars().skip(n - 4));
     }
     s
+}
+
+/// A number's state after one more byte, `None` when the byte does not continue the literal.
+#[inline(always)]
+fn number_next(st: NumSt, b: u8) -> Option<NumSt> {
+    use NumSt::*;
+    Some(match (st, b) {
+        (Minus, b'0') => Zero,
+        (Minus, b'1'..=b'9') => Int,
+        (Int, b'0'..=b'9') => Int,
+        (Zero | Int, b'.') => Dot,
+        (Dot | Frac, b'0'..=b'9') => Frac,
+        (Zero | Int | Frac, b'e' | b'E') => E,
+        (E, b'+' | b'-') => ESign,
+        (E | ESign | Exp, b'0'..=b'9') => Exp,
+        _ => return None,
+    })
 }
 
 /// The bit of a member name's length in [`Frame::final_lens`].
@@ -429,7 +475,7 @@ impl<'m> Transformer<'m> {
         Transformer {
             key,
             limits,
-            lex: Lex::Value { elem: false },
+            lex: Lex::Value,
             frames: Vec::new(),
             depth: 0,
             act: Act::Pass,
@@ -440,6 +486,7 @@ impl<'m> Transformer<'m> {
             str_len: 0,
             str_raw: true,
             key_bytes: 0,
+            silent_top: false,
             hi: 0,
             utf8_need: 0,
             utf8_lo: 0,
@@ -524,6 +571,11 @@ impl<'m> Transformer<'m> {
     fn run(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), MaskError> {
         let mut i = 0;
         while let Some(&b) = input.get(i) {
+            // Insignificant whitespace, between tokens (Str, Num and Lit are inside one).
+            if ws(b) && (self.lex as u8) < (Lex::Str as u8) {
+                i += 1;
+                continue;
+            }
             match self.lex {
                 Lex::Str => {
                     i = self.string(input, i, out)?;
@@ -542,12 +594,11 @@ impl<'m> Transformer<'m> {
                         self.end_literal(out)?;
                     }
                 }
-                _ if ws(b) => {}
-                Lex::Value { .. } | Lex::ValueOrClose => {
+                Lex::Value | Lex::Elem | Lex::ValueOrClose => {
                     if b == b']' && self.lex == Lex::ValueOrClose {
                         self.close(Kind::Array, out)?;
                     } else {
-                        let elem = !matches!(self.lex, Lex::Value { elem: false });
+                        let elem = self.lex != Lex::Value;
                         self.begin_value(b, elem, out)?;
                         match self.lex {
                             Lex::Str => {
@@ -569,16 +620,13 @@ impl<'m> Transformer<'m> {
                         // The common case: a plain ASCII name, all in this chunk, used from
                         // the input as it is.
                         let body = input.get(i + 1..).unwrap_or_default();
-                        let n = body
-                            .iter()
-                            .position(|&c| !plain_ascii(c))
-                            .unwrap_or(body.len());
+                        let n = plain_run(body);
                         if body.get(n) == Some(&b'"') && n <= self.limits.max_key {
                             let key = body.get(..n).unwrap_or_default();
                             if body.get(n + 1) == Some(&b':') {
                                 // `"name":` as written, the colon taken with it.
                                 self.member(key, input.get(i..i + n + 3), true, out)?;
-                                self.lex = Lex::Value { elem: false };
+                                self.lex = Lex::Value;
                                 i += n + 3;
                             } else {
                                 self.member(key, None, true, out)?;
@@ -586,7 +634,7 @@ impl<'m> Transformer<'m> {
                             }
                             continue;
                         }
-                        self.begin_string(StrTo::Key, out);
+                        self.begin_string(StrTo::Key);
                     } else {
                         return Err(MaskError::Syntax);
                     }
@@ -595,7 +643,7 @@ impl<'m> Transformer<'m> {
                     if b != b':' {
                         return Err(MaskError::Syntax);
                     }
-                    self.lex = Lex::Value { elem: false };
+                    self.lex = Lex::Value;
                 }
                 Lex::After => {
                     let kind = self
@@ -605,7 +653,7 @@ impl<'m> Transformer<'m> {
                         .map(|f| f.kind);
                     match (b, kind) {
                         (b',', Some(Kind::Object)) => self.lex = Lex::Key,
-                        (b',', Some(Kind::Array)) => self.lex = Lex::Value { elem: true },
+                        (b',', Some(Kind::Array)) => self.lex = Lex::Elem,
                         (b'}', Some(Kind::Object)) => self.close(Kind::Object, out)?,
                         (b']', Some(Kind::Array)) => self.close(Kind::Array, out)?,
                         _ => return Err(MaskError::Syntax),
@@ -690,18 +738,19 @@ impl<'m> Transformer<'m> {
 
     fn begin_value(&mut self, b: u8, elem: bool, out: &mut Vec<u8>) -> Result<(), MaskError> {
         if elem {
-            let (silent, index) = match self.top() {
+            let (silent, index, maybe) = match self.top() {
                 Some(f) => {
                     f.index += 1;
-                    (f.silent, f.index - 1)
+                    (f.silent, f.index - 1, f.final_any)
                 }
-                None => (true, 0),
+                None => (true, 0, false),
             };
             self.masked = None;
             if silent {
                 self.act = Act::Silent;
             } else {
-                let masked = self.fate(None, index);
+                // (Only `*` and `[n]` end at an element.)
+                let masked = if maybe { self.fate(None, index) } else { None };
                 if self.settle(masked, out) {
                     self.masked = masked;
                 }
@@ -798,6 +847,7 @@ impl<'m> Transformer<'m> {
                     }
                 }
                 self.depth += 1;
+                self.silent_top = silent;
                 self.lex = if kind == Kind::Object {
                     Lex::KeyOrClose
                 } else {
@@ -810,7 +860,7 @@ impl<'m> Transformer<'m> {
                     Act::Silent => StrTo::Silent,
                     Act::Hash | Act::Last4 => StrTo::Collect,
                 };
-                self.begin_string(to, out);
+                self.begin_string(to);
             }
             b'-' | b'0'..=b'9' => {
                 // (Its bytes are taken from the input by [`Transformer::number`].)
@@ -852,16 +902,15 @@ impl<'m> Transformer<'m> {
         }
     }
 
-    fn begin_string(&mut self, to: StrTo, out: &mut Vec<u8>) {
+    /// A string begins (its opening quote read). A written one's quote is written by
+    /// [`Transformer::short_string`], with the text where it can.
+    fn begin_string(&mut self, to: StrTo) {
         self.str_to = to;
         self.str_len = 0;
         self.str_raw = true;
         self.esc = Esc::No;
         self.utf8_need = 0;
         self.sbuf.clear();
-        if to == StrTo::Emit {
-            out.push(b'"');
-        }
         self.lex = Lex::Str;
     }
 
@@ -890,12 +939,7 @@ impl<'m> Transformer<'m> {
         while let Some(&b) = input.get(i) {
             // The common case: a run of plain ASCII.
             if self.esc == Esc::No && self.utf8_need == 0 {
-                let run = input
-                    .get(i..)
-                    .unwrap_or_default()
-                    .iter()
-                    .take_while(|&&c| plain_ascii(c))
-                    .count();
+                let run = plain_run(input.get(i..).unwrap_or_default());
                 if run > 0 {
                     self.str_len += run;
                     if self.str_len > limit {
@@ -1081,54 +1125,9 @@ impl<'m> Transformer<'m> {
         out: &mut Vec<u8>,
     ) -> Result<(), MaskError> {
         self.lex = Lex::Colon;
-        let max = self.limits.max_key_bytes;
-        let open = self.key_bytes;
-        let silent = {
-            let Some(f) = self.top() else {
-                return Err(MaskError::Syntax);
-            };
-            let duplicate = if f.keys.is_empty() {
-                f.spans
-                    .iter()
-                    .any(|&(at, len)| len == key.len() && f.names.get(at..at + len) == Some(key))
-            } else {
-                f.keys.contains(key)
-            };
-            if duplicate {
-                return Err(MaskError::DuplicateKey);
-            }
-            if open + key.len() + 32 > max {
-                return Err(MaskError::TooManyKeys);
-            }
-            f.key_bytes += key.len() + 32;
-            f.silent
-        };
-        self.key_bytes = open + key.len() + 32;
         self.masked = None;
-        if silent {
-            self.act = Act::Silent;
-        } else {
-            let masked = self.fate(Some(key), 0);
-            if self.settle(masked, out) {
-                match quoted {
-                    Some(q) => out.extend_from_slice(q),
-                    None if raw => {
-                        // As written: no quote, backslash or control character in it.
-                        out.push(b'"');
-                        out.extend_from_slice(key);
-                        out.extend_from_slice(b"\":");
-                    }
-                    None => {
-                        let text = core::str::from_utf8(key).map_err(|_| MaskError::InvalidUtf8)?;
-                        write_json_str(out, text);
-                        out.push(b':');
-                    }
-                }
-                // The replacement is written when the value starts (a container at a hash
-                // or last4 path is redacted).
-                self.masked = masked;
-            }
-        }
+        let open = self.key_bytes;
+        let cost = key.len() + 32;
         let Some(f) = self
             .depth
             .checked_sub(1)
@@ -1136,6 +1135,22 @@ impl<'m> Transformer<'m> {
         else {
             return Err(MaskError::Syntax);
         };
+        let duplicate = if f.keys.is_empty() {
+            f.spans.iter().any(|&(at, len)| {
+                len == key.len() && f.names.get(at..at + len).is_some_and(|n| n == key)
+            })
+        } else {
+            f.keys.contains(key)
+        };
+        if duplicate {
+            return Err(MaskError::DuplicateKey);
+        }
+        if open + cost > self.limits.max_key_bytes {
+            return Err(MaskError::TooManyKeys);
+        }
+        f.key_bytes += cost;
+        self.key_bytes = open + cost;
+        // Kept for the duplicate check (and, the last one, for a container value's path states).
         if f.keys.is_empty() && f.spans.len() < SMALL_OBJECT {
             f.spans.push((f.names.len(), key.len()));
             f.names.extend_from_slice(key);
@@ -1155,24 +1170,33 @@ impl<'m> Transformer<'m> {
                 self.sbuf.extend_from_slice(key);
             }
         }
+        if f.silent {
+            self.act = Act::Silent;
+            return Ok(());
+        }
+        // The common case: no rule ends at a name of this length here.
+        let maybe = f.final_any || f.final_lens & len_bit(key.len()) != 0;
+        let masked = if maybe { self.fate(Some(key), 0) } else { None };
+        if self.settle(masked, out) {
+            match quoted {
+                Some(q) => out.extend_from_slice(q),
+                None if raw => {
+                    // As written: no quote, backslash or control character in it.
+                    out.push(b'"');
+                    out.extend_from_slice(key);
+                    out.extend_from_slice(b"\":");
+                }
+                None => {
+                    let text = core::str::from_utf8(key).map_err(|_| MaskError::InvalidUtf8)?;
+                    write_json_str(out, text);
+                    out.push(b':');
+                }
+            }
+            // The replacement is written when the value starts (a container at a hash or
+            // last4 path is redacted).
+            self.masked = masked;
+        }
         Ok(())
-    }
-
-    /// One more byte of a number: `false` when it does not continue the literal.
-    fn number_byte(&mut self, b: u8) -> bool {
-        use NumSt::*;
-        self.num = match (self.num, b) {
-            (Minus, b'0') => Zero,
-            (Minus, b'1'..=b'9') => Int,
-            (Int, b'0'..=b'9') => Int,
-            (Zero | Int, b'.') => Dot,
-            (Dot | Frac, b'0'..=b'9') => Frac,
-            (Zero | Int | Frac, b'e' | b'E') => E,
-            (E, b'+' | b'-') => ESign,
-            (E | ESign | Exp, b'0'..=b'9') => Exp,
-            _ => return false,
-        };
-        true
     }
 
     /// A string value just begun at `input[i..]`: the common case, plain ASCII up to its
@@ -1185,22 +1209,28 @@ impl<'m> Transformer<'m> {
         out: &mut Vec<u8>,
     ) -> Result<usize, MaskError> {
         let body = input.get(i..).unwrap_or_default();
-        let n = body
-            .iter()
-            .position(|&c| !plain_ascii(c))
-            .unwrap_or(body.len());
+        let n = plain_run(body);
         if body.get(n) != Some(&b'"') || n > self.limits.max_string {
+            if self.str_to == StrTo::Emit {
+                out.push(b'"');
+            }
             return self.string(input, i, out);
         }
         match self.str_to {
-            // The text and the closing quote, as written.
-            StrTo::Emit => out.extend_from_slice(body.get(..=n).unwrap_or_default()),
+            // The string as written, its quotes included (the opening one is `input[i - 1]`).
+            StrTo::Emit => {
+                out.extend_from_slice(input.get(i.saturating_sub(1)..=i + n).unwrap_or_default())
+            }
             StrTo::Key | StrTo::Collect => self
                 .sbuf
                 .extend_from_slice(body.get(..n).unwrap_or_default()),
             StrTo::Silent => {}
         }
-        self.end_string(out)?;
+        if self.str_to == StrTo::Collect {
+            self.end_string(out)?;
+        } else {
+            self.end_value();
+        }
         Ok(i + n + 1)
     }
 
@@ -1215,12 +1245,12 @@ impl<'m> Transformer<'m> {
         mut i: usize,
         out: &mut Vec<u8>,
     ) -> Result<usize, MaskError> {
-        while let Some(&c) = input.get(i) {
-            if !self.number_byte(c) {
-                break;
-            }
+        let mut st = self.num;
+        while let Some(next) = input.get(i).and_then(|&c| number_next(st, c)) {
+            st = next;
             i += 1;
         }
+        self.num = st;
         let run = input.get(from..i).unwrap_or_default();
         if self.nbuf.len() + run.len() > self.limits.max_number {
             return Err(MaskError::ValueTooLarge);
@@ -1300,7 +1330,7 @@ impl<'m> Transformer<'m> {
             Lex::After
         };
         // The next sibling starts from its container's fate.
-        self.act = if self.top().is_some_and(|f| f.silent) {
+        self.act = if self.silent_top {
             Act::Silent
         } else {
             Act::Pass
@@ -1325,7 +1355,41 @@ impl<'m> Transformer<'m> {
             out.push(if kind == Kind::Object { b'}' } else { b']' });
         }
         self.depth -= 1;
+        self.silent_top = self
+            .depth
+            .checked_sub(1)
+            .and_then(|d| self.frames.get(d))
+            .is_some_and(|f| f.silent);
         self.end_value();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{plain_ascii, plain_run};
+
+    #[test]
+    fn the_word_at_a_time_scan_stops_where_the_byte_by_byte_one_does() {
+        for len in 0..20 {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut s = vec![b'a'; len];
+                    s[at] = b;
+                    let want = if plain_ascii(b) { len } else { at };
+                    assert_eq!(plain_run(&s), want, "byte {b:#x} at {at} of {len}");
+                    // A second stop further on changes nothing.
+                    if at + 1 < len {
+                        s[len - 1] = b'"';
+                        let want = if plain_ascii(b) { len - 1 } else { at };
+                        assert_eq!(
+                            plain_run(&s),
+                            want,
+                            "byte {b:#x} at {at} of {len}, quote last"
+                        );
+                    }
+                }
+            }
+        }
     }
 }
