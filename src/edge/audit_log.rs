@@ -624,70 +624,79 @@ pub async fn read(env: &Env, origin: &str, read: LogRead) -> std::result::Result
 
 // ---- async mode: the per-isolate queue ----------------------------------------------------------
 
-/// Most records an isolate holds (queued, or taken by a flush and not yet acknowledged); beyond
+/// Most records an isolate holds (queued, or taken and not yet acknowledged); beyond
 /// it a record is dropped (and the drop logged): the memory of an isolate whose log is down
 /// stays bounded.
 pub const MAX_QUEUE: usize = 4096;
 
-/// How long a flush keeps sending what it took (each try bounded by [`LOG_TIMEOUT`]); what is
+/// How long a send keeps trying what it took (each try bounded by [`LOG_TIMEOUT`]); what is
 /// left then is dropped (logged).
 const SEND_BUDGET_MS: f64 = 20_000.0;
 
 thread_local! {
     static QUEUE: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
-    /// A flush is gathering the queue (it has not taken it yet).
-    static GATHERING: Cell<bool> = const { Cell::new(false) };
-    /// Records taken by a flush and not yet acknowledged by the log or dropped.
+    /// A flush is waiting to take the queue.
+    static WAITING: Cell<bool> = const { Cell::new(false) };
+    /// Records taken from the queue and not yet acknowledged by the log or dropped.
     static IN_FLIGHT: Cell<usize> = const { Cell::new(0) };
 }
 
-/// Queue a record of an `audit = "async"` decision and make sure a flush is gathering: the
-/// request's `waitUntil` keeps the isolate alive until that flush has sent what it took.
+/// Queue a record of an `audit = "async"` decision. The queue is sent (through this request's
+/// `waitUntil`, which keeps the isolate alive until it is) right away once it holds
+/// [`batch::TARGET`] records, and otherwise by the flush waiting for it, started by the first
+/// record queued after the last take: [`batch::MAX_WAIT`] later. Either way one timer per
+/// flush at most, and a record waits at most `MAX_WAIT` before it is sent.
 pub fn enqueue(env: &Env, ctx: &wasm_bindgen::JsValue, origin: &str, record: String) {
     let held = IN_FLIGHT.with(Cell::get);
-    let dropped = QUEUE.with(|q| {
+    let queued = QUEUE.with(|q| {
         let mut q = q.borrow_mut();
         if q.len() + held >= MAX_QUEUE {
-            return true;
+            return None;
         }
         q.push(record);
-        false
+        Some(q.len())
     });
-    if dropped {
+    let Some(queued) = queued else {
         worker::console_error!(
             "{{\"attestgate\":\"audit_log\",\"error\":\"queue full: record dropped\"}}"
         );
-    }
-    if GATHERING.with(Cell::get) {
-        return; // the flush gathering takes this record too
-    }
-    GATHERING.with(|f| f.set(true));
+        return;
+    };
     let env = env.clone();
     let origin = origin.to_owned();
-    let promise = wasm_bindgen_futures::future_to_promise(async move {
-        flush(&env, &origin).await;
-        Ok(wasm_bindgen::JsValue::UNDEFINED)
-    });
-    wait_until(ctx, &promise);
+    let task = if batch::send_now(queued) {
+        let taken = take();
+        wasm_bindgen_futures::future_to_promise(async move {
+            send(&env, &origin, taken).await;
+            Ok(wasm_bindgen::JsValue::UNDEFINED)
+        })
+    } else if !WAITING.with(Cell::get) {
+        WAITING.with(|w| w.set(true));
+        wasm_bindgen_futures::future_to_promise(async move {
+            super::task::sleep(batch::MAX_WAIT).await;
+            WAITING.with(|w| w.set(false));
+            let taken = take();
+            send(&env, &origin, taken).await;
+            Ok(wasm_bindgen::JsValue::UNDEFINED)
+        })
+    } else {
+        return; // the flush waiting takes this record too
+    };
+    wait_until(ctx, &task);
 }
 
-/// Gather the queue ([`batch::gather_more`]), take it (records queued from then on start the
-/// next flush) and append it in batches ([`batch::split`]). A batch the log did not take is
-/// tried once more, then dropped (logged): async mode never holds a request.
-async fn flush(env: &Env, origin: &str) {
-    let mut waited = Duration::ZERO;
-    loop {
-        super::task::sleep(batch::STEP).await;
-        waited += batch::STEP;
-        if !batch::gather_more(QUEUE.with(|q| q.borrow().len()), waited) {
-            break;
-        }
-    }
+/// The whole queue, now counted as in flight.
+fn take() -> Vec<String> {
     let taken = QUEUE.with(|q| std::mem::take(&mut *q.borrow_mut()));
-    GATHERING.with(|f| f.set(false));
     IN_FLIGHT.with(|n| n.set(n.get() + taken.len()));
-    // Within the runtime's `waitUntil` limit (30 s), so that what this flush took is always
-    // accounted for (acknowledged or dropped) before the isolate may stop running it.
+    taken
+}
+
+/// Append what was taken in batches ([`batch::split`]). A batch the log did not take is tried
+/// once more, then dropped (logged): async mode never holds a request.
+async fn send(env: &Env, origin: &str, taken: Vec<String>) {
+    // Within the runtime's `waitUntil` limit (30 s), so that what was taken is always
+    // accounted for (acknowledged or dropped) before the isolate may stop running this.
     let started = js_sys::Date::now();
     for records in batch::split(taken, origin.len()) {
         let mut sent = false;

@@ -2,32 +2,30 @@
 //! `src/edge/audit_log.rs`), pure.
 //!
 //! Each append is one Durable Object call and one commit, which cost about the same for one
-//! record as for a hundred: most of the log's CPU per request is that per-batch cost divided
-//! by the batch size (docs/performance.md, "Async decision log: where the time went"). So a
-//! flush gathers: it waits [`STEP`], and again while fewer than [`TARGET`] records are queued,
-//! until [`MAX_WAIT`]; then it takes the whole queue and sends it in batches of at most
-//! [`MAX_BATCH`] records and [`MAX_BATCH_BYTES`] bytes (one row each in the log). A busy
-//! isolate sends every few hundred milliseconds or sooner; a quiet one at most [`MAX_WAIT`]
-//! after its first record: that, plus one round trip, is the loss window.
+//! record as for a hundred, and each flush waits on one timer, which costs about as much again
+//! (docs/performance.md, "Async decision log: where the time went"): most of the log's CPU per
+//! request is those per-batch costs divided by the batch size. So the queue is sent when it
+//! holds [`TARGET`] records ([`send_now`]), and otherwise [`MAX_WAIT`] after the first record
+//! queued since the last send (one timer): a busy isolate sends every `TARGET` records, a quiet
+//! one at most `MAX_WAIT` after a record — that, plus one round trip, is the loss window. What
+//! is sent goes in batches of at most [`MAX_BATCH`] records and [`MAX_BATCH_BYTES`] bytes
+//! ([`split`]: one row each in the log).
 
 use std::time::Duration;
 
 pub use super::sequencer::MAX_BATCH;
 
-/// How long a flush waits before it looks at the queue, and between two looks.
-pub const STEP: Duration = Duration::from_millis(100);
-/// A flush stops gathering once this many records are queued.
+/// The queue is sent as soon as it holds this many records ...
 pub const TARGET: usize = 256;
-/// ... or once it has waited this long.
+/// ... and at the latest this long after the first record queued since the last send.
 pub const MAX_WAIT: Duration = Duration::from_millis(500);
 /// Longest append body (the origin line and the records, one per line): its records are stored
 /// as one row, well within a Durable Object's row limit (2 MB).
 pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
 
-/// Whether a flush that has waited `waited` with `queued` records in the queue waits another
-/// [`STEP`].
-pub fn gather_more(queued: usize, waited: Duration) -> bool {
-    queued < TARGET && waited < MAX_WAIT
+/// Whether a queue of `queued` records is sent now (without waiting for [`MAX_WAIT`]).
+pub fn send_now(queued: usize) -> bool {
+    queued >= TARGET
 }
 
 /// `records` in order, cut into batches of at most [`MAX_BATCH`] records and (with the origin
@@ -57,22 +55,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_flush_gathers_until_the_target_or_the_longest_wait() {
-        assert!(gather_more(1, STEP));
-        assert!(gather_more(TARGET - 1, MAX_WAIT - STEP));
-        assert!(!gather_more(TARGET, STEP));
-        assert!(!gather_more(1, MAX_WAIT));
-        // The steps reach the longest wait exactly: a flush waits at most MAX_WAIT.
-        let mut waited = Duration::ZERO;
-        let mut steps = 0;
-        loop {
-            waited += STEP;
-            steps += 1;
-            if !gather_more(0, waited) {
-                break;
-            }
-        }
-        assert_eq!((waited, steps), (MAX_WAIT, 5));
+    fn the_queue_is_sent_at_the_target() {
+        assert!(!send_now(0));
+        assert!(!send_now(TARGET - 1));
+        assert!(send_now(TARGET));
+        // A send of TARGET records is one append (one row).
+        const { assert!(TARGET <= MAX_BATCH) };
     }
 
     #[test]
