@@ -1,7 +1,8 @@
 //! Compiles the route policies into the Worker (SPEC §1): reads every `*.toml` of the policy
 //! folder (`ATTESTGATE_POLICY_DIR`, default `policies`), checks it with the policy compiler and
-//! writes the validated model as `$OUT_DIR/policy.json`, which `src/lib.rs` embeds as
-//! `EMBEDDED_POLICY_JSON`. A policy error fails the build, naming file, route id and field.
+//! writes the compiled policy (`Policy::to_compiled_json`) as `$OUT_DIR/policy.json`, which
+//! `src/lib.rs` embeds as `EMBEDDED_POLICY_JSON`: the Worker reads it without compiling again.
+//! A policy error fails the build, naming file, route id and field.
 
 use std::path::{Path, PathBuf};
 
@@ -51,7 +52,7 @@ fn main() {
                 panic!("OUT_DIR is not set (build.rs must run under cargo)");
             };
             let out = Path::new(&out_dir).join("policy.json");
-            if let Err(e) = std::fs::write(&out, policy.to_json()) {
+            if let Err(e) = std::fs::write(&out, policy.to_compiled_json()) {
                 panic!("cannot write {}: {e}", out.display());
             }
         }

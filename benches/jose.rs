@@ -189,7 +189,7 @@ fn bench_policy_json() -> String {
     }
     let (policy, _warnings) = attestgate::policy::load_dir(&dir).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
-    policy.to_json()
+    policy.to_compiled_json()
 }
 
 /// The Rust side of the decision line (what the Worker builds before `console.log`; the

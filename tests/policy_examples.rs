@@ -109,7 +109,7 @@ fn every_example_file_parses_on_its_own() {
 #[test]
 fn the_embedded_policy_is_the_compiled_folder() {
     let embedded = Policy::from_embedded(attestgate::EMBEDDED_POLICY_JSON)
-        .unwrap_or_else(|e| panic!("embedded policy does not load: {}", e[0]));
+        .unwrap_or_else(|e| panic!("embedded policy does not load: {e:?}"));
     // Built from ATTESTGATE_POLICY_DIR when it was set for this build; compare only the default.
     if option_env!("ATTESTGATE_POLICY_DIR").is_none() {
         let (folder, _) = load_dir("policies").expect("compiles");
@@ -117,4 +117,133 @@ fn the_embedded_policy_is_the_compiled_folder() {
         assert_eq!(embedded.providers(), folder.providers());
         assert_eq!(embedded.gateway(), folder.gateway());
     }
+}
+
+/// Issue 19 item 4: the Worker embeds the compiled form (`Policy::to_compiled_json`) and reads
+/// it without the compiler. For every policy folder in the repository (the examples, the e2e
+/// and the bench policies, their `{{...}}` placeholders filled as their harnesses do): the form
+/// read back is the same policy (the same form again, the same routes, providers, gateway and
+/// upstreams) and its rebuilt route indexes decide every route's path, a case variant and a
+/// trailing-slash variant of it, for every method, exactly as the compiler's.
+#[test]
+fn the_compiled_form_reads_back_as_the_same_policy() {
+    use attestgate::policy::Segment;
+    for folder in ["policies", "tests/e2e/policies", "benches/policies"] {
+        let dir = std::env::temp_dir().join(format!(
+            "attestgate-compiled-form-{}-{}",
+            std::process::id(),
+            folder.replace('/', "-")
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        for entry in std::fs::read_dir(folder).expect("policy folder") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let text = std::fs::read_to_string(&path).expect("readable");
+                let filled = fill_placeholders(&text);
+                std::fs::write(dir.join(path.file_name().expect("name")), filled).expect("write");
+            }
+        }
+        let (compiled, _) = load_dir(&dir).unwrap_or_else(|e| panic!("{folder}: {}", e[0]));
+        let (again, _) = load_dir(&dir).expect("compiles twice");
+        std::fs::remove_dir_all(&dir).expect("clean up");
+        let form = compiled.to_compiled_json();
+        assert_eq!(
+            form,
+            again.to_compiled_json(),
+            "{folder}: the form is deterministic"
+        );
+        let read = Policy::from_compiled_json(&form).unwrap_or_else(|e| panic!("{folder}: {e:?}"));
+        assert_eq!(read.to_compiled_json(), form, "{folder}");
+        assert_eq!(read.routes(), compiled.routes(), "{folder}");
+        assert_eq!(read.providers(), compiled.providers(), "{folder}");
+        assert_eq!(read.gateway(), compiled.gateway(), "{folder}");
+        assert_eq!(read.upstreams(), compiled.upstreams(), "{folder}");
+        let mut checked = 0;
+        for route in compiled.routes() {
+            let path: String = route
+                .path
+                .segments()
+                .iter()
+                .map(|s| match s {
+                    Segment::Literal(l) => format!("/{l}"),
+                    Segment::Param(_) | Segment::Star => "/x1".to_owned(),
+                    Segment::Rest => "/a/b".to_owned(),
+                })
+                .collect();
+            let path = if path.is_empty() {
+                "/".to_owned()
+            } else {
+                path
+            };
+            let host = route
+                .host
+                .clone()
+                .unwrap_or_else(|| "gw.example".to_owned());
+            for p in [path.clone(), path.to_uppercase(), format!("{path}/")] {
+                for method in ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] {
+                    let a = compiled
+                        .match_route(method, &host, &p)
+                        .map(|m| m.route.id.clone());
+                    let b = read
+                        .match_route(method, &host, &p)
+                        .map(|m| m.route.id.clone());
+                    assert_eq!(a, b, "{folder}: {method} {host}{p}");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 0, "{folder}: no route checked");
+    }
+}
+
+/// What a compiled form is not is refused (the Worker answers every request with 503 then,
+/// `PolicyUnavailable`): another format, the source form, a truncated or extended document.
+#[test]
+fn the_compiled_form_refuses_what_it_is_not() {
+    let (policy, _) = load_dir("policies").expect("compiles");
+    let form = policy.to_compiled_json();
+    assert!(Policy::from_compiled_json(&form).is_ok());
+    let other_format = form.replacen(
+        "attestgate-compiled-policy/1",
+        "attestgate-compiled-policy/2",
+        1,
+    );
+    assert!(Policy::from_compiled_json(&other_format).is_err());
+    assert!(
+        Policy::from_compiled_json(&policy.to_json()).is_err(),
+        "the source form"
+    );
+    assert!(
+        Policy::from_compiled_json(&form[..form.len() / 2]).is_err(),
+        "truncated"
+    );
+    let extended = format!("{},\"extra\":1}}", &form[..form.len() - 1]);
+    assert!(
+        Policy::from_compiled_json(&extended).is_err(),
+        "an unknown member"
+    );
+    for bad in ["", "null", "[]", "{}", "{\"format\":1}"] {
+        assert!(Policy::from_compiled_json(bad).is_err(), "{bad:?}");
+    }
+}
+
+/// The harnesses' placeholders (tests/e2e/conftest.py, benches/workerd.py) with loopback values.
+fn fill_placeholders(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("{{") {
+        out.push_str(&rest[..at]);
+        let Some(end) = rest[at..].find("}}") else {
+            break;
+        };
+        let name = &rest[at + 2..at + end];
+        out.push_str(if name.starts_with("PORT:") {
+            "47999"
+        } else {
+            "http://127.0.0.1:47999"
+        });
+        rest = &rest[at + end + 2..];
+    }
+    out.push_str(rest);
+    out
 }

@@ -466,7 +466,8 @@ fn receipt_fields_are_checked_at_build_and_the_policy_hash_is_stable() {
         attestgate::gate::digest::sha256_b64url(attestgate::EMBEDDED_POLICY_JSON.as_bytes())
     );
     // ... and what the Worker computes from its embedded JSON.
-    let embedded = attestgate::policy::Policy::from_json(&a.policy().to_json()).unwrap();
+    let embedded =
+        attestgate::policy::Policy::from_compiled_json(&a.policy().to_compiled_json()).unwrap();
     assert_eq!(
         Gateway::new(embedded).unwrap().gate().policy_sha256(),
         a.gate().policy_sha256()

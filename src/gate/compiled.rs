@@ -205,7 +205,7 @@ impl Gate {
     pub fn policy_sha256(&self) -> &str {
         self.policy_sha256.get_or_init(|| {
             #[cfg(not(target_arch = "wasm32"))]
-            let text = self.policy.to_json();
+            let text = self.policy.to_compiled_json();
             // The Worker's one policy is the embedded one (`from_embedded`), whose text this is
             // (the same bytes, tested natively): the wasm links no policy serialiser.
             #[cfg(target_arch = "wasm32")]

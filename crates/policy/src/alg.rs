@@ -4,10 +4,11 @@
 
 use core::fmt;
 use core::str::FromStr;
+use serde::{Deserialize, Serialize};
 
 /// A JWS signature algorithm the gateway can verify. Every key is bound to exactly one of these
 /// (RFC 8725 §3.1), and a token's `alg` must name one of them *exactly*.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Alg {
     /// ECDSA P-256 with SHA-256, signature as 64-byte `r‖s` (RFC 7518 §3.4).
     Es256,

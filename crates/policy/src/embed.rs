@@ -1,8 +1,16 @@
-//! The embedded form of a policy (`$OUT_DIR/policy.json`): the build writes the validated source
-//! model as JSON ([`Policy::to_json`]) and the Worker re-compiles it once per isolate
-//! ([`Policy::from_json`], no TOML parser in the Worker). It sits on the compiler's side: reading
-//! the embedded form means compiling it, and the compiled types ([`crate::policy`]) never call the
-//! compiler.
+//! The two JSON forms of a policy.
+//!
+//! - The **source form** ([`Policy::to_json`] / [`Policy::from_json`]): the validated source
+//!   model; reading it means compiling it again (it sits on the compiler's side).
+//! - The **compiled form** ([`Policy::to_compiled_json`] / [`Policy::from_compiled_json`], issue
+//!   19): the compiled policy itself, what `build.rs` embeds in the Worker
+//!   (`$OUT_DIR/policy.json`). The Worker reads it once per isolate without the compiler: no
+//!   checks run again (the build ran them), only the route indexes are rebuilt
+//!   ([`Policy::index_routes`]). The compiler, its messages and the source model's
+//!   deserialisers are then not linked into the Worker at all, so a fresh isolate has that much
+//!   less WebAssembly to compile on its first request (docs/performance.md, "Cold start: the
+//!   compiled policy embedded"). The form is deterministic (no map with a random order is
+//!   serialised), so its SHA-256 names the policy (`Gate::policy_sha256`).
 
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +28,27 @@ struct Embedded {
 }
 
 const EMBEDDED_FORMAT: &str = "attestgate-policy/1";
+
+/// The compiled form's `format`: a Worker reads only the form its own build wrote.
+const COMPILED_FORMAT: &str = "attestgate-compiled-policy/1";
+
+#[derive(Serialize)]
+struct CompiledOut<'a> {
+    format: &'a str,
+    policy: &'a Policy,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompiledIn {
+    format: String,
+    policy: Policy,
+}
+
+/// The compiled form could not be read: not this build's form (a Worker refuses every request
+/// then: `PolicyUnavailable`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompiledFormError;
 
 impl Policy {
     /// The JSON form embedded in the Worker: the validated source model (not TOML).
@@ -54,8 +83,32 @@ impl Policy {
     }
 
     /// The policy compiled into the Worker by `build.rs`:
-    /// `Policy::from_embedded(attestgate::EMBEDDED_POLICY_JSON)`. Same as [`Policy::from_json`].
-    pub fn from_embedded(json: &str) -> Result<Policy, Vec<PolicyError>> {
-        Self::from_json(json)
+    /// `Policy::from_embedded(attestgate::EMBEDDED_POLICY_JSON)`, its compiled form. Same as
+    /// [`Policy::from_compiled_json`].
+    pub fn from_embedded(json: &str) -> Result<Policy, CompiledFormError> {
+        Self::from_compiled_json(json)
+    }
+
+    /// The compiled form (module docs): what `build.rs` embeds in the Worker. Without the
+    /// source files and the warnings (the Worker reads neither); the route indexes are derived.
+    pub fn to_compiled_json(&self) -> String {
+        let out = CompiledOut {
+            format: COMPILED_FORMAT,
+            policy: self,
+        };
+        // Plain structs, strings, numbers and JSON values: serialising cannot fail.
+        serde_json::to_string(&out).unwrap_or_default()
+    }
+
+    /// Read the compiled form ([`Policy::to_compiled_json`]) without compiling: the checks ran
+    /// when it was written. Only the route indexes are rebuilt.
+    pub fn from_compiled_json(json: &str) -> Result<Policy, CompiledFormError> {
+        let read: CompiledIn = serde_json::from_str(json).map_err(|_| CompiledFormError)?;
+        if read.format != COMPILED_FORMAT {
+            return Err(CompiledFormError);
+        }
+        let mut policy = read.policy;
+        policy.index_routes();
+        Ok(policy)
     }
 }

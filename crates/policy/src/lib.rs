@@ -17,9 +17,11 @@
 //! - [`compile`](mod@compile) (`compile/`: `mod.rs` merges the files and runs the cross checks, `gateway.rs`,
 //!   `provider.rs`, `route.rs`, `syntax.rs`): [`compile()`] turns the model into the compiled
 //!   types, checking everything checkable before deploy. The only code that builds a [`Policy`].
-//! - `embed` (private): [`Policy::to_json`] / [`Policy::from_json`] / [`Policy::from_embedded`],
-//!   the embedded form: the build embeds the validated model as JSON, the Worker re-compiles it
-//!   once per isolate (no TOML parser in the Worker).
+//! - `embed` (private): the source form ([`Policy::to_json`] / [`Policy::from_json`]: the
+//!   validated model as JSON, read by compiling it again) and the compiled form
+//!   ([`Policy::to_compiled_json`] / [`Policy::from_compiled_json`] = [`Policy::from_embedded`]:
+//!   what the build embeds in the Worker, read without the compiler, which the Worker then does
+//!   not link).
 //! - `load` (feature `toml`): `load_dir` / `parse_toml` / `policy_files` read a policy
 //!   folder, for `build.rs` and the CLI.
 //!
@@ -47,6 +49,7 @@ pub mod alg;
 pub mod compile;
 pub mod diag;
 mod embed;
+pub use embed::CompiledFormError;
 // `glob_match` and `HeaderPlan::strips` index behind their own bounds checks.
 #[allow(clippy::indexing_slicing)]
 pub mod evaluate;

@@ -21,12 +21,13 @@
 //! trailing-slash variant of a protected route, which route an origin that ignores case or a
 //! trailing slash would serve ([`crate::Policy::match_route`]).
 
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
 
 /// One segment of a path pattern.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Segment {
     /// An exact segment (compared byte for byte with the raw request segment).
     Literal(String),
@@ -43,7 +44,7 @@ pub enum Segment {
 pub const MAX_PATTERN_SEGMENTS: usize = 32;
 
 /// A compiled path pattern: `/v1/orders/{id}/items/**`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PathPattern {
     source: String,
     segments: Vec<Segment>,
@@ -653,7 +654,8 @@ impl RouteIndex {
         host_ok: &dyn Fn(u32) -> bool,
         captures: &mut Vec<&'p str>,
     ) -> Option<&[u32]> {
-        let n = &self.nodes[node];
+        // (An index never built, `RouteIndex::default()`, has no node: nothing matches.)
+        let n = self.nodes.get(node)?;
         let pick = |slot: &'_ [u32]| slot.iter().any(|&r| host_ok(r));
         let Some(rest) = rest else {
             // The path ends here: a pattern that ends here too, else a `**` that covers nothing.

@@ -1,6 +1,9 @@
-//! The compiled policy: checked, resolved and indexed. Built only by the compiler
-//! ([`crate::compile()`], also behind [`Policy::from_json`] in `embed.rs`); nothing here calls it.
+//! The compiled policy: checked, resolved and indexed. Built by the compiler
+//! ([`crate::compile()`], also behind [`Policy::from_json`] in `embed.rs`), or read back from
+//! the compiled form the compiler wrote ([`Policy::from_compiled_json`]); nothing here calls the
+//! compiler.
 
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 use serde_json::Value;
@@ -30,7 +33,7 @@ pub const PASSABLE_HEADERS: [&str; 6] = [
 pub const SET_FORWARDED: [&str; 3] = ["x-forwarded-host", "x-forwarded-proto", "x-forwarded-for"];
 
 /// The `[gateway]` table with defaults applied.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Gateway {
     /// The file that defines `[gateway]`.
     pub file: String,
@@ -53,7 +56,7 @@ pub struct Gateway {
 }
 
 /// Where a provider's keys come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KeyOrigin {
     /// Fetched and cached (`jwks_cache_secs`).
     JwksUri(String),
@@ -67,14 +70,14 @@ pub enum KeyOrigin {
 /// One HMAC key of a provider: the Worker secret that holds it (base64) and the `kid` of the
 /// tokens it signs. A token's key is selected by `(alg, kid)` exactly (`jose::KeySet::select`):
 /// a token with a `kid` needs a secret with that `kid`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Secret {
     pub name: String,
     pub kid: Option<String>,
 }
 
 /// Where a provider's token is in the request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenLocation {
     /// Lowercase header name.
     pub header: String,
@@ -84,7 +87,7 @@ pub struct TokenLocation {
 }
 
 /// `binding = { claim, header }`: `claim` = base64url(SHA-256(value of `header`)).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Binding {
     pub claim: MemberPath,
     /// Lowercase header name.
@@ -92,7 +95,7 @@ pub struct Binding {
 }
 
 /// A compiled `[provider.NAME]`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Provider {
     pub name: String,
     pub file: String,
@@ -181,7 +184,7 @@ impl Provider {
 }
 
 /// What a route requires.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Access {
     /// `public = true`: forwarded unverified (after header sanitising).
     Public,
@@ -213,7 +216,7 @@ impl fmt::Display for Access {
 
 /// `provider.claim.path`: a claim of a provider's verified token. Segments with dots can be
 /// quoted: `agent."https://example.com/roles"`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ClaimPath {
     pub provider: String,
     /// At least one segment, none empty.
@@ -303,7 +306,7 @@ fn split_claim_path(source: &str) -> Result<Vec<String>, String> {
 /// members, and a member whose name has dots is quoted: `"https://example.com/roles"` is one
 /// top-level claim, `ext."https://example.com/tenant".id` three levels. Parsed once by the
 /// compiler; the JOSE code only ever sees the segments, never splits text.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MemberPath {
     segments: Vec<String>,
     source: String,
@@ -335,7 +338,7 @@ impl fmt::Display for MemberPath {
 }
 
 /// A claim constraint of a route. Every operator present must hold; a missing claim fails.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClaimRule {
     pub claim: ClaimPath,
     /// A string, number or boolean.
@@ -346,21 +349,21 @@ pub struct ClaimRule {
 }
 
 /// `delegation = { provider, max_depth }`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delegation {
     pub provider: String,
     pub max_depth: u32,
 }
 
 /// One `forward` entry: header name (lowercase, with the claims prefix) and claim.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ForwardRule {
     pub header: String,
     pub claim: ClaimPath,
 }
 
 /// A compiled `[[route]]`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Route {
     pub id: String,
     pub file: String,
@@ -410,14 +413,14 @@ pub struct Route {
 
 /// `receipt = true` (issue 14 item 4): the gateway signs an `Attestgate-Receipt` for every
 /// request it forwards on the route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReceiptRule {
     /// The receipt's lifetime (`exp - iat`), 1..=[`crate::compile::MAX_RECEIPT_TTL_SECS`].
     pub ttl_secs: u64,
 }
 
 /// How a route treats the request body (issue 15 item 2, the `h-body` foundation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BodyRule {
     /// The gateway reads the body before deciding (intent rules read it, a receipt binds its
     /// digest, or the route sets `max_body_bytes`) and forwards exactly the bytes it read.
@@ -507,7 +510,7 @@ impl Route {
 }
 
 /// A compiled `[upstreams.NAME]` (issue 14).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Upstream {
     pub name: String,
     pub file: String,
@@ -518,7 +521,7 @@ pub struct Upstream {
 }
 
 /// Where an injected credential goes: a lowercase header and the scheme before the value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InjectHeader {
     /// Lowercase header name.
     pub header: String,
@@ -527,7 +530,7 @@ pub struct InjectHeader {
 }
 
 /// The OAuth client of a token-endpoint kind: the Worker secrets of its id and secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OauthClient {
     pub token_url: String,
     pub client_id_secret: String,
@@ -542,7 +545,7 @@ pub struct OauthClient {
 }
 
 /// How the gateway authenticates to an upstream (issue 14 item 2).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Auth {
     /// A Worker secret, into a header with a scheme.
     Static { secret: String, at: InjectHeader },
@@ -612,7 +615,7 @@ pub struct Matched<'r, 'p> {
 }
 
 /// The compiled policy.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Policy {
     pub(crate) gateway: Gateway,
     /// Sorted by name.
@@ -621,15 +624,19 @@ pub struct Policy {
     pub(crate) routes: Vec<Route>,
     /// Issue 14: sorted by name.
     pub(crate) upstreams: Vec<Upstream>,
+    #[serde(skip)]
     pub(crate) index: RouteIndex,
     /// The same routes over folded patterns ([`PathPattern::folded`]); only when some route is
     /// protected (otherwise no variant can be refused).
+    #[serde(skip)]
     pub(crate) folded: Option<RouteIndex>,
     /// A protected route has a literal with an upper-case letter (then a lower-case request can be
     /// its variant) / ends with `/` (then a request without one can be).
     pub(crate) protected_upper_literal: bool,
     pub(crate) protected_trailing_slash: bool,
+    #[serde(skip)]
     pub(crate) sources: Vec<SourceFile>,
+    #[serde(skip)]
     pub(crate) warnings: Vec<Warning>,
     /// Issue 16: `[operator]` and `[deny]`.
     pub(crate) operator: Option<crate::compile::deny::Operator>,
@@ -638,6 +645,23 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// The route indexes, derived from the routes and `[gateway]` (the compiler and the
+    /// embedded compiled form, [`Policy::from_compiled_json`], both build them here): the
+    /// segment trie over the patterns and, when some route is protected, the one over their
+    /// folded patterns with the two facts the variant check reads.
+    pub(crate) fn index_routes(&mut self) {
+        self.index = RouteIndex::build(&mut self.routes.iter().map(|r| &r.path));
+        let protected: Vec<&Route> = self.routes.iter().filter(|r| !r.is_public()).collect();
+        self.protected_upper_literal = protected.iter().any(|r| r.path.has_upper_literal());
+        self.protected_trailing_slash = protected.iter().any(|r| r.path.has_trailing_slash());
+        let fold = !self.gateway.case_sensitive_paths;
+        self.folded = (!protected.is_empty()).then(|| {
+            let patterns: Vec<PathPattern> =
+                self.routes.iter().map(|r| r.path.folded(fold)).collect();
+            RouteIndex::build(&mut patterns.iter())
+        });
+    }
+
     /// `[operator]`: who may use the operator API (issue 16); `None`: the API answers 404.
     pub fn operator(&self) -> Option<&crate::compile::deny::Operator> {
         self.operator.as_ref()

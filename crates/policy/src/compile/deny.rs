@@ -11,6 +11,7 @@
 //!   present, unless `[deny] default_check = "off"`), `"strict"` or `"off"`; `"cached"`/`"strict"` without `[deny]`, or any value on a
 //!   public route, is an error.
 
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::Cx;
@@ -19,7 +20,7 @@ use crate::model::SourceFile;
 use crate::policy::{Provider, Route};
 
 /// `[operator]`, compiled.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Operator {
     pub file: String,
     /// The provider whose tokens authenticate operators.
@@ -29,7 +30,7 @@ pub struct Operator {
 }
 
 /// `[deny]`, compiled.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deny {
     pub file: String,
     pub shards: u8,
@@ -40,7 +41,7 @@ pub struct Deny {
 }
 
 /// How a route checks the deny list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum DenyCheck {
     /// Not checked (public routes; every route of a policy without `[deny]`).
     #[default]
@@ -53,7 +54,7 @@ pub enum DenyCheck {
 }
 
 /// `status_list = {...}` of a provider, compiled.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusListRule {
     /// URI prefixes, each an absolute `https://` (or, with `allow_insecure_http`, `http://`) URL
     /// ending with `/`.
@@ -66,7 +67,7 @@ pub struct StatusListRule {
 pub const MAX_STATUS_STALE_SECS: u64 = 86_400;
 
 /// `[shared_signals]`, compiled.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SharedSignals {
     pub file: String,
     pub path: String,

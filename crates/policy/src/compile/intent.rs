@@ -13,6 +13,7 @@
 //! "identifier" = "path.account"
 //! ```
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
 use super::{unknown_provider, Cx};
@@ -23,7 +24,7 @@ use crate::model::{BindConfig, BudgetConfig, IntentConfig};
 use crate::policy::{BodyRule, MemberPath};
 
 /// The compiled intent rules of a route.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Intent {
     /// The provider whose verified token declares the intent.
     pub provider: String,
@@ -46,7 +47,7 @@ impl Intent {
 }
 
 /// One binding: the detail field at `field`, compared by `op` with the request part `source`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bind {
     /// The detail member path (`instructedAmount.amount`).
     pub field: MemberPath,
@@ -68,7 +69,7 @@ impl Bind {
 }
 
 /// How a detail field is compared with the request part.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
     /// The same string (or the same decimal, or boolean).
     Equals,
@@ -95,7 +96,7 @@ impl Op {
 }
 
 /// A request part.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Source {
     /// `path.NAME`: the route's `{NAME}` path parameter, percent-decoded.
     Path(String),
@@ -136,7 +137,7 @@ fn is_name(s: &str) -> bool {
 }
 
 /// A route's compiled session budget (issue 15 item 5).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Budget {
     /// Routes of one group share a budget per session.
     pub group: String,

@@ -25,6 +25,7 @@
 //! verified; `unattested`: no credential of any of these providers verified (they must be in
 //! the route's `require`, which is then an `any`); `always`: every caller.
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -48,7 +49,7 @@ pub const MAX_NAME: usize = 256;
 pub const DEFAULT_REDACTION: &str = "\"[redacted]\"";
 
 /// One step of a compiled path.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PathStep {
     /// `.name`: the member `name` of an object.
     Child(String),
@@ -61,7 +62,7 @@ pub enum PathStep {
 }
 
 /// What happens to a selected value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MaskAction {
     Drop,
     /// The replacement, as compact JSON text.
@@ -92,7 +93,7 @@ impl MaskAction {
 }
 
 /// One rule: a path (its source text kept for the record) and an action.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MaskRule {
     pub path: String,
     pub steps: Vec<PathStep>,
@@ -100,7 +101,7 @@ pub struct MaskRule {
 }
 
 /// When the mask applies: any condition that holds.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MaskWhen {
     pub agent: bool,
     pub agent_providers: Vec<String>,
@@ -109,7 +110,7 @@ pub struct MaskWhen {
 }
 
 /// A route's compiled mask.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mask {
     pub when: MaskWhen,
     /// The Worker secret keying `hash` (present exactly when a rule hashes).

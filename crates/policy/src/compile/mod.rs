@@ -28,7 +28,7 @@ mod upstream;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::diag::{Location, PolicyError, Warning};
-use crate::matcher::{PathPattern, RouteIndex, Segment};
+use crate::matcher::{RouteIndex, Segment};
 use crate::model::{defaults, GatewayConfig, SourceFile};
 use crate::policy::{Policy, Provider, Route, Upstream};
 
@@ -256,29 +256,23 @@ pub fn compile(files: Vec<SourceFile>) -> Result<Policy, Vec<PolicyError>> {
     if !cx.errors.is_empty() {
         return Err(cx.errors);
     }
-    let protected: Vec<&Route> = routes.iter().filter(|r| !r.is_public()).collect();
-    let folded = (!protected.is_empty()).then(|| {
-        let patterns: Vec<PathPattern> = routes
-            .iter()
-            .map(|r| r.path.folded(!gateway.case_sensitive_paths))
-            .collect();
-        RouteIndex::build(&mut patterns.iter())
-    });
-    Ok(Policy {
-        protected_upper_literal: protected.iter().any(|r| r.path.has_upper_literal()),
-        protected_trailing_slash: protected.iter().any(|r| r.path.has_trailing_slash()),
-        folded,
+    let mut policy = Policy {
+        protected_upper_literal: false,
+        protected_trailing_slash: false,
+        folded: None,
         gateway,
         providers: providers.into_values().collect(),
         upstreams: upstreams.into_values().collect(),
         routes,
-        index,
+        index: RouteIndex::default(),
         sources: files,
         warnings: cx.warnings,
         operator,
         deny,
         shared_signals,
-    })
+    };
+    policy.index_routes();
+    Ok(policy)
 }
 
 #[derive(Default)]
