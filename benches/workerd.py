@@ -497,13 +497,17 @@ class DirectWorker(Worker):
                      'enableSql = true)],\n'
                      '  durableObjectStorage = (localDisk = "disk")')
             services = f',\n    (name = "disk", disk = (path = "{persist}", writable = true))'
+        # V8_FLAGS (space-separated, measuring only: production cannot set them), e.g.
+        # "--no-wasm-lazy-compilation": what the runtime's compilation strategy costs.
+        flags = os.environ.get("V8_FLAGS", "").split()
+        v8 = (",\n  v8Flags = [" + ", ".join(json.dumps(f) for f in flags) + "]") if flags else ""
         text = f"""using Workerd = import "/workerd/workerd.capnp";
 const config :Workerd.Config = (
   services = [
     (name = "main", worker = .worker),
     (name = "internet", network = (allow = ["public", "private", "local"])){services}
   ],
-  sockets = [(name = "http", address = "127.0.0.1:{self.port}", http = (), service = "main")]
+  sockets = [(name = "http", address = "127.0.0.1:{self.port}", http = (), service = "main")]{v8}
 );
 const worker :Workerd.Worker = (
   modules = [{", ".join(modules)}],
