@@ -163,11 +163,7 @@ def main() -> None:
                              f"({min(to_floor):.3f}-{max(to_floor):.3f})")
                 print(line)
     finally:
-        for w in workers.values():
-            try:
-                w.stop()
-            except Exception:  # noqa: BLE001 - best effort on the way out
-                pass
+        B.stop_all(workers)
         servers.stop()
 
 

@@ -174,11 +174,7 @@ def main() -> None:
                 "rounds": rounds, "n": n, "warm": warm, "per_round": rows,
                 "loadavg": open("/proc/loadavg").read().split()[:3]}, indent=1))
     finally:
-        for p in procs:
-            try:
-                p.stop()
-            except Exception:  # noqa: BLE001 - best effort on the way out
-                pass
+        B.stop_all(procs)
         servers.stop()
 
 

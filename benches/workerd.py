@@ -252,6 +252,16 @@ def log(msg: str):
 # CPU accounting of a process (all its threads)
 
 
+def stop_all(workers) -> None:
+    """Stop every Worker of `workers` (a dict's values or a list), best effort: on the way out of
+    a bench, one that fails to stop does not keep the others running."""
+    for w in (workers.values() if isinstance(workers, dict) else workers):
+        try:
+            w.stop()
+        except Exception:  # noqa: BLE001 - best effort on the way out
+            pass
+
+
 def proc_cpu(pid: int) -> tuple[int, int | None, dict]:
     """(utime+stime in clock ticks, sum of the threads' schedstat run time in ns, {thread id:
     ns}).
