@@ -1,7 +1,8 @@
 //! Compiles the route policies into the Worker (SPEC §1): reads every `*.toml` of the policy
 //! folder (`ATTESTGATE_POLICY_DIR`, default `policies`), checks it with the policy compiler and
-//! writes the compiled policy (`Policy::to_compiled_json`) as `$OUT_DIR/policy.json`, which
-//! `src/lib.rs` embeds as `EMBEDDED_POLICY_JSON`: the Worker reads it without compiling again.
+//! writes the compiled policy (`Policy::to_compiled`, a compact binary form) as
+//! `$OUT_DIR/policy.bin`, which `src/lib.rs` embeds as `EMBEDDED_POLICY`: the Worker reads it
+//! without compiling again.
 //! A policy error fails the build, naming file, route id and field.
 
 use std::path::{Path, PathBuf};
@@ -51,8 +52,8 @@ fn main() {
             let Some(out_dir) = std::env::var_os("OUT_DIR") else {
                 panic!("OUT_DIR is not set (build.rs must run under cargo)");
             };
-            let out = Path::new(&out_dir).join("policy.json");
-            if let Err(e) = std::fs::write(&out, policy.to_compiled_json()) {
+            let out = Path::new(&out_dir).join("policy.bin");
+            if let Err(e) = std::fs::write(&out, policy.to_compiled()) {
                 panic!("cannot write {}: {e}", out.display());
             }
         }

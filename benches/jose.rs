@@ -168,8 +168,9 @@ fn benches(c: &mut Criterion) {
     }
 }
 
-/// The bench policy (benches/policies, loopback URLs filled in) as the build embeds it: JSON.
-fn bench_policy_json() -> String {
+/// The bench policy (benches/policies, loopback URLs filled in) as the build embeds it: the
+/// compiled form.
+fn bench_policy_json() -> Vec<u8> {
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/policies");
     let dir = std::env::temp_dir().join(format!("attestgate-bench-policy-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -189,7 +190,7 @@ fn bench_policy_json() -> String {
     }
     let (policy, _warnings) = attestgate::policy::load_dir(&dir).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
-    policy.to_compiled_json()
+    policy.to_compiled()
 }
 
 /// The Rust side of the decision line (what the Worker builds before `console.log`; the

@@ -4,7 +4,7 @@
 //! Three steps, all pure (no I/O, the clock is a parameter):
 //!
 //! 1. compile a policy: [`compile_dir`] / [`compile_toml`] (natively; the Worker embeds the
-//!    compiled form at build time: [`Policy::from_compiled_json`]);
+//!    compiled form at build time: [`Policy::from_compiled`]);
 //! 2. build a [`Gateway`] from it (per isolate, once);
 //! 3. [`Gateway::decide`] one [`Request`] at a given time, with the seams supplied by the caller:
 //!    where keys come from ([`KeySource`]), how signatures are checked ([`SignatureVerifier`]),

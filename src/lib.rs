@@ -38,7 +38,7 @@ mod edge;
 pub use attestgate_policy as policy;
 pub use error::Error;
 
-pub const EMBEDDED_POLICY_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/policy.json"));
+pub const EMBEDDED_POLICY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/policy.bin"));
 
 #[cfg(test)]
 mod build_cfg_tests {

@@ -108,7 +108,7 @@ fn every_example_file_parses_on_its_own() {
 
 #[test]
 fn the_embedded_policy_is_the_compiled_folder() {
-    let embedded = Policy::from_embedded(attestgate::EMBEDDED_POLICY_JSON)
+    let embedded = Policy::from_embedded(attestgate::EMBEDDED_POLICY)
         .unwrap_or_else(|e| panic!("embedded policy does not load: {e:?}"));
     // Built from ATTESTGATE_POLICY_DIR when it was set for this build; compare only the default.
     if option_env!("ATTESTGATE_POLICY_DIR").is_none() {
@@ -119,7 +119,7 @@ fn the_embedded_policy_is_the_compiled_folder() {
     }
 }
 
-/// Issue 19 item 4: the Worker embeds the compiled form (`Policy::to_compiled_json`) and reads
+/// Issue 19 item 4: the Worker embeds the compiled form (`Policy::to_compiled`) and reads
 /// it without the compiler. For every policy folder in the repository (the examples, the e2e
 /// and the bench policies, their `{{...}}` placeholders filled as their harnesses do): the form
 /// read back is the same policy (the same form again, the same routes, providers, gateway and
@@ -146,14 +146,14 @@ fn the_compiled_form_reads_back_as_the_same_policy() {
         let (compiled, _) = load_dir(&dir).unwrap_or_else(|e| panic!("{folder}: {}", e[0]));
         let (again, _) = load_dir(&dir).expect("compiles twice");
         std::fs::remove_dir_all(&dir).expect("clean up");
-        let form = compiled.to_compiled_json();
+        let form = compiled.to_compiled();
         assert_eq!(
             form,
-            again.to_compiled_json(),
+            again.to_compiled(),
             "{folder}: the form is deterministic"
         );
-        let read = Policy::from_compiled_json(&form).unwrap_or_else(|e| panic!("{folder}: {e:?}"));
-        assert_eq!(read.to_compiled_json(), form, "{folder}");
+        let read = Policy::from_compiled(&form).unwrap_or_else(|e| panic!("{folder}: {e:?}"));
+        assert_eq!(read.to_compiled(), form, "{folder}");
         assert_eq!(read.routes(), compiled.routes(), "{folder}");
         assert_eq!(read.providers(), compiled.providers(), "{folder}");
         assert_eq!(read.gateway(), compiled.gateway(), "{folder}");
@@ -197,33 +197,44 @@ fn the_compiled_form_reads_back_as_the_same_policy() {
 }
 
 /// What a compiled form is not is refused (the Worker answers every request with 503 then,
-/// `PolicyUnavailable`): another format, the source form, a truncated or extended document.
+/// `PolicyUnavailable`), never a panic: another format's tag, the source form, every
+/// truncation, a byte appended, any byte changed (read as an error or as some policy).
 #[test]
 fn the_compiled_form_refuses_what_it_is_not() {
     let (policy, _) = load_dir("policies").expect("compiles");
-    let form = policy.to_compiled_json();
-    assert!(Policy::from_compiled_json(&form).is_ok());
-    let other_format = form.replacen(
-        "attestgate-compiled-policy/1",
-        "attestgate-compiled-policy/2",
-        1,
-    );
-    assert!(Policy::from_compiled_json(&other_format).is_err());
+    let form = policy.to_compiled();
+    assert!(Policy::from_compiled(&form).is_ok());
+    let tag = b"attestgate-compiled-policy/1";
+    let at = form
+        .windows(tag.len())
+        .position(|w| w == tag)
+        .expect("the format tag leads the form");
+    assert_eq!(at, 1, "the tag's length, then the tag");
+    let mut other = form.clone();
+    other[at + tag.len() - 1] = b'2';
+    assert!(Policy::from_compiled(&other).is_err(), "another format");
     assert!(
-        Policy::from_compiled_json(&policy.to_json()).is_err(),
+        Policy::from_compiled(policy.to_json().as_bytes()).is_err(),
         "the source form"
     );
-    assert!(
-        Policy::from_compiled_json(&form[..form.len() / 2]).is_err(),
-        "truncated"
-    );
-    let extended = format!("{},\"extra\":1}}", &form[..form.len() - 1]);
-    assert!(
-        Policy::from_compiled_json(&extended).is_err(),
-        "an unknown member"
-    );
-    for bad in ["", "null", "[]", "{}", "{\"format\":1}"] {
-        assert!(Policy::from_compiled_json(bad).is_err(), "{bad:?}");
+    for n in 0..form.len() {
+        assert!(
+            Policy::from_compiled(&form[..n]).is_err(),
+            "truncated at {n}"
+        );
+    }
+    let mut longer = form.clone();
+    longer.push(0);
+    assert!(Policy::from_compiled(&longer).is_err(), "a byte appended");
+    for i in 0..form.len() {
+        for v in [0u8, 0x01, 0x7f, 0x80, 0xff] {
+            let mut changed = form.clone();
+            changed[i] = v;
+            let _ = Policy::from_compiled(&changed);
+        }
+    }
+    for bad in [&b""[..], b"\x00", b"{}", &[0xff; 64][..]] {
+        assert!(Policy::from_compiled(bad).is_err(), "{bad:?}");
     }
 }
 

@@ -463,11 +463,10 @@ fn receipt_fields_are_checked_at_build_and_the_policy_hash_is_stable() {
     let built = attestgate::gate::Gate::from_embedded().unwrap();
     assert_eq!(
         built.policy_sha256(),
-        attestgate::gate::digest::sha256_b64url(attestgate::EMBEDDED_POLICY_JSON.as_bytes())
+        attestgate::gate::digest::sha256_b64url(attestgate::EMBEDDED_POLICY)
     );
     // ... and what the Worker computes from its embedded JSON.
-    let embedded =
-        attestgate::policy::Policy::from_compiled_json(&a.policy().to_compiled_json()).unwrap();
+    let embedded = attestgate::policy::Policy::from_compiled(&a.policy().to_compiled()).unwrap();
     assert_eq!(
         Gateway::new(embedded).unwrap().gate().policy_sha256(),
         a.gate().policy_sha256()

@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
         names.push(name);
     }
     match compile(files) {
-        Ok(policy) => policy_checks::check_compiled(&policy),
+        Ok(policy) => policy_checks::check_from_source(&policy),
         Err(errors) => {
             assert!(!errors.is_empty(), "a refusal says why");
             for e in &errors {

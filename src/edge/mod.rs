@@ -89,7 +89,7 @@ fn isolate() -> std::result::Result<Rc<Isolate>, Error> {
             challenges: RefCell::new(RateLimiter::for_challenges()),
             audit: AuditIdentity {
                 origin: format!("{}/attestgate/decisions", gate.realm),
-                policy_hash: crate::gate::audit::record::policy_hash(crate::EMBEDDED_POLICY_JSON),
+                policy_hash: crate::gate::audit::record::policy_hash(crate::EMBEDDED_POLICY),
             },
             signing: signing::IsolateSigning::new(),
             tokens: inject::TokenStore::default(),

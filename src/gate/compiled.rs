@@ -132,8 +132,8 @@ fn secs(v: u64) -> i64 {
 impl Gate {
     /// The policy compiled into this build (`$OUT_DIR/policy.json`).
     pub fn from_embedded() -> Result<Self, Error> {
-        let policy = Policy::from_embedded(crate::EMBEDDED_POLICY_JSON)
-            .map_err(|_| Error::PolicyUnavailable)?;
+        let policy =
+            Policy::from_embedded(crate::EMBEDDED_POLICY).map_err(|_| Error::PolicyUnavailable)?;
         Self::new(policy)
     }
 
@@ -205,12 +205,12 @@ impl Gate {
     pub fn policy_sha256(&self) -> &str {
         self.policy_sha256.get_or_init(|| {
             #[cfg(not(target_arch = "wasm32"))]
-            let text = self.policy.to_compiled_json();
-            // The Worker's one policy is the embedded one (`from_embedded`), whose text this is
+            let form = self.policy.to_compiled();
+            // The Worker's one policy is the embedded one (`from_embedded`), whose form this is
             // (the same bytes, tested natively): the wasm links no policy serialiser.
             #[cfg(target_arch = "wasm32")]
-            let text = crate::EMBEDDED_POLICY_JSON;
-            crate::gate::digest::sha256_b64url(text.as_bytes())
+            let form = crate::EMBEDDED_POLICY.to_vec();
+            crate::gate::digest::sha256_b64url(&form)
         })
     }
 

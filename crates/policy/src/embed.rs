@@ -1,16 +1,16 @@
-//! The two JSON forms of a policy.
+//! The two embeddable forms of a policy.
 //!
 //! - The **source form** ([`Policy::to_json`] / [`Policy::from_json`]): the validated source
 //!   model; reading it means compiling it again (it sits on the compiler's side).
-//! - The **compiled form** ([`Policy::to_compiled_json`] / [`Policy::from_compiled_json`], issue
-//!   19): the compiled policy itself, what `build.rs` embeds in the Worker
-//!   (`$OUT_DIR/policy.json`). The Worker reads it once per isolate without the compiler: no
-//!   checks run again (the build ran them), only the route indexes are rebuilt
+//! - The **compiled form** ([`Policy::to_compiled`] / [`Policy::from_compiled`], issue 19): the
+//!   compiled policy itself in a compact binary form (`crate::compact`), what `build.rs` embeds
+//!   in the Worker (`$OUT_DIR/policy.bin`). The Worker reads it once per isolate without the
+//!   compiler: no checks run again (the build ran them), only the route indexes are rebuilt
 //!   ([`Policy::index_routes`]). The compiler, its messages and the source model's
 //!   deserialisers are then not linked into the Worker at all, so a fresh isolate has that much
 //!   less WebAssembly to compile on its first request (docs/performance.md, "Cold start: the
-//!   compiled policy embedded"). The form is deterministic (no map with a random order is
-//!   serialised), so its SHA-256 names the policy (`Gate::policy_sha256`).
+//!   compiled policy embedded"). The form is deterministic (no map is serialised), so its
+//!   SHA-256 names the policy (`Gate::policy_sha256`).
 
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +19,7 @@ use crate::diag::{Location, PolicyError};
 use crate::model::SourceFile;
 use crate::policy::Policy;
 
-/// The embedded form (`$OUT_DIR/policy.json`).
+/// The source form.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Embedded {
@@ -29,29 +29,13 @@ struct Embedded {
 
 const EMBEDDED_FORMAT: &str = "attestgate-policy/1";
 
-/// The compiled form's `format`: a Worker reads only the form its own build wrote.
+/// The compiled form's first value: a Worker reads only the form its own build wrote.
 const COMPILED_FORMAT: &str = "attestgate-compiled-policy/1";
 
-#[derive(Serialize)]
-struct CompiledOut<'a> {
-    format: &'a str,
-    policy: &'a Policy,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CompiledIn {
-    format: String,
-    policy: Policy,
-}
-
-/// The compiled form could not be read: not this build's form (a Worker refuses every request
-/// then: `PolicyUnavailable`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CompiledFormError;
+use crate::compact::CompactError as CompiledFormError;
 
 impl Policy {
-    /// The JSON form embedded in the Worker: the validated source model (not TOML).
+    /// The source form: the validated source model as JSON (not TOML).
     pub fn to_json(&self) -> String {
         let embedded = Embedded {
             format: EMBEDDED_FORMAT.to_owned(),
@@ -83,31 +67,28 @@ impl Policy {
     }
 
     /// The policy compiled into the Worker by `build.rs`:
-    /// `Policy::from_embedded(attestgate::EMBEDDED_POLICY_JSON)`, its compiled form. Same as
-    /// [`Policy::from_compiled_json`].
-    pub fn from_embedded(json: &str) -> Result<Policy, CompiledFormError> {
-        Self::from_compiled_json(json)
+    /// `Policy::from_embedded(attestgate::EMBEDDED_POLICY)`, its compiled form. Same as
+    /// [`Policy::from_compiled`].
+    pub fn from_embedded(bytes: &[u8]) -> Result<Policy, CompiledFormError> {
+        Self::from_compiled(bytes)
     }
 
-    /// The compiled form (module docs): what `build.rs` embeds in the Worker. Without the
-    /// source files and the warnings (the Worker reads neither); the route indexes are derived.
-    pub fn to_compiled_json(&self) -> String {
-        let out = CompiledOut {
-            format: COMPILED_FORMAT,
-            policy: self,
-        };
-        // Plain structs, strings, numbers and JSON values: serialising cannot fail.
-        serde_json::to_string(&out).unwrap_or_default()
+    /// The compiled form (module docs): what `build.rs` embeds in the Worker, in the compact
+    /// binary form of `crate::compact`. Without the source files and the warnings (the Worker
+    /// reads neither); the route indexes are derived.
+    pub fn to_compiled(&self) -> Vec<u8> {
+        // Plain structs, strings, integers and the JSON text of `equals`: no float, no map, so
+        // writing cannot fail.
+        crate::compact::to_bytes(&(COMPILED_FORMAT, self)).unwrap_or_default()
     }
 
-    /// Read the compiled form ([`Policy::to_compiled_json`]) without compiling: the checks ran
-    /// when it was written. Only the route indexes are rebuilt.
-    pub fn from_compiled_json(json: &str) -> Result<Policy, CompiledFormError> {
-        let read: CompiledIn = serde_json::from_str(json).map_err(|_| CompiledFormError)?;
-        if read.format != COMPILED_FORMAT {
+    /// Read the compiled form ([`Policy::to_compiled`]) without compiling: the checks ran when
+    /// it was written. Only the route indexes are rebuilt.
+    pub fn from_compiled(bytes: &[u8]) -> Result<Policy, CompiledFormError> {
+        let (format, mut policy): (&str, Policy) = crate::compact::from_bytes(bytes)?;
+        if format != COMPILED_FORMAT {
             return Err(CompiledFormError);
         }
-        let mut policy = read.policy;
         policy.index_routes();
         Ok(policy)
     }

@@ -19,7 +19,7 @@
 //!   types, checking everything checkable before deploy. The only code that builds a [`Policy`].
 //! - `embed` (private): the source form ([`Policy::to_json`] / [`Policy::from_json`]: the
 //!   validated model as JSON, read by compiling it again) and the compiled form
-//!   ([`Policy::to_compiled_json`] / [`Policy::from_compiled_json`] = [`Policy::from_embedded`]:
+//!   ([`Policy::to_compiled`] / [`Policy::from_compiled`] = [`Policy::from_embedded`]:
 //!   what the build embeds in the Worker, read without the compiler, which the Worker then does
 //!   not link).
 //! - `load` (feature `toml`): `load_dir` / `parse_toml` / `policy_files` read a policy
@@ -46,10 +46,11 @@
 
 pub mod act;
 pub mod alg;
+mod compact;
 pub mod compile;
 pub mod diag;
 mod embed;
-pub use embed::CompiledFormError;
+pub use compact::CompactError as CompiledFormError;
 // `glob_match` and `HeaderPlan::strips` index behind their own bounds checks.
 #[allow(clippy::indexing_slicing)]
 pub mod evaluate;

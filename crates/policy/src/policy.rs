@@ -1,6 +1,6 @@
 //! The compiled policy: checked, resolved and indexed. Built by the compiler
 //! ([`crate::compile()`], also behind [`Policy::from_json`] in `embed.rs`), or read back from
-//! the compiled form the compiler wrote ([`Policy::from_compiled_json`]); nothing here calls the
+//! the compiled form the compiler wrote ([`Policy::from_compiled`]); nothing here calls the
 //! compiler.
 
 use serde::{Deserialize, Serialize};
@@ -342,6 +342,7 @@ impl fmt::Display for MemberPath {
 pub struct ClaimRule {
     pub claim: ClaimPath,
     /// A string, number or boolean.
+    #[serde(with = "crate::compact::json_text")]
     pub equals: Option<Value>,
     /// Globs: `*` matches any run of characters; everything else is exact.
     pub one_of: Option<Vec<String>>,
@@ -646,7 +647,7 @@ pub struct Policy {
 
 impl Policy {
     /// The route indexes, derived from the routes and `[gateway]` (the compiler and the
-    /// embedded compiled form, [`Policy::from_compiled_json`], both build them here): the
+    /// embedded compiled form, [`Policy::from_compiled`], both build them here): the
     /// segment trie over the patterns and, when some route is protected, the one over their
     /// folded patterns with the two facts the variant check reads.
     pub(crate) fn index_routes(&mut self) {

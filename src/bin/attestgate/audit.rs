@@ -39,7 +39,7 @@ pub fn audit(args: &[String]) -> ExitCode {
             let dir = args.get(1).map_or("policies", String::as_str);
             match crate::check::load(dir) {
                 Ok(policy) => {
-                    println!("{}", record::policy_hash(&policy.to_compiled_json()));
+                    println!("{}", record::policy_hash(&policy.to_compiled()));
                     ExitCode::SUCCESS
                 }
                 Err(code) => code,

@@ -59,10 +59,10 @@ pub struct Context<'a> {
     pub body_sha256: Option<[u8; 32]>,
 }
 
-/// base64url SHA-256 of the policy's embedded JSON (`attestgate::EMBEDDED_POLICY_JSON`, which
-/// `attestgate audit policy-hash DIR` recomputes from a policy folder).
-pub fn policy_hash(embedded_json: &str) -> String {
-    b64::encode(&Sha256::digest(embedded_json.as_bytes()))
+/// base64url SHA-256 of the policy's embedded compiled form (`attestgate::EMBEDDED_POLICY`,
+/// which `attestgate audit policy-hash DIR` recomputes from a policy folder).
+pub fn policy_hash(embedded: &[u8]) -> String {
+    b64::encode(&Sha256::digest(embedded))
 }
 
 /// base64url SHA-256 of a credential, as a record names it.
