@@ -158,9 +158,12 @@ fn mask_rules_compile_with_their_paths_and_actions() {
     assert_eq!(m.rules[1].steps, [PathStep::Descendant("email".into())]);
     assert_eq!(m.rules[2].action, MaskAction::Last4);
     assert!(m.when.agent && m.when.unattested == ["device"]);
-    // The embedded form (what the Worker re-compiles) keeps the mask.
+    // The source form (compiled again when read) and the compiled form the Worker embeds (read
+    // without the compiler) keep the mask.
     let again = attestgate::policy::Policy::from_json(&policy.to_json()).unwrap();
-    assert_eq!(again.route("mk-customer").unwrap().mask, Some(m));
+    assert_eq!(again.route("mk-customer").unwrap().mask, Some(m.clone()));
+    let embedded = attestgate::policy::Policy::from_compiled(&policy.to_compiled()).unwrap();
+    assert_eq!(embedded.route("mk-customer").unwrap().mask, Some(m));
 }
 
 #[test]

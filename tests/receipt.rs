@@ -459,13 +459,13 @@ fn receipt_fields_are_checked_at_build_and_the_policy_hash_is_stable() {
     assert_eq!(a.gate().policy_sha256(), b.gate().policy_sha256());
     assert_ne!(a.gate().policy_sha256(), c.gate().policy_sha256());
     assert_eq!(a.gate().policy_sha256().len(), 43);
-    // The Worker hashes its embedded JSON text: the same as the policy's embedded form.
+    // The Worker hashes its embedded compiled form: the same as the policy's.
     let built = attestgate::gate::Gate::from_embedded().unwrap();
     assert_eq!(
         built.policy_sha256(),
         attestgate::gate::digest::sha256_b64url(attestgate::EMBEDDED_POLICY)
     );
-    // ... and what the Worker computes from its embedded JSON.
+    // ... and what the Worker computes from the form it reads.
     let embedded = attestgate::policy::Policy::from_compiled(&a.policy().to_compiled()).unwrap();
     assert_eq!(
         Gateway::new(embedded).unwrap().gate().policy_sha256(),

@@ -200,7 +200,7 @@ impl Gate {
     }
 
     /// Issue 14: the SHA-256 (base64url) of the compiled policy in its embedded form
-    /// ([`Policy::to_json`], what `build.rs` embeds), computed once: a receipt names the exact
+    /// ([`Policy::to_compiled`], what `build.rs` embeds), computed once: a receipt names the exact
     /// policy that decided, and `attestgate explain` shows the same value.
     pub fn policy_sha256(&self) -> &str {
         self.policy_sha256.get_or_init(|| {

@@ -26,8 +26,8 @@
 //!   folder, for `build.rs` and the CLI.
 //!
 //! The dependency is one way: the model ← the compiler → the compiled types. The compiled types
-//! and the evaluation never call the compiler; reading the embedded form or a folder (`embed`,
-//! `load`) is on the compiler's side.
+//! and the evaluation never call the compiler; reading the source form or a folder (`embed`,
+//! `load`) is on the compiler's side, reading the compiled form (`embed`, `compact`) is not.
 //!
 //! Pure: no I/O except the optional folder loader, no clock, no randomness.
 #![forbid(unsafe_code)]

@@ -6,8 +6,8 @@
 //! Unknown fields are refused everywhere (`deny_unknown_fields`): a typo is a build error, never a
 //! silently ignored rule.
 //!
-//! The same structs are the embedded form: the build serialises the validated model to JSON and
-//! the Worker re-compiles it once per isolate (no TOML parser in the Worker).
+//! The same structs are the source form (`Policy::to_json` / `from_json`: the validated model as
+//! JSON, compiled again when read). The Worker embeds the compiled form instead (`embed.rs`).
 
 use std::collections::BTreeMap;
 
