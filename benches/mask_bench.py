@@ -82,7 +82,8 @@ FLOORS = {
     # Vary): what awaiting the origin in the Worker costs, without the headers.
     "await": [
         ("src/edge/mask.rs", "let body = resp.body().map_or(JsValue::NULL, JsValue::from);",
-         "let _ = &sets; return Ok((resp, None)); #[allow(unreachable_code)] let body = JsValue::NULL;"),
+         "let _ = &sets; if method.is_empty() || !method.is_empty() { return Ok((resp, None)); } "
+         "let body = resp.body().map_or(JsValue::NULL, JsValue::from);"),
     ],
     # The body read and answered as read, never entering WebAssembly.
     "js": [
