@@ -81,8 +81,9 @@ FLOORS = {
     # A caller the mask does not apply to (HUMAN=1) gets the origin's response as it is (no
     # Vary): what awaiting the origin in the Worker costs, without the headers.
     "await": [
-        ("src/edge/mask.rs", "crate::edge::with_headers(resp, &sets).map_err(|_| Error::Internal)?,",
-         "{ let _ = &sets; resp },"),
+        ("src/edge/mask.rs", "let body = resp.body().map_or(JsValue::NULL, JsValue::from);",
+         "let _ = &sets; if method.is_empty() || !method.is_empty() { return Ok((resp, None)); } "
+         "let body = resp.body().map_or(JsValue::NULL, JsValue::from);"),
     ],
     # The body read and answered as read, never entering WebAssembly.
     "js": [

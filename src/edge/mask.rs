@@ -198,14 +198,38 @@ export async function maskBody(body, inflate, m, commit, read, requestId) {
   });
   return [stream, false];
 }
-// The masked response: the origin's status and headers, less `deletes`, with `sets` (both
-// newline-separated; sets as name, value, name, value, ...).
+// The origin's headers the masking reads (READ, in order) and its status, in one call: each
+// `-` (absent) or the value's length, `:` and the value (`crossing::parse_header_read`'s form,
+// without names).
+const READ = ["vary", "content-type", "content-encoding", "content-length", "cache-control"];
+export function originRead(resp) {
+  const h = resp.headers;
+  const out = [];
+  for (const name of READ) {
+    const v = h.get(name);
+    if (v === null) out.push("-");
+    else out.push(v.length, ":", v);
+  }
+  const s = String(resp.status);
+  out.push(s.length, ":", s);
+  return out.join("");
+}
+// The client's response: the origin's status and headers (`new Response(body, resp)` copies
+// them into headers of its own), less `deletes` (newline-separated, split once per isolate:
+// the same string every time; none for a response that is not masked), with `sets`
+// (newline-separated: name, value, name, value, ...).
+let deleting = null;
+let deleteList = [];
 export function maskedResponse(resp, body, sets, deletes) {
-  const h = new Headers(resp.headers);
-  for (const name of deletes.split("\n")) h.delete(name);
+  const r = new Response(body, resp);
+  const h = r.headers;
+  if (deletes) {
+    if (deletes !== deleting) { deleting = deletes; deleteList = deletes.split("\n"); }
+    for (const name of deleteList) h.delete(name);
+  }
   const s = sets.split("\n");
   for (let i = 0; i + 1 < s.length; i += 2) h.set(s[i], s[i + 1]);
-  return new Response(body, { status: resp.status, statusText: resp.statusText, headers: h });
+  return r;
 }
 "#)]
 extern "C" {
@@ -219,13 +243,34 @@ extern "C" {
         request_id: &str,
     ) -> js_sys::Promise;
 
-    #[wasm_bindgen(js_name = maskedResponse)]
+    #[wasm_bindgen(js_name = originRead)]
+    fn origin_read(resp: &web_sys::Response) -> String;
+
+    #[wasm_bindgen(js_name = maskedResponse, catch)]
     fn masked_response(
         resp: &web_sys::Response,
         body: &JsValue,
         sets: &str,
-        deletes: &str,
-    ) -> web_sys::Response;
+        deletes: &JsValue,
+    ) -> Result<web_sys::Response, JsValue>;
+}
+
+thread_local! {
+    /// [`mask::MASKED_DELETES`] as a JavaScript string, made once per isolate (a `&str` would
+    /// be decoded by the runtime on every call).
+    static DELETES: JsValue = JsValue::from_str(mask::MASKED_DELETES);
+}
+
+/// `sets` as [`masked_response`] takes them: name, value, ... each followed by `\n`.
+fn set_list(sets: &[(&'static str, String)]) -> String {
+    let mut list = String::new();
+    for (name, value) in sets {
+        list.push_str(name);
+        list.push('\n');
+        list.push_str(value);
+        list.push('\n');
+    }
+    list
 }
 
 /// The message of a rejection (an `Error`'s, else the value as a string).
@@ -249,22 +294,27 @@ pub async fn respond(
     extra: &[(&'static str, String)],
     request_id: &str,
 ) -> Result<(web_sys::Response, Option<MaskRecord>), Error> {
-    let origin = resp.headers();
-    let get = |name: &str| origin.get(name).ok().flatten();
-    let mut sets = vec![("vary", mask::vary(get("vary").as_deref(), &plan.vary))];
+    // The origin's headers the masking reads, and its status, in one call into the runtime
+    // (each `Headers.get` from Rust is a crossing of its own: docs/performance.md).
+    let read = origin_read(&resp);
+    let Some((values, _)) = crate::gate::phase::crossing::parse_header_read(&read, 6) else {
+        return Err(Error::Internal);
+    };
+    let get = |i: usize| values.get(i).and_then(|v| v.as_deref());
+    let (vary, content_type, encoding, length, cache_control) =
+        (get(0), get(1), get(2), get(3), get(4));
+    let Some(status) = get(5).and_then(|s| s.parse::<u16>().ok()) else {
+        return Err(Error::Internal);
+    };
+    let mut sets = vec![("vary", mask::vary(vary, &plan.vary))];
     sets.extend(extra.iter().cloned());
     let Some(why) = plan.why else {
-        return Ok((
-            crate::edge::with_headers(resp, &sets).map_err(|_| Error::Internal)?,
-            None,
-        ));
+        let body = resp.body().map_or(JsValue::NULL, JsValue::from);
+        let r = masked_response(&resp, &body, &set_list(&sets), &JsValue::NULL)
+            .map_err(|_| Error::Internal)?;
+        return Ok((r, None));
     };
-    let checked = mask::check_response(
-        method,
-        resp.status(),
-        get("content-type").as_deref(),
-        get("content-encoding").as_deref(),
-    );
+    let checked = mask::check_response(method, status, content_type, encoding);
     let body_plan = match checked {
         Ok(p) => p,
         Err(e) => {
@@ -274,18 +324,15 @@ pub async fn respond(
             return Err(e);
         }
     };
-    sets.push((
-        "cache-control",
-        mask::masked_cache_control(get("cache-control").as_deref()),
-    ));
+    sets.push(("cache-control", mask::masked_cache_control(cache_control)));
     let counts = Rc::new(RefCell::new(Counts(vec![0; rules.rules.len()])));
     // A body of a known length up to WHOLE_BYTES, as sent (no content coding the runtime
     // decodes): read whole by the runtime (`arrayBuffer`, one promise) and masked in one call,
     // instead of chunk by chunk through a reader (a promise per chunk: measured,
     // docs/performance.md).
     let whole = body_plan == BodyPlan::Plain
-        && get("content-encoding").is_none_or(|e| e.trim().eq_ignore_ascii_case("identity"))
-        && get("content-length")
+        && encoding.is_none_or(|e| e.trim().eq_ignore_ascii_case("identity"))
+        && length
             .and_then(|n| n.trim().parse::<usize>().ok())
             .is_some_and(|n| n <= WHOLE_BYTES);
     let (body, complete) = match (body_plan, resp.body()) {
@@ -346,13 +393,8 @@ pub async fn respond(
         mask::MASKED_HEADER,
         mask::masked_count(counts.total(), complete),
     ));
-    let mut list = String::new();
-    for (name, value) in &sets {
-        list.push_str(name);
-        list.push('\n');
-        list.push_str(value);
-        list.push('\n');
-    }
-    let r = masked_response(&resp, &body, &list, mask::MASKED_DELETES);
+    let r = DELETES
+        .with(|deletes| masked_response(&resp, &body, &set_list(&sets), deletes))
+        .map_err(|_| Error::Internal)?;
     Ok((r, Some(MaskRecord::new(why, rules, &counts, complete))))
 }

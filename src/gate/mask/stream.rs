@@ -346,12 +346,20 @@ pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
 
 /// `last4` ([`last4`]) of `text`, written as a JSON string literal (no allocation).
 pub fn write_last4(out: &mut Vec<u8>, text: &str) {
-    // The start of the fourth character from the end, when a fifth one precedes it.
-    let mut rev = text.char_indices().rev();
-    let fourth = rev.nth(3).map(|(at, _)| at);
-    let tail = match (fourth, rev.next()) {
-        (Some(at), Some(_)) => text.get(at..).unwrap_or_default(),
-        _ => "",
+    let tail = if text.is_ascii() {
+        // (One byte per character.)
+        match text.len().checked_sub(4) {
+            Some(at) if at > 0 => text.get(at..).unwrap_or_default(),
+            _ => "",
+        }
+    } else {
+        // The start of the fourth character from the end, when a fifth one precedes it.
+        let mut rev = text.char_indices().rev();
+        let fourth = rev.nth(3).map(|(at, _)| at);
+        match (fourth, rev.next()) {
+            (Some(at), Some(_)) => text.get(at..).unwrap_or_default(),
+            _ => "",
+        }
     };
     out.extend_from_slice(b"\"****");
     write_json_chars(out, tail);
@@ -1367,7 +1375,35 @@ impl<'m> Transformer<'m> {
 
 #[cfg(test)]
 mod tests {
-    use super::{plain_ascii, plain_run};
+    use super::{last4, plain_ascii, plain_run, write_last4};
+
+    #[test]
+    fn write_last4_equals_last4_for_ascii_and_other_text() {
+        let mut texts: Vec<String> = (0..12).map(|n| "0123456789ab"[..n].to_owned()).collect();
+        // Every ASCII byte (controls and quotes escaped) in each of the last five places.
+        for b in 0..0x80u8 {
+            for at in 0..6 {
+                let mut t = b"abcdef".to_vec();
+                t[at] = b;
+                texts.push(String::from_utf8(t).unwrap());
+            }
+        }
+        texts.extend(
+            [
+                "caf\u{e9}s!",
+                "\u{e9}\u{e9}\u{e9}\u{e9}",
+                "x\u{1f600}\u{e9}\u{e9}\u{e9}",
+                "\u{e9}abcd",
+            ]
+            .map(String::from),
+        );
+        for t in &texts {
+            let mut out = Vec::new();
+            write_last4(&mut out, t);
+            let got: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(got, serde_json::Value::String(last4(t)), "{t:?}");
+        }
+    }
 
     #[test]
     fn the_word_at_a_time_scan_stops_where_the_byte_by_byte_one_does() {
