@@ -12,10 +12,10 @@
 //! ([`split`]: one row each in the log).
 //!
 //! Measured in situ (session 7, `benches/audit/swap.py`; docs/performance.md, "Async decision
-//! log: where the time went (session 7)"): a flush costs a few ms of the workerd process's CPU
-//! whatever its size (the timer, the object call, its commit), a record about 18 µs (built,
-//! its credential hashed, sent, leaf-hashed, stored); so the CPU a request adds is about
-//! `18 µs + F / records per flush`. Hence `MAX_WAIT` 1 s (500 ms before) and `TARGET` 512 (256
+//! log: where the time went (session 7)"): a flush costs up to ~5 ms of the workerd process's
+//! CPU whatever its size on a busy machine (the timer, the object call, its commit), a record
+//! some 20–40 µs (built, its credential hashed, sent, leaf-hashed, stored); so the CPU a
+//! request adds is about `P + F / records per flush`. Hence `MAX_WAIT` 1 s (500 ms before) and `TARGET` 512 (256
 //! before): fewer, larger flushes, for a loss window of at most 1 s (and, for a busy isolate,
 //! its last 512 records).
 
