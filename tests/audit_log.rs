@@ -336,3 +336,23 @@ fn a_log_whose_tiles_are_missing_takes_no_append() {
     assert_eq!(store.size.get(), 5);
     assert!(store.batches.borrow().is_empty());
 }
+
+/// The async loss window the README promises is the one the queue keeps (session 7: 1 s and
+/// 512 records, from 500 ms and 256): the README's durability paragraph names both bounds of
+/// `gate::audit::batch`, so neither changes without the other.
+#[test]
+fn the_readme_states_the_async_flush_bounds() {
+    use attestgate::gate::audit::batch::{MAX_BATCH, MAX_WAIT, TARGET};
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let wait = match MAX_WAIT.as_millis() {
+        ms if ms % 1000 == 0 => format!("{} s", ms / 1000),
+        ms => format!("{ms} ms"),
+    };
+    let sent = format!("sent once it holds {TARGET} records, else {wait} after its first record");
+    assert!(readme.contains(&sent), "README lacks {sent:?}");
+    let busy = format!("a busy isolate: its last {TARGET} records");
+    assert!(readme.contains(&busy), "README lacks {busy:?}");
+    // A send at the target is one append.
+    const { assert!(TARGET <= MAX_BATCH) };
+}

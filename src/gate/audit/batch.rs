@@ -10,15 +10,23 @@
 //! one at most `MAX_WAIT` after a record — that, plus one round trip, is the loss window. What
 //! is sent goes in batches of at most [`MAX_BATCH`] records and [`MAX_BATCH_BYTES`] bytes
 //! ([`split`]: one row each in the log).
+//!
+//! Measured in situ (session 7, `benches/audit/swap.py`; docs/performance.md, "Async decision
+//! log: where the time went (session 7)"): a flush costs up to ~5 ms of the workerd process's
+//! CPU whatever its size on a busy machine (the timer, the object call, its commit), a record
+//! some 20–40 µs (built, its credential hashed, sent, leaf-hashed, stored); so the CPU a
+//! request adds is about `P + F / records per flush`. Hence `MAX_WAIT` 1 s (500 ms before) and `TARGET` 512 (256
+//! before): fewer, larger flushes, for a loss window of at most 1 s (and, for a busy isolate,
+//! its last 512 records).
 
 use std::time::Duration;
 
 pub use super::sequencer::MAX_BATCH;
 
-/// The queue is sent as soon as it holds this many records ...
-pub const TARGET: usize = 256;
+/// The queue is sent as soon as it holds this many records (one append: at most [`MAX_BATCH`]) ...
+pub const TARGET: usize = 512;
 /// ... and at the latest this long after the first record queued since the last send.
-pub const MAX_WAIT: Duration = Duration::from_millis(500);
+pub const MAX_WAIT: Duration = Duration::from_secs(1);
 /// Longest append body (the origin line and the records, one per line): its records are stored
 /// as one row, well within a Durable Object's row limit (2 MB).
 pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
