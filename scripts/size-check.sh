@@ -16,8 +16,11 @@ cd "$ROOT"
 
 # Raised from 250,000 to 370,000 bytes when issues 14-18 landed together (363,237 bytes with the
 # default policies), with the cold-start figures before and after in docs/performance.md ("The
-# size gate, raised for issues 14-18"). Lower it again as the Worker sheds code; never drop it.
-BUDGET_GZIP_BYTES="${SIZE_BUDGET_GZIP_BYTES:-370000}"
+# size gate, raised for issues 14-18"). Lowered to 300,000 when the Worker stopped carrying the
+# policy compiler (issue 19 item 4: 366,160 -> 294,661 bytes; docs/performance.md, "Cold start:
+# the compiled policy embedded"), so that the gain is kept. Lower it again as the Worker sheds
+# code; never drop it.
+BUDGET_GZIP_BYTES="${SIZE_BUDGET_GZIP_BYTES:-300000}"
 
 if [ -z "${SIZE_CHECK_NO_BUILD:-}" ]; then
   echo "size-check: building with the default policies (scripts/build.sh)"
