@@ -662,16 +662,17 @@ pub fn enqueue(env: &Env, ctx: &wasm_bindgen::JsValue, origin: &str, record: Str
         );
         return;
     };
-    let env = env.clone();
-    let origin = origin.to_owned();
+    // Most records join the flush already waiting: nothing is cloned for them.
     let task = if batch::send_now(queued) {
         let taken = take();
+        let (env, origin) = (env.clone(), origin.to_owned());
         wasm_bindgen_futures::future_to_promise(async move {
             send(&env, &origin, taken).await;
             Ok(wasm_bindgen::JsValue::UNDEFINED)
         })
     } else if !WAITING.with(Cell::get) {
         WAITING.with(|w| w.set(true));
+        let (env, origin) = (env.clone(), origin.to_owned());
         wasm_bindgen_futures::future_to_promise(async move {
             super::task::sleep(batch::MAX_WAIT).await;
             WAITING.with(|w| w.set(false));

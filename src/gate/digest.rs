@@ -4,12 +4,13 @@
 
 use sha2::{Digest, Sha256};
 
-/// SHA-256 of the length-prefixed `parts`.
-pub fn parts(parts: &[&str]) -> [u8; 32] {
+/// SHA-256 of the length-prefixed `parts` (text or bytes).
+pub fn parts<P: AsRef<[u8]>>(parts: &[P]) -> [u8; 32] {
     let mut h = Sha256::new();
     for part in parts {
+        let part = part.as_ref();
         h.update((part.len() as u64).to_be_bytes());
-        h.update(part.as_bytes());
+        h.update(part);
     }
     h.finalize().into()
 }

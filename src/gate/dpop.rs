@@ -8,8 +8,6 @@
 //! key's RFC 7638 thumbprint. The `nonce` and the `jti` are single use; the pipeline consumes
 //! them last, after every other check passed.
 
-use sha2::{Digest, Sha256};
-
 use crate::jose::{self, b64, Alg, Limits, SignatureVerifier};
 use crate::Error;
 
@@ -25,7 +23,8 @@ pub const MAX_JTI: usize = 256;
 pub struct Expect<'a> {
     pub method: &'a str,
     pub htu: &'a str,
-    pub access_token: &'a str,
+    /// SHA-256 of the access token (what `ath` carries, base64url).
+    pub access_token_sha256: &'a [u8; 32],
     /// The access token's `cnf.jkt`.
     pub jkt: Option<&'a str>,
     pub skew_secs: i64,
@@ -75,7 +74,7 @@ pub async fn verify<V: SignatureVerifier>(
         .filter(|j| !j.is_empty() && j.len() <= MAX_JTI)
         .ok_or(Error::DpopProofInvalid)?
         .to_owned();
-    let ath = b64::encode(&Sha256::digest(expect.access_token.as_bytes()));
+    let ath = b64::encode(expect.access_token_sha256);
     if text("ath") != Some(ath.as_str()) {
         return Err(Error::DpopProofInvalid);
     }

@@ -102,6 +102,7 @@ where
     let credential = provider
         .family
         .extract(req.headers, || false)?
+        .map(crate::gate::family::Credential::new)
         .ok_or(Error::MissingToken)?;
     let claims = provider
         .family

@@ -5,9 +5,10 @@
 //! issuer, audience, lifetime, required claims), the bindings, the route's checks and the
 //! single-use checks run on every request.
 //!
-//! - **Key**: SHA-256 over the provider name and the exact token bytes (length-prefixed), so a
-//!   token that differs in one byte — one signature byte included — is a different entry and is
-//!   verified afresh. The token text is never kept.
+//! - **Key**: SHA-256 over the provider name and the SHA-256 of the exact token bytes
+//!   (length-prefixed), so a token that differs in one byte — one signature byte included — is a
+//!   different entry and is verified afresh. The token text is never kept. The token's SHA-256 is
+//!   the one the decision record names and the DPoP `ath` compares: computed once per request.
 //! - **Bound to the key set that verified it**: an entry holds a weak reference to the key set;
 //!   a lookup hits only when the key set now in use is that very set. A JWKS change, a key
 //!   removal or an HMAC secret rotation makes a new set, and every entry of the old one misses
@@ -119,9 +120,10 @@ impl VerifiedCache {
         !key.alg().is_hmac()
     }
 
-    /// The key for `token` presented to `provider`.
-    pub fn digest(provider: &str, token: &str) -> TokenDigest {
-        crate::gate::digest::parts(&[provider, token])
+    /// The key for a token presented to `provider`, from the token's SHA-256 (computed once per
+    /// request, [`crate::gate::family::Credential::sha256`]).
+    pub fn digest(provider: &str, token_sha256: &[u8; 32]) -> TokenDigest {
+        crate::gate::digest::parts(&[provider.as_bytes(), token_sha256])
     }
 
     /// Whether `digest`'s signature verified with exactly `keys` and the entry is still live at
@@ -217,6 +219,12 @@ impl VerifiedCache {
 mod tests {
     use super::*;
 
+    /// The cache key of `token` presented to `provider`, as the JWT family makes it.
+    fn key(provider: &str, token: &str) -> TokenDigest {
+        let credential = crate::gate::family::Credential::new(token.to_owned());
+        VerifiedCache::digest(provider, credential.sha256())
+    }
+
     fn set() -> Arc<KeySet> {
         Arc::new(KeySet::from_keys(Vec::new()))
     }
@@ -225,7 +233,7 @@ mod tests {
     fn a_hit_needs_the_same_provider_token_and_key_set_before_exp() {
         let c = VerifiedCache::default();
         let keys = set();
-        let d = VerifiedCache::digest("agent", "a.b.c");
+        let d = key("agent", "a.b.c");
         assert!(!c.hit(&d, &keys, 100));
         c.insert(d, &keys, 200, 5);
         assert!(c.hit(&d, &keys, 100));
@@ -239,8 +247,8 @@ mod tests {
             }
         );
         // Another provider, another token (one byte), another key set: misses.
-        assert!(!c.hit(&VerifiedCache::digest("device", "a.b.c"), &keys, 100));
-        assert!(!c.hit(&VerifiedCache::digest("agent", "a.b.d"), &keys, 100));
+        assert!(!c.hit(&key("device", "a.b.c"), &keys, 100));
+        assert!(!c.hit(&key("agent", "a.b.d"), &keys, 100));
         let rotated = set();
         assert!(!c.hit(&d, &rotated, 100));
         // ... and the stale entry is gone, even for the old set.
@@ -252,7 +260,7 @@ mod tests {
     fn an_entry_never_outlives_the_token_or_its_key_set() {
         let c = VerifiedCache::default();
         let keys = set();
-        let d = VerifiedCache::digest("agent", "t");
+        let d = key("agent", "t");
         c.insert(d, &keys, 200, 1);
         assert!(!c.hit(&d, &keys, 200), "exp reached");
         assert_eq!(c.len(), 0);
@@ -268,7 +276,7 @@ mod tests {
         // 4 entries in all: two generations of 2.
         let c = VerifiedCache::new(4, 200);
         let keys = set();
-        let d = |i: u8| VerifiedCache::digest("p", &format!("token-{i}"));
+        let d = |i: u8| key("p", &format!("token-{i}"));
         c.insert(d(0), &keys, 1000, 10);
         c.insert(d(1), &keys, 1000, 10);
         c.insert(d(2), &keys, 1000, 10); // young full: {0, 1} become old
@@ -285,12 +293,7 @@ mod tests {
         assert!(c.hit(&d(4), &keys, 1));
         // A flood never grows it past its bounds.
         for i in 0..200u8 {
-            c.insert(
-                VerifiedCache::digest("p", &format!("flood-{i}")),
-                &keys,
-                1000,
-                1,
-            );
+            c.insert(key("p", &format!("flood-{i}")), &keys, 1000, 1);
             assert!(c.len() <= 4);
         }
         c.clear();

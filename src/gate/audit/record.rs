@@ -65,11 +65,6 @@ pub fn policy_hash(embedded: &[u8]) -> String {
     b64::encode(&Sha256::digest(embedded))
 }
 
-/// base64url SHA-256 of a credential, as a record names it.
-pub fn token_hash(credential: &str) -> [u8; 32] {
-    Sha256::digest(credential.as_bytes()).into()
-}
-
 /// The record's canonical text, written member by member in canonical order.
 struct Writer {
     out: String,

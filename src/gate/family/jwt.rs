@@ -9,7 +9,7 @@ use crate::gate::binding;
 use crate::gate::compiled::ProviderRt;
 use crate::gate::dpop;
 use crate::gate::extract::{self, HeaderSource};
-use crate::gate::family::{CredentialFamily, Location, Schemes};
+use crate::gate::family::{Credential, CredentialFamily, Location, Schemes};
 use crate::gate::nonce;
 use crate::gate::phase::request::Request;
 use crate::gate::phase::single_use::{store_key, SingleUse};
@@ -51,14 +51,15 @@ impl Jwt {
         &self,
         gate: &Gate,
         provider: &ProviderRt,
-        token: &str,
+        credential: &Credential,
         keys: &Arc<KeySet>,
         env: &Env<'_, K, V, R>,
     ) -> Result<Claims, Error> {
+        let token = credential.as_str();
         let selected = jose::select(token, &self.profile, keys)?;
         let cache = gate.token_cache();
         let digest = VerifiedCache::worth_caching(selected.key())
-            .then(|| VerifiedCache::digest(&provider.name, token));
+            .then(|| VerifiedCache::digest(&provider.name, credential.sha256()));
         let cached = digest.as_ref().is_some_and(|d| cache.hit(d, keys, env.now));
         if !cached {
             selected.verify_signature(env.verifier).await?;
@@ -166,7 +167,7 @@ impl CredentialFamily for Jwt {
         &self,
         gate: &Gate,
         provider: &ProviderRt,
-        token: &str,
+        token: &Credential,
         env: &Env<'_, K, V, R>,
     ) -> Result<Claims, Error> {
         let keys = env.keys.keys(provider, false).await?;
@@ -184,7 +185,7 @@ impl CredentialFamily for Jwt {
     async fn bind<H: HeaderSource + ?Sized, K, V: SignatureVerifier, R>(
         &self,
         gate: &Gate,
-        token: &str,
+        token: &Credential,
         claims: &Claims,
         req: &Request<'_, H>,
         env: &Env<'_, K, V, R>,
@@ -207,7 +208,7 @@ impl CredentialFamily for Jwt {
                 &dpop::Expect {
                     method: req.method,
                     htu: req.url.htu,
-                    access_token: token,
+                    access_token_sha256: token.sha256(),
                     jkt: claims.get_path(&["cnf", "jkt"]).and_then(|v| v.as_str()),
                     skew_secs: gate.skew_secs,
                     now: env.now,

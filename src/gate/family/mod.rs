@@ -14,6 +14,8 @@
 
 pub mod jwt;
 
+use std::cell::OnceCell;
+
 use crate::gate::compiled::ProviderRt;
 use crate::gate::extract::HeaderSource;
 use crate::gate::phase::request::Request;
@@ -38,6 +40,37 @@ pub struct Location<'a> {
 pub struct Schemes {
     pub bearer: bool,
     pub dpop: bool,
+}
+
+/// A credential as presented, and its SHA-256, computed at most once per request and shared by
+/// everything that needs it: the verified-token cache key, the decision record's token hash
+/// (issue 17) and the DPoP proof's `ath` (RFC 9449 §4.3).
+#[derive(Debug)]
+pub struct Credential {
+    text: String,
+    sha256: OnceCell<[u8; 32]>,
+}
+
+impl Credential {
+    pub fn new(text: String) -> Self {
+        Credential {
+            text,
+            sha256: OnceCell::new(),
+        }
+    }
+
+    /// The credential's text, exactly as presented.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// SHA-256 of the credential's bytes.
+    pub fn sha256(&self) -> &[u8; 32] {
+        self.sha256.get_or_init(|| {
+            use sha2::Digest as _;
+            sha2::Sha256::digest(self.text.as_bytes()).into()
+        })
+    }
 }
 
 /// One credential family. Every method is pure but `verify` and `bind`, which reach the seams
@@ -76,7 +109,7 @@ pub trait CredentialFamily: Sized {
         &self,
         gate: &Gate,
         provider: &ProviderRt,
-        credential: &str,
+        credential: &Credential,
         env: &Env<'_, K, V, R>,
     ) -> Result<Claims, Error>;
 
@@ -86,7 +119,7 @@ pub trait CredentialFamily: Sized {
     async fn bind<H: HeaderSource + ?Sized, K, V: SignatureVerifier, R>(
         &self,
         gate: &Gate,
-        credential: &str,
+        credential: &Credential,
         claims: &Claims,
         req: &Request<'_, H>,
         env: &Env<'_, K, V, R>,
@@ -156,7 +189,7 @@ macro_rules! families {
                 &self,
                 gate: &Gate,
                 provider: &ProviderRt,
-                credential: &str,
+                credential: &Credential,
                 env: &Env<'_, K, V, R>,
             ) -> Result<Claims, Error> {
                 match self {
@@ -167,7 +200,7 @@ macro_rules! families {
             async fn bind<H: HeaderSource + ?Sized, K, V: SignatureVerifier, R>(
                 &self,
                 gate: &Gate,
-                credential: &str,
+                credential: &Credential,
                 claims: &Claims,
                 req: &Request<'_, H>,
                 env: &Env<'_, K, V, R>,
@@ -192,4 +225,21 @@ families! {
 /// here.
 fn kind_of(_provider: &Provider) -> &'static str {
     "jwt"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Credential;
+
+    /// FIPS 180-2's `abc` example, and the same digest on a second call.
+    #[test]
+    fn a_credential_hashes_its_exact_bytes() {
+        let c = Credential::new("abc".to_owned());
+        let want = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let hex: String = c.sha256().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, want);
+        assert_eq!(c.sha256(), c.sha256());
+        assert_eq!(c.as_str(), "abc");
+        assert_ne!(Credential::new("abd".to_owned()).sha256(), c.sha256());
+    }
 }

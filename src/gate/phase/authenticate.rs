@@ -8,7 +8,7 @@
 
 use crate::gate::compiled::ProviderRt;
 use crate::gate::extract::{self, HeaderSource};
-use crate::gate::family::CredentialFamily;
+use crate::gate::family::{Credential, CredentialFamily};
 use crate::gate::phase::record::Principal;
 use crate::gate::phase::request::Request;
 use crate::gate::phase::single_use::SingleUse;
@@ -36,12 +36,12 @@ where
     V: SignatureVerifier,
 {
     // Step 3: extraction for every provider the route names.
-    let mut presented: Vec<(&ProviderRt, String)> = Vec::new();
+    let mut presented: Vec<(&ProviderRt, Credential)> = Vec::new();
     let mut missing = false;
     for provider in gate.route_providers(route) {
         let sibling = || scheme_of_sibling(gate, route, provider, req.headers);
         match provider.family.extract(req.headers, sibling)? {
-            Some(credential) => presented.push((provider, credential)),
+            Some(credential) => presented.push((provider, Credential::new(credential))),
             None => missing = true,
         }
     }
@@ -49,7 +49,7 @@ where
     if route.audit.is_on() {
         principal.presented = presented
             .iter()
-            .map(|(p, c)| (p.name.as_str(), crate::gate::audit::record::token_hash(c)))
+            .map(|(p, c)| (p.name.as_str(), *c.sha256()))
             .collect();
     }
     if presented.is_empty() || (missing && Gate::requires_all(route)) {
