@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use attestgate::api::{self, Gateway, MemoryReplay, Seams, StaticKeys};
 use attestgate::gate::audit::{jcs, record};
+use attestgate::gate::phase::record::Decision;
 use attestgate::jose::{block_on_ready, NativeVerifier};
 
 const NOW: i64 = 1_700_000_000;
@@ -77,17 +78,25 @@ fn claims(extra: Value) -> Value {
 }
 
 /// The record of one request, as the Worker builds it.
-fn record_of(gw: &Gateway, url: &str, tok: Option<&str>) -> (Value, String) {
-    let headers: Vec<(String, String)> = tok
-        .map(|t| vec![("authorization".to_owned(), format!("Bearer {t}"))])
-        .unwrap_or_default();
+/// The request headers of `tok` as a Bearer token (none without one).
+fn bearer(tok: Option<&str>) -> Vec<(String, String)> {
+    tok.map(|t| vec![("authorization".to_owned(), format!("Bearer {t}"))])
+        .unwrap_or_default()
+}
+
+/// The decision on a POST to `url` with `headers`.
+fn decide<'a>(
+    gw: &'a Gateway,
+    url: &'a str,
+    headers: &'a [(String, String)],
+    request_id: &'a str,
+) -> Decision<'a> {
     let req = api::Request {
         method: "POST",
         url,
-        headers: &headers,
+        headers,
     };
-    let keys = StaticKeys::new();
-    let replay = MemoryReplay::new();
+    let (keys, replay) = (StaticKeys::new(), MemoryReplay::new());
     let seams = Seams {
         keys: &keys,
         verifier: &NativeVerifier,
@@ -96,10 +105,15 @@ fn record_of(gw: &Gateway, url: &str, tok: Option<&str>) -> (Value, String) {
         signing_keys: None,
         deny: None,
     };
-    let d = block_on_ready(async {
-        Ok::<_, attestgate::jose::Error>(gw.decide(&req, &seams, NOW, "req-1").await)
+    block_on_ready(async {
+        Ok::<_, attestgate::jose::Error>(gw.decide(&req, &seams, NOW, request_id).await)
     })
-    .unwrap();
+    .unwrap()
+}
+
+fn record_of(gw: &Gateway, url: &str, tok: Option<&str>) -> (Value, String) {
+    let headers = bearer(tok);
+    let d = decide(gw, url, &headers, "req-1");
     let parts = attestgate::gate::url::split(url).unwrap();
     let cx = record::Context {
         policy_hash: "P",
@@ -400,28 +414,8 @@ fn the_record_is_the_canonical_form_of_every_member_whatever_the_decision() {
             "https://api.example.com/pay/%22q%22?a=b&secret=\u{7f}",
             "https://api.example.com/nowhere",
         ] {
-            let headers: Vec<(String, String)> = tok
-                .iter()
-                .map(|t| ("authorization".to_owned(), format!("Bearer {t}")))
-                .collect();
-            let req = api::Request {
-                method: "POST",
-                url,
-                headers: &headers,
-            };
-            let (keys, replay) = (StaticKeys::new(), MemoryReplay::new());
-            let seams = Seams {
-                keys: &keys,
-                verifier: &NativeVerifier,
-                replay: &replay,
-                nonce_key: None,
-                signing_keys: None,
-                deny: None,
-            };
-            let decided = block_on_ready(async {
-                Ok::<_, attestgate::jose::Error>(gw.decide(&req, &seams, NOW, "req-\"1\"").await)
-            })
-            .unwrap();
+            let headers = bearer(tok.as_deref());
+            let decided = decide(&gw, url, &headers, "req-\"1\"");
             let parts = attestgate::gate::url::split(url).unwrap();
             // As decided, then with what the executor or the operator API adds.
             for variant in 0..4 {
