@@ -46,8 +46,10 @@ WARM = int(os.environ.get("WARM", "300"))
 SETTLE = float(os.environ.get("SETTLE", "1.6"))
 
 
-def batches(folder: Path) -> str:
-    """The log's size and how many batch rows hold it (the tile layout), from its SQLite."""
+def log_rows(folder: Path) -> tuple[int, int | None] | None:
+    """The AuditLog's size and how many batch rows hold it (None: the earlier layout, without
+    batch rows), read from the SQLite of the workerd process persisted in `folder`; None without
+    a log. Also used by benches/audit/window.py."""
     for f in glob.glob(str(folder / "persist-attestgate" / "**" / "*.sqlite"), recursive=True):
         con = sqlite3.connect(f"file:{f}?mode=ro", uri=True)
         try:
@@ -57,12 +59,24 @@ def batches(folder: Path) -> str:
             row = con.execute("SELECT v FROM meta WHERE k = 'size'").fetchone()
             size = int(row[0]) if row else 0
             if "entries" not in tables:
-                return f"{size} records (the earlier layout: no batch rows)"
-            n = con.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
-            return f"{size} records in {n} batches ({size / max(n, 1):.1f} per batch)"
+                return size, None
+            return size, con.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+        except sqlite3.Error:
+            continue
         finally:
             con.close()
-    return "no log"
+    return None
+
+
+def batches(folder: Path) -> str:
+    """The log's size and how many batch rows hold it (the tile layout)."""
+    rows = log_rows(folder)
+    if rows is None:
+        return "no log"
+    size, n = rows
+    if n is None:
+        return f"{size} records (the earlier layout: no batch rows)"
+    return f"{size} records in {n} batches ({size / max(n, 1):.1f} per batch)"
 
 
 def main() -> None:

@@ -16,11 +16,9 @@ an isolate's death loses the record.
 from __future__ import annotations
 
 import base64
-import glob
 import os
 import secrets
 import shutil
-import sqlite3
 import statistics
 import sys
 import time
@@ -30,22 +28,18 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benches"))
 import workerd as B  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from swap import log_rows  # noqa: E402
+
 PORT = int(os.environ.get("AB_PORT", "47123"))
 REPEAT = int(os.environ.get("REPEAT", "8"))
 GAP = float(os.environ.get("GAP", "3.0"))
 
 
 def size(folder: Path) -> int:
-    for f in glob.glob(str(folder / "persist-attestgate" / "**" / "*.sqlite"), recursive=True):
-        con = sqlite3.connect(f"file:{f}?mode=ro", uri=True)
-        try:
-            row = con.execute("SELECT v FROM meta WHERE k = 'size'").fetchone()
-            return int(row[0]) if row else 0
-        except sqlite3.Error:
-            continue
-        finally:
-            con.close()
-    return 0
+    """The AuditLog's size (0 before it has one)."""
+    rows = log_rows(folder)
+    return rows[0] if rows else 0
 
 
 def main() -> None:
