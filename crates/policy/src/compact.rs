@@ -258,27 +258,27 @@ write_elements!(
     SerializeTupleVariant::serialize_field
 );
 
-impl ser::SerializeStruct for &mut Writer {
-    type Ok = ();
-    type Error = CompactError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, _: &'static str, value: &T) -> Result<()> {
-        value.serialize(&mut **self)
-    }
-    fn end(self) -> Result<()> {
-        Ok(())
-    }
+/// A struct's fields, named or not, are its values one after the other.
+macro_rules! write_fields {
+    ($($trait:ident),*) => {$(
+        impl ser::$trait for &mut Writer {
+            type Ok = ();
+            type Error = CompactError;
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                _: &'static str,
+                value: &T,
+            ) -> Result<()> {
+                value.serialize(&mut **self)
+            }
+            fn end(self) -> Result<()> {
+                Ok(())
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeStructVariant for &mut Writer {
-    type Ok = ();
-    type Error = CompactError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, _: &'static str, value: &T) -> Result<()> {
-        value.serialize(&mut **self)
-    }
-    fn end(self) -> Result<()> {
-        Ok(())
-    }
-}
+write_fields!(SerializeStruct, SerializeStructVariant);
 
 // ---- reading -----------------------------------------------------------------------------------
 
