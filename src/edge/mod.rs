@@ -89,7 +89,8 @@ fn isolate() -> std::result::Result<Rc<Isolate>, Error> {
             challenges: RefCell::new(RateLimiter::for_challenges()),
             audit: AuditIdentity {
                 origin: format!("{}/attestgate/decisions", gate.realm),
-                policy_hash: crate::gate::audit::record::policy_hash(crate::EMBEDDED_POLICY),
+                // The same value a receipt names, computed once.
+                policy_hash: gate.policy_sha256().to_owned(),
             },
             signing: signing::IsolateSigning::new(),
             tokens: inject::TokenStore::default(),

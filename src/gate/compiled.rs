@@ -205,12 +205,12 @@ impl Gate {
     pub fn policy_sha256(&self) -> &str {
         self.policy_sha256.get_or_init(|| {
             #[cfg(not(target_arch = "wasm32"))]
-            let form = self.policy.to_compiled();
+            let form = &self.policy.to_compiled();
             // The Worker's one policy is the embedded one (`from_embedded`), whose form this is
             // (the same bytes, tested natively): the wasm links no policy serialiser.
             #[cfg(target_arch = "wasm32")]
-            let form = crate::EMBEDDED_POLICY.to_vec();
-            crate::gate::digest::sha256_b64url(&form)
+            let form = crate::EMBEDDED_POLICY;
+            crate::gate::audit::record::policy_hash(form)
         })
     }
 

@@ -33,13 +33,6 @@ pub fn content_digest(body: &[u8]) -> String {
     format!("sha-256=:{std}=:")
 }
 
-/// Issue 14: SHA-256 of `bytes`, base64url without padding (the compiled policy's hash in a
-/// receipt).
-pub fn sha256_b64url(bytes: &[u8]) -> String {
-    let digest: [u8; 32] = Sha256::digest(bytes).into();
-    crate::jose::b64::encode(&digest)
-}
-
 #[cfg(test)]
 mod tests {
     use sha2::Digest as _;

@@ -60,7 +60,9 @@ pub struct Context<'a> {
 }
 
 /// base64url SHA-256 of the policy's embedded compiled form (`attestgate::EMBEDDED_POLICY`,
-/// which `attestgate audit policy-hash DIR` recomputes from a policy folder).
+/// which `attestgate audit policy-hash DIR` recomputes from a policy folder): the one definition
+/// of the policy hash, which [`crate::gate::Gate::policy_sha256`] computes once per isolate for
+/// receipts and records alike.
 pub fn policy_hash(embedded: &[u8]) -> String {
     b64::encode(&Sha256::digest(embedded))
 }
