@@ -128,20 +128,10 @@ impl Sql<'_> {
 
     /// Record `index` (below the committed size): a line of the batch row it is in.
     fn record(&self, index: u64) -> Result<Option<String>> {
-        let row = rows(self.0.exec(
-            "SELECT first, records FROM entries WHERE first <= ? ORDER BY first DESC LIMIT 1;",
-            vec![int(index)],
-        )?)?;
-        Ok(match row.first().map(Vec::as_slice) {
-            Some([SqlStorageValue::Integer(first), SqlStorageValue::String(records)]) => {
-                let at = u64::try_from(*first)
-                    .ok()
-                    .and_then(|first| index.checked_sub(first))
-                    .and_then(|at| usize::try_from(at).ok());
-                at.and_then(|at| records.split('\n').nth(at).map(str::to_owned))
-            }
-            _ => None,
-        })
+        let Some(end) = index.checked_add(1) else {
+            return Ok(None);
+        };
+        Ok(self.records(index, end)?.and_then(|mut one| one.pop()))
     }
 
     /// Records `[start, end)` (below the committed size), from the batch rows that hold them,
